@@ -1,0 +1,222 @@
+/**
+ * The daemon: capture -> decode -> knock machine -> firewall, plus the reconcile loop and the
+ * readiness it reports. Adapters come in through Deps, so this wiring is testable in isolation.
+ */
+import { performance } from "node:perf_hooks";
+import type { Config, Door } from "./config.js";
+import { buildBpfFilter } from "./bpf.js";
+import type { Capture, FrameHandler } from "./capture.js";
+import { Decoder, type LinkType } from "./decode.js";
+import type { Firewall } from "./firewall/firewall.js";
+import { GrantBook } from "./grant-book.js";
+import type { Check } from "./http.js";
+import { KnockMachine, type KnockEvent } from "./knock-machine.js";
+import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
+
+export interface Deps {
+  config: Config;
+  interfaces: readonly string[];
+  firewall: Firewall;
+  log: Logger;
+  metrics: Metrics;
+  openCapture(iface: string, filter: string, onFrame: FrameHandler): Capture;
+  interfaceLinkType(iface: string): LinkType | undefined;
+  /** Monotonic milliseconds. */
+  now?: () => number;
+}
+
+/** How often timed-out attempts and expired grants are swept (for the metrics and audit log). */
+const SWEEP_MS = 1000;
+
+const portsText = (door: Door) => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
+
+export class Daemon {
+  private readonly now: () => number;
+  private readonly machine: KnockMachine;
+  private readonly grants = new GrantBook();
+  private readonly captures = new Map<string, Capture>();
+  private readonly captureErrors = new Map<string, string>();
+  private firewallError: string | null = "not reconciled yet";
+  private grantError: string | null = null;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  /** Capture time of the packet being handled: knock-to-open runs from here. */
+  private packetAt = 0;
+  private stopped = false;
+
+  constructor(private readonly deps: Deps) {
+    this.now = deps.now ?? (() => performance.now());
+    this.machine = new KnockMachine(deps.config.doors, deps.config.maxTracked, (e) => this.onKnockEvent(e));
+  }
+
+  get tracked(): number {
+    return this.machine.tracked;
+  }
+
+  /** Installs the firewall (failure is fatal: we cannot protect), then starts capturing. */
+  async start(): Promise<void> {
+    await this.reconcile(true);
+    if (this.firewallError !== null) throw new Error(this.firewallError);
+    for (const iface of this.deps.interfaces) this.openCaptureOn(iface);
+    this.scheduleReconcile();
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+  }
+
+  readiness(): Check[] {
+    const checks: Check[] = this.deps.interfaces.map((iface) => {
+      const error = this.captureErrors.get(iface);
+      return { name: `capture:${iface}`, ok: error === undefined, ...(error !== undefined ? { detail: error } : {}) };
+    });
+    checks.push({ name: "firewall", ok: this.firewallError === null, ...(this.firewallError ? { detail: this.firewallError } : {}) });
+    checks.push({ name: "grants", ok: this.grantError === null, ...(this.grantError ? { detail: this.grantError } : {}) });
+    return checks;
+  }
+
+  /** Stops capturing and timers; with KNOCK_ON_EXIT=remove also takes the firewall objects away. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const capture of this.captures.values()) capture.close();
+    this.captures.clear();
+    this.deps.firewall.close();
+    if (this.deps.config.onExit === "remove") {
+      await this.deps.firewall.remove();
+      this.deps.log.info({ event: "firewall_removed" }, "removed every knockgate firewall object");
+    } else {
+      this.deps.log.info({ event: "firewall_kept", grants: this.grants.size }, "protection stays in place; grants expire on their own");
+    }
+  }
+
+  private openCaptureOn(iface: string): void {
+    const { log, metrics } = this.deps;
+    try {
+      const linkType = this.deps.interfaceLinkType(iface);
+      const filter = buildBpfFilter(this.machine.knockPorts(), linkType);
+      let decoder: Decoder | null = null;
+      const capture = this.deps.openCapture(iface, filter, (frame, length) => {
+        this.packetAt = this.now();
+        metrics.packets.seen.inc();
+        if (decoder === null) return;
+        const outcome = decoder.decode(frame, length);
+        if (outcome !== "knock") {
+          metrics.packets[outcome].inc();
+          return;
+        }
+        metrics.packets.decoded.inc();
+        this.machine.handle(decoder.knock, this.packetAt);
+      });
+      decoder = new Decoder(capture.linkType);
+      this.captures.set(iface, capture);
+      this.captureErrors.delete(iface);
+      log.info({ event: "capture_started", iface, linkType: capture.linkType, filter }, `capturing knocks on ${iface}`);
+    } catch (err) {
+      const message = (err as Error).message;
+      if (this.captureErrors.get(iface) !== message) log.error({ event: "capture_failed", iface, err: message }, message);
+      this.captureErrors.set(iface, message);
+    }
+  }
+
+  private onKnockEvent(e: KnockEvent): void {
+    const { log, metrics } = this.deps;
+    const door = e.door.name;
+    metrics.knock(door, e.result);
+    log.debug({ event: "knock", door, src: e.src, sequence: e.kind, result: e.result, stage: e.stage });
+    if (e.result !== "completed") return;
+    const startedAt = this.packetAt;
+    if (e.kind === "open") {
+      this.deps.firewall.grant(e.door, e.family, e.src).then(
+        () => {
+          const seconds = (this.now() - startedAt) / 1000;
+          metrics.knockToOpen.observe(seconds);
+          metrics.opened(door);
+          this.grantError = null;
+          const grant = this.grants.open(e.door, e.src, e.family, this.now());
+          log.info(
+            {
+              event: "open",
+              door,
+              src: e.src,
+              ports: portsText(e.door),
+              open_for_s: e.door.openForMs / 1000,
+              expires: Number.isFinite(grant.expiresAt) ? new Date(Date.now() + e.door.openForMs).toISOString() : null,
+              latency_ms: Math.round(seconds * 1e6) / 1e3,
+            },
+            `opened ${portsText(e.door)} for ${e.src}`,
+          );
+        },
+        (err: Error) => this.firewallFailed("grant", err, { door, src: e.src }),
+      );
+    } else {
+      this.deps.firewall.revoke(e.door, e.family, e.src).then(
+        () => {
+          this.grantError = null;
+          this.grants.close(e.door, e.src);
+          metrics.closed(door, "close_sequence");
+          log.info({ event: "close", door, src: e.src, ports: portsText(e.door), reason: "close_sequence" }, `closed ${portsText(e.door)} for ${e.src}`);
+        },
+        (err: Error) => this.firewallFailed("revoke", err, { door, src: e.src }),
+      );
+    }
+  }
+
+  private firewallFailed(action: string, err: Error, fields: Record<string, string>): void {
+    this.deps.metrics.firewallErrors.inc();
+    this.grantError = `${action} failed: ${err.message}`;
+    this.deps.log.error({ event: `${action}_failed`, ...fields, err: err.message }, `${action} failed: ${err.message}`);
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    this.machine.sweep(now);
+    for (const g of this.grants.expire(now)) {
+      this.deps.metrics.closed(g.door.name, "expired");
+      this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "expired" }, `grant for ${g.src} expired`);
+    }
+  }
+
+  private scheduleReconcile(): void {
+    if (this.stopped) return;
+    this.reconcileTimer = setTimeout(() => {
+      void this.reconcile(false).then(() => this.scheduleReconcile());
+    }, this.deps.config.reconcileIntervalMs);
+    this.reconcileTimer.unref();
+  }
+
+  private async reconcile(initial: boolean): Promise<void> {
+    const { firewall, log, metrics } = this.deps;
+    try {
+      const repairs = await firewall.reconcile();
+      if (this.firewallError !== null && !initial) log.info({ event: "firewall_recovered" }, "firewall is in place again");
+      this.firewallError = null;
+      if (repairs.length > 0) {
+        if (initial) log.info({ event: "firewall_installed", backend: firewall.backend, changes: repairs }, `firewall ready (${firewall.backend})`);
+        else {
+          metrics.firewallRepairs.inc(repairs.length);
+          log.warn({ event: "firewall_repaired", changes: repairs }, `put back: ${repairs.join("; ")}`);
+        }
+      } else if (initial) {
+        log.info({ event: "firewall_adopted", backend: firewall.backend }, `firewall already in place (${firewall.backend})`);
+      }
+    } catch (err) {
+      const message = (err as Error).message;
+      metrics.firewallErrors.inc();
+      if (this.firewallError !== message) log.error({ event: "firewall_reconcile_failed", err: message }, message);
+      this.firewallError = message;
+    }
+    if (initial) return;
+    for (const iface of this.deps.interfaces) {
+      const capture = this.captures.get(iface);
+      if (capture?.alive()) continue;
+      if (capture) {
+        capture.close();
+        this.captures.delete(iface);
+        this.captureErrors.set(iface, "interface went away");
+        log.warn({ event: "capture_lost", iface }, `interface ${iface} went away; reopening`);
+      }
+      this.openCaptureOn(iface);
+    }
+  }
+}

@@ -1,0 +1,54 @@
+/** Error catalogue: a stable code per failure class, and messages that say what to change. */
+
+export type ErrorCode = "KNOCK_E_CONFIG" | "KNOCK_E_FIREWALL" | "KNOCK_E_CAPTURE" | "KNOCK_E_USAGE";
+
+export class KnockError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "KnockError";
+  }
+}
+
+/** One problem with one variable; configuration reports all of them at once. */
+export interface ConfigProblem {
+  variable: string;
+  message: string;
+}
+
+export class ConfigError extends KnockError {
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super("KNOCK_E_CONFIG", problems.map((p) => `${p.variable}: ${p.message}`).join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+export class FirewallError extends KnockError {
+  constructor(
+    message: string,
+    readonly command: readonly string[],
+    readonly stderr: string,
+  ) {
+    super("KNOCK_E_FIREWALL", `${message}: ${command.join(" ")}${stderr ? `: ${stderr.trim()}` : ""}`);
+    this.name = "FirewallError";
+  }
+}
+
+export class CaptureError extends KnockError {
+  constructor(
+    readonly iface: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super("KNOCK_E_CAPTURE", `capture on ${iface}: ${message}`, options);
+    this.name = "CaptureError";
+  }
+}
+
+/** Exit codes from sysexits.h, so service managers can tell a config error from a crash. */
+export const EXIT_CONFIG = 78;
+export const EXIT_USAGE = 64;
+export const EXIT_SOFTWARE = 70;

@@ -1,0 +1,22 @@
+/** The firewall port: what the daemon needs from a backend, whichever it is. */
+import type { Door } from "../config.js";
+import type { Family } from "../types.js";
+
+export interface Firewall {
+  /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */
+  readonly backend: string;
+  /**
+   * Installs what is missing and repairs what differs from the plan; idempotent and cheap when all
+   * is in place. Returns a description of each repair (empty: nothing had to change).
+   */
+  reconcile(): Promise<string[]>;
+  /** Adds or refreshes a grant; resolves once the kernel has it. */
+  grant(door: Door, family: Family, src: string): Promise<void>;
+  revoke(door: Door, family: Family, src: string): Promise<void>;
+  /** Grants per door as the kernel sets hold them right now. */
+  countGrants(): Promise<Map<string, number>>;
+  /** Takes away every object of ours: jumps, chains, sets, table. */
+  remove(): Promise<void>;
+  /** Stops long-lived helper processes. */
+  close(): void;
+}

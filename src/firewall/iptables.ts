@@ -1,0 +1,176 @@
+/** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
+import { isIP } from "node:net";
+import type { Config, Door } from "../config.js";
+import { FirewallError } from "../errors.js";
+import type { Family } from "../types.js";
+import { LineSession, mustRun, type Runner } from "./exec.js";
+import type { Firewall } from "./firewall.js";
+import type { IptablesVariant } from "./detect.js";
+import {
+  CHAIN,
+  FAMILIES,
+  JUMP_RULE,
+  expectedAllowMembers,
+  iptablesChainPlan,
+  ipsetAllowName,
+  ipsetAllowScript,
+  ipsetCreateScript,
+  ipsetGrantLine,
+  ipsetName,
+  ipsetRevokeLine,
+  isOurIpset,
+  planMarker,
+} from "./plan.js";
+
+export class IptablesFirewall implements Firewall {
+  readonly backend: string;
+  // stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe.
+  private readonly ipset = new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+
+  constructor(
+    private readonly config: Config,
+    private readonly variant: IptablesVariant,
+    private readonly run: Runner,
+  ) {
+    this.backend = `iptables-${variant}`;
+  }
+
+  private tool(family: Family, suffix = ""): string {
+    return `${family === 4 ? "iptables" : "ip6tables"}-${this.variant}${suffix}`;
+  }
+
+  async reconcile(): Promise<string[]> {
+    const repairs: string[] = [];
+    const sets = await this.setNames();
+    const wanted = FAMILIES.flatMap((f) => [ipsetAllowName(f), ...this.config.doors.map((d) => ipsetName(d.name, f))]);
+    const missing = wanted.filter((n) => !sets.has(n));
+    if (missing.length > 0) {
+      await mustRun(this.run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config));
+      repairs.push(`created sets ${missing.join(", ")}`);
+    }
+    for (const family of FAMILIES) {
+      const members = await this.setMembers(ipsetAllowName(family));
+      const expected = expectedAllowMembers(this.config, family);
+      if (members.join(",") !== expected.join(",")) {
+        await mustRun(this.run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family));
+        repairs.push(`set ${ipsetAllowName(family)} to KNOCK_ALLOW`);
+      }
+    }
+    let rewrote = false;
+    for (const family of FAMILIES) {
+      const plan = iptablesChainPlan(this.config, family);
+      const chain = await this.run([this.tool(family), "-w", "-t", "mangle", "-S", CHAIN]);
+      const rules = chain.stdout.split("\n").filter((l) => l.startsWith(`-A ${CHAIN} `));
+      if (chain.code !== 0 || rules.length !== plan.ruleCount || !chain.stdout.includes(planMarker(this.config))) {
+        await mustRun(this.run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore);
+        repairs.push(chain.code !== 0 ? `created chain ${CHAIN} (IPv${family})` : `rewrote chain ${CHAIN} (IPv${family})`);
+        rewrote = true;
+      }
+      const prerouting = await mustRun(this.run, [this.tool(family), "-w", "-t", "mangle", "-S", "PREROUTING"]);
+      const jumps = prerouting.split("\n").filter((l) => l === JUMP_RULE).length;
+      if (jumps === 0) {
+        // First, so nobody's earlier ACCEPT in mangle can bypass the protection.
+        await mustRun(this.run, [this.tool(family), "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN]);
+        repairs.push(`inserted jump PREROUTING -> ${CHAIN} (IPv${family})`);
+      }
+      for (let extra = jumps - 1; extra > 0; extra--) {
+        await mustRun(this.run, [this.tool(family), "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
+        if (extra === 1) repairs.push(`removed ${jumps - 1} duplicate jump(s) (IPv${family})`);
+      }
+    }
+    if (rewrote) await this.destroyStaleSets(new Set(wanted), repairs);
+    return repairs;
+  }
+
+  /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
+  private async destroyStaleSets(wanted: ReadonlySet<string>, repairs: string[]): Promise<void> {
+    for (const name of await this.setNames()) {
+      if (!isOurIpset(name) || wanted.has(name)) continue;
+      const r = await this.run(["ipset", "destroy", name]);
+      if (r.code === 0) repairs.push(`destroyed stale set ${name}`);
+    }
+  }
+
+  private async setNames(): Promise<Set<string>> {
+    const out = await mustRun(this.run, ["ipset", "list", "-n"]);
+    return new Set(out.split("\n").filter(Boolean));
+  }
+
+  private async setMembers(name: string): Promise<string[]> {
+    const r = await this.run(["ipset", "list", name]);
+    if (r.code !== 0) return [];
+    const at = r.stdout.indexOf("Members:\n");
+    return r.stdout
+      .slice(at + "Members:\n".length)
+      .split("\n")
+      .map((l) => l.trim().split(" ")[0] ?? "")
+      .filter(Boolean)
+      .sort();
+  }
+
+  grant(door: Door, family: Family, src: string): Promise<void> {
+    return this.apply(ipsetGrantLine(door.name, family, checkedAddress(src, family), door.openForMs));
+  }
+
+  revoke(door: Door, family: Family, src: string): Promise<void> {
+    return this.apply(ipsetRevokeLine(door.name, family, checkedAddress(src, family)));
+  }
+
+  /** Through the long-lived session; if that fails, once more as a command of its own. */
+  private async apply(line: string): Promise<void> {
+    try {
+      await this.ipset.send(line);
+    } catch {
+      await mustRun(this.run, ["ipset", ...line.split(" ")]);
+    }
+  }
+
+  async countGrants(): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const door of this.config.doors) {
+      let total = 0;
+      for (const family of FAMILIES) {
+        const out = await mustRun(this.run, ["ipset", "list", "-t", ipsetName(door.name, family)]);
+        total += Number(/Number of entries: (\d+)/.exec(out)?.[1] ?? 0);
+      }
+      counts.set(door.name, total);
+    }
+    return counts;
+  }
+
+  async remove(): Promise<void> {
+    this.ipset.close();
+    await removeIptables(this.run, this.variant);
+  }
+
+  close(): void {
+    this.ipset.close();
+  }
+}
+
+/** Removes our jumps, chains and sets; what is already gone is fine. */
+export async function removeIptables(run: Runner, variant: IptablesVariant): Promise<void> {
+  for (const family of FAMILIES) {
+    const iptables = `${family === 4 ? "iptables" : "ip6tables"}-${variant}`;
+    // Bounded: a jump we cannot delete must not spin forever.
+    for (let i = 0; i < 100; i++) {
+      const r = await run([iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
+      if (r.code !== 0) break;
+    }
+    const exists = await run([iptables, "-w", "-t", "mangle", "-S", CHAIN]);
+    if (exists.code === 0) {
+      await mustRun(run, [iptables, "-w", "-t", "mangle", "-F", CHAIN]);
+      await mustRun(run, [iptables, "-w", "-t", "mangle", "-X", CHAIN]);
+    }
+  }
+  const sets = await mustRun(run, ["ipset", "list", "-n"]);
+  for (const name of sets.split("\n")) {
+    if (isOurIpset(name)) await mustRun(run, ["ipset", "destroy", name]);
+  }
+}
+
+/** The last check before an address reaches a command line: it must be an IP of the family. */
+export function checkedAddress(src: string, family: Family): string {
+  if (isIP(src) !== family) throw new FirewallError(`refusing "${src}": not an IPv${family} address`, [], "");
+  return src;
+}

@@ -1,0 +1,85 @@
+/** nftables backend: one table of our own, `inet knockgate`, with timeout sets for grants. */
+import type { Config, Door } from "../config.js";
+import { FirewallError } from "../errors.js";
+import type { Family } from "../types.js";
+import { LineSession, mustRun, type Runner } from "./exec.js";
+import type { Firewall } from "./firewall.js";
+import { checkedAddress } from "./iptables.js";
+import { FAMILIES, NFT_CHAIN, NFT_TABLE, nftGrantLine, nftPlan, nftRevokeLine, nftSetName, planMarker } from "./plan.js";
+
+/** Lines of `nft list chain` that are rules, not the chain's own header or braces. */
+export function countNftRules(listing: string): number {
+  return listing
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !/^(table|chain|type) /.test(l) && l !== "}").length;
+}
+
+export class NftablesFirewall implements Firewall {
+  readonly backend = "nftables";
+  // --echo makes nft confirm each applied transaction with a "# new generation" line; stdbuf gets
+  // that line out of nft's stdio buffer at once.
+  private readonly nft = new LineSession({ argv: ["stdbuf", "-o0", "nft", "--echo", "-i"], marker: /# new generation \d+/, initial: 0 });
+
+  constructor(
+    private readonly config: Config,
+    private readonly run: Runner,
+  ) {}
+
+  async reconcile(): Promise<string[]> {
+    const plan = nftPlan(this.config);
+    const chain = await this.run(["nft", "list", "chain", "inet", NFT_TABLE, NFT_CHAIN]);
+    if (chain.code === 0 && countNftRules(chain.stdout) === plan.ruleCount && chain.stdout.includes(planMarker(this.config))) {
+      return [];
+    }
+    await mustRun(this.run, ["nft", "-f", "-"], plan.script);
+    return [chain.code === 0 ? `rewrote chain inet ${NFT_TABLE} ${NFT_CHAIN}` : `created table inet ${NFT_TABLE}`];
+  }
+
+  grant(door: Door, family: Family, src: string): Promise<void> {
+    return this.apply(nftGrantLine(door.name, family, checkedAddress(src, family), door.openForMs));
+  }
+
+  revoke(door: Door, family: Family, src: string): Promise<void> {
+    return this.apply(nftRevokeLine(door.name, family, checkedAddress(src, family)));
+  }
+
+  private async apply(line: string): Promise<void> {
+    try {
+      await this.nft.send(line);
+    } catch {
+      await mustRun(this.run, ["nft", "-f", "-"], line + "\n");
+    }
+  }
+
+  async countGrants(): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const door of this.config.doors) {
+      let total = 0;
+      for (const family of FAMILIES) {
+        const out = await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSetName(door.name, family)]);
+        const parsed = JSON.parse(out) as { nftables?: { set?: { elem?: unknown[] } }[] };
+        total += parsed.nftables?.reduce((n, o) => n + (o.set?.elem?.length ?? 0), 0) ?? 0;
+      }
+      counts.set(door.name, total);
+    }
+    return counts;
+  }
+
+  async remove(): Promise<void> {
+    this.nft.close();
+    await removeNftables(this.run);
+  }
+
+  close(): void {
+    this.nft.close();
+  }
+}
+
+/** Deletes our table; a table that is not there is fine. */
+export async function removeNftables(run: Runner): Promise<void> {
+  const r = await run(["nft", "delete", "table", "inet", NFT_TABLE]);
+  if (r.code !== 0 && !/No such file or directory/.test(r.stderr)) {
+    throw new FirewallError(`exit code ${r.code}`, ["nft", "delete", "table", "inet", NFT_TABLE], r.stderr);
+  }
+}

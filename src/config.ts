@@ -156,14 +156,19 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       sequence: read(v("SEQUENCE"), () => get(v("SEQUENCE")).required().asSequence(), []),
       closeSequence: read(v("CLOSE_SEQUENCE"), () => get(v("CLOSE_SEQUENCE")).asSequence() ?? null, null),
       ports: read(v("PORTS"), () => getOr(v("PORTS"), DEFAULTS.PORTS).asPorts(), []),
-      seqTimeoutMs: read(v("SEQ_TIMEOUT"), () => getOr(v("SEQ_TIMEOUT"), DEFAULTS.SEQ_TIMEOUT).asSecondsMs(), 0),
-      openForMs: read(v("OPEN_FOR"), () => getOr(v("OPEN_FOR"), DEFAULTS.OPEN_FOR).asSecondsMs(), 0),
+      // Fallbacks are the defaults, so an unparsable value is reported once, not again as "0 seconds".
+      seqTimeoutMs: read(
+        v("SEQ_TIMEOUT"),
+        () => getOr(v("SEQ_TIMEOUT"), DEFAULTS.SEQ_TIMEOUT).asSecondsMs(),
+        Number(DEFAULTS.SEQ_TIMEOUT) * 1000,
+      ),
+      openForMs: read(v("OPEN_FOR"), () => getOr(v("OPEN_FOR"), DEFAULTS.OPEN_FOR).asSecondsMs(), Number(DEFAULTS.OPEN_FOR) * 1000),
       tcpFlags: read(v("TCPFLAGS"), () => getOr(v("TCPFLAGS"), DEFAULTS.TCPFLAGS).asTcpFlags(), { set: 0, clear: 0 }),
     };
     if (fields.has("SEQ_TIMEOUT") && door.seqTimeoutMs === 0) {
       problems.push({ variable: v("SEQ_TIMEOUT"), message: "must be more than 0 seconds" });
     }
-    if (door.openForMs === 0 && fields.has("OPEN_FOR") && !door.closeSequence) {
+    if (door.openForMs === 0 && fields.has("OPEN_FOR") && !fields.has("CLOSE_SEQUENCE")) {
       problems.push({
         variable: v("OPEN_FOR"),
         message: `0 means "until the close sequence", but ${v("CLOSE_SEQUENCE")} is not set`,

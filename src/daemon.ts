@@ -44,6 +44,8 @@ export class Daemon {
   /** Capture time of the packet being handled: knock-to-open runs from here. */
   private packetAt = 0;
   private stopped = false;
+  /** Concurrent probes share one look at the kernel. */
+  private liveCheck: Promise<string[]> | null = null;
 
   constructor(private readonly deps: Deps) {
     this.now = deps.now ?? (() => performance.now());
@@ -64,13 +66,21 @@ export class Daemon {
     this.sweepTimer.unref();
   }
 
-  readiness(): Check[] {
-    const checks: Check[] = this.deps.interfaces.map((iface) => {
-      const error = this.captureErrors.get(iface);
-      return { name: `capture:${iface}`, ok: error === undefined, ...(error !== undefined ? { detail: error } : {}) };
-    });
-    checks.push({ name: "firewall", ok: this.firewallError === null, ...(this.firewallError ? { detail: this.firewallError } : {}) });
-    checks.push({ name: "grants", ok: this.grantError === null, ...(this.grantError ? { detail: this.grantError } : {}) });
+  /**
+   * Ready means protecting right now: every capture live, the firewall objects in place as seen in
+   * the kernel at this moment (not as of the last reconcile), the last reconcile and grant succeeded.
+   */
+  async readiness(): Promise<Check[]> {
+    const check = (name: string, problem: string | null | undefined): Check =>
+      problem ? { name, ok: false, detail: problem } : { name, ok: true };
+    const checks = this.deps.interfaces.map((iface) =>
+      check(`capture:${iface}`, this.captureErrors.get(iface) ?? (this.captures.get(iface)?.alive() === false ? "interface went away" : null)),
+    );
+    this.liveCheck ??= this.deps.firewall.check().finally(() => (this.liveCheck = null));
+    const problems = await this.liveCheck.catch((err: Error) => [err.message]);
+    checks.push(check("firewall", problems.join("; ")));
+    checks.push(check("reconcile", this.firewallError));
+    checks.push(check("grants", this.grantError));
     return checks;
   }
 

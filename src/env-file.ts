@@ -7,7 +7,8 @@ export function parseEnvFile(text: string): Record<string, string> {
     const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
     if (!m) continue;
     const [, key = "", value = ""] = m;
-    const quoted = /^(["'])(.*)\1$/.exec(value);
+    // A quoted value may be followed by an inline comment: A="x y" # note.
+    const quoted = /^(["'])((?:(?!\1).)*)\1\s+#.*$/.exec(value) ?? /^(["'])(.*)\1$/.exec(value);
     env[key] = quoted ? (quoted[2] ?? "") : value.replace(/\s+#.*$/, "");
   }
   return env;

@@ -10,7 +10,7 @@ export interface Check {
 }
 
 export interface HttpSources {
-  readiness(): Check[];
+  readiness(): Promise<Check[]>;
   registry: Registry;
 }
 
@@ -24,12 +24,14 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
-      const checks = sources.readiness();
-      const ready = checks.every((c) => c.ok);
-      const failing = checks.filter((c) => !c.ok);
-      res
-        .writeHead(ready ? 200 : 503, { "content-type": "application/json" })
-        .end(JSON.stringify({ ready, checks, ...(ready ? {} : { reasons: failing.map((c) => `${c.name}: ${c.detail ?? "failing"}`) }) }) + "\n");
+      sources.readiness().then(
+        (checks) => {
+          const ready = checks.every((c) => c.ok);
+          const reasons = checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
+          res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks }) + "\n");
+        },
+        (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [err.message] }) + "\n"),
+      );
     } else if (path === "/metrics") {
       sources.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": sources.registry.contentType }).end(text),

@@ -14,6 +14,10 @@ export class DryRunFirewall implements Firewall {
     private readonly log: Logger,
   ) {}
 
+  check(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
   reconcile(): Promise<string[]> {
     if (!this.planned) {
       this.planned = true;

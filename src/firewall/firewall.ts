@@ -5,9 +5,11 @@ import type { Family } from "../types.js";
 export interface Firewall {
   /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */
   readonly backend: string;
+  /** What differs from the plan right now (empty: all in place); changes nothing. */
+  check(): Promise<string[]>;
   /**
    * Installs what is missing and repairs what differs from the plan; idempotent and cheap when all
-   * is in place. Returns a description of each repair (empty: nothing had to change).
+   * is in place. Returns what it found and put right (empty: nothing had to change).
    */
   reconcile(): Promise<string[]>;
   /** Adds or refreshes a grant; resolves once the kernel has it. */

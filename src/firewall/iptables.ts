@@ -22,6 +22,12 @@ import {
   planMarker,
 } from "./plan.js";
 
+interface Finding {
+  problem: string;
+  repair: () => Promise<unknown>;
+  rewroteChain?: boolean;
+}
+
 export class IptablesFirewall implements Firewall {
   readonly backend: string;
   // stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe.
@@ -39,55 +45,80 @@ export class IptablesFirewall implements Firewall {
     return `${family === 4 ? "iptables" : "ip6tables"}-${this.variant}${suffix}`;
   }
 
+  async check(): Promise<string[]> {
+    return (await this.inspect()).map((f) => f.problem);
+  }
+
   async reconcile(): Promise<string[]> {
-    const repairs: string[] = [];
+    const findings = await this.inspect();
+    for (const f of findings) await f.repair();
+    if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets();
+    return findings.map((f) => f.problem);
+  }
+
+  /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */
+  private async inspect(): Promise<Finding[]> {
+    const findings: Finding[] = [];
     const sets = await this.setNames();
-    const wanted = FAMILIES.flatMap((f) => [ipsetAllowName(f), ...this.config.doors.map((d) => ipsetName(d.name, f))]);
-    const missing = wanted.filter((n) => !sets.has(n));
+    const missing = this.wantedSets().filter((n) => !sets.has(n));
     if (missing.length > 0) {
-      await mustRun(this.run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config));
-      repairs.push(`created sets ${missing.join(", ")}`);
+      findings.push({
+        problem: `sets missing: ${missing.join(", ")}`,
+        repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config)),
+      });
     }
     for (const family of FAMILIES) {
       const members = await this.setMembers(ipsetAllowName(family));
-      const expected = expectedAllowMembers(this.config, family);
-      if (members.join(",") !== expected.join(",")) {
-        await mustRun(this.run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family));
-        repairs.push(`set ${ipsetAllowName(family)} to KNOCK_ALLOW`);
+      if (members.join(",") !== expectedAllowMembers(this.config, family).join(",")) {
+        findings.push({
+          problem: `set ${ipsetAllowName(family)} differs from KNOCK_ALLOW`,
+          repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family)),
+        });
       }
     }
-    let rewrote = false;
     for (const family of FAMILIES) {
+      const iptables = this.tool(family);
       const plan = iptablesChainPlan(this.config, family);
-      const chain = await this.run([this.tool(family), "-w", "-t", "mangle", "-S", CHAIN]);
+      const chain = await this.run([iptables, "-w", "-t", "mangle", "-S", CHAIN]);
       const rules = chain.stdout.split("\n").filter((l) => l.startsWith(`-A ${CHAIN} `));
       if (chain.code !== 0 || rules.length !== plan.ruleCount || !chain.stdout.includes(planMarker(this.config))) {
-        await mustRun(this.run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore);
-        repairs.push(chain.code !== 0 ? `created chain ${CHAIN} (IPv${family})` : `rewrote chain ${CHAIN} (IPv${family})`);
-        rewrote = true;
+        findings.push({
+          problem: chain.code !== 0 ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
+          repair: () => mustRun(this.run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore),
+          rewroteChain: true,
+        });
       }
-      const prerouting = await mustRun(this.run, [this.tool(family), "-w", "-t", "mangle", "-S", "PREROUTING"]);
+      const prerouting = await mustRun(this.run, [iptables, "-w", "-t", "mangle", "-S", "PREROUTING"]);
       const jumps = prerouting.split("\n").filter((l) => l === JUMP_RULE).length;
       if (jumps === 0) {
-        // First, so nobody's earlier ACCEPT in mangle can bypass the protection.
-        await mustRun(this.run, [this.tool(family), "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN]);
-        repairs.push(`inserted jump PREROUTING -> ${CHAIN} (IPv${family})`);
-      }
-      for (let extra = jumps - 1; extra > 0; extra--) {
-        await mustRun(this.run, [this.tool(family), "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
-        if (extra === 1) repairs.push(`removed ${jumps - 1} duplicate jump(s) (IPv${family})`);
+        findings.push({
+          problem: `jump PREROUTING -> ${CHAIN} missing (IPv${family})`,
+          // First, so nobody's earlier ACCEPT in mangle can bypass the protection.
+          repair: () => mustRun(this.run, [iptables, "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN]),
+        });
+      } else if (jumps > 1) {
+        findings.push({
+          problem: `${jumps - 1} duplicate jump(s) PREROUTING -> ${CHAIN} (IPv${family})`,
+          repair: async () => {
+            for (let extra = jumps - 1; extra > 0; extra--) {
+              await mustRun(this.run, [iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
+            }
+          },
+        });
       }
     }
-    if (rewrote) await this.destroyStaleSets(new Set(wanted), repairs);
-    return repairs;
+    return findings;
+  }
+
+  private wantedSets(): string[] {
+    return FAMILIES.flatMap((f) => [ipsetAllowName(f), ...this.config.doors.map((d) => ipsetName(d.name, f))]);
   }
 
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
-  private async destroyStaleSets(wanted: ReadonlySet<string>, repairs: string[]): Promise<void> {
+  private async destroyStaleSets(): Promise<void> {
+    const wanted = new Set(this.wantedSets());
     for (const name of await this.setNames()) {
-      if (!isOurIpset(name) || wanted.has(name)) continue;
-      const r = await this.run(["ipset", "destroy", name]);
-      if (r.code === 0) repairs.push(`destroyed stale set ${name}`);
+      if (isOurIpset(name) && !wanted.has(name)) await this.run(["ipset", "destroy", name]);
     }
   }
 

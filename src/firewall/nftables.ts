@@ -26,14 +26,21 @@ export class NftablesFirewall implements Firewall {
     private readonly run: Runner,
   ) {}
 
-  async reconcile(): Promise<string[]> {
-    const plan = nftPlan(this.config);
+  async check(): Promise<string[]> {
     const chain = await this.run(["nft", "list", "chain", "inet", NFT_TABLE, NFT_CHAIN]);
-    if (chain.code === 0 && countNftRules(chain.stdout) === plan.ruleCount && chain.stdout.includes(planMarker(this.config))) {
-      return [];
+    if (chain.code !== 0) return [`chain inet ${NFT_TABLE} ${NFT_CHAIN} missing`];
+    const plan = nftPlan(this.config);
+    if (countNftRules(chain.stdout) !== plan.ruleCount || !chain.stdout.includes(planMarker(this.config))) {
+      return [`chain inet ${NFT_TABLE} ${NFT_CHAIN} differs from the plan`];
     }
-    await mustRun(this.run, ["nft", "-f", "-"], plan.script);
-    return [chain.code === 0 ? `rewrote chain inet ${NFT_TABLE} ${NFT_CHAIN}` : `created table inet ${NFT_TABLE}`];
+    return [];
+  }
+
+  /** One transaction puts everything back; grants in existing sets are kept. */
+  async reconcile(): Promise<string[]> {
+    const problems = await this.check();
+    if (problems.length > 0) await mustRun(this.run, ["nft", "-f", "-"], nftPlan(this.config).script);
+    return problems;
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {

@@ -1,0 +1,143 @@
+/**
+ * The client side of the namespace tests: a long-lived process inside the client namespace that
+ * knocks, connects and holds sessions on request (JSON lines on stdin, one JSON reply per line).
+ * One process per test avoids a Node start-up per probe.
+ */
+import { createRequire } from "node:module";
+import { connect, type Socket } from "node:net";
+import { createInterface } from "node:readline";
+import { performance } from "node:perf_hooks";
+import { knock } from "../../src/knock-client.js";
+import type { PortSpec } from "../../src/types.js";
+import { buildFrame, macBytes, type FrameSpec } from "./frames.js";
+
+export type Request =
+  | { op: "knock"; host: string; ports: PortSpec[]; delayMs?: number; localAddress?: string }
+  | { op: "connect"; host: string; port: number; timeoutMs: number; localAddress?: string }
+  | { op: "session-open"; host: string; port: number; localAddress?: string }
+  | { op: "session-echo"; session: number; data: string }
+  | { op: "raw"; iface: string; frames: (Omit<FrameSpec, "srcMac" | "dstMac"> & { srcMac: string; dstMac: string })[] }
+  | { op: "knock-to-open"; host: string; ports: PortSpec[]; port: number; localAddress: string; probeEveryMs: number; timeoutMs: number };
+
+const sessions = new Map<number, Socket>();
+let nextSession = 1;
+
+/** Resolves true if a connection is accepted within timeoutMs; a dropped SYN just times out. */
+function tryConnect(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+/**
+ * Knocks, then starts a new connect every probeEveryMs until one is accepted: the time from the
+ * last knock sent to that accept is the knock-to-open latency (probe resolution: probeEveryMs).
+ */
+async function knockToOpen(r: Extract<Request, { op: "knock-to-open" }>): Promise<number | null> {
+  await knock({ host: r.host, sequence: r.ports, delayMs: 0 });
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const live = new Set<Socket>();
+    let finished = false;
+    const finish = (ms: number | null) => {
+      if (finished) return;
+      finished = true;
+      clearInterval(timer);
+      clearTimeout(deadline);
+      for (const s of live) s.destroy();
+      resolve(ms);
+    };
+    const probe = () => {
+      const s = connect({ host: r.host, port: r.port, localAddress: r.localAddress });
+      live.add(s);
+      s.once("connect", () => finish(performance.now() - t0));
+      s.once("error", () => live.delete(s));
+      // A dropped SYN would be retried only after 1 s; give up on it and rely on the next probe.
+      setTimeout(() => {
+        s.destroy();
+        live.delete(s);
+      }, 50).unref();
+    };
+    const timer = setInterval(probe, r.probeEveryMs);
+    const deadline = setTimeout(() => finish(null), r.timeoutMs);
+    probe();
+  });
+}
+
+async function handle(r: Request): Promise<unknown> {
+  switch (r.op) {
+    case "knock":
+      if (r.localAddress) {
+        // knock() has no source choice; bind each SYN ourselves.
+        for (const p of r.ports) {
+          const s = connect({ host: r.host, port: p.port, localAddress: r.localAddress });
+          s.on("error", () => undefined);
+          await new Promise((res) => setImmediate(res));
+          s.destroy();
+          if (r.delayMs) await new Promise((res) => setTimeout(res, r.delayMs));
+        }
+        return { ok: true };
+      }
+      await knock({ host: r.host, sequence: r.ports, delayMs: r.delayMs ?? 0 });
+      return { ok: true };
+    case "connect":
+      return { ok: await tryConnect(r.host, r.port, r.timeoutMs, r.localAddress) };
+    case "session-open": {
+      const s = connect({ host: r.host, port: r.port, ...(r.localAddress ? { localAddress: r.localAddress } : {}) });
+      await new Promise<void>((resolve, reject) => {
+        s.once("connect", resolve);
+        s.once("error", reject);
+        setTimeout(() => reject(new Error("session connect timed out")), 2000).unref();
+      });
+      s.setEncoding("utf8");
+      const id = nextSession++;
+      sessions.set(id, s);
+      return { session: id };
+    }
+    case "session-echo": {
+      const s = sessions.get(r.session);
+      if (!s) throw new Error(`no session ${r.session}`);
+      const reply = new Promise<string>((resolve, reject) => {
+        s.once("data", (d: string) => resolve(d));
+        s.once("error", reject);
+        setTimeout(() => reject(new Error("no echo within 2 s")), 2000).unref();
+      });
+      s.write(r.data);
+      return { data: await reply };
+    }
+    case "raw": {
+      const { Cap } = createRequire(import.meta.url)("cap") as {
+        Cap: new () => { open(d: string, f: string, n: number, b: Buffer): string; send(b: Buffer, n?: number): void; close(): void };
+      };
+      const cap = new Cap();
+      // Only sending: a filter for an unused EtherType keeps the handle from receiving anything.
+      cap.open(r.iface, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
+      for (const f of r.frames) {
+        const frame = buildFrame({ ...f, srcMac: macBytes(f.srcMac), dstMac: macBytes(f.dstMac) });
+        cap.send(frame, frame.length);
+      }
+      cap.close();
+      return { sent: r.frames.length };
+    }
+    case "knock-to-open":
+      return { ms: await knockToOpen(r) };
+  }
+}
+
+const lines = createInterface({ input: process.stdin });
+lines.on("line", (line) => {
+  const { id, ...request } = JSON.parse(line) as Request & { id: number };
+  handle(request as Request).then(
+    (result) => process.stdout.write(JSON.stringify({ id, result }) + "\n"),
+    (err: Error) => process.stdout.write(JSON.stringify({ id, error: err.message }) + "\n"),
+  );
+});
+lines.on("close", () => process.exit(0));

@@ -1,0 +1,275 @@
+/**
+ * Network-namespace lab for integration tests: a server namespace (knockgate + an echo service) and a
+ * client namespace joined by a veth pair, on 198.18.0.0/24 and fd00:198:18::/64. Everything made here
+ * lives inside the two namespaces, so deleting them removes chains, sets and tables too.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import { execRunner, type RunResult } from "../../src/firewall/exec.js";
+import type { Request } from "./agent.js";
+
+const PREFIX = "kgt-";
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+export const CLI = `${ROOT}dist/src/cli.js`;
+const AGENT = `${ROOT}dist/test/support/agent.js`;
+
+export const SERVER_V4 = "198.18.0.1";
+export const CLIENT_V4 = "198.18.0.2";
+/** A second client address, for "nobody else gets in" and interleaving. */
+export const OTHER_V4 = "198.18.0.3";
+export const SERVER_V6 = "fd00:198:18::1";
+export const CLIENT_V6 = "fd00:198:18::2";
+export const SERVICE_PORT = 22;
+export const HTTP_ADDR = `${SERVER_V4}:9180`;
+
+let counter = 0;
+const live = new Set<Lab>();
+
+function ns(args: string[]): void {
+  execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** Namespaces left by an earlier run that died before its cleanup. */
+export function removeStaleNamespaces(): void {
+  const list = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
+  for (const line of list.split("\n")) {
+    const name = line.split(" ")[0] ?? "";
+    const pid = Number(name.split("-")[1]);
+    if (!name.startsWith(PREFIX) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      ns(["netns", "del", name]);
+    }
+  }
+}
+
+// Last resort if a test process exits without running its cleanup (a thrown error in a hook).
+process.on("exit", () => {
+  for (const lab of live) lab.destroySync();
+});
+
+export interface LogLine {
+  event?: string;
+  level: number;
+  [key: string]: unknown;
+}
+
+export class DaemonProcess {
+  readonly logs: LogLine[] = [];
+  readonly stderr: string[] = [];
+  private readonly exited: Promise<number>;
+  private waiters: (() => void)[] = [];
+
+  constructor(readonly child: ChildProcess) {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      try {
+        this.logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        this.stderr.push(line);
+      }
+      for (const w of this.waiters) w();
+    });
+    createInterface({ input: child.stderr! }).on("line", (line) => this.stderr.push(line));
+    this.exited = once(child, "exit").then(([code, signal]) => (code as number | null) ?? (signal === "SIGKILL" ? 137 : 128));
+  }
+
+  events(name: string): LogLine[] {
+    return this.logs.filter((l) => l.event === name);
+  }
+
+  /** Waits for a log line with this event (and matching fields); rejects after timeoutMs. */
+  async waitFor(event: string, timeoutMs = 5000, match: (l: LogLine) => boolean = () => true): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.logs.find((l) => l.event === event && match(l));
+      if (found) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`no "${event}" log within ${timeoutMs} ms; logs:\n${this.logs.map((l) => JSON.stringify(l)).join("\n")}\n${this.stderr.join("\n")}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      this.waiters = [];
+    }
+  }
+
+  stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number> {
+    this.child.kill(signal);
+    return this.exited;
+  }
+
+  get exitCode(): Promise<number> {
+    return this.exited;
+  }
+}
+
+export class Lab {
+  readonly server: string;
+  readonly client: string;
+  readonly serverIface = "kgs0";
+  readonly clientIface = "kgc0";
+  private readonly children = new Set<ChildProcess>();
+  private agentProcess: ChildProcess | null = null;
+  private agentCalls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextCall = 1;
+
+  private constructor() {
+    const n = counter++;
+    this.server = `${PREFIX}${process.pid}-${n}-srv`;
+    this.client = `${PREFIX}${process.pid}-${n}-cli`;
+  }
+
+  static create(): Lab {
+    const lab = new Lab();
+    live.add(lab);
+    const { server, client } = lab;
+    ns(["netns", "add", server]);
+    ns(["netns", "add", client]);
+    ns(["link", "add", lab.serverIface, "netns", server, "type", "veth", "peer", "name", lab.clientIface, "netns", client]);
+    for (const [name, iface, addrs] of [
+      [server, lab.serverIface, [`${SERVER_V4}/24`, `${SERVER_V6}/64`]],
+      [client, lab.clientIface, [`${CLIENT_V4}/24`, `${OTHER_V4}/24`, `${CLIENT_V6}/64`]],
+    ] as const) {
+      for (const addr of addrs) ns(["-n", name, "addr", "add", addr, "dev", iface, ...(addr.includes(":") ? ["nodad"] : [])]);
+      ns(["-n", name, "link", "set", iface, "up"]);
+      ns(["-n", name, "link", "set", "lo", "up"]);
+    }
+    return lab;
+  }
+
+  /** Runs a command inside a namespace (argv, no shell). */
+  exec(where: string, argv: string[], input?: string): Promise<RunResult> {
+    return execRunner(["ip", "netns", "exec", where, ...argv], input);
+  }
+
+  private spawnIn(where: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
+    const child = spawn("ip", ["netns", "exec", where, ...argv], {
+      env: { PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    this.children.add(child);
+    child.on("exit", () => this.children.delete(child));
+    return child;
+  }
+
+  /** An echo service on SERVICE_PORT (IPv4 and IPv6) in the server namespace: what knockgate protects. */
+  async startService(port = SERVICE_PORT): Promise<void> {
+    const script = `require("net").createServer((s) => s.pipe(s)).listen(${port}, "::", () => console.log("listening"))`;
+    const child = this.spawnIn(this.server, [process.execPath, "-e", script]);
+    await once(createInterface({ input: child.stdout! }), "line");
+  }
+
+  /** Starts knockgate in the server namespace and waits until it says it is protecting. */
+  async startDaemon(env: Record<string, string>, waitReady = true): Promise<DaemonProcess> {
+    const child = this.spawnIn(this.server, [process.execPath, CLI, "run"], {
+      KNOCK_INTERFACE: this.serverIface,
+      KNOCK_HTTP_ADDR: HTTP_ADDR,
+      KNOCK_LOG_LEVEL: "debug",
+      ...env,
+    });
+    const daemon = new DaemonProcess(child);
+    if (waitReady) await daemon.waitFor("ready");
+    return daemon;
+  }
+
+  /** One request to the client agent (started on first use). */
+  call<T = Record<string, unknown>>(request: Request): Promise<T> {
+    if (!this.agentProcess) {
+      const agent = this.spawnIn(this.client, [process.execPath, AGENT]);
+      this.agentProcess = agent;
+      agent.stderr?.on("data", (d: Buffer) => process.stderr.write(`[agent] ${d.toString()}`));
+      agent.on("exit", (code) => {
+        for (const call of this.agentCalls.values()) call.reject(new Error(`client agent exited with code ${code}`));
+        this.agentCalls.clear();
+      });
+      createInterface({ input: agent.stdout! }).on("line", (line) => {
+        const reply = JSON.parse(line) as { id: number; result?: unknown; error?: string };
+        const call = this.agentCalls.get(reply.id);
+        this.agentCalls.delete(reply.id);
+        if (reply.error !== undefined) call?.reject(new Error(reply.error));
+        else call?.resolve(reply.result);
+      });
+    }
+    const id = this.nextCall++;
+    return new Promise<T>((resolve, reject) => {
+      this.agentCalls.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.agentProcess?.stdin?.write(JSON.stringify({ id, ...request }) + "\n");
+    });
+  }
+
+  async canConnect(host: string, opts: { port?: number; timeoutMs?: number; localAddress?: string } = {}): Promise<boolean> {
+    const r = await this.call<{ ok: boolean }>({
+      op: "connect",
+      host,
+      port: opts.port ?? SERVICE_PORT,
+      timeoutMs: opts.timeoutMs ?? 400,
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+    });
+    return r.ok;
+  }
+
+  async knock(host: string, ports: string, opts: { delayMs?: number; localAddress?: string } = {}): Promise<void> {
+    const sequence = ports.split(",").map((p) => {
+      const [port, proto] = p.split(":");
+      return { port: Number(port), proto: (proto ?? "tcp") as "tcp" | "udp" };
+    });
+    await this.call({ op: "knock", host, ports: sequence, ...opts });
+  }
+
+  /** GET on the daemon's HTTP endpoint, from inside the server namespace. */
+  async http(path: string): Promise<{ status: number; body: string }> {
+    const script = `fetch("http://${HTTP_ADDR}${path}").then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))`;
+    const r = await this.exec(this.server, [process.execPath, "-e", script]);
+    if (r.code !== 0) throw new Error(`GET ${path} failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as { status: number; body: string };
+  }
+
+  /** The server namespace's whole ruleset as the tools print it (for byte-for-byte comparisons). */
+  async firewallSnapshot(): Promise<string> {
+    const parts = [];
+    for (const argv of [["iptables-save"], ["ip6tables-save"], ["nft", "list", "ruleset"], ["ipset", "save"]]) {
+      const r = await this.exec(this.server, argv);
+      parts.push(r.stdout.split("\n").filter((l) => !/^# (Generated|Completed)/.test(l)).join("\n"));
+    }
+    return parts.join("\n----\n");
+  }
+
+  async destroy(): Promise<void> {
+    this.agentProcess?.stdin?.end();
+    for (const child of this.children) child.kill("SIGKILL");
+    await Promise.all([...this.children].map((c) => (c.exitCode === null ? once(c, "exit") : undefined)));
+    this.destroySync();
+  }
+
+  destroySync(): void {
+    for (const child of this.children) child.kill("SIGKILL");
+    for (const name of [this.server, this.client]) {
+      try {
+        ns(["netns", "del", name]);
+      } catch {
+        // already gone
+      }
+    }
+    live.delete(this);
+  }
+}
+
+/** Runs a test body in a fresh lab and always tears it down. */
+export async function withLab(body: (lab: Lab) => Promise<void>): Promise<void> {
+  const lab = Lab.create();
+  try {
+    await body(lab);
+  } finally {
+    await lab.destroy();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

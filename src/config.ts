@@ -5,6 +5,7 @@
 import envVar from "env-var";
 import { ConfigError, type ConfigProblem } from "./errors.js";
 import type { PortSpec, TcpFlagMatch } from "./types.js";
+import { splitShellWords } from "./shellwords.js";
 import {
   parseBool,
   parseCidrList,
@@ -28,6 +29,9 @@ export interface Door {
   /** Grant lifetime; 0 = until the close sequence. */
   openForMs: number;
   tcpFlags: TcpFlagMatch;
+  /** argv templates (shell-word syntax, %IP% %DOOR% %PORTS%) run without a shell; null: none. */
+  onOpen: string[] | null;
+  onClose: string[] | null;
 }
 
 export type FirewallChoice = "auto" | "iptables" | "nftables";
@@ -44,11 +48,12 @@ export interface Config {
   dryRun: boolean;
   maxTracked: number;
   reconcileIntervalMs: number;
+  hookTimeoutMs: number;
   logLevel: LogLevel;
   logFormat: "json" | "pretty";
 }
 
-export const DOOR_FIELDS = ["CLOSE_SEQUENCE", "SEQ_TIMEOUT", "SEQUENCE", "OPEN_FOR", "PORTS", "TCPFLAGS"] as const;
+export const DOOR_FIELDS = ["CLOSE_SEQUENCE", "SEQ_TIMEOUT", "SEQUENCE", "OPEN_FOR", "PORTS", "TCPFLAGS", "ON_OPEN", "ON_CLOSE"] as const;
 type DoorField = (typeof DOOR_FIELDS)[number];
 
 export const GLOBAL_VARIABLES = [
@@ -60,6 +65,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_DRY_RUN",
   "KNOCK_MAX_TRACKED",
   "KNOCK_RECONCILE_INTERVAL",
+  "KNOCK_HOOK_TIMEOUT",
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
 ] as const;
@@ -71,6 +77,7 @@ export const DEFAULTS = {
   KNOCK_DRY_RUN: "false",
   KNOCK_MAX_TRACKED: "65536",
   KNOCK_RECONCILE_INTERVAL: "2",
+  KNOCK_HOOK_TIMEOUT: "10",
   KNOCK_LOG_LEVEL: "info",
   KNOCK_LOG_FORMAT: "json",
   PORTS: "22/tcp",
@@ -81,7 +88,7 @@ export const DEFAULTS = {
 
 /** Set names carry the door name and must fit ipset's 31-character limit ("knockgate-NAME-4"). */
 export const MAX_DOOR_NAME = 19;
-const DOOR_VAR = /^KNOCK_DOOR_([A-Z0-9_]+?)_(CLOSE_SEQUENCE|SEQ_TIMEOUT|SEQUENCE|OPEN_FOR|PORTS|TCPFLAGS)$/;
+const DOOR_VAR = /^KNOCK_DOOR_([A-Z0-9_]+?)_(CLOSE_SEQUENCE|SEQ_TIMEOUT|SEQUENCE|OPEN_FOR|PORTS|TCPFLAGS|ON_OPEN|ON_CLOSE)$/;
 
 const accessors = {
   asSequence: parseSequence,
@@ -96,6 +103,11 @@ const accessors = {
   asLogLevel: parseEnum<LogLevel>(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   asLogFormat: parseEnum(["json", "pretty"] as const),
   asMaxTracked: parseCount(1, 10_000_000),
+  asArgv: (value: string): string[] => {
+    const argv = splitShellWords(value);
+    if (argv.length === 0) throw new Error("is empty; give a command like: /usr/local/bin/notify %DOOR% %IP%");
+    return argv;
+  },
   asInterfaces: (value: string): string[] => {
     const names = value.split(",").map((s) => s.trim()).filter(Boolean);
     const bad = names.find((n) => !/^[A-Za-z0-9_.:@-]{1,15}$/.test(n));
@@ -164,6 +176,8 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       ),
       openForMs: read(v("OPEN_FOR"), () => getOr(v("OPEN_FOR"), DEFAULTS.OPEN_FOR).asSecondsMs(), Number(DEFAULTS.OPEN_FOR) * 1000),
       tcpFlags: read(v("TCPFLAGS"), () => getOr(v("TCPFLAGS"), DEFAULTS.TCPFLAGS).asTcpFlags(), { set: 0, clear: 0 }),
+      onOpen: read(v("ON_OPEN"), () => get(v("ON_OPEN")).asArgv() ?? null, null),
+      onClose: read(v("ON_CLOSE"), () => get(v("ON_CLOSE")).asArgv() ?? null, null),
     };
     if (fields.has("SEQ_TIMEOUT") && door.seqTimeoutMs === 0) {
       problems.push({ variable: v("SEQ_TIMEOUT"), message: "must be more than 0 seconds" });
@@ -202,6 +216,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     onExit: read("KNOCK_ON_EXIT", () => getOr("KNOCK_ON_EXIT", DEFAULTS.KNOCK_ON_EXIT).asOnExit(), "keep"),
     dryRun: read("KNOCK_DRY_RUN", () => getOr("KNOCK_DRY_RUN", DEFAULTS.KNOCK_DRY_RUN).asFlag(), false),
     maxTracked: read("KNOCK_MAX_TRACKED", () => getOr("KNOCK_MAX_TRACKED", DEFAULTS.KNOCK_MAX_TRACKED).asMaxTracked(), 1),
+    hookTimeoutMs: read("KNOCK_HOOK_TIMEOUT", () => getOr("KNOCK_HOOK_TIMEOUT", DEFAULTS.KNOCK_HOOK_TIMEOUT).asSecondsMs(), 10_000),
     reconcileIntervalMs: read(
       "KNOCK_RECONCILE_INTERVAL",
       () => getOr("KNOCK_RECONCILE_INTERVAL", DEFAULTS.KNOCK_RECONCILE_INTERVAL).asSecondsMs(),

@@ -9,6 +9,7 @@ import type { Capture, FrameHandler } from "./capture.js";
 import { Decoder, type LinkType } from "./decode.js";
 import type { Firewall } from "./firewall/firewall.js";
 import { GrantBook } from "./grant-book.js";
+import { runHook, type HookKind } from "./hooks.js";
 import type { Check } from "./http.js";
 import { KnockMachine, type KnockEvent } from "./knock-machine.js";
 import type { Logger } from "./log.js";
@@ -144,6 +145,7 @@ export class Daemon {
           metrics.opened(door);
           this.grantError = null;
           const grant = this.grants.open(e.door, e.src, e.family, this.now());
+          this.hook("on_open", e.door, e.src);
           log.info(
             {
               event: "open",
@@ -165,11 +167,21 @@ export class Daemon {
           this.grantError = null;
           this.grants.close(e.door, e.src);
           metrics.closed(door, "close_sequence");
+          this.hook("on_close", e.door, e.src);
           log.info({ event: "close", door, src: e.src, ports: portsText(e.door), reason: "close_sequence" }, `closed ${portsText(e.door)} for ${e.src}`);
         },
         (err: Error) => this.firewallFailed("revoke", err, { door, src: e.src }),
       );
     }
+  }
+
+  /** Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted. */
+  private hook(kind: HookKind, door: Door, src: string): void {
+    const template = kind === "on_open" ? door.onOpen : door.onClose;
+    if (!template) return;
+    void runHook(template, { ip: src, door }, this.deps.config.hookTimeoutMs, this.deps.log, kind).then((r) => {
+      if (!r.ok) this.deps.metrics.hookErrors.labels(door.name, kind).inc();
+    });
   }
 
   private firewallFailed(action: string, err: Error, fields: Record<string, string>): void {
@@ -183,6 +195,7 @@ export class Daemon {
     this.machine.sweep(now);
     for (const g of this.grants.expire(now)) {
       this.deps.metrics.closed(g.door.name, "expired");
+      this.hook("on_close", g.door, g.src);
       this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "expired" }, `grant for ${g.src} expired`);
     }
   }

@@ -12,6 +12,8 @@ function door(name: string, openForMs: number): Door {
     seqTimeoutMs: 5000,
     openForMs,
     tcpFlags: { set: 0x02, clear: 0x10 },
+    onOpen: null,
+    onClose: null,
   };
 }
 

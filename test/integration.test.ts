@@ -17,6 +17,11 @@ import {
   withLab,
   type Lab,
 } from "./support/lab.js";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseEnvFile } from "../src/env-file.js";
+import { execRunner } from "../src/firewall/exec.js";
 import { TcpFlag } from "../src/types.js";
 
 const SEQ = "7000,8000,9000";
@@ -261,5 +266,107 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       assert.match(broken.body, /jump PREROUTING -> KNOCKGATE missing \(IPv4\)/);
       await daemon.waitFor("firewall_repaired", 5000);
       assert.equal((await lab.http("/readyz")).status, 200);
+    }));
+});
+
+const TUTORIAL_KNOCKD_CONF = `[options]
+\tUseSyslog
+
+[openSSH]
+\tsequence    = 7000,8000,9000
+\tseq_timeout = 5
+\tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+\ttcpflags    = syn
+
+[closeSSH]
+\tsequence    = 9000,8000,7000
+\tseq_timeout = 5
+\tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+\ttcpflags    = syn
+`;
+
+describe("migration from knockd, client and hooks", { concurrency: false }, () => {
+  test("the tutorial knockd.conf converts to env that lets `knockgate knock` in and closes again", () =>
+    withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-"));
+      try {
+        writeFileSync(join(dir, "knockd.conf"), TUTORIAL_KNOCKD_CONF);
+        const converted = await execRunner([process.execPath, CLI, "convert", join(dir, "knockd.conf")]);
+        assert.equal(converted.code, 0, converted.stderr);
+        const envFile = join(dir, "knockgate.env");
+        writeFileSync(envFile, converted.stdout);
+        await lab.startService();
+        const daemon = await lab.startDaemon(parseEnvFile(converted.stdout));
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+        const client = (args: string[]) => lab.exec(lab.client, [process.execPath, CLI, "knock", ...args]);
+        const open = await client(["--door", "SSH", "--config", envFile, "--wait", "22", SERVER_V4]);
+        assert.equal(open.code, 0, open.stderr);
+        await daemon.waitFor("open");
+        const { session } = await lab.call<{ session: number }>({ op: "session-open", host: SERVER_V4, port: 22 });
+        const close = await client([SERVER_V4, "9000", "8000", "7000"]);
+        assert.equal(close.code, 0, close.stderr);
+        await daemon.waitFor("close", 3000, (l) => l["reason"] === "close_sequence");
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+        assert.equal((await lab.call<{ data: string }>({ op: "session-echo", session, data: "ok" })).data, "ok");
+        const wait = await client(["--wait", "22", "--timeout", "500", SERVER_V4, "1234"]);
+        assert.equal(wait.code, 1, "--wait must fail when the port stays closed");
+        assert.match(wait.stderr, /did not accept a connection within 500 ms/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+
+  test("ON_OPEN and ON_CLOSE run as argv with the knocker's address", () =>
+    withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-"));
+      try {
+        const daemon = await lab.startDaemon(
+          door({
+            KNOCK_DOOR_SSH_OPEN_FOR: "0",
+            KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,7000",
+            KNOCK_DOOR_SSH_ON_OPEN: `touch "${dir}/open %IP% %DOOR%"`,
+            KNOCK_DOOR_SSH_ON_CLOSE: `touch "${dir}/close %IP%"`,
+          }),
+        );
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_open");
+        assert.ok(existsSync(join(dir, `open ${CLIENT_V4} SSH`)));
+        await lab.knock(SERVER_V4, "9000,8000,7000");
+        await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_close");
+        assert.ok(existsSync(join(dir, `close ${CLIENT_V4}`)));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+});
+
+/** Value of one series ("name{labels}") in the exposition text; an absent series counts as 0. */
+function metric(text: string, series: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+describe("metrics", { concurrency: false }, () => {
+  test("/metrics counters, gauges and the knock-to-open histogram move with a real knock", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door());
+      const before = (await lab.http("/metrics")).body;
+      await lab.knock(SERVER_V4, SEQ);
+      await daemon.waitFor("open");
+      const after = (await lab.http("/metrics")).body;
+      const delta = (name: string) => metric(after, name) - metric(before, name);
+      assert.equal(delta('knockgate_opens_total{door="SSH"}'), 1);
+      assert.equal(delta('knockgate_knocks_total{door="SSH",result="completed"}'), 1);
+      assert.equal(delta('knockgate_knocks_total{door="SSH",result="progressed"}'), 2);
+      assert.ok(delta('knockgate_packets_total{result="seen"}') >= 3);
+      assert.ok(delta('knockgate_packets_total{result="decoded"}') >= 3);
+      assert.equal(delta("knockgate_knock_to_open_seconds_count"), 1);
+      assert.ok(metric(after, "knockgate_knock_to_open_seconds_sum") > 0);
+      assert.equal(metric(before, 'knockgate_grants{door="SSH"}'), 0);
+      assert.equal(metric(after, 'knockgate_grants{door="SSH"}'), 1, "grants come from the kernel set");
+      assert.match(after, /knockgate_build_info\{version="[^"]+",backend="iptables-nft",nodejs="v20/);
+      assert.match(after, /process_resident_memory_bytes \d+/);
+      assert.doesNotMatch(after, new RegExp(CLIENT_V4.replaceAll(".", "\\.")), "no label may carry an address");
     }));
 });

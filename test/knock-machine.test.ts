@@ -25,6 +25,8 @@ function door(name: string, sequence: string, extra: Partial<Door> = {}): Door {
     seqTimeoutMs: 5000,
     openForMs: 30000,
     tcpFlags: { set: SYN, clear: ACK },
+    onOpen: null,
+    onClose: null,
     ...extra,
   };
 }

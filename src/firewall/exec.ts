@@ -74,6 +74,11 @@ export class LineSession {
     });
   }
 
+  /** Starts the child ahead of the first command, so the first grant does not pay for the spawn. */
+  open(): void {
+    this.child ??= this.start();
+  }
+
   close(): void {
     this.fail(new Error(`${this.protocol.argv[0]} session closed`));
   }

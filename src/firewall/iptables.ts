@@ -53,6 +53,7 @@ export class IptablesFirewall implements Firewall {
     const findings = await this.inspect();
     for (const f of findings) await f.repair();
     if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets();
+    this.ipset.open();
     return findings.map((f) => f.problem);
   }
 

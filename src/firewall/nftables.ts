@@ -40,6 +40,7 @@ export class NftablesFirewall implements Firewall {
   async reconcile(): Promise<string[]> {
     const problems = await this.check();
     if (problems.length > 0) await mustRun(this.run, ["nft", "-f", "-"], nftPlan(this.config).script);
+    this.nft.open();
     return problems;
   }
 

@@ -25,7 +25,7 @@ import { execRunner } from "../src/firewall/exec.js";
 import { TcpFlag } from "../src/types.js";
 
 const SEQ = "7000,8000,9000";
-const door = (extra: Record<string, string> = {}) => ({ KNOCK_DOOR_SSH_SEQUENCE: SEQ, KNOCK_RECONCILE_INTERVAL: "0.5", ...extra });
+const door = (extra: Record<string, string | undefined> = {}) => ({ KNOCK_DOOR_SSH_SEQUENCE: SEQ, KNOCK_RECONCILE_INTERVAL: "0.5", ...extra });
 
 before(() => {
   assert.equal(process.getuid?.(), 0, "the namespace tests need root: run them as root (CI does)");
@@ -223,6 +223,38 @@ describe("knock recognition on the wire", { concurrency: false }, () => {
 });
 
 describe("configuration and lifecycle", { concurrency: false }, () => {
+  test("KNOCK_INTERFACE=any captures through Linux cooked capture", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door({ KNOCK_INTERFACE: "any" }));
+      assert.equal((await daemon.waitFor("capture_started"))["linkType"], "LINKTYPE_LINUX_SLL");
+      await lab.knock(SERVER_V4, SEQ);
+      await daemon.waitFor("open");
+      assert.equal(await lab.canConnect(SERVER_V4), true);
+    }));
+
+  test("without KNOCK_INTERFACE the interface of the default route is watched", () =>
+    withLab(async (lab) => {
+      assert.equal((await lab.exec(lab.server, ["ip", "route", "add", "default", "via", CLIENT_V4])).code, 0);
+      const daemon = await lab.startDaemon(door({ KNOCK_INTERFACE: undefined }));
+      assert.deepEqual(
+        daemon.events("capture_started").map((l) => l["iface"]),
+        [lab.serverIface],
+      );
+    }));
+
+  test("KNOCK_DRY_RUN logs the plan and the grants and changes nothing", () =>
+    withLab(async (lab) => {
+      const before = await lab.firewallSnapshot();
+      const daemon = await lab.startDaemon(door({ KNOCK_DRY_RUN: "true" }));
+      const plan = daemon.events("dry_run_plan")[0];
+      assert.match(String(plan?.["iptables"]), /-A KNOCKGATE -p tcp -m multiport --dports 22 -j DROP/);
+      await lab.knock(SERVER_V4, SEQ);
+      const grant = await daemon.waitFor("dry_run_grant");
+      assert.equal(grant["command"], `add knockgate-SSH-4 ${CLIENT_V4} timeout 30 -exist`);
+      assert.equal(await lab.firewallSnapshot(), before);
+    }));
+
   test("bad configuration exits 78, lists every problem and leaves the firewall byte-for-byte unchanged", () =>
     withLab(async (lab) => {
       const before = await lab.firewallSnapshot();

@@ -167,14 +167,14 @@ export class Lab {
     await once(createInterface({ input: child.stdout! }), "line");
   }
 
-  /** Starts knockgate in the server namespace and waits until it says it is protecting. */
-  async startDaemon(env: Record<string, string>, waitReady = true): Promise<DaemonProcess> {
-    const child = this.spawnIn(this.server, [process.execPath, CLI, "run"], {
-      KNOCK_INTERFACE: this.serverIface,
-      KNOCK_HTTP_ADDR: HTTP_ADDR,
-      KNOCK_LOG_LEVEL: "debug",
-      ...env,
-    });
+  /**
+   * Starts knockgate in the server namespace and waits until it says it is protecting. The lab's
+   * defaults (interface, HTTP address, debug logs) can be overridden, or dropped with `undefined`.
+   */
+  async startDaemon(env: Record<string, string | undefined>, waitReady = true): Promise<DaemonProcess> {
+    const merged = { KNOCK_INTERFACE: this.serverIface, KNOCK_HTTP_ADDR: HTTP_ADDR, KNOCK_LOG_LEVEL: "debug", ...env };
+    const defined = Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined));
+    const child = this.spawnIn(this.server, [process.execPath, CLI, "run"], defined);
     const daemon = new DaemonProcess(child);
     if (waitReady) await daemon.waitFor("ready");
     return daemon;

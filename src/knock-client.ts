@@ -8,6 +8,8 @@ export interface KnockOptions {
   sequence: readonly PortSpec[];
   /** Pause between knocks. */
   delayMs: number;
+  /** Source address to knock from (default: chosen by routing). */
+  localAddress?: string;
   onKnock?: (p: PortSpec) => void;
 }
 
@@ -15,16 +17,17 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Node issues connect(2) on the next tick for an IP host; the kernel sends the SYN inside it. */
-async function sendSyn(host: string, port: number): Promise<void> {
-  const socket = connect({ host, port });
+async function sendSyn(host: string, port: number, localAddress?: string): Promise<void> {
+  const socket = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
   socket.on("error", () => undefined); // a refused or reset knock is expected
   await tick();
   socket.destroy();
 }
 
-function sendDatagram(host: string, port: number): Promise<void> {
+function sendDatagram(host: string, port: number, localAddress?: string): Promise<void> {
   const socket = createSocket(isIP(host) === 6 ? "udp6" : "udp4");
   return new Promise((resolve, reject) => {
+    if (localAddress) socket.bind({ address: localAddress, port: 0 });
     socket.send(Buffer.alloc(0), port, host, (err) => {
       socket.close();
       if (err) reject(err);
@@ -37,15 +40,27 @@ export async function knock(options: KnockOptions): Promise<void> {
   if (isIP(options.host) === 0) throw new Error(`"${options.host}" is not an IP address (resolve it first)`);
   for (const [i, p] of options.sequence.entries()) {
     if (i > 0 && options.delayMs > 0) await sleep(options.delayMs);
-    if (p.proto === "tcp") await sendSyn(options.host, p.port);
-    else await sendDatagram(options.host, p.port);
+    if (p.proto === "tcp") await sendSyn(options.host, p.port, options.localAddress);
+    else await sendDatagram(options.host, p.port, options.localAddress);
     options.onKnock?.(p);
   }
 }
 
-/** Tries to connect every `everyMs` until one attempt succeeds; returns the connected socket or null. */
-export async function waitForPort(host: string, port: number, timeoutMs: number, everyMs = 50): Promise<Socket | null> {
-  const attempts: Socket[] = [];
+export interface WaitOptions {
+  timeoutMs: number;
+  /** A new attempt this often (default 50 ms). */
+  everyMs?: number;
+  /** Attempts still pending after this long are abandoned, which bounds open sockets (default: keep). */
+  abandonAfterMs?: number;
+  localAddress?: string;
+}
+
+/**
+ * Starts a connect every `everyMs` until one is accepted; returns that socket, or null at the
+ * deadline. New attempts rather than one: the kernel retries a dropped SYN only after 1 s.
+ */
+export function waitForPort(host: string, port: number, options: WaitOptions): Promise<Socket | null> {
+  const attempts = new Set<Socket>();
   return new Promise((resolve) => {
     let done = false;
     const finish = (winner: Socket | null) => {
@@ -57,14 +72,20 @@ export async function waitForPort(host: string, port: number, timeoutMs: number,
       resolve(winner);
     };
     const attempt = () => {
-      const s = connect({ host, port });
-      attempts.push(s);
+      const s = connect({ host, port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
+      attempts.add(s);
       s.once("connect", () => finish(s));
-      s.on("error", () => undefined);
+      s.on("error", () => attempts.delete(s));
+      if (options.abandonAfterMs !== undefined) {
+        setTimeout(() => {
+          if (done) return;
+          s.destroy();
+          attempts.delete(s);
+        }, options.abandonAfterMs).unref();
+      }
     };
-    // New attempts rather than waiting on one: a dropped SYN is only retried by the kernel after 1 s.
-    const timer = setInterval(attempt, everyMs);
-    const deadline = setTimeout(() => finish(null), timeoutMs);
+    const timer = setInterval(attempt, options.everyMs ?? 50);
+    const deadline = setTimeout(() => finish(null), options.timeoutMs);
     attempt();
   });
 }

@@ -110,7 +110,7 @@ export async function runKnock(argv: string[], processEnv: Record<string, string
   });
   const connectPort = relayPort ?? waitPort;
   if (connectPort === undefined) return 0;
-  const socket = await waitForPort(host, connectPort, timeoutMs);
+  const socket = await waitForPort(host, connectPort, { timeoutMs });
   if (!socket) {
     process.stderr.write(`knockgate knock: ${host}:${connectPort} did not accept a connection within ${timeoutMs} ms after knocking\n`);
     return 1;

@@ -94,14 +94,14 @@ export class KnockMachine {
     const { door, kind, sequence } = matcher;
     const event = (result: KnockResult, stage: number) =>
       this.emit({ result, door, kind, src: knock.src, family: knock.family, stage });
+    const key = `${matcher.id}|${knock.src}`;
     if (knock.proto === "tcp") {
       const { set, clear } = door.tcpFlags;
       if ((knock.tcpFlags & set) !== set || (knock.tcpFlags & clear) !== 0) {
-        event("flags_mismatch", this.attempts.get(`${matcher.id}|${knock.src}`)?.stage ?? 0);
+        event("flags_mismatch", this.attempts.get(key)?.stage ?? 0);
         return;
       }
     }
-    const key = `${matcher.id}|${knock.src}`;
     const is = (p: PortSpec | undefined) => p !== undefined && p.port === knock.dstPort && p.proto === knock.proto;
     let attempt = this.attempts.get(key);
     if (attempt && now - attempt.startedAt > door.seqTimeoutMs) {

@@ -22,3 +22,13 @@ export interface Firewall {
   /** Stops long-lived helper processes. */
   close(): void;
 }
+
+/** Grants per door: the sum over both address families of what `countSet` reads from the kernel. */
+export async function grantsPerDoor(
+  doors: readonly Door[],
+  countSet: (door: string, family: Family) => Promise<number>,
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const door of doors) counts.set(door.name, (await countSet(door.name, 4)) + (await countSet(door.name, 6)));
+  return counts;
+}

@@ -4,7 +4,7 @@ import type { Config, Door } from "../config.js";
 import { FirewallError } from "../errors.js";
 import type { Family } from "../types.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import type { Firewall } from "./firewall.js";
+import { grantsPerDoor, type Firewall } from "./firewall.js";
 import type { IptablesVariant } from "./detect.js";
 import {
   CHAIN,
@@ -157,17 +157,11 @@ export class IptablesFirewall implements Firewall {
     }
   }
 
-  async countGrants(): Promise<Map<string, number>> {
-    const counts = new Map<string, number>();
-    for (const door of this.config.doors) {
-      let total = 0;
-      for (const family of FAMILIES) {
-        const out = await mustRun(this.run, ["ipset", "list", "-t", ipsetName(door.name, family)]);
-        total += Number(/Number of entries: (\d+)/.exec(out)?.[1] ?? 0);
-      }
-      counts.set(door.name, total);
-    }
-    return counts;
+  countGrants(): Promise<Map<string, number>> {
+    return grantsPerDoor(this.config.doors, async (door, family) => {
+      const out = await mustRun(this.run, ["ipset", "list", "-t", ipsetName(door, family)]);
+      return Number(/Number of entries: (\d+)/.exec(out)?.[1] ?? 0);
+    });
   }
 
   async remove(): Promise<void> {

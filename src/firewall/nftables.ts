@@ -3,9 +3,9 @@ import type { Config, Door } from "../config.js";
 import { FirewallError } from "../errors.js";
 import type { Family } from "../types.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import type { Firewall } from "./firewall.js";
+import { grantsPerDoor, type Firewall } from "./firewall.js";
 import { checkedAddress } from "./iptables.js";
-import { FAMILIES, NFT_CHAIN, NFT_TABLE, nftGrantLine, nftPlan, nftRevokeLine, nftSetName, planMarker } from "./plan.js";
+import { NFT_CHAIN, NFT_TABLE, nftGrantLine, nftPlan, nftRevokeLine, nftSetName, planMarker } from "./plan.js";
 
 /** Lines of `nft list chain` that are rules, not the chain's own header or braces. */
 export function countNftRules(listing: string): number {
@@ -60,18 +60,12 @@ export class NftablesFirewall implements Firewall {
     }
   }
 
-  async countGrants(): Promise<Map<string, number>> {
-    const counts = new Map<string, number>();
-    for (const door of this.config.doors) {
-      let total = 0;
-      for (const family of FAMILIES) {
-        const out = await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSetName(door.name, family)]);
-        const parsed = JSON.parse(out) as { nftables?: { set?: { elem?: unknown[] } }[] };
-        total += parsed.nftables?.reduce((n, o) => n + (o.set?.elem?.length ?? 0), 0) ?? 0;
-      }
-      counts.set(door.name, total);
-    }
-    return counts;
+  countGrants(): Promise<Map<string, number>> {
+    return grantsPerDoor(this.config.doors, async (door, family) => {
+      const out = await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSetName(door, family)]);
+      const parsed = JSON.parse(out) as { nftables?: { set?: { elem?: unknown[] } }[] };
+      return parsed.nftables?.reduce((n, o) => n + (o.set?.elem?.length ?? 0), 0) ?? 0;
+    });
   }
 
   async remove(): Promise<void> {

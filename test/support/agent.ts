@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import { connect, type Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
-import { knock } from "../../src/knock-client.js";
+import { knock, waitForPort } from "../../src/knock-client.js";
 import type { PortSpec } from "../../src/types.js";
 import { buildFrame, macBytes, type FrameSpec } from "./frames.js";
 
@@ -42,51 +42,22 @@ function tryConnect(host: string, port: number, timeoutMs: number, localAddress?
  * last knock sent to that accept is the knock-to-open latency (probe resolution: probeEveryMs).
  */
 async function knockToOpen(r: Extract<Request, { op: "knock-to-open" }>): Promise<number | null> {
-  await knock({ host: r.host, sequence: r.ports, delayMs: 0 });
+  await knock({ host: r.host, sequence: r.ports, delayMs: 0, localAddress: r.localAddress });
   const t0 = performance.now();
-  return new Promise((resolve) => {
-    const live = new Set<Socket>();
-    let finished = false;
-    const finish = (ms: number | null) => {
-      if (finished) return;
-      finished = true;
-      clearInterval(timer);
-      clearTimeout(deadline);
-      for (const s of live) s.destroy();
-      resolve(ms);
-    };
-    const probe = () => {
-      const s = connect({ host: r.host, port: r.port, localAddress: r.localAddress });
-      live.add(s);
-      s.once("connect", () => finish(performance.now() - t0));
-      s.once("error", () => live.delete(s));
-      // A dropped SYN would be retried only after 1 s; give up on it and rely on the next probe.
-      setTimeout(() => {
-        s.destroy();
-        live.delete(s);
-      }, 50).unref();
-    };
-    const timer = setInterval(probe, r.probeEveryMs);
-    const deadline = setTimeout(() => finish(null), r.timeoutMs);
-    probe();
+  const socket = await waitForPort(r.host, r.port, {
+    timeoutMs: r.timeoutMs,
+    everyMs: r.probeEveryMs,
+    abandonAfterMs: 50,
+    localAddress: r.localAddress,
   });
+  socket?.destroy();
+  return socket ? performance.now() - t0 : null;
 }
 
 async function handle(r: Request): Promise<unknown> {
   switch (r.op) {
     case "knock":
-      if (r.localAddress) {
-        // knock() has no source choice; bind each SYN ourselves.
-        for (const p of r.ports) {
-          const s = connect({ host: r.host, port: p.port, localAddress: r.localAddress });
-          s.on("error", () => undefined);
-          await new Promise((res) => setImmediate(res));
-          s.destroy();
-          if (r.delayMs) await new Promise((res) => setTimeout(res, r.delayMs));
-        }
-        return { ok: true };
-      }
-      await knock({ host: r.host, sequence: r.ports, delayMs: r.delayMs ?? 0 });
+      await knock({ host: r.host, sequence: r.ports, delayMs: r.delayMs ?? 0, ...(r.localAddress ? { localAddress: r.localAddress } : {}) });
       return { ok: true };
     case "connect":
       return { ok: await tryConnect(r.host, r.port, r.timeoutMs, r.localAddress) };

@@ -348,6 +348,19 @@ describe("migration from knockd, client and hooks", { concurrency: false }, () =
       }
     }));
 
+  test("`knockgate knock --then-connect` knocks and relays stdin/stdout like an ssh ProxyCommand", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      await lab.startDaemon(door({ KNOCK_DOOR_SSH_SEQUENCE: "7000:udp,8000:udp,9000:udp" }));
+      const relay = await lab.exec(
+        lab.client,
+        [process.execPath, CLI, "knock", "-u", "-d", "20", "-4", "--then-connect", "22", SERVER_V4, "7000", "8000", "9000"],
+        "SSH-2.0-hello\n",
+      );
+      assert.equal(relay.code, 0, relay.stderr);
+      assert.equal(relay.stdout, "SSH-2.0-hello\n", "the echo service must answer through the relay");
+    }));
+
   test("ON_OPEN and ON_CLOSE run as argv with the knocker's address", () =>
     withLab(async (lab) => {
       const dir = mkdtempSync(join(tmpdir(), "knockgate-"));

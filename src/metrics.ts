@@ -96,9 +96,12 @@ export class Metrics {
       registers,
     }).set({ version: info.version, backend: info.backend, nodejs: process.version }, 1);
     // Zero series from the start, so rate() and absent() work before the first knock.
+    // (.labels() alone does not export a series; inc(0) does.)
+    for (const child of Object.values(this.packets)) child.inc(0);
     for (const door of doors) {
-      this.opens.labels(door);
-      for (const reason of ["expired", "close_sequence"] as const) this.closes.labels(door, reason);
+      this.opens.labels(door).inc(0);
+      for (const reason of ["expired", "close_sequence"] as const) this.closes.labels(door, reason).inc(0);
+      for (const result of ["completed", "wrong_port", "timed_out", "evicted"] as const) this.knocks.labels(door, result).inc(0);
     }
   }
 

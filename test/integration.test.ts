@@ -409,6 +409,7 @@ describe("metrics", { concurrency: false }, () => {
       assert.equal(delta("knockgate_knock_to_open_seconds_count"), 1);
       assert.ok(metric(after, "knockgate_knock_to_open_seconds_sum") > 0);
       assert.equal(metric(before, 'knockgate_grants{door="SSH"}'), 0);
+      assert.match(before, /^knockgate_closes_total\{door="SSH",reason="expired"\} 0$/m, "zero series exist before the first event");
       assert.equal(metric(after, 'knockgate_grants{door="SSH"}'), 1, "grants come from the kernel set");
       assert.match(after, /knockgate_build_info\{version="[^"]+",backend="iptables-nft",nodejs="v20/);
       assert.match(after, /process_resident_memory_bytes \d+/);

@@ -155,8 +155,10 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   for (const [name, fields] of doorVars) {
     const v = (field: DoorField) => `KNOCK_DOOR_${name}_${field}`;
     if (!fields.has("SEQUENCE")) {
-      for (const variable of fields.values()) {
-        problems.push({ variable, message: `door ${name} has no ${v("SEQUENCE")}, so this setting belongs to nothing` });
+      for (const [field, variable] of fields) {
+        // KNOCK_DOOR_X_CLOSE_SEQUENCE always reads as door X's close sequence, never as door X_CLOSE.
+        const hint = field === "CLOSE_SEQUENCE" ? ` (a door name cannot end in _CLOSE: this is door ${name}'s close sequence)` : "";
+        problems.push({ variable, message: `door ${name} has no ${v("SEQUENCE")}, so this setting belongs to nothing${hint}` });
       }
       continue;
     }

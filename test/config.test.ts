@@ -326,3 +326,21 @@ describe("parseConfig", () => {
     assert.deepEqual(problems, [{ variable: "KNOCK_DOOR_SSH_SEQUENCE", message: '"7000:icmp": protocol "icmp" is not tcp or udp' }]);
   });
 });
+
+test("a door name ending in _CLOSE is explained, since its SEQUENCE reads as another door's close sequence", () => {
+  const err = (() => {
+    try {
+      parseConfig({ KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "7000,8000" });
+    } catch (e) {
+      return e as ConfigError;
+    }
+    throw new Error("expected a ConfigError");
+  })();
+  assert.deepEqual(err.problems, [
+    {
+      variable: "KNOCK_DOOR_SSH_CLOSE_SEQUENCE",
+      message:
+        "door SSH has no KNOCK_DOOR_SSH_SEQUENCE, so this setting belongs to nothing (a door name cannot end in _CLOSE: this is door SSH's close sequence)",
+    },
+  ]);
+});

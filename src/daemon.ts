@@ -134,7 +134,8 @@ export class Daemon {
     const { log, metrics } = this.deps;
     const door = e.door.name;
     metrics.knock(door, e.result);
-    log.debug({ event: "knock", door, src: e.src, sequence: e.kind, result: e.result, stage: e.stage });
+    // Guarded: under a flood this runs per packet, and building the object is the cost.
+    if (log.isLevelEnabled("debug")) log.debug({ event: "knock", door, src: e.src, sequence: e.kind, result: e.result, stage: e.stage });
     if (e.result !== "completed") return;
     const startedAt = this.packetAt;
     if (e.kind === "open") {

@@ -66,19 +66,22 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(await lab.canConnect(SERVER_V4), false, "an IPv6 grant must not open IPv4");
       }));
 
-    test("a grant expires after OPEN_FOR and the port closes again", () =>
+    test("a grant expires after OPEN_FOR; the session opened during it survives the expiry", () =>
       withLab(async (lab) => {
         await lab.startService();
         const daemon = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "2" }));
         await lab.knock(SERVER_V4, SEQ);
         await daemon.waitFor("open");
         assert.equal(await lab.canConnect(SERVER_V4), true);
+        const { session } = await lab.call<{ session: number }>({ op: "session-open", host: SERVER_V4, port: 22 });
         await daemon.waitFor("close", 4000, (l) => l["reason"] === "expired");
         await sleep(300);
         assert.equal(await lab.canConnect(SERVER_V4), false, "expired grant must not let new connections in");
+        const echo = await lab.call<{ data: string }>({ op: "session-echo", session, data: "after expiry" });
+        assert.equal(echo.data, "after expiry", "the established session must outlive its grant");
       }));
 
-    test("the close sequence closes the port; the established session survives it and expiry", () =>
+    test("the close sequence closes the port; the established session survives it", () =>
       withLab(async (lab) => {
         await lab.startService();
         const daemon = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "0", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,7000" }));

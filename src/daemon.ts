@@ -14,6 +14,7 @@ import type { Check } from "./http.js";
 import { KnockMachine, type KnockEvent } from "./knock-machine.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import type { Family } from "./types.js";
 
 export interface Deps {
   config: Config;
@@ -109,14 +110,14 @@ export class Daemon {
       let decoder: Decoder | null = null;
       const capture = this.deps.openCapture(iface, filter, (frame, length) => {
         this.packetAt = this.now();
-        metrics.packets.seen.inc();
+        metrics.packets.seen.n++;
         if (decoder === null) return;
         const outcome = decoder.decode(frame, length);
         if (outcome !== "knock") {
-          metrics.packets[outcome].inc();
+          metrics.packets[outcome].n++;
           return;
         }
-        metrics.packets.decoded.inc();
+        metrics.packets.decoded.n++;
         this.machine.handle(decoder.knock, this.packetAt);
       });
       decoder = new Decoder(capture.linkType);
@@ -130,50 +131,59 @@ export class Daemon {
     }
   }
 
-  private onKnockEvent(e: KnockEvent): void {
+  private onKnockEvent(event: KnockEvent): void {
     const { log, metrics } = this.deps;
-    const door = e.door.name;
-    metrics.knock(door, e.result);
+    metrics.knock(event.door.name, event.result);
     // Guarded: under a flood this runs per packet, and building the object is the cost.
-    if (log.isLevelEnabled("debug")) log.debug({ event: "knock", door, src: e.src, sequence: e.kind, result: e.result, stage: e.stage });
-    if (e.result !== "completed") return;
-    const startedAt = this.packetAt;
-    if (e.kind === "open") {
-      this.deps.firewall.grant(e.door, e.family, e.src).then(
-        () => {
-          const seconds = (this.now() - startedAt) / 1000;
-          metrics.knockToOpen.observe(seconds);
-          metrics.opened(door);
-          this.grantError = null;
-          const grant = this.grants.open(e.door, e.src, e.family, this.now());
-          this.hook("on_open", e.door, e.src);
-          log.info(
-            {
-              event: "open",
-              door,
-              src: e.src,
-              ports: portsText(e.door),
-              open_for_s: e.door.openForMs / 1000,
-              expires: Number.isFinite(grant.expiresAt) ? new Date(Date.now() + e.door.openForMs).toISOString() : null,
-              latency_ms: Math.round(seconds * 1e6) / 1e3,
-            },
-            `opened ${portsText(e.door)} for ${e.src}`,
-          );
-        },
-        (err: Error) => this.firewallFailed("grant", err, { door, src: e.src }),
-      );
-    } else {
-      this.deps.firewall.revoke(e.door, e.family, e.src).then(
-        () => {
-          this.grantError = null;
-          this.grants.close(e.door, e.src);
-          metrics.closed(door, "close_sequence");
-          this.hook("on_close", e.door, e.src);
-          log.info({ event: "close", door, src: e.src, ports: portsText(e.door), reason: "close_sequence" }, `closed ${portsText(e.door)} for ${e.src}`);
-        },
-        (err: Error) => this.firewallFailed("revoke", err, { door, src: e.src }),
-      );
+    if (log.isLevelEnabled("debug")) {
+      log.debug({ event: "knock", door: event.door.name, src: event.src, sequence: event.kind, result: event.result, stage: event.stage });
     }
+    if (event.result !== "completed") return;
+    // The machine reuses `event`; what the firewall calls need is copied out here.
+    const { door, src, family } = event;
+    if (event.kind === "open") this.open(door, family, src, this.packetAt);
+    else this.close(door, family, src);
+  }
+
+  private open(door: Door, family: Family, src: string, capturedAt: number): void {
+    const { log, metrics } = this.deps;
+    this.deps.firewall.grant(door, family, src).then(
+      () => {
+        const seconds = (this.now() - capturedAt) / 1000;
+        metrics.knockToOpen.observe(seconds);
+        metrics.opened(door.name);
+        this.grantError = null;
+        const grant = this.grants.open(door, src, family, this.now());
+        this.hook("on_open", door, src);
+        log.info(
+          {
+            event: "open",
+            door: door.name,
+            src,
+            ports: portsText(door),
+            open_for_s: door.openForMs / 1000,
+            expires: Number.isFinite(grant.expiresAt) ? new Date(Date.now() + door.openForMs).toISOString() : null,
+            latency_ms: Math.round(seconds * 1e6) / 1e3,
+          },
+          `opened ${portsText(door)} for ${src}`,
+        );
+      },
+      (err: Error) => this.firewallFailed("grant", err, { door: door.name, src }),
+    );
+  }
+
+  private close(door: Door, family: Family, src: string): void {
+    const { log, metrics } = this.deps;
+    this.deps.firewall.revoke(door, family, src).then(
+      () => {
+        this.grantError = null;
+        this.grants.close(door, src);
+        metrics.closed(door.name, "close_sequence");
+        this.hook("on_close", door, src);
+        log.info({ event: "close", door: door.name, src, ports: portsText(door), reason: "close_sequence" }, `closed ${portsText(door)} for ${src}`);
+      },
+      (err: Error) => this.firewallFailed("revoke", err, { door: door.name, src }),
+    );
   }
 
   /** Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted. */

@@ -10,7 +10,7 @@
  * of breaking the sequence; memory is bounded by `maxTracked` with oldest-first eviction.
  */
 import type { Door } from "./config.js";
-import type { Family, Knock, PortSpec } from "./types.js";
+import type { Family, Knock, PortSpec, Proto } from "./types.js";
 
 /** Linux retransmits an unanswered SYN after 1 s, then 2 s later; each repeat slides the window. */
 export const REPEAT_WINDOW_MS = 2000;
@@ -18,6 +18,7 @@ export const REPEAT_WINDOW_MS = 2000;
 export type SequenceKind = "open" | "close";
 export type KnockResult = "progressed" | "completed" | "wrong_port" | "timed_out" | "evicted" | "repeated" | "flags_mismatch";
 
+/** One object, reused for every event: valid only during the `emit` call; copy what must outlive it. */
 export interface KnockEvent {
   result: KnockResult;
   door: Door;
@@ -29,10 +30,11 @@ export interface KnockEvent {
 }
 
 interface Matcher {
-  id: number;
   door: Door;
   kind: SequenceKind;
   sequence: readonly PortSpec[];
+  /** Attempts on this sequence by source address. */
+  attempts: Map<string, Attempt>;
 }
 
 interface Attempt {
@@ -42,26 +44,38 @@ interface Attempt {
   stage: number;
   startedAt: number;
   lastAt: number;
+  /** Neighbours in start order. */
+  older: Attempt | null;
+  newer: Attempt | null;
 }
 
-const portKey = (port: number, proto: string) => `${port}/${proto}`;
+/** A number, not a string: this lookup runs for every captured packet. */
+const portKey = (port: number, proto: Proto) => port * 2 + (proto === "udp" ? 1 : 0);
 
 export class KnockMachine {
-  /** Insertion order is start order, which makes oldest-first eviction O(1). */
-  private readonly attempts = new Map<string, Attempt>();
-  private readonly byPort = new Map<string, Matcher[]>();
+  private count = 0;
+  /**
+   * Attempts in start order, linked through the attempts themselves: finding the oldest is O(1).
+   * (A Map's own order would do in theory, but V8 skips deleted slots from the front on every
+   * `entries().next()`, which made eviction under a source sweep O(n).)
+   */
+  private oldest: Attempt | null = null;
+  private newest: Attempt | null = null;
+  private readonly byPort = new Map<number, Matcher[]>();
+  /** Reused for every event, so the packet path allocates none: valid only during `emit`. */
+  private readonly event: KnockEvent;
 
   constructor(
     doors: readonly Door[],
     private readonly maxTracked: number,
     private readonly emit: (event: KnockEvent) => void,
   ) {
-    let id = 0;
+    this.event = { result: "progressed", door: doors[0] as Door, kind: "open", src: "", family: 4, stage: 0 };
     for (const door of doors) {
       const sequences: [SequenceKind, readonly PortSpec[] | null][] = [["open", door.sequence], ["close", door.closeSequence]];
       for (const [kind, sequence] of sequences) {
         if (!sequence || sequence.length === 0) continue;
-        const matcher: Matcher = { id: id++, door, kind, sequence };
+        const matcher: Matcher = { door, kind, sequence, attempts: new Map() };
         for (const key of new Set(sequence.map((p) => portKey(p.port, p.proto)))) {
           const list = this.byPort.get(key) ?? [];
           list.push(matcher);
@@ -73,15 +87,12 @@ export class KnockMachine {
 
   /** Number of attempts in progress (one per source and sequence). */
   get tracked(): number {
-    return this.attempts.size;
+    return this.count;
   }
 
   /** Every port+protocol that takes part in some sequence: what capture has to see. */
   knockPorts(): PortSpec[] {
-    return [...this.byPort.keys()].map((k) => {
-      const [port, proto] = k.split("/");
-      return { port: Number(port), proto: proto as PortSpec["proto"] };
-    });
+    return [...this.byPort.keys()].map((k) => ({ port: k >> 1, proto: k & 1 ? "udp" : "tcp" }));
   }
 
   handle(knock: Knock, now: number): void {
@@ -91,21 +102,19 @@ export class KnockMachine {
   }
 
   private step(matcher: Matcher, knock: Knock, now: number): void {
-    const { door, kind, sequence } = matcher;
-    const event = (result: KnockResult, stage: number) =>
-      this.emit({ result, door, kind, src: knock.src, family: knock.family, stage });
-    const key = `${matcher.id}|${knock.src}`;
+    const { door, sequence, attempts } = matcher;
+    const event = (result: KnockResult, stage: number) => this.send(result, matcher, knock.src, knock.family, stage);
     if (knock.proto === "tcp") {
       const { set, clear } = door.tcpFlags;
       if ((knock.tcpFlags & set) !== set || (knock.tcpFlags & clear) !== 0) {
-        event("flags_mismatch", this.attempts.get(key)?.stage ?? 0);
+        event("flags_mismatch", attempts.get(knock.src)?.stage ?? 0);
         return;
       }
     }
     const is = (p: PortSpec | undefined) => p !== undefined && p.port === knock.dstPort && p.proto === knock.proto;
-    let attempt = this.attempts.get(key);
+    let attempt = attempts.get(knock.src);
     if (attempt && now - attempt.startedAt > door.seqTimeoutMs) {
-      this.attempts.delete(key);
+      this.remove(attempt);
       event("timed_out", attempt.stage);
       attempt = undefined;
     }
@@ -114,7 +123,7 @@ export class KnockMachine {
         attempt.stage++;
         attempt.lastAt = now;
         if (attempt.stage === sequence.length) {
-          this.attempts.delete(key);
+          this.remove(attempt);
           event("completed", attempt.stage);
         } else {
           event("progressed", attempt.stage);
@@ -126,7 +135,7 @@ export class KnockMachine {
         event("repeated", attempt.stage);
         return;
       }
-      this.attempts.delete(key);
+      this.remove(attempt);
       event("wrong_port", attempt.stage);
     }
     if (!is(sequence[0])) return;
@@ -134,28 +143,58 @@ export class KnockMachine {
       event("completed", 1);
       return;
     }
-    this.evictFor(1);
-    this.attempts.set(key, { matcher, src: knock.src, family: knock.family, stage: 1, startedAt: now, lastAt: now });
+    while (this.count >= this.maxTracked && this.oldest) {
+      const evicted = this.oldest;
+      this.remove(evicted);
+      this.emitFor(evicted, "evicted");
+    }
+    this.add({ matcher, src: knock.src, family: knock.family, stage: 1, startedAt: now, lastAt: now, older: null, newer: null });
     event("progressed", 1);
   }
 
-  private evictFor(incoming: number): void {
-    while (this.attempts.size + incoming > this.maxTracked) {
-      const oldest = this.attempts.entries().next();
-      if (oldest.done) return;
-      const [key, a] = oldest.value;
-      this.attempts.delete(key);
-      this.emit({ result: "evicted", door: a.matcher.door, kind: a.matcher.kind, src: a.src, family: a.family, stage: a.stage });
-    }
+  private add(a: Attempt): void {
+    a.matcher.attempts.set(a.src, a);
+    this.count++;
+    a.older = this.newest;
+    if (this.newest) this.newest.newer = a;
+    else this.oldest = a;
+    this.newest = a;
+  }
+
+  private remove(a: Attempt): void {
+    a.matcher.attempts.delete(a.src);
+    this.count--;
+    if (a.older) a.older.newer = a.newer;
+    else this.oldest = a.newer;
+    if (a.newer) a.newer.older = a.older;
+    else this.newest = a.older;
+    a.older = a.newer = null;
+  }
+
+  private emitFor(a: Attempt, result: KnockResult): void {
+    this.send(result, a.matcher, a.src, a.family, a.stage);
+  }
+
+  private send(result: KnockResult, matcher: Matcher, src: string, family: Family, stage: number): void {
+    const e = this.event;
+    e.result = result;
+    e.door = matcher.door;
+    e.kind = matcher.kind;
+    e.src = src;
+    e.family = family;
+    e.stage = stage;
+    this.emit(e);
   }
 
   /** Drops attempts whose time is up, so the tracked count means "in progress". O(tracked). */
   sweep(now: number): void {
-    for (const [key, a] of this.attempts) {
+    for (let a = this.oldest; a !== null; ) {
+      const next = a.newer;
       if (now - a.startedAt > a.matcher.door.seqTimeoutMs) {
-        this.attempts.delete(key);
-        this.emit({ result: "timed_out", door: a.matcher.door, kind: a.matcher.kind, src: a.src, family: a.family, stage: a.stage });
+        this.remove(a);
+        this.emitFor(a, "timed_out");
       }
+      a = next;
     }
   }
 }

@@ -8,6 +8,34 @@ import type { KnockResult } from "./knock-machine.js";
 export type PacketResult = "seen" | "decoded" | "ignored" | "malformed";
 export type CloseReason = "expired" | "close_sequence";
 
+/** A counter the packet path bumps with `cell.n++`; its Prometheus counter reads it at scrape time. */
+export interface Cell {
+  n: number;
+}
+
+/**
+ * A counter whose values live in plain cells. prom-client's inc() hashes the label set on every
+ * call, which at flood rates was a sixth of the packet path; here the cost moves to the scrape.
+ */
+function cellCounter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
+  const cells: { labels: Record<L, string>; cell: Cell }[] = [];
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { labels, cell } of cells) this.inc(labels, cell.n);
+    },
+  });
+  return (labels: Record<L, string>): Cell => {
+    const cell = { n: 0 };
+    cells.push({ labels, cell });
+    return cell;
+  };
+}
+
 export interface MetricSources {
   tracked(): number;
   grants(): Promise<Map<string, number>>;
@@ -15,8 +43,10 @@ export interface MetricSources {
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly packets: Record<PacketResult, Counter.Internal>;
-  private readonly knocks: Counter<"door" | "result">;
+  readonly packets: Record<PacketResult, Cell>;
+  private readonly knockCell: (labels: Record<"door" | "result", string>) => Cell;
+  /** door -> result -> cell, filled on first use. */
+  private readonly knockCells = new Map<string, Map<KnockResult, Cell>>();
   private readonly opens: Counter<"door">;
   private readonly closes: Counter<"door" | "reason">;
   readonly knockToOpen: Histogram;
@@ -31,24 +61,24 @@ export class Metrics {
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    const packets = new Counter({
-      name: "knockgate_packets_total",
-      help: "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), malformed (truncated or invalid).",
-      labelNames: ["result"],
-      registers,
-    });
+    const packet = cellCounter(
+      this.registry,
+      "knockgate_packets_total",
+      "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), malformed (truncated or invalid).",
+      ["result"],
+    );
     this.packets = {
-      seen: packets.labels("seen"),
-      decoded: packets.labels("decoded"),
-      ignored: packets.labels("ignored"),
-      malformed: packets.labels("malformed"),
+      seen: packet({ result: "seen" }),
+      decoded: packet({ result: "decoded" }),
+      ignored: packet({ result: "ignored" }),
+      malformed: packet({ result: "malformed" }),
     };
-    this.knocks = new Counter({
-      name: "knockgate_knocks_total",
-      help: "Knocks on sequence ports by door and what they did to the sender's attempt.",
-      labelNames: ["door", "result"],
-      registers,
-    });
+    this.knockCell = cellCounter(
+      this.registry,
+      "knockgate_knocks_total",
+      "Knocks on sequence ports by door and what they did to the sender's attempt.",
+      ["door", "result"],
+    );
     this.opens = new Counter({ name: "knockgate_opens_total", help: "Grants opened (or refreshed) by a completed sequence.", labelNames: ["door"], registers });
     this.closes = new Counter({
       name: "knockgate_closes_total",
@@ -97,16 +127,23 @@ export class Metrics {
     }).set({ version: info.version, backend: info.backend, nodejs: process.version }, 1);
     // Zero series from the start, so rate() and absent() work before the first knock.
     // (.labels() alone does not export a series; inc(0) does.)
-    for (const child of Object.values(this.packets)) child.inc(0);
     for (const door of doors) {
       this.opens.labels(door).inc(0);
       for (const reason of ["expired", "close_sequence"] as const) this.closes.labels(door, reason).inc(0);
-      for (const result of ["completed", "wrong_port", "timed_out", "evicted"] as const) this.knocks.labels(door, result).inc(0);
+      for (const result of ["completed", "wrong_port", "timed_out", "evicted"] as const) this.knockCellFor(door, result);
     }
   }
 
   knock(door: string, result: KnockResult): void {
-    this.knocks.labels(door, result).inc();
+    this.knockCellFor(door, result).n++;
+  }
+
+  private knockCellFor(door: string, result: KnockResult): Cell {
+    let byResult = this.knockCells.get(door);
+    if (!byResult) this.knockCells.set(door, (byResult = new Map()));
+    let cell = byResult.get(result);
+    if (!cell) byResult.set(result, (cell = this.knockCell({ door, result })));
+    return cell;
   }
   opened(door: string): void {
     this.opens.labels(door).inc();

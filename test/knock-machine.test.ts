@@ -45,7 +45,7 @@ function knock(dstPort: number, src = A, opts: { proto?: Proto; tcpFlags?: numbe
 /** A machine whose events land in `events`. */
 function machine(doors: Door[], maxTracked = 1000) {
   const events: KnockEvent[] = [];
-  const m = new KnockMachine(doors, maxTracked, (e) => events.push(e));
+  const m = new KnockMachine(doors, maxTracked, (e) => events.push({ ...e }));
   return { m, events };
 }
 
@@ -291,6 +291,24 @@ describe("KnockMachine", () => {
     assert.deepEqual(
       completions(events).map((c) => c.src),
       ["198.18.0.4"],
+    );
+  });
+
+  test("after attempts end in the middle of the queue, eviction still takes the oldest remaining one", () => {
+    const { m, events } = machine([SSH], 3);
+    m.handle(knock(7000, "198.18.0.1"), 0);
+    m.handle(knock(7000, "198.18.0.2"), 10);
+    m.handle(knock(7000, "198.18.0.3"), 20);
+    // .2 (the middle) completes and .1 (the oldest) breaks its attempt: only .3 is left.
+    m.handle(knock(8000, "198.18.0.2"), 30);
+    m.handle(knock(9000, "198.18.0.2"), 40);
+    m.handle(knock(9000, "198.18.0.1"), 50);
+    assert.equal(m.tracked, 1);
+    for (const [i, src] of ["198.18.0.4", "198.18.0.5", "198.18.0.6"].entries()) m.handle(knock(7000, src), 60 + i * 10);
+    assert.equal(m.tracked, 3);
+    assert.deepEqual(
+      events.filter((e) => e.result === "evicted").map((e) => e.src),
+      ["198.18.0.3"],
     );
   });
 

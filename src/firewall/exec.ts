@@ -43,6 +43,11 @@ export interface LineProtocol {
   marker: RegExp;
   /** Completions to skip at start (a prompt printed before the first command). */
   initial: number;
+  /**
+   * Sent after every command, for a tool that prints nothing on success (nft -i): a cheap command
+   * whose output carries the marker.
+   */
+  suffix?: string;
 }
 
 interface Pending {
@@ -70,7 +75,7 @@ export class LineSession {
     const child = this.child ?? this.start();
     return new Promise((resolve, reject) => {
       this.pending.push({ line, resolve, reject });
-      child.stdin.write(line + "\n");
+      child.stdin.write(this.protocol.suffix ? `${line}\n${this.protocol.suffix}\n` : `${line}\n`);
     });
   }
 

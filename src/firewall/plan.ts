@@ -15,6 +15,8 @@ import type { Family, Proto } from "../types.js";
 export const CHAIN = "KNOCKGATE";
 export const NFT_TABLE = "knockgate";
 export const NFT_CHAIN = "prerouting";
+/** An always-empty set: listing it is how the long-lived nft session confirms a command. */
+export const NFT_ACK_SET = "ack";
 const SET_PREFIX = "knockgate-";
 
 export const FAMILIES: readonly Family[] = [4, 6];
@@ -184,6 +186,7 @@ export function nftPlan(config: Config): NftPlan {
       lines.push(`add set ${t} ${nftSetName(door.name, family)} { type ${nftAddrType(family)}; flags timeout; }`);
     }
   }
+  lines.push(`add set ${t} ${NFT_ACK_SET} { type ipv4_addr; }`);
   // Priority -150 is "mangle": after conntrack (-200), before DNAT (-100).
   lines.push(`add chain ${t} ${NFT_CHAIN} { type filter hook prerouting priority -150; policy accept; }`);
   lines.push(`flush chain ${t} ${NFT_CHAIN}`);

@@ -1,0 +1,261 @@
+/**
+ * The bench's client agent, inside the client namespace: knocks with raw frames (exact "last knock
+ * sent" time, any of the client's addresses as source) and probes the protected port with real
+ * sockets. JSON-lines RPC on stdin/stdout (bench/rpc.ts). test/support/agent.ts has no source choice
+ * for knock-to-open and no concurrent rounds, hence this one.
+ */
+import { createRequire } from "node:module";
+import { connect } from "node:net";
+import { performance } from "node:perf_hooks";
+import { ipBytes } from "../test/support/frames.js";
+import { serveRpc } from "./rpc.js";
+import { KNOCK_PORTS, Rng, SynFrame, type CapSender } from "./wire.js";
+
+let cap: CapSender | null = null;
+const frames = new Map<string, SynFrame>();
+let srcMac = "";
+let dstMac = "";
+const rng = new Rng(4242);
+
+function frameFor(dst: string): SynFrame {
+  let f = frames.get(dst);
+  if (!f) {
+    f = new SynFrame(srcMac, dstMac, dst);
+    frames.set(dst, f);
+  }
+  return f;
+}
+
+/** Sends the whole sequence back to back; returns performance.now() right after the last frame. */
+function knock(src: string, dst: string): number {
+  if (!cap) throw new Error("init first");
+  const f = frameFor(dst);
+  for (const port of KNOCK_PORTS) {
+    const buf = f.setText(src, 20000 + rng.below(40000), port);
+    cap.send(buf, buf.length);
+  }
+  return performance.now();
+}
+
+interface ProbeArgs {
+  dst: string;
+  port: number;
+  probeEveryMs: number;
+  timeoutMs: number;
+}
+
+/**
+ * Probes are raw SYNs too, answered (or not) by the server's kernel: a SYN-ACK seen by our capture
+ * handle means the port accepted that SYN. No sockets: no per-probe allocation, no TIME_WAIT, and
+ * none of Node's socket overhead in the measurement (a cold net.connect costs ~0.3 ms more here).
+ * Each probe has its own source port; the SYN-ACK's destination port names the probe.
+ */
+const probes = new Map<number, { src: Buffer; resolve: () => void }>();
+let nextProbePort = 0;
+
+function onReply(buf: Buffer, n: number): void {
+  if (n < 14) return;
+  const type = buf.readUInt16BE(12);
+  let tcp: number;
+  if (type === 0x0800) tcp = 14 + (buf[14]! & 0x0f) * 4;
+  else if (type === 0x86dd && buf[20] === 6) tcp = 54;
+  else return;
+  if (n < tcp + 14) return;
+  const flags = buf[tcp + 13]!;
+  if ((flags & 0x12) !== 0x12) return; // SYN-ACK only; a RST is a refusal, not an accept
+  const p = probes.get(buf.readUInt16BE(tcp + 2));
+  // The answer must go to the probe's source (a socket of ours may use the same port number).
+  if (p && buf.compare(p.src, 0, p.src.length, type === 0x0800 ? 30 : 38, type === 0x0800 ? 34 : 54) === 0) p.resolve();
+}
+
+/**
+ * Knock, then a raw SYN probe from the same source at once and every probeEveryMs until one is
+ * answered with a SYN-ACK: ms from the last knock frame to that answer, or null after timeoutMs.
+ */
+function knockToOpen(src: string, a: ProbeArgs): Promise<number | null> {
+  if (!cap) throw new Error("init first");
+  const sender = cap;
+  const t0 = knock(src, a.dst);
+  const f = frameFor(a.dst);
+  const srcBytes = ipBytes(src);
+  return new Promise((resolve) => {
+    const mine: number[] = [];
+    let finished = false;
+    const finish = (ms: number | null): void => {
+      if (finished) return;
+      finished = true;
+      clearInterval(timer);
+      clearTimeout(deadline);
+      for (const port of mine) probes.delete(port);
+      resolve(ms);
+    };
+    const probe = (): void => {
+      if (finished) return;
+      const sport = 20000 + (nextProbePort++ % 40000);
+      probes.set(sport, { src: srcBytes, resolve: () => finish(performance.now() - t0) });
+      mine.push(sport);
+      const buf = f.setText(src, sport, a.port);
+      sender.send(buf, buf.length);
+    };
+    const timer = setInterval(probe, a.probeEveryMs);
+    const deadline = setTimeout(() => finish(null), a.timeoutMs);
+    probe();
+  });
+}
+
+/**
+ * Fine-grained variant for the diagnosis: after the knock, a raw SYN probe every ~stepMs (the wait
+ * is Atomics.wait, so the CPU is given up between probes) for windowMs, then the captured SYN-ACKs
+ * are read. The send of each probe is synchronous through both veth ends, so the earliest accepted
+ * probe dates the opening to within one step. Returns ms from the last knock to that probe's send,
+ * or null, and the step actually achieved.
+ */
+async function knockToOpenFine(src: string, a: ProbeArgs & { windowMs: number; stepMs: number }): Promise<{ ms: number | null; stepMs: number }> {
+  if (!cap) throw new Error("init first");
+  const t0 = knock(src, a.dst);
+  const f = frameFor(a.dst);
+  const srcBytes = ipBytes(src);
+  const sent = new Map<number, number>();
+  let accepted: number | null = null;
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  let now = performance.now();
+  let n = 0;
+  while (now - t0 < a.windowMs) {
+    const sport = 20000 + (nextProbePort++ % 40000);
+    probes.set(sport, {
+      src: srcBytes,
+      resolve: () => {
+        const at = sent.get(sport);
+        if (at !== undefined && (accepted === null || at < accepted)) accepted = at;
+      },
+    });
+    const buf = f.setText(src, sport, a.port);
+    sent.set(sport, performance.now());
+    cap.send(buf, buf.length);
+    n++;
+    Atomics.wait(wait, 0, 0, a.stepMs);
+    now = performance.now();
+  }
+  // Let the capture handle deliver the answers.
+  await new Promise((r) => setTimeout(r, 20));
+  for (const port of sent.keys()) probes.delete(port);
+  return { ms: accepted === null ? null : (accepted as number) - t0, stepMs: (now - t0) / Math.max(1, n) };
+}
+
+function tryConnect(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+/** One connect: microseconds from connect() to the "connect" event (SYN out, SYN-ACK handled). */
+function timedConnect(host: string, port: number, localAddress: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = process.hrtime.bigint();
+    const s = connect({ host, port, localAddress });
+    s.once("connect", () => {
+      const us = Number(process.hrtime.bigint() - t) / 1000;
+      s.destroy();
+      resolve(us);
+    });
+    s.once("error", reject);
+    setTimeout(() => reject(new Error("connect timed out")), 2000).unref();
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+serveRpc(async (r) => {
+  switch (r.op) {
+    case "init": {
+      const { Cap } = createRequire(import.meta.url)("cap") as { Cap: new () => CapSender };
+      cap = new Cap();
+      cap.open(r["iface"] as string, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
+      // Second handle: the server's answers to probes (immediate mode, as npm cap opens it).
+      const listener = new Cap() as CapSender & { on(e: "packet", f: (n: number) => void): void };
+      const rx = Buffer.alloc(65535);
+      listener.open(r["iface"] as string, `tcp and src port ${r["probePort"] as number}`, 4 << 20, rx);
+      listener.on("packet", (n) => onReply(rx, n));
+      srcMac = r["srcMac"] as string;
+      dstMac = r["dstMac"] as string;
+      return { ok: true };
+    }
+    case "knock": {
+      for (const src of r["sources"] as string[]) knock(src, r["dst"] as string);
+      return { ok: true };
+    }
+    case "probe":
+      return { ok: await tryConnect(r["host"] as string, r["port"] as number, r["timeoutMs"] as number, r["localAddress"] as string | undefined) };
+    case "latency": {
+      // Sequential rounds, each from its own source address.
+      // Random pauses between rounds, so rounds do not lock onto a daemon's own period (knockd's
+      // capture wakes every 50 ms) and sample every phase of it.
+      const out: (number | null)[] = [];
+      for (const src of r["sources"] as string[]) {
+        out.push(await knockToOpen(src, r as unknown as ProbeArgs));
+        await sleep((r["gapMs"] as number) + rng.below(50));
+      }
+      return out;
+    }
+    case "latency-fine": {
+      const out: { ms: number | null; stepMs: number }[] = [];
+      for (const src of r["sources"] as string[]) {
+        out.push(await knockToOpenFine(src, r as unknown as ProbeArgs & { windowMs: number; stepMs: number }));
+        await sleep((r["gapMs"] as number) + rng.below(50));
+      }
+      return out;
+    }
+    case "legit-loop": {
+      // A knock every everyMs for durationMs, rounds overlapping if an open is slow.
+      const sources = r["sources"] as string[];
+      const everyMs = r["everyMs"] as number;
+      const durationMs = r["durationMs"] as number;
+      const rounds: Promise<{ atMs: number; ms: number | null }>[] = [];
+      const start = performance.now();
+      for (let i = 0; i < sources.length && performance.now() - start < durationMs; i++) {
+        const atMs = performance.now() - start;
+        rounds.push(knockToOpen(sources[i]!, r as unknown as ProbeArgs).then((ms) => ({ atMs: Math.round(atMs), ms })));
+        // Jitter: a fixed 200 ms period would lock onto knockd's 50 ms capture timeout.
+        const next = start + (i + 1) * everyMs + rng.below(50);
+        await sleep(Math.max(0, next - performance.now()));
+      }
+      return Promise.all(rounds);
+    }
+    case "syn-cost": {
+      // Raw SYNs back to back from one fixed 5-tuple to a closed port: each send runs the server's
+      // whole receive path (conntrack, every netfilter hook, the RST) synchronously in softirq, so
+      // the loop time per packet is the kernel's per-packet cost, averaged over thousands.
+      if (!cap) throw new Error("init first");
+      const f = frameFor(r["dst"] as string);
+      const buf = Buffer.from(f.setText(r["src"] as string, 40000, r["port"] as number));
+      const n = r["n"] as number;
+      for (let i = 0; i < 200; i++) cap.send(buf, buf.length);
+      const t = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) cap.send(buf, buf.length);
+      return Number(process.hrtime.bigint() - t) / n;
+    }
+    case "connect-cost": {
+      const host = r["host"] as string;
+      const port = r["port"] as number;
+      const localAddress = r["localAddress"] as string;
+      const n = r["n"] as number;
+      const warmup = r["warmup"] as number;
+      const out: number[] = [];
+      for (let i = 0; i < warmup + n; i++) {
+        const us = await timedConnect(host, port, localAddress);
+        if (i >= warmup) out.push(us);
+      }
+      return out;
+    }
+    default:
+      throw new Error(`unknown op ${r.op}`);
+  }
+});

@@ -1,0 +1,460 @@
+/**
+ * The contenders, each started inside a lab's server namespace:
+ *   knockgate      this project, default backend (KNOCK_FIREWALL=auto: iptables + ipset here)
+ *   knockgate-nft  this project, nftables backend
+ *   knockd         Debian's knockd, configured like its tutorial (iptables -I grants)
+ *   kernel         no daemon: the door compiled to an nftables ruleset with dynamic stage sets
+ */
+import type { ChildProcess } from "node:child_process";
+import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { BenchLab } from "./lab.js";
+import { ROOT } from "./lab.js";
+import { HTTP_PORT, KNOCK_PORTS, SERVER_V4, SERVICE_PORT } from "./wire.js";
+
+export type ContenderId = "knockgate" | "knockgate-nft" | "knockd" | "kernel";
+export type ScenarioName = "latency" | "flood" | "sweep" | "grants";
+
+export interface StartOptions {
+  /** Grant lifetime in seconds (knockd's tutorial config has none: its grants stay). */
+  openForS: number;
+}
+
+export interface Running {
+  /** Main process, for CPU and RSS; null when there is no daemon. */
+  readonly pid: number | null;
+  /** Grants present in the kernel right now (source addresses, both families), expired ones excluded. */
+  grantAddresses(): Promise<string[]>;
+  /** Cheap count for tight polling (may include entries expired but not yet garbage-collected). */
+  grantCount(): Promise<number>;
+  /**
+   * Takes every grant out of the kernel's reach, keeping it aside, and puts it back (timeouts
+   * preserved): lets the per-connection cost be measured in interleaved blocks with and without
+   * grants, so drift over time cancels. Measurement only; the contender is not told.
+   */
+  hideGrants(): Promise<void>;
+  showGrants(): Promise<void>;
+  /** knockgate's /metrics as name{labels} -> value; null for the others. */
+  metrics(): Promise<Map<string, number> | null>;
+  /** Anything the reader of the report must know (throttling, errors seen). */
+  notes(): string[];
+  stop(): Promise<void>;
+}
+
+export interface Contender {
+  id: ContenderId;
+  label: string;
+  /** Whether grants expire by themselves (knockd's tutorial config: no). */
+  expires: boolean;
+  scenarios: readonly ScenarioName[];
+  /** Why it cannot run here, or null. */
+  unavailable(): Promise<string | null>;
+  start(lab: BenchLab, opts: StartOptions): Promise<Running>;
+}
+
+/**
+ * Diagnosis only (never in a reported run without saying so): KNOCKGATE_BENCH_CLI runs another build
+ * of knockgate, KNOCKGATE_BENCH_NODE_OPTIONS passes NODE_OPTIONS to the daemon.
+ */
+const CLI = process.env["KNOCKGATE_BENCH_CLI"] ?? `${ROOT}dist/src/cli.js`;
+const DAEMON_NODE_OPTIONS = process.env["KNOCKGATE_BENCH_NODE_OPTIONS"];
+export const DIAGNOSTIC_OVERRIDES = [
+  process.env["KNOCKGATE_BENCH_CLI"] ? `KNOCKGATE_BENCH_CLI=${CLI}` : "",
+  DAEMON_NODE_OPTIONS ? `KNOCKGATE_BENCH_NODE_OPTIONS=${DAEMON_NODE_OPTIONS}` : "",
+].filter(Boolean);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Keeps the last lines of a child's output (and keeps its pipes drained so it never blocks). */
+function tail(child: ChildProcess, keep = 50): string[] {
+  const lines: string[] = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on("line", (l) => {
+      lines.push(l);
+      if (lines.length > keep) lines.shift();
+    });
+  }
+  return lines;
+}
+
+async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+/** Elements of an nft set as `nft -j list set` prints them (plain values or {elem:{val,...}}). */
+async function nftSetMembers(lab: BenchLab, family: string, table: string, set: string): Promise<string[]> {
+  const r = await lab.exec(lab.server, ["nft", "-j", "list", "set", family, table, set]);
+  if (r.code !== 0) throw new Error(`nft list set ${set}: ${r.stderr.trim()}`);
+  const parsed = JSON.parse(r.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
+  const out: string[] = [];
+  for (const o of parsed.nftables ?? []) {
+    for (const e of o.set?.elem ?? []) {
+      if (typeof e === "string") out.push(e);
+      else if (e && typeof e === "object" && "elem" in e) out.push(String((e as { elem: { val: unknown } }).elem.val));
+    }
+  }
+  return out;
+}
+
+/**
+ * Hide/show for grants in nft timeout sets: list with remaining times (the text listing has
+ * millisecond precision, JSON only whole seconds), flush; later add them back with those times.
+ */
+function nftGrantToggle(lab: BenchLab, table: string, sets: readonly string[]): { hide(): Promise<void>; show(): Promise<void> } {
+  let saved: { set: string; listedAt: number; elems: { addr: string; expiresMs: number }[] }[] = [];
+  // How long the last re-add took to reach the kernel: charged to the next one too, so repeated
+  // hide/show cycles do not push expiry back.
+  let applyMs = 50;
+  return {
+    async hide() {
+      saved = [];
+      for (const set of sets) {
+        const r = await lab.exec(lab.server, ["nft", "list", "set", "inet", table, set]);
+        const listedAt = performance.now();
+        const elems = [...r.stdout.matchAll(/([0-9a-f.:]+) timeout \S+ expires (\S+?)[,\s}]/g)].map((m) => ({ addr: m[1]!, expiresMs: nftDurationMs(m[2]!) }));
+        saved.push({ set, listedAt, elems });
+        await lab.exec(lab.server, ["nft", "flush", "set", "inet", table, set]);
+      }
+    },
+    async show() {
+      // Time spent hidden counts against the grants, as if they had never left.
+      const start = performance.now();
+      const lines = saved
+        .map(({ set, listedAt, elems }) => {
+          const gone = start - listedAt + applyMs;
+          const live = elems.filter((e) => e.expiresMs - gone > 1);
+          return live.length ? `add element inet ${table} ${set} { ${live.map((e) => `${e.addr} timeout ${Math.round(e.expiresMs - gone)}ms`).join(", ")} }` : "";
+        })
+        .filter(Boolean);
+      saved = [];
+      if (lines.length === 0) return;
+      const r = await lab.exec(lab.server, ["nft", "-f", "-"], lines.join("\n") + "\n");
+      if (r.code !== 0) throw new Error(`nft restore grants: ${r.stderr.slice(0, 300)}`);
+      applyMs = performance.now() - start;
+    },
+  };
+}
+
+/** nft's duration text ("1h2m3s400ms", "18s700ms") in milliseconds. */
+export function nftDurationMs(text: string): number {
+  const unit: Record<string, number> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+  let ms = 0;
+  for (const m of text.matchAll(/(\d+)(ms|d|h|m|s)/g)) ms += Number(m[1]) * (unit[m[2]!] ?? 0);
+  return ms;
+}
+
+// ---------------------------------------------------------------------------------------------
+// knockgate
+
+function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftables"): Contender {
+  return {
+    id,
+    label: backend === "auto" ? "knockgate (iptables+ipset)" : "knockgate (nftables)",
+    expires: true,
+    scenarios: backend === "auto" ? ["latency", "flood", "sweep", "grants"] : ["latency", "grants"],
+    async unavailable() {
+      if (!(await exists(CLI))) return `${CLI} missing: run npm run build`;
+      if (backend === "auto" && !((await exists("/usr/sbin/ipset")) || (await exists("/sbin/ipset")))) return "ipset not installed";
+      if (!(await exists("/usr/sbin/nft"))) return "nft not installed";
+      return null;
+    },
+    async start(lab, opts) {
+      const env: Record<string, string> = {
+        KNOCK_INTERFACE: lab.serverIface,
+        KNOCK_DOOR_SSH_SEQUENCE: KNOCK_PORTS.join(","),
+        KNOCK_DOOR_SSH_OPEN_FOR: String(opts.openForS),
+        // Logging costs: warn keeps per-knock lines out of the measured path.
+        KNOCK_LOG_LEVEL: "warn",
+        KNOCK_HTTP_ADDR: `${SERVER_V4}:${HTTP_PORT}`,
+        KNOCK_FIREWALL: backend,
+        ...(DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: DAEMON_NODE_OPTIONS } : {}),
+      };
+      const child = lab.spawnIn(lab.server, [process.execPath, CLI, "run"], env);
+      const output = tail(child);
+      const url = `http://${SERVER_V4}:${HTTP_PORT}`;
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        if (child.exitCode !== null) throw new Error(`knockgate exited with ${child.exitCode}: ${output.join("\n")}`);
+        const r = await lab.helper.call<{ status: number; body: string }>("http", { url: `${url}/readyz`, timeoutMs: 1000 });
+        if (r.status === 200) break;
+        if (Date.now() > deadline) throw new Error(`knockgate not ready in 20 s: ${r.body} ${output.join("\n")}`);
+        await sleep(50);
+      }
+      const pid = child.pid ?? null;
+      const useIpset = backend === "auto";
+      const ipsetMembers = async (): Promise<string[]> => {
+        const out: string[] = [];
+        for (const fam of [4, 6]) {
+          const r = await lab.exec(lab.server, ["ipset", "list", `knockgate-SSH-${fam}`]);
+          if (r.code !== 0) throw new Error(`ipset list: ${r.stderr}`);
+          const at = r.stdout.indexOf("Members:\n");
+          for (const l of r.stdout.slice(at + 9).split("\n")) if (l.trim()) out.push(l.trim().split(" ")[0]!);
+        }
+        return out;
+      };
+      const nftMembers = async (): Promise<string[]> => [
+        ...(await nftSetMembers(lab, "inet", "knockgate", "door_SSH_v4")),
+        ...(await nftSetMembers(lab, "inet", "knockgate", "door_SSH_v6")),
+      ];
+      // ipset: swap the door sets with empty twins of the same type (timeouts keep running inside).
+      const ipsetToggle = {
+        async hide() {
+          for (const fam of [4, 6]) {
+            const twin = `kgb-hidden-${fam}`;
+            await lab.exec(lab.server, ["ipset", "create", twin, "hash:ip", "family", fam === 4 ? "inet" : "inet6", "timeout", "0", "-exist"]);
+            await lab.exec(lab.server, ["ipset", "swap", `knockgate-SSH-${fam}`, twin]);
+          }
+        },
+        async show() {
+          for (const fam of [4, 6]) await lab.exec(lab.server, ["ipset", "swap", `knockgate-SSH-${fam}`, `kgb-hidden-${fam}`]);
+        },
+      };
+      const toggle = useIpset ? ipsetToggle : nftGrantToggle(lab, "knockgate", ["door_SSH_v4", "door_SSH_v6"]);
+      return {
+        pid,
+        hideGrants: () => toggle.hide(),
+        showGrants: () => toggle.show(),
+        grantAddresses: useIpset ? ipsetMembers : nftMembers,
+        async grantCount() {
+          if (!useIpset) return (await nftMembers()).length;
+          let n = 0;
+          for (const fam of [4, 6]) {
+            const r = await lab.exec(lab.server, ["ipset", "list", "-t", `knockgate-SSH-${fam}`]);
+            n += Number(/Number of entries: (\d+)/.exec(r.stdout)?.[1] ?? 0);
+          }
+          return n;
+        },
+        async metrics() {
+          const r = await lab.helper.call<{ status: number; body: string }>("http", { url: `${url}/metrics`, timeoutMs: 5000 });
+          return r.status === 200 ? parseMetrics(r.body) : null;
+        },
+        notes() {
+          const warnings = output.filter((l) => /"level":(40|50|60)/.test(l));
+          return warnings.length ? [`${warnings.length} warning/error log lines, last: ${warnings.at(-1)?.slice(0, 300)}`] : [];
+        },
+        stop: () => stopChild(child),
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// knockd
+
+/** knockd forks a shell + iptables per grant; past this many processes in the namespace we pause it. */
+const KNOCKD_MAX_PROCS = 256;
+
+const knockdContender: Contender = {
+  id: "knockd",
+  label: "knockd 0.8 (Debian, tutorial config)",
+  expires: false,
+  scenarios: ["latency", "flood", "sweep", "grants"],
+  async unavailable() {
+    if (!(await exists("/usr/sbin/knockd"))) return "/usr/sbin/knockd missing (apt-get install knockd)";
+    if (!(await exists("/usr/sbin/iptables"))) return "iptables missing";
+    return null;
+  },
+  async start(lab) {
+    // The tutorial's INPUT chain, for both families (knockd 0.8 takes command_6 for IPv6 knockers).
+    for (const tool of ["iptables", "ip6tables"]) {
+      const rules = `*filter\n-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A INPUT -p tcp --dport ${SERVICE_PORT} -j DROP\nCOMMIT\n`;
+      const r = await lab.exec(lab.server, [`${tool}-restore`], rules);
+      if (r.code !== 0) throw new Error(`${tool}-restore: ${r.stderr}`);
+    }
+    const dir = await mkdtemp(join(tmpdir(), `${lab.server}-knockd-`));
+    const conf = join(dir, "knockd.conf");
+    const logFile = join(dir, "knockd.log");
+    await writeFile(
+      conf,
+      [
+        "[options]",
+        `    LogFile = ${logFile}`,
+        `    Interface = ${lab.serverIface}`,
+        "",
+        "[openSSH]",
+        `    sequence    = ${KNOCK_PORTS.join(",")}`,
+        "    seq_timeout = 5",
+        "    tcpflags    = syn",
+        `    command     = /usr/sbin/iptables -I INPUT -s %IP% -p tcp --dport ${SERVICE_PORT} -j ACCEPT`,
+        `    command_6   = /usr/sbin/ip6tables -I INPUT -s %IP% -p tcp --dport ${SERVICE_PORT} -j ACCEPT`,
+        "",
+      ].join("\n"),
+    );
+    const child = lab.spawnIn(lab.server, ["/usr/sbin/knockd", "-c", conf, "-i", lab.serverIface]);
+    const output = tail(child);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`knockd exited with ${child.exitCode}: ${output.join("\n")}`);
+      const log = await readFile(logFile, "utf8").catch(() => "");
+      if (log.includes("starting up")) break;
+      if (Date.now() > deadline) throw new Error(`knockd did not start in 10 s: ${output.join("\n")}`);
+      await sleep(20);
+    }
+    const pid = child.pid ?? null;
+    // Safety valve: a flood of completed sequences makes knockd fork a shell + iptables per grant;
+    // unbounded, that can exhaust memory. Pause knockd while too many of its children run.
+    let paused = false;
+    let pausedMs = 0;
+    let pausedAt = 0;
+    let maxProcs = 0;
+    let pauses = 0;
+    const watchdog = setInterval(() => {
+      if (pid === null) return;
+      const n = lab.serverPids().length;
+      maxProcs = Math.max(maxProcs, n);
+      if (!paused && n > KNOCKD_MAX_PROCS) {
+        paused = true;
+        pauses++;
+        pausedAt = performance.now();
+        process.kill(pid, "SIGSTOP");
+      } else if (paused && n < KNOCKD_MAX_PROCS / 2) {
+        paused = false;
+        pausedMs += performance.now() - pausedAt;
+        process.kill(pid, "SIGCONT");
+      }
+    }, 100);
+    const members = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for (const tool of ["iptables", "ip6tables"]) {
+        const r = await lab.exec(lab.server, [tool, "-w", "-S", "INPUT"]);
+        for (const l of r.stdout.split("\n")) {
+          const m = /^-A INPUT -s (\S+?)(?:\/(?:32|128))? -p tcp -m tcp --dport \d+ -j ACCEPT$/.exec(l);
+          if (m) out.push(m[1]!);
+        }
+      }
+      return out;
+    };
+    let savedRules: string[] = [];
+    const tutorial = `*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A INPUT -p tcp --dport ${SERVICE_PORT} -j DROP\nCOMMIT\n`;
+    return {
+      pid,
+      async hideGrants() {
+        savedRules = [];
+        for (const tool of ["iptables", "ip6tables"]) {
+          savedRules.push((await lab.exec(lab.server, [`${tool}-save`, "-t", "filter"])).stdout);
+          await lab.exec(lab.server, [`${tool}-restore`], tutorial);
+        }
+      },
+      async showGrants() {
+        for (const [i, tool] of ["iptables", "ip6tables"].entries()) {
+          if (savedRules[i]) await lab.exec(lab.server, [`${tool}-restore`], savedRules[i]);
+        }
+        savedRules = [];
+      },
+      grantAddresses: members,
+      grantCount: async () => (await members()).length,
+      metrics: () => Promise.resolve(null),
+      notes() {
+        const notes: string[] = [];
+        if (pauses > 0 || paused) {
+          const ms = pausedMs + (paused ? performance.now() - pausedAt : 0);
+          notes.push(`safety valve: knockd paused ${pauses}x for ${(ms / 1000).toFixed(1)} s in total (> ${KNOCKD_MAX_PROCS} processes in its namespace; peak ${maxProcs})`);
+        } else if (maxProcs > 20) {
+          notes.push(`peak ${maxProcs} processes in the server namespace (knockd's command children)`);
+        }
+        return notes;
+      },
+      async stop() {
+        clearInterval(watchdog);
+        if (paused && pid !== null) process.kill(pid, "SIGCONT");
+        // knockd's SIGTERM handler waits for a child: do not wait long.
+        await stopChild(child, 1000);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// kernel-only
+
+const NFT_TABLE = "kgbench";
+/** Same state budget as knockgate's default KNOCK_MAX_TRACKED. */
+const SET_SIZE = 65536;
+
+export function kernelRuleset(openForS: number): string {
+  const [p1, p2, p3] = KNOCK_PORTS;
+  const syn = "tcp flags & (syn | ack) == syn";
+  const lines = [`table inet ${NFT_TABLE} {`];
+  for (const [fam, type] of [["v4", "ipv4_addr"], ["v6", "ipv6_addr"]] as const) {
+    for (const set of ["stage2", "stage3", "grant"]) {
+      lines.push(`  set ${set}_${fam} { type ${type}; flags dynamic, timeout; size ${SET_SIZE}; }`);
+    }
+  }
+  lines.push("  chain prerouting {", "    type filter hook prerouting priority -150; policy accept;", '    iifname "lo" accept', "    ct state established,related accept");
+  for (const [fam, saddr] of [["v4", "ip saddr"], ["v6", "ip6 saddr"]] as const) {
+    lines.push(`    tcp dport ${p1} ${syn} add @stage2_${fam} { ${saddr} timeout 5s }`);
+    lines.push(`    tcp dport ${p2} ${syn} ${saddr} @stage2_${fam} add @stage3_${fam} { ${saddr} timeout 5s }`);
+    lines.push(`    tcp dport ${p3} ${syn} ${saddr} @stage3_${fam} add @grant_${fam} { ${saddr} timeout ${openForS}s }`);
+    lines.push(`    tcp dport ${SERVICE_PORT} ${saddr} @grant_${fam} accept`);
+  }
+  lines.push(`    tcp dport ${SERVICE_PORT} drop`, "  }", "}", "");
+  return lines.join("\n");
+}
+
+const kernelContender: Contender = {
+  id: "kernel",
+  label: "kernel-only nftables door",
+  expires: true,
+  scenarios: ["latency", "flood", "sweep", "grants"],
+  async unavailable() {
+    return (await exists("/usr/sbin/nft")) ? null : "nft not installed";
+  },
+  async start(lab, opts) {
+    const r = await lab.exec(lab.server, ["nft", "-f", "-"], kernelRuleset(opts.openForS));
+    if (r.code !== 0) throw new Error(`nft -f: ${r.stderr}`);
+    const members = async (): Promise<string[]> => [
+      ...(await nftSetMembers(lab, "inet", NFT_TABLE, "grant_v4")),
+      ...(await nftSetMembers(lab, "inet", NFT_TABLE, "grant_v6")),
+    ];
+    const toggle = nftGrantToggle(lab, NFT_TABLE, ["grant_v4", "grant_v6"]);
+    return {
+      pid: null,
+      hideGrants: () => toggle.hide(),
+      showGrants: () => toggle.show(),
+      grantAddresses: members,
+      grantCount: async () => (await members()).length,
+      metrics: () => Promise.resolve(null),
+      notes: () => [],
+      stop: () => Promise.resolve(),
+    };
+  },
+};
+
+/** Elements in one of the kernel door's sets (for the sweep: is the stage set full?). */
+export async function kernelSetSize(lab: BenchLab, set: string): Promise<number> {
+  return (await nftSetMembers(lab, "inet", NFT_TABLE, set)).length;
+}
+
+export const CONTENDERS: readonly Contender[] = [
+  knockgate("knockgate", "auto"),
+  knockgate("knockgate-nft", "nftables"),
+  knockdContender,
+  kernelContender,
+];

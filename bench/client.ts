@@ -10,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { ipBytes } from "../test/support/frames.js";
 import { serveRpc } from "./rpc.js";
 import { KNOCK_PORTS, Rng, SynFrame, type CapSender } from "./wire.js";
+import { tryConnect } from "../test/support/connect.js";
 
 let cap: CapSender | null = null;
 const frames = new Map<string, SynFrame>();
@@ -140,20 +141,6 @@ async function knockToOpenFine(src: string, a: ProbeArgs & { windowMs: number; s
   await new Promise((r) => setTimeout(r, 20));
   for (const port of sent.keys()) probes.delete(port);
   return { ms: accepted === null ? null : (accepted as number) - t0, stepMs: (now - t0) / Math.max(1, n) };
-}
-
-function tryConnect(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-    const done = (ok: boolean): void => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    s.once("connect", () => done(true));
-    s.once("error", () => done(false));
-  });
 }
 
 /** One connect: microseconds from connect() to the "connect" event (SYN out, SYN-ACK handled). */

@@ -10,6 +10,7 @@ import { performance } from "node:perf_hooks";
 import { knock, waitForPort } from "../../src/knock-client.js";
 import type { PortSpec } from "../../src/types.js";
 import { buildFrame, macBytes, type FrameSpec } from "./frames.js";
+import { tryConnect } from "./connect.js";
 
 export type Request =
   | { op: "knock"; host: string; ports: PortSpec[]; delayMs?: number; localAddress?: string }
@@ -21,21 +22,6 @@ export type Request =
 
 const sessions = new Map<number, Socket>();
 let nextSession = 1;
-
-/** Resolves true if a connection is accepted within timeoutMs; a dropped SYN just times out. */
-function tryConnect(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host, port, ...(localAddress ? { localAddress } : {}) });
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    s.once("connect", () => done(true));
-    s.once("error", () => done(false));
-  });
-}
 
 /**
  * Knocks, then starts a new connect every probeEveryMs until one is accepted: the time from the

@@ -4,10 +4,27 @@ import type { Config } from "./config.js";
 
 export type { Logger } from "pino";
 
+/**
+ * Logs queued beyond this are dropped rather than held: with a stuck reader on stdout a synchronous
+ * logger would block the event loop, and with it capture and grants.
+ */
+const MAX_QUEUED_LOG_BYTES = 16 * 1024 * 1024;
+
 export function createLogger(config: Pick<Config, "logLevel" | "logFormat">): Logger {
   const options = { level: config.logLevel, base: { name: "knockgate" } };
   if (config.logFormat === "pretty") {
     return pino({ ...options, transport: { target: "pino-pretty", options: { destination: 1 } } });
   }
-  return pino(options);
+  return pino(options, pino.destination({ dest: 1, sync: false, maxLength: MAX_QUEUED_LOG_BYTES }));
+}
+
+/** Writes out queued log lines, but never waits more than `timeoutMs` on a stuck reader. */
+export function flushLogs(log: Logger, timeoutMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    log.flush(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

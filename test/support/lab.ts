@@ -46,10 +46,17 @@ export function removeStaleNamespaces(): void {
   }
 }
 
-// Last resort if a test process exits without running its cleanup (a thrown error in a hook).
+// Last resort if a test process exits without running its cleanup (a thrown error in a hook), or
+// is interrupted or timed out: daemons must not outlive the run in a namespace nobody can see.
 process.on("exit", () => {
   for (const lab of live) lab.destroySync();
 });
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    for (const lab of live) lab.destroySync();
+    process.exit(128 + (signal === "SIGINT" ? 2 : signal === "SIGTERM" ? 15 : 1));
+  });
+}
 
 export interface LogLine {
   event?: string;

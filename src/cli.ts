@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { runConvert } from "./convert.js";
 import { EXIT_CONFIG, EXIT_SOFTWARE, EXIT_USAGE, ConfigError } from "./errors.js";
+import { flushLogs } from "./log.js";
 import { runDaemon } from "./main.js";
 import { runKnock } from "./knock-command.js";
 import { removeEverything } from "./firewall/index.js";
@@ -33,9 +34,13 @@ async function healthcheck(): Promise<number> {
 async function main(argv: string[]): Promise<number> {
   const [command = "run", ...rest] = argv;
   switch (command) {
-    case "run":
-      // Exit explicitly: a libpcap or child-process handle left behind must not keep a stopped daemon alive.
-      return process.exit(await runDaemon(process.env));
+    case "run": {
+      const code = await runDaemon(process.env);
+      // Exit explicitly: a libpcap or child-process handle left behind must not keep a stopped daemon
+      // alive. Logging is asynchronous, so write out what is queued first.
+      await flushLogs();
+      return process.exit(code);
+    }
     case "knock":
       return runKnock(rest, process.env);
     case "convert":

@@ -218,7 +218,11 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     onExit: read("KNOCK_ON_EXIT", () => getOr("KNOCK_ON_EXIT", DEFAULTS.KNOCK_ON_EXIT).asOnExit(), "keep"),
     dryRun: read("KNOCK_DRY_RUN", () => getOr("KNOCK_DRY_RUN", DEFAULTS.KNOCK_DRY_RUN).asFlag(), false),
     maxTracked: read("KNOCK_MAX_TRACKED", () => getOr("KNOCK_MAX_TRACKED", DEFAULTS.KNOCK_MAX_TRACKED).asMaxTracked(), 1),
-    hookTimeoutMs: read("KNOCK_HOOK_TIMEOUT", () => getOr("KNOCK_HOOK_TIMEOUT", DEFAULTS.KNOCK_HOOK_TIMEOUT).asSecondsMs(), 10_000),
+    hookTimeoutMs: read(
+      "KNOCK_HOOK_TIMEOUT",
+      () => getOr("KNOCK_HOOK_TIMEOUT", DEFAULTS.KNOCK_HOOK_TIMEOUT).asSecondsMs(),
+      Number(DEFAULTS.KNOCK_HOOK_TIMEOUT) * 1000,
+    ),
     reconcileIntervalMs: read(
       "KNOCK_RECONCILE_INTERVAL",
       () => getOr("KNOCK_RECONCILE_INTERVAL", DEFAULTS.KNOCK_RECONCILE_INTERVAL).asSecondsMs(),

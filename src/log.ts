@@ -10,19 +10,25 @@ export type { Logger } from "pino";
  */
 const MAX_QUEUED_LOG_BYTES = 16 * 1024 * 1024;
 
+/** Every logger made here, so the process can write out what they queued before it exits. */
+const loggers = new Set<Logger>();
+
 export function createLogger(config: Pick<Config, "logLevel" | "logFormat">): Logger {
   const options = { level: config.logLevel, base: { name: "knockgate" } };
-  if (config.logFormat === "pretty") {
-    return pino({ ...options, transport: { target: "pino-pretty", options: { destination: 1 } } });
-  }
-  return pino(options, pino.destination({ dest: 1, sync: false, maxLength: MAX_QUEUED_LOG_BYTES }));
+  const log =
+    config.logFormat === "pretty"
+      ? pino({ ...options, transport: { target: "pino-pretty", options: { destination: 1 } } })
+      : pino(options, pino.destination({ dest: 1, sync: false, maxLength: MAX_QUEUED_LOG_BYTES }));
+  loggers.add(log);
+  return log;
 }
 
-/** Writes out queued log lines, but never waits more than `timeoutMs` on a stuck reader. */
-export function flushLogs(log: Logger, timeoutMs = 2000): Promise<void> {
+/** Writes out every logger's queued lines, but never waits more than `timeoutMs` on a stuck reader. */
+export function flushLogs(timeoutMs = 2000): Promise<void> {
+  const flushed = [...loggers].map((log) => new Promise<void>((resolve) => log.flush(() => resolve())));
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, timeoutMs);
-    log.flush(() => {
+    void Promise.all(flushed).then(() => {
       clearTimeout(timer);
       resolve();
     });

@@ -6,7 +6,7 @@ import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE } from "./errors.js";
 import { createFirewall } from "./firewall/index.js";
 import { startHttp } from "./http.js";
 import { defaultInterfaces } from "./interfaces.js";
-import { createLogger, flushLogs } from "./log.js";
+import { createLogger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { VERSION } from "./version.js";
 
@@ -18,19 +18,16 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     if (!(err instanceof ConfigError)) throw err;
     // Plain lines for a human at a terminal, one JSON line for log collectors; nothing was touched.
     process.stderr.write(`knockgate: invalid configuration, nothing was changed:\n${err.problems.map((p) => `  ${p.variable}: ${p.message}`).join("\n")}\n`);
-    const log = createLogger({ logLevel: "info", logFormat: "json" });
-    log.error(
+    createLogger({ logLevel: "info", logFormat: "json" }).error(
       { event: "config_refused", code: err.code, problems: err.problems },
       `invalid configuration (${err.problems.length} problem${err.problems.length === 1 ? "" : "s"})`,
     );
-    await flushLogs(log);
     return EXIT_CONFIG;
   }
   const log = createLogger(config);
   const interfaces = config.interfaces ?? (await defaultInterfaces());
   if (interfaces.length === 0) {
     log.error({ event: "config_refused" }, "no default route, so no interface to watch: set KNOCK_INTERFACE");
-    await flushLogs(log);
     return EXIT_CONFIG;
   }
   const firewall = await createFirewall(config, log);
@@ -53,7 +50,6 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     log.fatal({ event: "start_failed", err: (err as Error).message }, `cannot install the firewall: ${(err as Error).message}`);
     server.close();
     firewall.close();
-    await flushLogs(log);
     return EXIT_SOFTWARE;
   }
   log.info({ event: "ready", backend: firewall.backend }, "knockgate is protecting");
@@ -78,10 +74,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
             return EXIT_SOFTWARE;
           },
         )
-        .then(async (code) => {
-          await flushLogs(log);
-          resolve(code);
-        });
+        .then(resolve);
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);

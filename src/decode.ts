@@ -1,9 +1,9 @@
 /**
  * Pure frame decoder: turns a captured link-layer frame into the few fields knock
  * recognition needs. It runs once per sniffed packet, so it reads bytes directly,
- * reuses one result object and allocates nothing but the source-address string
- * (and not even that when the source repeats).
+ * reuses one result object and allocates nothing: the source stays bytes until read as text.
  */
+import { SourceAddress } from "./address.js";
 import type { Family, Knock, Proto } from "./types.js";
 
 /**
@@ -35,95 +35,18 @@ const SLL_OUTGOING = 4;
 const PROTO_TCP = 6;
 const PROTO_UDP = 17;
 
-// Precomputed decimal octets: IPv4 text is the hot path, this avoids number->string work.
-const DEC: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
-
-function dec(n: number): string {
-  return DEC[n] ?? "";
-}
-
-/**
- * IPv4 dotted quad of buf[off..off+4). Caller guarantees the bytes exist.
- */
-export function formatIPv4(buf: Uint8Array, off: number): string {
-  return `${dec(buf[off]!)}.${dec(buf[off + 1]!)}.${dec(buf[off + 2]!)}.${dec(buf[off + 3]!)}`;
-}
-
-/**
- * IPv6 text of buf[off..off+16) exactly as Node (libuv's inet_ntop) prints socket
- * addresses, so sniffed sources compare equal to what sockets report: RFC 5952
- * compression (longest run of >= 2 zero groups, first on ties, lowercase, no leading
- * zeros), plus libuv's dotted tail for ::a.b.c.d (first 6 groups zero) and
- * ::ffff:a.b.c.d (IPv4-mapped). Caller guarantees the bytes exist.
- */
-export function formatIPv6(buf: Uint8Array, off: number): string {
-  let bestBase = -1;
-  let bestLen = 0;
-  let curBase = -1;
-  let curLen = 0;
-  for (let i = 0; i < 8; i++) {
-    const w = (buf[off + 2 * i]! << 8) | buf[off + 2 * i + 1]!;
-    if (w === 0) {
-      if (curBase === -1) {
-        curBase = i;
-        curLen = 1;
-      } else {
-        curLen++;
-      }
-      // Strictly greater keeps the first run on ties.
-      if (curLen > bestLen) {
-        bestBase = curBase;
-        bestLen = curLen;
-      }
-    } else {
-      curBase = -1;
-    }
-  }
-  if (bestLen < 2) bestBase = -1;
-
-  let out = "";
-  for (let i = 0; i < 8; i++) {
-    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLen) {
-      if (i === bestBase) out += ":";
-      continue;
-    }
-    if (i !== 0) out += ":";
-    if (
-      i === 6 &&
-      bestBase === 0 &&
-      (bestLen === 6 || (bestLen === 5 && buf[off + 10] === 0xff && buf[off + 11] === 0xff))
-    ) {
-      return out + formatIPv4(buf, off + 12);
-    }
-    out += ((buf[off + 2 * i]! << 8) | buf[off + 2 * i + 1]!).toString(16);
-  }
-  // A zero run reaching the end needs the second colon of "::".
-  if (bestBase !== -1 && bestBase + bestLen === 8) out += ":";
-  return out;
-}
-
-/** Mutable twin of Knock so the decoder can fill one instance in place. */
-interface KnockSlot {
-  family: Family;
-  src: string;
-  proto: Proto;
-  dstPort: number;
-  tcpFlags: number;
+/** The decoder's one reusable result. */
+class DecodedKnock extends SourceAddress implements Knock {
+  proto: Proto = "tcp";
+  dstPort = 0;
+  tcpFlags = 0;
 }
 
 export class Decoder {
   readonly linkType: LinkType;
   /** Valid only right after decode() returned "knock"; overwritten by the next call. Copy what you keep. */
   readonly knock: Knock;
-  private readonly slot: KnockSlot;
-
-  // One-entry source caches: floods and knock sequences repeat the same source,
-  // so reusing the previous string avoids the only per-packet allocation.
-  private last4 = -1;
-  private last4Text = "";
-  private readonly last6 = new Uint8Array(16);
-  private last6Valid = false;
-  private last6Text = "";
+  private readonly slot = new DecodedKnock();
 
   constructor(linkType: LinkType) {
     if (!isLinkType(linkType)) {
@@ -131,7 +54,6 @@ export class Decoder {
       throw new Error(`unsupported link type: ${String(linkType)}`);
     }
     this.linkType = linkType;
-    this.slot = { family: 4, src: "", proto: "tcp", dstPort: 0, tcpFlags: 0 };
     this.knock = this.slot;
   }
 
@@ -281,34 +203,10 @@ export class Decoder {
     const port = (b[off + 2]! << 8) | b[off + 3]!;
     if (port === 0) return "malformed";
     const k = this.slot;
-    k.family = family;
-    k.src = family === 4 ? this.src4(b, src) : this.src6(b, src);
+    k.setAddress(family, b, src);
     k.proto = kind;
     k.dstPort = port;
     k.tcpFlags = flags;
     return "knock";
-  }
-
-  private src4(b: Uint8Array, off: number): string {
-    const v = ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
-    if (v !== this.last4) {
-      this.last4 = v;
-      this.last4Text = formatIPv4(b, off);
-    }
-    return this.last4Text;
-  }
-
-  private src6(b: Uint8Array, off: number): string {
-    const last = this.last6;
-    let same = this.last6Valid;
-    for (let i = 0; same && i < 16; i++) {
-      if (last[i] !== b[off + i]) same = false;
-    }
-    if (!same) {
-      for (let i = 0; i < 16; i++) last[i] = b[off + i]!;
-      this.last6Valid = true;
-      this.last6Text = formatIPv6(b, off);
-    }
-    return this.last6Text;
   }
 }

@@ -9,6 +9,9 @@
  * exact repeat of the previous knock within REPEAT_WINDOW_MS (a retransmitted SYN) is ignored instead
  * of breaking the sequence; memory is bounded by `maxTracked` with oldest-first eviction.
  */
+import { randomInt } from "node:crypto";
+import { SourceAddress } from "./address.js";
+import { AttemptTable } from "./attempt-table.js";
 import type { Door } from "./config.js";
 import type { Family, Knock, PortSpec, Proto } from "./types.js";
 
@@ -20,62 +23,61 @@ export type KnockResult = "progressed" | "completed" | "wrong_port" | "timed_out
 
 /** One object, reused for every event: valid only during the `emit` call; copy what must outlive it. */
 export interface KnockEvent {
-  result: KnockResult;
-  door: Door;
-  kind: SequenceKind;
-  src: string;
-  family: Family;
+  readonly result: KnockResult;
+  readonly door: Door;
+  readonly kind: SequenceKind;
+  /** Source text, formatted when first read. */
+  readonly src: string;
+  readonly family: Family;
   /** Knocks matched so far in this attempt (after the event). */
-  stage: number;
+  readonly stage: number;
+}
+
+class EventSlot extends SourceAddress implements KnockEvent {
+  result: KnockResult = "progressed";
+  kind: SequenceKind = "open";
+  stage = 0;
+  constructor(public door: Door) {
+    super();
+  }
 }
 
 interface Matcher {
+  /** Index in `matchers`: the sequence number attempts are keyed by. */
+  id: number;
   door: Door;
   kind: SequenceKind;
   sequence: readonly PortSpec[];
-  /** Attempts on this sequence by source address. */
-  attempts: Map<string, Attempt>;
-}
-
-interface Attempt {
-  matcher: Matcher;
-  src: string;
-  family: Family;
-  stage: number;
-  startedAt: number;
-  lastAt: number;
-  /** Neighbours in start order. */
-  older: Attempt | null;
-  newer: Attempt | null;
 }
 
 /** A number, not a string: this lookup runs for every captured packet. */
 const portKey = (port: number, proto: Proto) => port * 2 + (proto === "udp" ? 1 : 0);
 
 export class KnockMachine {
-  private count = 0;
-  /**
-   * Attempts in start order, linked through the attempts themselves: finding the oldest is O(1).
-   * (A Map's own order would do in theory, but V8 skips deleted slots from the front on every
-   * `entries().next()`, which made eviction under a source sweep O(n).)
-   */
-  private oldest: Attempt | null = null;
-  private newest: Attempt | null = null;
+  private readonly table: AttemptTable;
+  private readonly matchers: Matcher[] = [];
   private readonly byPort = new Map<number, Matcher[]>();
+  /** Shortest sequence timeout of any door: attempts younger than this can't have timed out. */
+  private readonly minTimeoutMs: number;
   /** Reused for every event, so the packet path allocates none: valid only during `emit`. */
-  private readonly event: KnockEvent;
+  private readonly event: EventSlot;
 
+  /** `seed` keys the state table's hash; random unless a test fixes it. */
   constructor(
     doors: readonly Door[],
-    private readonly maxTracked: number,
+    maxTracked: number,
     private readonly emit: (event: KnockEvent) => void,
+    seed: number = randomInt(2 ** 31),
   ) {
-    this.event = { result: "progressed", door: doors[0] as Door, kind: "open", src: "", family: 4, stage: 0 };
+    this.table = new AttemptTable(maxTracked, seed);
+    this.event = new EventSlot(doors[0] as Door);
+    this.minTimeoutMs = Math.min(...doors.map((d) => d.seqTimeoutMs));
     for (const door of doors) {
       const sequences: [SequenceKind, readonly PortSpec[] | null][] = [["open", door.sequence], ["close", door.closeSequence]];
       for (const [kind, sequence] of sequences) {
         if (!sequence || sequence.length === 0) continue;
-        const matcher: Matcher = { door, kind, sequence, attempts: new Map() };
+        const matcher: Matcher = { id: this.matchers.length, door, kind, sequence };
+        this.matchers.push(matcher);
         for (const key of new Set(sequence.map((p) => portKey(p.port, p.proto)))) {
           const list = this.byPort.get(key) ?? [];
           list.push(matcher);
@@ -87,7 +89,7 @@ export class KnockMachine {
 
   /** Number of attempts in progress (one per source and sequence). */
   get tracked(): number {
-    return this.count;
+    return this.table.size;
   }
 
   /** Every port+protocol that takes part in some sequence: what capture has to see. */
@@ -102,99 +104,92 @@ export class KnockMachine {
   }
 
   private step(matcher: Matcher, knock: Knock, now: number): void {
-    const { door, sequence, attempts } = matcher;
-    const event = (result: KnockResult, stage: number) => this.send(result, matcher, knock.src, knock.family, stage);
+    const { door, sequence, id } = matcher;
+    const t = this.table;
+    const is = (p: PortSpec | undefined) => p !== undefined && p.port === knock.dstPort && p.proto === knock.proto;
+    let attempt = t.find(id, knock.family, knock.addr);
     if (knock.proto === "tcp") {
       const { set, clear } = door.tcpFlags;
       if ((knock.tcpFlags & set) !== set || (knock.tcpFlags & clear) !== 0) {
-        event("flags_mismatch", attempts.get(knock.src)?.stage ?? 0);
+        this.sendFor(knock, "flags_mismatch", matcher, attempt < 0 ? 0 : t.stage[attempt]!);
         return;
       }
     }
-    const is = (p: PortSpec | undefined) => p !== undefined && p.port === knock.dstPort && p.proto === knock.proto;
-    let attempt = attempts.get(knock.src);
-    if (attempt && now - attempt.startedAt > door.seqTimeoutMs) {
-      this.remove(attempt);
-      event("timed_out", attempt.stage);
-      attempt = undefined;
+    if (attempt >= 0 && now - t.startedAt[attempt]! > door.seqTimeoutMs) {
+      const stage = t.stage[attempt]!;
+      t.remove(attempt);
+      this.sendFor(knock, "timed_out", matcher, stage);
+      attempt = -1;
     }
-    if (attempt) {
-      if (is(sequence[attempt.stage])) {
-        attempt.stage++;
-        attempt.lastAt = now;
-        if (attempt.stage === sequence.length) {
-          this.remove(attempt);
-          event("completed", attempt.stage);
+    if (attempt >= 0) {
+      const stage = t.stage[attempt]!;
+      if (is(sequence[stage])) {
+        if (stage + 1 === sequence.length) {
+          t.remove(attempt);
+          this.sendFor(knock, "completed", matcher, stage + 1);
         } else {
-          event("progressed", attempt.stage);
+          t.stage[attempt] = stage + 1;
+          t.lastAt[attempt] = now;
+          this.sendFor(knock, "progressed", matcher, stage + 1);
         }
         return;
       }
-      if (is(sequence[attempt.stage - 1]) && now - attempt.lastAt <= REPEAT_WINDOW_MS) {
-        attempt.lastAt = now;
-        event("repeated", attempt.stage);
+      if (is(sequence[stage - 1]) && now - t.lastAt[attempt]! <= REPEAT_WINDOW_MS) {
+        t.lastAt[attempt] = now;
+        this.sendFor(knock, "repeated", matcher, stage);
         return;
       }
-      this.remove(attempt);
-      event("wrong_port", attempt.stage);
+      t.remove(attempt);
+      this.sendFor(knock, "wrong_port", matcher, stage);
     }
     if (!is(sequence[0])) return;
     if (sequence.length === 1) {
-      event("completed", 1);
+      this.sendFor(knock, "completed", matcher, 1);
       return;
     }
-    while (this.count >= this.maxTracked && this.oldest) {
-      const evicted = this.oldest;
-      this.remove(evicted);
-      this.emitFor(evicted, "evicted");
-    }
-    this.add({ matcher, src: knock.src, family: knock.family, stage: 1, startedAt: now, lastAt: now, older: null, newer: null });
-    event("progressed", 1);
+    while (t.size >= t.maxEntries) this.drop(t.oldest, "evicted");
+    t.stage[t.add(id, knock.family, knock.addr, now)] = 1;
+    this.sendFor(knock, "progressed", matcher, 1);
   }
 
-  private add(a: Attempt): void {
-    a.matcher.attempts.set(a.src, a);
-    this.count++;
-    a.older = this.newest;
-    if (this.newest) this.newest.newer = a;
-    else this.oldest = a;
-    this.newest = a;
+  /** Removes an attempt and reports it under its own source. */
+  private drop(entry: number, result: KnockResult): void {
+    const t = this.table;
+    const e = this.event;
+    t.copyAddress(entry, e.addr);
+    e.addressChanged(t.family(entry));
+    const matcher = this.matchers[t.sequence[entry]!]!;
+    const stage = t.stage[entry]!;
+    t.remove(entry);
+    this.send(result, matcher, stage);
   }
 
-  private remove(a: Attempt): void {
-    a.matcher.attempts.delete(a.src);
-    this.count--;
-    if (a.older) a.older.newer = a.newer;
-    else this.oldest = a.newer;
-    if (a.newer) a.newer.older = a.older;
-    else this.newest = a.older;
-    a.older = a.newer = null;
+  private sendFor(knock: Knock, result: KnockResult, matcher: Matcher, stage: number): void {
+    this.event.setAddress(knock.family, knock.addr, 0);
+    this.send(result, matcher, stage);
   }
 
-  private emitFor(a: Attempt, result: KnockResult): void {
-    this.send(result, a.matcher, a.src, a.family, a.stage);
-  }
-
-  private send(result: KnockResult, matcher: Matcher, src: string, family: Family, stage: number): void {
+  private send(result: KnockResult, matcher: Matcher, stage: number): void {
     const e = this.event;
     e.result = result;
     e.door = matcher.door;
     e.kind = matcher.kind;
-    e.src = src;
-    e.family = family;
     e.stage = stage;
     this.emit(e);
   }
 
-  /** Drops attempts whose time is up, so the tracked count means "in progress". O(tracked). */
+  /**
+   * Drops attempts whose time is up, so the tracked count means "in progress". Walks oldest first
+   * and stops at the first attempt younger than the shortest timeout: everything after it is younger.
+   */
   sweep(now: number): void {
-    for (let a = this.oldest; a !== null; ) {
-      const next = a.newer;
-      if (now - a.startedAt > a.matcher.door.seqTimeoutMs) {
-        this.remove(a);
-        this.emitFor(a, "timed_out");
-      }
-      a = next;
+    const t = this.table;
+    for (let e = t.oldest; e !== -1; ) {
+      const age = now - t.startedAt[e]!;
+      if (age <= this.minTimeoutMs) return;
+      const next = t.next(e);
+      if (age > this.matchers[t.sequence[e]!]!.door.seqTimeoutMs) this.drop(e, "timed_out");
+      e = next;
     }
   }
 }

@@ -28,11 +28,13 @@ export interface TcpFlagMatch {
 
 /** What the decoder extracts from a captured frame: only what knock recognition needs. */
 export interface Knock {
-  family: Family;
-  /** Canonical textual source address (dotted quad, or RFC 5952 IPv6). */
-  src: string;
-  proto: Proto;
-  dstPort: number;
+  readonly family: Family;
+  /** Source address bytes: the first 4 for IPv4, all 16 for IPv6. Knock state is keyed by these. */
+  readonly addr: Uint8Array;
+  /** Canonical textual source address (dotted quad, or RFC 5952 IPv6); may be formatted on read. */
+  readonly src: string;
+  readonly proto: Proto;
+  readonly dstPort: number;
   /** TCP flags byte; 0 for UDP. */
-  tcpFlags: number;
+  readonly tcpFlags: number;
 }

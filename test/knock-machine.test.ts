@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import type { Door } from "../src/config.js";
 import { KnockMachine, REPEAT_WINDOW_MS, type KnockEvent } from "../src/knock-machine.js";
 import { TcpFlag, type Family, type Knock, type PortSpec, type Proto } from "../src/types.js";
+import { addressBytes } from "./support/address.js";
 
 const SYN = TcpFlag.syn;
 const ACK = TcpFlag.ack;
@@ -35,6 +36,7 @@ function knock(dstPort: number, src = A, opts: { proto?: Proto; tcpFlags?: numbe
   const proto = opts.proto ?? "tcp";
   return {
     family: opts.family ?? (src.includes(":") ? 6 : 4),
+    addr: addressBytes(src),
     src,
     proto,
     dstPort,
@@ -45,7 +47,7 @@ function knock(dstPort: number, src = A, opts: { proto?: Proto; tcpFlags?: numbe
 /** A machine whose events land in `events`. */
 function machine(doors: Door[], maxTracked = 1000) {
   const events: KnockEvent[] = [];
-  const m = new KnockMachine(doors, maxTracked, (e) => events.push({ ...e }));
+  const m = new KnockMachine(doors, maxTracked, (e) => events.push({ result: e.result, door: e.door, kind: e.kind, src: e.src, family: e.family, stage: e.stage }));
   return { m, events };
 }
 

@@ -14,7 +14,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY patches ./patches
 # npm 10 runs cap's install script (node-gyp rebuild) by itself; package.json's "allowScripts" is for npm 11.
+# Our postinstall then patches cap (snaplen, promisc, direction, stats) and rebuilds it.
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src

@@ -90,6 +90,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
     const metrics = new Metrics(config.doors.map((d) => d.name), { version: "bench", backend: firewall.backend }, {
       tracked: () => daemon?.tracked ?? 0,
       grants: () => firewall.countGrants(),
+      captureDropped: () => new Map(),
     });
     daemon = new Daemon({
       config,
@@ -99,7 +100,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
       metrics,
       openCapture: (iface, _filter, onFrame) => {
         handler = onFrame;
-        return { iface, linkType: "ETHERNET", alive: () => true, close: () => undefined };
+        return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
       },
       interfaceLinkType: () => "ETHERNET",
     });

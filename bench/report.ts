@@ -159,6 +159,7 @@ function rows(r: Report): { cols: ContenderReport[]; lines: [string, ...string[]
   row(`4 grants ${kpps(r.params.grants)}: installed, time s`, (c) =>
     c.grants ? `${c.grants.installed} ${c.grants.allInstalledS !== null ? f(c.grants.allInstalledS, 2) : `(${f(c.grants.lastInstalledS, 1)})`}` : "-",
   );
+  row("  capture loss %", (c) => f(c.grants?.captureLossPct, 1));
   row("  unrelated connect, hidden/with us", (c) => (c.grants ? `${f(c.grants.connect[0]?.trimmedMeanUs, 0)}/${f(c.grants.connect[1]?.trimmedMeanUs, 0)}` : "-"));
   row("  added cost us [95% CI]", (c) => (c.grants?.addedCostUs ? `${f(c.grants.addedCostUs.estimate, 1)} [${f(c.grants.addedCostUs.lo, 1)},${f(c.grants.addedCostUs.hi, 1)}]` : "-"));
   row("  kernel path/SYN hidden/with ns", (c) => (c.grants?.synPathNs ? `${c.grants.synPathNs.hidden}/${c.grants.synPathNs.present}` : "-"));

@@ -10,7 +10,7 @@ import type { FloodJob, FloodResult } from "./flood.js";
 import { BenchLab, ROOT } from "./lab.js";
 import { ProcSampler } from "./proc.js";
 import { bootstrapDiff, median, percentile, round, slope, trimmedMean, type Difference } from "./stats.js";
-import { SERVER_V4, SERVER_V6, SERVICE_PORT, UNRELATED_PORT, isSpoofed, legitV4, legitV6 } from "./wire.js";
+import { KNOCK_PORTS, SERVER_V4, SERVER_V6, SERVICE_PORT, UNRELATED_PORT, isSpoofed, legitV4, legitV6 } from "./wire.js";
 
 export interface Params {
   latencyRounds: number;
@@ -374,6 +374,8 @@ export interface GrantsResult {
   /** Kernel path per SYN to an unrelated closed port (raw sends, ns/packet), hidden vs present, and the added cost in ns. */
   synPathNs?: { hidden: number; present: number; added: Difference };
   legitOpenWithGrants: string;
+  /** Knock frames sent but never seen by knockgate's capture (knockgate only). */
+  captureLossPct?: number;
   expiry?: {
     openForS: number;
     /** Seconds after the first / last grant went in at which the first / last one disappeared. */
@@ -404,6 +406,7 @@ export async function grantScale(contender: Contender, p: Params): Promise<Grant
   // legit 0..3 knock among the spoofed crowd; legit 4 is the connect-cost client.
   return withContender("grants", contender, { legit4: LEGIT + 1, legit6: 0 }, openForS, async (lab, running) => {
     const target = p.grants + LEGIT;
+    const before = await running.metrics();
     const t0 = process.hrtime.bigint();
     const sinceS = () => Number(process.hrtime.bigint() - t0) / 1e9;
     const sender = flood(lab, {
@@ -440,6 +443,7 @@ export async function grantScale(contender: Contender, p: Params): Promise<Grant
       await sleep(50);
     }
     const sent = await sender;
+    const after = await running.metrics();
     const present = await running.grantAddresses();
     const legitOpen = await Promise.all(Array.from({ length: LEGIT }, (_, i) => lab.agent.call<{ ok: boolean }>("probe", { host: SERVER_V4, port: SERVICE_PORT, timeoutMs: 500, localAddress: legitV4(i) })));
 
@@ -488,6 +492,11 @@ export async function grantScale(contender: Contender, p: Params): Promise<Grant
       legitOpenWithGrants: `${legitOpen.filter((r) => r.ok).length}/${LEGIT}`,
       notes: running.notes(),
     };
+    const seen = knockgateMetric(after, 'knockgate_packets_total{result="seen"}') - knockgateMetric(before, 'knockgate_packets_total{result="seen"}');
+    if (Number.isFinite(seen)) {
+      const expected = sent.sent + LEGIT * KNOCK_PORTS.length;
+      result.captureLossPct = round(Math.max(0, (100 * (expected - seen)) / expected), 2);
+    }
     if (contender.expires) {
       // Expiry: elements vanish from listings once their timeout passes.
       const lastIn = allAt ?? lastGrowth ?? sinceS();

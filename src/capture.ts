@@ -4,10 +4,20 @@ import { createRequire } from "node:module";
 import { CaptureError } from "./errors.js";
 import { isLinkType, type LinkType } from "./decode.js";
 
+/** npm cap as patched by patches/cap.mjs (postinstall): snaplen, promisc and direction arguments, stats(). */
 interface CapHandle {
-  open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
+  open(device: string, filter: string, bufSize: number, buffer: Buffer, snaplen: number, promisc: boolean, inboundOnly: boolean): string;
   close(): void;
+  stats?(): CaptureStats;
   on(event: "packet", listener: (nbytes: number, truncated: boolean) => void): void;
+}
+
+/** libpcap's counters since the capture was opened. */
+export interface CaptureStats {
+  /** Packets that passed the filter (Linux: including those then dropped). */
+  received: number;
+  /** Packets the kernel dropped because the capture ring was full. */
+  dropped: number;
 }
 type CapModule = { Cap: new () => CapHandle };
 
@@ -18,6 +28,7 @@ export interface Capture {
   readonly linkType: LinkType;
   /** False once the interface has gone away; capture must be reopened. */
   alive(): boolean;
+  stats(): CaptureStats;
   close(): void;
 }
 
@@ -25,6 +36,11 @@ export type FrameHandler = (frame: Buffer, length: number) => void;
 
 /** pcap's kernel ring: big enough to ride out a flood burst while the event loop is busy. */
 const RING_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes kept per packet: link header with VLAN tags, IPv4 with options or IPv6 with some extension
+ * headers, and the TCP/UDP header. Ring slots are sized by this, so small means many slots.
+ */
+const SNAPLEN = 256;
 
 /** Link type of an interface before opening it, so the BPF filter can include VLAN clauses on Ethernet. */
 export function interfaceLinkType(iface: string): LinkType | undefined {
@@ -53,10 +69,14 @@ export function openCapture(iface: string, filter: string, onFrame: FrameHandler
     throw new CaptureError(iface, "the libpcap binding (npm cap) is not installed or not built", { cause: err });
   }
   const handle = new cap.Cap();
-  const buffer = Buffer.alloc(65535);
+  if (typeof handle.stats !== "function") {
+    throw new CaptureError(iface, "npm cap lacks knockgate's patch (patches/cap.mjs); reinstall with npm ci, whose postinstall applies it");
+  }
+  const buffer = Buffer.alloc(SNAPLEN);
   let linkType: string;
   try {
-    linkType = handle.open(iface, filter, RING_BYTES, buffer);
+    // Not promiscuous: knocks are addressed to this host. Inbound only: our own SYNs are no knocks.
+    linkType = handle.open(iface, filter, RING_BYTES, buffer, SNAPLEN, false, true);
   } catch (err) {
     throw new CaptureError(iface, `${(err as Error).message} (does the interface exist, and is NET_RAW granted?)`, { cause: err });
   }
@@ -66,14 +86,27 @@ export function openCapture(iface: string, filter: string, onFrame: FrameHandler
   }
   handle.on("packet", (nbytes) => onFrame(buffer, nbytes));
   let closed = false;
+  let last: CaptureStats = { received: 0, dropped: 0 };
   const index = ifindex(iface);
+  const read = (): CaptureStats => {
+    try {
+      last = handle.stats!();
+    } catch {
+      // Counters of a vanished interface: keep the counts read last.
+    }
+    return last;
+  };
   return {
     iface,
     linkType,
     // A handle on a deleted interface stays open but sees nothing, even if a namesake comes back.
     alive: () => !closed && ifindex(iface) === index,
+    // After close: the final counts.
+    stats: () => (closed ? last : read()),
     close: () => {
-      if (!closed) handle.close();
+      if (closed) return;
+      read();
+      handle.close();
       closed = true;
     },
   };

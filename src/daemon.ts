@@ -30,6 +30,8 @@ export interface Deps {
 
 /** How often timed-out attempts and expired grants are swept (for the metrics and audit log). */
 const SWEEP_MS = 1000;
+/** At most one "capture dropped packets" warning per this long; the metric has every count. */
+const DROP_WARN_MS = 60_000;
 
 const portsText = (door: Door) => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
 
@@ -48,6 +50,10 @@ export class Daemon {
   private stopped = false;
   /** Concurrent probes share one look at the kernel. */
   private liveCheck: Promise<string[]> | null = null;
+  /** Drop counts of closed captures per interface (a reopened capture counts from zero). */
+  private readonly droppedBefore = new Map<string, number>();
+  private droppedWarned = 0;
+  private dropWarnedAt = -Infinity;
 
   constructor(private readonly deps: Deps) {
     this.now = deps.now ?? (() => performance.now());
@@ -56,6 +62,19 @@ export class Daemon {
 
   get tracked(): number {
     return this.machine.tracked;
+  }
+
+  /** Packets the kernel dropped because a capture ring was full, per interface, since start. */
+  captureDropped(): Map<string, number> {
+    const dropped = new Map(this.droppedBefore);
+    for (const [iface, capture] of this.captures) dropped.set(iface, (dropped.get(iface) ?? 0) + capture.stats().dropped);
+    return dropped;
+  }
+
+  private closeCapture(iface: string, capture: Capture): void {
+    capture.close();
+    this.droppedBefore.set(iface, (this.droppedBefore.get(iface) ?? 0) + capture.stats().dropped);
+    this.captures.delete(iface);
   }
 
   /** Installs the firewall (failure is fatal: we cannot protect), then starts capturing. */
@@ -91,8 +110,7 @@ export class Daemon {
     this.stopped = true;
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    for (const capture of this.captures.values()) capture.close();
-    this.captures.clear();
+    for (const [iface, capture] of this.captures) this.closeCapture(iface, capture);
     this.deps.firewall.close();
     if (this.deps.config.onExit === "remove") {
       await this.deps.firewall.remove();
@@ -209,6 +227,20 @@ export class Daemon {
       this.hook("on_close", g.door, g.src);
       this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "expired" }, `grant for ${g.src} expired`);
     }
+    this.warnOfDrops(now);
+  }
+
+  private warnOfDrops(now: number): void {
+    if (now - this.dropWarnedAt < DROP_WARN_MS) return;
+    let total = 0;
+    for (const n of this.captureDropped().values()) total += n;
+    if (total <= this.droppedWarned) return;
+    this.deps.log.warn(
+      { event: "capture_dropped", dropped: total - this.droppedWarned, total },
+      `capture dropped ${total - this.droppedWarned} packets (ring full): knocks among them were missed`,
+    );
+    this.droppedWarned = total;
+    this.dropWarnedAt = now;
   }
 
   private scheduleReconcile(): void {
@@ -245,8 +277,7 @@ export class Daemon {
       const capture = this.captures.get(iface);
       if (capture?.alive()) continue;
       if (capture) {
-        capture.close();
-        this.captures.delete(iface);
+        this.closeCapture(iface, capture);
         this.captureErrors.set(iface, "interface went away");
         log.warn({ event: "capture_lost", iface }, `interface ${iface} went away; reopening`);
       }

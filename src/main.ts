@@ -35,7 +35,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const metrics = new Metrics(
     config.doors.map((d) => d.name),
     { version: VERSION, backend: firewall.backend },
-    { tracked: () => daemon?.tracked ?? 0, grants: () => firewall.countGrants() },
+    { tracked: () => daemon?.tracked ?? 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
   daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType });
   const running = daemon;

@@ -39,6 +39,8 @@ function cellCounter<L extends string>(registry: Registry, name: string, help: s
 export interface MetricSources {
   tracked(): number;
   grants(): Promise<Map<string, number>>;
+  /** Per interface, since start. */
+  captureDropped(): Map<string, number>;
 }
 
 export class Metrics {
@@ -99,6 +101,16 @@ export class Metrics {
       help: "ON_OPEN/ON_CLOSE commands that failed, timed out or could not start.",
       labelNames: ["door", "hook"],
       registers,
+    });
+    new Counter({
+      name: "knockgate_capture_dropped_packets_total",
+      help: "Packets the kernel dropped because a capture ring was full (libpcap's count): knocks among them were missed.",
+      labelNames: ["interface"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [iface, n] of sources.captureDropped()) this.inc({ interface: iface }, n);
+      },
     });
     new Gauge({
       name: "knockgate_tracked_sources",

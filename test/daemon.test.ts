@@ -38,10 +38,17 @@ function setup(overrides: Partial<Deps> = {}) {
   const firewall = new FakeFirewall();
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const metrics = new Metrics(["SSH"], { version: "test", backend: "fake" }, { tracked: () => 0, grants: () => firewall.countGrants() });
+  let daemon: Daemon | null = null;
+  const metrics = new Metrics(
+    ["SSH"],
+    { version: "test", backend: "fake" },
+    { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
+  );
   let onFrame: FrameHandler = () => undefined;
   let alive = true;
-  const daemon = new Daemon({
+  /** What the capture opened last reports as dropped by the kernel. */
+  const ring = { dropped: 0 };
+  daemon = new Daemon({
     config,
     interfaces: ["eth0"],
     firewall,
@@ -50,7 +57,9 @@ function setup(overrides: Partial<Deps> = {}) {
     interfaceLinkType: () => "ETHERNET",
     openCapture: (iface, _filter, handler) => {
       onFrame = handler;
-      return { iface, linkType: "ETHERNET", alive: () => alive, close: () => undefined };
+      alive = true;
+      ring.dropped = 0;
+      return { iface, linkType: "ETHERNET", alive: () => alive, stats: () => ({ received: 0, dropped: ring.dropped }), close: () => undefined };
     },
     ...overrides,
   });
@@ -67,7 +76,7 @@ function setup(overrides: Partial<Deps> = {}) {
     onFrame(frame, frame.length);
   };
   const raw = (frame: Buffer) => onFrame(frame, frame.length);
-  return { daemon, firewall, lines, metrics, knock, raw, kill: () => (alive = false) };
+  return { daemon, firewall, lines, metrics, knock, raw, ring, kill: () => (alive = false) };
 }
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
@@ -151,6 +160,22 @@ test("a malformed frame is counted and ignored", async () => {
   await daemon.start();
   raw(Buffer.from([1, 2, 3]));
   assert.match(await metrics.registry.metrics(), /knockgate_packets_total\{result="malformed"\} 1/);
+  await daemon.stop();
+});
+
+test("kernel capture drops are counted per interface across a reopen, and warned about", async () => {
+  const { daemon, lines, metrics, ring, kill } = setup();
+  await daemon.start();
+  assert.match(await metrics.registry.metrics(), /knockgate_capture_dropped_packets_total\{interface="eth0"\} 0/);
+  ring.dropped = 5;
+  kill();
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  assert.equal(ring.dropped, 0, "the capture was reopened");
+  ring.dropped = 2;
+  assert.match(await metrics.registry.metrics(), /knockgate_capture_dropped_packets_total\{interface="eth0"\} 7/);
+  await new Promise((resolve) => setTimeout(resolve, 1100)); // one sweep
+  const warned = lines.filter((l) => l["event"] === "capture_dropped");
+  assert.deepEqual(warned.map((l) => [l["dropped"], l["total"]]), [[7, 7]]);
   await daemon.stop();
 });
 

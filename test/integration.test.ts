@@ -136,6 +136,31 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(await lab.canConnect(SERVER_V4), false, "port must be closed again after the repair");
       }));
 
+    test("a burst of 300 knockers at once: every one is granted, in the kernel set", () =>
+      withLab(async (lab) => {
+        const daemon = await lab.startDaemon(env());
+        const base = {
+          srcMac: await macOf(lab, lab.client, lab.clientIface),
+          dstMac: await macOf(lab, lab.server, lab.serverIface),
+          dst: SERVER_V4,
+          proto: "tcp" as const,
+          srcPort: 40000,
+          flags: TcpFlag.syn,
+        };
+        const sources = Array.from({ length: 300 }, (_, i) => `198.18.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`);
+        // Stage by stage across all sources, so the completions (and grants) come all at once.
+        const frames = [7000, 8000, 9000].flatMap((dstPort) => sources.map((src) => ({ ...base, src, dstPort })));
+        await lab.call({ op: "raw", iface: lab.clientIface, frames });
+        await daemon.waitFor("open", 5000, () => daemon.events("open").length >= sources.length);
+        const list =
+          backend === "iptables"
+            ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
+            : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
+        const inSet = new Set(list.stdout.match(/198\.18\.\d+\.\d+/g));
+        assert.deepEqual(sources.filter((s) => !inSet.has(s)), [], "every knocker is in the grant set");
+        assert.equal(daemon.events("grant_failed").length, 0);
+      }));
+
     test("KNOCK_ON_EXIT=remove takes every object away on SIGTERM", () =>
       withLab(async (lab) => {
         const before = await lab.firewallSnapshot();

@@ -281,14 +281,14 @@ describe("nftPlan", () => {
 
   test("a grant re-adds the element with the timeout in seconds", () => {
     assert.equal(
-      nftGrantLine("SSH", 4, "198.18.0.2", 30_000),
+      nftGrantLine("SSH", 4, ["198.18.0.2"], 30_000),
       "add element inet knockgate door_SSH_v4 { 198.18.0.2 }; delete element inet knockgate door_SSH_v4 { 198.18.0.2 }; " +
         "add element inet knockgate door_SSH_v4 { 198.18.0.2 timeout 30s }",
     );
   });
 
   test("a grant with OPEN_FOR 0 has no timeout", () => {
-    const line = nftGrantLine("SSH", 6, "2001:db8::2", 0);
+    const line = nftGrantLine("SSH", 6, ["2001:db8::2"], 0);
     assert.equal(
       line,
       "add element inet knockgate door_SSH_v6 { 2001:db8::2 }; delete element inet knockgate door_SSH_v6 { 2001:db8::2 }; " +
@@ -297,9 +297,17 @@ describe("nftPlan", () => {
     assert.ok(!line.includes("timeout"));
   });
 
+  test("grants that queued up go as one transaction, each address with its timeout", () => {
+    assert.equal(
+      nftGrantLine("SSH", 4, ["198.18.0.2", "198.18.0.3"], 5_000),
+      "add element inet knockgate door_SSH_v4 { 198.18.0.2, 198.18.0.3 }; delete element inet knockgate door_SSH_v4 { 198.18.0.2, 198.18.0.3 }; " +
+        "add element inet knockgate door_SSH_v4 { 198.18.0.2 timeout 5s, 198.18.0.3 timeout 5s }",
+    );
+  });
+
   test("a revoke makes sure the element exists, then deletes it", () => {
     assert.equal(
-      nftRevokeLine("SSH", 4, "198.18.0.2"),
+      nftRevokeLine("SSH", 4, ["198.18.0.2"]),
       "add element inet knockgate door_SSH_v4 { 198.18.0.2 }; delete element inet knockgate door_SSH_v4 { 198.18.0.2 }",
     );
   });

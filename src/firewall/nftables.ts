@@ -26,6 +26,18 @@ export function countNftRules(listing: string): number {
     .filter((l) => l && !/^(table|chain|type) /.test(l) && l !== "}").length;
 }
 
+/** Most addresses in one transaction (a 256-address line is about 15 kB; nft -i takes 25 kB lines). */
+const MAX_BATCH = 256;
+
+/** Consecutive grants (or revokes) of one door and family, waiting to go as one transaction. */
+interface Batch {
+  revoke: boolean;
+  door: Door;
+  family: Family;
+  srcs: Set<string>;
+  waiters: { resolve: () => void; reject: (err: Error) => void }[];
+}
+
 export class NftablesFirewall implements Firewall {
   readonly backend = "nftables";
   // nft -i prints nothing on success, so each command is followed by listing the tiny empty ack set,
@@ -37,6 +49,13 @@ export class NftablesFirewall implements Firewall {
     initial: 0,
     suffix: `list set inet ${NFT_TABLE} ${NFT_ACK_SET}`,
   });
+
+  /**
+   * Each nft transaction costs about 1 ms however many elements it carries, so changes that arrive
+   * while one is in flight queue here and go together: a burst of knocks is not served one by one.
+   */
+  private queue: Batch[] = [];
+  private draining = false;
 
   constructor(
     private readonly config: Config,
@@ -68,11 +87,40 @@ export class NftablesFirewall implements Firewall {
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {
-    return this.apply(nftGrantLine(door.name, family, checkedAddress(src, family), door.openForMs));
+    return this.enqueue(false, door, family, checkedAddress(src, family));
   }
 
   revoke(door: Door, family: Family, src: string): Promise<void> {
-    return this.apply(nftRevokeLine(door.name, family, checkedAddress(src, family)));
+    return this.enqueue(true, door, family, checkedAddress(src, family));
+  }
+
+  /** Joins the newest batch if it is the same change for the same set; order is kept otherwise. */
+  private enqueue(revoke: boolean, door: Door, family: Family, src: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const last = this.queue.at(-1);
+      const same = last && last.revoke === revoke && last.door === door && last.family === family && last.srcs.size < MAX_BATCH;
+      const batch = same ? last : { revoke, door, family, srcs: new Set<string>(), waiters: [] };
+      if (!same) this.queue.push(batch);
+      batch.srcs.add(src);
+      batch.waiters.push({ resolve, reject });
+      if (!this.draining) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    for (let batch = this.queue.shift(); batch; batch = this.queue.shift()) {
+      const { door, family } = batch;
+      const srcs = [...batch.srcs];
+      const line = batch.revoke ? nftRevokeLine(door.name, family, srcs) : nftGrantLine(door.name, family, srcs, door.openForMs);
+      try {
+        await this.apply(line);
+        for (const w of batch.waiters) w.resolve();
+      } catch (err) {
+        for (const w of batch.waiters) w.reject(err as Error);
+      }
+    }
+    this.draining = false;
   }
 
   private async apply(line: string): Promise<void> {

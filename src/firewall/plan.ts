@@ -197,15 +197,19 @@ export function nftPlan(config: Config): NftPlan {
 }
 
 /**
- * A grant as one nft transaction. `add` alone would not refresh the timeout of an address that is
- * already in the set, so: make sure it is there, remove it, add it back with a fresh timeout.
+ * Grants of one door and family as one nft transaction. `add` alone would not refresh the timeout of
+ * an address that is already in the set, so: make sure it is there, remove it, add it back with a
+ * fresh timeout.
  */
-export function nftGrantLine(door: string, family: Family, src: string, openForMs: number): string {
+export function nftGrantLine(door: string, family: Family, srcs: readonly string[], openForMs: number): string {
   const set = `inet ${NFT_TABLE} ${nftSetName(door, family)}`;
   const timeout = openForMs > 0 ? ` timeout ${Math.round(openForMs / 1000)}s` : "";
-  return `add element ${set} { ${src} }; delete element ${set} { ${src} }; add element ${set} { ${src}${timeout} }`;
+  const all = srcs.join(", ");
+  return `add element ${set} { ${all} }; delete element ${set} { ${all} }; add element ${set} { ${srcs.map((s) => s + timeout).join(", ")} }`;
 }
-export function nftRevokeLine(door: string, family: Family, src: string): string {
+/** Revokes as one transaction; adding first makes deleting an address that already expired no error. */
+export function nftRevokeLine(door: string, family: Family, srcs: readonly string[]): string {
   const set = `inet ${NFT_TABLE} ${nftSetName(door, family)}`;
-  return `add element ${set} { ${src} }; delete element ${set} { ${src} }`;
+  const all = srcs.join(", ");
+  return `add element ${set} { ${all} }; delete element ${set} { ${all} }`;
 }

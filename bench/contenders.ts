@@ -135,8 +135,11 @@ function nftGrantToggle(lab: BenchLab, table: string, sets: readonly string[]): 
     async hide() {
       saved = [];
       for (const set of sets) {
-        const r = await lab.exec(lab.server, ["nft", "list", "set", "inet", table, set]);
+        // The kernel computes "expires" at the dump, which comes a few ms into this exec; nft then
+        // spends ~170 ms formatting 10k elements. Timing from the end would add that to every
+        // grant on every cycle (seconds over a run); from the start it is a few ms early.
         const listedAt = performance.now();
+        const r = await lab.exec(lab.server, ["nft", "list", "set", "inet", table, set]);
         const elems = [...r.stdout.matchAll(/([0-9a-f.:]+) timeout \S+ expires (\S+?)[,\s}]/g)].map((m) => ({ addr: m[1]!, expiresMs: nftDurationMs(m[2]!) }));
         saved.push({ set, listedAt, elems });
         await lab.exec(lab.server, ["nft", "flush", "set", "inet", table, set]);

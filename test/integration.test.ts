@@ -227,6 +227,22 @@ describe("knock recognition on the wire", { concurrency: false }, () => {
       await daemon.waitFor("open");
     }));
 
+  test("the server's own outgoing SYNs to knock ports are no knocks, and capture is not promiscuous", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door());
+      const link = await lab.exec(lab.server, ["ip", "-d", "link", "show", lab.serverIface]);
+      assert.match(link.stdout, /promiscuity 0 /);
+      const knock = await lab.exec(lab.server, [process.execPath, CLI, "knock", "--delay", "20", CLIENT_V4, "7000", "8000", "9000"]);
+      assert.equal(knock.code, 0, knock.stderr);
+      // The client knocking the server afterwards is seen: the capture was live all along.
+      await lab.knock(SERVER_V4, SEQ);
+      const open = await daemon.waitFor("open");
+      assert.equal(open["src"], CLIENT_V4);
+      assert.deepEqual(daemon.events("open").map((l) => l["src"]), [CLIENT_V4], "no grant for the server's own address");
+      assert.match((await lab.http("/metrics")).body, /knockgate_packets_total\{result="seen"\} 3\n/);
+    }));
+
   test("two clients knocking interleaved both get in", () =>
     withLab(async (lab) => {
       await lab.startService();

@@ -96,14 +96,19 @@ export function parseCidr(item: string): Cidr {
   if (family === 0 || extra !== undefined) throw new Error(`"${item}" is not an IPv4 or IPv6 address or CIDR`);
   const bits = family === 4 ? 32 : 128;
   const prefix = prefixText === undefined ? bits : /^\d+$/.test(prefixText) ? Number(prefixText) : NaN;
-  if (!(prefix >= 0 && prefix <= bits)) throw new Error(`"${item}": prefix length must be 0-${bits}`);
+  if (!(prefix >= 0 && prefix <= bits)) throw new Error(`"${item}": prefix length must be 1-${bits}`);
+  // ipset's hash:net cannot hold a /0 either; and the door would be open to everyone.
+  if (prefix === 0) throw new Error(`"${item}": a /0 prefix would let every address past the doors; prefix length must be 1-${bits}`);
   const value = addressToBigInt(addr, family);
   const mask = prefix === 0 ? 0n : ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - prefix)) - 1n);
   return { family, text: `${bigIntToAddress(value & mask, family)}/${prefix}` };
 }
 
+/** CIDRs in order of first appearance; repeats (after clearing host bits) are dropped. */
 export function parseCidrList(value: string): Cidr[] {
-  return splitList(value).map(parseCidr);
+  const byText = new Map<string, Cidr>();
+  for (const cidr of splitList(value).map(parseCidr)) if (!byText.has(cidr.text)) byText.set(cidr.text, cidr);
+  return [...byText.values()];
 }
 
 function addressToBigInt(addr: string, family: Family): bigint {

@@ -226,14 +226,27 @@ describe("parseConfig", () => {
   });
 
   test("KNOCK_ALLOW takes IPv4 and IPv6 CIDRs and clears host bits", () => {
-    const config = parseConfig({ ...SSH, KNOCK_ALLOW: "10.1.2.3/8, fd00::1/64,192.0.2.7,2001:db8::5,0.0.0.0/0" });
+    const config = parseConfig({ ...SSH, KNOCK_ALLOW: "10.1.2.3/8, fd00::1/64,192.0.2.7,2001:db8::5,128.0.0.0/1" });
     assert.deepEqual(config.allow, [
       { family: 4, text: "10.0.0.0/8" },
       { family: 6, text: "fd00::/64" },
       { family: 4, text: "192.0.2.7/32" },
       { family: 6, text: "2001:db8::5/128" },
-      { family: 4, text: "0.0.0.0/0" },
+      { family: 4, text: "128.0.0.0/1" },
     ]);
+  });
+
+  test("KNOCK_ALLOW drops repeats, also those that differ only in host bits", () => {
+    const config = parseConfig({ ...SSH, KNOCK_ALLOW: "10.0.0.0/8,10.9.9.9/8,192.0.2.7,192.0.2.7/32" });
+    assert.deepEqual(config.allow.map((c) => c.text), ["10.0.0.0/8", "192.0.2.7/32"]);
+  });
+
+  test("a /0 in KNOCK_ALLOW is a problem: it would open the doors to everyone", () => {
+    const problems = problemsOf({ ...SSH, KNOCK_ALLOW: "0.0.0.0/0,::/0" });
+    assert.deepEqual(
+      problems.map((p) => p.message),
+      ['"0.0.0.0/0": a /0 prefix would let every address past the doors; prefix length must be 1-32'],
+    );
   });
 
   test("a bad CIDR in KNOCK_ALLOW is a problem", () => {
@@ -243,7 +256,7 @@ describe("parseConfig", () => {
 
   test("a prefix longer than the address is a problem", () => {
     const problems = problemsOf({ ...SSH, KNOCK_ALLOW: "10.0.0.0/33" });
-    assert.deepEqual(problems, [{ variable: "KNOCK_ALLOW", message: '"10.0.0.0/33": prefix length must be 0-32' }]);
+    assert.deepEqual(problems, [{ variable: "KNOCK_ALLOW", message: '"10.0.0.0/33": prefix length must be 1-32' }]);
   });
 
   test("KNOCK_HTTP_ADDR takes a bracketed IPv6 address", () => {

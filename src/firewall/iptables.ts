@@ -9,7 +9,6 @@ import type { IptablesVariant } from "./detect.js";
 import {
   CHAIN,
   FAMILIES,
-  JUMP_RULE,
   expectedAllowMembers,
   iptablesChainPlan,
   ipsetAllowName,
@@ -18,7 +17,9 @@ import {
   ipsetGrantLine,
   ipsetName,
   ipsetRevokeLine,
+  ipsetSizes,
   isOurIpset,
+  mangleView,
   planMarker,
 } from "./plan.js";
 
@@ -60,8 +61,8 @@ export class IptablesFirewall implements Firewall {
   /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */
   private async inspect(): Promise<Finding[]> {
     const findings: Finding[] = [];
-    const sets = await this.setNames();
-    const missing = this.wantedSets().filter((n) => !sets.has(n));
+    const sizes = await this.setSizes();
+    const missing = this.wantedSets().filter((n) => !sizes.has(n));
     if (missing.length > 0) {
       findings.push({
         problem: `sets missing: ${missing.join(", ")}`,
@@ -69,8 +70,12 @@ export class IptablesFirewall implements Firewall {
       });
     }
     for (const family of FAMILIES) {
-      const members = await this.setMembers(ipsetAllowName(family));
-      if (members.join(",") !== expectedAllowMembers(this.config, family).join(",")) {
+      const name = ipsetAllowName(family);
+      const expected = expectedAllowMembers(this.config, family).join(",");
+      const size = sizes.get(name) ?? 0;
+      // Members are read only when the count cannot tell: with no KNOCK_ALLOW, never.
+      const differs = size !== expected.split(",").filter(Boolean).length || (size > 0 && (await this.setMembers(name)).join(",") !== expected);
+      if (differs) {
         findings.push({
           problem: `set ${ipsetAllowName(family)} differs from KNOCK_ALLOW`,
           repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family)),
@@ -80,17 +85,15 @@ export class IptablesFirewall implements Firewall {
     for (const family of FAMILIES) {
       const iptables = this.tool(family);
       const plan = iptablesChainPlan(this.config, family);
-      const chain = await this.run([iptables, "-w", "-t", "mangle", "-S", CHAIN]);
-      const rules = chain.stdout.split("\n").filter((l) => l.startsWith(`-A ${CHAIN} `));
-      if (chain.code !== 0 || rules.length !== plan.ruleCount || !chain.stdout.includes(planMarker(this.config))) {
+      // One read of the mangle table shows both our chain and the jumps to it.
+      const { chain, rules, jumps } = mangleView(await mustRun(this.run, [this.tool(family, "-save"), "-t", "mangle"]));
+      if (!chain || rules.length !== plan.ruleCount || !rules.some((r) => r.includes(planMarker(this.config)))) {
         findings.push({
-          problem: chain.code !== 0 ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
+          problem: !chain ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
           repair: () => mustRun(this.run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore),
           rewroteChain: true,
         });
       }
-      const prerouting = await mustRun(this.run, [iptables, "-w", "-t", "mangle", "-S", "PREROUTING"]);
-      const jumps = prerouting.split("\n").filter((l) => l === JUMP_RULE).length;
       if (jumps === 0) {
         findings.push({
           problem: `jump PREROUTING -> ${CHAIN} missing (IPv${family})`,
@@ -118,21 +121,21 @@ export class IptablesFirewall implements Firewall {
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
   private async destroyStaleSets(): Promise<void> {
     const wanted = new Set(this.wantedSets());
-    for (const name of await this.setNames()) {
+    for (const name of (await this.setSizes()).keys()) {
       if (isOurIpset(name) && !wanted.has(name)) await this.run(["ipset", "destroy", name]);
     }
   }
 
-  private async setNames(): Promise<Set<string>> {
-    const out = await mustRun(this.run, ["ipset", "list", "-n"]);
-    return new Set(out.split("\n").filter(Boolean));
+  /** Every set and its entry count in one exec: the reconcile loop runs it every few seconds. */
+  private async setSizes(): Promise<Map<string, number>> {
+    return ipsetSizes(await mustRun(this.run, ["ipset", "list", "-t"]));
   }
 
   private async setMembers(name: string): Promise<string[]> {
-    const r = await this.run(["ipset", "list", name]);
-    if (r.code !== 0) return [];
-    const at = r.stdout.indexOf("Members:\n");
-    return r.stdout
+    const out = await mustRun(this.run, ["ipset", "list", name]);
+    const at = out.indexOf("Members:\n");
+    if (at === -1) return [];
+    return out
       .slice(at + "Members:\n".length)
       .split("\n")
       .map((l) => l.trim().split(" ")[0] ?? "")
@@ -148,7 +151,11 @@ export class IptablesFirewall implements Firewall {
     return this.apply(ipsetRevokeLine(door.name, family, checkedAddress(src, family)));
   }
 
-  /** Through the long-lived session; if that fails, once more as a command of its own. */
+  /**
+   * Through the long-lived session; if that fails, once more as a command of its own. Only changes
+   * go through the session: in `ipset -`, list options such as -n and -t stick to later commands
+   * (ipset 7.17), so reads are commands of their own.
+   */
   private async apply(line: string): Promise<void> {
     try {
       await this.ipset.send(line);
@@ -157,11 +164,9 @@ export class IptablesFirewall implements Firewall {
     }
   }
 
-  countGrants(): Promise<Map<string, number>> {
-    return grantsPerDoor(this.config.doors, async (door, family) => {
-      const out = await mustRun(this.run, ["ipset", "list", "-t", ipsetName(door, family)]);
-      return Number(/Number of entries: (\d+)/.exec(out)?.[1] ?? 0);
-    });
+  async countGrants(): Promise<Map<string, number>> {
+    const sizes = await this.setSizes();
+    return grantsPerDoor(this.config.doors, (door, family) => Promise.resolve(sizes.get(ipsetName(door, family)) ?? 0));
   }
 
   async remove(): Promise<void> {

@@ -107,8 +107,28 @@ export function iptablesChainPlan(config: Config, family: Family): IptablesChain
   return { restore: lines.join("\n"), ruleCount: rules.length + 1 };
 }
 
-/** The jump from PREROUTING as `iptables -S` prints it. */
+/** The jump from PREROUTING as `iptables -S` and `iptables-save` print it. */
 export const JUMP_RULE = `-A PREROUTING -j ${CHAIN}`;
+
+/** Entry count per set name, from `ipset list -t` (headers of every set, no members). */
+export function ipsetSizes(terse: string): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const block of terse.split(/\n(?=Name: )/)) {
+    const name = /^Name: (\S+)/m.exec(block)?.[1];
+    if (name !== undefined) sizes.set(name, Number(/^Number of entries: (\d+)/m.exec(block)?.[1] ?? 0));
+  }
+  return sizes;
+}
+
+/** Our objects in `iptables-save -t mangle` output: is the chain there, its rules, how many jumps. */
+export function mangleView(save: string): { chain: boolean; rules: string[]; jumps: number } {
+  const lines = save.split("\n");
+  return {
+    chain: lines.some((l) => l.startsWith(`:${CHAIN} `)),
+    rules: lines.filter((l) => l.startsWith(`-A ${CHAIN} `)),
+    jumps: lines.filter((l) => l === JUMP_RULE).length,
+  };
+}
 
 const ipsetFamily = (family: Family) => (family === 4 ? "inet" : "inet6");
 

@@ -15,7 +15,7 @@ import { ROOT } from "./lab.js";
 import { HTTP_PORT, KNOCK_PORTS, SERVER_V4, SERVICE_PORT } from "./wire.js";
 
 export type ContenderId = "knockgate" | "knockgate-nft" | "knockd" | "kernel";
-export type ScenarioName = "latency" | "flood" | "sweep" | "grants";
+export type ScenarioName = "idle" | "latency" | "flood" | "sweep" | "grants";
 
 export interface StartOptions {
   /** Grant lifetime in seconds (knockd's tutorial config has none: its grants stay). */
@@ -180,7 +180,7 @@ function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftable
     id,
     label: backend === "auto" ? "knockgate (iptables+ipset)" : "knockgate (nftables)",
     expires: true,
-    scenarios: backend === "auto" ? ["latency", "flood", "sweep", "grants"] : ["latency", "grants"],
+    scenarios: backend === "auto" ? ["idle", "latency", "flood", "sweep", "grants"] : ["idle", "latency", "grants"],
     async unavailable() {
       if (!(await exists(CLI))) return `${CLI} missing: run npm run build`;
       if (backend === "auto" && !((await exists("/usr/sbin/ipset")) || (await exists("/sbin/ipset")))) return "ipset not installed";
@@ -277,7 +277,7 @@ const knockdContender: Contender = {
   id: "knockd",
   label: "knockd 0.8 (Debian, tutorial config)",
   expires: false,
-  scenarios: ["latency", "flood", "sweep", "grants"],
+  scenarios: ["idle", "latency", "flood", "sweep", "grants"],
   async unavailable() {
     if (!(await exists("/usr/sbin/knockd"))) return "/usr/sbin/knockd missing (apt-get install knockd)";
     if (!(await exists("/usr/sbin/iptables"))) return "iptables missing";

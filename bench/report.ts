@@ -1,13 +1,14 @@
 /** The report: targets, a console table, Markdown, JSON and one SVG chart. */
 import type { ContenderId } from "./contenders.js";
 import type { DecoderResult } from "./decoder.js";
-import type { FloodStage, GrantsResult, LatencyResult, Params, SweepResult } from "./scenarios.js";
+import type { FloodStage, GrantsResult, IdleResult, LatencyResult, Params, SweepResult } from "./scenarios.js";
 
 export interface ContenderReport {
   id: ContenderId;
   label: string;
   status: "ok" | "failed" | "unavailable";
   errors: string[];
+  idle?: IdleResult;
   latency?: LatencyResult;
   flood?: FloodStage[];
   sweep?: SweepResult;
@@ -136,6 +137,7 @@ function rows(r: Report): { cols: ContenderReport[]; lines: [string, ...string[]
   const knockgateLat = byId(r, "knockgate")?.latency;
   const lines: [string, ...string[]][] = [];
   const row = (label: string, cell: (c: ContenderReport) => string) => lines.push([label, ...cols.map((c) => (c.status === "ok" ? cell(c) : "FAILED"))]);
+  row("0 idle: CPU % of a core / RSS MB", (c) => (c.idle?.cpuPct != null ? `${f(c.idle.cpuPct, 2)} / ${f(c.idle.rssMb, 0)}` : "-"));
   row("1 knock-to-open p50 / p99 ms", (c) => (c.latency ? `${ms(c.latency.p50)} / ${ms(c.latency.p99)}` : "-"));
   row("  opened, rounds", (c) => (c.latency ? `${c.latency.opened}/${c.latency.n}` : "-"));
   row("  first knock after start ms", (c) => ms(c.latency?.coldMs));

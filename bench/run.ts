@@ -19,13 +19,13 @@ import { CONTENDERS, type ContenderId, type ScenarioName } from "./contenders.js
 import { decoderBench } from "./decoder.js";
 import { ROOT, destroyAllSync, removeStaleNamespaces } from "./lab.js";
 import { consoleTable, evaluateTargets, markdown, svg, type ContenderReport, type Report } from "./report.js";
-import { FULL, SMOKE, floodStage, grantScale, latency, sweep } from "./scenarios.js";
+import { FULL, SMOKE, floodStage, grantScale, idle, latency, sweep } from "./scenarios.js";
 
 const USAGE = `usage: node dist/bench/run.js [--smoke] [--only=ID,...] [--scenarios=NAME,...] [--out=DIR]
 
   --smoke        tiny sizes (about 40 s): checks the benchmark works, not the numbers (CI)
   --only         contenders: knockgate, knockgate-nft, knockd, kernel (default: all)
-  --scenarios    latency, flood, sweep, grants, decoder (default: all)
+  --scenarios    idle, latency, flood, sweep, grants, decoder (default: all)
   --out          report directory (default: bench/results)
 
 Runs as root; the full run takes about 6-7 minutes. See docs/bench.md.
@@ -43,7 +43,7 @@ if (unknown.length > 0) {
 const smoke = args.includes("--smoke");
 const option = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const only = option("only")?.split(",") as ContenderId[] | undefined;
-const scenarios = (option("scenarios")?.split(",") ?? ["latency", "flood", "sweep", "grants", "decoder"]) as (ScenarioName | "decoder")[];
+const scenarios = (option("scenarios")?.split(",") ?? ["idle", "latency", "flood", "sweep", "grants", "decoder"]) as (ScenarioName | "decoder")[];
 const outDir = option("out") ?? join(ROOT, "bench", "results");
 const params = smoke ? SMOKE : FULL;
 
@@ -139,6 +139,12 @@ async function main(): Promise<number> {
         log(`${contender.id}: ${name} FAILED: ${(err as Error).stack ?? String(err)}`);
       }
     };
+    if (want("idle")) {
+      await step("idle", async () => {
+        cr.idle = await idle(contender, params);
+        log(`${contender.id}: idle: cpu ${cr.idle.cpuPct}% over ${cr.idle.seconds} s, rss ${cr.idle.rssMb} MB`);
+      });
+    }
     if (want("latency")) {
       await step("latency", async () => {
         cr.latency = await latency(contender, params);

@@ -13,6 +13,7 @@ import { bootstrapDiff, median, percentile, round, slope, trimmedMean, type Diff
 import { KNOCK_PORTS, SERVER_V4, SERVER_V6, SERVICE_PORT, UNRELATED_PORT, isSpoofed, legitV4, legitV6 } from "./wire.js";
 
 export interface Params {
+  idleSeconds: number;
   latencyRounds: number;
   fineRounds: number;
   floodRates: number[];
@@ -33,6 +34,7 @@ export interface Params {
 }
 
 export const FULL: Params = {
+  idleSeconds: 20,
   latencyRounds: 200,
   fineRounds: 40,
   floodRates: [0, 5_000, 20_000, 50_000],
@@ -51,6 +53,7 @@ export const FULL: Params = {
 };
 
 export const SMOKE: Params = {
+  idleSeconds: 2,
   latencyRounds: 5,
   fineRounds: 3,
   floodRates: [0, 5_000],
@@ -70,6 +73,25 @@ export const SMOKE: Params = {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PROBE_EVERY_MS = 1;
+
+export interface IdleResult {
+  seconds: number;
+  /** Of one core, the daemon and its children (reaped ones included); null without a daemon. */
+  cpuPct: number | null;
+  rssMb: number | null;
+}
+
+/** What a contender costs while nobody knocks: its own timers, reconcile loops, helpers. */
+export async function idle(contender: Contender, p: Params): Promise<IdleResult> {
+  return withContender("idle", contender, { legit4: 0, legit6: 0 }, 30, async (_lab, running) => {
+    if (running.pid === null) return { seconds: p.idleSeconds, cpuPct: null, rssMb: null };
+    await sleep(2000); // past start-up
+    const sampler = new ProcSampler(running.pid, 1000);
+    await sleep(p.idleSeconds * 1000);
+    const r = sampler.stop();
+    return { seconds: p.idleSeconds, cpuPct: round(r.cpuPct, 2), rssMb: round(r.rssEndMb, 0) };
+  });
+}
 
 export interface Summary {
   n: number;

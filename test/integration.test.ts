@@ -317,6 +317,30 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       assert.equal(await lab.firewallSnapshot(), before);
     }));
 
+  test("a second SIGTERM exits at once when the teardown is stuck", () =>
+    withLab(async (lab) => {
+      // iptables shims that hang once the test says so: the KNOCK_ON_EXIT=remove teardown runs them.
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-shim-"));
+      try {
+        const hang = join(dir, "hang");
+        for (const tool of ["iptables-nft", "iptables-legacy", "ip6tables-nft", "ip6tables-legacy"]) {
+          writeFileSync(join(dir, tool), `#!/bin/sh\n[ -e ${hang} ] && exec sleep 30\nexec /usr/sbin/${tool} "$@"\n`, { mode: 0o755 });
+        }
+        const daemon = await lab.startDaemon(door({ KNOCK_ON_EXIT: "remove", PATH: `${dir}:${process.env["PATH"] ?? "/usr/sbin:/usr/bin"}` }));
+        writeFileSync(hang, "");
+        daemon.child.kill("SIGTERM");
+        await daemon.waitFor("stopping");
+        await sleep(500);
+        assert.equal(daemon.child.exitCode, null, "the teardown is stuck (precondition)");
+        const t0 = Date.now();
+        assert.equal(await daemon.stop("SIGTERM"), 70);
+        assert.ok(Date.now() - t0 < 2000, "the second signal exits at once");
+        assert.equal(daemon.events("forced_exit").length, 1);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+
   test("knockgate cleanup removes every object, whichever backend made it", () =>
     withLab(async (lab) => {
       const before = await lab.firewallSnapshot();

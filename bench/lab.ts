@@ -17,6 +17,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { execRunner, type RunResult } from "../src/firewall/exec.js";
+import { killNamespace, pidsIn } from "../test/support/netns.js";
 import { RpcClient } from "./rpc.js";
 import { SERVICE_PORT, CLIENT_V4, CLIENT_V6, SERVER_PREFIX_V4, SERVER_V4, SERVER_V6, SPOOF_V6_PREFIX, legitV4, legitV6 } from "./wire.js";
 
@@ -30,38 +31,6 @@ const live = new Set<BenchLab>();
 
 function ip(args: string[], input?: string): void {
   execFileSync("ip", args, { stdio: ["pipe", "ignore", "pipe"], input });
-}
-
-function pidsIn(ns: string): number[] {
-  try {
-    return execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
-      .split("\n")
-      .map(Number)
-      .filter((n) => Number.isInteger(n) && n > 0);
-  } catch {
-    return [];
-  }
-}
-
-function killNamespace(ns: string): void {
-  // Bounded: processes that fork while we kill (knockd's command children) get a few more passes.
-  for (let pass = 0; pass < 5; pass++) {
-    const pids = pidsIn(ns);
-    if (pids.length === 0) break;
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // gone already
-      }
-    }
-    execFileSync("sleep", ["0.05"]);
-  }
-  try {
-    ip(["netns", "del", ns]);
-  } catch {
-    // already gone
-  }
 }
 
 /** Namespaces of an earlier bench run that died before its cleanup (its pid is in the name). */

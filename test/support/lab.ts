@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { execRunner, type RunResult } from "../../src/firewall/exec.js";
 import type { Request } from "./agent.js";
+import { killNamespace } from "./netns.js";
 
 const PREFIX = "kgt-";
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -41,7 +42,7 @@ export function removeStaleNamespaces(): void {
     try {
       process.kill(pid, 0);
     } catch {
-      ns(["netns", "del", name]);
+      killNamespace(name);
     }
   }
 }
@@ -258,13 +259,7 @@ export class Lab {
 
   destroySync(): void {
     for (const child of this.children) child.kill("SIGKILL");
-    for (const name of [this.server, this.client]) {
-      try {
-        ns(["netns", "del", name]);
-      } catch {
-        // already gone
-      }
-    }
+    for (const name of [this.server, this.client]) killNamespace(name);
     live.delete(this);
   }
 }

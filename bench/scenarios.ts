@@ -149,6 +149,14 @@ async function flood(lab: BenchLab, job: Omit<FloodJob, "iface" | "srcMac" | "ds
   return JSON.parse(line) as FloodResult;
 }
 
+const SEEN = 'knockgate_packets_total{result="seen"}';
+
+/** Knock-port frames sent that knockgate's capture never saw, in %; undefined for the other contenders. */
+function captureLossPct(before: Map<string, number> | null, after: Map<string, number> | null, expected: number): number | undefined {
+  const seen = knockgateMetric(after, SEEN) - knockgateMetric(before, SEEN);
+  return Number.isFinite(seen) ? round(Math.max(0, (100 * (expected - seen)) / expected), 2) : undefined;
+}
+
 function knockgateMetric(m: Map<string, number> | null, name: string): number {
   if (!m) return NaN;
   let total = 0;
@@ -260,11 +268,8 @@ export async function floodStage(contender: Contender, p: Params, rate: number, 
       samples,
       notes: running.notes(),
     };
-    const seen = knockgateMetric(after, 'knockgate_packets_total{result="seen"}') - knockgateMetric(before, 'knockgate_packets_total{result="seen"}');
-    if (Number.isFinite(seen) && sent) {
-      const expected = sent.onKnockPorts + rounds.length * 3;
-      stage.captureLossPct = round(Math.max(0, (100 * (expected - seen)) / expected), 2);
-    }
+    const loss = sent ? captureLossPct(before, after, sent.onKnockPorts + rounds.length * 3) : undefined;
+    if (loss !== undefined) stage.captureLossPct = loss;
     return stage;
   });
 }
@@ -357,11 +362,8 @@ export async function sweep(contender: Contender, p: Params): Promise<SweepResul
       notes: running.notes(),
     };
     if (contender.id === "kernel") result.stageSetSize = await kernelSetSize(lab, "stage2_v6");
-    const seen = knockgateMetric(await running.metrics(), 'knockgate_packets_total{result="seen"}') - knockgateMetric(before, 'knockgate_packets_total{result="seen"}');
-    if (Number.isFinite(seen)) {
-      const expected = sent.onKnockPorts + rounds.length * 3;
-      result.captureLossPct = round(Math.max(0, (100 * (expected - seen)) / expected), 2);
-    }
+    const loss = captureLossPct(before, await running.metrics(), sent.onKnockPorts + rounds.length * 3);
+    if (loss !== undefined) result.captureLossPct = loss;
     return result;
   });
 }
@@ -514,11 +516,8 @@ export async function grantScale(contender: Contender, p: Params): Promise<Grant
       legitOpenWithGrants: `${legitOpen.filter((r) => r.ok).length}/${LEGIT}`,
       notes: running.notes(),
     };
-    const seen = knockgateMetric(after, 'knockgate_packets_total{result="seen"}') - knockgateMetric(before, 'knockgate_packets_total{result="seen"}');
-    if (Number.isFinite(seen)) {
-      const expected = sent.sent + LEGIT * KNOCK_PORTS.length;
-      result.captureLossPct = round(Math.max(0, (100 * (expected - seen)) / expected), 2);
-    }
+    const loss = captureLossPct(before, after, sent.sent + LEGIT * KNOCK_PORTS.length);
+    if (loss !== undefined) result.captureLossPct = loss;
     if (contender.expires) {
       // Expiry: elements vanish from listings once their timeout passes.
       const lastIn = allAt ?? lastGrowth ?? sinceS();

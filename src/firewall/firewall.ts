@@ -26,7 +26,7 @@ export interface Firewall {
 /** Grants per door: the sum over both address families of what `countSet` reads from the kernel. */
 export async function grantsPerDoor(
   doors: readonly Door[],
-  countSet: (door: string, family: Family) => Promise<number>,
+  countSet: (door: string, family: Family) => number | Promise<number>,
 ): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   for (const door of doors) counts.set(door.name, (await countSet(door.name, 4)) + (await countSet(door.name, 6)));

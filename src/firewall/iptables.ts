@@ -71,13 +71,13 @@ export class IptablesFirewall implements Firewall {
     }
     for (const family of FAMILIES) {
       const name = ipsetAllowName(family);
-      const expected = expectedAllowMembers(this.config, family).join(",");
+      const expected = expectedAllowMembers(this.config, family);
       const size = sizes.get(name) ?? 0;
       // Members are read only when the count cannot tell: with no KNOCK_ALLOW, never.
-      const differs = size !== expected.split(",").filter(Boolean).length || (size > 0 && (await this.setMembers(name)).join(",") !== expected);
+      const differs = size !== expected.length || (size > 0 && (await this.setMembers(name)).join(",") !== expected.join(","));
       if (differs) {
         findings.push({
-          problem: `set ${ipsetAllowName(family)} differs from KNOCK_ALLOW`,
+          problem: `set ${name} differs from KNOCK_ALLOW`,
           repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family)),
         });
       }
@@ -166,7 +166,7 @@ export class IptablesFirewall implements Firewall {
 
   async countGrants(): Promise<Map<string, number>> {
     const sizes = await this.setSizes();
-    return grantsPerDoor(this.config.doors, (door, family) => Promise.resolve(sizes.get(ipsetName(door, family)) ?? 0));
+    return grantsPerDoor(this.config.doors, (door, family) => sizes.get(ipsetName(door, family)) ?? 0);
   }
 
   async remove(): Promise<void> {

@@ -224,8 +224,7 @@ export function nftPlan(config: Config): NftPlan {
 export function nftGrantLine(door: string, family: Family, srcs: readonly string[], openForMs: number): string {
   const set = `inet ${NFT_TABLE} ${nftSetName(door, family)}`;
   const timeout = openForMs > 0 ? ` timeout ${Math.round(openForMs / 1000)}s` : "";
-  const all = srcs.join(", ");
-  return `add element ${set} { ${all} }; delete element ${set} { ${all} }; add element ${set} { ${srcs.map((s) => s + timeout).join(", ")} }`;
+  return `${nftRevokeLine(door, family, srcs)}; add element ${set} { ${srcs.map((s) => s + timeout).join(", ")} }`;
 }
 /** Revokes as one transaction; adding first makes deleting an address that already expired no error. */
 export function nftRevokeLine(door: string, family: Family, srcs: readonly string[]): string {

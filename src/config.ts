@@ -34,6 +34,9 @@ export interface Door {
   onClose: string[] | null;
 }
 
+/** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
+export const portsText = (door: Door): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
+
 export type FirewallChoice = "auto" | "iptables" | "nftables";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 

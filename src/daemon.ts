@@ -3,7 +3,7 @@
  * readiness it reports. Adapters come in through Deps, so this wiring is testable in isolation.
  */
 import { performance } from "node:perf_hooks";
-import type { Config, Door } from "./config.js";
+import { portsText, type Config, type Door } from "./config.js";
 import { buildBpfFilter } from "./bpf.js";
 import type { Capture, FrameHandler } from "./capture.js";
 import { Decoder, type LinkType } from "./decode.js";
@@ -33,7 +33,6 @@ const SWEEP_MS = 1000;
 /** At most one "capture dropped packets" warning per this long; the metric has every count. */
 const DROP_WARN_MS = 60_000;
 
-const portsText = (door: Door) => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
 
 export class Daemon {
   private readonly now: () => number;

@@ -3,7 +3,7 @@
  * argument, executed without a shell, with a timeout. Fire-and-forget: the grant never waits on it.
  */
 import { execFile } from "node:child_process";
-import type { Door } from "./config.js";
+import { portsText, type Door } from "./config.js";
 import type { Logger } from "./log.js";
 import { substituteArgv } from "./shellwords.js";
 
@@ -28,7 +28,7 @@ export function runHook(
   const argv = substituteArgv(template, {
     IP: vars.ip,
     DOOR: vars.door.name,
-    PORTS: vars.door.ports.map((p) => `${p.port}/${p.proto}`).join(","),
+    PORTS: portsText(vars.door),
   });
   const [file = "", ...args] = argv;
   const fields = { event: "hook", hook: kind, door: vars.door.name, src: vars.ip, argv };

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type { Door } from "../src/config.js";
 import { KnockMachine, REPEAT_WINDOW_MS, type KnockEvent } from "../src/knock-machine.js";
 import { TcpFlag, type Family, type Knock, type PortSpec, type Proto } from "../src/types.js";
-import { addressBytes } from "./support/address.js";
+import { ipBytes } from "./support/frames.js";
 
 const SYN = TcpFlag.syn;
 const ACK = TcpFlag.ack;
@@ -36,7 +36,7 @@ function knock(dstPort: number, src = A, opts: { proto?: Proto; tcpFlags?: numbe
   const proto = opts.proto ?? "tcp";
   return {
     family: opts.family ?? (src.includes(":") ? 6 : 4),
-    addr: addressBytes(src),
+    addr: ipBytes(src),
     src,
     proto,
     dstPort,

@@ -55,8 +55,8 @@ USER root
 
 # Liveness only: the process answers on KNOCK_HTTP_ADDR (default 127.0.0.1:9180). No curl needed.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["node", "/app/dist/src/cli.js", "healthcheck"]
+  CMD ["node", "/app/dist/src/cli/main.js", "healthcheck"]
 
 # tini is PID 1, so `docker stop` (SIGTERM) reaches the daemon, which applies KNOCK_ON_EXIT and exits.
-ENTRYPOINT ["tini", "--", "node", "/app/dist/src/cli.js"]
+ENTRYPOINT ["tini", "--", "node", "/app/dist/src/cli/main.js"]
 CMD ["run"]

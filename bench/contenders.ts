@@ -58,7 +58,7 @@ export interface Contender {
  * Diagnosis only (never in a reported run without saying so): KNOCKGATE_BENCH_CLI runs another build
  * of knockgate, KNOCKGATE_BENCH_NODE_OPTIONS passes NODE_OPTIONS to the daemon.
  */
-const CLI = process.env["KNOCKGATE_BENCH_CLI"] ?? `${ROOT}dist/src/cli.js`;
+const CLI = process.env["KNOCKGATE_BENCH_CLI"] ?? `${ROOT}dist/src/cli/main.js`;
 const DAEMON_NODE_OPTIONS = process.env["KNOCKGATE_BENCH_NODE_OPTIONS"];
 export const DIAGNOSTIC_OVERRIDES = [
   process.env["KNOCKGATE_BENCH_CLI"] ? `KNOCKGATE_BENCH_CLI=${CLI}` : "",

@@ -3,7 +3,7 @@
  * (mostly IPv4 TCP SYN, some VLAN-tagged, some IPv6 TCP/UDP with and without
  * extension headers). Prints {"decodePps": N}.
  */
-import { Decoder } from "../src/decode.js";
+import { Decoder } from "../src/core/packet/decode.js";
 
 const FRAMES = 2_000_000;
 const POOL = 1024;

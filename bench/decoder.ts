@@ -5,13 +5,13 @@
  * silent logger). Frames are what the BPF filter lets through under a flood: SYNs on knock ports
  * from spoofed sources (IPv4 random, IPv6 all distinct), the worst case for the state table.
  */
-import { parseConfig } from "../src/config.js";
-import { Daemon } from "../src/daemon.js";
-import { Decoder } from "../src/decode.js";
-import { createFirewall } from "../src/firewall/index.js";
-import { createLogger } from "../src/log.js";
-import { Metrics } from "../src/metrics.js";
-import type { FrameHandler } from "../src/capture.js";
+import { parseConfig } from "../src/config/config.js";
+import { Daemon } from "../src/app/daemon.js";
+import { Decoder } from "../src/core/packet/decode.js";
+import { createFirewall } from "../src/adapters/firewall/index.js";
+import { createLogger } from "../src/adapters/log.js";
+import { Metrics } from "../src/adapters/metrics.js";
+import type { FrameHandler } from "../src/adapters/capture.js";
 import { KNOCK_PORTS, Rng, SPOOF_V4_COUNT, SPOOF_V4_FIRST, SynFrame } from "./wire.js";
 
 export interface DecoderResult {

@@ -16,7 +16,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { execRunner, type RunResult } from "../src/firewall/exec.js";
+import { execRunner, type RunResult } from "../src/adapters/firewall/exec.js";
 import { killNamespace, pidsIn } from "../test/support/netns.js";
 import { RpcClient } from "./rpc.js";
 import { SERVICE_PORT, CLIENT_V4, CLIENT_V6, SERVER_PREFIX_V4, SERVER_V4, SERVER_V6, SPOOF_V6_PREFIX, legitV4, legitV6 } from "./wire.js";

@@ -7,8 +7,8 @@ import { createRequire } from "node:module";
 import { connect, type Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
-import { knock, waitForPort } from "../../src/knock-client.js";
-import type { PortSpec } from "../../src/types.js";
+import { knock, waitForPort } from "../../src/cli/knock-client.js";
+import type { PortSpec } from "../../src/core/types.js";
 import { buildFrame, macBytes, type FrameSpec } from "./frames.js";
 import { tryConnect } from "./connect.js";
 

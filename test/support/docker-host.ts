@@ -15,7 +15,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
-export const CLI = `${ROOT}dist/src/cli.js`;
+export const CLI = `${ROOT}dist/src/cli/main.js`;
 
 export const HOST_IFACE = "kgdock0";
 export const PEER_IFACE = "kgdock1";

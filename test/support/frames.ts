@@ -1,6 +1,6 @@
 /** Builds raw Ethernet frames (IPv4/IPv6, TCP/UDP, valid checksums) for injected test and bench traffic. */
 import { isIPv4 } from "node:net";
-import { TcpFlag } from "../../src/types.js";
+import { TcpFlag } from "../../src/core/types.js";
 
 export interface FrameSpec {
   srcMac: Buffer;

@@ -7,13 +7,13 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
-import { execRunner, type RunResult } from "../../src/firewall/exec.js";
+import { execRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
 import type { Request } from "./agent.js";
 import { killNamespace } from "./netns.js";
 
 const PREFIX = "kgt-";
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
-export const CLI = `${ROOT}dist/src/cli.js`;
+export const CLI = `${ROOT}dist/src/cli/main.js`;
 const AGENT = `${ROOT}dist/test/support/agent.js`;
 
 export const SERVER_V4 = "198.18.0.1";

@@ -1,0 +1,34 @@
+/** The firewall port: what the daemon needs from a backend, whichever it is. */
+import type { Door } from "../../config/config.js";
+import type { Family } from "../../core/types.js";
+
+export interface Firewall {
+  /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */
+  readonly backend: string;
+  /** What differs from the plan right now (empty: all in place); changes nothing. */
+  check(): Promise<string[]>;
+  /**
+   * Installs what is missing and repairs what differs from the plan; idempotent and cheap when all
+   * is in place. Returns what it found and put right (empty: nothing had to change).
+   */
+  reconcile(): Promise<string[]>;
+  /** Adds or refreshes a grant; resolves once the kernel has it. */
+  grant(door: Door, family: Family, src: string): Promise<void>;
+  revoke(door: Door, family: Family, src: string): Promise<void>;
+  /** Grants per door as the kernel sets hold them right now. */
+  countGrants(): Promise<Map<string, number>>;
+  /** Takes away every object of ours: jumps, chains, sets, table. */
+  remove(): Promise<void>;
+  /** Stops long-lived helper processes. */
+  close(): void;
+}
+
+/** Grants per door: the sum over both address families of what `countSet` reads from the kernel. */
+export async function grantsPerDoor(
+  doors: readonly Door[],
+  countSet: (door: string, family: Family) => number | Promise<number>,
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const door of doors) counts.set(door.name, (await countSet(door.name, 4)) + (await countSet(door.name, 6)));
+  return counts;
+}

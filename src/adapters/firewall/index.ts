@@ -1,0 +1,42 @@
+/** Picks the backend: KNOCK_FIREWALL, or for "auto" iptables+ipset when present, else nftables. */
+import type { Logger } from "pino";
+import type { Config } from "../../config/config.js";
+import { FirewallError } from "../../core/errors.js";
+import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
+import { DryRunFirewall } from "./dry-run.js";
+import { execRunner, type Runner } from "./exec.js";
+import type { Firewall } from "./firewall.js";
+import { IptablesFirewall, removeIptables } from "./iptables.js";
+import { NftablesFirewall, removeNftables } from "./nftables.js";
+
+export type { Firewall } from "./firewall.js";
+
+export async function createFirewall(config: Config, log: Logger, run: Runner = execRunner): Promise<Firewall> {
+  if (config.dryRun) return new DryRunFirewall(config, log);
+  const hasIptables = (await onPath("iptables")) && (await onPath("ipset"));
+  const choice = config.firewall === "auto" ? (hasIptables ? "iptables" : "nftables") : config.firewall;
+  if (choice === "iptables") {
+    if (!hasIptables) throw new FirewallError("KNOCK_FIREWALL=iptables needs iptables and ipset on PATH", [], "");
+    return new IptablesFirewall(config, await detectVariant(run), run);
+  }
+  if (!(await onPath("nft"))) throw new FirewallError("KNOCK_FIREWALL=nftables needs nft on PATH", [], "");
+  return new NftablesFirewall(config, run);
+}
+
+/** `knockgate cleanup`: every object of ours in every backend present, whatever the configuration says. */
+export async function removeEverything(run: Runner = execRunner): Promise<string[]> {
+  const removed: string[] = [];
+  if (await onPath("ipset")) {
+    for (const variant of ["nft", "legacy"] as IptablesVariant[]) {
+      if (await onPath(`iptables-${variant}`)) {
+        await removeIptables(run, variant);
+        removed.push(`iptables-${variant}`);
+      }
+    }
+  }
+  if (await onPath("nft")) {
+    await removeNftables(run);
+    removed.push("nftables");
+  }
+  return removed;
+}

@@ -1,0 +1,207 @@
+/** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
+import { isIP } from "node:net";
+import type { Config, Door } from "../../config/config.js";
+import { FirewallError } from "../../core/errors.js";
+import type { Family } from "../../core/types.js";
+import { LineSession, mustRun, type Runner } from "./exec.js";
+import { grantsPerDoor, type Firewall } from "./firewall.js";
+import type { IptablesVariant } from "./detect.js";
+import {
+  CHAIN,
+  FAMILIES,
+  expectedAllowMembers,
+  iptablesChainPlan,
+  ipsetAllowName,
+  ipsetAllowScript,
+  ipsetCreateScript,
+  ipsetGrantLine,
+  ipsetName,
+  ipsetRevokeLine,
+  ipsetSizes,
+  isOurIpset,
+  mangleView,
+  planMarker,
+} from "../../core/firewall/plan.js";
+
+interface Finding {
+  problem: string;
+  repair: () => Promise<unknown>;
+  rewroteChain?: boolean;
+}
+
+export class IptablesFirewall implements Firewall {
+  readonly backend: string;
+  // stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe.
+  private readonly ipset = new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+
+  constructor(
+    private readonly config: Config,
+    private readonly variant: IptablesVariant,
+    private readonly run: Runner,
+  ) {
+    this.backend = `iptables-${variant}`;
+  }
+
+  private tool(family: Family, suffix = ""): string {
+    return `${family === 4 ? "iptables" : "ip6tables"}-${this.variant}${suffix}`;
+  }
+
+  async check(): Promise<string[]> {
+    return (await this.inspect()).map((f) => f.problem);
+  }
+
+  async reconcile(): Promise<string[]> {
+    const findings = await this.inspect();
+    for (const f of findings) await f.repair();
+    if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets();
+    this.ipset.open();
+    return findings.map((f) => f.problem);
+  }
+
+  /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */
+  private async inspect(): Promise<Finding[]> {
+    const findings: Finding[] = [];
+    const sizes = await this.setSizes();
+    const missing = this.wantedSets().filter((n) => !sizes.has(n));
+    if (missing.length > 0) {
+      findings.push({
+        problem: `sets missing: ${missing.join(", ")}`,
+        repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config)),
+      });
+    }
+    for (const family of FAMILIES) {
+      const name = ipsetAllowName(family);
+      const expected = expectedAllowMembers(this.config, family);
+      const size = sizes.get(name) ?? 0;
+      // Members are read only when the count cannot tell: with no KNOCK_ALLOW, never.
+      const differs = size !== expected.length || (size > 0 && (await this.setMembers(name)).join(",") !== expected.join(","));
+      if (differs) {
+        findings.push({
+          problem: `set ${name} differs from KNOCK_ALLOW`,
+          repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family)),
+        });
+      }
+    }
+    for (const family of FAMILIES) {
+      const iptables = this.tool(family);
+      const plan = iptablesChainPlan(this.config, family);
+      // One read of the mangle table shows both our chain and the jumps to it.
+      const { chain, rules, jumps } = mangleView(await mustRun(this.run, [this.tool(family, "-save"), "-t", "mangle"]));
+      if (!chain || rules.length !== plan.ruleCount || !rules.some((r) => r.includes(planMarker(this.config)))) {
+        findings.push({
+          problem: !chain ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
+          repair: () => mustRun(this.run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore),
+          rewroteChain: true,
+        });
+      }
+      if (jumps === 0) {
+        findings.push({
+          problem: `jump PREROUTING -> ${CHAIN} missing (IPv${family})`,
+          // First, so nobody's earlier ACCEPT in mangle can bypass the protection.
+          repair: () => mustRun(this.run, [iptables, "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN]),
+        });
+      } else if (jumps > 1) {
+        findings.push({
+          problem: `${jumps - 1} duplicate jump(s) PREROUTING -> ${CHAIN} (IPv${family})`,
+          repair: async () => {
+            for (let extra = jumps - 1; extra > 0; extra--) {
+              await mustRun(this.run, [iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
+            }
+          },
+        });
+      }
+    }
+    return findings;
+  }
+
+  private wantedSets(): string[] {
+    return FAMILIES.flatMap((f) => [ipsetAllowName(f), ...this.config.doors.map((d) => ipsetName(d.name, f))]);
+  }
+
+  /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
+  private async destroyStaleSets(): Promise<void> {
+    const wanted = new Set(this.wantedSets());
+    for (const name of (await this.setSizes()).keys()) {
+      if (isOurIpset(name) && !wanted.has(name)) await this.run(["ipset", "destroy", name]);
+    }
+  }
+
+  /** Every set and its entry count in one exec: the reconcile loop runs it every few seconds. */
+  private async setSizes(): Promise<Map<string, number>> {
+    return ipsetSizes(await mustRun(this.run, ["ipset", "list", "-t"]));
+  }
+
+  private async setMembers(name: string): Promise<string[]> {
+    const out = await mustRun(this.run, ["ipset", "list", name]);
+    const at = out.indexOf("Members:\n");
+    if (at === -1) return [];
+    return out
+      .slice(at + "Members:\n".length)
+      .split("\n")
+      .map((l) => l.trim().split(" ")[0] ?? "")
+      .filter(Boolean)
+      .sort();
+  }
+
+  grant(door: Door, family: Family, src: string): Promise<void> {
+    return this.apply(ipsetGrantLine(door.name, family, checkedAddress(src, family), door.openForMs));
+  }
+
+  revoke(door: Door, family: Family, src: string): Promise<void> {
+    return this.apply(ipsetRevokeLine(door.name, family, checkedAddress(src, family)));
+  }
+
+  /**
+   * Through the long-lived session; if that fails, once more as a command of its own. Only changes
+   * go through the session: in `ipset -`, list options such as -n and -t stick to later commands
+   * (ipset 7.17), so reads are commands of their own.
+   */
+  private async apply(line: string): Promise<void> {
+    try {
+      await this.ipset.send(line);
+    } catch {
+      await mustRun(this.run, ["ipset", ...line.split(" ")]);
+    }
+  }
+
+  async countGrants(): Promise<Map<string, number>> {
+    const sizes = await this.setSizes();
+    return grantsPerDoor(this.config.doors, (door, family) => sizes.get(ipsetName(door, family)) ?? 0);
+  }
+
+  async remove(): Promise<void> {
+    this.ipset.close();
+    await removeIptables(this.run, this.variant);
+  }
+
+  close(): void {
+    this.ipset.close();
+  }
+}
+
+/** Removes our jumps, chains and sets; what is already gone is fine. */
+export async function removeIptables(run: Runner, variant: IptablesVariant): Promise<void> {
+  for (const family of FAMILIES) {
+    const iptables = `${family === 4 ? "iptables" : "ip6tables"}-${variant}`;
+    // Bounded: a jump we cannot delete must not spin forever.
+    for (let i = 0; i < 100; i++) {
+      const r = await run([iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
+      if (r.code !== 0) break;
+    }
+    const exists = await run([iptables, "-w", "-t", "mangle", "-S", CHAIN]);
+    if (exists.code === 0) {
+      await mustRun(run, [iptables, "-w", "-t", "mangle", "-F", CHAIN]);
+      await mustRun(run, [iptables, "-w", "-t", "mangle", "-X", CHAIN]);
+    }
+  }
+  const sets = await mustRun(run, ["ipset", "list", "-n"]);
+  for (const name of sets.split("\n")) {
+    if (isOurIpset(name)) await mustRun(run, ["ipset", "destroy", name]);
+  }
+}
+
+/** The last check before an address reaches a command line: it must be an IP of the family. */
+export function checkedAddress(src: string, family: Family): string {
+  if (isIP(src) !== family) throw new FirewallError(`refusing "${src}": not an IPv${family} address`, [], "");
+  return src;
+}

@@ -1,0 +1,168 @@
+/**
+ * Prometheus metrics. Labels are doors, results and reasons only: never addresses, so cardinality
+ * stays bounded however many sources knock.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { KnockResult } from "../core/knock/machine.js";
+
+export type PacketResult = "seen" | "decoded" | "ignored" | "malformed";
+export type CloseReason = "expired" | "close_sequence";
+
+/** A counter the packet path bumps with `cell.n++`; its Prometheus counter reads it at scrape time. */
+export interface Cell {
+  n: number;
+}
+
+/**
+ * A counter whose values live in plain cells. prom-client's inc() hashes the label set on every
+ * call, which at flood rates was a sixth of the packet path; here the cost moves to the scrape.
+ */
+function cellCounter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
+  const cells: { labels: Record<L, string>; cell: Cell }[] = [];
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { labels, cell } of cells) this.inc(labels, cell.n);
+    },
+  });
+  return (labels: Record<L, string>): Cell => {
+    const cell = { n: 0 };
+    cells.push({ labels, cell });
+    return cell;
+  };
+}
+
+export interface MetricSources {
+  tracked(): number;
+  grants(): Promise<Map<string, number>>;
+  /** Per interface, since start. */
+  captureDropped(): Map<string, number>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly packets: Record<PacketResult, Cell>;
+  private readonly knockCell: (labels: Record<"door" | "result", string>) => Cell;
+  /** door -> result -> cell, filled on first use. */
+  private readonly knockCells = new Map<string, Map<KnockResult, Cell>>();
+  private readonly opens: Counter<"door">;
+  private readonly closes: Counter<"door" | "reason">;
+  readonly knockToOpen: Histogram;
+  readonly firewallRepairs: Counter;
+  readonly firewallErrors: Counter;
+  readonly hookErrors: Counter<"door" | "hook">;
+
+  constructor(
+    doors: readonly string[],
+    info: { version: string; backend: string },
+    sources: MetricSources,
+  ) {
+    const registers = [this.registry];
+    // The event-loop-lag monitor samples on a timer: at prom-client's default 10 ms it woke the
+    // idle daemon 100 times a second (~1% of a core). Each sample still measures the lag exactly.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 200 });
+    const packet = cellCounter(
+      this.registry,
+      "knockgate_packets_total",
+      "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), malformed (truncated or invalid).",
+      ["result"],
+    );
+    this.packets = {
+      seen: packet({ result: "seen" }),
+      decoded: packet({ result: "decoded" }),
+      ignored: packet({ result: "ignored" }),
+      malformed: packet({ result: "malformed" }),
+    };
+    this.knockCell = cellCounter(
+      this.registry,
+      "knockgate_knocks_total",
+      "Knocks on sequence ports by door and what they did to the sender's attempt.",
+      ["door", "result"],
+    );
+    this.opens = new Counter({ name: "knockgate_opens_total", help: "Grants opened (or refreshed) by a completed sequence.", labelNames: ["door"], registers });
+    this.closes = new Counter({
+      name: "knockgate_closes_total",
+      help: "Grants closed, by reason: expired (OPEN_FOR elapsed) or close_sequence.",
+      labelNames: ["door", "reason"],
+      registers,
+    });
+    this.knockToOpen = new Histogram({
+      name: "knockgate_knock_to_open_seconds",
+      help: "From capturing the last knock of a sequence to the kernel confirming the grant.",
+      buckets: [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+    this.firewallRepairs = new Counter({ name: "knockgate_firewall_repairs_total", help: "Firewall objects created or put back by reconcile.", registers });
+    this.firewallErrors = new Counter({ name: "knockgate_firewall_errors_total", help: "Failed firewall changes (grant, revoke, reconcile, remove).", registers });
+    this.hookErrors = new Counter({
+      name: "knockgate_hook_errors_total",
+      help: "ON_OPEN/ON_CLOSE commands that failed, timed out or could not start.",
+      labelNames: ["door", "hook"],
+      registers,
+    });
+    new Counter({
+      name: "knockgate_capture_dropped_packets_total",
+      help: "Packets the kernel dropped because a capture ring was full (libpcap's count): knocks among them were missed.",
+      labelNames: ["interface"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [iface, n] of sources.captureDropped()) this.inc({ interface: iface }, n);
+      },
+    });
+    new Gauge({
+      name: "knockgate_tracked_sources",
+      help: "Knock attempts in progress (one per source and sequence), bounded by KNOCK_MAX_TRACKED.",
+      registers,
+      collect() {
+        this.set(sources.tracked());
+      },
+    });
+    new Gauge({
+      name: "knockgate_grants",
+      help: "Grants present in the kernel sets right now, by door.",
+      labelNames: ["door"],
+      registers,
+      async collect() {
+        const counts = await sources.grants().catch(() => new Map<string, number>());
+        this.reset();
+        for (const [door, n] of counts) this.set({ door }, n);
+      },
+    });
+    new Gauge({
+      name: "knockgate_build_info",
+      help: "Version and firewall backend of this knockgate; always 1.",
+      labelNames: ["version", "backend", "nodejs"],
+      registers,
+    }).set({ version: info.version, backend: info.backend, nodejs: process.version }, 1);
+    // Zero series from the start, so rate() and absent() work before the first knock.
+    // (.labels() alone does not export a series; inc(0) does.)
+    for (const door of doors) {
+      this.opens.labels(door).inc(0);
+      for (const reason of ["expired", "close_sequence"] as const) this.closes.labels(door, reason).inc(0);
+      for (const result of ["completed", "wrong_port", "timed_out", "evicted"] as const) this.knockCellFor(door, result);
+    }
+  }
+
+  knock(door: string, result: KnockResult): void {
+    this.knockCellFor(door, result).n++;
+  }
+
+  private knockCellFor(door: string, result: KnockResult): Cell {
+    let byResult = this.knockCells.get(door);
+    if (!byResult) this.knockCells.set(door, (byResult = new Map()));
+    let cell = byResult.get(result);
+    if (!cell) byResult.set(result, (cell = this.knockCell({ door, result })));
+    return cell;
+  }
+  opened(door: string): void {
+    this.opens.labels(door).inc();
+  }
+  closed(door: string, reason: CloseReason): void {
+    this.closes.labels(door, reason).inc();
+  }
+}

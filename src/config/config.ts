@@ -1,0 +1,298 @@
+/**
+ * KNOCK_* environment -> validated Config. Pure: reads only the record it is given, and reports
+ * every problem at once so a user fixes their env file in one go.
+ */
+import envVar from "env-var";
+import { ConfigError, type ConfigProblem } from "../core/errors.js";
+import type { PortSpec, TcpFlagMatch } from "../core/types.js";
+import { splitShellWords } from "./shellwords.js";
+import {
+  parseBool,
+  parseCidrList,
+  parseCount,
+  parseEnum,
+  parseListenAddr,
+  parsePorts,
+  parseSecondsMs,
+  parseSequence,
+  parseTcpFlags,
+  type Cidr,
+  type ListenAddr,
+} from "./values.js";
+
+export interface Door {
+  name: string;
+  sequence: PortSpec[];
+  closeSequence: PortSpec[] | null;
+  ports: PortSpec[];
+  seqTimeoutMs: number;
+  /** Grant lifetime; 0 = until the close sequence. */
+  openForMs: number;
+  tcpFlags: TcpFlagMatch;
+  /** argv templates (shell-word syntax, %IP% %DOOR% %PORTS%) run without a shell; null: none. */
+  onOpen: string[] | null;
+  onClose: string[] | null;
+}
+
+/** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
+export const portsText = (door: Door): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
+
+export type FirewallChoice = "auto" | "iptables" | "nftables";
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+export interface Config {
+  /** null: the interfaces of the default routes, resolved at start. */
+  interfaces: string[] | null;
+  doors: Door[];
+  allow: Cidr[];
+  httpAddr: ListenAddr;
+  firewall: FirewallChoice;
+  onExit: "keep" | "remove";
+  dryRun: boolean;
+  maxTracked: number;
+  reconcileIntervalMs: number;
+  hookTimeoutMs: number;
+  logLevel: LogLevel;
+  logFormat: "json" | "pretty";
+}
+
+export const DOOR_FIELDS = ["CLOSE_SEQUENCE", "SEQ_TIMEOUT", "SEQUENCE", "OPEN_FOR", "PORTS", "TCPFLAGS", "ON_OPEN", "ON_CLOSE"] as const;
+type DoorField = (typeof DOOR_FIELDS)[number];
+
+export const GLOBAL_VARIABLES = [
+  "KNOCK_INTERFACE",
+  "KNOCK_ALLOW",
+  "KNOCK_HTTP_ADDR",
+  "KNOCK_FIREWALL",
+  "KNOCK_ON_EXIT",
+  "KNOCK_DRY_RUN",
+  "KNOCK_MAX_TRACKED",
+  "KNOCK_RECONCILE_INTERVAL",
+  "KNOCK_HOOK_TIMEOUT",
+  "KNOCK_LOG_LEVEL",
+  "KNOCK_LOG_FORMAT",
+] as const;
+
+export const DEFAULTS = {
+  KNOCK_HTTP_ADDR: "127.0.0.1:9180",
+  KNOCK_FIREWALL: "auto",
+  KNOCK_ON_EXIT: "keep",
+  KNOCK_DRY_RUN: "false",
+  KNOCK_MAX_TRACKED: "65536",
+  KNOCK_RECONCILE_INTERVAL: "2",
+  KNOCK_HOOK_TIMEOUT: "10",
+  KNOCK_LOG_LEVEL: "info",
+  KNOCK_LOG_FORMAT: "json",
+  PORTS: "22/tcp",
+  SEQ_TIMEOUT: "5",
+  OPEN_FOR: "30",
+  TCPFLAGS: "syn,!ack",
+} as const;
+
+/** Set names carry the door name and must fit ipset's 31-character limit ("knockgate-NAME-4"). */
+export const MAX_DOOR_NAME = 19;
+const DOOR_VAR = /^KNOCK_DOOR_([A-Z0-9_]+?)_(CLOSE_SEQUENCE|SEQ_TIMEOUT|SEQUENCE|OPEN_FOR|PORTS|TCPFLAGS|ON_OPEN|ON_CLOSE)$/;
+
+const accessors = {
+  asSequence: parseSequence,
+  asPorts: parsePorts,
+  asSecondsMs: parseSecondsMs,
+  asTcpFlags: parseTcpFlags,
+  asCidrList: parseCidrList,
+  asListenAddr: parseListenAddr,
+  asFlag: parseBool,
+  asFirewall: parseEnum<FirewallChoice>(["auto", "iptables", "nftables"]),
+  asOnExit: parseEnum(["keep", "remove"] as const),
+  asLogLevel: parseEnum<LogLevel>(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+  asLogFormat: parseEnum(["json", "pretty"] as const),
+  asMaxTracked: parseCount(1, 10_000_000),
+  asArgv: (value: string): string[] => {
+    const argv = splitShellWords(value);
+    if (argv.length === 0) throw new Error("is empty; give a command like: /usr/local/bin/notify %DOOR% %IP%");
+    return argv;
+  },
+  asInterfaces: (value: string): string[] => {
+    const names = value.split(",").map((s) => s.trim()).filter(Boolean);
+    const bad = names.find((n) => !/^[A-Za-z0-9_.:@-]{1,15}$/.test(n));
+    if (names.length === 0 || bad !== undefined) {
+      throw new Error(`"${bad ?? value}" is not an interface name; give a comma list like eth0,wg0 or "any"`);
+    }
+    return names;
+  },
+};
+
+/** env-var prefixes its messages with the variable; we print "VARIABLE: message" ourselves. */
+function problemText(variable: string, err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/^env-var: /, "").replace(`"${variable}" `, "");
+}
+
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const problems: ConfigProblem[] = [];
+  const reader = envVar.from(env, accessors);
+  const read = <T>(variable: string, parse: () => T, fallback: T): T => {
+    try {
+      return parse();
+    } catch (err) {
+      problems.push({ variable, message: problemText(variable, err) });
+      return fallback;
+    }
+  };
+  const get = (variable: string) => reader.get(variable);
+  const getOr = (variable: string, fallback: string) => reader.get(variable).default(fallback);
+
+  const doorVars = new Map<string, Map<DoorField, string>>();
+  const knockVars = Object.keys(env).filter((k) => k.startsWith("KNOCK_")).sort();
+  for (const variable of knockVars) {
+    const m = DOOR_VAR.exec(variable);
+    if (m) {
+      const [, name = "", field] = m;
+      if (!doorVars.has(name)) doorVars.set(name, new Map());
+      doorVars.get(name)?.set(field as DoorField, variable);
+    } else if (!(GLOBAL_VARIABLES as readonly string[]).includes(variable)) {
+      problems.push({ variable, message: unknownVariableMessage(variable, knockVars) });
+    }
+  }
+
+  const doors: Door[] = [];
+  for (const [name, fields] of doorVars) {
+    const v = (field: DoorField) => `KNOCK_DOOR_${name}_${field}`;
+    if (!fields.has("SEQUENCE")) {
+      for (const [field, variable] of fields) {
+        // KNOCK_DOOR_X_CLOSE_SEQUENCE always reads as door X's close sequence, never as door X_CLOSE.
+        const hint = field === "CLOSE_SEQUENCE" ? ` (a door name cannot end in _CLOSE: this is door ${name}'s close sequence)` : "";
+        problems.push({ variable, message: `door ${name} has no ${v("SEQUENCE")}, so this setting belongs to nothing${hint}` });
+      }
+      continue;
+    }
+    if (name.length > MAX_DOOR_NAME) {
+      problems.push({ variable: v("SEQUENCE"), message: `door name ${name} is longer than ${MAX_DOOR_NAME} characters` });
+    }
+    const door: Door = {
+      name,
+      sequence: read(v("SEQUENCE"), () => get(v("SEQUENCE")).required().asSequence(), []),
+      closeSequence: read(v("CLOSE_SEQUENCE"), () => get(v("CLOSE_SEQUENCE")).asSequence() ?? null, null),
+      ports: read(v("PORTS"), () => getOr(v("PORTS"), DEFAULTS.PORTS).asPorts(), []),
+      // Fallbacks are the defaults, so an unparsable value is reported once, not again as "0 seconds".
+      seqTimeoutMs: read(
+        v("SEQ_TIMEOUT"),
+        () => getOr(v("SEQ_TIMEOUT"), DEFAULTS.SEQ_TIMEOUT).asSecondsMs(),
+        Number(DEFAULTS.SEQ_TIMEOUT) * 1000,
+      ),
+      openForMs: read(v("OPEN_FOR"), () => getOr(v("OPEN_FOR"), DEFAULTS.OPEN_FOR).asSecondsMs(), Number(DEFAULTS.OPEN_FOR) * 1000),
+      tcpFlags: read(v("TCPFLAGS"), () => getOr(v("TCPFLAGS"), DEFAULTS.TCPFLAGS).asTcpFlags(), { set: 0, clear: 0 }),
+      onOpen: read(v("ON_OPEN"), () => get(v("ON_OPEN")).asArgv() ?? null, null),
+      onClose: read(v("ON_CLOSE"), () => get(v("ON_CLOSE")).asArgv() ?? null, null),
+    };
+    if (fields.has("SEQ_TIMEOUT") && door.seqTimeoutMs === 0) {
+      problems.push({ variable: v("SEQ_TIMEOUT"), message: "must be more than 0 seconds" });
+    }
+    if (door.openForMs === 0 && fields.has("OPEN_FOR") && !fields.has("CLOSE_SEQUENCE")) {
+      problems.push({
+        variable: v("OPEN_FOR"),
+        message: `0 means "until the close sequence", but ${v("CLOSE_SEQUENCE")} is not set`,
+      });
+    }
+    if (door.openForMs % 1000 !== 0) {
+      problems.push({ variable: v("OPEN_FOR"), message: "the kernel expires grants in whole seconds; give a whole number" });
+    }
+    if (door.closeSequence && sameSequence(door.closeSequence, door.sequence)) {
+      problems.push({ variable: v("CLOSE_SEQUENCE"), message: "is the same as the open sequence" });
+    }
+    doors.push(door);
+  }
+  if (doorVars.size === 0) {
+    problems.push({
+      variable: "KNOCK_DOOR_<NAME>_SEQUENCE",
+      message: "no door is configured; set e.g. KNOCK_DOOR_SSH_SEQUENCE=7000,8000,9000",
+    });
+  }
+  checkSequenceClashes(doors, problems);
+
+  const config: Config = {
+    interfaces: read("KNOCK_INTERFACE", () => get("KNOCK_INTERFACE").asInterfaces() ?? null, null),
+    doors,
+    allow: read("KNOCK_ALLOW", () => get("KNOCK_ALLOW").asCidrList() ?? [], []),
+    httpAddr: read("KNOCK_HTTP_ADDR", () => getOr("KNOCK_HTTP_ADDR", DEFAULTS.KNOCK_HTTP_ADDR).asListenAddr(), {
+      host: "127.0.0.1",
+      port: 9180,
+    }),
+    firewall: read("KNOCK_FIREWALL", () => getOr("KNOCK_FIREWALL", DEFAULTS.KNOCK_FIREWALL).asFirewall(), "auto"),
+    onExit: read("KNOCK_ON_EXIT", () => getOr("KNOCK_ON_EXIT", DEFAULTS.KNOCK_ON_EXIT).asOnExit(), "keep"),
+    dryRun: read("KNOCK_DRY_RUN", () => getOr("KNOCK_DRY_RUN", DEFAULTS.KNOCK_DRY_RUN).asFlag(), false),
+    maxTracked: read("KNOCK_MAX_TRACKED", () => getOr("KNOCK_MAX_TRACKED", DEFAULTS.KNOCK_MAX_TRACKED).asMaxTracked(), 1),
+    hookTimeoutMs: read(
+      "KNOCK_HOOK_TIMEOUT",
+      () => getOr("KNOCK_HOOK_TIMEOUT", DEFAULTS.KNOCK_HOOK_TIMEOUT).asSecondsMs(),
+      Number(DEFAULTS.KNOCK_HOOK_TIMEOUT) * 1000,
+    ),
+    reconcileIntervalMs: read(
+      "KNOCK_RECONCILE_INTERVAL",
+      () => getOr("KNOCK_RECONCILE_INTERVAL", DEFAULTS.KNOCK_RECONCILE_INTERVAL).asSecondsMs(),
+      2000,
+    ),
+    logLevel: read("KNOCK_LOG_LEVEL", () => getOr("KNOCK_LOG_LEVEL", DEFAULTS.KNOCK_LOG_LEVEL).asLogLevel(), "info"),
+    logFormat: read("KNOCK_LOG_FORMAT", () => getOr("KNOCK_LOG_FORMAT", DEFAULTS.KNOCK_LOG_FORMAT).asLogFormat(), "json"),
+  };
+  if (config.reconcileIntervalMs < 100) {
+    problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+function sameSequence(a: readonly PortSpec[], b: readonly PortSpec[]): boolean {
+  return a.length === b.length && a.every((p, i) => p.port === b[i]?.port && p.proto === b[i]?.proto);
+}
+
+/** Two doors with the same sequence would both open on one knock: almost surely a copy-paste slip. */
+function checkSequenceClashes(doors: readonly Door[], problems: ConfigProblem[]): void {
+  const seen = new Map<string, string>();
+  for (const door of doors) {
+    for (const [field, seq] of [["SEQUENCE", door.sequence], ["CLOSE_SEQUENCE", door.closeSequence]] as const) {
+      if (!seq || seq.length === 0) continue;
+      const key = seq.map((p) => `${p.port}:${p.proto}`).join(",");
+      const variable = `KNOCK_DOOR_${door.name}_${field}`;
+      const other = seen.get(key);
+      if (other) problems.push({ variable, message: `is the same sequence as ${other}` });
+      else seen.set(key, variable);
+    }
+  }
+}
+
+function unknownVariableMessage(variable: string, present: readonly string[]): string {
+  const doorNames = present.map((v) => DOOR_VAR.exec(v)?.[1]).filter((n): n is string => n !== undefined);
+  const candidates = [
+    ...GLOBAL_VARIABLES,
+    ...new Set(doorNames.flatMap((n) => DOOR_FIELDS.map((f) => `KNOCK_DOOR_${n}_${f}`))),
+  ];
+  // A door variable with a misspelt field: suggest the field on the same door.
+  const doorPrefix = /^KNOCK_DOOR_([A-Z0-9_]+)_[A-Z]+$/.exec(variable);
+  if (doorPrefix) {
+    const parts = variable.split("_");
+    for (let i = 3; i < parts.length; i++) {
+      const name = parts.slice(2, i).join("_");
+      candidates.push(...DOOR_FIELDS.map((f) => `KNOCK_DOOR_${name}_${f}`));
+    }
+  }
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(variable, c);
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  const hint = best !== undefined && bestDistance <= Math.max(2, Math.floor(variable.length / 5)) ? `; did you mean ${best}?` : "";
+  return `unknown variable${hint}`;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}

@@ -1,0 +1,234 @@
+/**
+ * Firewall rule planning: pure functions from configuration to the exact scripts the adapters feed
+ * to iptables-restore, ipset and nft. Everything knockgate owns is named here.
+ *
+ * Shape of the protection (both backends): in mangle PREROUTING, i.e. before any DNAT, so host
+ * services, Docker-published ports and Kubernetes hostPorts/NodePorts are covered alike:
+ *   loopback -> leave alone; established/related -> leave alone (sessions outlive grants);
+ *   source in the allow set -> leave alone; source in a door's grant set for that door's ports ->
+ *   leave alone; anything else new to a protected port -> drop.
+ */
+import { createHash } from "node:crypto";
+import type { Config, Door } from "../../config/config.js";
+import type { Family, Proto } from "../types.js";
+
+export const CHAIN = "KNOCKGATE";
+export const NFT_TABLE = "knockgate";
+export const NFT_CHAIN = "prerouting";
+/** An always-empty set: listing it is how the long-lived nft session confirms a command. */
+export const NFT_ACK_SET = "ack";
+const SET_PREFIX = "knockgate-";
+
+export const FAMILIES: readonly Family[] = [4, 6];
+
+export function ipsetName(door: string, family: Family): string {
+  return `${SET_PREFIX}${door}-${family}`;
+}
+/** Lower case cannot collide with a door set: door names are upper case. */
+export function ipsetAllowName(family: Family): string {
+  return `${SET_PREFIX}allow-${family}`;
+}
+export function isOurIpset(name: string): boolean {
+  return name.startsWith(SET_PREFIX);
+}
+export function nftSetName(door: string, family: Family): string {
+  return `door_${door}_v${family}`;
+}
+export function nftAllowName(family: Family): string {
+  return `allow_v${family}`;
+}
+
+/** Ports of one door grouped by protocol, in configuration order. */
+function portsByProto(door: Door): [Proto, number[]][] {
+  const groups = new Map<Proto, number[]>();
+  for (const p of door.ports) groups.set(p.proto, [...(groups.get(p.proto) ?? []), p.port]);
+  return [...groups];
+}
+
+/** Union of protected ports over all doors, grouped by protocol. */
+function protectedByProto(doors: readonly Door[]): [Proto, number[]][] {
+  const groups = new Map<Proto, Set<number>>();
+  for (const door of doors) for (const p of door.ports) groups.set(p.proto, (groups.get(p.proto) ?? new Set()).add(p.port));
+  return [...groups].map(([proto, ports]) => [proto, [...ports].sort((a, b) => a - b)]);
+}
+
+/** iptables' multiport takes at most 15 ports per rule. */
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** The rules of our chain, as arguments after "-A KNOCKGATE", without the plan marker. */
+function iptablesRules(config: Config, family: Family): string[] {
+  const rules = [
+    "-i lo -j RETURN",
+    "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+    `-m set --match-set ${ipsetAllowName(family)} src -j RETURN`,
+  ];
+  for (const door of config.doors) {
+    for (const [proto, ports] of portsByProto(door)) {
+      for (const chunk of chunks(ports, 15)) {
+        rules.push(`-p ${proto} -m multiport --dports ${chunk.join(",")} -m set --match-set ${ipsetName(door.name, family)} src -j RETURN`);
+      }
+    }
+  }
+  for (const [proto, ports] of protectedByProto(config.doors)) {
+    for (const chunk of chunks(ports, 15)) rules.push(`-p ${proto} -m multiport --dports ${chunk.join(",")} -j DROP`);
+  }
+  return rules;
+}
+
+/**
+ * A short digest of the planned rules. It rides on the chain as a rule comment, so a reconcile can
+ * tell "our chain, as planned" from "flushed, edited or from another configuration" with one read,
+ * without depending on how each iptables/nft version prints rules back.
+ */
+export function planId(config: Config): string {
+  const text = JSON.stringify([FAMILIES.map((f) => iptablesRules(config, f)), nftRules(config)]);
+  return createHash("sha256").update(text).digest("hex").slice(0, 12);
+}
+
+export function planMarker(config: Config): string {
+  return `knockgate plan ${planId(config)}`;
+}
+
+export interface IptablesChainPlan {
+  /** Input for `iptables-restore --noflush`: declaring the chain flushes it, so this rewrites it atomically. */
+  restore: string;
+  /** Number of rules the chain holds when it is as planned. */
+  ruleCount: number;
+}
+
+export function iptablesChainPlan(config: Config, family: Family): IptablesChainPlan {
+  const rules = iptablesRules(config, family);
+  const marker = `-m comment --comment "${planMarker(config)}" -j RETURN`;
+  const lines = ["*mangle", `:${CHAIN} - [0:0]`, ...[...rules, marker].map((r) => `-A ${CHAIN} ${r}`), "COMMIT", ""];
+  return { restore: lines.join("\n"), ruleCount: rules.length + 1 };
+}
+
+/** The jump from PREROUTING as `iptables -S` and `iptables-save` print it. */
+export const JUMP_RULE = `-A PREROUTING -j ${CHAIN}`;
+
+/** Entry count per set name, from `ipset list -t` (headers of every set, no members). */
+export function ipsetSizes(terse: string): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const block of terse.split(/\n(?=Name: )/)) {
+    const name = /^Name: (\S+)/m.exec(block)?.[1];
+    if (name !== undefined) sizes.set(name, Number(/^Number of entries: (\d+)/m.exec(block)?.[1] ?? 0));
+  }
+  return sizes;
+}
+
+/** Our objects in `iptables-save -t mangle` output: is the chain there, its rules, how many jumps. */
+export function mangleView(save: string): { chain: boolean; rules: string[]; jumps: number } {
+  const lines = save.split("\n");
+  return {
+    chain: lines.some((l) => l.startsWith(`:${CHAIN} `)),
+    rules: lines.filter((l) => l.startsWith(`-A ${CHAIN} `)),
+    jumps: lines.filter((l) => l === JUMP_RULE).length,
+  };
+}
+
+const ipsetFamily = (family: Family) => (family === 4 ? "inet" : "inet6");
+
+/** `ipset restore -exist` input creating every set; existing sets (and their grants) are kept. */
+export function ipsetCreateScript(config: Config): string {
+  const lines: string[] = [];
+  for (const family of FAMILIES) {
+    lines.push(`create ${ipsetAllowName(family)} hash:net family ${ipsetFamily(family)}`);
+    for (const door of config.doors) {
+      lines.push(`create ${ipsetName(door.name, family)} hash:ip family ${ipsetFamily(family)} timeout 0`);
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Replaces the allow set's members atomically: fill a temporary set, swap, destroy. */
+export function ipsetAllowScript(config: Config, family: Family): string {
+  const name = ipsetAllowName(family);
+  const tmp = `${name}-new`;
+  const lines = [`create ${tmp} hash:net family ${ipsetFamily(family)}`, `flush ${tmp}`];
+  for (const cidr of config.allow) if (cidr.family === family) lines.push(`add ${tmp} ${cidr.text}`);
+  lines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
+  return lines.join("\n") + "\n";
+}
+
+/** Allow-set members as `ipset list` prints them (a /32 or /128 shows as the bare address). */
+export function expectedAllowMembers(config: Config, family: Family): string[] {
+  const full = family === 4 ? "/32" : "/128";
+  return config.allow
+    .filter((c) => c.family === family)
+    .map((c) => (c.text.endsWith(full) ? c.text.slice(0, -full.length) : c.text))
+    .sort();
+}
+
+/** A grant: `-exist` makes a repeated knock refresh the timeout instead of failing. */
+export function ipsetGrantLine(door: string, family: Family, src: string, openForMs: number): string {
+  return `add ${ipsetName(door, family)} ${src} timeout ${Math.round(openForMs / 1000)} -exist`;
+}
+export function ipsetRevokeLine(door: string, family: Family, src: string): string {
+  return `del ${ipsetName(door, family)} ${src} -exist`;
+}
+
+const nftAddrType = (family: Family) => (family === 4 ? "ipv4_addr" : "ipv6_addr");
+const nftSaddr = (family: Family) => (family === 4 ? "ip saddr" : "ip6 saddr");
+
+function nftRules(config: Config): string[] {
+  const rules = ['iifname "lo" accept', "ct state established,related accept"];
+  for (const family of FAMILIES) rules.push(`${nftSaddr(family)} @${nftAllowName(family)} accept`);
+  for (const door of config.doors) {
+    for (const [proto, ports] of portsByProto(door)) {
+      for (const family of FAMILIES) {
+        rules.push(`${proto} dport { ${ports.join(", ")} } ${nftSaddr(family)} @${nftSetName(door.name, family)} accept`);
+      }
+    }
+  }
+  for (const [proto, ports] of protectedByProto(config.doors)) rules.push(`${proto} dport { ${ports.join(", ")} } drop`);
+  return rules;
+}
+
+export interface NftPlan {
+  /** One `nft -f` transaction: creates what is missing, rewrites the chain and the allow sets, keeps grants. */
+  script: string;
+  ruleCount: number;
+}
+
+export function nftPlan(config: Config): NftPlan {
+  const t = `inet ${NFT_TABLE}`;
+  const lines = [`add table ${t}`];
+  for (const family of FAMILIES) {
+    lines.push(`add set ${t} ${nftAllowName(family)} { type ${nftAddrType(family)}; flags interval; auto-merge; }`);
+    lines.push(`flush set ${t} ${nftAllowName(family)}`);
+    const members = config.allow.filter((c) => c.family === family).map((c) => c.text);
+    if (members.length > 0) lines.push(`add element ${t} ${nftAllowName(family)} { ${members.join(", ")} }`);
+    for (const door of config.doors) {
+      lines.push(`add set ${t} ${nftSetName(door.name, family)} { type ${nftAddrType(family)}; flags timeout; }`);
+    }
+  }
+  lines.push(`add set ${t} ${NFT_ACK_SET} { type ipv4_addr; }`);
+  // Priority -150 is "mangle": after conntrack (-200), before DNAT (-100).
+  lines.push(`add chain ${t} ${NFT_CHAIN} { type filter hook prerouting priority -150; policy accept; }`);
+  lines.push(`flush chain ${t} ${NFT_CHAIN}`);
+  const rules = nftRules(config);
+  for (const rule of rules) lines.push(`add rule ${t} ${NFT_CHAIN} ${rule}`);
+  lines.push(`add rule ${t} ${NFT_CHAIN} counter comment "${planMarker(config)}"`);
+  return { script: lines.join("\n") + "\n", ruleCount: rules.length + 1 };
+}
+
+/**
+ * Grants of one door and family as one nft transaction. `add` alone would not refresh the timeout of
+ * an address that is already in the set, so: make sure it is there, remove it, add it back with a
+ * fresh timeout.
+ */
+export function nftGrantLine(door: string, family: Family, srcs: readonly string[], openForMs: number): string {
+  const set = `inet ${NFT_TABLE} ${nftSetName(door, family)}`;
+  const timeout = openForMs > 0 ? ` timeout ${Math.round(openForMs / 1000)}s` : "";
+  return `${nftRevokeLine(door, family, srcs)}; add element ${set} { ${srcs.map((s) => s + timeout).join(", ")} }`;
+}
+/** Revokes as one transaction; adding first makes deleting an address that already expired no error. */
+export function nftRevokeLine(door: string, family: Family, srcs: readonly string[]): string {
+  const set = `inet ${NFT_TABLE} ${nftSetName(door, family)}`;
+  const all = srcs.join(", ");
+  return `add element ${set} { ${all} }; delete element ${set} { ${all} }`;
+}

@@ -1,0 +1,100 @@
+/**
+ * Source addresses as the packet path holds them: raw bytes, turned into text only when something
+ * reads it (a grant, a log line). Most sniffed packets are never printed, so most are never formatted.
+ */
+import type { Family } from "../types.js";
+
+// Precomputed decimal octets: avoids number->string work for every IPv4 text made.
+const DEC: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
+
+function dec(n: number): string {
+  return DEC[n] ?? "";
+}
+
+/**
+ * IPv4 dotted quad of buf[off..off+4). Caller guarantees the bytes exist.
+ */
+export function formatIPv4(buf: Uint8Array, off: number): string {
+  return `${dec(buf[off]!)}.${dec(buf[off + 1]!)}.${dec(buf[off + 2]!)}.${dec(buf[off + 3]!)}`;
+}
+
+/**
+ * IPv6 text of buf[off..off+16) exactly as Node (libuv's inet_ntop) prints socket
+ * addresses, so sniffed sources compare equal to what sockets report: RFC 5952
+ * compression (longest run of >= 2 zero groups, first on ties, lowercase, no leading
+ * zeros), plus libuv's dotted tail for ::a.b.c.d (first 6 groups zero) and
+ * ::ffff:a.b.c.d (IPv4-mapped). Caller guarantees the bytes exist.
+ */
+export function formatIPv6(buf: Uint8Array, off: number): string {
+  let bestBase = -1;
+  let bestLen = 0;
+  let curBase = -1;
+  let curLen = 0;
+  for (let i = 0; i < 8; i++) {
+    const w = (buf[off + 2 * i]! << 8) | buf[off + 2 * i + 1]!;
+    if (w === 0) {
+      if (curBase === -1) {
+        curBase = i;
+        curLen = 1;
+      } else {
+        curLen++;
+      }
+      // Strictly greater keeps the first run on ties.
+      if (curLen > bestLen) {
+        bestBase = curBase;
+        bestLen = curLen;
+      }
+    } else {
+      curBase = -1;
+    }
+  }
+  if (bestLen < 2) bestBase = -1;
+
+  let out = "";
+  for (let i = 0; i < 8; i++) {
+    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLen) {
+      if (i === bestBase) out += ":";
+      continue;
+    }
+    if (i !== 0) out += ":";
+    if (
+      i === 6 &&
+      bestBase === 0 &&
+      (bestLen === 6 || (bestLen === 5 && buf[off + 10] === 0xff && buf[off + 11] === 0xff))
+    ) {
+      return out + formatIPv4(buf, off + 12);
+    }
+    out += ((buf[off + 2 * i]! << 8) | buf[off + 2 * i + 1]!).toString(16);
+  }
+  // A zero run reaching the end needs the second colon of "::".
+  if (bestBase !== -1 && bestBase + bestLen === 8) out += ":";
+  return out;
+}
+
+/** A source address held as bytes, with its canonical text made on first read and cached. */
+export class SourceAddress {
+  family: Family = 4;
+  /** The first 4 bytes for IPv4, all 16 for IPv6. */
+  readonly addr = new Uint8Array(16);
+  private text: string | null = null;
+
+  /** Copies the address at buf[off..] (4 or 16 bytes by family). */
+  setAddress(family: Family, buf: Uint8Array, off: number): void {
+    const n = family === 4 ? 4 : 16;
+    for (let i = 0; i < n; i++) this.addr[i] = buf[off + i]!;
+    this.family = family;
+    this.text = null;
+  }
+
+  /** For writers that fill `addr` in place. */
+  addressChanged(family: Family): void {
+    this.family = family;
+    this.text = null;
+  }
+
+  /** Canonical text: dotted quad, or RFC 5952 IPv6 as Node prints socket addresses. */
+  get src(): string {
+    this.text ??= this.family === 4 ? formatIPv4(this.addr, 0) : formatIPv6(this.addr, 0);
+    return this.text;
+  }
+}

@@ -1,0 +1,488 @@
+/**
+ * Real packets, real firewall: knockgate runs in a server namespace with real capture and real
+ * iptables/ipset or nftables; a client namespace knocks and connects with real sockets.
+ * Needs root (CAP_NET_ADMIN, CAP_NET_RAW): this suite fails rather than skips without it.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  CLIENT_V4,
+  CLIENT_V6,
+  CLI,
+  OTHER_V4,
+  SERVER_V4,
+  SERVER_V6,
+  removeStaleNamespaces,
+  sleep,
+  withLab,
+  type Lab,
+} from "../support/lab.js";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseEnvFile } from "../../src/config/env-file.js";
+import { execRunner } from "../../src/adapters/firewall/exec.js";
+import { TcpFlag } from "../../src/core/types.js";
+
+const SEQ = "7000,8000,9000";
+const door = (extra: Record<string, string | undefined> = {}) => ({ KNOCK_DOOR_SSH_SEQUENCE: SEQ, KNOCK_RECONCILE_INTERVAL: "0.5", ...extra });
+
+before(() => {
+  assert.equal(process.getuid?.(), 0, "the namespace tests need root: run them as root (CI does)");
+  removeStaleNamespaces();
+});
+after(() => removeStaleNamespaces());
+
+async function macOf(lab: Lab, where: string, iface: string): Promise<string> {
+  const r = await lab.exec(where, ["cat", `/sys/class/net/${iface}/address`]);
+  return r.stdout.trim();
+}
+
+for (const backend of ["iptables", "nftables"] as const) {
+  describe(`${backend} backend`, { concurrency: false }, () => {
+    const env = (extra: Record<string, string> = {}) => door({ KNOCK_FIREWALL: backend, ...extra });
+
+    test("the knocker gets in and nobody else does", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        assert.equal(await lab.canConnect(SERVER_V4), false, "port must be closed before knocking");
+        await lab.knock(SERVER_V4, SEQ);
+        const open = await daemon.waitFor("open");
+        assert.equal(open["src"], CLIENT_V4);
+        assert.equal(open["door"], "SSH");
+        assert.equal(await lab.canConnect(SERVER_V4), true, "knocker must get in");
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), false, "another address must stay out");
+      }));
+
+    test("IPv6 knocks open IPv6 only for the knocker", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        assert.equal(await lab.canConnect(SERVER_V6), false);
+        await lab.knock(SERVER_V6, SEQ);
+        assert.equal((await daemon.waitFor("open"))["src"], CLIENT_V6);
+        assert.equal(await lab.canConnect(SERVER_V6), true);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "an IPv6 grant must not open IPv4");
+      }));
+
+    test("a grant expires after OPEN_FOR; the session opened during it survives the expiry", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "2" }));
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("open");
+        assert.equal(await lab.canConnect(SERVER_V4), true);
+        const { session } = await lab.call<{ session: number }>({ op: "session-open", host: SERVER_V4, port: 22 });
+        await daemon.waitFor("close", 4000, (l) => l["reason"] === "expired");
+        await sleep(300);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "expired grant must not let new connections in");
+        const echo = await lab.call<{ data: string }>({ op: "session-echo", session, data: "after expiry" });
+        assert.equal(echo.data, "after expiry", "the established session must outlive its grant");
+      }));
+
+    test("the close sequence closes the port; the established session survives it", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "0", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,7000" }));
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("open");
+        const { session } = await lab.call<{ session: number }>({ op: "session-open", host: SERVER_V4, port: 22 });
+        await lab.knock(SERVER_V4, "9000,8000,7000");
+        await daemon.waitFor("close", 3000, (l) => l["reason"] === "close_sequence");
+        assert.equal(await lab.canConnect(SERVER_V4), false, "closed door must refuse new connections");
+        const echo = await lab.call<{ data: string }>({ op: "session-echo", session, data: "still here" });
+        assert.equal(echo.data, "still here", "the established session must survive the close");
+      }));
+
+    test("SIGKILL leaves the protection in place and grants still expire on time", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "2" }));
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("open");
+        assert.equal(await daemon.stop("SIGKILL"), 137);
+        assert.equal(await lab.canConnect(SERVER_V4), true, "grant must outlive the daemon");
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), false, "port must stay closed to others");
+        await sleep(2300);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "the kernel must expire the grant without the daemon");
+      }));
+
+    test("a restart adopts the firewall without duplicates and keeps valid grants", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const first = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "30" }));
+        await lab.knock(SERVER_V4, SEQ);
+        await first.waitFor("open");
+        const before = await lab.firewallSnapshot();
+        assert.equal(await first.stop(), 0);
+        const second = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "30" }));
+        assert.equal(second.events("firewall_adopted").length, 1, "second start must find everything in place");
+        const afterRestart = await lab.firewallSnapshot();
+        const rules = (s: string) => s.split("\n").filter((l) => /KNOCKGATE|knockgate|@door_|@allow_/.test(l) && !/timeout \d+|expires/.test(l));
+        assert.deepEqual(rules(afterRestart), rules(before), "no duplicate or changed rules after restart");
+        assert.equal(await lab.canConnect(SERVER_V4), true, "the grant from before the restart must still work");
+      }));
+
+    test("an external flush is repaired within seconds and logged", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        const flush = backend === "iptables" ? ["iptables", "-t", "mangle", "-F"] : ["nft", "flush", "chain", "inet", "knockgate", "prerouting"];
+        assert.equal((await lab.exec(lab.server, flush)).code, 0);
+        assert.equal(await lab.canConnect(SERVER_V4, { timeoutMs: 300 }), true, "flush opened the port (precondition)");
+        const repaired = await daemon.waitFor("firewall_repaired", 3000);
+        assert.ok(Array.isArray(repaired["changes"]) && repaired["changes"].length > 0);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "port must be closed again after the repair");
+      }));
+
+    test("a burst of 300 knockers at once: every one is granted, in the kernel set", () =>
+      withLab(async (lab) => {
+        const daemon = await lab.startDaemon(env());
+        const base = {
+          srcMac: await macOf(lab, lab.client, lab.clientIface),
+          dstMac: await macOf(lab, lab.server, lab.serverIface),
+          dst: SERVER_V4,
+          proto: "tcp" as const,
+          srcPort: 40000,
+          flags: TcpFlag.syn,
+        };
+        const sources = Array.from({ length: 300 }, (_, i) => `198.18.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`);
+        // Stage by stage across all sources, so the completions (and grants) come all at once.
+        const frames = [7000, 8000, 9000].flatMap((dstPort) => sources.map((src) => ({ ...base, src, dstPort })));
+        await lab.call({ op: "raw", iface: lab.clientIface, frames });
+        await daemon.waitFor("open", 5000, () => daemon.events("open").length >= sources.length);
+        const list =
+          backend === "iptables"
+            ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
+            : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
+        const inSet = new Set(list.stdout.match(/198\.18\.\d+\.\d+/g));
+        assert.deepEqual(sources.filter((s) => !inSet.has(s)), [], "every knocker is in the grant set");
+        assert.equal(daemon.events("grant_failed").length, 0);
+      }));
+
+    test("KNOCK_ON_EXIT=remove takes every object away on SIGTERM", () =>
+      withLab(async (lab) => {
+        const before = await lab.firewallSnapshot();
+        const daemon = await lab.startDaemon(env({ KNOCK_ON_EXIT: "remove" }));
+        assert.notEqual(await lab.firewallSnapshot(), before);
+        assert.equal(await daemon.stop(), 0);
+        assert.equal(daemon.events("firewall_removed").length, 1);
+        const after = await lab.firewallSnapshot();
+        assert.doesNotMatch(after, /knockgate|KNOCKGATE/i, "no object of ours may remain");
+      }));
+  });
+}
+
+describe("knock recognition on the wire", { concurrency: false }, () => {
+  test("knocks in the wrong order do not open", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door());
+      await lab.knock(SERVER_V4, "7000,9000,8000");
+      await sleep(300);
+      assert.equal(daemon.events("open").length, 0);
+      assert.equal(await lab.canConnect(SERVER_V4), false);
+    }));
+
+  test("a sequence slower than SEQ_TIMEOUT does not open", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door({ KNOCK_DOOR_SSH_SEQ_TIMEOUT: "1" }));
+      await lab.knock(SERVER_V4, SEQ, { delayMs: 600 });
+      await sleep(300);
+      assert.equal(daemon.events("open").length, 0);
+      assert.equal(await lab.canConnect(SERVER_V4), false);
+    }));
+
+  test("UDP and mixed TCP/UDP sequences open", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door({ KNOCK_DOOR_SSH_SEQUENCE: "7000:udp,8000,9000:udp" }));
+      await lab.knock(SERVER_V4, "7000:udp,8000,9000:udp");
+      await daemon.waitFor("open");
+      assert.equal(await lab.canConnect(SERVER_V4), true);
+    }));
+
+  test("ACK-only packets on the knock ports are ignored and do not open", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door());
+      const base = {
+        srcMac: await macOf(lab, lab.client, lab.clientIface),
+        dstMac: await macOf(lab, lab.server, lab.serverIface),
+        src: CLIENT_V4,
+        dst: SERVER_V4,
+        proto: "tcp" as const,
+        srcPort: 40000,
+      };
+      const frames = [7000, 8000, 9000].map((dstPort) => ({ ...base, dstPort, flags: TcpFlag.ack }));
+      await lab.call({ op: "raw", iface: lab.clientIface, frames });
+      await daemon.waitFor("knock", 2000, (l) => l["result"] === "flags_mismatch");
+      await sleep(200);
+      assert.equal(daemon.events("open").length, 0);
+      assert.equal(await lab.canConnect(SERVER_V4), false);
+      // The same frames as SYNs do open: the injection path itself works.
+      await lab.call({ op: "raw", iface: lab.clientIface, frames: frames.map((f) => ({ ...f, flags: TcpFlag.syn })) });
+      await daemon.waitFor("open");
+    }));
+
+  test("the server's own outgoing SYNs to knock ports are no knocks, and capture is not promiscuous", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door());
+      const link = await lab.exec(lab.server, ["ip", "-d", "link", "show", lab.serverIface]);
+      assert.match(link.stdout, /promiscuity 0 /);
+      const knock = await lab.exec(lab.server, [process.execPath, CLI, "knock", "--delay", "20", CLIENT_V4, "7000", "8000", "9000"]);
+      assert.equal(knock.code, 0, knock.stderr);
+      // The client knocking the server afterwards is seen: the capture was live all along.
+      await lab.knock(SERVER_V4, SEQ);
+      const open = await daemon.waitFor("open");
+      assert.equal(open["src"], CLIENT_V4);
+      assert.deepEqual(daemon.events("open").map((l) => l["src"]), [CLIENT_V4], "no grant for the server's own address");
+      // Decoded TCP/UDP: the client's three knocks only. (Seen may also count an MLD report: IPv6
+      // with a hop-by-hop header passes the filter for the decoder to look at.)
+      assert.match((await lab.http("/metrics")).body, /knockgate_packets_total\{result="decoded"\} 3\n/);
+    }));
+
+  test("two clients knocking interleaved both get in", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door());
+      for (const port of [7000, 8000, 9000]) {
+        await lab.knock(SERVER_V4, String(port), { localAddress: CLIENT_V4 });
+        await lab.knock(SERVER_V4, String(port), { localAddress: OTHER_V4 });
+      }
+      await daemon.waitFor("open", 3000, (l) => l["src"] === CLIENT_V4);
+      await daemon.waitFor("open", 3000, (l) => l["src"] === OTHER_V4);
+      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: CLIENT_V4 }), true);
+      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), true);
+    }));
+
+  test("KNOCK_ALLOW sources pass without knocking", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      await lab.startDaemon(door({ KNOCK_ALLOW: `${OTHER_V4}/32,fd00:dead::/32` }));
+      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), true);
+      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: CLIENT_V4 }), false);
+    }));
+});
+
+describe("configuration and lifecycle", { concurrency: false }, () => {
+  test("KNOCK_INTERFACE=any captures through Linux cooked capture", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door({ KNOCK_INTERFACE: "any" }));
+      assert.equal((await daemon.waitFor("capture_started"))["linkType"], "LINKTYPE_LINUX_SLL");
+      await lab.knock(SERVER_V4, SEQ);
+      await daemon.waitFor("open");
+      assert.equal(await lab.canConnect(SERVER_V4), true);
+    }));
+
+  test("without KNOCK_INTERFACE the interface of the default route is watched", () =>
+    withLab(async (lab) => {
+      assert.equal((await lab.exec(lab.server, ["ip", "route", "add", "default", "via", CLIENT_V4])).code, 0);
+      const daemon = await lab.startDaemon(door({ KNOCK_INTERFACE: undefined }));
+      assert.deepEqual(
+        daemon.events("capture_started").map((l) => l["iface"]),
+        [lab.serverIface],
+      );
+    }));
+
+  test("KNOCK_DRY_RUN logs the plan and the grants and changes nothing", () =>
+    withLab(async (lab) => {
+      const before = await lab.firewallSnapshot();
+      const daemon = await lab.startDaemon(door({ KNOCK_DRY_RUN: "true" }));
+      const plan = daemon.events("dry_run_plan")[0];
+      assert.match(String(plan?.["iptables"]), /-A KNOCKGATE -p tcp -m multiport --dports 22 -j DROP/);
+      await lab.knock(SERVER_V4, SEQ);
+      const grant = await daemon.waitFor("dry_run_grant");
+      assert.equal(grant["command"], `add knockgate-SSH-4 ${CLIENT_V4} timeout 30 -exist`);
+      assert.equal(await lab.firewallSnapshot(), before);
+    }));
+
+  test("bad configuration exits 78, lists every problem and leaves the firewall byte-for-byte unchanged", () =>
+    withLab(async (lab) => {
+      const before = await lab.firewallSnapshot();
+      const daemon = await lab.startDaemon(
+        { KNOCK_DOOR_SSH_SEQUENCE: "7000,70000", KNOCK_DOOR_SSH_SEQ_TIMEOUT: "soon", KNOCK_DOOR_SSH_SEQUENSE: "1" },
+        false,
+      );
+      assert.equal(await daemon.exitCode, 78);
+      const text = daemon.stderr.join("\n");
+      assert.match(text, /KNOCK_DOOR_SSH_SEQUENCE: port 70000 is out of range 1-65535/);
+      assert.match(text, /KNOCK_DOOR_SSH_SEQ_TIMEOUT: "soon" is not a number of seconds/);
+      assert.match(text, /KNOCK_DOOR_SSH_SEQUENSE: unknown variable; did you mean KNOCK_DOOR_SSH_SEQUENCE\?/);
+      assert.equal((await daemon.waitFor("config_refused"))["level"], 50);
+      assert.equal(await lab.firewallSnapshot(), before);
+    }));
+
+  test("a second SIGTERM exits at once when the teardown is stuck", () =>
+    withLab(async (lab) => {
+      // iptables shims that hang once the test says so: the KNOCK_ON_EXIT=remove teardown runs them.
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-shim-"));
+      try {
+        const hang = join(dir, "hang");
+        for (const tool of ["iptables-nft", "iptables-legacy", "ip6tables-nft", "ip6tables-legacy"]) {
+          writeFileSync(join(dir, tool), `#!/bin/sh\n[ -e ${hang} ] && exec sleep 30\nexec /usr/sbin/${tool} "$@"\n`, { mode: 0o755 });
+        }
+        const daemon = await lab.startDaemon(door({ KNOCK_ON_EXIT: "remove", PATH: `${dir}:${process.env["PATH"] ?? "/usr/sbin:/usr/bin"}` }));
+        writeFileSync(hang, "");
+        daemon.child.kill("SIGTERM");
+        await daemon.waitFor("stopping");
+        await sleep(500);
+        assert.equal(daemon.child.exitCode, null, "the teardown is stuck (precondition)");
+        const t0 = Date.now();
+        assert.equal(await daemon.stop("SIGTERM"), 70);
+        assert.ok(Date.now() - t0 < 2000, "the second signal exits at once");
+        assert.equal(daemon.events("forced_exit").length, 1);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+
+  test("knockgate cleanup removes every object, whichever backend made it", () =>
+    withLab(async (lab) => {
+      const before = await lab.firewallSnapshot();
+      for (const backend of ["iptables", "nftables"]) {
+        const d = await lab.startDaemon(door({ KNOCK_FIREWALL: backend }));
+        assert.equal(await d.stop(), 0);
+      }
+      assert.match(await lab.firewallSnapshot(), /knockgate/);
+      const r = await lab.exec(lab.server, [process.execPath, CLI, "cleanup"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(await lab.firewallSnapshot(), /knockgate|KNOCKGATE/i);
+      // The tools may leave their own empty built-in tables behind; nothing of ours is left.
+      assert.ok(before.length >= 0);
+    }));
+
+  test("/healthz answers and /readyz turns 503 when the hook is removed, 200 after the repair", () =>
+    withLab(async (lab) => {
+      const daemon = await lab.startDaemon(door({ KNOCK_RECONCILE_INTERVAL: "3" }));
+      assert.equal((await lab.http("/healthz")).status, 200);
+      const ready = await lab.http("/readyz");
+      assert.equal(ready.status, 200, ready.body);
+      assert.equal((await lab.exec(lab.server, ["iptables", "-t", "mangle", "-D", "PREROUTING", "-j", "KNOCKGATE"])).code, 0);
+      const broken = await lab.http("/readyz");
+      assert.equal(broken.status, 503);
+      assert.match(broken.body, /jump PREROUTING -> KNOCKGATE missing \(IPv4\)/);
+      await daemon.waitFor("firewall_repaired", 5000);
+      assert.equal((await lab.http("/readyz")).status, 200);
+    }));
+});
+
+const TUTORIAL_KNOCKD_CONF = `[options]
+\tUseSyslog
+
+[openSSH]
+\tsequence    = 7000,8000,9000
+\tseq_timeout = 5
+\tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+\ttcpflags    = syn
+
+[closeSSH]
+\tsequence    = 9000,8000,7000
+\tseq_timeout = 5
+\tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT
+\ttcpflags    = syn
+`;
+
+describe("migration from knockd, client and hooks", { concurrency: false }, () => {
+  test("the tutorial knockd.conf converts to env that lets `knockgate knock` in and closes again", () =>
+    withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-"));
+      try {
+        writeFileSync(join(dir, "knockd.conf"), TUTORIAL_KNOCKD_CONF);
+        const converted = await execRunner([process.execPath, CLI, "convert", join(dir, "knockd.conf")]);
+        assert.equal(converted.code, 0, converted.stderr);
+        const envFile = join(dir, "knockgate.env");
+        writeFileSync(envFile, converted.stdout);
+        await lab.startService();
+        const daemon = await lab.startDaemon(parseEnvFile(converted.stdout));
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+        const client = (args: string[]) => lab.exec(lab.client, [process.execPath, CLI, "knock", ...args]);
+        const open = await client(["--door", "SSH", "--config", envFile, "--wait", "22", SERVER_V4]);
+        assert.equal(open.code, 0, open.stderr);
+        await daemon.waitFor("open");
+        const { session } = await lab.call<{ session: number }>({ op: "session-open", host: SERVER_V4, port: 22 });
+        const close = await client([SERVER_V4, "9000", "8000", "7000"]);
+        assert.equal(close.code, 0, close.stderr);
+        await daemon.waitFor("close", 3000, (l) => l["reason"] === "close_sequence");
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+        assert.equal((await lab.call<{ data: string }>({ op: "session-echo", session, data: "ok" })).data, "ok");
+        const wait = await client(["--wait", "22", "--timeout", "500", SERVER_V4, "1234"]);
+        assert.equal(wait.code, 1, "--wait must fail when the port stays closed");
+        assert.match(wait.stderr, /did not accept a connection within 500 ms/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+
+  test("`knockgate knock --then-connect` knocks and relays stdin/stdout like an ssh ProxyCommand", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      await lab.startDaemon(door({ KNOCK_DOOR_SSH_SEQUENCE: "7000:udp,8000:udp,9000:udp" }));
+      const relay = await lab.exec(
+        lab.client,
+        [process.execPath, CLI, "knock", "-u", "-d", "20", "-4", "--then-connect", "22", SERVER_V4, "7000", "8000", "9000"],
+        "SSH-2.0-hello\n",
+      );
+      assert.equal(relay.code, 0, relay.stderr);
+      assert.equal(relay.stdout, "SSH-2.0-hello\n", "the echo service must answer through the relay");
+    }));
+
+  test("ON_OPEN and ON_CLOSE run as argv with the knocker's address", () =>
+    withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-"));
+      try {
+        const daemon = await lab.startDaemon(
+          door({
+            KNOCK_DOOR_SSH_OPEN_FOR: "0",
+            KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,7000",
+            KNOCK_DOOR_SSH_ON_OPEN: `touch "${dir}/open %IP% %DOOR%"`,
+            KNOCK_DOOR_SSH_ON_CLOSE: `touch "${dir}/close %IP%"`,
+          }),
+        );
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_open");
+        assert.ok(existsSync(join(dir, `open ${CLIENT_V4} SSH`)));
+        await lab.knock(SERVER_V4, "9000,8000,7000");
+        await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_close");
+        assert.ok(existsSync(join(dir, `close ${CLIENT_V4}`)));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+});
+
+/** Value of one series ("name{labels}") in the exposition text; an absent series counts as 0. */
+function metric(text: string, series: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+describe("metrics", { concurrency: false }, () => {
+  test("/metrics counters, gauges and the knock-to-open histogram move with a real knock", () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      const daemon = await lab.startDaemon(door());
+      const before = (await lab.http("/metrics")).body;
+      await lab.knock(SERVER_V4, SEQ);
+      await daemon.waitFor("open");
+      const after = (await lab.http("/metrics")).body;
+      const delta = (name: string) => metric(after, name) - metric(before, name);
+      assert.equal(delta('knockgate_opens_total{door="SSH"}'), 1);
+      assert.equal(delta('knockgate_knocks_total{door="SSH",result="completed"}'), 1);
+      assert.equal(delta('knockgate_knocks_total{door="SSH",result="progressed"}'), 2);
+      assert.ok(delta('knockgate_packets_total{result="seen"}') >= 3);
+      assert.ok(delta('knockgate_packets_total{result="decoded"}') >= 3);
+      assert.equal(delta("knockgate_knock_to_open_seconds_count"), 1);
+      assert.ok(metric(after, "knockgate_knock_to_open_seconds_sum") > 0);
+      assert.equal(metric(before, 'knockgate_grants{door="SSH"}'), 0);
+      assert.match(before, /^knockgate_closes_total\{door="SSH",reason="expired"\} 0$/m, "zero series exist before the first event");
+      assert.equal(metric(after, 'knockgate_grants{door="SSH"}'), 1, "grants come from the kernel set");
+      assert.match(after, /knockgate_build_info\{version="[^"]+",backend="iptables-nft",nodejs="v20/);
+      assert.match(after, /process_resident_memory_bytes \d+/);
+      assert.doesNotMatch(after, new RegExp(CLIENT_V4.replaceAll(".", "\\.")), "no label may carry an address");
+    }));
+});

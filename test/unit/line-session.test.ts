@@ -1,0 +1,44 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { LineSession } from "../../src/adapters/firewall/exec.js";
+
+/**
+ * A stand-in for `ipset -`: a prompt at start and after each command; output comes in two writes,
+ * and the prompt itself is split across writes, as a pipe may deliver it.
+ */
+const TOOL = `
+const w = (s) => new Promise((r) => process.stdout.write(s, r));
+const pause = () => new Promise((r) => setTimeout(r, 5));
+let chain = w("tool> ");
+require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
+  chain = chain.then(async () => {
+    if (line === "fail") process.stderr.write("no such thing\\n");
+    else { await w("out:"); await pause(); await w(line + "\\n"); }
+    await w("to"); await pause(); await w("ol> ");
+  });
+});`;
+
+function session() {
+  return new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1 });
+}
+
+test("queued commands resolve in order, one per prompt, even when the prompt straddles reads", { timeout: 5000 }, async () => {
+  const s = session();
+  try {
+    const done: string[] = [];
+    await Promise.all(["a", "b", "c"].map((line) => s.send(line).then(() => done.push(line))));
+    assert.deepEqual(done, ["a", "b", "c"]);
+  } finally {
+    s.close();
+  }
+});
+
+test("output on stderr fails the pending commands; the next command starts a fresh child", { timeout: 5000 }, async () => {
+  const s = session();
+  try {
+    await assert.rejects(s.send("fail"), /no such thing/);
+    await s.send("again");
+  } finally {
+    s.close();
+  }
+});

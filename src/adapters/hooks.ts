@@ -3,7 +3,7 @@
  * argument, executed without a shell, with a timeout. Fire-and-forget: the grant never waits on it.
  */
 import { execFile } from "node:child_process";
-import { portsText, type Door } from "../config/config.js";
+import { portsText, type Door } from "../core/types.js";
 import type { Logger } from "./log.js";
 import { substituteArgv } from "../config/shellwords.js";
 

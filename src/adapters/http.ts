@@ -1,6 +1,6 @@
 /** HTTP adapter: /healthz (the process answers), /readyz (protecting right now), /metrics. */
 import { createServer, type Server } from "node:http";
-import type { ListenAddr } from "../config/values.js";
+import type { ListenAddr } from "../core/types.js";
 import type { Registry } from "prom-client";
 
 export interface Check {

@@ -1,6 +1,6 @@
 /** pino logger: JSON with stable fields (event, door, src) by default; pino-pretty when asked. */
 import { pino, type Logger } from "pino";
-import type { Config } from "../config/config.js";
+import type { Config } from "../core/types.js";
 
 export type { Logger } from "pino";
 

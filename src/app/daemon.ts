@@ -3,7 +3,7 @@
  * readiness it reports. Adapters come in through Deps, so this wiring is testable in isolation.
  */
 import { performance } from "node:perf_hooks";
-import { portsText, type Config, type Door } from "../config/config.js";
+import { portsText, type Config, type Door, type Family } from "../core/types.js";
 import { buildBpfFilter } from "../core/packet/bpf.js";
 import type { Capture, FrameHandler } from "../adapters/capture.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
@@ -14,7 +14,6 @@ import type { Check } from "../adapters/http.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics.js";
-import type { Family } from "../core/types.js";
 
 export interface Deps {
   config: Config;

@@ -4,7 +4,7 @@
  */
 import envVar from "env-var";
 import { ConfigError, type ConfigProblem } from "../core/errors.js";
-import type { PortSpec, TcpFlagMatch } from "../core/types.js";
+import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
 import {
   parseBool,
@@ -16,45 +16,7 @@ import {
   parseSecondsMs,
   parseSequence,
   parseTcpFlags,
-  type Cidr,
-  type ListenAddr,
 } from "./values.js";
-
-export interface Door {
-  name: string;
-  sequence: PortSpec[];
-  closeSequence: PortSpec[] | null;
-  ports: PortSpec[];
-  seqTimeoutMs: number;
-  /** Grant lifetime; 0 = until the close sequence. */
-  openForMs: number;
-  tcpFlags: TcpFlagMatch;
-  /** argv templates (shell-word syntax, %IP% %DOOR% %PORTS%) run without a shell; null: none. */
-  onOpen: string[] | null;
-  onClose: string[] | null;
-}
-
-/** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
-export const portsText = (door: Door): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
-
-export type FirewallChoice = "auto" | "iptables" | "nftables";
-export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
-
-export interface Config {
-  /** null: the interfaces of the default routes, resolved at start. */
-  interfaces: string[] | null;
-  doors: Door[];
-  allow: Cidr[];
-  httpAddr: ListenAddr;
-  firewall: FirewallChoice;
-  onExit: "keep" | "remove";
-  dryRun: boolean;
-  maxTracked: number;
-  reconcileIntervalMs: number;
-  hookTimeoutMs: number;
-  logLevel: LogLevel;
-  logFormat: "json" | "pretty";
-}
 
 export const DOOR_FIELDS = ["CLOSE_SEQUENCE", "SEQ_TIMEOUT", "SEQUENCE", "OPEN_FOR", "PORTS", "TCPFLAGS", "ON_OPEN", "ON_CLOSE"] as const;
 type DoorField = (typeof DOOR_FIELDS)[number];
@@ -89,8 +51,6 @@ export const DEFAULTS = {
   TCPFLAGS: "syn,!ack",
 } as const;
 
-/** Set names carry the door name and must fit ipset's 31-character limit ("knockgate-NAME-4"). */
-export const MAX_DOOR_NAME = 19;
 const DOOR_VAR = /^KNOCK_DOOR_([A-Z0-9_]+?)_(CLOSE_SEQUENCE|SEQ_TIMEOUT|SEQUENCE|OPEN_FOR|PORTS|TCPFLAGS|ON_OPEN|ON_CLOSE)$/;
 
 const accessors = {

@@ -3,7 +3,7 @@
  * message completes the sentence "<VARIABLE>: ..." so the user sees what to change.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { TcpFlag, type PortSpec, type Proto, type TcpFlagMatch, type Family } from "../core/types.js";
+import { TcpFlag, type Cidr, type Family, type ListenAddr, type PortSpec, type Proto, type TcpFlagMatch } from "../core/types.js";
 
 const PROTOS: readonly Proto[] = ["tcp", "udp"];
 
@@ -83,12 +83,6 @@ export function parseTcpFlags(value: string): TcpFlagMatch {
   return match;
 }
 
-export interface Cidr {
-  family: Family;
-  /** Network address with host bits cleared, and the prefix: "198.18.0.0/15". */
-  text: string;
-}
-
 /** "198.18.0.0/15", "fd00::/8" or a bare address (a /32 or /128). Host bits are cleared. */
 export function parseCidr(item: string): Cidr {
   const [addr = "", prefixText, extra] = item.split("/");
@@ -148,11 +142,6 @@ function bigIntToAddress(value: bigint, family: Family): string {
   const hex = groups.map((g) => g.toString(16));
   if (best < 0) return hex.join(":");
   return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
-}
-
-export interface ListenAddr {
-  host: string;
-  port: number;
 }
 
 /** "127.0.0.1:9180", "[::1]:9180" or "0.0.0.0:9180". */

@@ -38,3 +38,53 @@ export interface Knock {
   /** TCP flags byte; 0 for UDP. */
   readonly tcpFlags: number;
 }
+
+export interface Cidr {
+  family: Family;
+  /** Network address with host bits cleared, and the prefix: "198.18.0.0/15". */
+  text: string;
+}
+
+export interface ListenAddr {
+  host: string;
+  port: number;
+}
+
+/** Set names carry the door name and must fit ipset's 31-character limit ("knockgate-NAME-4"). */
+export const MAX_DOOR_NAME = 19;
+
+export interface Door {
+  name: string;
+  sequence: PortSpec[];
+  closeSequence: PortSpec[] | null;
+  ports: PortSpec[];
+  seqTimeoutMs: number;
+  /** Grant lifetime; 0 = until the close sequence. */
+  openForMs: number;
+  tcpFlags: TcpFlagMatch;
+  /** argv templates (shell-word syntax, %IP% %DOOR% %PORTS%) run without a shell; null: none. */
+  onOpen: string[] | null;
+  onClose: string[] | null;
+}
+
+/** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
+export const portsText = (door: Door): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
+
+export type FirewallChoice = "auto" | "iptables" | "nftables";
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+export interface Config {
+  /** null: the interfaces of the default routes, resolved at start. */
+  interfaces: string[] | null;
+  doors: Door[];
+  allow: Cidr[];
+  httpAddr: ListenAddr;
+  firewall: FirewallChoice;
+  onExit: "keep" | "remove";
+  dryRun: boolean;
+  maxTracked: number;
+  reconcileIntervalMs: number;
+  hookTimeoutMs: number;
+  logLevel: LogLevel;
+  logFormat: "json" | "pretty";
+}

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { Door } from "../../src/config/config.js";
+import type { Door } from "../../src/core/types.js";
 import { GrantBook } from "../../src/core/grants/grant-book.js";
 
 function door(name: string, openForMs: number): Door {

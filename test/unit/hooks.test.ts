@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { pino } from "pino";
 import { runHook } from "../../src/adapters/hooks.js";
-import type { Door } from "../../src/config/config.js";
+import type { Door } from "../../src/core/types.js";
 
 const door: Door = {
   name: "SSH",

@@ -1,8 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { Door } from "../../src/config/config.js";
+import { TcpFlag, type Door, type Family, type Knock, type PortSpec, type Proto } from "../../src/core/types.js";
 import { KnockMachine, REPEAT_WINDOW_MS, type KnockEvent } from "../../src/core/knock/machine.js";
-import { TcpFlag, type Family, type Knock, type PortSpec, type Proto } from "../../src/core/types.js";
 import { ipBytes } from "../support/frames.js";
 
 const SYN = TcpFlag.syn;

@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { parseConfig, type Config } from "../../src/config/config.js";
+import { parseConfig } from "../../src/config/config.js";
+import { type Config } from "../../src/core/types.js";
 import {
   CHAIN,
   expectedAllowMembers,

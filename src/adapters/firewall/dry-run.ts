@@ -1,7 +1,6 @@
 /** KNOCK_DRY_RUN: plans and logs what would change, touches nothing. */
 import type { Logger } from "pino";
-import type { Config, Door } from "../../config/config.js";
-import type { Family } from "../../core/types.js";
+import type { Config, Door, Family } from "../../core/types.js";
 import type { Firewall } from "./firewall.js";
 import { FAMILIES, iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 

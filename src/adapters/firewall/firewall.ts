@@ -1,6 +1,5 @@
 /** The firewall port: what the daemon needs from a backend, whichever it is. */
-import type { Door } from "../../config/config.js";
-import type { Family } from "../../core/types.js";
+import type { Door, Family } from "../../core/types.js";
 
 export interface Firewall {
   /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */

@@ -1,6 +1,6 @@
 /** Picks the backend: KNOCK_FIREWALL, or for "auto" iptables+ipset when present, else nftables. */
 import type { Logger } from "pino";
-import type { Config } from "../../config/config.js";
+import type { Config } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
 import { DryRunFirewall } from "./dry-run.js";

@@ -1,8 +1,7 @@
 /** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
 import { isIP } from "node:net";
-import type { Config, Door } from "../../config/config.js";
+import type { Config, Door, Family } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
-import type { Family } from "../../core/types.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
 import { grantsPerDoor, type Firewall } from "./firewall.js";
 import type { IptablesVariant } from "./detect.js";

@@ -1,7 +1,6 @@
 /** nftables backend: one table of our own, `inet knockgate`, with timeout sets for grants. */
-import type { Config, Door } from "../../config/config.js";
+import type { Config, Door, Family } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
-import type { Family } from "../../core/types.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
 import { grantsPerDoor, type Firewall } from "./firewall.js";
 import { checkedAddress } from "./iptables.js";

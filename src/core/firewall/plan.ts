@@ -9,7 +9,7 @@
  *   leave alone; anything else new to a protected port -> drop.
  */
 import { createHash } from "node:crypto";
-import type { Config, Door } from "../../config/config.js";
+import type { Config, Door } from "../types.js";
 import type { Family, Proto } from "../types.js";
 
 export const CHAIN = "KNOCKGATE";

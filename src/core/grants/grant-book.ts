@@ -3,7 +3,7 @@
  * and expires grants by itself. Pure, clock-injected. Lost on restart, which only means an
  * adopted grant closes without an "expired" log line.
  */
-import type { Door } from "../../config/config.js";
+import type { Door } from "../types.js";
 import type { Family } from "../types.js";
 
 export interface GrantRecord {

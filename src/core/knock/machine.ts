@@ -12,7 +12,7 @@
 import { randomInt } from "node:crypto";
 import { SourceAddress } from "../packet/address.js";
 import { AttemptTable } from "./attempt-table.js";
-import type { Door } from "../../config/config.js";
+import type { Door } from "../types.js";
 import type { Family, Knock, PortSpec, Proto } from "../types.js";
 
 /** Linux retransmits an unanswered SYN after 1 s, then 2 s later; each repeat slides the window. */

@@ -1,6 +1,49 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/** What src/core may not reach: the core is pure, so every effect comes in as an argument. */
+const CORE_MESSAGE = "src/core is pure: pass effects (clock, randomness, I/O) in from src/app or src/adapters";
+
+export const corePurity = {
+  files: ["src/core/**/*.ts"],
+  rules: {
+    "no-restricted-imports": [
+      "error",
+      {
+        paths: [
+          {
+            name: "node:crypto",
+            // Hashing and ciphers are computations; randomness and keys made here are not.
+            allowImportNames: ["createHash", "createHmac", "createDecipheriv", "timingSafeEqual"],
+            message: `${CORE_MESSAGE} (node:crypto: only hashes, HMACs, deciphers and timingSafeEqual)`,
+          },
+        ],
+        patterns: [
+          { regex: "^(?!\\.|node:crypto$)", message: `${CORE_MESSAGE} (no packages or node: modules)` },
+          { regex: "(^|/)(adapters|app|cli|config)(/|$)", message: `${CORE_MESSAGE} (the arrow points into core, not out of it)` },
+        ],
+      },
+    ],
+    "no-restricted-globals": [
+      "error",
+      ...["process", "setTimeout", "setInterval", "setImmediate", "clearTimeout", "clearInterval", "clearImmediate", "queueMicrotask", "performance", "fetch", "require", "crypto"].map(
+        (name) => ({ name, message: CORE_MESSAGE }),
+      ),
+    ],
+    "no-restricted-properties": [
+      "error",
+      { object: "Date", property: "now", message: CORE_MESSAGE },
+      { object: "Math", property: "random", message: CORE_MESSAGE },
+    ],
+    "no-restricted-syntax": [
+      "error",
+      { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: `${CORE_MESSAGE} (new Date() reads the clock)` },
+      { selector: "CallExpression[callee.name='Date']", message: `${CORE_MESSAGE} (Date() reads the clock)` },
+      { selector: "ImportExpression", message: `${CORE_MESSAGE} (no dynamic import)` },
+    ],
+  },
+};
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "bench/results/"] },
   js.configs.recommended,
@@ -12,6 +55,7 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "error",
     },
   },
+  corePurity,
   {
     files: ["**/*.js", "**/*.mjs", "**/*.cjs"],
     languageOptions: { globals: { process: "readonly", console: "readonly", require: "readonly", module: "writable", Buffer: "readonly", setTimeout: "readonly" } },

@@ -2,6 +2,7 @@
  * The daemon: capture -> decode -> knock machine -> firewall, plus the reconcile loop and the
  * readiness it reports. Adapters come in through Deps, so this wiring is testable in isolation.
  */
+import { randomInt } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { portsText, type Config, type Door, type Family } from "../core/types.js";
 import { buildBpfFilter } from "../core/packet/bpf.js";
@@ -55,7 +56,7 @@ export class Daemon {
 
   constructor(private readonly deps: Deps) {
     this.now = deps.now ?? (() => performance.now());
-    this.machine = new KnockMachine(deps.config.doors, deps.config.maxTracked, (e) => this.onKnockEvent(e));
+    this.machine = new KnockMachine(deps.config.doors, deps.config.maxTracked, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
   }
 
   get tracked(): number {

@@ -44,9 +44,9 @@ function knock(dstPort: number, src = A, opts: { proto?: Proto; tcpFlags?: numbe
 }
 
 /** A machine whose events land in `events`. */
-function machine(doors: Door[], maxTracked = 1000) {
+function machine(doors: Door[], maxTracked = 1000, seed = 0x5eed) {
   const events: KnockEvent[] = [];
-  const m = new KnockMachine(doors, maxTracked, (e) => events.push({ result: e.result, door: e.door, kind: e.kind, src: e.src, family: e.family, stage: e.stage }));
+  const m = new KnockMachine(doors, maxTracked, (e) => events.push({ result: e.result, door: e.door, kind: e.kind, src: e.src, family: e.family, stage: e.stage }), seed);
   return { m, events };
 }
 

@@ -9,7 +9,6 @@
  * exact repeat of the previous knock within REPEAT_WINDOW_MS (a retransmitted SYN) is ignored instead
  * of breaking the sequence; memory is bounded by `maxTracked` with oldest-first eviction.
  */
-import { randomInt } from "node:crypto";
 import { SourceAddress } from "../packet/address.js";
 import { AttemptTable } from "./attempt-table.js";
 import type { Door } from "../types.js";
@@ -62,12 +61,12 @@ export class KnockMachine {
   /** Reused for every event, so the packet path allocates none: valid only during `emit`. */
   private readonly event: EventSlot;
 
-  /** `seed` keys the state table's hash; random unless a test fixes it. */
+  /** `seed` keys the state table's hash: the daemon passes a random one, so no one can pick colliding sources. */
   constructor(
     doors: readonly Door[],
     maxTracked: number,
     private readonly emit: (event: KnockEvent) => void,
-    seed: number = randomInt(2 ** 31),
+    seed: number,
   ) {
     this.table = new AttemptTable(maxTracked, seed);
     this.event = new EventSlot(doors[0] as Door);

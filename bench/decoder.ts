@@ -9,6 +9,8 @@ import { parseConfig } from "../src/config/config.js";
 import { Daemon } from "../src/app/daemon.js";
 import { Decoder } from "../src/core/packet/decode.js";
 import { createFirewall } from "../src/adapters/firewall/index.js";
+import { systemClock } from "../src/adapters/clock.js";
+import { dryRunHooks } from "../src/adapters/hooks.js";
 import { createLogger } from "../src/adapters/log.js";
 import { Metrics } from "../src/adapters/metrics.js";
 import type { FrameHandler } from "../src/adapters/capture.js";
@@ -84,7 +86,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
   const run = async (frameOf: (i: number) => Buffer) => {
     const config = parseConfig(env);
     const log = createLogger(config);
-    const firewall = await createFirewall(config, log);
+    const firewall = await createFirewall(config, log, systemClock);
     let handler: FrameHandler | null = null;
     let daemon: Daemon | null = null;
     const metrics = new Metrics(config.doors.map((d) => d.name), { version: "bench", backend: firewall.backend }, {
@@ -103,6 +105,8 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
         return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
       },
       interfaceLinkType: () => "ETHERNET",
+      clock: systemClock,
+      runHook: dryRunHooks(log),
     });
     await daemon.start();
     const onFrame = handler as FrameHandler | null;

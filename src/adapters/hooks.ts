@@ -1,6 +1,7 @@
 /**
  * ON_OPEN / ON_CLOSE commands: an argv template with %IP%, %DOOR%, %PORTS% substituted inside each
- * argument, executed without a shell, with a timeout. Fire-and-forget: the grant never waits on it.
+ * argument, executed without a shell, with a timeout. Fire-and-forget: the grant never waits on it,
+ * and the returned promise never rejects (a hook cannot take the daemon down).
  */
 import { execFile } from "node:child_process";
 import { portsText, type Door } from "../core/types.js";
@@ -18,33 +19,57 @@ export interface HookReport {
   error?: string;
 }
 
-export function runHook(
-  template: readonly string[],
-  vars: { ip: string; door: Door },
-  timeoutMs: number,
-  log: Logger,
-  kind: HookKind,
-): Promise<HookReport> {
-  const argv = substituteArgv(template, {
-    IP: vars.ip,
-    DOOR: vars.door.name,
-    PORTS: portsText(vars.door),
-  });
-  const [file = "", ...args] = argv;
-  const fields = { event: "hook", hook: kind, door: vars.door.name, src: vars.ip, argv };
+export interface HookRequest {
+  kind: HookKind;
+  template: readonly string[];
+  ip: string;
+  door: Door;
+}
+
+/** How the daemon runs a hook: for real, or (dry run) only logged. */
+export type HookRunner = (request: HookRequest) => Promise<HookReport>;
+
+export function hookRunner(timeoutMs: number, log: Logger): HookRunner {
+  return (request) => runHook(request, timeoutMs, log);
+}
+
+/** KNOCK_DRY_RUN: says what would run and runs nothing. */
+export function dryRunHooks(log: Logger): HookRunner {
+  return (request) => {
+    log.info({ event: "dry_run_hook", hook: request.kind, door: request.door.name, src: request.ip, argv: argvOf(request) }, `dry run: would run ${request.kind}`);
+    return Promise.resolve({ ok: true, code: null });
+  };
+}
+
+function argvOf({ template, ip, door }: HookRequest): string[] {
+  return substituteArgv(template, { IP: ip, DOOR: door.name, PORTS: portsText(door) });
+}
+
+export function runHook(request: HookRequest, timeoutMs: number, log: Logger): Promise<HookReport> {
+  const { kind, ip, door } = request;
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
-      const output = { stdout: stdout.slice(0, OUTPUT_LIMIT), stderr: stderr.slice(0, OUTPUT_LIMIT) };
-      if (!err) {
-        log.info({ ...fields, code: 0, ...output }, `${kind} command succeeded`);
-        resolve({ ok: true, code: 0 });
-        return;
-      }
-      const timedOut = err.killed === true;
-      const code = typeof err.code === "number" ? err.code : null;
-      const error = timedOut ? `timed out after ${timeoutMs} ms` : code !== null ? `exit code ${code}` : err.message;
-      log.warn({ ...fields, code, err: error, ...output }, `${kind} command failed: ${error}`);
+    let argv: string[] = [];
+    const fields = () => ({ event: "hook", hook: kind, door: door.name, src: ip, argv });
+    const failed = (code: number | null, error: string, output?: { stdout: string; stderr: string }) => {
+      log.warn({ ...fields(), code: "KNOCK_E_HOOK", exit_code: code, err: error, ...output }, `${kind} command failed: ${error}`);
       resolve({ ok: false, code, error });
-    });
+    };
+    try {
+      argv = argvOf(request);
+      const [file = "", ...args] = argv;
+      execFile(file, args, { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
+        const output = { stdout: stdout.slice(0, OUTPUT_LIMIT), stderr: stderr.slice(0, OUTPUT_LIMIT) };
+        if (!err) {
+          log.info({ ...fields(), exit_code: 0, ...output }, `${kind} command succeeded`);
+          resolve({ ok: true, code: 0 });
+          return;
+        }
+        const code = typeof err.code === "number" ? err.code : null;
+        failed(code, err.killed === true ? `timed out after ${timeoutMs} ms` : code !== null ? `exit code ${code}` : err.message, output);
+      });
+    } catch (err) {
+      // execFile throws at once for an argv it cannot even try (an empty program name, say).
+      failed(null, `could not start: ${(err as Error).message}`);
+    }
   });
 }

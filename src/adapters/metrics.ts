@@ -43,6 +43,9 @@ export interface MetricSources {
   captureDropped(): Map<string, number>;
 }
 
+export const FIREWALL_OPERATIONS = ["grant", "revoke", "reconcile", "remove"] as const;
+export type FirewallOperation = (typeof FIREWALL_OPERATIONS)[number];
+
 export class Metrics {
   readonly registry = new Registry();
   readonly packets: Record<PacketResult, Cell>;
@@ -53,7 +56,7 @@ export class Metrics {
   private readonly closes: Counter<"door" | "reason">;
   readonly knockToOpen: Histogram;
   readonly firewallRepairs: Counter;
-  readonly firewallErrors: Counter;
+  private readonly firewallErrors: Counter<"operation">;
   readonly hookErrors: Counter<"door" | "hook">;
 
   constructor(
@@ -97,7 +100,13 @@ export class Metrics {
       registers,
     });
     this.firewallRepairs = new Counter({ name: "knockgate_firewall_repairs_total", help: "Firewall objects created or put back by reconcile.", registers });
-    this.firewallErrors = new Counter({ name: "knockgate_firewall_errors_total", help: "Failed firewall changes (grant, revoke, reconcile, remove).", registers });
+    this.firewallErrors = new Counter({
+      name: "knockgate_firewall_errors_total",
+      help: "Failed firewall operations, by operation: grant, revoke, reconcile (the initial install included) or remove.",
+      labelNames: ["operation"],
+      registers,
+    });
+    for (const operation of FIREWALL_OPERATIONS) this.firewallErrors.labels(operation).inc(0);
     this.hookErrors = new Counter({
       name: "knockgate_hook_errors_total",
       help: "ON_OPEN/ON_CLOSE commands that failed, timed out or could not start.",
@@ -161,6 +170,9 @@ export class Metrics {
   }
   opened(door: string): void {
     this.opens.labels(door).inc();
+  }
+  firewallFailed(operation: FirewallOperation): void {
+    this.firewallErrors.labels(operation).inc();
   }
   closed(door: string, reason: CloseReason): void {
     this.closes.labels(door, reason).inc();

@@ -1,20 +1,23 @@
 /**
  * The daemon: capture -> decode -> knock machine -> firewall, plus the reconcile loop and the
- * readiness it reports. Adapters come in through Deps, so this wiring is testable in isolation.
+ * readiness it reports. Adapters, the clock and timers come in through Deps, so this wiring is
+ * tested in isolation with a fake clock and the dry-run firewall.
  */
 import { randomInt } from "node:crypto";
-import { performance } from "node:perf_hooks";
-import { portsText, type Config, type Door, type Family } from "../core/types.js";
+import type { Clock, Cancel } from "../core/clock.js";
+import { errorFields } from "../core/errors.js";
+import { portsText, type Door, type Config, type Family } from "../core/types.js";
 import { buildBpfFilter } from "../core/packet/bpf.js";
-import type { Capture, FrameHandler } from "../adapters/capture.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
-import type { Firewall } from "../adapters/firewall/firewall.js";
 import { GrantBook } from "../core/grants/grant-book.js";
-import { runHook, type HookKind } from "../adapters/hooks.js";
-import type { Check } from "../adapters/http.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
+import type { Capture, FrameHandler } from "../adapters/capture.js";
+import type { Firewall } from "../adapters/firewall/firewall.js";
+import type { HookKind, HookRunner } from "../adapters/hooks.js";
+import type { Check } from "../adapters/http.js";
 import type { Logger } from "../adapters/log.js";
-import type { Metrics } from "../adapters/metrics.js";
+import type { FirewallOperation, Metrics } from "../adapters/metrics.js";
+import { Reconciler } from "./reconcile.js";
 
 export interface Deps {
   config: Config;
@@ -24,8 +27,8 @@ export interface Deps {
   metrics: Metrics;
   openCapture(iface: string, filter: string, onFrame: FrameHandler): Capture;
   interfaceLinkType(iface: string): LinkType | undefined;
-  /** Monotonic milliseconds. */
-  now?: () => number;
+  clock: Clock;
+  runHook: HookRunner;
 }
 
 /** How often timed-out attempts and expired grants are swept (for the metrics and audit log). */
@@ -35,15 +38,15 @@ const DROP_WARN_MS = 60_000;
 
 
 export class Daemon {
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly machine: KnockMachine;
+  private readonly reconciler: Reconciler;
   private readonly grants = new GrantBook();
   private readonly captures = new Map<string, Capture>();
   private readonly captureErrors = new Map<string, string>();
-  private firewallError: string | null = "not reconciled yet";
   private grantError: string | null = null;
-  private reconcileTimer: NodeJS.Timeout | null = null;
-  private sweepTimer: NodeJS.Timeout | null = null;
+  private cancelReconcile: Cancel | null = null;
+  private cancelSweep: Cancel | null = null;
   /** Capture time of the packet being handled: knock-to-open runs from here. */
   private packetAt = 0;
   private stopped = false;
@@ -55,7 +58,8 @@ export class Daemon {
   private dropWarnedAt = -Infinity;
 
   constructor(private readonly deps: Deps) {
-    this.now = deps.now ?? (() => performance.now());
+    this.clock = deps.clock;
+    this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
     this.machine = new KnockMachine(deps.config.doors, deps.config.maxTracked, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
   }
 
@@ -76,14 +80,40 @@ export class Daemon {
     this.captures.delete(iface);
   }
 
-  /** Installs the firewall (failure is fatal: we cannot protect), then starts capturing. */
+  /** Installs the firewall (failure is fatal: we cannot protect), adopts its grants, then captures. */
   async start(): Promise<void> {
-    await this.reconcile(true);
-    if (this.firewallError !== null) throw new Error(this.firewallError);
+    await this.reconciler.run(true);
+    if (this.reconciler.error !== null) throw new Error(this.reconciler.error);
+    await this.adoptGrants();
     for (const iface of this.deps.interfaces) this.openCaptureOn(iface);
     this.scheduleReconcile();
-    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
-    this.sweepTimer.unref();
+    this.cancelSweep = this.clock.every(SWEEP_MS, () => this.sweep());
+  }
+
+  /**
+   * Grants that a previous run left in the kernel go into the book with the time they have left, so
+   * their expiry is logged and runs ON_CLOSE like any other. The kernel expires them regardless: a
+   * listing that fails costs only those log lines, and is said so.
+   */
+  private async adoptGrants(): Promise<void> {
+    const { firewall, log } = this.deps;
+    let listed;
+    try {
+      listed = await firewall.listGrants();
+    } catch (err) {
+      log.warn({ event: "grants_not_adopted", ...errorFields(err, "KNOCK_E_FIREWALL") }, "could not list the grants already in the kernel; they still expire on time, without a close line or ON_CLOSE");
+      return;
+    }
+    const doors = new Map(this.deps.config.doors.map((d) => [d.name, d]));
+    const now = this.clock.now();
+    let adopted = 0;
+    for (const g of listed) {
+      const door = doors.get(g.door);
+      if (!door) continue;
+      this.grants.adopt(door, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs);
+      adopted++;
+    }
+    if (adopted > 0) log.info({ event: "grants_adopted", grants: adopted }, `adopted ${adopted} grant${adopted === 1 ? "" : "s"} already in the kernel`);
   }
 
   /**
@@ -99,24 +129,36 @@ export class Daemon {
     this.liveCheck ??= this.deps.firewall.check().finally(() => (this.liveCheck = null));
     const problems = await this.liveCheck.catch((err: Error) => [err.message]);
     checks.push(check("firewall", problems.join("; ")));
-    checks.push(check("reconcile", this.firewallError));
+    checks.push(check("reconcile", this.reconciler.error));
     checks.push(check("grants", this.grantError));
     return checks;
   }
 
-  /** Stops capturing and timers; with KNOCK_ON_EXIT=remove also takes the firewall objects away. */
-  async stop(): Promise<void> {
+  /**
+   * Stops capturing and timers; with KNOCK_ON_EXIT=remove also takes the firewall objects away.
+   * Resolves false when that removal failed (logged and counted here).
+   */
+  async stop(): Promise<boolean> {
     this.stopped = true;
-    if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.cancelReconcile?.();
+    this.cancelSweep?.();
     for (const [iface, capture] of this.captures) this.closeCapture(iface, capture);
-    this.deps.firewall.close();
-    if (this.deps.config.onExit === "remove") {
-      await this.deps.firewall.remove();
-      this.deps.log.info({ event: "firewall_removed" }, "removed every knockgate firewall object");
-    } else {
-      this.deps.log.info({ event: "firewall_kept", grants: this.grants.size }, "protection stays in place; grants expire on their own");
+    const { firewall, log, metrics } = this.deps;
+    firewall.close();
+    if (this.deps.config.onExit !== "remove") {
+      log.info({ event: "firewall_kept", grants: this.grants.size }, "protection stays in place; grants expire on their own");
+      return true;
     }
+    try {
+      await firewall.remove();
+    } catch (err) {
+      metrics.firewallFailed("remove");
+      const fields = errorFields(err, "KNOCK_E_FIREWALL");
+      log.error({ event: "remove_failed", ...fields }, `could not remove the firewall objects: ${fields.err}; run knockgate cleanup`);
+      return false;
+    }
+    log.info({ event: "firewall_removed" }, "removed every knockgate firewall object");
+    return true;
   }
 
   private openCaptureOn(iface: string): void {
@@ -126,7 +168,7 @@ export class Daemon {
       const filter = buildBpfFilter(this.machine.knockPorts(), linkType);
       let decoder: Decoder | null = null;
       const capture = this.deps.openCapture(iface, filter, (frame, length) => {
-        this.packetAt = this.now();
+        this.packetAt = this.clock.now();
         metrics.packets.seen.n++;
         if (decoder === null) return;
         const outcome = decoder.decode(frame, length);
@@ -142,9 +184,9 @@ export class Daemon {
       this.captureErrors.delete(iface);
       log.info({ event: "capture_started", iface, linkType: capture.linkType, filter }, `capturing knocks on ${iface}`);
     } catch (err) {
-      const message = (err as Error).message;
-      if (this.captureErrors.get(iface) !== message) log.error({ event: "capture_failed", iface, err: message }, message);
-      this.captureErrors.set(iface, message);
+      const fields = errorFields(err, "KNOCK_E_CAPTURE");
+      if (this.captureErrors.get(iface) !== fields.err) log.error({ event: "capture_failed", iface, ...fields }, fields.err);
+      this.captureErrors.set(iface, fields.err);
     }
   }
 
@@ -163,63 +205,94 @@ export class Daemon {
   }
 
   private open(door: Door, family: Family, src: string, capturedAt: number): void {
+    this.deps.firewall
+      .grant(door, family, src)
+      .then(
+        () => this.opened(door, family, src, capturedAt),
+        (err: unknown) => this.firewallFailed("grant", err, { door: door.name, src }),
+      )
+      .catch((err: unknown) => this.followUpFailed("open", err, door, src));
+  }
+
+  /** The kernel has the grant: book it, measure, audit, run ON_OPEN. */
+  private opened(door: Door, family: Family, src: string, capturedAt: number): void {
     const { log, metrics } = this.deps;
-    this.deps.firewall.grant(door, family, src).then(
-      () => {
-        const seconds = (this.now() - capturedAt) / 1000;
-        metrics.knockToOpen.observe(seconds);
-        metrics.opened(door.name);
-        this.grantError = null;
-        const grant = this.grants.open(door, src, family, this.now());
-        this.hook("on_open", door, src);
-        log.info(
-          {
-            event: "open",
-            door: door.name,
-            src,
-            ports: portsText(door),
-            open_for_s: door.openForMs / 1000,
-            expires: Number.isFinite(grant.expiresAt) ? new Date(Date.now() + door.openForMs).toISOString() : null,
-            latency_ms: Math.round(seconds * 1e6) / 1e3,
-          },
-          `opened ${portsText(door)} for ${src}`,
-        );
+    const now = this.clock.now();
+    const seconds = (now - capturedAt) / 1000;
+    metrics.knockToOpen.observe(seconds);
+    metrics.opened(door.name);
+    this.grantError = null;
+    const grant = this.grants.open(door, src, family, now);
+    this.hook("on_open", door, src);
+    log.info(
+      {
+        event: "open",
+        door: door.name,
+        src,
+        ports: portsText(door),
+        open_for_s: door.openForMs / 1000,
+        expires: Number.isFinite(grant.expiresAt) ? new Date(this.clock.wallNow() + door.openForMs).toISOString() : null,
+        latency_ms: Math.round(seconds * 1e6) / 1e3,
       },
-      (err: Error) => this.firewallFailed("grant", err, { door: door.name, src }),
+      `opened ${portsText(door)} for ${src}`,
     );
   }
 
+  /** A close sequence: revokes a grant this daemon knows of; with none, there is nothing to close. */
   private close(door: Door, family: Family, src: string): void {
     const { log, metrics } = this.deps;
-    this.deps.firewall.revoke(door, family, src).then(
-      () => {
-        this.grantError = null;
-        this.grants.close(door, src);
-        metrics.closed(door.name, "close_sequence");
-        this.hook("on_close", door, src);
-        log.info({ event: "close", door: door.name, src, ports: portsText(door), reason: "close_sequence" }, `closed ${portsText(door)} for ${src}`);
-      },
-      (err: Error) => this.firewallFailed("revoke", err, { door: door.name, src }),
-    );
+    if (!this.grants.has(door, src)) {
+      log.info({ event: "close_ignored", door: door.name, src, reason: "no_grant" }, `close sequence from ${src}, which has no grant`);
+      return;
+    }
+    this.deps.firewall
+      .revoke(door, family, src)
+      .then(
+        () => {
+          this.grantError = null;
+          this.grants.close(door, src);
+          metrics.closed(door.name, "close_sequence");
+          this.hook("on_close", door, src);
+          log.info({ event: "close", door: door.name, src, ports: portsText(door), reason: "close_sequence" }, `closed ${portsText(door)} for ${src}`);
+        },
+        (err: unknown) => this.firewallFailed("revoke", err, { door: door.name, src }),
+      )
+      .catch((err: unknown) => this.followUpFailed("close", err, door, src));
+  }
+
+  /**
+   * A throw after the kernel change (a logger or metrics bug, say) must not become an unhandled
+   * rejection, which would end the process and with it the protection.
+   */
+  private followUpFailed(what: string, err: unknown, door: Door, src: string): void {
+    try {
+      this.deps.log.error({ event: `${what}_followup_failed`, door: door.name, src, ...errorFields(err) }, `after the ${what} of ${src}: ${String(err)}`);
+    } catch {
+      // Logging itself failed: nothing left to tell, and nothing may escape.
+    }
   }
 
   /** Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted. */
   private hook(kind: HookKind, door: Door, src: string): void {
     const template = kind === "on_open" ? door.onOpen : door.onClose;
     if (!template) return;
-    void runHook(template, { ip: src, door }, this.deps.config.hookTimeoutMs, this.deps.log, kind).then((r) => {
-      if (!r.ok) this.deps.metrics.hookErrors.labels(door.name, kind).inc();
-    });
+    void this.deps.runHook({ kind, template, ip: src, door }).then(
+      (r) => {
+        if (!r.ok) this.deps.metrics.hookErrors.labels(door.name, kind).inc();
+      },
+      () => this.deps.metrics.hookErrors.labels(door.name, kind).inc(),
+    );
   }
 
-  private firewallFailed(action: string, err: Error, fields: Record<string, string>): void {
-    this.deps.metrics.firewallErrors.inc();
-    this.grantError = `${action} failed: ${err.message}`;
-    this.deps.log.error({ event: `${action}_failed`, ...fields, err: err.message }, `${action} failed: ${err.message}`);
+  private firewallFailed(operation: FirewallOperation, err: unknown, fields: Record<string, string>): void {
+    const { code, err: message } = errorFields(err, "KNOCK_E_FIREWALL");
+    this.deps.metrics.firewallFailed(operation);
+    this.grantError = `${operation} failed: ${message}`;
+    this.deps.log.error({ event: `${operation}_failed`, ...fields, code, err: message }, `${operation} failed: ${message}`);
   }
 
   private sweep(): void {
-    const now = this.now();
+    const now = this.clock.now();
     this.machine.sweep(now);
     for (const g of this.grants.expire(now)) {
       this.deps.metrics.closed(g.door.name, "expired");
@@ -244,34 +317,15 @@ export class Daemon {
 
   private scheduleReconcile(): void {
     if (this.stopped) return;
-    this.reconcileTimer = setTimeout(() => {
-      void this.reconcile(false).then(() => this.scheduleReconcile());
-    }, this.deps.config.reconcileIntervalMs);
-    this.reconcileTimer.unref();
+    this.cancelReconcile = this.clock.after(this.deps.config.reconcileIntervalMs, () => {
+      void this.reconcile().then(() => this.scheduleReconcile());
+    });
   }
 
-  private async reconcile(initial: boolean): Promise<void> {
-    const { firewall, log, metrics } = this.deps;
-    try {
-      const repairs = await firewall.reconcile();
-      if (this.firewallError !== null && !initial) log.info({ event: "firewall_recovered" }, "firewall is in place again");
-      this.firewallError = null;
-      if (repairs.length > 0) {
-        if (initial) log.info({ event: "firewall_installed", backend: firewall.backend, changes: repairs }, `firewall ready (${firewall.backend})`);
-        else {
-          metrics.firewallRepairs.inc(repairs.length);
-          log.warn({ event: "firewall_repaired", changes: repairs }, `put back: ${repairs.join("; ")}`);
-        }
-      } else if (initial) {
-        log.info({ event: "firewall_adopted", backend: firewall.backend }, `firewall already in place (${firewall.backend})`);
-      }
-    } catch (err) {
-      const message = (err as Error).message;
-      metrics.firewallErrors.inc();
-      if (this.firewallError !== message) log.error({ event: "firewall_reconcile_failed", err: message }, message);
-      this.firewallError = message;
-    }
-    if (initial) return;
+  /** The periodic pass: the firewall as planned, and every capture open. */
+  private async reconcile(): Promise<void> {
+    await this.reconciler.run(false);
+    const { log } = this.deps;
     for (const iface of this.deps.interfaces) {
       const capture = this.captures.get(iface);
       if (capture?.alive()) continue;

@@ -2,7 +2,9 @@
 import { interfaceLinkType, openCapture } from "../adapters/capture.js";
 import { parseConfig } from "../config/config.js";
 import { Daemon } from "./daemon.js";
-import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE } from "../core/errors.js";
+import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields } from "../core/errors.js";
+import { systemClock } from "../adapters/clock.js";
+import { dryRunHooks, hookRunner } from "../adapters/hooks.js";
 import { createFirewall } from "../adapters/firewall/index.js";
 import { startHttp } from "../adapters/http.js";
 import { defaultInterfaces } from "../adapters/interfaces.js";
@@ -27,17 +29,19 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const log = createLogger(config);
   const interfaces = config.interfaces ?? (await defaultInterfaces());
   if (interfaces.length === 0) {
-    log.error({ event: "config_refused" }, "no default route, so no interface to watch: set KNOCK_INTERFACE");
+    log.error({ event: "config_refused", code: "KNOCK_E_CONFIG" }, "no default route, so no interface to watch: set KNOCK_INTERFACE");
     return EXIT_CONFIG;
   }
-  const firewall = await createFirewall(config, log);
+  const firewall = await createFirewall(config, log, systemClock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     config.doors.map((d) => d.name),
     { version: VERSION, backend: firewall.backend },
     { tracked: () => daemon?.tracked ?? 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
-  daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType });
+  // A dry run touches nothing, and that includes the hooks: they are logged, not run.
+  const runHook = config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log);
+  daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook });
   const running = daemon;
   const server = await startHttp(config.httpAddr, { readiness: () => running.readiness(), registry: metrics.registry });
   log.info(
@@ -47,7 +51,8 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   try {
     await daemon.start();
   } catch (err) {
-    log.fatal({ event: "start_failed", err: (err as Error).message }, `cannot install the firewall: ${(err as Error).message}`);
+    const fields = errorFields(err, "KNOCK_E_FIREWALL");
+    log.fatal({ event: "start_failed", ...fields }, `cannot install the firewall: ${fields.err}`);
     server.close();
     firewall.close();
     return EXIT_SOFTWARE;
@@ -68,9 +73,10 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       running
         .stop()
         .then(
-          () => 0,
-          (err: Error) => {
-            log.error({ event: "stop_failed", err: err.message }, err.message);
+          (removedAsAsked) => (removedAsAsked ? 0 : EXIT_SOFTWARE),
+          (err: unknown) => {
+            const fields = errorFields(err);
+            log.error({ event: "stop_failed", ...fields }, fields.err);
             return EXIT_SOFTWARE;
           },
         )

@@ -69,6 +69,10 @@ const accessors = {
   asArgv: (value: string): string[] => {
     const argv = splitShellWords(value);
     if (argv.length === 0) throw new Error("is empty; give a command like: /usr/local/bin/notify %DOOR% %IP%");
+    const program = argv[0] ?? "";
+    if (program === "") throw new Error("names no program (its first word is empty); give a command like: /usr/local/bin/notify %DOOR% %IP%");
+    // The program is fixed by the operator: a knocker's address must never choose what runs.
+    if (/%(IP|DOOR|PORTS)%/.test(program)) throw new Error(`the program "${program}" contains a %...% placeholder; placeholders go in its arguments`);
     return argv;
   },
   asInterfaces: (value: string): string[] => {

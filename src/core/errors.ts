@@ -1,6 +1,13 @@
 /** Error catalogue: a stable code per failure class, and messages that say what to change. */
 
-export type ErrorCode = "KNOCK_E_CONFIG" | "KNOCK_E_FIREWALL" | "KNOCK_E_CAPTURE" | "KNOCK_E_USAGE";
+export type ErrorCode =
+  | "KNOCK_E_CONFIG"
+  | "KNOCK_E_FIREWALL"
+  | "KNOCK_E_CAPTURE"
+  | "KNOCK_E_USAGE"
+  | "KNOCK_E_HOOK"
+  /** Not one of ours: a bug, or a failure nothing above classified. */
+  | "KNOCK_E_INTERNAL";
 
 export class KnockError extends Error {
   constructor(
@@ -46,6 +53,12 @@ export class CaptureError extends KnockError {
     super("KNOCK_E_CAPTURE", `capture on ${iface}: ${message}`, options);
     this.name = "CaptureError";
   }
+}
+
+/** The fields every error log line carries: the catalogue's code beside the message. */
+export function errorFields(err: unknown, fallback: ErrorCode = "KNOCK_E_INTERNAL"): { code: ErrorCode; err: string } {
+  if (err instanceof KnockError) return { code: err.code, err: err.message };
+  return { code: fallback, err: err instanceof Error ? err.message : String(err) };
 }
 
 /** Exit codes from sysexits.h, so service managers can tell a config error from a crash. */

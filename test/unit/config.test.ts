@@ -358,3 +358,16 @@ test("a door name ending in _CLOSE is explained, since its SEQUENCE reads as ano
     },
   ]);
 });
+
+test("a hook that names no program, or whose words cannot be split, is a configuration problem", () => {
+  const problems = problemsOf({ ...SSH, KNOCK_DOOR_SSH_ON_OPEN: '""', KNOCK_DOOR_SSH_ON_CLOSE: "'/bin/echo unterminated" });
+  assert.match(messagesFor(problems, "KNOCK_DOOR_SSH_ON_OPEN")[0] ?? "", /names no program/);
+  assert.equal(messagesFor(problems, "KNOCK_DOOR_SSH_ON_CLOSE").length, 1);
+  assert.equal(messagesFor(problems, "KNOCK_DOOR_SSH_ON_OPEN").length, 1);
+});
+
+test("a hook program cannot come from a placeholder: the knocker's address never picks what runs", () => {
+  const problems = problemsOf({ ...SSH, KNOCK_DOOR_SSH_ON_OPEN: "%IP% --flag" });
+  assert.match(messagesFor(problems, "KNOCK_DOOR_SSH_ON_OPEN")[0] ?? "", /placeholder/);
+  assert.deepEqual(onlyDoor(parseConfig({ ...SSH, KNOCK_DOOR_SSH_ON_OPEN: "/bin/notify %DOOR% %IP%" })).onOpen, ["/bin/notify", "%DOOR%", "%IP%"]);
+});

@@ -1,59 +1,50 @@
-/** Daemon wiring with a fake firewall and fake capture: how failures surface in /readyz, metrics and logs. */
+/**
+ * Daemon wiring on the dry-run firewall, a fake capture and a fake clock: how knocks become grants,
+ * and how failures surface in /readyz, metrics and logs. Faults are injected by replacing one
+ * method of the dry-run backend; time moves only when a test advances it.
+ */
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { afterEach, beforeEach, test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type Deps } from "../../src/app/daemon.js";
-import type { Firewall } from "../../src/adapters/firewall/firewall.js";
+import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
+import type { HookRequest } from "../../src/adapters/hooks.js";
 import { Metrics } from "../../src/adapters/metrics.js";
+import { FakeClock } from "../support/fake-clock.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 
-class FakeFirewall implements Firewall {
-  readonly backend = "fake";
-  problems: string[] = [];
-  failGrants = false;
-  failReconcile = false;
-  grants: string[] = [];
-  check = () => Promise.resolve([...this.problems]);
-  reconcile = () => {
-    if (this.failReconcile) return Promise.reject(new Error("iptables: permission denied"));
-    const found = this.problems;
-    this.problems = [];
-    return Promise.resolve(found);
-  };
-  grant = (_door: unknown, _family: unknown, src: string) => {
-    if (this.failGrants) return Promise.reject(new Error("ipset: set does not exist"));
-    this.grants.push(src);
-    return Promise.resolve();
-  };
-  revoke = () => Promise.resolve();
-  countGrants = () => Promise.resolve(new Map([["SSH", this.grants.length]]));
-  remove = () => Promise.resolve();
-  close = () => undefined;
-}
+const CLIENT = "198.18.0.2";
 
-function setup(overrides: Partial<Deps> = {}) {
-  const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1" });
-  const firewall = new FakeFirewall();
+function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) {
+  const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
+  const clock = new FakeClock();
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const firewall = new DryRunFirewall(config, log, clock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     ["SSH"],
-    { version: "test", backend: "fake" },
+    { version: "test", backend: firewall.backend },
     { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
   let onFrame: FrameHandler = () => undefined;
   let alive = true;
   /** What the capture opened last reports as dropped by the kernel. */
   const ring = { dropped: 0 };
+  const hooks: HookRequest[] = [];
   daemon = new Daemon({
     config,
     interfaces: ["eth0"],
     firewall,
     log,
     metrics,
+    clock,
+    runHook: (request) => {
+      hooks.push(request);
+      return Promise.resolve({ ok: true, code: 0 });
+    },
     interfaceLinkType: () => "ETHERNET",
     openCapture: (iface, _filter, handler) => {
       onFrame = handler;
@@ -63,11 +54,11 @@ function setup(overrides: Partial<Deps> = {}) {
     },
     ...overrides,
   });
-  const knock = (port: number) => {
+  const knock = (port: number, src = CLIENT) => {
     const frame = buildFrame({
       srcMac: macBytes("02:00:00:00:00:02"),
       dstMac: macBytes("02:00:00:00:00:01"),
-      src: "198.18.0.2",
+      src,
       dst: "198.18.0.1",
       proto: "tcp",
       srcPort: 40000,
@@ -75,83 +66,117 @@ function setup(overrides: Partial<Deps> = {}) {
     });
     onFrame(frame, frame.length);
   };
+  const knockAll = async (ports: number[], src = CLIENT) => {
+    for (const port of ports) knock(port, src);
+    await clock.advance(0);
+  };
   const raw = (frame: Buffer) => onFrame(frame, frame.length);
-  return { daemon, firewall, lines, metrics, knock, raw, ring, kill: () => (alive = false) };
+  const events = (name: string) => lines.filter((l) => l["event"] === name);
+  return { daemon, firewall, lines, events, metrics, clock, hooks, knock, knockAll, raw, ring, kill: () => (alive = false) };
 }
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
+const OPEN = [7000, 8000, 9000];
+
+/** A rejection nobody handles would end the real process: every test here must leave none. */
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+beforeEach(() => {
+  unhandled.length = 0;
+  process.on("unhandledRejection", onUnhandled);
+});
+afterEach(() => {
+  process.off("unhandledRejection", onUnhandled);
+  assert.deepEqual(unhandled, [], "an unhandled rejection would have ended the daemon");
+});
 
 test("a completed sequence grants through the firewall and logs one open line", async () => {
-  const { daemon, firewall, lines, knock } = setup();
+  const { daemon, firewall, events, knockAll } = setup();
   await daemon.start();
-  for (const port of [7000, 8000, 9000]) knock(port);
-  await settle();
-  assert.deepEqual(firewall.grants, ["198.18.0.2"]);
-  const opens = lines.filter((l) => l["event"] === "open");
+  await knockAll(OPEN);
+  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT]);
+  const opens = events("open");
   assert.equal(opens.length, 1);
-  assert.equal(opens[0]?.["src"], "198.18.0.2");
+  assert.equal(opens[0]?.["src"], CLIENT);
+  assert.equal(opens[0]?.["expires"], new Date(Date.UTC(2026, 0, 1) + 30_000).toISOString());
   assert.deepEqual(await failing(daemon), []);
   await daemon.stop();
 });
 
-test("a failed grant is logged, counted and makes /readyz fail until a grant succeeds", async () => {
-  const { daemon, firewall, lines, metrics, knock } = setup();
+test("a failed grant is logged with its code, counted by operation and makes /readyz fail until a grant succeeds", async () => {
+  const { daemon, firewall, events, metrics, knockAll } = setup();
   await daemon.start();
-  firewall.failGrants = true;
-  for (const port of [7000, 8000, 9000]) knock(port);
-  await settle();
-  assert.equal(lines.filter((l) => l["event"] === "grant_failed").length, 1);
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = () => Promise.reject(new Error("ipset: set does not exist"));
+  await knockAll(OPEN);
+  assert.deepEqual(
+    events("grant_failed").map((l) => [l["code"], l["err"]]),
+    [["KNOCK_E_FIREWALL", "ipset: set does not exist"]],
+  );
   assert.deepEqual(await failing(daemon), ["grants"]);
-  assert.match(await metrics.registry.metrics(), /knockgate_firewall_errors_total 1/);
-  firewall.failGrants = false;
-  for (const port of [7000, 8000, 9000]) knock(port);
-  await settle();
+  const text = await metrics.registry.metrics();
+  assert.match(text, /knockgate_firewall_errors_total\{operation="grant"\} 1/);
+  assert.match(text, /knockgate_firewall_errors_total\{operation="revoke"\} 0/);
+  firewall.grant = grant;
+  await knockAll(OPEN);
   assert.deepEqual(await failing(daemon), []);
   await daemon.stop();
 });
 
 test("a firewall object that went missing fails /readyz at once and is repaired and counted", async () => {
-  const { daemon, firewall, lines, metrics } = setup();
+  const { daemon, firewall, events, metrics, clock } = setup();
   await daemon.start();
-  firewall.problems = ["jump PREROUTING -> KNOCKGATE missing (IPv4)"];
+  let lost = ["jump PREROUTING -> KNOCKGATE missing (IPv4)"];
+  firewall.check = () => Promise.resolve([...lost]);
+  firewall.reconcile = () => {
+    const found = lost;
+    lost = [];
+    return Promise.resolve(found);
+  };
   const checks = await daemon.readiness();
   assert.deepEqual(checks.find((c) => c.name === "firewall"), { name: "firewall", ok: false, detail: "jump PREROUTING -> KNOCKGATE missing (IPv4)" });
-  await new Promise((resolve) => setTimeout(resolve, 250));
+  await clock.advance(100);
   assert.deepEqual(await failing(daemon), []);
-  assert.equal(lines.filter((l) => l["event"] === "firewall_repaired").length, 1);
+  assert.equal(events("firewall_repaired").length, 1);
   assert.match(await metrics.registry.metrics(), /knockgate_firewall_repairs_total 1/);
   await daemon.stop();
 });
 
-test("a failing reconcile is logged once and reported by /readyz", async () => {
-  const { daemon, firewall, lines } = setup();
+test("a failing reconcile is logged once, with its code, and reported by /readyz", async () => {
+  const { daemon, firewall, events, metrics, clock } = setup();
   await daemon.start();
-  firewall.failReconcile = true;
-  await new Promise((resolve) => setTimeout(resolve, 350));
+  firewall.reconcile = () => Promise.reject(new Error("iptables: permission denied"));
+  await clock.advance(300);
   assert.deepEqual(await failing(daemon), ["reconcile"]);
-  assert.equal(lines.filter((l) => l["event"] === "firewall_reconcile_failed").length, 1, "repeats of the same error are not re-logged");
+  const failed = events("firewall_reconcile_failed");
+  assert.equal(failed.length, 1, "repeats of the same error are not re-logged");
+  assert.equal(failed[0]?.["code"], "KNOCK_E_FIREWALL");
+  assert.match(await metrics.registry.metrics(), /knockgate_firewall_errors_total\{operation="reconcile"\} 3/);
   await daemon.stop();
 });
 
 test("start fails when the firewall cannot be installed", async () => {
   const { daemon, firewall } = setup();
-  firewall.failReconcile = true;
+  firewall.reconcile = () => Promise.reject(new Error("iptables: permission denied"));
   await assert.rejects(daemon.start(), /permission denied/);
 });
 
 test("a capture that cannot be opened fails /readyz and is retried", async () => {
   let attempts = 0;
-  const { daemon } = setup({
-    openCapture: () => {
-      attempts++;
-      throw new Error("capture on eth0: No such device exists");
+  const { daemon, clock, events } = setup(
+    {},
+    {
+      openCapture: () => {
+        attempts++;
+        throw new Error("capture on eth0: No such device exists");
+      },
     },
-  });
+  );
   await daemon.start();
   assert.deepEqual(await failing(daemon), ["capture:eth0"]);
-  await new Promise((resolve) => setTimeout(resolve, 250));
-  assert.ok(attempts >= 2, `capture must be retried (attempts: ${attempts})`);
+  await clock.advance(200);
+  assert.equal(attempts, 3, "one try at start, then one per reconcile interval");
+  assert.equal(events("capture_failed")[0]?.["code"], "KNOCK_E_CAPTURE");
   await daemon.stop();
 });
 
@@ -164,28 +189,144 @@ test("a malformed frame is counted and ignored", async () => {
 });
 
 test("kernel capture drops are counted per interface across a reopen, and warned about", async () => {
-  const { daemon, lines, metrics, ring, kill } = setup();
+  const { daemon, events, metrics, ring, kill, clock } = setup();
   await daemon.start();
   assert.match(await metrics.registry.metrics(), /knockgate_capture_dropped_packets_total\{interface="eth0"\} 0/);
   ring.dropped = 5;
   kill();
-  await new Promise((resolve) => setTimeout(resolve, 250));
+  await clock.advance(100);
   assert.equal(ring.dropped, 0, "the capture was reopened");
   ring.dropped = 2;
   assert.match(await metrics.registry.metrics(), /knockgate_capture_dropped_packets_total\{interface="eth0"\} 7/);
-  await new Promise((resolve) => setTimeout(resolve, 1100)); // one sweep
-  const warned = lines.filter((l) => l["event"] === "capture_dropped");
-  assert.deepEqual(warned.map((l) => [l["dropped"], l["total"]]), [[7, 7]]);
+  await clock.advance(1000); // one sweep
+  assert.deepEqual(
+    events("capture_dropped").map((l) => [l["dropped"], l["total"]]),
+    [[7, 7]],
+  );
   await daemon.stop();
 });
 
 test("an interface that went away fails /readyz and its capture is reopened", async () => {
-  const { daemon, lines, kill } = setup();
+  const { daemon, events, kill, clock } = setup();
   await daemon.start();
   kill();
   assert.deepEqual(await failing(daemon), ["capture:eth0"]);
-  await new Promise((resolve) => setTimeout(resolve, 250));
-  assert.ok(lines.some((l) => l["event"] === "capture_lost"));
-  assert.ok(lines.filter((l) => l["event"] === "capture_started").length >= 2, "capture must be reopened");
+  await clock.advance(100);
+  assert.equal(events("capture_lost").length, 1);
+  assert.equal(events("capture_started").length, 2, "capture must be reopened");
   await daemon.stop();
+});
+
+test("a grant expires on the clock: one close line and ON_CLOSE, at OPEN_FOR and not before", async () => {
+  const { daemon, events, hooks, knockAll, clock } = setup({ KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" });
+  await daemon.start();
+  await knockAll(OPEN);
+  await clock.advance(29_000);
+  assert.deepEqual(events("close"), []);
+  await clock.advance(1_000);
+  assert.deepEqual(
+    events("close").map((l) => [l["src"], l["reason"]]),
+    [[CLIENT, "expired"]],
+  );
+  assert.deepEqual(
+    hooks.map((h) => [h.kind, h.ip]),
+    [["on_close", CLIENT]],
+  );
+  await daemon.stop();
+  assert.equal(clock.pending, 0, "a stopped daemon leaves no timer behind");
+});
+
+test("grants left in the kernel by an earlier run are adopted: their expiry is logged and runs ON_CLOSE", async () => {
+  const { daemon, firewall, events, hooks, clock } = setup({ KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" });
+  const [door] = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_DOOR_SSH_OPEN_FOR: "10" }).doors;
+  await firewall.grant(door!, 4, "198.18.0.7"); // what the earlier run left: 10 s to go
+  await daemon.start();
+  assert.deepEqual(
+    events("grants_adopted").map((l) => l["grants"]),
+    [1],
+  );
+  await clock.advance(9_000);
+  assert.deepEqual(events("close"), []);
+  await clock.advance(1_000);
+  assert.deepEqual(
+    events("close").map((l) => [l["src"], l["reason"]]),
+    [["198.18.0.7", "expired"]],
+  );
+  assert.deepEqual(
+    hooks.map((h) => [h.kind, h.ip]),
+    [["on_close", "198.18.0.7"]],
+  );
+  await daemon.stop();
+});
+
+test("a close sequence closes a live grant once; without a grant it logs and runs nothing", async () => {
+  const { daemon, events, hooks, knockAll, lines } = setup({ KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,7000", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" });
+  await daemon.start();
+  await knockAll([9000, 8000, 7000]);
+  assert.deepEqual(
+    events("close_ignored").map((l) => [l["src"], l["reason"]]),
+    [[CLIENT, "no_grant"]],
+  );
+  assert.equal(hooks.length, 0);
+  assert.deepEqual(events("dry_run_revoke"), [], "nothing is revoked when there is nothing to revoke");
+  assert.deepEqual(events("close"), []);
+  await knockAll(OPEN);
+  await knockAll([9000, 8000, 7000]);
+  assert.deepEqual(
+    events("close").map((l) => [l["src"], l["reason"]]),
+    [[CLIENT, "close_sequence"]],
+  );
+  assert.deepEqual(
+    hooks.map((h) => h.kind),
+    ["on_close"],
+  );
+  assert.equal(lines.filter((l) => l["event"] === "close_ignored").length, 1);
+  await daemon.stop();
+});
+
+test("an exception after a grant (in logging or metrics) is logged and never ends the process", async () => {
+  const { daemon, events, metrics, knockAll } = setup();
+  await daemon.start();
+  metrics.opened = () => {
+    throw new Error("metrics broke");
+  };
+  await knockAll(OPEN);
+  assert.deepEqual(
+    events("open_followup_failed").map((l) => [l["code"], l["err"]]),
+    [["KNOCK_E_INTERNAL", "metrics broke"]],
+  );
+  await daemon.stop();
+});
+
+test("a hook runner that rejects is counted as a hook error, not thrown", async () => {
+  const { daemon, metrics, knockAll } = setup(
+    { KNOCK_DOOR_SSH_ON_OPEN: "/bin/true" },
+    { runHook: () => Promise.reject(new Error("spawn failed")) },
+  );
+  await daemon.start();
+  await knockAll(OPEN);
+  assert.match(await metrics.registry.metrics(), /knockgate_hook_errors_total\{door="SSH",hook="on_open"\} 1/);
+  await daemon.stop();
+});
+
+test("with KNOCK_ON_EXIT=remove a failed removal is logged with its code, counted, and reported by stop()", async () => {
+  const { daemon, firewall, events, metrics } = setup({ KNOCK_ON_EXIT: "remove" });
+  await daemon.start();
+  firewall.remove = () => Promise.reject(new Error("ipset v7.17: Set cannot be destroyed: it is in use by a kernel component"));
+  assert.equal(await daemon.stop(), false);
+  assert.deepEqual(
+    events("remove_failed").map((l) => l["code"]),
+    ["KNOCK_E_FIREWALL"],
+  );
+  assert.deepEqual(events("firewall_removed"), []);
+  assert.match(await metrics.registry.metrics(), /knockgate_firewall_errors_total\{operation="remove"\} 1/);
+});
+
+test("with KNOCK_ON_EXIT=remove a successful removal takes the grants away", async () => {
+  const { daemon, firewall, events, knockAll } = setup({ KNOCK_ON_EXIT: "remove" });
+  await daemon.start();
+  await knockAll(OPEN);
+  assert.equal(await daemon.stop(), true);
+  assert.equal(events("firewall_removed").length, 1);
+  assert.deepEqual(await firewall.listGrants(), []);
 });

@@ -550,5 +550,22 @@ describe("robustness", () => {
       for (let m = rnd(4) + 1; m > 0; m--) buf[rnd(buf.length)] = rnd(256);
       check(decoders[links.indexOf(link)]!, buf, rnd(3) === 0 ? rnd(buf.length + 1) : buf.length);
     }
+    // decode() catches everything, so "never throws" alone could not fail: no exception may reach that guard.
+    assert.deepEqual(
+      decoders.map((d) => d.caught),
+      links.map(() => 0),
+    );
+  });
+
+  test("an exception inside the decoder is caught, reported as malformed, and counted", () => {
+    const d = new Decoder("ETHERNET");
+    const exploding = new Proxy(Buffer.alloc(60), {
+      get(target, key) {
+        if (typeof key === "string" && /^\d+$/.test(key)) throw new Error("read past the capture");
+        return Reflect.get(target, key) as unknown;
+      },
+    });
+    assert.equal(d.decode(exploding, 60), "malformed");
+    assert.equal(d.caught, 1);
   });
 });

@@ -1,46 +1,72 @@
-/** KNOCK_DRY_RUN: plans and logs what would change, touches nothing. */
+/**
+ * KNOCK_DRY_RUN: plans and logs what would change and touches nothing. It keeps the grants it would
+ * have made in memory, with their expiry, so /metrics, /readyz and the audit log behave as they
+ * would for real; the daemon's unit tests run on it too.
+ */
 import type { Logger } from "pino";
+import type { Clock } from "../../core/clock.js";
 import type { Config, Door, Family } from "../../core/types.js";
-import type { Firewall } from "./firewall.js";
+import type { Firewall, ListedGrant } from "./firewall.js";
 import { FAMILIES, iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 
 export class DryRunFirewall implements Firewall {
   readonly backend = "dry-run";
-  private planned = false;
+  private installed = false;
+  private planLogged = false;
+  /** Key `door|family|src` -> monotonic expiry (Infinity: until revoked). */
+  private readonly grants = new Map<string, { door: string; family: Family; src: string; expiresAt: number }>();
 
   constructor(
     private readonly config: Config,
     private readonly log: Logger,
+    private readonly clock: Clock,
   ) {}
 
   check(): Promise<string[]> {
-    return Promise.resolve([]);
+    return Promise.resolve(this.installed ? [] : ["not installed yet (dry run)"]);
   }
 
   reconcile(): Promise<string[]> {
-    if (!this.planned) {
-      this.planned = true;
+    if (!this.planLogged) {
+      this.planLogged = true;
       const iptables = [ipsetCreateScript(this.config), ...FAMILIES.map((f) => iptablesChainPlan(this.config, f).restore)];
       this.log.info({ event: "dry_run_plan", iptables: iptables.join(""), nftables: nftPlan(this.config).script }, "dry run: would install");
     }
+    this.installed = true;
     return Promise.resolve([]);
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {
     this.log.info({ event: "dry_run_grant", door: door.name, src, command: ipsetGrantLine(door.name, family, src, door.openForMs) });
+    const expiresAt = door.openForMs > 0 ? this.clock.now() + door.openForMs : Infinity;
+    this.grants.set(`${door.name}|${family}|${src}`, { door: door.name, family, src, expiresAt });
     return Promise.resolve();
   }
 
   revoke(door: Door, family: Family, src: string): Promise<void> {
     this.log.info({ event: "dry_run_revoke", door: door.name, src, command: ipsetRevokeLine(door.name, family, src) });
+    this.grants.delete(`${door.name}|${family}|${src}`);
     return Promise.resolve();
   }
 
-  countGrants(): Promise<Map<string, number>> {
-    return Promise.resolve(new Map(this.config.doors.map((d) => [d.name, 0])));
+  async countGrants(): Promise<Map<string, number>> {
+    const counts = new Map(this.config.doors.map((d) => [d.name, 0]));
+    for (const g of await this.listGrants()) counts.set(g.door, (counts.get(g.door) ?? 0) + 1);
+    return counts;
+  }
+
+  /** What is left, as the kernel would list it: expired grants are gone. */
+  listGrants(): Promise<ListedGrant[]> {
+    const now = this.clock.now();
+    for (const [key, g] of this.grants) if (g.expiresAt <= now) this.grants.delete(key);
+    return Promise.resolve(
+      [...this.grants.values()].map((g) => ({ door: g.door, family: g.family, src: g.src, remainingMs: Number.isFinite(g.expiresAt) ? g.expiresAt - now : null })),
+    );
   }
 
   remove(): Promise<void> {
+    this.installed = false;
+    this.grants.clear();
     return Promise.resolve();
   }
 

@@ -1,5 +1,11 @@
 /** The firewall port: what the daemon needs from a backend, whichever it is. */
+import type { KernelGrant } from "../../core/firewall/plan.js";
 import type { Door, Family } from "../../core/types.js";
+
+export interface ListedGrant extends KernelGrant {
+  door: string;
+  family: Family;
+}
 
 export interface Firewall {
   /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */
@@ -16,6 +22,8 @@ export interface Firewall {
   revoke(door: Door, family: Family, src: string): Promise<void>;
   /** Grants per door as the kernel sets hold them right now. */
   countGrants(): Promise<Map<string, number>>;
+  /** Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. */
+  listGrants(): Promise<ListedGrant[]>;
   /** Takes away every object of ours: jumps, chains, sets, table. */
   remove(): Promise<void>;
   /** Stops long-lived helper processes. */
@@ -30,4 +38,13 @@ export async function grantsPerDoor(
   const counts = new Map<string, number>();
   for (const door of doors) counts.set(door.name, (await countSet(door.name, 4)) + (await countSet(door.name, 6)));
   return counts;
+}
+
+/** Every door and family's grants, each set read by `readSet`. */
+export async function listPerDoor(doors: readonly Door[], readSet: (door: string, family: Family) => Promise<KernelGrant[]>): Promise<ListedGrant[]> {
+  const all: ListedGrant[] = [];
+  for (const door of doors) {
+    for (const family of [4, 6] as const) for (const g of await readSet(door.name, family)) all.push({ ...g, door: door.name, family });
+  }
+  return all;
 }

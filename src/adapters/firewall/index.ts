@@ -1,5 +1,6 @@
 /** Picks the backend: KNOCK_FIREWALL, or for "auto" iptables+ipset when present, else nftables. */
 import type { Logger } from "pino";
+import type { Clock } from "../../core/clock.js";
 import type { Config } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
@@ -11,8 +12,8 @@ import { NftablesFirewall, removeNftables } from "./nftables.js";
 
 export type { Firewall } from "./firewall.js";
 
-export async function createFirewall(config: Config, log: Logger, run: Runner = execRunner): Promise<Firewall> {
-  if (config.dryRun) return new DryRunFirewall(config, log);
+export async function createFirewall(config: Config, log: Logger, clock: Clock, run: Runner = execRunner): Promise<Firewall> {
+  if (config.dryRun) return new DryRunFirewall(config, log, clock);
   const hasIptables = (await onPath("iptables")) && (await onPath("ipset"));
   const choice = config.firewall === "auto" ? (hasIptables ? "iptables" : "nftables") : config.firewall;
   if (choice === "iptables") {

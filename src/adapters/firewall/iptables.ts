@@ -3,7 +3,7 @@ import { isIP } from "node:net";
 import type { Config, Door, Family } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { grantsPerDoor, type Firewall } from "./firewall.js";
+import { grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
 import type { IptablesVariant } from "./detect.js";
 import {
   CHAIN,
@@ -14,6 +14,7 @@ import {
   ipsetAllowScript,
   ipsetCreateScript,
   ipsetGrantLine,
+  ipsetMembers,
   ipsetName,
   ipsetRevokeLine,
   ipsetSizes,
@@ -131,14 +132,8 @@ export class IptablesFirewall implements Firewall {
   }
 
   private async setMembers(name: string): Promise<string[]> {
-    const out = await mustRun(this.run, ["ipset", "list", name]);
-    const at = out.indexOf("Members:\n");
-    if (at === -1) return [];
-    return out
-      .slice(at + "Members:\n".length)
-      .split("\n")
-      .map((l) => l.trim().split(" ")[0] ?? "")
-      .filter(Boolean)
+    return ipsetMembers(await mustRun(this.run, ["ipset", "list", name]))
+      .map((m) => m.src)
       .sort();
   }
 
@@ -166,6 +161,10 @@ export class IptablesFirewall implements Firewall {
   async countGrants(): Promise<Map<string, number>> {
     const sizes = await this.setSizes();
     return grantsPerDoor(this.config.doors, (door, family) => sizes.get(ipsetName(door, family)) ?? 0);
+  }
+
+  listGrants(): Promise<ListedGrant[]> {
+    return listPerDoor(this.config.doors, async (door, family) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetName(door, family)])));
   }
 
   async remove(): Promise<void> {

@@ -2,7 +2,7 @@
 import type { Config, Door, Family } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { grantsPerDoor, type Firewall } from "./firewall.js";
+import { grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
 import { checkedAddress } from "./iptables.js";
 import {
   FAMILIES,
@@ -10,6 +10,7 @@ import {
   NFT_CHAIN,
   NFT_TABLE,
   nftAllowName,
+  nftElements,
   nftGrantLine,
   nftPlan,
   nftRevokeLine,
@@ -131,11 +132,15 @@ export class NftablesFirewall implements Firewall {
   }
 
   countGrants(): Promise<Map<string, number>> {
-    return grantsPerDoor(this.config.doors, async (door, family) => {
-      const out = await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSetName(door, family)]);
-      const parsed = JSON.parse(out) as { nftables?: { set?: { elem?: unknown[] } }[] };
-      return parsed.nftables?.reduce((n, o) => n + (o.set?.elem?.length ?? 0), 0) ?? 0;
-    });
+    return grantsPerDoor(this.config.doors, async (door, family) => (await this.setElements(door, family)).length);
+  }
+
+  listGrants(): Promise<ListedGrant[]> {
+    return listPerDoor(this.config.doors, (door, family) => this.setElements(door, family));
+  }
+
+  private async setElements(door: string, family: Family) {
+    return nftElements(await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSetName(door, family)]));
   }
 
   async remove(): Promise<void> {

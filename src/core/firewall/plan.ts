@@ -120,6 +120,42 @@ export function ipsetSizes(terse: string): Map<string, number> {
   return sizes;
 }
 
+/** An address in a kernel set, with the time it has left; null when it stays until revoked. */
+export interface KernelGrant {
+  src: string;
+  remainingMs: number | null;
+}
+
+/** Members of `ipset list NAME`; "timeout 0" (or none) is an entry without expiry. */
+export function ipsetMembers(listing: string): KernelGrant[] {
+  const at = listing.indexOf("Members:\n");
+  if (at === -1) return [];
+  const members: KernelGrant[] = [];
+  for (const line of listing.slice(at + "Members:\n".length).split("\n")) {
+    const [src, key, value] = line.trim().split(" ");
+    if (!src) continue;
+    const seconds = key === "timeout" ? Number(value) : 0;
+    members.push({ src, remainingMs: seconds > 0 ? seconds * 1000 : null });
+  }
+  return members;
+}
+
+/** Elements of `nft -j list set ...`: a bare value has no timeout, an object says when it `expires`. */
+export function nftElements(json: string): KernelGrant[] {
+  type Elem = string | { elem?: { val?: unknown; expires?: unknown } };
+  const parsed = JSON.parse(json) as { nftables?: { set?: { elem?: Elem[] } }[] };
+  const elements: KernelGrant[] = [];
+  for (const item of parsed.nftables ?? []) {
+    for (const e of item.set?.elem ?? []) {
+      if (typeof e === "string") elements.push({ src: e, remainingMs: null });
+      else if (typeof e.elem?.val === "string") {
+        elements.push({ src: e.elem.val, remainingMs: typeof e.elem.expires === "number" ? e.elem.expires * 1000 : null });
+      }
+    }
+  }
+  return elements;
+}
+
 /** Our objects in `iptables-save -t mangle` output: is the chain there, its rules, how many jumps. */
 export function mangleView(save: string): { chain: boolean; rules: string[]; jumps: number } {
   const lines = save.split("\n");

@@ -1,7 +1,7 @@
 /**
- * What we granted and until when, for the audit log and metrics only: the kernel set is the truth
- * and expires grants by itself. Pure, clock-injected. Lost on restart, which only means an
- * adopted grant closes without an "expired" log line.
+ * What we granted and until when, for the audit log, ON_CLOSE and metrics: the kernel set is the
+ * truth and expires grants by itself. Pure, clock-injected. A restarted daemon refills it from the
+ * kernel's own listing (adopt), so grants from before the restart close with their log line too.
  */
 import type { Door } from "../types.js";
 import type { Family } from "../types.js";
@@ -19,11 +19,20 @@ export class GrantBook {
 
   /** Records a new or refreshed grant and returns its expiry. */
   open(door: Door, src: string, family: Family, now: number): GrantRecord {
-    const record = { door, src, family, expiresAt: door.openForMs > 0 ? now + door.openForMs : Infinity };
+    return this.adopt(door, src, family, door.openForMs > 0 ? now + door.openForMs : Infinity);
+  }
+
+  /** Records a grant that expires at `expiresAt` (Infinity: until the close sequence). */
+  adopt(door: Door, src: string, family: Family, expiresAt: number): GrantRecord {
+    const record = { door, src, family, expiresAt };
     const key = `${door.name}|${src}`;
     this.grants.delete(key); // re-insert to keep rough expiry order for the sweep
     this.grants.set(key, record);
     return record;
+  }
+
+  has(door: Door, src: string): boolean {
+    return this.grants.has(`${door.name}|${src}`);
   }
 
   /** Removes a grant; returns it if we had one. */

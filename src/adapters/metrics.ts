@@ -5,7 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { KnockResult } from "../core/knock/machine.js";
 
-export type PacketResult = "seen" | "decoded" | "ignored" | "malformed";
+export type PacketResult = "seen" | "decoded" | "ignored" | "bogus_source" | "malformed";
 export type CloseReason = "expired" | "close_sequence";
 
 /** A counter the packet path bumps with `cell.n++`; its Prometheus counter reads it at scrape time. */
@@ -71,13 +71,14 @@ export class Metrics {
     const packet = cellCounter(
       this.registry,
       "knockgate_packets_total",
-      "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), malformed (truncated or invalid).",
+      "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), bogus_source (loopback, multicast, broadcast, unspecified or IPv4-mapped sender), malformed (truncated or invalid).",
       ["result"],
     );
     this.packets = {
       seen: packet({ result: "seen" }),
       decoded: packet({ result: "decoded" }),
       ignored: packet({ result: "ignored" }),
+      bogus_source: packet({ result: "bogus_source" }),
       malformed: packet({ result: "malformed" }),
     };
     this.knockCell = cellCounter(

@@ -4,6 +4,7 @@ import net from "node:net";
 import { formatIPv6 } from "../../src/core/packet/address.js";
 import { Decoder, isLinkType, type LinkType } from "../../src/core/packet/decode.js";
 import { TcpFlag, type Knock } from "../../src/core/types.js";
+import { buildFrame, macBytes } from "../support/frames.js";
 
 // ---- frame builders -------------------------------------------------------
 
@@ -337,10 +338,12 @@ describe("IPv6", () => {
     assert.equal(outcomeOf("ETHERNET", frame), "malformed");
   });
 
-  test("IPv4-mapped and IPv4-compatible sources print with a dotted tail like Node", () => {
-    assert.equal(decodeOk("RAW", ipv6("0:0:0:0:0:ffff:c633:6407", 6, tcp(1))).src, "::ffff:198.51.100.7");
-    assert.equal(decodeOk("RAW", ipv6("0:0:0:0:0:0:c633:6407", 6, tcp(1))).src, "::198.51.100.7");
-    assert.equal(decodeOk("RAW", ipv6("0:0:0:0:0:0:0:1", 6, tcp(1))).src, "::1");
+  test("IPv4-mapped and IPv4-compatible addresses print with a dotted tail like Node", () => {
+    // The decoder refuses such sources (bogus_source); the formatter still prints them right for logs.
+    assert.equal(formatIPv6(v6bytes("0:0:0:0:0:ffff:c633:6407"), 0), "::ffff:198.51.100.7");
+    assert.equal(formatIPv6(v6bytes("0:0:0:0:0:0:c633:6407"), 0), "::198.51.100.7");
+    assert.equal(formatIPv6(v6bytes("0:0:0:0:0:0:0:1"), 0), "::1");
+    assert.equal(outcomeOf("RAW", ipv6("0:0:0:0:0:ffff:c633:6407", 6, tcp(1))), "bogus_source");
   });
 });
 
@@ -431,14 +434,14 @@ describe("RAW and NULL", () => {
   });
 
   test("NULL reads AF_INET=2 and the AF_INET6 values of Linux/BSD/macOS", () => {
-    assert.equal(decodeOk("NULL", nullLink(2, ipv4("127.0.0.1", 6, tcp(7400)))).src, "127.0.0.1");
+    assert.equal(decodeOk("NULL", nullLink(2, ipv4("198.18.0.7", 6, tcp(7400)))).src, "198.18.0.7");
     for (const af of [10, 24, 28, 30]) {
-      assert.equal(decodeOk("NULL", nullLink(af, ipv6("0:0:0:0:0:0:0:1", 6, tcp(7401)))).src, "::1");
+      assert.equal(decodeOk("NULL", nullLink(af, ipv6("fd00:198:18:0:0:0:0:7", 6, tcp(7401)))).src, "fd00:198:18::7");
     }
   });
 
   test("NULL accepts the family in either byte order", () => {
-    assert.equal(decodeOk("NULL", nullLink(2, ipv4("127.0.0.2", 17, udp(7402)), true)).dstPort, 7402);
+    assert.equal(decodeOk("NULL", nullLink(2, ipv4("198.18.0.8", 17, udp(7402)), true)).dstPort, 7402);
   });
 
   test("NULL with an unknown family is ignored, with a garbage family malformed", () => {
@@ -494,7 +497,7 @@ describe("robustness", () => {
     ["LINKTYPE_LINUX_SLL", sll(0, 0x86dd, ipv6(SRC6, 17, udp(7003), [{ type: 43 }])), 7003],
     ["LINUX_SLL2", sll2(0, 0x0800, ipv4("10.0.0.1", 6, tcp(7004))), 7004],
     ["RAW", ipv6(SRC6, 6, tcp(7005), [{ type: 60 }]), 7005],
-    ["NULL", nullLink(2, ipv4("127.0.0.1", 17, udp(7006))), 7006],
+    ["NULL", nullLink(2, ipv4("198.18.0.9", 17, udp(7006))), 7006],
   ];
 
   test("every truncation of valid frames is malformed or a knock with the right port, never a throw", () => {
@@ -528,7 +531,7 @@ describe("robustness", () => {
     const decoders = links.map((l) => new Decoder(l));
     const check = (d: Decoder, buf: Buffer, len: number): void => {
       const out = d.decode(buf, len);
-      assert.ok(out === "knock" || out === "ignored" || out === "malformed");
+      assert.ok(out === "knock" || out === "ignored" || out === "bogus_source" || out === "malformed");
       if (out === "knock") {
         const k = d.knock;
         assert.ok(k.dstPort >= 1 && k.dstPort <= 65535);
@@ -568,4 +571,32 @@ describe("robustness", () => {
     assert.equal(d.decode(exploding, 60), "malformed");
     assert.equal(d.caught, 1);
   });
+});
+
+describe("sources no client has", () => {
+  const frameFrom = (src: string) =>
+    buildFrame({
+      srcMac: macBytes("02:00:00:00:00:02"),
+      dstMac: macBytes("02:00:00:00:00:01"),
+      src,
+      dst: src.includes(":") ? "fd00:198:18::1" : "198.18.0.1",
+      proto: "tcp",
+      srcPort: 40000,
+      dstPort: 7000,
+    });
+  const outcome = (src: string) => {
+    const frame = frameFrom(src);
+    return new Decoder("ETHERNET").decode(frame, frame.length);
+  };
+
+  const BOGUS = ["0.0.0.0", "0.1.2.3", "127.0.0.1", "127.255.255.254", "224.0.0.1", "239.255.255.255", "240.0.0.1", "255.255.255.255"];
+  const BOGUS6 = ["::", "::1", "ff02::1", "ff05::2", "::ffff:198.18.0.2", "::198.18.0.2"];
+  for (const src of [...BOGUS, ...BOGUS6]) {
+    test(`a knock from ${src} is bogus_source, never a knock`, () => assert.equal(outcome(src), "bogus_source"));
+  }
+
+  const FINE = ["1.0.0.0", "126.255.255.255", "128.0.0.1", "198.18.0.2", "223.255.255.255", "fe80::1", "fd00:198:18::2", "2001:db8::1", "::1:0:0:1", "64:ff9b::c612:2"];
+  for (const src of FINE) {
+    test(`a knock from ${src} (the edge of a bogus range, or an ordinary address) is a knock`, () => assert.equal(outcome(src), "knock"));
+  }
 });

@@ -140,7 +140,13 @@ describe("mangleView", () => {
   });
 
   test("a fresh table: no chain, no rules, no jump", () => {
-    assert.deepEqual(mangleView(save([])), { chain: false, rules: [], jumps: 0 });
+    assert.deepEqual(mangleView(save([])), { chain: false, rules: [], jumps: 0, firstPrerouting: undefined });
+  });
+
+  test("names the first rule of PREROUTING, so a rule inserted above our jump is seen", () => {
+    assert.equal(mangleView(save(["-A PREROUTING -j KNOCKGATE", "-A PREROUTING -j OTHER"])).firstPrerouting, "-A PREROUTING -j KNOCKGATE");
+    const above = "-A PREROUTING -p tcp -m tcp --dport 2222 -j ACCEPT";
+    assert.equal(mangleView(save([":KNOCKGATE - [0:0]", above, "-A PREROUTING -j KNOCKGATE", "-A KNOCKGATE -j RETURN"])).firstPrerouting, above);
   });
 
   test("counts duplicate jumps, and ignores other chains' rules and jumps with matches", () => {

@@ -19,6 +19,7 @@ import {
   ipsetRevokeLine,
   ipsetSizes,
   isOurIpset,
+  JUMP_RULE,
   mangleView,
   planMarker,
 } from "../../core/firewall/plan.js";
@@ -86,7 +87,7 @@ export class IptablesFirewall implements Firewall {
       const iptables = this.tool(family);
       const plan = iptablesChainPlan(this.config, family);
       // One read of the mangle table shows both our chain and the jumps to it.
-      const { chain, rules, jumps } = mangleView(await mustRun(this.run, [this.tool(family, "-save"), "-t", "mangle"]));
+      const { chain, rules, jumps, firstPrerouting } = mangleView(await mustRun(this.run, [this.tool(family, "-save"), "-t", "mangle"]));
       if (!chain || rules.length !== plan.ruleCount || !rules.some((r) => r.includes(planMarker(this.config)))) {
         findings.push({
           problem: !chain ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
@@ -94,19 +95,23 @@ export class IptablesFirewall implements Firewall {
           rewroteChain: true,
         });
       }
+      const jumpFirst = [iptables, "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN];
       if (jumps === 0) {
         findings.push({
           problem: `jump PREROUTING -> ${CHAIN} missing (IPv${family})`,
           // First, so nobody's earlier ACCEPT in mangle can bypass the protection.
-          repair: () => mustRun(this.run, [iptables, "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", CHAIN]),
+          repair: () => mustRun(this.run, jumpFirst),
         });
-      } else if (jumps > 1) {
+      } else if (jumps > 1 || firstPrerouting !== JUMP_RULE) {
         findings.push({
-          problem: `${jumps - 1} duplicate jump(s) PREROUTING -> ${CHAIN} (IPv${family})`,
+          problem:
+            jumps > 1
+              ? `${jumps - 1} duplicate jump(s) PREROUTING -> ${CHAIN} (IPv${family})`
+              : `jump PREROUTING -> ${CHAIN} is not first (IPv${family}); above it: ${firstPrerouting ?? "?"}`,
+          // Every jump out, then one back on top: the order of PREROUTING is ours to keep first.
           repair: async () => {
-            for (let extra = jumps - 1; extra > 0; extra--) {
-              await mustRun(this.run, [iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
-            }
+            for (let n = jumps; n > 0; n--) await mustRun(this.run, [iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
+            await mustRun(this.run, jumpFirst);
           },
         });
       }

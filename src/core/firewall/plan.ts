@@ -156,13 +156,17 @@ export function nftElements(json: string): KernelGrant[] {
   return elements;
 }
 
-/** Our objects in `iptables-save -t mangle` output: is the chain there, its rules, how many jumps. */
-export function mangleView(save: string): { chain: boolean; rules: string[]; jumps: number } {
+/**
+ * Our objects in `iptables-save -t mangle` output: is the chain there, its rules, how many jumps,
+ * and the first rule of PREROUTING (ours must be it: an ACCEPT above it would bypass the doors).
+ */
+export function mangleView(save: string): { chain: boolean; rules: string[]; jumps: number; firstPrerouting: string | undefined } {
   const lines = save.split("\n");
   return {
     chain: lines.some((l) => l.startsWith(`:${CHAIN} `)),
     rules: lines.filter((l) => l.startsWith(`-A ${CHAIN} `)),
     jumps: lines.filter((l) => l === JUMP_RULE).length,
+    firstPrerouting: lines.find((l) => l.startsWith("-A PREROUTING ")),
   };
 }
 

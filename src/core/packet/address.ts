@@ -72,6 +72,22 @@ export function formatIPv6(buf: Uint8Array, off: number): string {
 }
 
 /** A source address held as bytes, with its canonical text made on first read and cached. */
+/**
+ * A source no knock can honestly come from, and no grant should name: unspecified, loopback,
+ * multicast, broadcast and reserved IPv4 (0/8, 127/8, 224/4, 240/4), and in IPv6 the unspecified
+ * and loopback addresses, multicast (ff00::/8) and IPv4-mapped or -compatible addresses (::ffff:0:0/96,
+ * ::/96), which would sneak an IPv4 address into an IPv6 set. Spoofed floods love them.
+ */
+export function isBogusSource(buf: Uint8Array, off: number, family: Family): boolean {
+  if (family === 4) {
+    const first = buf[off]!;
+    return first === 0 || first === 127 || first >= 224;
+  }
+  if (buf[off] === 0xff) return true;
+  for (let i = 0; i < 10; i++) if (buf[off + i] !== 0) return false;
+  return (buf[off + 10] === 0 && buf[off + 11] === 0) || (buf[off + 10] === 0xff && buf[off + 11] === 0xff);
+}
+
 export class SourceAddress {
   family: Family = 4;
   /** The first 4 bytes for IPv4, all 16 for IPv6. */

@@ -3,7 +3,7 @@
  * recognition needs. It runs once per sniffed packet, so it reads bytes directly,
  * reuses one result object and allocates nothing: the source stays bytes until read as text.
  */
-import { SourceAddress } from "./address.js";
+import { SourceAddress, isBogusSource } from "./address.js";
 import type { Family, Knock, Proto } from "../types.js";
 
 /**
@@ -12,8 +12,12 @@ import type { Family, Knock, Proto } from "../types.js";
  */
 export type LinkType = "ETHERNET" | "LINKTYPE_LINUX_SLL" | "LINUX_SLL2" | "RAW" | "NULL";
 
-/** "knock": `Decoder#knock` holds a TCP/UDP packet; "ignored": well-formed but not a candidate; "malformed": truncated or invalid. */
-export type DecodeOutcome = "knock" | "ignored" | "malformed";
+/**
+ * "knock": `Decoder#knock` holds a TCP/UDP packet; "ignored": well-formed but not a candidate;
+ * "bogus_source": from an address no client has (loopback, multicast, broadcast, unspecified,
+ * IPv4-mapped); "malformed": truncated or invalid.
+ */
+export type DecodeOutcome = "knock" | "ignored" | "bogus_source" | "malformed";
 
 const LINK_TYPES: readonly LinkType[] = ["ETHERNET", "LINKTYPE_LINUX_SLL", "LINUX_SLL2", "RAW", "NULL"];
 
@@ -205,6 +209,7 @@ export class Decoder {
     }
     const port = (b[off + 2]! << 8) | b[off + 3]!;
     if (port === 0) return "malformed";
+    if (isBogusSource(b, src, family)) return "bogus_source";
     const k = this.slot;
     k.setAddress(family, b, src);
     k.proto = kind;

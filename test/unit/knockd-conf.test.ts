@@ -1,8 +1,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { runConvert } from "../../src/cli/convert.js";
-import { convertKnockdConf, KnockdConfSyntaxError, parseIptablesRule, parseKnockdConf } from "../../src/cli/knockd-conf.js";
+import { runConvert } from "../../src/cli/convert/command.js";
+import { parseIptablesRule } from "../../src/cli/convert/iptables-rule.js";
+import { KnockdConfSyntaxError, parseKnockdConf } from "../../src/cli/convert/knockd-conf.js";
+import { convertKnockdConf } from "../../src/cli/convert/to-env.js";
 import { splitShellWords } from "../../src/config/shellwords.js";
 
 // The knockd man page / Debian tutorial configuration, as shipped (tabs included).

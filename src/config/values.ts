@@ -9,7 +9,7 @@ const PROTOS: readonly Proto[] = ["tcp", "udp"];
 /** A Map, not TcpFlag itself: a lookup on the object would find inherited names like "constructor". */
 const TCP_FLAGS = new Map<string, number>(Object.entries(TcpFlag));
 
-function parsePort(text: string): number {
+export function parsePort(text: string): number {
   if (!/^\d+$/.test(text)) throw new Error(`"${text}" is not a port number`);
   const port = Number(text);
   if (port < 1 || port > 65535) throw new Error(`port ${port} is out of range 1-65535`);

@@ -1,39 +1,27 @@
 /** Reads one knockd.conf door section: its values and commands, each problem tied to its line. */
 import { findShellSyntax, splitShellWords, ShellWordsError } from "../../config/shellwords.js";
-import type { PortSpec, Proto } from "../../core/types.js";
-import { IPTABLES, parseIptablesRule } from "./iptables-rule.js";
+import { parseSequence, parseTcpFlags } from "../../config/values.js";
+import type { PortSpec } from "../../core/types.js";
+import { isIptables, parseIptablesRule } from "./iptables-rule.js";
 import { stripComment, type ConfIssue, type KnockdEntry, type KnockdSection } from "./knockd-conf.js";
 
-// ---- door values ------------------------------------------------------------------------------
+// ---- door values: knockd's syntax first, then knockgate's own parsers ----------------------------
 
 export const portsText = (ports: readonly PortSpec[]): string =>
   [...new Set(ports.map((p) => `${p.port}/${p.proto}`))].sort().join(",");
 
-function parseSequence(value: string): PortSpec[] | string {
-  const specs: PortSpec[] = [];
-  for (const item of stripComment(value).split(",")) {
-    const m = /^\s*(\d+)\s*(?::\s*([A-Za-z]+)\s*)?$/.exec(item);
-    const port = Number(m?.[1]);
-    const proto = (m?.[2] ?? "tcp").toLowerCase();
-    if (!m || port < 1 || port > 65535) return `"${item.trim()}" is not PORT or PORT:tcp|udp`;
-    if (proto !== "tcp" && proto !== "udp") return `"${item.trim()}": protocol ${m[2]} is not tcp or udp`;
-    specs.push({ port, proto: proto as Proto });
-  }
-  return specs;
-}
+/** knockd reads "7000 : udp" as "7000:udp" (atoi for the port, then the trimmed protocol). */
+const readSequence = (value: string): PortSpec[] => parseSequence(stripComment(value).replace(/\s*:\s*/g, ":"));
 
-const FLAGS = ["fin", "syn", "rst", "psh", "ack", "urg"];
-
-function parseTcpFlags(value: string): string | { error: string } {
+/**
+ * Returns the flags as KNOCK_DOOR_<NAME>_TCPFLAGS writes them. knockd takes every item of the
+ * list as a flag name: unlike knockgate it knows no "any" and refuses an empty item.
+ */
+function readTcpFlags(value: string): string {
   const items = stripComment(value).split(",").map((s) => s.trim().toLowerCase());
-  const seen = new Map<string, boolean>();
-  for (const item of items) {
-    const name = item.replace(/^!/, "");
-    if (!FLAGS.includes(name)) return { error: `"${item}" is not a TCP flag (${FLAGS.join(", ")}, each optionally with "!")` };
-    const wanted = !item.startsWith("!");
-    if (seen.get(name) === !wanted) return { error: `flag ${name} is both required and forbidden` };
-    seen.set(name, wanted);
-  }
+  const notFlag = items.find((item) => item === "" || item === "any");
+  if (notFlag !== undefined) throw new Error(`"${notFlag}" is not a flag to knockd; leave tcpflags out to count packets with any flags`);
+  parseTcpFlags(items.join(","));
   return [...new Set(items)].join(",");
 }
 
@@ -77,7 +65,7 @@ function readCommand(entry: KnockdEntry, value: string, where: string, problems:
   if (argv.length === 0) return undefined; // an empty command: knockd runs nothing
   const rule = parseIptablesRule(argv);
   if (typeof rule !== "string") return { kind: rule.op, ports: rule.ports, text, key: entry.key, line: entry.line };
-  return { kind: "custom", text, key: entry.key, line: entry.line, why: IPTABLES.test(argv[0]?.split("/").pop() ?? "") ? rule : "" };
+  return { kind: "custom", text, key: entry.key, line: entry.line, why: isIptables(argv) ? rule : "" };
 }
 
 function sameEffect(a: Command, b: Command): boolean {
@@ -122,11 +110,19 @@ export function readDoor(section: KnockdSection, problems: ConfIssue[], notes: C
     const problem = (message: string): void => {
       problems.push({ line, message });
     };
+    /** Runs a value reader; its refusal becomes this line's problem, worded by `what`. */
+    const read = <T>(reader: (text: string) => T, what: (reason: string) => string): T | undefined => {
+      try {
+        return reader(value);
+      } catch (err) {
+        problem(what((err as Error).message));
+        return undefined;
+      }
+    };
     switch (key) {
       case "sequence": {
-        const seq = parseSequence(value);
-        if (typeof seq === "string") problem(`sequence ${seq} — door ${where} is not converted`);
-        else draft.sequence = { value: seq, line };
+        const seq = read(readSequence, (why) => `sequence = ${value} — ${why}; door ${where} is not converted`);
+        if (seq !== undefined) draft.sequence = { value: seq, line };
         break;
       }
       case "one_time_sequences":
@@ -141,9 +137,8 @@ export function readDoor(section: KnockdSection, problems: ConfIssue[], notes: C
         break;
       }
       case "tcpflags": {
-        const flags = parseTcpFlags(value);
-        if (typeof flags === "string") draft.tcpflags = { value: flags, line };
-        else problem(`tcpflags = ${value} — ${flags.error}`);
+        const flags = read(readTcpFlags, (why) => `tcpflags = ${value} — ${why}`);
+        if (flags !== undefined) draft.tcpflags = { value: flags, line };
         break;
       }
       case "cmd_timeout": {

@@ -1,4 +1,5 @@
 /** Reads the iptables commands of knockd.conf that grant or revoke ports for the knocker. */
+import { parsePort } from "../../config/values.js";
 import type { PortSpec } from "../../core/types.js";
 
 export interface IptablesRule {
@@ -7,8 +8,11 @@ export interface IptablesRule {
   ports: PortSpec[];
 }
 
-export const IPTABLES = /^ip6?tables(?:-legacy|-nft)?$/;
+const IPTABLES = /^ip6?tables(?:-legacy|-nft)?$/;
 const KNOCKER = new Set(["%IP%", "%IP%/32", "%IP%/128"]);
+
+/** Whether argv runs iptables or ip6tables (by any path, legacy or nft). */
+export const isIptables = (argv: readonly string[]): boolean => IPTABLES.test(argv[0]?.split("/").pop() ?? "");
 
 /**
  * Reads argv as the usual knockd grant `iptables -A|-I INPUT [n] -s %IP% -p tcp|udp --dport N
@@ -16,8 +20,7 @@ const KNOCKER = new Set(["%IP%", "%IP%/32", "%IP%/128"]);
  * exactly "let the knocker reach these ports", which is what knockgate's _PORTS does.
  */
 export function parseIptablesRule(argv: readonly string[]): IptablesRule | string {
-  const program = argv[0]?.split("/").pop() ?? "";
-  if (!IPTABLES.test(program)) return `${argv[0] ?? "(empty)"} is not iptables`;
+  if (!isIptables(argv)) return `${argv[0] ?? "(empty)"} is not iptables`;
   let op: IptablesRule["op"] | undefined;
   let chain: string | undefined;
   let source: string | undefined;
@@ -96,8 +99,13 @@ export function parseIptablesRule(argv: readonly string[]): IptablesRule | strin
   if (unknownMatch !== undefined) return `match -m ${unknownMatch} has no knockgate equivalent`;
   const specs: PortSpec[] = [];
   for (const p of ports) {
-    if (!/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 65535) return `"${p}" is not a single port (ranges do not convert)`;
-    specs.push({ port: Number(p), proto });
+    // iptables writes a range as FIRST:LAST; knockgate's PORTS holds single ports only.
+    if (p.includes(":")) return `--dport ${p} is a port range; only single ports convert`;
+    try {
+      specs.push({ port: parsePort(p), proto });
+    } catch (err) {
+      return (err as Error).message;
+    }
   }
   return { op, ports: specs };
 }

@@ -3,7 +3,8 @@
  * Anything the conversion cannot express is returned as a problem with its line number, never
  * dropped silently.
  */
-import type { PortSpec } from "../../core/types.js";
+import { sameSequence, sequenceClashes } from "../../config/config.js";
+import { MAX_DOOR_NAME, type PortSpec } from "../../core/types.js";
 import { portsText, readDoor, type Draft, type Valued } from "./door-section.js";
 import { stripComment, type ConfIssue, type KnockdEntry, type ParsedConf } from "./knockd-conf.js";
 
@@ -20,8 +21,6 @@ export interface ConvertResult {
 // conversion writes them out explicitly instead of leaving them to knockgate's defaults.
 const KNOCKD_SEQ_TIMEOUT = 25;
 const KNOCKD_CMD_TIMEOUT = 10;
-/** config.ts MAX_DOOR_NAME: ipset set names carry the door name. */
-const MAX_DOOR_NAME = 19;
 
 // tcp is knockgate's default protocol too, so only udp keeps its suffix.
 const sequenceText = (specs: readonly PortSpec[]): string =>
@@ -181,18 +180,12 @@ function assignNames(doors: Door[], notes: ConfIssue[]): void {
 
 /** knockd fires every door whose sequence matches; knockgate refuses two doors on one sequence. */
 function checkSequenceClashes(doors: readonly Door[], problems: ConfIssue[]): void {
-  const seen = new Map<string, string>();
-  for (const door of doors) {
-    for (const d of [door.open, door.close]) {
-      if (d?.sequence === undefined) continue;
-      const key = sequenceText(d.sequence.value);
-      const other = seen.get(key);
-      if (other !== undefined) {
-        problems.push({ line: d.sequence.line, message: `sequence ${key} is also the sequence of ${other} — knockgate refuses two doors on one sequence` });
-      } else {
-        seen.set(key, `[${d.section.name}]`);
-      }
-    }
+  const sequences = doors.flatMap((door) => [door.open, door.close]).flatMap((d) => (d?.sequence ? [{ section: d.section, ...d.sequence }] : []));
+  for (const [clash, first] of sequenceClashes(sequences, (s) => s.value)) {
+    problems.push({
+      line: clash.line,
+      message: `sequence ${sequenceText(clash.value)} is also the sequence of [${first.section.name}] — knockgate refuses two doors on one sequence`,
+    });
   }
 }
 
@@ -214,7 +207,7 @@ function emitDoor(door: Door, problems: ConfIssue[]): void {
   set("SEQUENCE", sequenceText(sequence.value), from(open, sequence.line, "sequence"));
   if (close?.sequence !== undefined) {
     set("CLOSE_SEQUENCE", sequenceText(close.sequence.value), from(close, close.sequence.line, "sequence"));
-    if (sequenceText(close.sequence.value) === sequenceText(sequence.value)) {
+    if (sameSequence(close.sequence.value, sequence.value)) {
       problems.push({ line: close.sequence.line, message: `[${close.section.name}] closes with the opening sequence — knockgate needs two different sequences` });
     }
   }

@@ -5,7 +5,7 @@ import type { PortSpec } from "../../core/types.js";
 import { isIptables, parseIptablesRule } from "./iptables-rule.js";
 import { stripComment, type ConfIssue, type KnockdEntry, type KnockdSection } from "./knockd-conf.js";
 
-// ---- door values: knockd's syntax first, then knockgate's own parsers ----------------------------
+// ---- door values: knockd's syntax, then knockgate's parsers -----------------------------------
 
 export const portsText = (ports: readonly PortSpec[]): string =>
   [...new Set(ports.map((p) => `${p.port}/${p.proto}`))].sort().join(",");

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** Entry point: `knockgate [run] | cleanup | knock | convert | healthcheck | version`. */
 import { readFileSync } from "node:fs";
-import { runConvert } from "./convert.js";
+import { runConvert } from "./convert/command.js";
 import { EXIT_CONFIG, EXIT_SOFTWARE, EXIT_USAGE, ConfigError } from "../core/errors.js";
 import { flushLogs } from "../adapters/log.js";
 import { runDaemon } from "../app/run.js";

@@ -205,22 +205,36 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   return config;
 }
 
-function sameSequence(a: readonly PortSpec[], b: readonly PortSpec[]): boolean {
+export function sameSequence(a: readonly PortSpec[], b: readonly PortSpec[]): boolean {
   return a.length === b.length && a.every((p, i) => p.port === b[i]?.port && p.proto === b[i]?.proto);
 }
 
-/** Two doors with the same sequence would both open on one knock: almost surely a copy-paste slip. */
+/**
+ * Each owner whose sequence repeats an earlier owner's, paired with that earlier owner (an empty
+ * sequence owns nothing). Two doors on one sequence would both open on one knock: almost surely a
+ * copy-paste slip.
+ */
+export function sequenceClashes<T>(owners: readonly T[], sequenceOf: (owner: T) => readonly PortSpec[]): [clash: T, first: T][] {
+  const firstOwner = new Map<string, T>();
+  const clashes: [T, T][] = [];
+  for (const owner of owners) {
+    const seq = sequenceOf(owner);
+    if (seq.length === 0) continue;
+    const key = seq.map((p) => `${p.port}:${p.proto}`).join(",");
+    const first = firstOwner.get(key);
+    if (first === undefined) firstOwner.set(key, owner);
+    else clashes.push([owner, first]);
+  }
+  return clashes;
+}
+
 function checkSequenceClashes(doors: readonly Door[], problems: ConfigProblem[]): void {
-  const seen = new Map<string, string>();
-  for (const door of doors) {
-    for (const [field, seq] of [["SEQUENCE", door.sequence], ["CLOSE_SEQUENCE", door.closeSequence]] as const) {
-      if (!seq || seq.length === 0) continue;
-      const key = seq.map((p) => `${p.port}:${p.proto}`).join(",");
-      const variable = `KNOCK_DOOR_${door.name}_${field}`;
-      const other = seen.get(key);
-      if (other) problems.push({ variable, message: `is the same sequence as ${other}` });
-      else seen.set(key, variable);
-    }
+  const sequences = doors.flatMap((door) => [
+    { variable: `KNOCK_DOOR_${door.name}_SEQUENCE`, seq: door.sequence },
+    { variable: `KNOCK_DOOR_${door.name}_CLOSE_SEQUENCE`, seq: door.closeSequence ?? [] },
+  ]);
+  for (const [clash, first] of sequenceClashes(sequences, (s) => s.seq)) {
+    problems.push({ variable: clash.variable, message: `is the same sequence as ${first.variable}` });
   }
 }
 

@@ -6,8 +6,10 @@ import { isIPv4, isIPv6 } from "node:net";
 import { TcpFlag, type Cidr, type Family, type ListenAddr, type PortSpec, type Proto, type TcpFlagMatch } from "../core/types.js";
 
 const PROTOS: readonly Proto[] = ["tcp", "udp"];
+/** A Map, not TcpFlag itself: a lookup on the object would find inherited names like "constructor". */
+const TCP_FLAGS = new Map<string, number>(Object.entries(TcpFlag));
 
-function parsePort(text: string): number {
+export function parsePort(text: string): number {
   if (!/^\d+$/.test(text)) throw new Error(`"${text}" is not a port number`);
   const port = Number(text);
   if (port < 1 || port > 65535) throw new Error(`port ${port} is out of range 1-65535`);
@@ -72,9 +74,9 @@ export function parseTcpFlags(value: string): TcpFlagMatch {
   for (const item of splitList(text)) {
     const negated = item.startsWith("!");
     const name = negated ? item.slice(1) : item;
-    const bit = (TcpFlag as Record<string, number>)[name];
+    const bit = TCP_FLAGS.get(name);
     if (bit === undefined) {
-      throw new Error(`"${item}" is not a TCP flag; use ${Object.keys(TcpFlag).join(", ")}, each optionally with "!"`);
+      throw new Error(`"${item}" is not a TCP flag; use ${[...TCP_FLAGS.keys()].join(", ")}, each optionally with "!"`);
     }
     if ((negated ? match.set : match.clear) & bit) throw new Error(`flag ${name} is both required and forbidden`);
     if (negated) match.clear |= bit;

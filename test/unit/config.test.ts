@@ -318,6 +318,17 @@ describe("parseConfig", () => {
     assert.match(problems[0]?.message ?? "", /^"bogus" is not a TCP flag/);
   });
 
+  test("TCPFLAGS refuses the names of Object's inherited properties instead of checking no flag", () => {
+    for (const flags of ["constructor", "toString", "__proto__", "hasOwnProperty", "!constructor", "syn,valueOf"]) {
+      const item = flags.split(",").at(-1)?.toLowerCase(); // flags are case-insensitive: the message quotes them lower-cased
+      assert.deepEqual(
+        problemsOf({ ...SSH, KNOCK_DOOR_SSH_TCPFLAGS: flags }),
+        [{ variable: "KNOCK_DOOR_SSH_TCPFLAGS", message: `"${item}" is not a TCP flag; use fin, syn, rst, psh, ack, urg, each optionally with "!"` }],
+        `TCPFLAGS=${flags}`,
+      );
+    }
+  });
+
   test("TCPFLAGS any disables the flag check", () => {
     const door = onlyDoor(parseConfig({ ...SSH, KNOCK_DOOR_SSH_TCPFLAGS: "any" }));
     assert.deepEqual(door.tcpFlags, { set: 0, clear: 0 });

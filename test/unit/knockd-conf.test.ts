@@ -1,8 +1,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { runConvert } from "../../src/cli/convert.js";
-import { convertKnockdConf, KnockdConfSyntaxError, parseIptablesRule, parseKnockdConf } from "../../src/cli/knockd-conf.js";
+import { runConvert } from "../../src/cli/convert/command.js";
+import { parseIptablesRule } from "../../src/cli/convert/iptables-rule.js";
+import { KnockdConfSyntaxError, parseKnockdConf } from "../../src/cli/convert/knockd-conf.js";
+import { convertKnockdConf } from "../../src/cli/convert/to-env.js";
 import { splitShellWords } from "../../src/config/shellwords.js";
 
 // The knockd man page / Debian tutorial configuration, as shipped (tabs included).
@@ -116,7 +118,9 @@ describe("parseIptablesRule", () => {
     ["/usr/sbin/iptables -A INPUT -s %IP% --dport 22 -j ACCEPT", "--dport without -p tcp|udp: iptables rejects this rule, so knockd never opened the port"],
     ["/usr/sbin/iptables -A INPUT -s %IP% -p tcp --syn -j ACCEPT", `"--syn" has no knockgate equivalent`],
     ["iptables -A INPUT -s %IP% -p tcp -j ACCEPT", "it opens every port (no --dport)"],
-    ["iptables -A INPUT -s %IP% -p tcp --dport 1000:2000 -j ACCEPT", `"1000:2000" is not a single port (ranges do not convert)`],
+    ["iptables -A INPUT -s %IP% -p tcp --dport 1000:2000 -j ACCEPT", "--dport 1000:2000 is a port range; only single ports convert"],
+    ["iptables -A INPUT -s %IP% -p tcp --dport 70000 -j ACCEPT", "port 70000 is out of range 1-65535"],
+    ["iptables -A INPUT -s %IP% -p tcp --dport ssh -j ACCEPT", `"ssh" is not a port number`],
     ["iptables -A INPUT -s %IP% -p tcp --dport 22 -j DROP", "its target is DROP, not ACCEPT"],
     ["iptables -A FORWARD -s %IP% -p tcp --dport 22 -j ACCEPT", "it works on chain FORWARD, not INPUT"],
     ["iptables -A INPUT -s 10.0.0.0/8 -p tcp --dport 22 -j ACCEPT", "it is not limited to the knocker's address (-s %IP%)"],
@@ -462,6 +466,25 @@ describe("convert: what cannot be expressed", () => {
     assert.deepEqual(result.problems, [
       { line: 11, message: "empty start_command_6 — knockd ignored IPv6 knocks here; knockgate opens for IPv4 and IPv6 alike" },
     ]);
+  });
+
+  test("sequence and tcpflags go through knockgate's parsers after knockd's syntax: refusals are tied to their line", () => {
+    const door = (name: string, settings: string) =>
+      `[${name}]\n${settings}command=iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\nstop_command=iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n`;
+    const result = convert(
+      door("a", "sequence = 1,99999\n") +
+        door("b", "sequence = 7000 : UDP,8000   # knock\ntcpflags = syn,constructor\n") +
+        door("c", "sequence = 5,6\ntcpflags = any\n"),
+    );
+    assert.deepEqual(result.problems, [
+      { line: 2, message: "sequence = 1,99999 — port 99999 is out of range 1-65535; door [a] is not converted" },
+      { line: 7, message: `tcpflags = syn,constructor — "constructor" is not a TCP flag; use fin, syn, rst, psh, ack, urg, each optionally with "!"` },
+      { line: 12, message: `tcpflags = any — "any" is not a flag to knockd; leave tcpflags out to count packets with any flags` },
+    ]);
+    assert.deepEqual(
+      vars(result.env).filter((l) => l.includes("_SEQUENCE=")),
+      ["KNOCK_DOOR_B_SEQUENCE=7000:udp,8000", "KNOCK_DOOR_C_SEQUENCE=5,6"],
+    );
   });
 
   test("two doors on one sequence are reported: knockgate refuses them", () => {

@@ -2,8 +2,9 @@
  * `knockgate convert FILE [--force]`: print a knockgate env file for a knockd.conf. I/O comes in
  * through `io` so tests run it without spawning a process or touching the disk.
  */
-import { EXIT_USAGE } from "../core/errors.js";
-import { convertKnockdConf, KnockdConfSyntaxError, parseKnockdConf, type ConfIssue } from "./knockd-conf.js";
+import { EXIT_USAGE } from "../../core/errors.js";
+import { KnockdConfSyntaxError, parseKnockdConf, type ConfIssue } from "./knockd-conf.js";
+import { convertKnockdConf } from "./to-env.js";
 
 export interface ConvertIo {
   /** Whole file as UTF-8; throws like fs.readFileSync. */

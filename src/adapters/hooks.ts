@@ -17,6 +17,8 @@ export interface HookReport {
   ok: boolean;
   code: number | null;
   error?: string;
+  /** Never ran: the queue was full. */
+  dropped?: true;
 }
 
 export interface HookRequest {
@@ -31,6 +33,49 @@ export type HookRunner = (request: HookRequest) => Promise<HookReport>;
 
 export function hookRunner(timeoutMs: number, log: Logger): HookRunner {
   return (request) => runHook(request, timeoutMs, log);
+}
+
+/**
+ * Hooks waiting for a free slot, per running slot: enough to ride out a burst of real grants,
+ * small enough that a flood of completions (a leaked sequence, a replay) cannot pile up work.
+ */
+export const HOOK_QUEUE_PER_SLOT = 64;
+
+/**
+ * At most `concurrency` hooks run at once; up to `concurrency * HOOK_QUEUE_PER_SLOT` wait, oldest
+ * first, and what comes beyond that is dropped (reported, never run): the process count stays
+ * bounded whatever rate grants arrive at.
+ */
+export function boundedHooks(run: HookRunner, concurrency: number, log: Logger): HookRunner {
+  const limit = concurrency * HOOK_QUEUE_PER_SLOT;
+  const waiting: { request: HookRequest; resolve: (r: HookReport) => void }[] = [];
+  let running = 0;
+  // One warning per burst of drops: under a flood the log must not become the next thing to fill.
+  let warned = false;
+  const next = (): void => {
+    const job = waiting.shift();
+    if (!job) return;
+    if (waiting.length < limit / 2) warned = false;
+    running++;
+    void run(job.request)
+      .catch((err: unknown): HookReport => ({ ok: false, code: null, error: String(err) }))
+      .then((report) => {
+        running--;
+        job.resolve(report);
+        next();
+      });
+  };
+  return (request) =>
+    new Promise((resolve) => {
+      if (waiting.length >= limit) {
+        if (!warned) log.warn({ event: "hook_dropped", hook: request.kind, door: request.door.name, src: request.ip, code: "KNOCK_E_HOOK" }, `hooks are being dropped: ${limit} already waiting (knockgate_hook_dropped_total counts them)`);
+        warned = true;
+        resolve({ ok: false, code: null, error: "dropped: hook queue full", dropped: true });
+        return;
+      }
+      waiting.push({ request, resolve });
+      if (running < concurrency) next();
+    });
 }
 
 /** KNOCK_DRY_RUN: says what would run and runs nothing. */

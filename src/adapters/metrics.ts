@@ -58,6 +58,7 @@ export class Metrics {
   readonly firewallRepairs: Counter;
   private readonly firewallErrors: Counter<"operation">;
   readonly hookErrors: Counter<"door" | "hook">;
+  readonly hookDropped: Counter<"door" | "hook">;
 
   constructor(
     doors: readonly string[],
@@ -111,6 +112,12 @@ export class Metrics {
     this.hookErrors = new Counter({
       name: "knockgate_hook_errors_total",
       help: "ON_OPEN/ON_CLOSE commands that failed, timed out or could not start.",
+      labelNames: ["door", "hook"],
+      registers,
+    });
+    this.hookDropped = new Counter({
+      name: "knockgate_hook_dropped_total",
+      help: "ON_OPEN/ON_CLOSE commands never run because KNOCK_HOOK_CONCURRENCY were running and the queue behind them was full.",
       labelNames: ["door", "hook"],
       registers,
     });

@@ -9,7 +9,7 @@ import { errorFields } from "../core/errors.js";
 import { portsText, type Door, type Config, type Family } from "../core/types.js";
 import { buildBpfFilter } from "../core/packet/bpf.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
-import { GrantBook } from "../core/grants/grant-book.js";
+import { GrantBook, type GrantRecord } from "../core/grants/grant-book.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
 import type { Capture, FrameHandler } from "../adapters/capture.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
@@ -222,14 +222,20 @@ export class Daemon {
     metrics.knockToOpen.observe(seconds);
     metrics.opened(door.name);
     this.grantError = null;
+    // A knock from an address that still holds the grant only extends it: ON_OPEN ran for it. One
+    // whose time ran out before the sweep saw it is closed first, so ON_CLOSE pairs with ON_OPEN.
+    const previous = this.grants.get(door, src);
+    if (previous && previous.expiresAt <= now) this.expired(previous);
+    const refresh = previous !== undefined && previous.expiresAt > now;
     const grant = this.grants.open(door, src, family, now);
-    this.hook("on_open", door, src);
+    if (!refresh) this.hook("on_open", door, src);
     log.info(
       {
         event: "open",
         door: door.name,
         src,
         ports: portsText(door),
+        refresh,
         open_for_s: door.openForMs / 1000,
         expires: Number.isFinite(grant.expiresAt) ? new Date(this.clock.wallNow() + door.openForMs).toISOString() : null,
         latency_ms: Math.round(seconds * 1e6) / 1e3,
@@ -276,11 +282,13 @@ export class Daemon {
   private hook(kind: HookKind, door: Door, src: string): void {
     const template = kind === "on_open" ? door.onOpen : door.onClose;
     if (!template) return;
+    const { metrics } = this.deps;
     void this.deps.runHook({ kind, template, ip: src, door }).then(
       (r) => {
-        if (!r.ok) this.deps.metrics.hookErrors.labels(door.name, kind).inc();
+        if (r.dropped) metrics.hookDropped.labels(door.name, kind).inc();
+        else if (!r.ok) metrics.hookErrors.labels(door.name, kind).inc();
       },
-      () => this.deps.metrics.hookErrors.labels(door.name, kind).inc(),
+      () => metrics.hookErrors.labels(door.name, kind).inc(),
     );
   }
 
@@ -294,12 +302,15 @@ export class Daemon {
   private sweep(): void {
     const now = this.clock.now();
     this.machine.sweep(now);
-    for (const g of this.grants.expire(now)) {
-      this.deps.metrics.closed(g.door.name, "expired");
-      this.hook("on_close", g.door, g.src);
-      this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "expired" }, `grant for ${g.src} expired`);
-    }
+    for (const g of this.grants.expire(now)) this.expired(g);
     this.warnOfDrops(now);
+  }
+
+  private expired(g: GrantRecord): void {
+    this.grants.close(g.door, g.src);
+    this.deps.metrics.closed(g.door.name, "expired");
+    this.hook("on_close", g.door, g.src);
+    this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "expired" }, `grant for ${g.src} expired`);
   }
 
   private warnOfDrops(now: number): void {

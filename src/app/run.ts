@@ -4,7 +4,7 @@ import { parseConfig } from "../config/config.js";
 import { Daemon } from "./daemon.js";
 import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields } from "../core/errors.js";
 import { systemClock } from "../adapters/clock.js";
-import { dryRunHooks, hookRunner } from "../adapters/hooks.js";
+import { boundedHooks, dryRunHooks, hookRunner } from "../adapters/hooks.js";
 import { createFirewall } from "../adapters/firewall/index.js";
 import { startHttp } from "../adapters/http.js";
 import { defaultInterfaces } from "../adapters/interfaces.js";
@@ -40,7 +40,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     { tracked: () => daemon?.tracked ?? 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
-  const runHook = config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log);
+  const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
   daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook });
   const running = daemon;
   const server = await startHttp(config.httpAddr, { readiness: () => running.readiness(), registry: metrics.registry });

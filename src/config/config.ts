@@ -31,6 +31,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_MAX_TRACKED",
   "KNOCK_RECONCILE_INTERVAL",
   "KNOCK_HOOK_TIMEOUT",
+  "KNOCK_HOOK_CONCURRENCY",
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
 ] as const;
@@ -43,6 +44,7 @@ export const DEFAULTS = {
   KNOCK_MAX_TRACKED: "65536",
   KNOCK_RECONCILE_INTERVAL: "2",
   KNOCK_HOOK_TIMEOUT: "10",
+  KNOCK_HOOK_CONCURRENCY: "4",
   KNOCK_LOG_LEVEL: "info",
   KNOCK_LOG_FORMAT: "json",
   PORTS: "22/tcp",
@@ -66,6 +68,7 @@ const accessors = {
   asLogLevel: parseEnum<LogLevel>(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   asLogFormat: parseEnum(["json", "pretty"] as const),
   asMaxTracked: parseCount(1, 10_000_000),
+  asHookConcurrency: parseCount(1, 256),
   asArgv: (value: string): string[] => {
     const argv = splitShellWords(value);
     if (argv.length === 0) throw new Error("is empty; give a command like: /usr/local/bin/notify %DOOR% %IP%");
@@ -185,6 +188,11 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     onExit: read("KNOCK_ON_EXIT", () => getOr("KNOCK_ON_EXIT", DEFAULTS.KNOCK_ON_EXIT).asOnExit(), "keep"),
     dryRun: read("KNOCK_DRY_RUN", () => getOr("KNOCK_DRY_RUN", DEFAULTS.KNOCK_DRY_RUN).asFlag(), false),
     maxTracked: read("KNOCK_MAX_TRACKED", () => getOr("KNOCK_MAX_TRACKED", DEFAULTS.KNOCK_MAX_TRACKED).asMaxTracked(), 1),
+    hookConcurrency: read(
+      "KNOCK_HOOK_CONCURRENCY",
+      () => getOr("KNOCK_HOOK_CONCURRENCY", DEFAULTS.KNOCK_HOOK_CONCURRENCY).asHookConcurrency(),
+      Number(DEFAULTS.KNOCK_HOOK_CONCURRENCY),
+    ),
     hookTimeoutMs: read(
       "KNOCK_HOOK_TIMEOUT",
       () => getOr("KNOCK_HOOK_TIMEOUT", DEFAULTS.KNOCK_HOOK_TIMEOUT).asSecondsMs(),

@@ -85,6 +85,8 @@ export interface Config {
   maxTracked: number;
   reconcileIntervalMs: number;
   hookTimeoutMs: number;
+  /** Most ON_OPEN/ON_CLOSE commands running at once; more wait in a bounded queue. */
+  hookConcurrency: number;
   logLevel: LogLevel;
   logFormat: "json" | "pretty";
 }

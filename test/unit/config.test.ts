@@ -382,3 +382,9 @@ test("a hook program cannot come from a placeholder: the knocker's address never
   assert.match(messagesFor(problems, "KNOCK_DOOR_SSH_ON_OPEN")[0] ?? "", /placeholder/);
   assert.deepEqual(onlyDoor(parseConfig({ ...SSH, KNOCK_DOOR_SSH_ON_OPEN: "/bin/notify %DOOR% %IP%" })).onOpen, ["/bin/notify", "%DOOR%", "%IP%"]);
 });
+
+test("KNOCK_HOOK_CONCURRENCY defaults to 4 and takes 1-256", () => {
+  assert.equal(parseConfig(SSH).hookConcurrency, 4);
+  assert.equal(parseConfig({ ...SSH, KNOCK_HOOK_CONCURRENCY: "1" }).hookConcurrency, 1);
+  assert.match(messagesFor(problemsOf({ ...SSH, KNOCK_HOOK_CONCURRENCY: "0" }), "KNOCK_HOOK_CONCURRENCY")[0] ?? "", /1-256/);
+});

@@ -330,3 +330,58 @@ test("with KNOCK_ON_EXIT=remove a successful removal takes the grants away", asy
   assert.equal(events("firewall_removed").length, 1);
   assert.deepEqual(await firewall.listGrants(), []);
 });
+
+test("a knock that refreshes a live grant extends it without running ON_OPEN again", async () => {
+  const { daemon, events, hooks, knockAll, clock } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" });
+  await daemon.start();
+  await knockAll(OPEN);
+  await clock.advance(20_000);
+  await knockAll(OPEN);
+  assert.deepEqual(
+    events("open").map((l) => l["refresh"]),
+    [false, true],
+  );
+  await clock.advance(29_000);
+  assert.deepEqual(events("close"), [], "the refresh moved the expiry");
+  await clock.advance(1_000);
+  assert.deepEqual(
+    hooks.map((h) => h.kind),
+    ["on_open", "on_close"],
+  );
+  await daemon.stop();
+});
+
+test("a knock right after a grant ran out, before the sweep saw it, closes the old grant first: ON_CLOSE then ON_OPEN", async () => {
+  const { daemon, events, hooks, knockAll, clock } = setup({ KNOCK_DOOR_SSH_OPEN_FOR: "2", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true" });
+  await daemon.start();
+  await clock.advance(500); // sweeps run at whole seconds; these knocks land half-way
+  await knockAll(OPEN);
+  await clock.advance(2_000); // the grant ended just now; the next sweep is 0.5 s away
+  await knockAll(OPEN);
+  assert.deepEqual(
+    events("close").map((l) => l["reason"]),
+    ["expired"],
+  );
+  assert.deepEqual(
+    events("open").map((l) => l["refresh"]),
+    [false, false],
+  );
+  assert.deepEqual(
+    hooks.map((h) => h.kind),
+    ["on_open", "on_close", "on_open"],
+  );
+  await daemon.stop();
+});
+
+test("a hook dropped by the queue is counted apart from hook errors", async () => {
+  const { daemon, metrics, knockAll } = setup(
+    { KNOCK_DOOR_SSH_ON_OPEN: "/bin/true" },
+    { runHook: () => Promise.resolve({ ok: false, code: null, error: "dropped: hook queue full", dropped: true }) },
+  );
+  await daemon.start();
+  await knockAll(OPEN);
+  const text = await metrics.registry.metrics();
+  assert.match(text, /knockgate_hook_dropped_total\{door="SSH",hook="on_open"\} 1/);
+  assert.doesNotMatch(text, /knockgate_hook_errors_total\{door="SSH",hook="on_open"\} 1/);
+  await daemon.stop();
+});

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { pino } from "pino";
 import { existsSync } from "node:fs";
-import { dryRunHooks, runHook } from "../../src/adapters/hooks.js";
+import { HOOK_QUEUE_PER_SLOT, boundedHooks, dryRunHooks, runHook, type HookRunner } from "../../src/adapters/hooks.js";
 import type { Door } from "../../src/core/types.js";
 
 const door: Door = {
@@ -80,4 +80,38 @@ test("in a dry run a hook is logged with its argv and not run", async () => {
   assert.equal(existsSync(`${marker}-198.18.0.2`), false);
   const entry = JSON.parse(lines[0] ?? "{}") as { argv: string[]; event: string };
   assert.deepEqual([entry.event, entry.argv], ["dry_run_hook", ["/usr/bin/touch", `${marker}-198.18.0.2`]]);
+});
+
+test("bounded hooks: at most `concurrency` run at once, the queue drains in order, and overflow is dropped, not run", async () => {
+  const started: string[] = [];
+  const finish: (() => void)[] = [];
+  const slow: HookRunner = (request) =>
+    new Promise((resolve) => {
+      started.push(request.ip);
+      finish.push(() => resolve({ ok: true, code: 0 }));
+    });
+  const lines: string[] = [];
+  const log = pino({ level: "info" }, { write: (l: string) => lines.push(l) });
+  const run = boundedHooks(slow, 2, log);
+  const limit = 2 * HOOK_QUEUE_PER_SLOT;
+  const request = (i: number) => ({ kind: "on_open" as const, template: ["/bin/true"], ip: `198.18.1.${i}`, door });
+  const reports = Array.from({ length: 2 + limit + 5 }, (_, i) => run(request(i)));
+  assert.deepEqual(started, ["198.18.1.0", "198.18.1.1"], "two run, the rest wait");
+  const settled = await Promise.all(reports.slice(-5));
+  assert.ok(settled.every((r) => r.dropped === true && !r.ok), "the five beyond the queue are dropped");
+  assert.equal(lines.filter((l) => l.includes('"hook_dropped"')).length, 1, "one warning per burst of drops");
+  while (finish.length > 0) {
+    finish.shift()?.();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  assert.equal(started.length, 2 + limit, "every queued hook ran, none of the dropped ones");
+  assert.deepEqual(started.slice(0, 5), ["198.18.1.0", "198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"], "oldest first");
+  assert.ok((await Promise.all(reports.slice(0, -5))).every((r) => r.ok));
+});
+
+test("bounded hooks: a runner that rejects frees its slot and reports a failure", async () => {
+  const run = boundedHooks(() => Promise.reject(new Error("boom")), 1, silent);
+  const request = { kind: "on_close" as const, template: ["/bin/true"], ip: "198.18.0.2", door };
+  assert.deepEqual(await run(request), { ok: false, code: null, error: "Error: boom" });
+  assert.equal((await run(request)).ok, false, "the slot was freed");
 });

@@ -35,6 +35,10 @@ export class GrantBook {
     return this.grants.has(`${door.name}|${src}`);
   }
 
+  get(door: Door, src: string): GrantRecord | undefined {
+    return this.grants.get(`${door.name}|${src}`);
+  }
+
   /** Removes a grant; returns it if we had one. */
   close(door: Door, src: string): GrantRecord | undefined {
     const key = `${door.name}|${src}`;

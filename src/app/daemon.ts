@@ -60,7 +60,8 @@ export class Daemon {
   constructor(private readonly deps: Deps) {
     this.clock = deps.clock;
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
-    this.machine = new KnockMachine(deps.config.doors, deps.config.maxTracked, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
+    const { doors, maxTracked, maxTrackedPerPrefix, sourcePrefixes } = deps.config;
+    this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
   }
 
   get tracked(): number {

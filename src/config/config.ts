@@ -29,6 +29,9 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_ON_EXIT",
   "KNOCK_DRY_RUN",
   "KNOCK_MAX_TRACKED",
+  "KNOCK_MAX_TRACKED_PER_PREFIX",
+  "KNOCK_SOURCE_PREFIX_V4",
+  "KNOCK_SOURCE_PREFIX_V6",
   "KNOCK_RECONCILE_INTERVAL",
   "KNOCK_HOOK_TIMEOUT",
   "KNOCK_HOOK_CONCURRENCY",
@@ -42,6 +45,9 @@ export const DEFAULTS = {
   KNOCK_ON_EXIT: "keep",
   KNOCK_DRY_RUN: "false",
   KNOCK_MAX_TRACKED: "65536",
+  KNOCK_MAX_TRACKED_PER_PREFIX: "1024",
+  KNOCK_SOURCE_PREFIX_V4: "24",
+  KNOCK_SOURCE_PREFIX_V6: "64",
   KNOCK_RECONCILE_INTERVAL: "2",
   KNOCK_HOOK_TIMEOUT: "10",
   KNOCK_HOOK_CONCURRENCY: "4",
@@ -69,6 +75,8 @@ const accessors = {
   asLogFormat: parseEnum(["json", "pretty"] as const),
   asMaxTracked: parseCount(1, 10_000_000),
   asHookConcurrency: parseCount(1, 256),
+  asPrefixV4: parseCount(8, 32),
+  asPrefixV6: parseCount(16, 128),
   asArgv: (value: string): string[] => {
     const argv = splitShellWords(value);
     if (argv.length === 0) throw new Error("is empty; give a command like: /usr/local/bin/notify %DOOR% %IP%");
@@ -188,6 +196,15 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     onExit: read("KNOCK_ON_EXIT", () => getOr("KNOCK_ON_EXIT", DEFAULTS.KNOCK_ON_EXIT).asOnExit(), "keep"),
     dryRun: read("KNOCK_DRY_RUN", () => getOr("KNOCK_DRY_RUN", DEFAULTS.KNOCK_DRY_RUN).asFlag(), false),
     maxTracked: read("KNOCK_MAX_TRACKED", () => getOr("KNOCK_MAX_TRACKED", DEFAULTS.KNOCK_MAX_TRACKED).asMaxTracked(), 1),
+    maxTrackedPerPrefix: read(
+      "KNOCK_MAX_TRACKED_PER_PREFIX",
+      () => getOr("KNOCK_MAX_TRACKED_PER_PREFIX", DEFAULTS.KNOCK_MAX_TRACKED_PER_PREFIX).asMaxTracked(),
+      1,
+    ),
+    sourcePrefixes: {
+      v4: read("KNOCK_SOURCE_PREFIX_V4", () => getOr("KNOCK_SOURCE_PREFIX_V4", DEFAULTS.KNOCK_SOURCE_PREFIX_V4).asPrefixV4(), 24),
+      v6: read("KNOCK_SOURCE_PREFIX_V6", () => getOr("KNOCK_SOURCE_PREFIX_V6", DEFAULTS.KNOCK_SOURCE_PREFIX_V6).asPrefixV6(), 64),
+    },
     hookConcurrency: read(
       "KNOCK_HOOK_CONCURRENCY",
       () => getOr("KNOCK_HOOK_CONCURRENCY", DEFAULTS.KNOCK_HOOK_CONCURRENCY).asHookConcurrency(),

@@ -84,6 +84,10 @@ export interface Config {
   dryRun: boolean;
   maxTracked: number;
   reconcileIntervalMs: number;
+  /** Knock attempts in progress at most from one source prefix (see sourcePrefixes). */
+  maxTrackedPerPrefix: number;
+  /** Prefix lengths that count as one source network for the per-prefix caps. */
+  sourcePrefixes: { v4: number; v6: number };
   hookTimeoutMs: number;
   /** Most ON_OPEN/ON_CLOSE commands running at once; more wait in a bounded queue. */
   hookConcurrency: number;

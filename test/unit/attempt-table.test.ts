@@ -75,6 +75,8 @@ describe("AttemptTable", () => {
     test(`matches a Map model through random adds, finds and removals (seed ${seed}, max ${max})`, () => {
       const t = new AttemptTable(max, seed);
       const model = new Map<string, number>();
+      /** Entries moved past their first knock (off the first-knock list). */
+      const promoted = new Set<number>();
       const next = rng(seed + max);
       const keyspace = max * 3;
       for (let step = 0; step < 20_000; step++) {
@@ -87,13 +89,19 @@ describe("AttemptTable", () => {
         if (found >= 0 && next(3) === 0) {
           t.remove(found);
           model.delete(key);
+          promoted.delete(found);
         } else if (found < 0 && t.size < max) {
           model.set(key, t.add(sequence, family, addr(family, n), step));
         } else if (found < 0) {
-          // Full: evict the oldest, as the knock machine does.
-          const oldest = t.oldest;
-          for (const [k, e] of model) if (e === oldest) model.delete(k);
-          t.remove(oldest);
+          // Full: evict as the knock machine does, the oldest still on its first knock, else the oldest.
+          const victim = [...model.values()].find((e) => !promoted.has(e)) ?? [...model.values()][0]!;
+          assert.equal(t.victim, victim, `step ${step}: victim`);
+          for (const [k, e] of model) if (e === victim) model.delete(k);
+          promoted.delete(victim);
+          t.remove(victim);
+        } else if (next(2) === 0) {
+          t.promote(found);
+          promoted.add(found);
         }
         assert.equal(t.size, model.size);
       }

@@ -388,3 +388,15 @@ test("KNOCK_HOOK_CONCURRENCY defaults to 4 and takes 1-256", () => {
   assert.equal(parseConfig({ ...SSH, KNOCK_HOOK_CONCURRENCY: "1" }).hookConcurrency, 1);
   assert.match(messagesFor(problemsOf({ ...SSH, KNOCK_HOOK_CONCURRENCY: "0" }), "KNOCK_HOOK_CONCURRENCY")[0] ?? "", /1-256/);
 });
+
+test("per-prefix tracking: KNOCK_MAX_TRACKED_PER_PREFIX and the prefix lengths, with their defaults and ranges", () => {
+  const config = parseConfig(SSH);
+  assert.equal(config.maxTrackedPerPrefix, 1024);
+  assert.deepEqual(config.sourcePrefixes, { v4: 24, v6: 64 });
+  assert.deepEqual(parseConfig({ ...SSH, KNOCK_SOURCE_PREFIX_V4: "32", KNOCK_SOURCE_PREFIX_V6: "48" }).sourcePrefixes, { v4: 32, v6: 48 });
+  const problems = problemsOf({ ...SSH, KNOCK_SOURCE_PREFIX_V4: "33", KNOCK_SOURCE_PREFIX_V6: "8", KNOCK_MAX_TRACKED_PER_PREFIX: "0" });
+  assert.deepEqual(
+    problems.map((p) => p.variable),
+    ["KNOCK_MAX_TRACKED_PER_PREFIX", "KNOCK_SOURCE_PREFIX_V4", "KNOCK_SOURCE_PREFIX_V6"],
+  );
+});

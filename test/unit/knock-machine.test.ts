@@ -44,9 +44,9 @@ function knock(dstPort: number, src = A, opts: { proto?: Proto; tcpFlags?: numbe
 }
 
 /** A machine whose events land in `events`. */
-function machine(doors: Door[], maxTracked = 1000, seed = 0x5eed) {
+function machine(doors: Door[], maxTracked = 1000, seed = 0x5eed, maxTrackedPerPrefix = Number.MAX_SAFE_INTEGER) {
   const events: KnockEvent[] = [];
-  const m = new KnockMachine(doors, maxTracked, (e) => events.push({ result: e.result, door: e.door, kind: e.kind, src: e.src, family: e.family, stage: e.stage }), seed);
+  const m = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: { v4: 24, v6: 64 } }, (e) => events.push({ result: e.result, door: e.door, kind: e.kind, src: e.src, family: e.family, stage: e.stage }), seed);
   return { m, events };
 }
 
@@ -310,6 +310,74 @@ describe("KnockMachine", () => {
     assert.deepEqual(
       events.filter((e) => e.result === "evicted").map((e) => e.src),
       ["198.18.0.3"],
+    );
+  });
+
+  test("a flood of first knocks evicts only other first knocks, never a client two knocks in", () => {
+    const { m, events } = machine([SSH], 256);
+    m.handle(knock(7000, A), 0);
+    m.handle(knock(8000, A), 10);
+    // 300 spoofed first knocks, more than the table holds, from all over the address space.
+    for (let i = 0; i < 300; i++) m.handle(knock(7000, `203.0.${i >> 8}.${i & 255}`), 20 + i);
+    assert.equal(m.tracked, 256);
+    assert.ok(!events.some((e) => e.result === "evicted" && e.src === A), "the real attempt stays");
+    m.handle(knock(9000, A), 400);
+    assert.deepEqual(
+      completions(events).map((c) => c.src),
+      [A],
+    );
+  });
+
+  test("when every attempt has got past its first knock, the oldest is evicted", () => {
+    const { m, events } = machine([door("LONG", "7000,8000,9000,10000")], 2);
+    for (const [i, src] of ["198.18.0.1", "198.18.0.2", "198.18.0.3"].entries()) {
+      m.handle(knock(7000, src), i * 10);
+      m.handle(knock(8000, src), i * 10 + 1);
+    }
+    assert.deepEqual(
+      events.filter((e) => e.result === "evicted").map((e) => [e.src, e.stage]),
+      [["198.18.0.1", 2]],
+    );
+  });
+
+  test("one source prefix gets at most its share of attempts; other prefixes and finished attempts free it", () => {
+    const { m, events } = machine([SSH], 1000, 0x5eed, 2);
+    m.handle(knock(7000, "2001:db8:1:1::1"), 0);
+    m.handle(knock(7000, "2001:db8:1:1::2"), 1);
+    m.handle(knock(7000, "2001:db8:1:1:ffff::3"), 2); // the same /64: refused
+    m.handle(knock(7000, "2001:db8:1:2::1"), 3); // another /64
+    assert.deepEqual(
+      events.map((e) => [e.src, e.result]),
+      [
+        ["2001:db8:1:1::1", "progressed"],
+        ["2001:db8:1:1::2", "progressed"],
+        ["2001:db8:1:1:ffff::3", "prefix_full"],
+        ["2001:db8:1:2::1", "progressed"],
+      ],
+    );
+    assert.equal(m.tracked, 3);
+    m.handle(knock(8000, "2001:db8:1:1::1"), 10);
+    m.handle(knock(9000, "2001:db8:1:1::1"), 11); // completes: its slot in the prefix is free again
+    m.handle(knock(7000, "2001:db8:1:1:ffff::3"), 12);
+    assert.equal(events.at(-1)?.result, "progressed");
+    m.sweep(10_000); // timeouts free slots too
+    assert.equal(m.tracked, 0);
+    m.handle(knock(7000, "2001:db8:1:1::7"), 10_001);
+    m.handle(knock(7000, "2001:db8:1:1::8"), 10_002);
+    assert.deepEqual(
+      events.slice(-2).map((e) => e.result),
+      ["progressed", "progressed"],
+    );
+  });
+
+  test("IPv4 sources share a /24 by default", () => {
+    const { m, events } = machine([SSH], 1000, 0x5eed, 1);
+    m.handle(knock(7000, "198.18.5.1"), 0);
+    m.handle(knock(7000, "198.18.5.200"), 1);
+    m.handle(knock(7000, "198.18.6.1"), 2);
+    assert.deepEqual(
+      events.map((e) => e.result),
+      ["progressed", "prefix_full", "progressed"],
     );
   });
 

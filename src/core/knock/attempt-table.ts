@@ -5,7 +5,9 @@
  * meaning.
  *
  * Entries are keyed by (sequence number, family, source address bytes) and linked oldest-first, so
- * eviction and expiry take the oldest in O(1). Lookup is open addressing with linear probing; the
+ * expiry takes the oldest in O(1). Entries still on their first knock are also on a second
+ * oldest-first list, and eviction takes from that one while it has any: a flood of first knocks
+ * then pushes out only other first knocks, never an attempt that has got further. Lookup is open addressing with linear probing; the
  * hash is seeded per process so that an attacker cannot choose sources that all collide.
  */
 import type { Family } from "../types.js";
@@ -34,6 +36,12 @@ export class AttemptTable {
   private newer: Int32Array;
   private oldest_ = NONE;
   private newest_ = NONE;
+  /** The first-knock list: 1 while an entry is on it, linked like the main list. */
+  private fresh: Uint8Array;
+  private olderFresh: Int32Array;
+  private newerFresh: Int32Array;
+  private oldestFresh = NONE;
+  private newestFresh = NONE;
   /** Removed entries, chained through `newer`, are reused before never-used ones (from `used` on). */
   private free = NONE;
   private used = 0;
@@ -52,6 +60,9 @@ export class AttemptTable {
     this.lastAt = new Float64Array(this.capacity);
     this.older = new Int32Array(this.capacity);
     this.newer = new Int32Array(this.capacity);
+    this.fresh = new Uint8Array(this.capacity);
+    this.olderFresh = new Int32Array(this.capacity);
+    this.newerFresh = new Int32Array(this.capacity);
     this.slots = new Int32Array(slotCount(this.capacity)).fill(EMPTY);
     this.mask = this.slots.length - 1;
   }
@@ -63,6 +74,23 @@ export class AttemptTable {
   /** The entry started longest ago, or -1. */
   get oldest(): number {
     return this.oldest_;
+  }
+
+  /** What to evict to make room: the oldest entry still on its first knock, else the oldest. */
+  get victim(): number {
+    return this.oldestFresh !== NONE ? this.oldestFresh : this.oldest_;
+  }
+
+  /** The entry has got past its first knock: it leaves the first-knock list (evicted last). */
+  promote(e: number): void {
+    if (this.fresh[e] === 0) return;
+    this.fresh[e] = 0;
+    const before = this.olderFresh[e]!;
+    const after = this.newerFresh[e]!;
+    if (before !== NONE) this.newerFresh[before] = after;
+    else this.oldestFresh = after;
+    if (after !== NONE) this.olderFresh[after] = before;
+    else this.newestFresh = before;
   }
 
   /** The entry started next after `entry`, or -1. */
@@ -148,11 +176,18 @@ export class AttemptTable {
     if (this.newest_ !== NONE) this.newer[this.newest_] = e;
     else this.oldest_ = e;
     this.newest_ = e;
+    this.fresh[e] = 1;
+    this.olderFresh[e] = this.newestFresh;
+    this.newerFresh[e] = NONE;
+    if (this.newestFresh !== NONE) this.newerFresh[this.newestFresh] = e;
+    else this.oldestFresh = e;
+    this.newestFresh = e;
     this.size_++;
     return e;
   }
 
   remove(e: number): void {
+    this.promote(e);
     const { slots, mask } = this;
     let hole = this.hashes[e]! & mask;
     while (slots[hole] !== e) hole = (hole + 1) & mask;
@@ -203,6 +238,9 @@ export class AttemptTable {
     this.lastAt = widen(this.lastAt, (n) => new Float64Array(n));
     this.older = widen(this.older, (n) => new Int32Array(n));
     this.newer = widen(this.newer, (n) => new Int32Array(n));
+    this.fresh = widen(this.fresh, (n) => new Uint8Array(n));
+    this.olderFresh = widen(this.olderFresh, (n) => new Int32Array(n));
+    this.newerFresh = widen(this.newerFresh, (n) => new Int32Array(n));
     this.capacity = capacity;
     this.slots = new Int32Array(slotCount(capacity)).fill(EMPTY);
     this.mask = this.slots.length - 1;

@@ -7,10 +7,13 @@
  * match are ignored; other ports are ignored.
  * Deliberate improvements: state is per source, so interleaved clients never disturb each other; an
  * exact repeat of the previous knock within REPEAT_WINDOW_MS (a retransmitted SYN) is ignored instead
- * of breaking the sequence; memory is bounded by `maxTracked` with oldest-first eviction.
+ * of breaking the sequence; memory is bounded by `maxTracked`, evicting the oldest attempt still on
+ * its first knock before any that got further (a flood of first knocks cannot push out a client two
+ * knocks in), and by a cap per source prefix.
  */
 import { SourceAddress } from "../packet/address.js";
 import { AttemptTable } from "./attempt-table.js";
+import { PrefixCounts, type SourcePrefixes } from "./prefix-counts.js";
 import type { Door } from "../types.js";
 import type { Family, Knock, PortSpec, Proto } from "../types.js";
 
@@ -18,7 +21,17 @@ import type { Family, Knock, PortSpec, Proto } from "../types.js";
 export const REPEAT_WINDOW_MS = 2000;
 
 export type SequenceKind = "open" | "close";
-export type KnockResult = "progressed" | "completed" | "wrong_port" | "timed_out" | "evicted" | "repeated" | "flags_mismatch";
+/** "prefix_full": a first knock not tracked because its source prefix has its share of attempts. */
+export type KnockResult = "progressed" | "completed" | "wrong_port" | "timed_out" | "evicted" | "repeated" | "flags_mismatch" | "prefix_full";
+
+export interface TrackingLimits {
+  /** Attempts in progress at most, over all sources. */
+  maxTracked: number;
+  /** Attempts in progress at most from one source prefix. */
+  maxTrackedPerPrefix: number;
+  /** Prefix lengths that count as one source network. */
+  prefixes: SourcePrefixes;
+}
 
 /** One object, reused for every event: valid only during the `emit` call; copy what must outlive it. */
 export interface KnockEvent {
@@ -54,6 +67,8 @@ const portKey = (port: number, proto: Proto) => port * 2 + (proto === "udp" ? 1 
 
 export class KnockMachine {
   private readonly table: AttemptTable;
+  private readonly prefixes: PrefixCounts;
+  private readonly maxPerPrefix: number;
   private readonly matchers: Matcher[] = [];
   private readonly byPort = new Map<number, Matcher[]>();
   /** Shortest sequence timeout of any door: attempts younger than this can't have timed out. */
@@ -64,11 +79,13 @@ export class KnockMachine {
   /** `seed` keys the state table's hash: the daemon passes a random one, so no one can pick colliding sources. */
   constructor(
     doors: readonly Door[],
-    maxTracked: number,
+    limits: TrackingLimits,
     private readonly emit: (event: KnockEvent) => void,
     seed: number,
   ) {
-    this.table = new AttemptTable(maxTracked, seed);
+    this.table = new AttemptTable(limits.maxTracked, seed);
+    this.prefixes = new PrefixCounts(limits.maxTracked, seed ^ 0x5bd1e995, limits.prefixes);
+    this.maxPerPrefix = limits.maxTrackedPerPrefix;
     this.event = new EventSlot(doors[0] as Door);
     this.minTimeoutMs = Math.min(...doors.map((d) => d.seqTimeoutMs));
     for (const door of doors) {
@@ -116,7 +133,7 @@ export class KnockMachine {
     }
     if (attempt >= 0 && now - t.startedAt[attempt]! > door.seqTimeoutMs) {
       const stage = t.stage[attempt]!;
-      t.remove(attempt);
+      this.forget(attempt, knock.family, knock.addr);
       this.sendFor(knock, "timed_out", matcher, stage);
       attempt = -1;
     }
@@ -124,11 +141,12 @@ export class KnockMachine {
       const stage = t.stage[attempt]!;
       if (is(sequence[stage])) {
         if (stage + 1 === sequence.length) {
-          t.remove(attempt);
+          this.forget(attempt, knock.family, knock.addr);
           this.sendFor(knock, "completed", matcher, stage + 1);
         } else {
           t.stage[attempt] = stage + 1;
           t.lastAt[attempt] = now;
+          t.promote(attempt);
           this.sendFor(knock, "progressed", matcher, stage + 1);
         }
         return;
@@ -138,7 +156,7 @@ export class KnockMachine {
         this.sendFor(knock, "repeated", matcher, stage);
         return;
       }
-      t.remove(attempt);
+      this.forget(attempt, knock.family, knock.addr);
       this.sendFor(knock, "wrong_port", matcher, stage);
     }
     if (!is(sequence[0])) return;
@@ -146,8 +164,13 @@ export class KnockMachine {
       this.sendFor(knock, "completed", matcher, 1);
       return;
     }
-    while (t.size >= t.maxEntries) this.drop(t.oldest, "evicted");
+    if (this.prefixes.count(knock.family, knock.addr) >= this.maxPerPrefix) {
+      this.sendFor(knock, "prefix_full", matcher, 0);
+      return;
+    }
+    while (t.size >= t.maxEntries) this.drop(t.victim, "evicted");
     t.stage[t.add(id, knock.family, knock.addr, now)] = 1;
+    this.prefixes.increment(knock.family, knock.addr);
     this.sendFor(knock, "progressed", matcher, 1);
   }
 
@@ -159,8 +182,14 @@ export class KnockMachine {
     e.addressChanged(t.family(entry));
     const matcher = this.matchers[t.sequence[entry]!]!;
     const stage = t.stage[entry]!;
-    t.remove(entry);
+    this.forget(entry, t.family(entry), e.addr);
     this.send(result, matcher, stage);
+  }
+
+  /** Ends an attempt; `addr` is its source, for the prefix count. */
+  private forget(entry: number, family: Family, addr: Uint8Array): void {
+    this.prefixes.decrement(family, addr);
+    this.table.remove(entry);
   }
 
   private sendFor(knock: Knock, result: KnockResult, matcher: Matcher, stage: number): void {

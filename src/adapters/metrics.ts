@@ -1,6 +1,12 @@
 /**
  * Prometheus metrics. Labels are doors, results and reasons only: never addresses, so cardinality
  * stays bounded however many sources knock.
+ *
+ * Two sets. What moves before a grant (packets, knocks and their results, attempts tracked, capture
+ * drops) tells an observer which ports are in the sequence and in what order, so it is served only
+ * to an authenticated scrape (`registry`, the full set). The public set (`publicRegistry`) holds
+ * what moves only after a grant or never on a packet: opens, closes, grants, errors, build and
+ * process metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { KnockResult } from "../core/knock/machine.js";
@@ -47,7 +53,12 @@ export const FIREWALL_OPERATIONS = ["grant", "revoke", "reconcile", "remove"] as
 export type FirewallOperation = (typeof FIREWALL_OPERATIONS)[number];
 
 export class Metrics {
-  readonly registry = new Registry();
+  /** Everything: for an authenticated scrape. */
+  readonly registry: Registry;
+  /** Only what a packet cannot move before a grant: for anyone who can reach the port. */
+  readonly publicRegistry = new Registry();
+  /** What moves before a grant. */
+  private readonly preGrant = new Registry();
   readonly packets: Record<PacketResult, Cell>;
   private readonly knockCell: (labels: Record<"door" | "result", string>) => Cell;
   /** door -> result -> cell, filled on first use. */
@@ -65,12 +76,13 @@ export class Metrics {
     info: { version: string; backend: string },
     sources: MetricSources,
   ) {
-    const registers = [this.registry];
+    const registers = [this.publicRegistry];
+    const preGrant = [this.preGrant];
     // The event-loop-lag monitor samples on a timer: at prom-client's default 10 ms it woke the
     // idle daemon 100 times a second (~1% of a core). Each sample still measures the lag exactly.
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 200 });
+    collectDefaultMetrics({ register: this.publicRegistry, eventLoopMonitoringPrecision: 200 });
     const packet = cellCounter(
-      this.registry,
+      this.preGrant,
       "knockgate_packets_total",
       "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), bogus_source (loopback, multicast, broadcast, unspecified or IPv4-mapped sender), malformed (truncated or invalid).",
       ["result"],
@@ -83,7 +95,7 @@ export class Metrics {
       malformed: packet({ result: "malformed" }),
     };
     this.knockCell = cellCounter(
-      this.registry,
+      this.preGrant,
       "knockgate_knocks_total",
       "Knocks on sequence ports by door and what they did to the sender's attempt.",
       ["door", "result"],
@@ -125,7 +137,7 @@ export class Metrics {
       name: "knockgate_capture_dropped_packets_total",
       help: "Packets the kernel dropped because a capture ring was full (libpcap's count): knocks among them were missed.",
       labelNames: ["interface"],
-      registers,
+      registers: preGrant,
       collect() {
         this.reset();
         for (const [iface, n] of sources.captureDropped()) this.inc({ interface: iface }, n);
@@ -134,7 +146,7 @@ export class Metrics {
     new Gauge({
       name: "knockgate_tracked_sources",
       help: "Knock attempts in progress (one per source and sequence), bounded by KNOCK_MAX_TRACKED.",
-      registers,
+      registers: preGrant,
       collect() {
         this.set(sources.tracked());
       },
@@ -156,6 +168,7 @@ export class Metrics {
       labelNames: ["version", "backend", "nodejs"],
       registers,
     }).set({ version: info.version, backend: info.backend, nodejs: process.version }, 1);
+    this.registry = Registry.merge([this.publicRegistry, this.preGrant]);
     // Zero series from the start, so rate() and absent() work before the first knock.
     // (.labels() alone does not export a series; inc(0) does.)
     for (const door of doors) {

@@ -111,7 +111,7 @@ Nothing when the door has none of them.
 {{- define "knockgate.sequenceShown" -}}
 {{- $ref := or (dig "sequenceFrom" "secretKeyRef" "" .) (dig "sequenceFile" "secretKeyRef" "" .) }}
 {{- if .sequence }}{{ .sequence }}
-{{- else if $ref }}<the sequence in Secret {{ $ref.name }}, key {{ $ref.key }}>
+{{- else if $ref }}<the sequence in Secret {{ $ref.name }} (key {{ $ref.key }})>
 {{- else }}<the sequence in KNOCK_DOOR_{{ .name }}_SEQUENCE>
 {{- end }}
 {{- end }}

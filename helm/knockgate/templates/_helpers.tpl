@@ -80,7 +80,7 @@ Nothing when the door has none of them.
       {{- toYaml $from.secretKeyRef | nindent 6 }}
 {{- else if $file }}
 - name: {{ $name }}_FILE
-  value: {{ printf "%s/%s_%s" (include "knockgate.sequenceDir" .root) .door.name .var | quote }}
+  value: {{ printf "%s/%s_%s" (include "knockgate.sequenceDir" .) .door.name .var | quote }}
 {{- end }}
 {{- end }}
 

@@ -14,11 +14,17 @@ import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import * as yaml from "js-yaml";
 import { parseConfig } from "../../src/config/config.js";
-import { checkManifest, checkManifests, parseManifests, type Manifest } from "../support/helm-manifests.js";
+import { checkCustomResource, checkManifest, checkManifests, parseManifests, type Manifest } from "../support/helm-manifests.js";
 import { ROOT } from "../support/docker-host.js";
 
 const CHART = join(ROOT, "helm", "knockgate");
 const FULL_VALUES = join(CHART, "ci", "full-values.yaml");
+
+interface SchemaNode {
+  $ref?: string;
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+}
 
 interface Helm {
   code: number;
@@ -44,25 +50,41 @@ function one(docs: Manifest[], kind: string): Manifest {
   return found[0] as Manifest;
 }
 
+interface KeyRef {
+  name: string;
+  key: string;
+}
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: unknown;
+  valueFrom?: { secretKeyRef?: KeyRef; [source: string]: unknown };
+}
+interface EnvFromSource {
+  secretRef?: { name: string };
+  configMapRef?: { name: string };
 }
 interface Container {
   name: string;
+  image: string;
   env: EnvVar[];
+  envFrom?: EnvFromSource[];
   securityContext: Record<string, unknown>;
   livenessProbe: { httpGet: { host?: string; path: string; port: string } };
   readinessProbe: { httpGet: { host?: string; path: string; port: string } };
-  volumeMounts: { name: string; mountPath: string }[];
+  volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
+}
+interface Volume {
+  name: string;
+  emptyDir?: unknown;
+  hostPath?: { path: string };
+  projected?: { defaultMode?: number; sources: { secret: { name: string; items: { key: string; path: string }[] } }[] };
 }
 interface PodSpec {
   hostNetwork: boolean;
   dnsPolicy: string;
   containers: Container[];
   tolerations?: { operator?: string; key?: string }[];
-  volumes: { name: string; emptyDir?: unknown; hostPath?: { path: string } }[];
+  volumes: Volume[];
   [field: string]: unknown;
 }
 
@@ -82,6 +104,55 @@ function knockEnv(env: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith("KNOCK_")));
 }
 
+/** Secrets and ConfigMaps as a cluster would hold them, by "Kind/name". */
+type Objects = Record<string, Record<string, string>>;
+
+/**
+ * The KNOCK_* environment the daemon would get in the cluster: envFrom sources, then env (which
+ * wins), secretKeyRefs resolved from `objects`, and each *_FILE variable read from the Secret key
+ * mounted at its path (as the daemon will read it), so every secret form is checked end to end.
+ * A reference to a missing Secret, key or file fails the test: the wiring would not work.
+ */
+function daemonEnv(spec: PodSpec, objects: Objects): Record<string, string> {
+  const container = spec.containers[0] as Container;
+  const lookup = (ref: string, key?: string): Record<string, string> => {
+    const object = objects[ref];
+    assert.ok(object, `${ref} is referenced but the test has none`);
+    assert.ok(key === undefined || key in object, `${ref} has no key ${key}`);
+    return object;
+  };
+  const env: Record<string, string> = {};
+  for (const source of container.envFrom ?? []) {
+    const ref = source.secretRef ? `Secret/${source.secretRef.name}` : `ConfigMap/${source.configMapRef?.name ?? "?"}`;
+    Object.assign(env, lookup(ref));
+  }
+  for (const e of container.env) {
+    const keyRef = e.valueFrom?.secretKeyRef;
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (keyRef) env[e.name] = lookup(`Secret/${keyRef.name}`, keyRef.key)[keyRef.key] as string;
+  }
+  for (const [name, path] of Object.entries(env).filter(([k]) => k.endsWith("_FILE"))) {
+    const mount = container.volumeMounts.find((m) => path.startsWith(`${m.mountPath}/`));
+    assert.ok(mount?.readOnly, `${name}=${path} is not under a read-only mount`);
+    const file = path.slice(mount.mountPath.length + 1);
+    const sources = spec.volumes.find((v) => v.name === mount.name)?.projected?.sources ?? [];
+    const secret = sources.map((s) => s.secret).find((s) => s.items.some((i) => i.path === file));
+    const item = secret?.items.find((i) => i.path === file);
+    assert.ok(secret && item, `${name}=${path}: no Secret key is mounted there`);
+    env[name.slice(0, -"_FILE".length)] = lookup(`Secret/${secret.name}`, item.key)[item.key] as string;
+    delete env[name];
+  }
+  return knockEnv(env);
+}
+
+/** The Secrets and the ConfigMap that ci/full-values.yaml names. */
+const FULL_VALUES_OBJECTS: Objects = {
+  "Secret/knockgate-doors": { "ssh-sequence": "7000,8000:udp,9000", "ssh-close-sequence": "9000,8000:udp,7000" },
+  "Secret/knockgate-kube-api": { sequence: "7100, 7200, 7300", "close-sequence": "7300,7200,7100" },
+  "Secret/knockgate-env": { KNOCK_DOOR_VPN_SEQUENCE: "7400:udp,7500:udp" },
+  "ConfigMap/knockgate-settings": { KNOCK_HOOK_TIMEOUT: "3" },
+};
+
 async function assertValid(docs: Manifest[]): Promise<void> {
   const { checked, problems } = await checkManifests(docs);
   assert.ok(checked.length > 0, "nothing was checked");
@@ -99,6 +170,27 @@ describe("helm chart", { concurrency: false }, () => {
       const r = helm(["lint", "--strict", CHART, ...extra]);
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     }
+  });
+
+  test("helm lint --strict has nothing to say, not even the icon recommendation", () => {
+    const r = helm(["lint", "--strict", CHART]);
+    assert.doesNotMatch(r.stdout, /\[(INFO|WARNING|ERROR)\]/, r.stdout);
+  });
+
+  test("the chart README's values table lists every value and every door field", () => {
+    const readme = readFileSync(join(CHART, "README.md"), "utf8");
+    const schema = JSON.parse(readFileSync(join(CHART, "values.schema.json"), "utf8")) as SchemaNode & { definitions: Record<string, SchemaNode> };
+    const resolve = (node: SchemaNode): SchemaNode => (node.$ref ? resolve(schema.definitions[node.$ref.split("/").pop() ?? ""] ?? {}) : node);
+    // A value is a leaf of values.yaml, down to where the schema stops naming fields (resources, maps).
+    const leaves = (value: unknown, node: SchemaNode, path: string): string[] => {
+      const { properties } = resolve(node);
+      if (!properties || value === null || typeof value !== "object" || Array.isArray(value)) return [path];
+      return Object.entries(value).flatMap(([k, v]) => leaves(v, properties[k] ?? {}, path ? `${path}.${k}` : k));
+    };
+    const values = yaml.load(readFileSync(join(CHART, "values.yaml"), "utf8"));
+    const doorFields = Object.keys(resolve(schema.properties?.["doors"]?.items ?? {}).properties ?? {}).map((f) => `doors[].${f}`);
+    const missing = [...leaves(values, schema, ""), ...doorFields].filter((v) => !readme.includes(`| \`${v}\` |`));
+    assert.deepEqual(missing, [], "add these to helm/knockgate/README.md's values tables");
   });
 
   test("Chart.yaml's appVersion is package.json's version", () => {
@@ -143,14 +235,14 @@ describe("helm chart", { concurrency: false }, () => {
   test("full values: every object valid, metrics Service and ServiceMonitor, all door fields reach the daemon", async () => {
     const docs = render(["-f", FULL_VALUES]);
     await assertValid(docs);
-    assert.deepEqual(docs.map((d) => d.kind).sort(), ["DaemonSet", "Service", "ServiceAccount", "ServiceMonitor"]);
+    assert.deepEqual(docs.map((d) => d.kind).sort(), ["DaemonSet", "PodMonitor", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]);
     assert.equal(await checkManifest(one(docs, "ServiceMonitor")), null, "custom resources are skipped, not failed");
     const spec = podSpec(docs);
     assert.equal(spec["priorityClassName"], "system-node-critical");
     assert.deepEqual(spec["imagePullSecrets"], [{ name: "registry-credentials" }]);
     const env = envOf(spec);
     assert.equal(env["KNOCK_HTTP_ADDR"], "0.0.0.0:9180");
-    const config = parseConfig(knockEnv(env));
+    const config = parseConfig(daemonEnv(spec, FULL_VALUES_OBJECTS));
     const api = config.doors.find((d) => d.name === "KUBE_API");
     assert.ok(api);
     assert.equal(api.seqTimeoutMs, 2500);
@@ -162,6 +254,87 @@ describe("helm chart", { concurrency: false }, () => {
     assert.equal(config.onExit, "remove");
     assert.equal(config.allow.length, 3);
     assert.ok((spec.containers[0] as Container).env.some((e) => e.name === "NODE_NAME" && e.valueFrom), "extraEnv passes EnvVar objects through");
+  });
+
+  test("full values: image registry and digest, commonLabels everywhere, DaemonSet settings, sequences from Secrets", () => {
+    const docs = render(["-f", FULL_VALUES]);
+    const ds = one(docs, "DaemonSet") as Manifest & { metadata: { annotations: Record<string, string> }; spec: Record<string, unknown> };
+    const spec = podSpec(docs);
+    const container = spec.containers[0] as Container;
+    assert.equal(container.image, `registry.example.com/infra/knockgate@sha256:${"0123456789abcdef".repeat(4)}`, "the digest wins over the tag");
+    for (const doc of docs) assert.equal(doc.metadata?.labels?.["example.com/team"], "infra", `${doc.kind} lacks commonLabels`);
+    assert.equal(ds.spec["revisionHistoryLimit"], 3);
+    assert.deepEqual(ds.metadata.annotations, { "example.com/owner": "infra" });
+    assert.equal(spec["terminationGracePeriodSeconds"], 45);
+    assert.deepEqual(container.envFrom, [{ secretRef: { name: "knockgate-env" } }, { configMapRef: { name: "knockgate-settings" } }]);
+    const config = parseConfig(daemonEnv(spec, FULL_VALUES_OBJECTS));
+    assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => `${p.port}:${p.proto}`).join(), d.closeSequence?.length ?? 0]).sort(), [
+      ["KUBE_API", "7100:tcp,7200:tcp,7300:tcp", 3],
+      ["SSH", "7000:tcp,8000:udp,9000:tcp", 3],
+      ["VPN", "7400:udp,7500:udp", 0],
+    ]);
+    assert.equal(config.hookTimeoutMs, 3000, "envFrom's ConfigMap reaches the daemon");
+    const rendered = helm(["template", "kg", CHART, "-f", FULL_VALUES]).stdout;
+    const secrets = Object.entries(FULL_VALUES_OBJECTS).filter(([ref]) => ref.startsWith("Secret/"));
+    for (const secret of secrets.flatMap(([, o]) => Object.values(o))) {
+      assert.ok(!rendered.includes(secret), `${secret} is in the rendered chart`);
+    }
+  });
+
+  test("existingSecret: envFrom the Secret, doors keep their other fields, no sequence in the rendered chart", () => {
+    const objects: Objects = { "Secret/knockgate-env": { KNOCK_DOOR_SSH_SEQUENCE: "7311,7422,7533", KNOCK_DOOR_WEB_SEQUENCE: "7644,7755" } };
+    const r = helm(["template", "kg", CHART, "--set", "existingSecret=knockgate-env", "--set-json", 'doors=[{"name":"SSH","ports":"2222/tcp"}]']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const sequence of ["7311", "7644", "7000,8000,9000"]) assert.ok(!r.stdout.includes(sequence), `${sequence} is in the rendered chart`);
+    const spec = podSpec(parseManifests(r.stdout));
+    assert.deepEqual((spec.containers[0] as Container).envFrom, [{ secretRef: { name: "knockgate-env" } }]);
+    const config = parseConfig(daemonEnv(spec, objects));
+    assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => p.port), d.ports.map((p) => p.port)]).sort(), [
+      ["SSH", [7311, 7422, 7533], [2222]],
+      ["WEB", [7644, 7755], [22]],
+    ]);
+    const allInSecret = render(["--set", "existingSecret=knockgate-env", "--set-json", "doors=[]"]);
+    assert.equal(parseConfig(daemonEnv(podSpec(allInSecret), objects)).doors.length, 2, "doors may all live in the Secret");
+  });
+
+  test("sequenceFrom / closeSequenceFrom: secretKeyRef variables; sequenceFile: a read-only mounted key and *_FILE", async () => {
+    const ref = (key: string) => ({ secretKeyRef: { name: "knockgate-doors", key } });
+    const objects: Objects = { "Secret/knockgate-doors": { open: "7311,7422,7533", close: "7533,7422,7311", web: "7644,7755" } };
+    const doors = [
+      { name: "SSH", sequenceFrom: ref("open"), closeSequenceFrom: ref("close"), openFor: 0 },
+      { name: "WEB", sequenceFile: ref("web"), ports: "443/tcp" },
+    ];
+    const r = helm(["template", "kg", CHART, "--set-json", `doors=${JSON.stringify(doors)}`]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const sequence of Object.values(objects["Secret/knockgate-doors"] ?? {})) assert.ok(!r.stdout.includes(sequence), `${sequence} is rendered`);
+    const docs = parseManifests(r.stdout);
+    await assertValid(docs);
+    const spec = podSpec(docs);
+    const container = spec.containers[0] as Container;
+    const byName = (name: string) => container.env.find((e) => e.name === name);
+    assert.deepEqual(byName("KNOCK_DOOR_SSH_SEQUENCE")?.valueFrom, ref("open"));
+    assert.deepEqual(byName("KNOCK_DOOR_SSH_CLOSE_SEQUENCE")?.valueFrom, ref("close"));
+    assert.equal(byName("KNOCK_DOOR_WEB_SEQUENCE"), undefined);
+    assert.equal(byName("KNOCK_DOOR_WEB_SEQUENCE_FILE")?.value, "/etc/knockgate/sequences/WEB_SEQUENCE");
+    assert.deepEqual(container.volumeMounts.find((m) => m.name === "sequences"), { name: "sequences", mountPath: "/etc/knockgate/sequences", readOnly: true });
+    assert.deepEqual(spec.volumes.find((v) => v.name === "sequences")?.projected, {
+      defaultMode: 0o400,
+      sources: [{ secret: { name: "knockgate-doors", items: [{ key: "web", path: "WEB_SEQUENCE" }] } }],
+    });
+    const config = parseConfig(daemonEnv(spec, objects));
+    assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => p.port), d.closeSequence?.map((p) => p.port) ?? null]).sort(), [
+      ["SSH", [7311, 7422, 7533], [7533, 7422, 7311]],
+      ["WEB", [7644, 7755], null],
+    ]);
+    assert.ok(!podSpec(render()).volumes.some((v) => v.name === "sequences"), "no sequences volume without sequenceFile");
+  });
+
+  test("image.registry is prefixed; image.digest wins over the tag", () => {
+    const image = (args: string[]) => (podSpec(render(args)).containers[0] as Container).image;
+    assert.equal(image([]), "knockgate:0.1.0");
+    assert.equal(image(["--set", "image.registry=ghcr.io", "--set", "image.repository=acme/knockgate", "--set", "image.tag=1.2.3"]), "ghcr.io/acme/knockgate:1.2.3");
+    const digest = `sha256:${"ab".repeat(32)}`;
+    assert.equal(image(["--set", `image.digest=${digest}`, "--set", "image.tag=1.2.3"]), `knockgate@${digest}`);
   });
 
   test("http.bindAddress=hostIP: the node IP from the downward API, probes on the pod (= node) IP", async () => {
@@ -199,6 +372,9 @@ describe("helm chart", { concurrency: false }, () => {
     ["an unknown tcp flag", door({ tcpFlags: "syn,bogus" }), /doors\.0\.tcpFlags/],
     ["a misspelt field", door({ sequense: "1,2,3" }), /sequense/],
     ["a door without sequence", JSON.stringify([{ name: "SSH" }]), /sequence/],
+    ["a door with neither a sequence nor a Secret source", door({ sequence: undefined, ports: "22/tcp" }), /doors\.0: sequence is required/],
+    ["a secretKeyRef without key", door({ sequence: undefined, sequenceFrom: { secretKeyRef: { name: "s" } } }), /key is required/],
+    ["a sequenceFile that is not a secretKeyRef", door({ sequence: undefined, sequenceFile: "/etc/seq" }), /doors\.0\.sequenceFile/],
     ["no door at all", "[]", /doors/],
   ];
   for (const [what, doors, where] of badDoors) {
@@ -222,8 +398,56 @@ describe("helm chart", { concurrency: false }, () => {
     assert.match(forever.stderr, /openFor 0 means "open until the close sequence"/);
   });
 
+  test("the templates refuse a sequence given in two forms, and an inline sequence beside existingSecret", () => {
+    const ref = { secretKeyRef: { name: "s", key: "k" } };
+    for (const [extra, both] of [
+      [{ sequenceFrom: ref }, "sequence and sequenceFrom"],
+      [{ sequenceFile: ref }, "sequence and sequenceFile"],
+      [{ closeSequence: "1,2", closeSequenceFile: ref }, "closeSequence and closeSequenceFile"],
+    ] as const) {
+      const r = helm(["template", "kg", CHART, "--set-json", `doors=${door(extra)}`]);
+      assert.notEqual(r.code, 0, `accepted ${JSON.stringify(extra)}`);
+      assert.match(r.stderr, new RegExp(`doors\\[SSH\\]: ${both} are set; give the \\w+ in one form only`));
+    }
+    const shadowed = helm(["template", "kg", CHART, "--set", "existingSecret=knockgate-env"]);
+    assert.notEqual(shadowed.code, 0);
+    assert.match(shadowed.stderr, /doors\[SSH\]: sequence is set inline while existingSecret "knockgate-env" is set.*would replace KNOCK_DOOR_SSH_SEQUENCE from the Secret.*Remove doors\[SSH\]\.sequence/s);
+  });
+
+  test("monitoring: a PodMonitor needs a reachable bind address, the PrometheusRule a monitor; both validate", async () => {
+    const loopback = helm(["template", "kg", CHART, "--set", "metrics.podMonitor.enabled=true"]);
+    assert.notEqual(loopback.code, 0);
+    assert.match(loopback.stderr, /metrics\.podMonitor\.enabled: the daemon listens on http\.bindAddress 127\.0\.0\.1.*or disable metrics\.podMonitor/s);
+    const alone = helm(["template", "kg", CHART, "--set", "metrics.prometheusRule.enabled=true", "--set", "http.bindAddress=0.0.0.0"]);
+    assert.notEqual(alone.code, 0);
+    assert.match(alone.stderr, /enable metrics\.serviceMonitor or metrics\.podMonitor too/);
+    const docs = render(["--set", "http.bindAddress=0.0.0.0", "--set", "metrics.podMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"]);
+    const { checked, problems } = await checkManifests(docs);
+    assert.deepEqual(problems, []);
+    assert.ok(checked.some((id) => id.includes("PodMonitor")) && checked.some((id) => id.includes("PrometheusRule")), checked.join());
+    const rule = one(docs, "PrometheusRule") as Manifest & { spec: { groups: { rules: { alert: string; expr: string; for?: string }[] }[] } };
+    const alerts = Object.fromEntries(rule.spec.groups.flatMap((g) => g.rules).map((r) => [r.alert, r]));
+    const sel = 'namespace="knockgate", job=~"knockgate/kg-knockgate"';
+    assert.equal(alerts["KnockgateCaptureDrops"]?.expr, `increase(knockgate_capture_dropped_packets_total{${sel}}[5m]) > 0`);
+    assert.equal(alerts["KnockgateFirewallErrors"]?.expr, `increase(knockgate_firewall_errors_total{${sel}}[5m]) > 0`);
+    assert.equal(alerts["KnockgateMetricsDown"]?.expr, `up{${sel}} == 0`);
+    assert.match(alerts["KnockgateNotReady"]?.expr ?? "", /^kube_pod_container_status_ready\{namespace="knockgate", container="knockgate", pod=~"kg-knockgate-\[a-z0-9\]\{5\}"\} == 0$/);
+    assert.equal(alerts["KnockgateNotReady"]?.for, "5m");
+  });
+
   test("other values are checked too: firewall, onExit, allow, interface", () => {
-    for (const bad of ["firewall=pf", "onExit=sometimes", "allow[0]=not-an-ip", "interface=eth0;rm", "http.port=0", "unknownTopLevel=1"]) {
+    for (const bad of [
+      "firewall=pf",
+      "onExit=sometimes",
+      "allow[0]=not-an-ip",
+      "interface=eth0;rm",
+      "http.port=0",
+      "unknownTopLevel=1",
+      "image.digest=sha256:abc",
+      "existingSecret=Not_A_Name",
+      "revisionHistoryLimit=-1",
+      "commonLabels.team=1",
+    ]) {
       const r = helm(["template", "kg", CHART, "--set", bad]);
       assert.notEqual(r.code, 0, `helm template accepted --set ${bad}`);
       assert.match(r.stderr, /values don't meet the specifications of the schema/, bad);
@@ -241,6 +465,22 @@ describe("helm chart", { concurrency: false }, () => {
     spec(wrongType)["hostNetwork"] = "yes";
     assert.ok(((await checkManifest(wrongType)) ?? []).length > 0, "a string for a boolean must fail");
     assert.match((await checkManifest({ ...ds, apiVersion: "apps/v1beta2" }))?.join() ?? "", /not a kind this Kubernetes version serves/);
+  });
+
+  test("the custom-resource check is not vacuous: a misspelt field, a bad duration, a missing expr", () => {
+    const docs = render(["-f", FULL_VALUES]);
+    const podMonitor = structuredClone(one(docs, "PodMonitor")) as Manifest & { spec: Record<string, unknown> };
+    podMonitor.spec["podMetricEndpoints"] = podMonitor.spec["podMetricsEndpoints"];
+    delete podMonitor.spec["podMetricsEndpoints"];
+    assert.deepEqual(checkCustomResource(podMonitor), ["/spec/podMetricEndpoints: unknown field", "/spec/podMetricsEndpoints: required"]);
+    const rule = structuredClone(one(docs, "PrometheusRule")) as Manifest & { spec: { groups: Record<string, unknown>[] } };
+    const first = rule.spec.groups[0]?.["rules"] as Record<string, unknown>[];
+    Object.assign(first[0] ?? {}, { for: "5 minutes" });
+    delete first[1]?.["expr"];
+    assert.deepEqual(checkCustomResource(rule), [
+      '/spec/groups/0/rules/0/for: expected a duration like 30s or 1h5m, got "5 minutes"',
+      "/spec/groups/0/rules/1/expr: required",
+    ]);
   });
 });
 
@@ -280,4 +520,14 @@ test("NOTES.txt: Pod Security, how to knock, and the exit policy in force", () =
   assert.match(remove, /open to everybody/);
   assert.match(remove, /Metrics: Service knockgate-metrics/);
   assert.doesNotMatch(keep + remove, /<no value>|%!/, "no unresolved template values");
+});
+
+test("NOTES.txt names where a door's sequence is kept, never its value", () => {
+  const fromSecret = renderNotes(["--set-json", 'doors=[{"name":"SSH","sequenceFrom":{"secretKeyRef":{"name":"knockgate-doors","key":"ssh"}}}]']);
+  assert.match(fromSecret, /SSH: knock <the sequence in Secret knockgate-doors \(key ssh\)> -> opens 22\/tcp/);
+  assert.match(fromSecret, /knock NODE_ADDRESS <the sequence in Secret knockgate-doors \(key ssh\)>/);
+  const allInSecret = renderNotes(["--set", "existingSecret=knockgate-env", "--set-json", "doors=[]"]);
+  assert.match(allInSecret, /all from Secret knockgate-env \(KNOCK_DOOR_<NAME>_\* keys\)/);
+  assert.match(allInSecret, /knock NODE_ADDRESS <the sequence in KNOCK_DOOR_NAME_SEQUENCE>/);
+  assert.doesNotMatch(fromSecret + allInSecret, /7000|<no value>|%!/);
 });

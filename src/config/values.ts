@@ -31,14 +31,22 @@ function splitList(value: string): string[] {
     .filter((s) => s.length > 0);
 }
 
-/** A knock sequence: "7000,8000:udp,9000" (knockd writes the protocol after a colon). */
+/**
+ * A knock sequence: "7000,8000:udp,9000" (knockd writes the protocol after a colon). A sequence is
+ * a secret, and a wrong one is usually a typo of the right one, so messages say which knock is
+ * wrong and why, never what it says.
+ */
 export function parseSequence(value: string): PortSpec[] {
   const items = splitList(value);
   if (items.length === 0) throw new Error("the sequence is empty; give ports like 7000,8000,9000");
-  return items.map((item) => {
+  return items.map((item, i) => {
+    const knock = `knock ${i + 1} of ${items.length}`;
     const [port = "", proto, extra] = item.split(":");
-    if (extra !== undefined) throw new Error(`"${item}" is not PORT or PORT:PROTO`);
-    return { port: parsePort(port), proto: proto === undefined ? "tcp" : parseProto(proto, item) };
+    if (extra !== undefined) throw new Error(`${knock} is not PORT or PORT:PROTO`);
+    if (!/^\d+$/.test(port)) throw new Error(`${knock} is not a port number`);
+    if (Number(port) < 1 || Number(port) > 65535) throw new Error(`${knock}: the port is out of range 1-65535`);
+    if (proto !== undefined && !(PROTOS as readonly string[]).includes(proto.toLowerCase())) throw new Error(`${knock}: the protocol is not tcp or udp`);
+    return { port: Number(port), proto: (proto?.toLowerCase() ?? "tcp") as Proto };
   });
 }
 

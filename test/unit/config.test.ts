@@ -65,7 +65,7 @@ describe("parseConfig", () => {
       KNOCK_DOOR_SSH_SEQ_TIMEOUT: "soon",
       KNOCK_FIREWALL: "ufw",
     });
-    assert.deepEqual(messagesFor(problems, "KNOCK_DOOR_SSH_SEQUENCE"), ["port 70000 is out of range 1-65535"]);
+    assert.deepEqual(messagesFor(problems, "KNOCK_DOOR_SSH_SEQUENCE"), ["knock 2 of 3: the port is out of range 1-65535"]);
     assert.deepEqual(messagesFor(problems, "KNOCK_DOOR_SSH_SEQ_TIMEOUT"), ['"soon" is not a number of seconds']);
     assert.equal(messagesFor(problems, "KNOCK_FIREWALL").length, 1);
     assert.equal(problems.length, 3);
@@ -79,7 +79,7 @@ describe("parseConfig", () => {
         assert.equal(err.code, "KNOCK_E_CONFIG");
         assert.deepEqual(err.message.split("\n").sort(), [
           'KNOCK_DOOR_SSH_OPEN_FOR: "later" is not a number of seconds',
-          "KNOCK_DOOR_SSH_SEQUENCE: port 70000 is out of range 1-65535",
+          "KNOCK_DOOR_SSH_SEQUENCE: knock 1 of 1: the port is out of range 1-65535",
         ]);
         return true;
       },
@@ -186,7 +186,7 @@ describe("parseConfig", () => {
 
   test("OPEN_FOR=0 with an unparsable close sequence reports only the close sequence", () => {
     const problems = problemsOf({ ...SSH, KNOCK_DOOR_SSH_OPEN_FOR: "0", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,x" });
-    assert.deepEqual(problems, [{ variable: "KNOCK_DOOR_SSH_CLOSE_SEQUENCE", message: '"x" is not a port number' }]);
+    assert.deepEqual(problems, [{ variable: "KNOCK_DOOR_SSH_CLOSE_SEQUENCE", message: "knock 3 of 3 is not a port number" }]);
   });
 
   test("an OPEN_FOR that is not a whole number of seconds is a problem", () => {
@@ -348,7 +348,7 @@ describe("parseConfig", () => {
 
   test("a knock protocol other than tcp or udp is a problem", () => {
     const problems = problemsOf({ KNOCK_DOOR_SSH_SEQUENCE: "7000:icmp" });
-    assert.deepEqual(problems, [{ variable: "KNOCK_DOOR_SSH_SEQUENCE", message: '"7000:icmp": protocol "icmp" is not tcp or udp' }]);
+    assert.deepEqual(problems, [{ variable: "KNOCK_DOOR_SSH_SEQUENCE", message: "knock 1 of 1: the protocol is not tcp or udp" }]);
   });
 });
 

@@ -477,7 +477,7 @@ describe("convert: what cannot be expressed", () => {
         door("c", "sequence = 5,6\ntcpflags = any\n"),
     );
     assert.deepEqual(result.problems, [
-      { line: 2, message: "sequence = 1,99999 — port 99999 is out of range 1-65535; door [a] is not converted" },
+      { line: 2, message: "sequence = 1,99999 — knock 2 of 2: the port is out of range 1-65535; door [a] is not converted" },
       { line: 7, message: `tcpflags = syn,constructor — "constructor" is not a TCP flag; use fin, syn, rst, psh, ack, urg, each optionally with "!"` },
       { line: 12, message: `tcpflags = any — "any" is not a flag to knockd; leave tcpflags out to count packets with any flags` },
     ]);

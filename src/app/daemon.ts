@@ -18,6 +18,7 @@ import type { Check } from "../adapters/http.js";
 import type { Logger } from "../adapters/log.js";
 import type { FirewallOperation, Metrics } from "../adapters/metrics.js";
 import { Reconciler } from "./reconcile.js";
+import { sharedRead, type SharedRead } from "./shared-read.js";
 
 export interface Deps {
   config: Config;
@@ -31,6 +32,8 @@ export interface Deps {
   runHook: HookRunner;
 }
 
+/** How long a look at the kernel for /readyz serves later probes. */
+export const READ_CACHE_MS = 1000;
 /** How often timed-out attempts and expired grants are swept (for the metrics and audit log). */
 const SWEEP_MS = 1000;
 /** At most one "capture dropped packets" warning per this long; the metric has every count. */
@@ -50,8 +53,8 @@ export class Daemon {
   /** Capture time of the packet being handled: knock-to-open runs from here. */
   private packetAt = 0;
   private stopped = false;
-  /** Concurrent probes share one look at the kernel. */
-  private liveCheck: Promise<string[]> | null = null;
+  /** Probes share one look at the kernel per READ_CACHE_MS. */
+  private readonly liveCheck: SharedRead<string[]>;
   /** Drop counts of closed captures per interface (a reopened capture counts from zero). */
   private readonly droppedBefore = new Map<string, number>();
   private droppedWarned = 0;
@@ -60,6 +63,7 @@ export class Daemon {
   constructor(private readonly deps: Deps) {
     this.clock = deps.clock;
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
+    this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);
     const { doors, maxTracked, maxTrackedPerPrefix, sourcePrefixes } = deps.config;
     this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
   }
@@ -127,8 +131,7 @@ export class Daemon {
     const checks = this.deps.interfaces.map((iface) =>
       check(`capture:${iface}`, this.captureErrors.get(iface) ?? (this.captures.get(iface)?.alive() === false ? "interface went away" : null)),
     );
-    this.liveCheck ??= this.deps.firewall.check().finally(() => (this.liveCheck = null));
-    const problems = await this.liveCheck.catch((err: Error) => [err.message]);
+    const problems = await this.liveCheck().catch((err: Error) => [err.message]);
     checks.push(check("firewall", problems.join("; ")));
     checks.push(check("reconcile", this.reconciler.error));
     checks.push(check("grants", this.grantError));
@@ -337,6 +340,8 @@ export class Daemon {
   /** The periodic pass: the firewall as planned, and every capture open. */
   private async reconcile(): Promise<void> {
     await this.reconciler.run(false);
+    // What /readyz last saw may predate a repair just made.
+    this.liveCheck.invalidate();
     const { log } = this.deps;
     for (const iface of this.deps.interfaces) {
       const capture = this.captures.get(iface);

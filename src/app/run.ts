@@ -1,7 +1,8 @@
 /** `knockgate run`: configuration, then firewall, then capture and HTTP; signals and exit policy. */
 import { interfaceLinkType, openCapture } from "../adapters/capture.js";
 import { parseConfig } from "../config/config.js";
-import { Daemon } from "./daemon.js";
+import { Daemon, READ_CACHE_MS } from "./daemon.js";
+import { sharedRead } from "./shared-read.js";
 import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields } from "../core/errors.js";
 import { systemClock } from "../adapters/clock.js";
 import { boundedHooks, dryRunHooks, hookRunner } from "../adapters/hooks.js";
@@ -37,13 +38,20 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const metrics = new Metrics(
     config.doors.map((d) => d.name),
     { version: VERSION, backend: firewall.backend },
-    { tracked: () => daemon?.tracked ?? 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
+    {
+      tracked: () => daemon?.tracked ?? 0,
+      grants: sharedRead(() => firewall.countGrants(), READ_CACHE_MS, systemClock),
+      captureDropped: () => daemon?.captureDropped() ?? new Map(),
+    },
   );
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
   daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook });
   const running = daemon;
-  const server = await startHttp(config.httpAddr, { readiness: () => running.readiness(), registry: metrics.registry });
+  const server = await startHttp(config.httpAddr, {
+    readiness: () => running.readiness(),
+    metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
+  });
   log.info(
     { event: "starting", version: VERSION, doors: config.doors.map((d) => d.name), interfaces, http: `${config.httpAddr.host}:${config.httpAddr.port}` },
     "knockgate starting",

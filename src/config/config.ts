@@ -2,7 +2,9 @@
  * KNOCK_* environment -> validated Config. Pure: reads only the record it is given, and reports
  * every problem at once so a user fixes their env file in one go.
  */
+import { readFileSync } from "node:fs";
 import envVar from "env-var";
+import { resolveSecretFiles, type ReadFile } from "./secret-files.js";
 import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
@@ -35,6 +37,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_RECONCILE_INTERVAL",
   "KNOCK_HOOK_TIMEOUT",
   "KNOCK_HOOK_CONCURRENCY",
+  "KNOCK_METRICS_TOKEN",
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
 ] as const;
@@ -102,14 +105,20 @@ function problemText(variable: string, err: unknown): string {
   return message.replace(/^env-var: /, "").replace(`"${variable}" `, "");
 }
 
-export function parseConfig(env: Readonly<Record<string, string | undefined>>): Config {
-  const problems: ConfigProblem[] = [];
+/**
+ * Reads the KNOCK_* variables of `env`, secrets given as `<VARIABLE>_FILE` through `readFile`.
+ * Throws a ConfigError listing every problem.
+ */
+export function parseConfig(given: Readonly<Record<string, string | undefined>>, readFile: ReadFile = (path) => readFileSync(path, "utf8")): Config {
+  const { env, files, problems } = resolveSecretFiles(given, readFile);
   const reader = envVar.from(env, accessors);
   const read = <T>(variable: string, parse: () => T, fallback: T): T => {
     try {
       return parse();
     } catch (err) {
-      problems.push({ variable, message: problemText(variable, err) });
+      const file = files.get(variable);
+      // A secret from a file is reported under the variable the user set, naming the file.
+      problems.push(file === undefined ? { variable, message: problemText(variable, err) } : { variable: `${variable}_FILE`, message: `${file}: ${problemText(variable, err)}` });
       return fallback;
     }
   };
@@ -220,6 +229,8 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       () => getOr("KNOCK_RECONCILE_INTERVAL", DEFAULTS.KNOCK_RECONCILE_INTERVAL).asSecondsMs(),
       2000,
     ),
+    metricsToken: env["KNOCK_METRICS_TOKEN"] ?? null,
+    secretFiles: Object.fromEntries(files),
     logLevel: read("KNOCK_LOG_LEVEL", () => getOr("KNOCK_LOG_LEVEL", DEFAULTS.KNOCK_LOG_LEVEL).asLogLevel(), "info"),
     logFormat: read("KNOCK_LOG_FORMAT", () => getOr("KNOCK_LOG_FORMAT", DEFAULTS.KNOCK_LOG_FORMAT).asLogFormat(), "json"),
   };

@@ -89,6 +89,10 @@ export interface Config {
   /** Prefix lengths that count as one source network for the per-prefix caps. */
   sourcePrefixes: { v4: number; v6: number };
   hookTimeoutMs: number;
+  /** Bearer token that unlocks the full /metrics (KNOCK_METRICS_TOKEN_FILE); null: public set only. A secret. */
+  metricsToken: string | null;
+  /** Secret variable -> the file its value was read from (for messages that must not show it). */
+  secretFiles: Record<string, string>;
   /** Most ON_OPEN/ON_CLOSE commands running at once; more wait in a bounded queue. */
   hookConcurrency: number;
   logLevel: LogLevel;

@@ -34,6 +34,22 @@ before(() => {
 });
 after(() => removeStaleNamespaces());
 
+/**
+ * /readyz as soon as it answers `status`: a look at the kernel serves probes for up to a second
+ * (READ_CACHE_MS), so a change shows within that, not on the very next probe.
+ */
+async function readyzTurns(lab: Lab, status: number): Promise<{ status: number; body: string }> {
+  const deadline = Date.now() + 2500;
+  for (;;) {
+    const r = await lab.http("/readyz");
+    if (r.status === status || Date.now() > deadline) {
+      assert.equal(r.status, status, r.body);
+      return r;
+    }
+    await sleep(100);
+  }
+}
+
 async function macOf(lab: Lab, where: string, iface: string): Promise<string> {
   const r = await lab.exec(where, ["cat", `/sys/class/net/${iface}/address`]);
   return r.stdout.trim();
@@ -387,11 +403,41 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       const ready = await lab.http("/readyz");
       assert.equal(ready.status, 200, ready.body);
       assert.equal((await lab.exec(lab.server, ["iptables", "-t", "mangle", "-D", "PREROUTING", "-j", "KNOCKGATE"])).code, 0);
-      const broken = await lab.http("/readyz");
-      assert.equal(broken.status, 503);
+      const broken = await readyzTurns(lab, 503);
       assert.match(broken.body, /jump PREROUTING -> KNOCKGATE missing \(IPv4\)/);
       await daemon.waitFor("firewall_repaired", 5000);
       assert.equal((await lab.http("/readyz")).status, 200);
+    }));
+
+  test("unauthenticated /metrics does not move on correct knocks before the grant; the token unlocks the full set", () =>
+    withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-token-"));
+      try {
+        writeFileSync(join(dir, "token"), "metrics-secret\n", { mode: 0o600 });
+        const daemon = await lab.startDaemon(door({ KNOCK_LOG_LEVEL: "debug", KNOCK_METRICS_TOKEN_FILE: join(dir, "token") }));
+        // Process metrics (CPU, heap, event loop) move on their own; the rest must not move on a knock.
+        const publicView = async () =>
+          (await lab.http("/metrics")).body
+            .split("\n")
+            .filter((l) => l.startsWith("knockgate_"))
+            .join("\n");
+        const before = await publicView();
+        assert.doesNotMatch(before, /knockgate_(packets|knocks)_total|knockgate_tracked_sources|capture_dropped/);
+        await lab.knock(SERVER_V4, "7000,8000");
+        await daemon.waitFor("knock", 3000, (l) => l["result"] === "progressed" && l["stage"] === 2);
+        assert.equal(await publicView(), before, "two correct knocks changed nothing an unauthenticated scrape sees");
+        const full = await lab.http("/metrics", { authorization: "Bearer metrics-secret" });
+        assert.equal(full.status, 200);
+        assert.match(full.body, /knockgate_knocks_total\{door="SSH",result="progressed"\} 2/);
+        assert.equal((await lab.http("/metrics", { authorization: "Bearer wrong" })).status, 401);
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("open");
+        assert.match(await publicView(), /knockgate_opens_total\{door="SSH"\} 1/);
+        const output = [...daemon.logs.map((l) => JSON.stringify(l)), ...daemon.stderr].join("\n");
+        assert.doesNotMatch(output, /metrics-secret/, "the token never reaches the output");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }));
 
   test("an ACCEPT inserted above our jump fails /readyz at once and the jump goes back on top", () =>
@@ -401,8 +447,7 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       const bypass = ["iptables", "-t", "mangle", "-I", "PREROUTING", "1", "-p", "tcp", "--dport", String(SERVICE_PORT), "-j", "ACCEPT"];
       assert.equal((await lab.exec(lab.server, bypass)).code, 0);
       assert.equal(await lab.canConnect(SERVER_V4, { timeoutMs: 300 }), true, "the ACCEPT above us opened the port (precondition)");
-      const broken = await lab.http("/readyz");
-      assert.equal(broken.status, 503, broken.body);
+      const broken = await readyzTurns(lab, 503);
       assert.match(broken.body, /jump PREROUTING -> KNOCKGATE is not first \(IPv4\); above it: -A PREROUTING -p tcp -m tcp --dport 22 -j ACCEPT/);
       const repaired = await daemon.waitFor("firewall_repaired", 5000);
       assert.match(String(repaired["changes"]), /is not first/);
@@ -507,12 +552,21 @@ function metric(text: string, series: string): number {
 describe("metrics", { concurrency: false }, () => {
   test("/metrics counters, gauges and the knock-to-open histogram move with a real knock", () =>
     withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-token-"));
+      try {
+      writeFileSync(join(dir, "token"), "t0ken");
       await lab.startService();
-      const daemon = await lab.startDaemon(door());
-      const before = (await lab.http("/metrics")).body;
+      const daemon = await lab.startDaemon(door({ KNOCK_METRICS_TOKEN_FILE: join(dir, "token") }));
+      const scrape = async () => (await lab.http("/metrics", { authorization: "Bearer t0ken" })).body;
+      const before = await scrape();
       await lab.knock(SERVER_V4, SEQ);
       await daemon.waitFor("open");
-      const after = (await lab.http("/metrics")).body;
+      // The grant count is a kernel read that scrapes share for a second.
+      let after = await scrape();
+      for (const deadline = Date.now() + 2500; metric(after, 'knockgate_grants{door="SSH"}') !== 1 && Date.now() < deadline; ) {
+        await sleep(200);
+        after = await scrape();
+      }
       const delta = (name: string) => metric(after, name) - metric(before, name);
       assert.equal(delta('knockgate_opens_total{door="SSH"}'), 1);
       assert.equal(delta('knockgate_knocks_total{door="SSH",result="completed"}'), 1);
@@ -527,5 +581,8 @@ describe("metrics", { concurrency: false }, () => {
       assert.match(after, /knockgate_build_info\{version="[^"]+",backend="iptables-nft",nodejs="v20/);
       assert.match(after, /process_resident_memory_bytes \d+/);
       assert.doesNotMatch(after, new RegExp(CLIENT_V4.replaceAll(".", "\\.")), "no label may carry an address");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }));
 });

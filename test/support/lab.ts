@@ -233,8 +233,8 @@ export class Lab {
   }
 
   /** GET on the daemon's HTTP endpoint, from inside the server namespace. */
-  async http(path: string): Promise<{ status: number; body: string }> {
-    const script = `fetch("http://${HTTP_ADDR}${path}").then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))`;
+  async http(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+    const script = `fetch("http://${HTTP_ADDR}${path}", { headers: ${JSON.stringify(headers)} }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))`;
     const r = await this.exec(this.server, [process.execPath, "-e", script]);
     if (r.code !== 0) throw new Error(`GET ${path} failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as { status: number; body: string };

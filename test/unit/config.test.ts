@@ -400,3 +400,70 @@ test("per-prefix tracking: KNOCK_MAX_TRACKED_PER_PREFIX and the prefix lengths, 
     ["KNOCK_MAX_TRACKED_PER_PREFIX", "KNOCK_SOURCE_PREFIX_V4", "KNOCK_SOURCE_PREFIX_V6"],
   );
 });
+
+describe("secrets from files (<VARIABLE>_FILE)", () => {
+  const files: Record<string, string> = {
+    "/run/secrets/seq": "7000,8000,9000\n",
+    "/run/secrets/close": "9000,8000,7000",
+    "/run/secrets/empty": " \n",
+    "/run/secrets/bad": "7000,99999,9000\n",
+    "/run/secrets/token": "s3cret-token\n",
+  };
+  const readFile = (path: string): string => {
+    const text = files[path];
+    if (text === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: "ENOENT" });
+    return text;
+  };
+  const problemsWith = (env: Record<string, string>): readonly ConfigProblem[] => {
+    try {
+      parseConfig(env, readFile);
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      return err.problems;
+    }
+    assert.fail("accepted");
+  };
+
+  test("a door's sequences can come from files, with the trailing newline dropped, and the files are remembered", () => {
+    const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE_FILE: "/run/secrets/seq", KNOCK_DOOR_SSH_CLOSE_SEQUENCE_FILE: "/run/secrets/close" }, readFile);
+    const door = onlyDoor(config);
+    assert.deepEqual(door.sequence.map((p) => p.port), [7000, 8000, 9000]);
+    assert.deepEqual(door.closeSequence?.map((p) => p.port), [9000, 8000, 7000]);
+    assert.deepEqual(config.secretFiles, { KNOCK_DOOR_SSH_SEQUENCE: "/run/secrets/seq", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "/run/secrets/close" });
+  });
+
+  test("both forms at once, an unreadable file and an empty file are problems naming the file", () => {
+    assert.deepEqual(problemsWith({ KNOCK_DOOR_SSH_SEQUENCE: "1,2,3", KNOCK_DOOR_SSH_SEQUENCE_FILE: "/run/secrets/seq" }), [
+      { variable: "KNOCK_DOOR_SSH_SEQUENCE_FILE", message: "KNOCK_DOOR_SSH_SEQUENCE is set too; give the secret one way, not both" },
+    ]);
+    assert.deepEqual(
+      problemsWith({ ...SSH, KNOCK_DOOR_SSH_CLOSE_SEQUENCE_FILE: "/run/secrets/missing" }),
+      [{ variable: "KNOCK_DOOR_SSH_CLOSE_SEQUENCE_FILE", message: "cannot read /run/secrets/missing (ENOENT)" }],
+    );
+    assert.deepEqual(
+      problemsWith({ ...SSH, KNOCK_DOOR_SSH_CLOSE_SEQUENCE_FILE: "/run/secrets/empty" }),
+      [{ variable: "KNOCK_DOOR_SSH_CLOSE_SEQUENCE_FILE", message: "/run/secrets/empty is empty" }],
+    );
+  });
+
+  test("a bad sequence from a file is reported under the _FILE variable, with the path and without the value", () => {
+    const problems = problemsWith({ KNOCK_DOOR_SSH_SEQUENCE_FILE: "/run/secrets/bad" });
+    assert.deepEqual(problems, [{ variable: "KNOCK_DOOR_SSH_SEQUENCE_FILE", message: "/run/secrets/bad: knock 2 of 3: the port is out of range 1-65535" }]);
+    assert.doesNotMatch(JSON.stringify(problems), /99999|7000|9000/);
+  });
+
+  test("the metrics token is read from a file only", () => {
+    assert.equal(parseConfig({ ...SSH, KNOCK_METRICS_TOKEN_FILE: "/run/secrets/token" }, readFile).metricsToken, "s3cret-token");
+    assert.equal(parseConfig(SSH, readFile).metricsToken, null);
+    const problems = problemsWith({ ...SSH, KNOCK_METRICS_TOKEN: "in-the-environment" });
+    assert.deepEqual(
+      problems.map((p) => p.variable),
+      ["KNOCK_METRICS_TOKEN"],
+    );
+    assert.match(problems[0]?.message ?? "", /KNOCK_METRICS_TOKEN_FILE/);
+  });
+
+  test("_FILE is only for secrets: another setting with it is an unknown variable", () => {
+    assert.match(messagesFor(problemsWith({ ...SSH, KNOCK_LOG_LEVEL_FILE: "/run/secrets/seq" }), "KNOCK_LOG_LEVEL_FILE")[0] ?? "", /unknown variable/);
+  });
+});

@@ -1,5 +1,7 @@
 /** The firewall port: what the daemon needs from a backend, whichever it is. */
 import type { Door, Family } from "../../core/types.js";
+import type { Logger } from "../log.js";
+import { patientRunner, type Runner } from "./exec.js";
 
 export interface Firewall {
   /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */
@@ -30,4 +32,42 @@ export async function grantsPerDoor(
   const counts = new Map<string, number>();
   for (const door of doors) counts.set(door.name, (await countSet(door.name, 4)) + (await countSet(door.name, 6)));
   return counts;
+}
+
+/**
+ * How both backends make their big changes. One at a time: a periodic reconcile still in flight when
+ * removal starts reads a half-removed firewall and puts back the jump that removal just deleted, so
+ * deleting the chain fails ("Device or resource busy") and the daemon exits 70 with objects left.
+ * And with transient tool failures retried where one costs the most: the install and removal.
+ */
+export class ChangeQueue {
+  private last: Promise<unknown> = Promise.resolve();
+  private installed = false;
+  private readonly patient: Runner;
+
+  constructor(
+    private readonly run: Runner,
+    log: Logger,
+  ) {
+    this.patient = patientRunner(run, log);
+  }
+
+  /** Retries transient failures until a reconcile has succeeded once: that one is the install at start. */
+  reconcile<T>(pass: (run: Runner) => Promise<T>): Promise<T> {
+    return this.next(async () => {
+      const result = await pass(this.installed ? this.run : this.patient);
+      this.installed = true;
+      return result;
+    });
+  }
+
+  remove(removal: (run: Runner) => Promise<void>): Promise<void> {
+    return this.next(() => removal(this.patient));
+  }
+
+  private next<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.last.then(change);
+    this.last = result.catch(() => undefined);
+    return result;
+  }
 }

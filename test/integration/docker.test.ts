@@ -143,7 +143,7 @@ describe("container image", { concurrency: false }, () => {
 
     assert.equal(await inspect(IMAGE, "{{json .Config.Entrypoint}}"), '["tini","--","node","/app/dist/src/cli/main.js"]');
     assert.equal(await inspect(IMAGE, "{{json .Config.Cmd}}"), '["run"]');
-    assert.match(await inspect(IMAGE, "{{json .Config.Healthcheck.Test}}"), /"node","\/app\/dist\/src\/cli.js","healthcheck"/);
+    assert.match(await inspect(IMAGE, "{{json .Config.Healthcheck.Test}}"), /"node","\/app\/dist\/src\/cli\/main.js","healthcheck"/);
 
     const version = await must(["docker", "run", "--rm", "--network", "none", IMAGE, "version"]);
     assert.equal(version.trim(), `knockgate ${PKG.version}`);

@@ -13,12 +13,13 @@ const MAX_QUEUED_LOG_BYTES = 16 * 1024 * 1024;
 /** Every logger made here, so the process can write out what they queued before it exits. */
 const loggers = new Set<Logger>();
 
-export function createLogger(config: Pick<Config, "logLevel" | "logFormat">): Logger {
+/** Logs to stdout, or to stderr (fd 2) for a command whose stdout is its result. */
+export function createLogger(config: Pick<Config, "logLevel" | "logFormat">, fd: 1 | 2 = 1): Logger {
   const options = { level: config.logLevel, base: { name: "knockgate" } };
   const log =
     config.logFormat === "pretty"
-      ? pino({ ...options, transport: { target: "pino-pretty", options: { destination: 1 } } })
-      : pino(options, pino.destination({ dest: 1, sync: false, maxLength: MAX_QUEUED_LOG_BYTES }));
+      ? pino({ ...options, transport: { target: "pino-pretty", options: { destination: fd } } })
+      : pino(options, pino.destination({ dest: fd, sync: false, maxLength: MAX_QUEUED_LOG_BYTES }));
   loggers.add(log);
   return log;
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { runConvert } from "./convert/command.js";
 import { EXIT_CONFIG, EXIT_SOFTWARE, EXIT_USAGE, ConfigError } from "../core/errors.js";
-import { flushLogs } from "../adapters/log.js";
+import { createLogger, flushLogs } from "../adapters/log.js";
 import { runDaemon } from "../app/run.js";
 import { runKnock } from "./knock.js";
 import { removeEverything } from "../adapters/firewall/index.js";
@@ -50,8 +50,10 @@ async function main(argv: string[]): Promise<number> {
         stderr: (text) => process.stderr.write(text),
       });
     case "cleanup": {
-      const removed = await removeEverything();
+      // Stdout is for the result line; retries of transient failures are logged on stderr.
+      const removed = await removeEverything(createLogger({ logLevel: "warn", logFormat: "json" }, 2));
       process.stdout.write(`removed knockgate objects from: ${removed.join(", ") || "nothing (no firewall tools found)"}\n`);
+      await flushLogs();
       return 0;
     }
     case "healthcheck":

@@ -21,6 +21,7 @@ import {
   HOST_V4,
   OTHER_V4,
   ROOT,
+  RUN_NAME,
   TEST_DOOR,
   containerLogs,
   hostVariant,
@@ -43,8 +44,8 @@ const MAX_ADDED_BYTES = 60 * 1000 * 1000;
 const PROTECTED = 22222;
 const KNOCKS = ["7101", "7102", "7103"];
 const HTTP_ADDR = "127.0.0.1:29180";
-const PROJECT = `kgtest${process.pid}`;
-const CONTAINERS = { keep: `kgtest-${process.pid}-keep`, hardened: `kgtest-${process.pid}-hardened` };
+const PROJECT = RUN_NAME;
+const CONTAINERS = { keep: `${RUN_NAME}-keep`, hardened: `${RUN_NAME}-hardened` };
 const PKG = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
 
 const net = new ClientNet();
@@ -142,7 +143,7 @@ describe("container image", { concurrency: false }, () => {
 
     assert.equal(await inspect(IMAGE, "{{json .Config.Entrypoint}}"), '["tini","--","node","/app/dist/src/cli/main.js"]');
     assert.equal(await inspect(IMAGE, "{{json .Config.Cmd}}"), '["run"]');
-    assert.match(await inspect(IMAGE, "{{json .Config.Healthcheck.Test}}"), /"node","\/app\/dist\/src\/cli.js","healthcheck"/);
+    assert.match(await inspect(IMAGE, "{{json .Config.Healthcheck.Test}}"), /"node","\/app\/dist\/src\/cli\/main.js","healthcheck"/);
 
     const version = await must(["docker", "run", "--rm", "--network", "none", IMAGE, "version"]);
     assert.equal(version.trim(), `knockgate ${PKG.version}`);

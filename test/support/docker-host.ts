@@ -8,11 +8,14 @@
  * - the test refuses to start when the root namespace already holds knockgate objects (a knockgate of
  *   the developer's, e.g. the compose demo), and afterwards removes exactly what it made: our jumps,
  *   chains and sets, and the empty mangle tables that iptables-nft created if they were not there.
+ * Containers are named `${RUN_NAME}-...` (compose's too: RUN_NAME is the project), so that a failing
+ * test can print the last log lines of the containers it started.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { explainFailures, tail } from "./failure-report.js";
 
 export const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 export const CLI = `${ROOT}dist/src/cli/main.js`;
@@ -23,6 +26,8 @@ export const HOST_V4 = "198.18.200.1";
 export const CLIENT_V4 = "198.18.200.2";
 export const OTHER_V4 = "198.18.200.3";
 export const NETNS_PREFIX = "kgdock-";
+/** Prefix of this run's container names, and its compose project name. */
+export const RUN_NAME = `kgtest-${process.pid}`;
 /** The door name marks the test's own firewall objects (sets knockgate-KGDOCKERTEST-4/6). */
 export const TEST_DOOR = "KGDOCKERTEST";
 
@@ -68,12 +73,12 @@ function quiet(argv: string[]): void {
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Polls until check() returns a value (not undefined) or the time is up. */
-export async function waitUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, explain?: () => Promise<string>): Promise<T> {
+export async function waitUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${explain ? `\n${await explain()}` : ""}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(200);
   }
 }
@@ -282,10 +287,34 @@ export function waitForEvent(name: string, event: string, opts: { count?: number
       const found = (await containerLogs(name)).filter((l) => l.event === event && (opts.match?.(l) ?? true));
       return found.length >= count ? found[count - 1] : undefined;
     },
-    async () => (await run(["docker", "logs", "--tail", "40", name])).stdout + (await run(["docker", "logs", "--tail", "40", name])).stderr,
   );
 }
 
 export async function inspect(name: string, format: string): Promise<string> {
   return (await must(["docker", "inspect", "-f", format, name], { timeoutMs: 20_000 })).trim();
 }
+
+async function runContainers(): Promise<string[]> {
+  const r = await run(["docker", "ps", "-a", "--filter", `name=^${RUN_NAME}-`, "--format", "{{.Names}}"], { timeoutMs: 20_000 });
+  return r.stdout.split("\n").filter(Boolean);
+}
+
+/** Containers of this run from before the running test: a failed test leaves its own behind. */
+let containersBefore = new Set<string>();
+
+explainFailures(
+  async () => {
+    containersBefore = new Set(await runContainers());
+  },
+  async () => {
+    const lines: string[] = [];
+    for (const name of await runContainers()) {
+      if (containersBefore.has(name)) continue;
+      const state = await run(["docker", "inspect", "-f", "{{.State.Status}}, exit code {{.State.ExitCode}}", name], { timeoutMs: 20_000 });
+      const logs = await run(["docker", "logs", name], { timeoutMs: 20_000 });
+      const split = (text: string) => text.split("\n").filter(Boolean);
+      lines.push(...tail(`container ${name} (${state.stdout.trim()}), stdout`, split(logs.stdout)), ...tail(`container ${name}, stderr`, split(logs.stderr)));
+    }
+    return lines;
+  },
+);

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { execRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
 import type { Request } from "./agent.js";
+import { explainFailures, tail } from "./failure-report.js";
 import { killNamespace } from "./netns.js";
 
 const PREFIX = "kgt-";
@@ -27,6 +28,15 @@ export const HTTP_ADDR = `${SERVER_V4}:9180`;
 
 let counter = 0;
 const live = new Set<Lab>();
+/** Daemons the running test started, whichever lab they ran in. */
+let daemonsOfTest: DaemonProcess[] = [];
+
+explainFailures(
+  () => {
+    daemonsOfTest = [];
+  },
+  () => daemonsOfTest.flatMap((d, i) => d.lastWords(`daemon ${i + 1}`)),
+);
 
 function ns(args: string[]): void {
   execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -95,9 +105,7 @@ export class DaemonProcess {
       const found = this.logs.find((l) => l.event === event && match(l));
       if (found) return found;
       const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new Error(`no "${event}" log within ${timeoutMs} ms; logs:\n${this.logs.map((l) => JSON.stringify(l)).join("\n")}\n${this.stderr.join("\n")}`);
-      }
+      if (left <= 0) throw new Error(`no "${event}" log within ${timeoutMs} ms (the daemon's last log lines follow the failure)`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -116,6 +124,16 @@ export class DaemonProcess {
 
   get exitCode(): Promise<number> {
     return this.exited;
+  }
+
+  /** How it ended, and the last of what it logged and wrote to stderr. */
+  lastWords(title: string): string[] {
+    const { exitCode, signalCode } = this.child;
+    const state = exitCode !== null ? `exit code ${exitCode}` : signalCode !== null ? `signal ${signalCode}` : "running";
+    return [
+      ...tail(`${title} (${state}), log`, this.logs.map((l) => JSON.stringify(l))),
+      ...tail(`${title}, stderr`, this.stderr),
+    ];
   }
 }
 
@@ -184,6 +202,7 @@ export class Lab {
     const defined = Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined));
     const child = this.spawnIn(this.server, [process.execPath, CLI, "run"], defined);
     const daemon = new DaemonProcess(child);
+    daemonsOfTest.push(daemon);
     if (waitReady) await daemon.waitFor("ready");
     return daemon;
   }

@@ -3,7 +3,9 @@
  * a command line unvalidated: addresses come from the decoder as canonical IP text.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { FirewallError } from "../../core/errors.js";
+import type { Logger } from "../log.js";
 
 export interface RunResult {
   stdout: string;
@@ -34,6 +36,36 @@ export async function mustRun(run: Runner, argv: readonly string[], input?: stri
   const r = await run(argv, input);
   if (r.code !== 0) throw new FirewallError(`exit code ${r.code}`, argv, r.stderr);
   return r.stdout;
+}
+
+/** Pauses before the second and the third try of a command that failed transiently. */
+const RETRY_DELAYS_MS: readonly number[] = [100, 300];
+
+/**
+ * Failures that pass by themselves: another process holds the xtables lock (iptables exits 4,
+ * EAGAIN); a set still referenced while the kernel finishes removing the rule that used it; netlink
+ * busy (EBUSY, EAGAIN) or interrupted (EINTR). Bad syntax, a missing object or a missing
+ * capability are no such thing.
+ */
+const TRANSIENT = /xtables lock|resource temporarily unavailable|resource busy|in use by a kernel component|interrupted system call/i;
+
+/**
+ * A Runner that runs a command again, after a short pause, while it fails transiently: for the
+ * install at start and for removal, where one such failure would end the daemon or leave objects
+ * behind. Each retry is logged at warn with the command and its stderr.
+ */
+export function patientRunner(run: Runner, log: Logger, delaysMs: readonly number[] = RETRY_DELAYS_MS): Runner {
+  return async (argv, input) => {
+    for (const delay of delaysMs) {
+      const r = await run(argv, input);
+      if (r.code === 0 || !TRANSIENT.test(r.stderr)) return r;
+      const command = argv.join(" ");
+      const stderr = r.stderr.trim();
+      log.warn({ event: "firewall_retry", command, code: r.code, stderr, retry_in_ms: delay }, `${command} failed (${stderr}); trying again in ${delay} ms`);
+      await sleep(delay);
+    }
+    return run(argv, input);
+  };
 }
 
 /** How a long-lived tool says that one command is done. */

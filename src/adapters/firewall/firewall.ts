@@ -1,6 +1,8 @@
 /** The firewall port: what the daemon needs from a backend, whichever it is. */
 import type { KernelGrant } from "../../core/firewall/plan.js";
 import type { Door, Family } from "../../core/types.js";
+import type { Logger } from "../log.js";
+import { patientRunner, type Runner } from "./exec.js";
 
 export interface ListedGrant extends KernelGrant {
   door: string;
@@ -47,4 +49,42 @@ export async function listPerDoor(doors: readonly Door[], readSet: (door: string
     for (const family of [4, 6] as const) for (const g of await readSet(door.name, family)) all.push({ ...g, door: door.name, family });
   }
   return all;
+}
+
+/**
+ * How both backends make their big changes. One at a time: a periodic reconcile still in flight when
+ * removal starts reads a half-removed firewall and puts back the jump that removal just deleted, so
+ * deleting the chain fails ("Device or resource busy") and the daemon exits 70 with objects left.
+ * And with transient tool failures retried where one costs the most: the install and removal.
+ */
+export class ChangeQueue {
+  private last: Promise<unknown> = Promise.resolve();
+  private installed = false;
+  private readonly patient: Runner;
+
+  constructor(
+    private readonly run: Runner,
+    log: Logger,
+  ) {
+    this.patient = patientRunner(run, log);
+  }
+
+  /** Retries transient failures until a reconcile has succeeded once: that one is the install at start. */
+  reconcile<T>(pass: (run: Runner) => Promise<T>): Promise<T> {
+    return this.next(async () => {
+      const result = await pass(this.installed ? this.run : this.patient);
+      this.installed = true;
+      return result;
+    });
+  }
+
+  remove(removal: (run: Runner) => Promise<void>): Promise<void> {
+    return this.next(() => removal(this.patient));
+  }
+
+  private next<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.last.then(change);
+    this.last = result.catch(() => undefined);
+    return result;
+  }
 }

@@ -5,7 +5,7 @@ import type { Config } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
 import { DryRunFirewall } from "./dry-run.js";
-import { execRunner, type Runner } from "./exec.js";
+import { execRunner, patientRunner, type Runner } from "./exec.js";
 import type { Firewall } from "./firewall.js";
 import { IptablesFirewall, removeIptables } from "./iptables.js";
 import { NftablesFirewall, removeNftables } from "./nftables.js";
@@ -18,14 +18,18 @@ export async function createFirewall(config: Config, log: Logger, clock: Clock, 
   const choice = config.firewall === "auto" ? (hasIptables ? "iptables" : "nftables") : config.firewall;
   if (choice === "iptables") {
     if (!hasIptables) throw new FirewallError("KNOCK_FIREWALL=iptables needs iptables and ipset on PATH", [], "");
-    return new IptablesFirewall(config, await detectVariant(run), run);
+    return new IptablesFirewall(config, await detectVariant(run), run, log);
   }
   if (!(await onPath("nft"))) throw new FirewallError("KNOCK_FIREWALL=nftables needs nft on PATH", [], "");
-  return new NftablesFirewall(config, run);
+  return new NftablesFirewall(config, run, log);
 }
 
-/** `knockgate cleanup`: every object of ours in every backend present, whatever the configuration says. */
-export async function removeEverything(run: Runner = execRunner): Promise<string[]> {
+/**
+ * `knockgate cleanup`: every object of ours in every backend present, whatever the configuration
+ * says; transient failures are retried, each retry logged.
+ */
+export async function removeEverything(log: Logger, runOnce: Runner = execRunner): Promise<string[]> {
+  const run = patientRunner(runOnce, log);
   const removed: string[] = [];
   if (await onPath("ipset")) {
     for (const variant of ["nft", "legacy"] as IptablesVariant[]) {

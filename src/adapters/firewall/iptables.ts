@@ -2,8 +2,9 @@
 import { isIP } from "node:net";
 import type { Config, Door, Family } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
+import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
+import { ChangeQueue, grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
 import type { IptablesVariant } from "./detect.js";
 import {
   CHAIN,
@@ -34,13 +35,16 @@ export class IptablesFirewall implements Firewall {
   readonly backend: string;
   // stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe.
   private readonly ipset = new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+  private readonly changes: ChangeQueue;
 
   constructor(
     private readonly config: Config,
     private readonly variant: IptablesVariant,
     private readonly run: Runner,
+    log: Logger,
   ) {
     this.backend = `iptables-${variant}`;
+    this.changes = new ChangeQueue(run, log);
   }
 
   private tool(family: Family, suffix = ""): string {
@@ -48,26 +52,28 @@ export class IptablesFirewall implements Firewall {
   }
 
   async check(): Promise<string[]> {
-    return (await this.inspect()).map((f) => f.problem);
+    return (await this.inspect(this.run)).map((f) => f.problem);
   }
 
-  async reconcile(): Promise<string[]> {
-    const findings = await this.inspect();
-    for (const f of findings) await f.repair();
-    if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets();
-    this.ipset.open();
-    return findings.map((f) => f.problem);
+  reconcile(): Promise<string[]> {
+    return this.changes.reconcile(async (run) => {
+      const findings = await this.inspect(run);
+      for (const f of findings) await f.repair();
+      if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
+      this.ipset.open();
+      return findings.map((f) => f.problem);
+    });
   }
 
   /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */
-  private async inspect(): Promise<Finding[]> {
+  private async inspect(run: Runner): Promise<Finding[]> {
     const findings: Finding[] = [];
-    const sizes = await this.setSizes();
+    const sizes = await this.setSizes(run);
     const missing = this.wantedSets().filter((n) => !sizes.has(n));
     if (missing.length > 0) {
       findings.push({
         problem: `sets missing: ${missing.join(", ")}`,
-        repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config)),
+        repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config)),
       });
     }
     for (const family of FAMILIES) {
@@ -75,11 +81,11 @@ export class IptablesFirewall implements Firewall {
       const expected = expectedAllowMembers(this.config, family);
       const size = sizes.get(name) ?? 0;
       // Members are read only when the count cannot tell: with no KNOCK_ALLOW, never.
-      const differs = size !== expected.length || (size > 0 && (await this.setMembers(name)).join(",") !== expected.join(","));
+      const differs = size !== expected.length || (size > 0 && (await this.setMembers(run, name)).join(",") !== expected.join(","));
       if (differs) {
         findings.push({
           problem: `set ${name} differs from KNOCK_ALLOW`,
-          repair: () => mustRun(this.run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family)),
+          repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family)),
         });
       }
     }
@@ -87,11 +93,11 @@ export class IptablesFirewall implements Firewall {
       const iptables = this.tool(family);
       const plan = iptablesChainPlan(this.config, family);
       // One read of the mangle table shows both our chain and the jumps to it.
-      const { chain, rules, jumps, firstPrerouting } = mangleView(await mustRun(this.run, [this.tool(family, "-save"), "-t", "mangle"]));
+      const { chain, rules, jumps, firstPrerouting } = mangleView(await mustRun(run, [this.tool(family, "-save"), "-t", "mangle"]));
       if (!chain || rules.length !== plan.ruleCount || !rules.some((r) => r.includes(planMarker(this.config)))) {
         findings.push({
           problem: !chain ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
-          repair: () => mustRun(this.run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore),
+          repair: () => mustRun(run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore),
           rewroteChain: true,
         });
       }
@@ -100,7 +106,7 @@ export class IptablesFirewall implements Firewall {
         findings.push({
           problem: `jump PREROUTING -> ${CHAIN} missing (IPv${family})`,
           // First, so nobody's earlier ACCEPT in mangle can bypass the protection.
-          repair: () => mustRun(this.run, jumpFirst),
+          repair: () => mustRun(run, jumpFirst),
         });
       } else if (jumps > 1 || firstPrerouting !== JUMP_RULE) {
         findings.push({
@@ -110,8 +116,8 @@ export class IptablesFirewall implements Firewall {
               : `jump PREROUTING -> ${CHAIN} is not first (IPv${family}); above it: ${firstPrerouting ?? "?"}`,
           // Every jump out, then one back on top: the order of PREROUTING is ours to keep first.
           repair: async () => {
-            for (let n = jumps; n > 0; n--) await mustRun(this.run, [iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
-            await mustRun(this.run, jumpFirst);
+            for (let n = jumps; n > 0; n--) await mustRun(run, [iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
+            await mustRun(run, jumpFirst);
           },
         });
       }
@@ -124,20 +130,20 @@ export class IptablesFirewall implements Firewall {
   }
 
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
-  private async destroyStaleSets(): Promise<void> {
+  private async destroyStaleSets(run: Runner): Promise<void> {
     const wanted = new Set(this.wantedSets());
-    for (const name of (await this.setSizes()).keys()) {
-      if (isOurIpset(name) && !wanted.has(name)) await this.run(["ipset", "destroy", name]);
+    for (const name of (await this.setSizes(run)).keys()) {
+      if (isOurIpset(name) && !wanted.has(name)) await run(["ipset", "destroy", name]);
     }
   }
 
   /** Every set and its entry count in one exec: the reconcile loop runs it every few seconds. */
-  private async setSizes(): Promise<Map<string, number>> {
-    return ipsetSizes(await mustRun(this.run, ["ipset", "list", "-t"]));
+  private async setSizes(run: Runner): Promise<Map<string, number>> {
+    return ipsetSizes(await mustRun(run, ["ipset", "list", "-t"]));
   }
 
-  private async setMembers(name: string): Promise<string[]> {
-    return ipsetMembers(await mustRun(this.run, ["ipset", "list", name]))
+  private async setMembers(run: Runner, name: string): Promise<string[]> {
+    return ipsetMembers(await mustRun(run, ["ipset", "list", name]))
       .map((m) => m.src)
       .sort();
   }
@@ -164,7 +170,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   async countGrants(): Promise<Map<string, number>> {
-    const sizes = await this.setSizes();
+    const sizes = await this.setSizes(this.run);
     return grantsPerDoor(this.config.doors, (door, family) => sizes.get(ipsetName(door, family)) ?? 0);
   }
 
@@ -174,7 +180,7 @@ export class IptablesFirewall implements Firewall {
 
   async remove(): Promise<void> {
     this.ipset.close();
-    await removeIptables(this.run, this.variant);
+    await this.changes.remove((run) => removeIptables(run, this.variant));
   }
 
   close(): void {

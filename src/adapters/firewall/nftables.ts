@@ -1,8 +1,9 @@
 /** nftables backend: one table of our own, `inet knockgate`, with timeout sets for grants. */
 import type { Config, Door, Family } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
+import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
+import { ChangeQueue, grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
 import { checkedAddress } from "./iptables.js";
 import {
   FAMILIES,
@@ -56,15 +57,23 @@ export class NftablesFirewall implements Firewall {
    */
   private queue: Batch[] = [];
   private draining = false;
+  private readonly changes: ChangeQueue;
 
   constructor(
     private readonly config: Config,
     private readonly run: Runner,
-  ) {}
+    log: Logger,
+  ) {
+    this.changes = new ChangeQueue(run, log);
+  }
 
-  async check(): Promise<string[]> {
+  check(): Promise<string[]> {
+    return this.problems(this.run);
+  }
+
+  private async problems(run: Runner): Promise<string[]> {
     // --terse leaves out set elements: the listing stays small however many grants there are.
-    const table = await this.run(["nft", "-t", "list", "table", "inet", NFT_TABLE]);
+    const table = await run(["nft", "-t", "list", "table", "inet", NFT_TABLE]);
     if (table.code !== 0) return [`table inet ${NFT_TABLE} missing`];
     const problems: string[] = [];
     const sets = [NFT_ACK_SET, ...FAMILIES.flatMap((f) => [nftAllowName(f), ...this.config.doors.map((d) => nftSetName(d.name, f))])];
@@ -79,11 +88,13 @@ export class NftablesFirewall implements Firewall {
   }
 
   /** One transaction puts everything back; grants in existing sets are kept. */
-  async reconcile(): Promise<string[]> {
-    const problems = await this.check();
-    if (problems.length > 0) await mustRun(this.run, ["nft", "-f", "-"], nftPlan(this.config).script);
-    this.nft.open();
-    return problems;
+  reconcile(): Promise<string[]> {
+    return this.changes.reconcile(async (run) => {
+      const problems = await this.problems(run);
+      if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
+      this.nft.open();
+      return problems;
+    });
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {
@@ -145,7 +156,7 @@ export class NftablesFirewall implements Firewall {
 
   async remove(): Promise<void> {
     this.nft.close();
-    await removeNftables(this.run);
+    await this.changes.remove(removeNftables);
   }
 
   close(): void {

@@ -6,6 +6,9 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
 import type { Request } from "./agent.js";
@@ -25,6 +28,11 @@ export const SERVER_V6 = "fd00:198:18::1";
 export const CLIENT_V6 = "fd00:198:18::2";
 export const SERVICE_PORT = 22;
 export const HTTP_ADDR = `${SERVER_V4}:9180`;
+/** Every daemon the lab starts serves its full /metrics to this token (see Lab#metrics). */
+const METRICS_TOKEN = `lab-token-${process.pid}`;
+const METRICS_TOKEN_FILE = join(tmpdir(), `knockgate-lab-${process.pid}.token`);
+writeFileSync(METRICS_TOKEN_FILE, METRICS_TOKEN, { mode: 0o600 });
+process.on("exit", () => rmSync(METRICS_TOKEN_FILE, { force: true }));
 
 let counter = 0;
 const live = new Set<Lab>();
@@ -198,7 +206,7 @@ export class Lab {
    * defaults (interface, HTTP address, debug logs) can be overridden, or dropped with `undefined`.
    */
   async startDaemon(env: Record<string, string | undefined>, waitReady = true): Promise<DaemonProcess> {
-    const merged = { KNOCK_INTERFACE: this.serverIface, KNOCK_HTTP_ADDR: HTTP_ADDR, KNOCK_LOG_LEVEL: "debug", ...env };
+    const merged = { KNOCK_INTERFACE: this.serverIface, KNOCK_HTTP_ADDR: HTTP_ADDR, KNOCK_LOG_LEVEL: "debug", KNOCK_METRICS_TOKEN_FILE: METRICS_TOKEN_FILE, ...env };
     const defined = Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined));
     const child = this.spawnIn(this.server, [process.execPath, CLI, "run"], defined);
     const daemon = new DaemonProcess(child);
@@ -257,6 +265,13 @@ export class Lab {
     const r = await this.exec(this.server, [process.execPath, "-e", script]);
     if (r.code !== 0) throw new Error(`GET ${path} failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as { status: number; body: string };
+  }
+
+  /** The full /metrics text, as an authenticated scrape sees it. */
+  async metrics(): Promise<string> {
+    const r = await this.http("/metrics", { authorization: `Bearer ${METRICS_TOKEN}` });
+    if (r.status !== 200) throw new Error(`GET /metrics with the lab's token: ${r.status} ${r.body}`);
+    return r.body;
   }
 
   /** The server namespace's whole ruleset as the tools print it (for byte-for-byte comparisons). */

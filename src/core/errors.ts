@@ -26,6 +26,14 @@ export class ConfigError extends KnockError {
   }
 }
 
+/** A command line that cannot be run as given: an unknown option, a stray or missing argument. */
+export class UsageError extends KnockError {
+  constructor(message: string) {
+    super("KNOCK_E_USAGE", message);
+    this.name = "UsageError";
+  }
+}
+
 export class FirewallError extends KnockError {
   constructor(
     message: string,

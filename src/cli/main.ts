@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-/** Entry point: `knockgate [run] | knock | convert | cleanup | healthcheck | version | help`. */
+/** Entry point: `knockgate [run] | check | knock | convert | cleanup | healthcheck | version | help`. */
 import { readFileSync } from "node:fs";
 import { CONVERT_USAGE, runConvert } from "./convert.js";
+import { CHECK_OPTIONS, CHECK_USAGE, runCheck } from "./check.js";
 import { command, type Command } from "./command.js";
 import { EXIT_CONFIG, EXIT_SOFTWARE, EXIT_USAGE, ConfigError, UsageError } from "../core/errors.js";
 import { flushLogs } from "../adapters/log.js";
@@ -14,6 +15,7 @@ import { VERSION } from "../app/version.js";
 const USAGE = `usage: knockgate [command] [--help]
 
   run            run the daemon (the default), configured by KNOCK_* variables
+  check          validate the KNOCK_* configuration and print what it amounts to; changes nothing
   knock          knock on a host
   convert FILE   print a knockgate env file for a knockd.conf
   cleanup        remove every firewall object knockgate made (chains, sets, table)
@@ -50,7 +52,7 @@ const COMMANDS = new Map<string, Command>([
   [
     "run",
     command(
-      usage("[run]", "Runs the daemon, configured by the KNOCK_* environment variables."),
+      usage("[run]", "Runs the daemon, configured by the KNOCK_* environment variables.\nTry a configuration first with: knockgate check"),
       {},
       0,
       async () => {
@@ -62,6 +64,7 @@ const COMMANDS = new Map<string, Command>([
       },
     ),
   ],
+  ["check", command(CHECK_USAGE, CHECK_OPTIONS, 0, ({ values }) => runCheck(values, process.env))],
   ["knock", command(KNOCK_USAGE, KNOCK_OPTIONS, Infinity, (args) => (args.values.version ? printVersion() : runKnock(args, process.env)))],
   [
     "convert",

@@ -9,7 +9,7 @@ after(() => cli.remove());
 /** A configuration the daemon would act on: if a --help started it, the shims would log its commands. */
 const DAEMON_ENV = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "lo", KNOCK_HTTP_ADDR: "127.0.0.1:19180" };
 
-const COMMANDS = ["run", "cleanup", "knock", "convert", "healthcheck", "version", "help"];
+const COMMANDS = ["run", "cleanup", "knock", "convert", "check", "healthcheck", "version", "help"];
 
 describe("every subcommand", () => {
   for (const command of COMMANDS) {
@@ -32,7 +32,7 @@ describe("every subcommand", () => {
     });
   }
 
-  for (const command of ["run", "cleanup", "healthcheck", "version"]) {
+  for (const command of ["run", "cleanup", "check", "healthcheck", "version"]) {
     test(`${command} with a stray argument is a usage error naming it, and runs nothing`, () => {
       const r = cli.run([command, "stray"], DAEMON_ENV);
       assert.equal(r.status, 64);
@@ -53,9 +53,9 @@ describe("knockgate", () => {
   }
 
   test("help COMMAND prints that command's usage", () => {
-    const r = cli.run(["help", "knock"]);
+    const r = cli.run(["help", "check"]);
     assert.equal(r.status, 0);
-    assert.match(r.stdout, /^usage: knockgate knock\b/);
+    assert.match(r.stdout, /^usage: knockgate check\b/);
   });
 
   test("an unknown command or top-level option is a usage error that names it", () => {

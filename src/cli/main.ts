@@ -12,7 +12,7 @@ import { removeEverything } from "../adapters/firewall/index.js";
 import { parseListenAddr } from "../config/values.js";
 import { VERSION } from "../app/version.js";
 
-const USAGE = `usage: knockgate [command] [--help]
+const USAGE = `usage: knockgate [-V | --version] [-h | --help] [COMMAND [ARGUMENTS]]
 
   run            run the daemon (the default), configured by KNOCK_* variables
   check          validate the KNOCK_* configuration and print what it amounts to; changes nothing
@@ -24,7 +24,7 @@ const USAGE = `usage: knockgate [command] [--help]
   help [COMMAND] print this help, or a command's (also: knockgate COMMAND --help)
 `;
 
-/** Usage of a command that takes no arguments. */
+/** Usage of a command whose only option is -h/--help. */
 const usage = (synopsis: string, what: string) => `usage: knockgate ${synopsis}
 
 ${what}

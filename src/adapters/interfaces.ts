@@ -20,6 +20,9 @@ export function defaultRouteInterfacesV6(procNetIpv6Route: string): string[] {
     .map((f) => f[9] as string);
 }
 
+/** Why `run` refuses to start when KNOCK_INTERFACE is unset and no default route gives an interface. */
+export const NO_DEFAULT_ROUTE = "no default route, so no interface to watch: set KNOCK_INTERFACE";
+
 export async function defaultInterfaces(): Promise<string[]> {
   const read = (path: string) => readFile(path, "utf8").catch(() => "");
   const v4 = defaultRouteInterfacesV4(await read("/proc/net/route"));

@@ -3,12 +3,12 @@ import { interfaceLinkType, openCapture } from "../adapters/capture.js";
 import { parseConfig } from "../config/config.js";
 import { Daemon, READ_CACHE_MS } from "./daemon.js";
 import { sharedRead } from "./shared-read.js";
-import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields } from "../core/errors.js";
+import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields, problemLines } from "../core/errors.js";
 import { systemClock } from "../adapters/clock.js";
 import { boundedHooks, dryRunHooks, hookRunner } from "../adapters/hooks.js";
 import { createFirewall } from "../adapters/firewall/index.js";
 import { startHttp } from "../adapters/http.js";
-import { defaultInterfaces } from "../adapters/interfaces.js";
+import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { createLogger } from "../adapters/log.js";
 import { Metrics } from "../adapters/metrics.js";
 import { VERSION } from "./version.js";
@@ -20,7 +20,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     // Plain lines for a human at a terminal, one JSON line for log collectors; nothing was touched.
-    process.stderr.write(`knockgate: invalid configuration, nothing was changed:\n${err.problems.map((p) => `  ${p.variable}: ${p.message}`).join("\n")}\n`);
+    process.stderr.write(`knockgate: invalid configuration, nothing was changed:\n${problemLines(err.problems)}`);
     createLogger({ logLevel: "info", logFormat: "json" }).error(
       { event: "config_refused", code: err.code, problems: err.problems },
       `invalid configuration (${err.problems.length} problem${err.problems.length === 1 ? "" : "s"})`,
@@ -30,7 +30,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const log = createLogger(config);
   const interfaces = config.interfaces ?? (await defaultInterfaces());
   if (interfaces.length === 0) {
-    log.error({ event: "config_refused", code: "KNOCK_E_CONFIG" }, "no default route, so no interface to watch: set KNOCK_INTERFACE");
+    log.error({ event: "config_refused", code: "KNOCK_E_CONFIG" }, NO_DEFAULT_ROUTE);
     return EXIT_CONFIG;
   }
   const firewall = await createFirewall(config, log, systemClock);

@@ -1,10 +1,10 @@
 /** `knockgate knock`: a drop-in for knockd's `knock` client, plus --door, --wait and --then-connect. */
 import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { parsePorts, parseSequence } from "../config/values.js";
 import { parseEnvFile } from "../config/env-file.js";
-import { EXIT_USAGE } from "../core/errors.js";
+import { UsageError } from "../core/errors.js";
+import type { Parsed } from "./command.js";
 import { knock, waitForPort } from "./knock-client.js";
 import type { PortSpec } from "../core/types.js";
 
@@ -22,10 +22,9 @@ Knocks on HOST: one TCP SYN or UDP datagram per port, in order.
       --wait PORT         after knocking, wait until PORT accepts a connection
       --timeout MS        how long --wait and --then-connect wait (default 3000)
       --then-connect PORT knock, wait, then relay stdin/stdout to HOST:PORT (ssh ProxyCommand)
+  -V, --version           print the version
   -h, --help              show this help
 `;
-
-class UsageError extends Error {}
 
 function portArg(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -50,35 +49,26 @@ function sequenceFrom(positionals: string[], door: string | undefined, env: Reco
   });
 }
 
-export async function runKnock(argv: string[], processEnv: Record<string, string | undefined>): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        udp: { type: "boolean", short: "u" },
-        delay: { type: "string", short: "d" },
-        ipv4: { type: "boolean", short: "4" },
-        ipv6: { type: "boolean", short: "6" },
-        verbose: { type: "boolean", short: "v" },
-        door: { type: "string" },
-        config: { type: "string" },
-        wait: { type: "string" },
-        timeout: { type: "string" },
-        "then-connect": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (err) {
-    process.stderr.write(`knockgate knock: ${(err as Error).message}\n${KNOCK_USAGE}`);
-    return EXIT_USAGE;
-  }
-  const { values, positionals } = args;
-  if (values.help) {
-    process.stdout.write(KNOCK_USAGE);
-    return 0;
-  }
+export const KNOCK_OPTIONS = {
+  udp: { type: "boolean", short: "u" },
+  delay: { type: "string", short: "d" },
+  ipv4: { type: "boolean", short: "4" },
+  ipv6: { type: "boolean", short: "6" },
+  verbose: { type: "boolean", short: "v" },
+  door: { type: "string" },
+  config: { type: "string" },
+  wait: { type: "string" },
+  timeout: { type: "string" },
+  "then-connect": { type: "string" },
+  // knockd's knock has -V; main.ts answers it, since the version is the same for every command.
+  version: { type: "boolean", short: "V" },
+} as const;
+
+/** Knocks as `values` and `positionals` say; a UsageError is for main.ts to report. */
+export async function runKnock(
+  { values, positionals }: Parsed<typeof KNOCK_OPTIONS>,
+  processEnv: Record<string, string | undefined>,
+): Promise<number> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   let host: string;
   let sequence: PortSpec[];
@@ -99,8 +89,9 @@ export async function runKnock(argv: string[], processEnv: Record<string, string
     const family = values.ipv4 ? 4 : values.ipv6 ? 6 : 0;
     host = (await lookup(target, { family })).address;
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     process.stderr.write(`knockgate knock: ${(err as Error).message}\n`);
-    return err instanceof UsageError ? EXIT_USAGE : 1;
+    return 1;
   }
   await knock({
     host,

@@ -33,13 +33,24 @@ export class ConfigError extends KnockError {
   }
 }
 
+/** The daemon's refusal format, shared by `knockgate check`: one indented "VARIABLE: message" line each. */
+export const problemLines = (problems: readonly ConfigProblem[]): string => problems.map((p) => `  ${p.variable}: ${p.message}\n`).join("");
+
+/** A command line that cannot be run as given: an unknown option, a stray or missing argument. */
+export class UsageError extends KnockError {
+  constructor(message: string) {
+    super("KNOCK_E_USAGE", message);
+    this.name = "UsageError";
+  }
+}
+
 export class FirewallError extends KnockError {
   constructor(
     message: string,
     readonly command: readonly string[],
     readonly stderr: string,
   ) {
-    super("KNOCK_E_FIREWALL", `${message}: ${command.join(" ")}${stderr ? `: ${stderr.trim()}` : ""}`);
+    super("KNOCK_E_FIREWALL", [message, command.join(" "), stderr.trim()].filter(Boolean).join(": "));
     this.name = "FirewallError";
   }
 }

@@ -39,6 +39,12 @@ export interface Knock {
   readonly tcpFlags: number;
 }
 
+/** A flag match in the notation of KNOCK_DOOR_<NAME>_TCPFLAGS ("syn,!ack", or "any" for no check). */
+export function tcpFlagsText(match: TcpFlagMatch): string {
+  const names = Object.entries(TcpFlag).flatMap(([name, bit]) => (match.set & bit ? [name] : match.clear & bit ? [`!${name}`] : []));
+  return names.join(",") || "any";
+}
+
 export interface Cidr {
   family: Family;
   /** Network address with host bits cleared, and the prefix: "198.18.0.0/15". */
@@ -49,6 +55,9 @@ export interface ListenAddr {
   host: string;
   port: number;
 }
+
+/** In the notation of KNOCK_HTTP_ADDR: "127.0.0.1:9180", "[::1]:9180". */
+export const listenAddrText = (addr: ListenAddr): string => (addr.host.includes(":") ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`);
 
 /** Set names carry the door name and must fit ipset's 31-character limit ("knockgate-NAME-4"). */
 export const MAX_DOOR_NAME = 19;

@@ -12,16 +12,32 @@ import { NftablesFirewall, removeNftables } from "./nftables.js";
 
 export type { Firewall } from "./firewall.js";
 
-export async function createFirewall(config: Config, log: Logger, clock: Clock, run: Runner = execRunner): Promise<Firewall> {
-  if (config.dryRun) return new DryRunFirewall(config, log, clock);
+/** The backend createFirewall builds; finding it only reads (PATH, and the iptables-*-save listings). */
+export type BackendChoice = { backend: "dry-run" } | { backend: "iptables"; variant: IptablesVariant } | { backend: "nftables" };
+
+/** Which backend `config` gets on this host; a FirewallError when the tools it needs are missing. */
+export async function chooseBackend(config: Config, run: Runner = execRunner): Promise<BackendChoice> {
+  if (config.dryRun) return { backend: "dry-run" };
   const hasIptables = (await onPath("iptables")) && (await onPath("ipset"));
   const choice = config.firewall === "auto" ? (hasIptables ? "iptables" : "nftables") : config.firewall;
   if (choice === "iptables") {
     if (!hasIptables) throw new FirewallError("KNOCK_FIREWALL=iptables needs iptables and ipset on PATH", [], "");
-    return new IptablesFirewall(config, await detectVariant(run), run, log);
+    return { backend: "iptables", variant: await detectVariant(run) };
   }
   if (!(await onPath("nft"))) throw new FirewallError("KNOCK_FIREWALL=nftables needs nft on PATH", [], "");
-  return new NftablesFirewall(config, run, log);
+  return { backend: "nftables" };
+}
+
+export async function createFirewall(config: Config, log: Logger, clock: Clock, run: Runner = execRunner): Promise<Firewall> {
+  const choice = await chooseBackend(config, run);
+  switch (choice.backend) {
+    case "dry-run":
+      return new DryRunFirewall(config, log, clock);
+    case "iptables":
+      return new IptablesFirewall(config, choice.variant, run, log);
+    case "nftables":
+      return new NftablesFirewall(config, run, log);
+  }
 }
 
 /**

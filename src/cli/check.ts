@@ -1,0 +1,240 @@
+/**
+ * `knockgate check [--config FILE] [--json]`: validates the KNOCK_* variables with the daemon's own
+ * parseConfig and prints the configuration they amount to. It only reads: no firewall change, no
+ * capture, no listener, so it is safe on a live host and in CI.
+ */
+import { scryptSync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { chooseBackend, type BackendChoice } from "../adapters/firewall/index.js";
+import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
+import { GLOBAL_VARIABLES, parseConfig } from "../config/config.js";
+import { parseEnvFile } from "../config/env-file.js";
+import { ConfigError, EXIT_CONFIG, FirewallError, UsageError, problemLines } from "../core/errors.js";
+import { listenAddrText, portsText, tcpFlagsText, type Config, type PortSpec } from "../core/types.js";
+import type { Parsed } from "./command.js";
+
+export const CHECK_USAGE = `usage: knockgate check [--env-file FILE] [--json]
+
+Validates the KNOCK_* variables exactly as \`knockgate run\` would and prints the configuration they
+amount to, "(default)" where a default applies. Each knock sequence is shown as its length and a
+fingerprint (a one-way hash: equal sequences have equal fingerprints), never as ports. Also shows
+the interfaces and the firewall backend the daemon would use on this host. Changes nothing.
+
+Exit status: 0 valid, 78 invalid (every problem listed) or FILE unreadable.
+
+      --env-file FILE  read the variables from FILE, an env file (KEY=VALUE lines, the format of
+                       docker --env-file), instead of the environment; --config FILE is the same.
+                       (Node itself refuses a missing --env-file FILE, exit 9, before knockgate runs.)
+      --json         print the result as JSON on stdout
+  -h, --help         show this help
+`;
+
+// --env-file, as `docker run` calls it; --config as `knockgate knock` does. Node also looks at a
+// script's --env-file argument and exits 9 when the file is missing (nodejs/node#54232), so the
+// two names behave alike except for that message.
+export const CHECK_OPTIONS = { "env-file": { type: "string" }, config: { type: "string" }, json: { type: "boolean" } } as const;
+
+/** One variable's effective value, in the notation the variable is written in. */
+export interface Setting {
+  variable: string;
+  value: string;
+  /** The variable is not set, so the default applies. */
+  default: boolean;
+  /** What the value means on this host, where that is not plain from the value. */
+  note?: string;
+}
+
+/** A sequence told apart from others without giving it away. */
+export interface SequenceSummary {
+  knocks: number;
+  fingerprint: string;
+  /** The file it was read from (KNOCK_..._FILE), if not the environment. */
+  file?: string;
+}
+
+export interface DoorReport {
+  name: string;
+  sequence: SequenceSummary;
+  closeSequence: SequenceSummary | null;
+  settings: Setting[];
+  /** Set or not only: a hook's command line may hold a token. */
+  onOpen: boolean;
+  onClose: boolean;
+}
+
+export interface CheckReport {
+  valid: true;
+  source: string;
+  doors: DoorReport[];
+  settings: Setting[];
+  /** Things on this host that `run` would stumble on, though the configuration itself is valid. */
+  warnings: string[];
+}
+
+/** What the report asks of the host; both only read. */
+export interface HostProbe {
+  defaultInterfaces(): Promise<string[]>;
+  chooseBackend(config: Config): Promise<BackendChoice>;
+}
+
+// A fast hash of a short port list is reversed by trying every sequence; scrypt makes each try
+// costly. The salt is fixed so that the same sequence has the same fingerprint on every host.
+const FINGERPRINT_SALT = "knockgate sequence fingerprint";
+
+export function summarize(sequence: readonly PortSpec[]): SequenceSummary {
+  const canonical = sequence.map((p) => `${p.port}:${p.proto}`).join(",");
+  return { knocks: sequence.length, fingerprint: scryptSync(canonical, FINGERPRINT_SALT, 4).toString("hex") };
+}
+
+const fromFile = (config: Config, variable: string): { file?: string } => {
+  const file = config.secretFiles[variable];
+  return file === undefined ? {} : { file };
+};
+
+function describeBackend(choice: BackendChoice): string {
+  switch (choice.backend) {
+    case "dry-run":
+      return "dry run: plans are logged, the firewall is not touched";
+    case "iptables":
+      return `iptables with ipset, ${choice.variant === "nft" ? "nf_tables" : "legacy"} variant, on this host`;
+    case "nftables":
+      return "nftables on this host";
+  }
+}
+
+/** The report for a configuration parseConfig accepted from `env`. */
+export async function checkReport(config: Config, env: Readonly<Record<string, string | undefined>>, source: string, host: HostProbe): Promise<CheckReport> {
+  const setting = (variable: string, value: string, note?: string): Setting => ({
+    variable,
+    value,
+    default: env[variable] === undefined,
+    ...(note === undefined ? {} : { note }),
+  });
+  const warnings: string[] = [];
+
+  const doors = config.doors.map((door): DoorReport => {
+    const v = (field: string) => `KNOCK_DOOR_${door.name}_${field}`;
+    return {
+      name: door.name,
+      sequence: { ...summarize(door.sequence), ...fromFile(config, v("SEQUENCE")) },
+      closeSequence: door.closeSequence && { ...summarize(door.closeSequence), ...fromFile(config, v("CLOSE_SEQUENCE")) },
+      settings: [
+        setting(v("PORTS"), portsText(door)),
+        setting(v("SEQ_TIMEOUT"), String(door.seqTimeoutMs / 1000)),
+        setting(v("OPEN_FOR"), String(door.openForMs / 1000), door.openForMs === 0 ? "open until the close sequence" : undefined),
+        setting(v("TCPFLAGS"), tcpFlagsText(door.tcpFlags)),
+      ],
+      onOpen: door.onOpen !== null,
+      onClose: door.onClose !== null,
+    };
+  });
+
+  let interfaceNote: string | undefined;
+  let interfaces = config.interfaces;
+  if (interfaces === null) {
+    interfaces = await host.defaultInterfaces();
+    interfaceNote = "the interfaces of this host's default routes";
+    if (interfaces.length === 0) warnings.push(`knockgate run would refuse to start here: ${NO_DEFAULT_ROUTE}`);
+  }
+
+  let backend: string;
+  try {
+    backend = describeBackend(await host.chooseBackend(config));
+  } catch (err) {
+    if (!(err instanceof FirewallError)) throw err;
+    backend = "none usable on this host";
+    warnings.push(`knockgate run would fail here: ${err.message}`);
+  }
+
+  const globals: Record<(typeof GLOBAL_VARIABLES)[number], Setting> = {
+    KNOCK_INTERFACE: setting("KNOCK_INTERFACE", interfaces.join(","), interfaceNote),
+    KNOCK_ALLOW: setting("KNOCK_ALLOW", config.allow.map((c) => c.text).join(",")),
+    KNOCK_HTTP_ADDR: setting("KNOCK_HTTP_ADDR", listenAddrText(config.httpAddr)),
+    KNOCK_FIREWALL: setting("KNOCK_FIREWALL", config.firewall, backend),
+    KNOCK_ON_EXIT: setting("KNOCK_ON_EXIT", config.onExit),
+    KNOCK_DRY_RUN: setting("KNOCK_DRY_RUN", String(config.dryRun)),
+    KNOCK_MAX_TRACKED: setting("KNOCK_MAX_TRACKED", String(config.maxTracked)),
+    KNOCK_MAX_TRACKED_PER_PREFIX: setting("KNOCK_MAX_TRACKED_PER_PREFIX", String(config.maxTrackedPerPrefix)),
+    KNOCK_SOURCE_PREFIX_V4: setting("KNOCK_SOURCE_PREFIX_V4", String(config.sourcePrefixes.v4)),
+    KNOCK_SOURCE_PREFIX_V6: setting("KNOCK_SOURCE_PREFIX_V6", String(config.sourcePrefixes.v6)),
+    KNOCK_RECONCILE_INTERVAL: setting("KNOCK_RECONCILE_INTERVAL", String(config.reconcileIntervalMs / 1000)),
+    KNOCK_HOOK_TIMEOUT: setting("KNOCK_HOOK_TIMEOUT", String(config.hookTimeoutMs / 1000)),
+    KNOCK_HOOK_CONCURRENCY: setting("KNOCK_HOOK_CONCURRENCY", String(config.hookConcurrency)),
+    // The token itself is a secret: only whether there is one, and the file it came from.
+    KNOCK_METRICS_TOKEN: {
+      variable: "KNOCK_METRICS_TOKEN_FILE",
+      value: config.secretFiles["KNOCK_METRICS_TOKEN"] ?? "",
+      default: config.metricsToken === null,
+      note: config.metricsToken === null ? "no token: /metrics serves the public set only" : "the full /metrics needs this bearer token",
+    },
+    KNOCK_LOG_LEVEL: setting("KNOCK_LOG_LEVEL", config.logLevel),
+    KNOCK_LOG_FORMAT: setting("KNOCK_LOG_FORMAT", config.logFormat),
+  };
+  return { valid: true, source, doors, settings: GLOBAL_VARIABLES.map((v) => globals[v]), warnings };
+}
+
+function settingLine(s: Setting): string {
+  const meaning = s.default ? ` (default${s.note === undefined ? "" : `: ${s.note}`})` : s.note === undefined ? "" : ` (${s.note})`;
+  return `  ${s.variable}=${s.value}${meaning}\n`;
+}
+
+function sequenceLine(variable: string, summary: SequenceSummary | null): string {
+  const origin = summary?.file === undefined ? "" : ` <from file ${summary.file}>`;
+  return `  ${variable}: ${summary ? `${summary.knocks} knocks, fingerprint ${summary.fingerprint}${origin}` : "not set"}\n`;
+}
+
+export function reportText(report: CheckReport): string {
+  const doors = report.doors.map((door) => {
+    const v = (field: string) => `KNOCK_DOOR_${door.name}_${field}`;
+    const hook = (field: string, set: boolean) => `  ${v(field)}: ${set ? "set" : "not set"}\n`;
+    return (
+      `\ndoor ${door.name}\n` +
+      sequenceLine(v("SEQUENCE"), door.sequence) +
+      sequenceLine(v("CLOSE_SEQUENCE"), door.closeSequence) +
+      door.settings.map(settingLine).join("") +
+      hook("ON_OPEN", door.onOpen) +
+      hook("ON_CLOSE", door.onClose)
+    );
+  });
+  return (
+    `the configuration from ${report.source} is valid\n` +
+    doors.join("") +
+    `\nglobal settings\n${report.settings.map(settingLine).join("")}` +
+    report.warnings.map((w) => `\nwarning: ${w}\n`).join("")
+  );
+}
+
+/** "no such file or directory" out of Node's "ENOENT: no such file or directory, open 'x'". */
+function readFailure(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/^E[A-Z]+: /, "").replace(/, \w+ '.*'$/, "");
+}
+
+const realHost: HostProbe = { defaultInterfaces, chooseBackend: (config) => chooseBackend(config) };
+
+export async function runCheck(values: Parsed<typeof CHECK_OPTIONS>["values"], processEnv: Readonly<Record<string, string | undefined>>): Promise<number> {
+  if (values["env-file"] !== undefined && values.config !== undefined) throw new UsageError("give --env-file or --config, not both");
+  const file = values["env-file"] ?? values.config;
+  let env = processEnv;
+  if (file !== undefined) {
+    try {
+      env = parseEnvFile(readFileSync(file, "utf8"));
+    } catch (err) {
+      process.stderr.write(`knockgate check: cannot read ${file}: ${readFailure(err)}\n`);
+      return EXIT_CONFIG;
+    }
+  }
+  const source = file === undefined ? "the environment" : file;
+  let config: Config;
+  try {
+    config = parseConfig(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (values.json) process.stdout.write(`${JSON.stringify({ valid: false, source, problems: err.problems }, null, 2)}\n`);
+    else process.stderr.write(`knockgate check: the configuration from ${source} is invalid:\n${problemLines(err.problems)}`);
+    return EXIT_CONFIG;
+  }
+  const report = await checkReport(config, env, source, realHost);
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : reportText(report));
+  return 0;
+}

@@ -1,0 +1,75 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { ShimmedCli } from "../support/cli-run.js";
+import { VERSION } from "../../src/app/version.js";
+
+const cli = new ShimmedCli();
+after(() => cli.remove());
+
+/** A configuration the daemon would act on: if a --help started it, the shims would log its commands. */
+const DAEMON_ENV = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "lo", KNOCK_HTTP_ADDR: "127.0.0.1:19180" };
+
+const COMMANDS = ["run", "cleanup", "knock", "convert", "check", "healthcheck", "version", "help"];
+
+describe("every subcommand", () => {
+  for (const command of COMMANDS) {
+    for (const flag of ["--help", "-h"]) {
+      test(`${command} ${flag} prints its usage on stdout, exits 0 and runs nothing`, () => {
+        const r = cli.run([command, flag], DAEMON_ENV);
+        assert.equal(r.stderr, "");
+        assert.equal(r.status, 0);
+        assert.match(r.stdout, new RegExp(`^usage: knockgate ${command === "run" ? "\\[run\\]" : command}\\s`));
+        assert.deepEqual(r.calls, []);
+      });
+    }
+
+    test(`${command} --bogus is a usage error naming the option, and runs nothing`, () => {
+      const r = cli.run([command, "--bogus"], DAEMON_ENV);
+      assert.equal(r.status, 64);
+      assert.match(r.stderr, new RegExp(`^knockgate ${command}: .*--bogus`));
+      assert.equal(r.stdout, "");
+      assert.deepEqual(r.calls, []);
+    });
+  }
+
+  for (const command of ["run", "cleanup", "check", "healthcheck", "version"]) {
+    test(`${command} with a stray argument is a usage error naming it, and runs nothing`, () => {
+      const r = cli.run([command, "stray"], DAEMON_ENV);
+      assert.equal(r.status, 64);
+      assert.match(r.stderr, new RegExp(`^knockgate ${command}: .*"stray"`));
+      assert.equal(r.stdout, "");
+      assert.deepEqual(r.calls, []);
+    });
+  }
+});
+
+describe("knockgate", () => {
+  for (const args of [["--version"], ["-V"], ["version"], ["knock", "--version"], ["knock", "-V"]]) {
+    test(`${args.join(" ")} prints the version`, () => {
+      const r = cli.run(args);
+      assert.equal(r.status, 0);
+      assert.equal(r.stdout, `knockgate ${VERSION}\n`);
+    });
+  }
+
+  test("help COMMAND prints that command's usage", () => {
+    const r = cli.run(["help", "check"]);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /^usage: knockgate check\b/);
+  });
+
+  test("an unknown command or top-level option is a usage error that names it", () => {
+    for (const arg of ["bogus", "--bogus"]) {
+      const r = cli.run([arg], DAEMON_ENV);
+      assert.equal(r.status, 64);
+      assert.match(r.stderr, new RegExp(`^knockgate: .*${arg}`));
+      assert.deepEqual(r.calls, []);
+    }
+  });
+
+  test("knock still reports its own semantic usage errors with exit 64", () => {
+    const r = cli.run(["knock", "-4", "-6", "localhost", "7000"]);
+    assert.equal(r.status, 64);
+    assert.match(r.stderr, /^knockgate knock: -4 and -6 exclude each other/);
+  });
+});

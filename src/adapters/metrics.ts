@@ -12,7 +12,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { KnockResult } from "../core/knock/machine.js";
 
 export type PacketResult = "seen" | "decoded" | "ignored" | "bogus_source" | "malformed";
-export type CloseReason = "expired" | "close_sequence";
+export type CloseReason = "expired" | "close_sequence" | "replaced";
 
 /** A counter the packet path bumps with `cell.n++`; its Prometheus counter reads it at scrape time. */
 export interface Cell {
@@ -70,6 +70,7 @@ export class Metrics {
   private readonly firewallErrors: Counter<"operation">;
   readonly hookErrors: Counter<"door" | "hook">;
   readonly hookDropped: Counter<"door" | "hook">;
+  readonly grantsReplaced: Counter<"door" | "reason">;
 
   constructor(
     doors: readonly string[],
@@ -103,7 +104,7 @@ export class Metrics {
     this.opens = new Counter({ name: "knockgate_opens_total", help: "Grants opened (or refreshed) by a completed sequence.", labelNames: ["door"], registers });
     this.closes = new Counter({
       name: "knockgate_closes_total",
-      help: "Grants closed, by reason: expired (OPEN_FOR elapsed) or close_sequence.",
+      help: "Grants closed, by reason: expired (OPEN_FOR elapsed), close_sequence, or replaced (to make room under KNOCK_MAX_GRANTS or KNOCK_MAX_GRANTS_PER_PREFIX).",
       labelNames: ["door", "reason"],
       registers,
     });
@@ -125,6 +126,12 @@ export class Metrics {
       name: "knockgate_hook_errors_total",
       help: "ON_OPEN/ON_CLOSE commands that failed, timed out or could not start.",
       labelNames: ["door", "hook"],
+      registers,
+    });
+    this.grantsReplaced = new Counter({
+      name: "knockgate_grants_replaced_total",
+      help: "Grants taken out to make room for a new one: prefix_full (the source prefix had KNOCK_MAX_GRANTS_PER_PREFIX) or set_full (the door had KNOCK_MAX_GRANTS).",
+      labelNames: ["door", "reason"],
       registers,
     });
     this.hookDropped = new Counter({
@@ -173,7 +180,8 @@ export class Metrics {
     // (.labels() alone does not export a series; inc(0) does.)
     for (const door of doors) {
       this.opens.labels(door).inc(0);
-      for (const reason of ["expired", "close_sequence"] as const) this.closes.labels(door, reason).inc(0);
+      for (const reason of ["expired", "close_sequence", "replaced"] as const) this.closes.labels(door, reason).inc(0);
+      for (const reason of ["prefix_full", "set_full"] as const) this.grantsReplaced.labels(door, reason).inc(0);
       for (const result of ["completed", "wrong_port", "timed_out", "evicted"] as const) this.knockCellFor(door, result);
     }
   }

@@ -9,7 +9,7 @@ import { errorFields } from "../core/errors.js";
 import { portsText, type Door, type Config, type Family } from "../core/types.js";
 import { buildBpfFilter } from "../core/packet/bpf.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
-import { GrantBook, type GrantRecord } from "../core/grants/grant-book.js";
+import { GrantBook, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
 import type { Capture, FrameHandler } from "../adapters/capture.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
@@ -44,7 +44,7 @@ export class Daemon {
   private readonly clock: Clock;
   private readonly machine: KnockMachine;
   private readonly reconciler: Reconciler;
-  private readonly grants = new GrantBook();
+  private readonly grants: GrantBook;
   private readonly captures = new Map<string, Capture>();
   private readonly captureErrors = new Map<string, string>();
   private grantError: string | null = null;
@@ -62,9 +62,10 @@ export class Daemon {
 
   constructor(private readonly deps: Deps) {
     this.clock = deps.clock;
+    const { doors, maxTracked, maxTrackedPerPrefix, maxGrants, maxGrantsPerPrefix, sourcePrefixes } = deps.config;
+    this.grants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes });
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
     this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);
-    const { doors, maxTracked, maxTrackedPerPrefix, sourcePrefixes } = deps.config;
     this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
   }
 
@@ -208,30 +209,54 @@ export class Daemon {
     else this.close(door, family, src);
   }
 
+  /**
+   * Books the grant at once (so the bounds count grants in flight too), making room first when the
+   * door or the source's prefix is full, then asks the kernel for it.
+   */
   private open(door: Door, family: Family, src: string, capturedAt: number): void {
-    this.deps.firewall
-      .grant(door, family, src)
-      .then(
-        () => this.opened(door, family, src, capturedAt),
-        (err: unknown) => this.firewallFailed("grant", err, { door: door.name, src }),
-      )
-      .catch((err: unknown) => this.followUpFailed("open", err, door, src));
-  }
-
-  /** The kernel has the grant: book it, measure, audit, run ON_OPEN. */
-  private opened(door: Door, family: Family, src: string, capturedAt: number): void {
-    const { log, metrics } = this.deps;
     const now = this.clock.now();
-    const seconds = (now - capturedAt) / 1000;
-    metrics.knockToOpen.observe(seconds);
-    metrics.opened(door.name);
-    this.grantError = null;
     // A knock from an address that still holds the grant only extends it: ON_OPEN ran for it. One
     // whose time ran out before the sweep saw it is closed first, so ON_CLOSE pairs with ON_OPEN.
     const previous = this.grants.get(door, src);
     if (previous && previous.expiresAt <= now) this.expired(previous);
     const refresh = previous !== undefined && previous.expiresAt > now;
+    if (!refresh) for (const { record, reason } of this.grants.makeRoom(door, src, family)) this.replaced(record, reason, src);
     const grant = this.grants.open(door, src, family, now);
+    this.deps.firewall
+      .grant(door, family, src)
+      .then(
+        () => this.opened(grant, refresh, capturedAt),
+        (err: unknown) => {
+          if (!refresh) this.grants.close(door, src);
+          this.firewallFailed("grant", err, { door: door.name, src });
+        },
+      )
+      .catch((err: unknown) => this.followUpFailed("open", err, door, src));
+  }
+
+  /** A grant taken out to make room: revoked in the kernel, closed like any other, and counted. */
+  private replaced(g: GrantRecord, reason: ReplaceReason, by: string): void {
+    const { log, metrics } = this.deps;
+    metrics.grantsReplaced.labels(g.door.name, reason).inc();
+    metrics.closed(g.door.name, "replaced");
+    this.hook("on_close", g.door, g.src);
+    log.info(
+      { event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "replaced", because: reason, by },
+      `grant for ${g.src} replaced (${reason}) to make room for ${by}`,
+    );
+    this.deps.firewall
+      .revoke(g.door, g.family, g.src)
+      .catch((err: unknown) => this.firewallFailed("revoke", err, { door: g.door.name, src: g.src }));
+  }
+
+  /** The kernel has the grant: measure, audit, run ON_OPEN. */
+  private opened(grant: GrantRecord, refresh: boolean, capturedAt: number): void {
+    const { log, metrics } = this.deps;
+    const { door, src } = grant;
+    const seconds = (this.clock.now() - capturedAt) / 1000;
+    metrics.knockToOpen.observe(seconds);
+    metrics.opened(door.name);
+    this.grantError = null;
     if (!refresh) this.hook("on_open", door, src);
     log.info(
       {

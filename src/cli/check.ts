@@ -155,6 +155,8 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
     KNOCK_DRY_RUN: setting("KNOCK_DRY_RUN", String(config.dryRun)),
     KNOCK_MAX_TRACKED: setting("KNOCK_MAX_TRACKED", String(config.maxTracked)),
     KNOCK_MAX_TRACKED_PER_PREFIX: setting("KNOCK_MAX_TRACKED_PER_PREFIX", String(config.maxTrackedPerPrefix)),
+    KNOCK_MAX_GRANTS: setting("KNOCK_MAX_GRANTS", String(config.maxGrants)),
+    KNOCK_MAX_GRANTS_PER_PREFIX: setting("KNOCK_MAX_GRANTS_PER_PREFIX", String(config.maxGrantsPerPrefix)),
     KNOCK_SOURCE_PREFIX_V4: setting("KNOCK_SOURCE_PREFIX_V4", String(config.sourcePrefixes.v4)),
     KNOCK_SOURCE_PREFIX_V6: setting("KNOCK_SOURCE_PREFIX_V6", String(config.sourcePrefixes.v6)),
     KNOCK_RECONCILE_INTERVAL: setting("KNOCK_RECONCILE_INTERVAL", String(config.reconcileIntervalMs / 1000)),

@@ -45,6 +45,12 @@ export function tcpFlagsText(match: TcpFlagMatch): string {
   return names.join(",") || "any";
 }
 
+/** Prefix lengths (bits) that count as one source network: an IPv4 /24, an IPv6 /64 by default. */
+export interface SourcePrefixes {
+  v4: number;
+  v6: number;
+}
+
 export interface Cidr {
   family: Family;
   /** Network address with host bits cleared, and the prefix: "198.18.0.0/15". */
@@ -96,7 +102,11 @@ export interface Config {
   /** Knock attempts in progress at most from one source prefix (see sourcePrefixes). */
   maxTrackedPerPrefix: number;
   /** Prefix lengths that count as one source network for the per-prefix caps. */
-  sourcePrefixes: { v4: number; v6: number };
+  sourcePrefixes: SourcePrefixes;
+  /** Grants per door at most (each kernel grant set is sized from it). */
+  maxGrants: number;
+  /** Grants per door at most from one source prefix. */
+  maxGrantsPerPrefix: number;
   hookTimeoutMs: number;
   /** Bearer token that unlocks the full /metrics (KNOCK_METRICS_TOKEN_FILE); null: public set only. A secret. */
   metricsToken: string | null;

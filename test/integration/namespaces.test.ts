@@ -203,6 +203,83 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(daemon.events("grant_failed").length, 0);
       }));
 
+    test("a full grant set makes room from the crowding prefix: a real client still gets in, the kernel set stays bounded", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env({ KNOCK_MAX_GRANTS: "20", KNOCK_MAX_GRANTS_PER_PREFIX: "1000" }));
+        const base = {
+          srcMac: await macOf(lab, lab.client, lab.clientIface),
+          dstMac: await macOf(lab, lab.server, lab.serverIface),
+          dst: SERVER_V4,
+          proto: "tcp" as const,
+          srcPort: 40000,
+          flags: TcpFlag.syn,
+        };
+        // 40 spoofed knockers from one /24 who know the sequence: twice what the door holds.
+        const crowd = Array.from({ length: 40 }, (_, i) => `198.18.2.${i + 1}`);
+        await lab.call({ op: "raw", iface: lab.clientIface, frames: [7000, 8000, 9000].flatMap((dstPort) => crowd.map((src) => ({ ...base, src, dstPort }))) });
+        await daemon.waitFor("open", 5000, () => daemon.events("open").length >= crowd.length);
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("open", 3000, (l) => l["src"] === CLIENT_V4);
+        assert.equal(await lab.canConnect(SERVER_V4), true, "the real client got in");
+        assert.equal(daemon.events("grant_failed").length, 0, "no grant was refused by a full kernel set");
+        const list =
+          backend === "iptables"
+            ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
+            : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
+        const inSet = list.stdout.match(/198\.18\.\d+\.\d+/g) ?? [];
+        assert.equal(inSet.length, 20, `the kernel set holds KNOCK_MAX_GRANTS grants: ${inSet.join(" ")}`);
+        assert.ok(inSet.includes(CLIENT_V4));
+        assert.deepEqual(
+          crowd.slice(0, 21).filter((s) => inSet.includes(s)),
+          [],
+          "the crowd's oldest made room",
+        );
+        const replaced = daemon.events("close").filter((l) => l["reason"] === "replaced");
+        assert.equal(replaced.length, 21);
+        assert.match(await lab.metrics(), /knockgate_grants_replaced_total\{door="SSH",reason="set_full"\} 21/);
+      }));
+
+    test("a restart with another KNOCK_MAX_GRANTS resizes the grant sets and keeps the grants in them", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const first = await lab.startDaemon(env({ KNOCK_MAX_GRANTS: "100" }));
+        await lab.knock(SERVER_V4, SEQ);
+        await first.waitFor("open");
+        assert.equal(await first.stop(), 0);
+        const second = await lab.startDaemon(env({ KNOCK_MAX_GRANTS: "300" }));
+        const installed = second.events("firewall_installed")[0];
+        assert.match(JSON.stringify(installed?.["changes"]), /KNOCK_MAX_GRANTS/);
+        const list =
+          backend === "iptables"
+            ? (await lab.exec(lab.server, ["ipset", "list", "-t", "knockgate-SSH-4"])).stdout
+            : (await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"])).stdout;
+        assert.match(list, backend === "iptables" ? /maxelem 1324\b/ : /size 1324\b/);
+        assert.equal(await lab.canConnect(SERVER_V4), true, "the grant from before the restart still works");
+        assert.equal((await second.waitFor("grants_adopted"))["grants"], 1);
+      }));
+
+    test("one source prefix holds at most KNOCK_MAX_GRANTS_PER_PREFIX grants", () =>
+      withLab(async (lab) => {
+        const daemon = await lab.startDaemon(env({ KNOCK_MAX_GRANTS_PER_PREFIX: "5" }));
+        const base = {
+          srcMac: await macOf(lab, lab.client, lab.clientIface),
+          dstMac: await macOf(lab, lab.server, lab.serverIface),
+          dst: SERVER_V4,
+          proto: "tcp" as const,
+          srcPort: 40000,
+          flags: TcpFlag.syn,
+        };
+        const crowd = Array.from({ length: 12 }, (_, i) => `198.18.2.${i + 1}`);
+        await lab.call({ op: "raw", iface: lab.clientIface, frames: [7000, 8000, 9000].flatMap((dstPort) => crowd.map((src) => ({ ...base, src, dstPort }))) });
+        await daemon.waitFor("open", 5000, () => daemon.events("open").length >= crowd.length);
+        const list =
+          backend === "iptables"
+            ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
+            : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
+        assert.deepEqual((list.stdout.match(/198\.18\.\d+\.\d+/g) ?? []).sort(), crowd.slice(-5).sort(), "the prefix's five newest remain");
+      }));
+
     test("KNOCK_ON_EXIT=remove takes every object away on SIGTERM", () =>
       withLab(async (lab) => {
         const before = await lab.firewallSnapshot();

@@ -467,3 +467,12 @@ describe("secrets from files (<VARIABLE>_FILE)", () => {
     assert.match(messagesFor(problemsWith({ ...SSH, KNOCK_LOG_LEVEL_FILE: "/run/secrets/seq" }), "KNOCK_LOG_LEVEL_FILE")[0] ?? "", /unknown variable/);
   });
 });
+
+test("grant bounds: KNOCK_MAX_GRANTS and KNOCK_MAX_GRANTS_PER_PREFIX, with their defaults", () => {
+  const config = parseConfig(SSH);
+  assert.deepEqual([config.maxGrants, config.maxGrantsPerPrefix], [65536, 256]);
+  assert.deepEqual(
+    problemsOf({ ...SSH, KNOCK_MAX_GRANTS: "0", KNOCK_MAX_GRANTS_PER_PREFIX: "x" }).map((p) => p.variable),
+    ["KNOCK_MAX_GRANTS", "KNOCK_MAX_GRANTS_PER_PREFIX"],
+  );
+});

@@ -385,3 +385,38 @@ test("a hook dropped by the queue is counted apart from hook errors", async () =
   assert.doesNotMatch(text, /knockgate_hook_errors_total\{door="SSH",hook="on_open"\} 1/);
   await daemon.stop();
 });
+
+test("a grant that must make room closes the replaced one like any other: revoked, logged, ON_CLOSE, counted", async () => {
+  const { daemon, firewall, events, hooks, knockAll, metrics } = setup({ KNOCK_MAX_GRANTS_PER_PREFIX: "1", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" });
+  await daemon.start();
+  await knockAll(OPEN, "198.18.0.2");
+  await knockAll(OPEN, "198.18.0.3");
+  assert.deepEqual(
+    (await firewall.listGrants()).map((g) => g.src),
+    ["198.18.0.3"],
+  );
+  assert.deepEqual(
+    events("close").map((l) => [l["src"], l["reason"], l["because"], l["by"]]),
+    [["198.18.0.2", "replaced", "prefix_full", "198.18.0.3"]],
+  );
+  assert.deepEqual(
+    hooks.map((h) => [h.kind, h.ip]),
+    [["on_close", "198.18.0.2"]],
+  );
+  const text = await metrics.registry.metrics();
+  assert.match(text, /knockgate_grants_replaced_total\{door="SSH",reason="prefix_full"\} 1/);
+  assert.match(text, /knockgate_closes_total\{door="SSH",reason="replaced"\} 1/);
+  await daemon.stop();
+});
+
+test("a grant the kernel refused is taken out of the book again, so it does not count against the bounds", async () => {
+  const { daemon, firewall, knockAll, events } = setup({ KNOCK_MAX_GRANTS_PER_PREFIX: "1" });
+  await daemon.start();
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = () => Promise.reject(new Error("ipset: Hash is full"));
+  await knockAll(OPEN, "198.18.0.2");
+  firewall.grant = grant;
+  await knockAll(OPEN, "198.18.0.3");
+  assert.deepEqual(events("close"), [], "nothing had to be replaced: the refused grant holds no place");
+  await daemon.stop();
+});

@@ -8,6 +8,8 @@ import {
   ipsetAllowName,
   ipsetAllowScript,
   ipsetCreateScript,
+  ipsetMaxelems,
+  ipsetResizeScript,
   ipsetGrantLine,
   ipsetName,
   ipsetRevokeLine,
@@ -215,20 +217,45 @@ describe("planId", () => {
 });
 
 describe("ipset scripts", () => {
-  test("the create script makes both allow sets and a timeout-capable set per door and family", () => {
-    const c = config({ KNOCK_DOOR_WEB_SEQUENCE: "1111,2222", KNOCK_DOOR_WEB_PORTS: "443" });
+  test("the create script makes both allow sets and a timeout-capable set per door and family, sized from KNOCK_MAX_GRANTS", () => {
+    const c = config({ KNOCK_DOOR_WEB_SEQUENCE: "1111,2222", KNOCK_DOOR_WEB_PORTS: "443", KNOCK_MAX_GRANTS: "5000" });
     assert.equal(
       ipsetCreateScript(c),
       [
         "create knockgate-allow-4 hash:net family inet",
-        "create knockgate-SSH-4 hash:ip family inet timeout 0",
-        "create knockgate-WEB-4 hash:ip family inet timeout 0",
+        "create knockgate-SSH-4 hash:ip family inet timeout 0 maxelem 6024",
+        "create knockgate-WEB-4 hash:ip family inet timeout 0 maxelem 6024",
         "create knockgate-allow-6 hash:net family inet6",
-        "create knockgate-SSH-6 hash:ip family inet6 timeout 0",
-        "create knockgate-WEB-6 hash:ip family inet6 timeout 0",
+        "create knockgate-SSH-6 hash:ip family inet6 timeout 0 maxelem 6024",
+        "create knockgate-WEB-6 hash:ip family inet6 timeout 0 maxelem 6024",
         "",
       ].join("\n"),
     );
+    assert.equal(ipsetCreateScript(c, ["knockgate-WEB-6"]), "create knockgate-WEB-6 hash:ip family inet6 timeout 0 maxelem 6024\n", "only the sets named");
+  });
+
+  test("the resize script refills a set of the new size with every grant and its remaining time, then swaps it in", () => {
+    const c = config({ KNOCK_MAX_GRANTS: "10" });
+    assert.equal(
+      ipsetResizeScript(c, "SSH", 4, [
+        { src: "198.18.0.2", remainingMs: 12_300 },
+        { src: "198.18.0.3", remainingMs: null },
+      ]),
+      [
+        "create knockgate-swap hash:ip family inet timeout 0 maxelem 1034",
+        "flush knockgate-swap",
+        "add knockgate-swap 198.18.0.2 timeout 13",
+        "add knockgate-swap 198.18.0.3 timeout 0",
+        "swap knockgate-swap knockgate-SSH-4",
+        "destroy knockgate-swap",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("ipsetMaxelems reads each set's maxelem", () => {
+    const terse = ["Name: knockgate-SSH-4", "Type: hash:ip", "Header: family inet hashsize 1024 maxelem 65536 timeout 0 bucketsize 12", "Number of entries: 1", ""].join("\n");
+    assert.deepEqual([...ipsetMaxelems(terse)], [["knockgate-SSH-4", 65536]]);
   });
 
   test("the allow script fills a temporary set of one family and swaps it in", () => {
@@ -300,8 +327,8 @@ describe("nftPlan", () => {
 
   test("door sets are timeout sets and allow sets interval sets", () => {
     for (const line of [
-      "add set inet knockgate door_SSH_v4 { type ipv4_addr; flags timeout; }",
-      "add set inet knockgate door_SSH_v6 { type ipv6_addr; flags timeout; }",
+      "add set inet knockgate door_SSH_v4 { type ipv4_addr; flags timeout; size 66560; }",
+      "add set inet knockgate door_SSH_v6 { type ipv6_addr; flags timeout; size 66560; }",
       "add set inet knockgate allow_v4 { type ipv4_addr; flags interval; auto-merge; }",
       "add set inet knockgate allow_v6 { type ipv6_addr; flags interval; auto-merge; }",
     ]) {

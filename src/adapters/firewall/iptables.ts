@@ -19,6 +19,9 @@ import {
   ipsetName,
   ipsetRevokeLine,
   ipsetSizes,
+  ipsetMaxelems,
+  ipsetResizeScript,
+  grantSetSize,
   isOurIpset,
   JUMP_RULE,
   mangleView,
@@ -68,13 +71,30 @@ export class IptablesFirewall implements Firewall {
   /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */
   private async inspect(run: Runner): Promise<Finding[]> {
     const findings: Finding[] = [];
-    const sizes = await this.setSizes(run);
+    const terse = await mustRun(run, ["ipset", "list", "-t"]);
+    const sizes = ipsetSizes(terse);
     const missing = this.wantedSets().filter((n) => !sizes.has(n));
     if (missing.length > 0) {
       findings.push({
         problem: `sets missing: ${missing.join(", ")}`,
-        repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config)),
+        repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config, missing)),
       });
+    }
+    const maxelems = ipsetMaxelems(terse);
+    const wanted = grantSetSize(this.config);
+    for (const door of this.config.doors) {
+      for (const family of FAMILIES) {
+        const name = ipsetName(door.name, family);
+        const has = maxelems.get(name);
+        if (has === undefined || has === wanted) continue;
+        findings.push({
+          problem: `set ${name} holds at most ${has} entries, KNOCK_MAX_GRANTS needs ${wanted}`,
+          repair: async () => {
+            const grants = ipsetMembers(await mustRun(run, ["ipset", "list", name]));
+            await mustRun(run, ["ipset", "restore"], ipsetResizeScript(this.config, door.name, family, grants));
+          },
+        });
+      }
     }
     for (const family of FAMILIES) {
       const name = ipsetAllowName(family);

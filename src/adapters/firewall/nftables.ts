@@ -7,6 +7,7 @@ import { ChangeQueue, grantsPerDoor, listPerDoor, type Firewall, type ListedGran
 import { checkedAddress } from "./iptables.js";
 import {
   FAMILIES,
+  grantSetSize,
   NFT_ACK_SET,
   NFT_CHAIN,
   NFT_TABLE,
@@ -79,6 +80,13 @@ export class NftablesFirewall implements Firewall {
     const sets = [NFT_ACK_SET, ...FAMILIES.flatMap((f) => [nftAllowName(f), ...this.config.doors.map((d) => nftSetName(d.name, f))])];
     const missing = sets.filter((name) => !table.stdout.includes(`\tset ${name} {`));
     if (missing.length > 0) problems.push(`sets missing: ${missing.join(", ")}`);
+    const size = grantSetSize(this.config);
+    for (const name of FAMILIES.flatMap((f) => this.config.doors.map((d) => nftSetName(d.name, f)))) {
+      const at = table.stdout.indexOf(`\tset ${name} {`);
+      const block = at < 0 ? "" : table.stdout.slice(at, table.stdout.indexOf("\t}", at));
+      // The plan's transaction sets the size of an existing set in place, grants kept.
+      if (at >= 0 && !block.includes(`\tsize ${size}\n`)) problems.push(`set ${name} is not sized for KNOCK_MAX_GRANTS (${size})`);
+    }
     const chain = /\tchain (\S+) \{\n([\s\S]*?)\n\t\}/.exec(table.stdout.slice(table.stdout.indexOf(`\tchain ${NFT_CHAIN} {`)));
     if (!chain || chain[1] !== NFT_CHAIN) problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} missing`);
     else if (countNftRules(chain[2] ?? "") !== nftPlan(this.config).ruleCount || !chain[2]?.includes(planMarker(this.config))) {

@@ -156,6 +156,27 @@ export function nftElements(json: string): KernelGrant[] {
   return elements;
 }
 
+/** Each set's `maxelem` from `ipset list -t`: how many entries its kernel set takes at most. */
+export function ipsetMaxelems(terse: string): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const block of terse.split(/\n(?=Name: )/)) {
+    const name = /^Name: (\S+)/m.exec(block)?.[1];
+    const maxelem = /^Header: .*\bmaxelem (\d+)/m.exec(block)?.[1];
+    if (name !== undefined && maxelem !== undefined) sizes.set(name, Number(maxelem));
+  }
+  return sizes;
+}
+
+/**
+ * Entries a door's kernel set is made to hold: KNOCK_MAX_GRANTS, which the daemon enforces, plus
+ * room for what is briefly there beyond it (a replaced grant whose delete is still queued behind
+ * the add, an expired entry the kernel has not collected yet), so a bounded grant is never refused.
+ */
+export function grantSetSize(config: Config): number {
+  return config.maxGrants + GRANT_SET_HEADROOM;
+}
+const GRANT_SET_HEADROOM = 1024;
+
 /**
  * Our objects in `iptables-save -t mangle` output: is the chain there, its rules, how many jumps,
  * and the first rule of PREROUTING (ours must be it: an ACCEPT above it would bypass the doors).
@@ -172,16 +193,23 @@ export function mangleView(save: string): { chain: boolean; rules: string[]; jum
 
 const ipsetFamily = (family: Family) => (family === 4 ? "inet" : "inet6");
 
-/** `ipset restore -exist` input creating every set; existing sets (and their grants) are kept. */
-export function ipsetCreateScript(config: Config): string {
-  const lines: string[] = [];
+/**
+ * `ipset restore -exist` input creating the sets named in `only` (default: every set); existing sets
+ * (and their grants) are kept. Only missing ones should be named: -exist tolerates a set that
+ * exists with the same parameters, not one with another size.
+ */
+export function ipsetCreateScript(config: Config, only?: readonly string[]): string {
+  const lines: [string, string][] = [];
   for (const family of FAMILIES) {
-    lines.push(`create ${ipsetAllowName(family)} hash:net family ${ipsetFamily(family)}`);
+    lines.push([ipsetAllowName(family), `hash:net family ${ipsetFamily(family)}`]);
     for (const door of config.doors) {
-      lines.push(`create ${ipsetName(door.name, family)} hash:ip family ${ipsetFamily(family)} timeout 0`);
+      lines.push([ipsetName(door.name, family), `hash:ip family ${ipsetFamily(family)} timeout 0 maxelem ${grantSetSize(config)}`]);
     }
   }
-  return lines.join("\n") + "\n";
+  return lines
+    .filter(([name]) => only === undefined || only.includes(name))
+    .map(([name, spec]) => `create ${name} ${spec}\n`)
+    .join("");
 }
 
 /** Replaces the allow set's members atomically: fill a temporary set, swap, destroy. */
@@ -191,6 +219,20 @@ export function ipsetAllowScript(config: Config, family: Family): string {
   const lines = [`create ${tmp} hash:net family ${ipsetFamily(family)}`, `flush ${tmp}`];
   for (const cidr of config.allow) if (cidr.family === family) lines.push(`add ${tmp} ${cidr.text}`);
   lines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
+  return lines.join("\n") + "\n";
+}
+
+/** Set names are at most 31 characters and a door's may use them all: one shared temporary name. */
+const IPSET_SWAP = "knockgate-swap";
+
+/**
+ * Rebuilds a door's grant set at the size the configuration asks for, keeping every grant with the
+ * time it has left: fill a temporary set, swap it in (the iptables rules follow the name), destroy.
+ */
+export function ipsetResizeScript(config: Config, door: string, family: Family, grants: readonly KernelGrant[]): string {
+  const lines = [`create ${IPSET_SWAP} hash:ip family ${ipsetFamily(family)} timeout 0 maxelem ${grantSetSize(config)}`, `flush ${IPSET_SWAP}`];
+  for (const g of grants) lines.push(`add ${IPSET_SWAP} ${g.src} timeout ${g.remainingMs === null ? 0 : Math.max(1, Math.ceil(g.remainingMs / 1000))}`);
+  lines.push(`swap ${IPSET_SWAP} ${ipsetName(door, family)}`, `destroy ${IPSET_SWAP}`);
   return lines.join("\n") + "\n";
 }
 
@@ -243,7 +285,7 @@ export function nftPlan(config: Config): NftPlan {
     const members = config.allow.filter((c) => c.family === family).map((c) => c.text);
     if (members.length > 0) lines.push(`add element ${t} ${nftAllowName(family)} { ${members.join(", ")} }`);
     for (const door of config.doors) {
-      lines.push(`add set ${t} ${nftSetName(door.name, family)} { type ${nftAddrType(family)}; flags timeout; }`);
+      lines.push(`add set ${t} ${nftSetName(door.name, family)} { type ${nftAddrType(family)}; flags timeout; size ${grantSetSize(config)}; }`);
     }
   }
   lines.push(`add set ${t} ${NFT_ACK_SET} { type ipv4_addr; }`);

@@ -1,10 +1,17 @@
 /**
- * What we granted and until when, for the audit log, ON_CLOSE and metrics: the kernel set is the
- * truth and expires grants by itself. Pure, clock-injected. A restarted daemon refills it from the
- * kernel's own listing (adopt), so grants from before the restart close with their log line too.
+ * What we granted and until when, for the audit log, ON_CLOSE, metrics and the bounds: the kernel
+ * set is the truth and expires grants by itself. Pure, clock-injected. A restarted daemon refills
+ * it from the kernel's own listing (adopt), so grants from before the restart close with their log
+ * line too.
+ *
+ * Bounds, per door: at most `maxGrants` grants, and at most `maxPerPrefix` from one source prefix.
+ * A new grant that would break one replaces a grant instead of failing: the oldest of its own
+ * prefix when that prefix is at its cap, else the oldest of the prefix holding the most grants. So
+ * whoever fills the set (one network, or a leaked sequence replayed from many) crowds out itself
+ * first, and a real client still gets in.
  */
-import type { Door } from "../types.js";
-import type { Family } from "../types.js";
+import type { Door, Family, SourcePrefixes } from "../types.js";
+import { prefixKey } from "./prefix.js";
 
 export interface GrantRecord {
   door: Door;
@@ -12,54 +19,144 @@ export interface GrantRecord {
   family: Family;
   /** Infinity when OPEN_FOR is 0 (until the close sequence). */
   expiresAt: number;
+  prefix: string;
+}
+
+export interface GrantLimits {
+  maxGrants: number;
+  maxPerPrefix: number;
+  prefixes: SourcePrefixes;
+}
+
+export type ReplaceReason = "prefix_full" | "set_full";
+
+export interface Replaced {
+  record: GrantRecord;
+  reason: ReplaceReason;
+}
+
+/** One door's grants: by source, and per prefix oldest first, with prefixes bucketed by count. */
+class DoorGrants {
+  readonly bySrc = new Map<string, GrantRecord>();
+  /** Insertion-ordered: the first source of a prefix is its oldest grant. */
+  readonly byPrefix = new Map<string, Set<string>>();
+  /** count -> prefixes with that many grants; `top` is the largest non-empty count. */
+  private readonly byCount = new Map<number, Set<string>>();
+  private top = 0;
+
+  add(record: GrantRecord): void {
+    this.bySrc.set(record.src, record);
+    let srcs = this.byPrefix.get(record.prefix);
+    if (!srcs) this.byPrefix.set(record.prefix, (srcs = new Set()));
+    srcs.add(record.src);
+    this.recount(record.prefix, srcs.size - 1, srcs.size);
+  }
+
+  delete(record: GrantRecord): void {
+    this.bySrc.delete(record.src);
+    const srcs = this.byPrefix.get(record.prefix);
+    if (!srcs?.delete(record.src)) return;
+    if (srcs.size === 0) this.byPrefix.delete(record.prefix);
+    this.recount(record.prefix, srcs.size + 1, srcs.size);
+  }
+
+  /** The oldest grant of `prefix`, or of the most crowded prefix when none is given. */
+  oldest(prefix = this.crowded()): GrantRecord | undefined {
+    const first = prefix === undefined ? undefined : this.byPrefix.get(prefix)?.values().next().value;
+    return first === undefined ? undefined : this.bySrc.get(first);
+  }
+
+  private crowded(): string | undefined {
+    return this.byCount.get(this.top)?.values().next().value;
+  }
+
+  private recount(prefix: string, from: number, to: number): void {
+    this.byCount.get(from)?.delete(prefix);
+    if (to > 0) {
+      let set = this.byCount.get(to);
+      if (!set) this.byCount.set(to, (set = new Set()));
+      set.add(prefix);
+    }
+    if (to > this.top) this.top = to;
+    while (this.top > 0 && !this.byCount.get(this.top)?.size) this.top--;
+  }
 }
 
 export class GrantBook {
-  private readonly grants = new Map<string, GrantRecord>();
+  private readonly doors = new Map<string, DoorGrants>();
 
-  /** Records a new or refreshed grant and returns its expiry. */
+  constructor(private readonly limits: GrantLimits) {}
+
+  private of(door: Door): DoorGrants {
+    let grants = this.doors.get(door.name);
+    if (!grants) this.doors.set(door.name, (grants = new DoorGrants()));
+    return grants;
+  }
+
+  /**
+   * Takes out what must go so that a new grant for `src` fits the bounds, and says why. Call it
+   * before `open` for a source without a live grant; the caller revokes what it returns.
+   */
+  makeRoom(door: Door, src: string, family: Family): Replaced[] {
+    const grants = this.of(door);
+    const prefix = prefixKey(src, family, this.limits.prefixes);
+    const replaced: Replaced[] = [];
+    const take = (record: GrantRecord | undefined, reason: ReplaceReason): boolean => {
+      if (!record) return false;
+      grants.delete(record);
+      replaced.push({ record, reason });
+      return true;
+    };
+    while ((grants.byPrefix.get(prefix)?.size ?? 0) >= this.limits.maxPerPrefix && take(grants.oldest(prefix), "prefix_full"));
+    while (grants.bySrc.size >= this.limits.maxGrants && take(grants.oldest(), "set_full"));
+    return replaced;
+  }
+
+  /** Records a new or refreshed grant and returns it. */
   open(door: Door, src: string, family: Family, now: number): GrantRecord {
     return this.adopt(door, src, family, door.openForMs > 0 ? now + door.openForMs : Infinity);
   }
 
   /** Records a grant that expires at `expiresAt` (Infinity: until the close sequence). */
   adopt(door: Door, src: string, family: Family, expiresAt: number): GrantRecord {
-    const record = { door, src, family, expiresAt };
-    const key = `${door.name}|${src}`;
-    this.grants.delete(key); // re-insert to keep rough expiry order for the sweep
-    this.grants.set(key, record);
+    const grants = this.of(door);
+    const previous = grants.bySrc.get(src);
+    // Re-inserted, so a refresh makes it the newest of its prefix (the last to be replaced).
+    if (previous) grants.delete(previous);
+    const record = { door, src, family, expiresAt, prefix: previous?.prefix ?? prefixKey(src, family, this.limits.prefixes) };
+    grants.add(record);
     return record;
   }
 
   has(door: Door, src: string): boolean {
-    return this.grants.has(`${door.name}|${src}`);
+    return this.doors.get(door.name)?.bySrc.has(src) ?? false;
   }
 
   get(door: Door, src: string): GrantRecord | undefined {
-    return this.grants.get(`${door.name}|${src}`);
+    return this.doors.get(door.name)?.bySrc.get(src);
   }
 
   /** Removes a grant; returns it if we had one. */
   close(door: Door, src: string): GrantRecord | undefined {
-    const key = `${door.name}|${src}`;
-    const record = this.grants.get(key);
-    this.grants.delete(key);
+    const grants = this.doors.get(door.name);
+    const record = grants?.bySrc.get(src);
+    if (record) grants?.delete(record);
     return record;
   }
 
   /** Takes out and returns every grant whose time is up. */
   expire(now: number): GrantRecord[] {
     const expired: GrantRecord[] = [];
-    for (const [key, record] of this.grants) {
-      if (record.expiresAt <= now) {
-        this.grants.delete(key);
-        expired.push(record);
-      }
+    for (const grants of this.doors.values()) {
+      for (const record of grants.bySrc.values()) if (record.expiresAt <= now) expired.push(record);
     }
+    for (const record of expired) this.of(record.door).delete(record);
     return expired;
   }
 
   get size(): number {
-    return this.grants.size;
+    let n = 0;
+    for (const grants of this.doors.values()) n += grants.bySrc.size;
+    return n;
   }
 }

@@ -13,9 +13,9 @@
  */
 import { SourceAddress } from "../packet/address.js";
 import { AttemptTable } from "./attempt-table.js";
-import { PrefixCounts, type SourcePrefixes } from "./prefix-counts.js";
+import { PrefixCounts } from "./prefix-counts.js";
 import type { Door } from "../types.js";
-import type { Family, Knock, PortSpec, Proto } from "../types.js";
+import type { Family, Knock, PortSpec, Proto, SourcePrefixes } from "../types.js";
 
 /** Linux retransmits an unanswered SYN after 1 s, then 2 s later; each repeat slides the window. */
 export const REPEAT_WINDOW_MS = 2000;

@@ -4,13 +4,8 @@
  * spoof to knock from millions of addresses. Kept in an AttemptTable keyed by the masked address,
  * with the count in its `stage` column: no allocation per packet here either.
  */
-import type { Family } from "../types.js";
+import type { Family, SourcePrefixes } from "../types.js";
 import { AttemptTable } from "./attempt-table.js";
-
-export interface SourcePrefixes {
-  v4: number;
-  v6: number;
-}
 
 export class PrefixCounts {
   private readonly table: AttemptTable;

@@ -187,7 +187,9 @@ export class Daemon {
       decoder = new Decoder(capture.linkType);
       this.captures.set(iface, capture);
       this.captureErrors.delete(iface);
-      log.info({ event: "capture_started", iface, linkType: capture.linkType, filter }, `capturing knocks on ${iface}`);
+      log.info({ event: "capture_started", iface, linkType: capture.linkType }, `capturing knocks on ${iface}`);
+      // The filter names every knock port: at info level it would hand out most of the secret.
+      log.debug({ event: "capture_filter", iface, filter }, "capture filter");
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_CAPTURE");
       if (this.captureErrors.get(iface) !== fields.err) log.error({ event: "capture_failed", iface, ...fields }, fields.err);

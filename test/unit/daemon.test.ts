@@ -420,3 +420,14 @@ test("a grant the kernel refused is taken out of the book again, so it does not 
   assert.deepEqual(events("close"), [], "nothing had to be replaced: the refused grant holds no place");
   await daemon.stop();
 });
+
+test("nothing logged at info level names a knock port, not even the capture filter", async () => {
+  const { daemon, lines, knockAll } = setup({ KNOCK_DOOR_SSH_SEQUENCE: "7123,8234,9345" });
+  await daemon.start();
+  await knockAll([7123, 8234, 9345]);
+  const info = lines.filter((l) => Number(l["level"]) >= 30);
+  assert.ok(info.some((l) => l["event"] === "open") && info.some((l) => l["event"] === "capture_started"));
+  assert.doesNotMatch(JSON.stringify(info), /7123|8234|9345/);
+  assert.match(JSON.stringify(lines.filter((l) => l["event"] === "capture_filter")), /7123/, "the filter is there at debug level");
+  await daemon.stop();
+});

@@ -6,6 +6,7 @@
  *   kernel         no daemon: the door compiled to an nftables ruleset with dynamic stage sets
  */
 import type { ChildProcess } from "node:child_process";
+import { rmSync, writeFileSync } from "node:fs";
 import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -59,6 +60,19 @@ export interface Contender {
  * of knockgate, KNOCKGATE_BENCH_NODE_OPTIONS passes NODE_OPTIONS to the daemon.
  */
 const CLI = process.env["KNOCKGATE_BENCH_CLI"] ?? `${ROOT}dist/src/cli/main.js`;
+
+const METRICS_TOKEN = `bench-${process.pid}`;
+let tokenFile: string | null = null;
+/** A file holding METRICS_TOKEN, written once per run and removed when the process exits. */
+function metricsTokenFile(): string {
+  if (tokenFile === null) {
+    const path = join(tmpdir(), `knockgate-bench-${process.pid}.token`);
+    writeFileSync(path, METRICS_TOKEN, { mode: 0o600 });
+    process.on("exit", () => rmSync(path, { force: true }));
+    tokenFile = path;
+  }
+  return tokenFile;
+}
 const DAEMON_NODE_OPTIONS = process.env["KNOCKGATE_BENCH_NODE_OPTIONS"];
 export const DIAGNOSTIC_OVERRIDES = [
   process.env["KNOCKGATE_BENCH_CLI"] ? `KNOCKGATE_BENCH_CLI=${CLI}` : "",
@@ -196,6 +210,8 @@ function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftable
         KNOCK_LOG_LEVEL: "warn",
         KNOCK_HTTP_ADDR: `${SERVER_V4}:${HTTP_PORT}`,
         KNOCK_FIREWALL: backend,
+        // The bench reads counters that only an authenticated scrape gets (capture drops, packets).
+        KNOCK_METRICS_TOKEN_FILE: metricsTokenFile(),
         ...(DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: DAEMON_NODE_OPTIONS } : {}),
       };
       const child = lab.spawnIn(lab.server, [process.execPath, CLI, "run"], env);
@@ -254,7 +270,7 @@ function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftable
           return n;
         },
         async metrics() {
-          const r = await lab.helper.call<{ status: number; body: string }>("http", { url: `${url}/metrics`, timeoutMs: 5000 });
+          const r = await lab.helper.call<{ status: number; body: string }>("http", { url: `${url}/metrics`, headers: { authorization: `Bearer ${METRICS_TOKEN}` }, timeoutMs: 5000 });
           return r.status === 200 ? parseMetrics(r.body) : null;
         },
         notes() {

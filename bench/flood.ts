@@ -8,7 +8,7 @@
  * Modes:
  *   flood  random IPv4 sources from 198.18.16.0-198.19.255.255, half on the knock ports, half on
  *          ports 20000-59999 (no listener there)
- *   sweep  distinct IPv6 sources fd00:198:18:0:8000::/65 + i, all on the first knock port
+ *   sweep  distinct IPv6 sources in fd00:198:18:8000::/49 (source i in /64 number i mod 32768), all on the first knock port
  *   grants complete knock sequences from distinct IPv4 sources 198.19.0.1 + i
  */
 import { createRequire } from "node:module";
@@ -55,7 +55,7 @@ function main(): void {
   cap.open(job.iface, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
   const frame = new SynFrame(job.srcMac, job.dstMac, job.dst);
   const rng = new Rng(job.seed ?? 1);
-  const v6src = new Uint8Array([0xfd, 0x00, 0x01, 0x98, 0x00, 0x18, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+  const v6src = new Uint8Array([0xfd, 0x00, 0x01, 0x98, 0x00, 0x18, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   const limit = Math.max(0, Math.min(job.maxPackets, job.mode === "grants" ? (job.sources ?? 0) * KNOCK_PORTS.length : Infinity));
   let sent = 0;
   let onKnock = 0;
@@ -79,8 +79,8 @@ function main(): void {
       buf = frame.setV4(src, sport, dport, 0x02, sent);
     } else if (job.mode === "sweep") {
       const i = sent;
-      v6src[10] = (i / 2 ** 40) & 0xff;
-      v6src[11] = (i / 2 ** 32) & 0xff;
+      v6src[6] = 0x80 | ((i >>> 8) & 0x7f);
+      v6src[7] = i & 0xff;
       v6src[12] = (i >>> 24) & 0xff;
       v6src[13] = (i >>> 16) & 0xff;
       v6src[14] = (i >>> 8) & 0xff;

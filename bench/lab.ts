@@ -4,10 +4,10 @@
  * many addresses (a fresh source per round), pins neighbour entries (no ARP/NDP in the timings) and
  * blackholes the spoofed ranges on the server (replies to spoofed sources go nowhere, no ARP storm).
  *
- * Address plan (all inside 198.18.0.0/15 and fd00:198:18::/64):
+ * Address plan (all inside 198.18.0.0/15 and fd00:198:18::/48):
  *   server 198.18.0.1/20, fd00:198:18::1/64; client 198.18.0.2/20, fd00:198:18::2/64
  *   legitimate sources 198.18.1.1.. and fd00:198:18::1:1..  (on the client veth)
- *   spoofed sources    198.18.16.0-198.19.255.255 and fd00:198:18:0:8000::/65 (blackholed on the server)
+ *   spoofed sources    198.18.16.0-198.19.255.255 and fd00:198:18:8000::/49 (blackholed on the server)
  *
  * Every process runs inside one of the two namespaces; deleting them removes every firewall object.
  * Cleanup: destroy() kills every process in the namespaces (ip netns pids) and deletes them; the

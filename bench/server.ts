@@ -27,7 +27,10 @@ serveRpc(async (r) => {
       return { ok: true };
     case "http": {
       try {
-        const res = await fetch(r["url"] as string, { signal: AbortSignal.timeout((r["timeoutMs"] as number | undefined) ?? 3000) });
+        const res = await fetch(r["url"] as string, {
+          headers: (r["headers"] as Record<string, string> | undefined) ?? {},
+          signal: AbortSignal.timeout((r["timeoutMs"] as number | undefined) ?? 3000),
+        });
         return { status: res.status, body: await res.text() };
       } catch (err) {
         return { status: 0, body: (err as Error).message };

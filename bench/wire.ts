@@ -41,10 +41,15 @@ export function isSpoofedV4(addr: string): boolean {
   if (parts.length !== 4 || parts[0] !== 198) return false;
   return (parts[1] === 18 && (parts[2] ?? 0) >= 16) || parts[1] === 19;
 }
-/** Spoofed IPv6 sources: fd00:198:18:0:8000::/65 (blackholed on the server). */
-export const SPOOF_V6_PREFIX = "fd00:198:18:0:8000::/65";
+/**
+ * Spoofed IPv6 sources: fd00:198:18:8000::/49, 32,768 /64s (blackholed on the server). A /48 rather
+ * than one /64: a sweep from one /64 is held to KNOCK_MAX_TRACKED_PER_PREFIX attempts and never
+ * reaches the table's bound, which is what the sweep measures. The legitimate clients' /64
+ * (fd00:198:18::/64) is not among them.
+ */
+export const SPOOF_V6_PREFIX = "fd00:198:18:8000::/49";
 export function isSpoofedV6(addr: string): boolean {
-  return /^fd00:198:18:0:[89a-f][0-9a-f]{3}:/i.test(addr);
+  return /^fd00:198:18:[89a-f][0-9a-f]{3}:/i.test(addr);
 }
 export function isSpoofed(addr: string): boolean {
   return isIPv4(addr) ? isSpoofedV4(addr) : isSpoofedV6(addr);

@@ -486,6 +486,27 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       assert.equal((await lab.http("/readyz")).status, 200);
     }));
 
+  test("a door whose sequence comes from KNOCK_DOOR_<NAME>_SEQUENCE_FILE opens, and the daemon's whole output never shows it", () =>
+    withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-seq-"));
+      try {
+        const secret = "7123,8234:udp,9345";
+        writeFileSync(join(dir, "sequence"), `${secret}\n`, { mode: 0o600 });
+        await lab.startService();
+        const daemon = await lab.startDaemon({ KNOCK_DOOR_SSH_SEQUENCE_FILE: join(dir, "sequence"), KNOCK_LOG_LEVEL: "info" });
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+        await lab.knock(SERVER_V4, secret);
+        await daemon.waitFor("open");
+        assert.equal(await lab.canConnect(SERVER_V4), true);
+        assert.equal(await daemon.stop(), 0);
+        const output = [...daemon.logs.map((l) => JSON.stringify(l)), ...daemon.stderr].join("\n");
+        assert.ok(output.includes("firewall_kept"), "the output was collected to the end");
+        for (const port of ["7123", "8234", "9345"]) assert.doesNotMatch(output, new RegExp(`\\b${port}\\b`), `knock port ${port} in the output`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+
   test("unauthenticated /metrics does not move on correct knocks before the grant; the token unlocks the full set", () =>
     withLab(async (lab) => {
       const dir = mkdtempSync(join(tmpdir(), "knockgate-token-"));

@@ -16,7 +16,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 COPY patches ./patches
 # npm 10 runs cap's install script (node-gyp rebuild) by itself; package.json's "allowScripts" is for npm 11.
-# Our postinstall then patches cap (snaplen, promisc, direction, stats) and rebuilds it.
+# Our postinstall then patches cap (snaplen, promisc, direction, stats) and rebuilds it. cap is an
+# optional dependency, so a failed build would not fail npm ci: the last step of the next RUN does.
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
@@ -28,7 +29,7 @@ RUN npm run build \
            node_modules/cap/deps node_modules/cap/src node_modules/cap/test \
  && find node_modules -mindepth 1 -maxdepth 1 -type d -empty -delete \
  && find dist -name '*.map' -delete \
- && node -e "require('cap')"
+ && node -e "if (typeof require('cap').Cap.prototype.stats !== 'function') throw new Error('npm cap is not patched')"
 
 # ---- runtime: node, production dependencies, the firewall tools the daemon runs, tini
 FROM node:20-bookworm-slim

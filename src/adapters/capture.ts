@@ -62,11 +62,16 @@ function ifindex(iface: string): string | undefined {
 }
 
 export function openCapture(iface: string, filter: string, onFrame: FrameHandler): Capture {
+  // Loaded here, not at import: cap is an optional dependency, and only the daemon's capture needs it.
   let cap: CapModule;
   try {
     cap = require("cap") as CapModule;
   } catch (err) {
-    throw new CaptureError(iface, "the libpcap binding (npm cap) is not installed or not built", { cause: err });
+    throw new CaptureError(
+      iface,
+      "the libpcap binding (npm cap) is not installed: install libpcap-dev, python3, make and g++ and reinstall, or use the image",
+      { cause: err },
+    );
   }
   const handle = new cap.Cap();
   if (typeof handle.stats !== "function") {

@@ -431,3 +431,30 @@ test("nothing logged at info level names a knock port, not even the capture filt
   assert.match(JSON.stringify(lines.filter((l) => l["event"] === "capture_filter")), /7123/, "the filter is there at debug level");
   await daemon.stop();
 });
+
+test("/readyz probes share one look at the kernel per second, and a reconcile refreshes it", async () => {
+  const { daemon, firewall, clock } = setup({ KNOCK_RECONCILE_INTERVAL: "5" });
+  await daemon.start();
+  let checks = 0;
+  const check = firewall.check.bind(firewall);
+  firewall.check = () => {
+    checks++;
+    return check();
+  };
+  await Promise.all(Array.from({ length: 100 }, () => daemon.readiness()));
+  assert.equal(checks, 1);
+  await clock.advance(999);
+  await daemon.readiness();
+  assert.equal(checks, 1);
+  await clock.advance(1);
+  await daemon.readiness();
+  assert.equal(checks, 2);
+  await clock.advance(3_500);
+  await daemon.readiness(); // at 4.5 s
+  assert.equal(checks, 3);
+  await clock.advance(500); // the reconcile at 5 s (its own check() is counted too) drops what /readyz saw
+  const afterReconcile = checks;
+  await daemon.readiness();
+  assert.equal(checks, afterReconcile + 1, "read again, though the last look is only 0.5 s old");
+  await daemon.stop();
+});

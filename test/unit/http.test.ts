@@ -1,0 +1,95 @@
+/** The HTTP adapter: which /metrics set a request gets, and the bounds on connections. */
+import assert from "node:assert/strict";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { Counter, Registry } from "prom-client";
+import type { Server } from "node:http";
+import { MAX_CONNECTIONS, startHttp } from "../../src/adapters/http.js";
+import { sharedRead } from "../../src/app/shared-read.js";
+import { FakeClock } from "../support/fake-clock.js";
+
+function registries() {
+  const publicRegistry = new Registry();
+  const preGrant = new Registry();
+  new Counter({ name: "public_total", help: "moves after a grant", registers: [publicRegistry] }).inc(3);
+  new Counter({ name: "secret_total", help: "moves on every knock", registers: [preGrant] }).inc(7);
+  return { public: publicRegistry, full: Registry.merge([publicRegistry, preGrant]) };
+}
+
+async function serve(token: string | null): Promise<{ server: Server; get: (headers?: Record<string, string>) => Promise<{ status: number; body: string }> }> {
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token } });
+  const { port } = server.address() as AddressInfo;
+  const get = async (headers: Record<string, string> = {}) => {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers });
+    return { status: res.status, body: await res.text() };
+  };
+  return { server, get };
+}
+
+describe("/metrics with a token configured", () => {
+  let s: Awaited<ReturnType<typeof serve>>;
+  before(async () => (s = await serve("right-token")));
+  after(() => s.server.close());
+
+  test("no Authorization: the public set only", async () => {
+    const r = await s.get();
+    assert.equal(r.status, 200);
+    assert.match(r.body, /public_total 3/);
+    assert.doesNotMatch(r.body, /secret_total/);
+  });
+
+  test("the right bearer token: the full set", async () => {
+    const r = await s.get({ authorization: "Bearer right-token" });
+    assert.equal(r.status, 200);
+    assert.match(r.body, /public_total 3/);
+    assert.match(r.body, /secret_total 7/);
+  });
+
+  test("a wrong token, a prefix of it, or another scheme: 401, nothing served", async () => {
+    for (const authorization of ["Bearer wrong", "Bearer right", "Bearer right-token-and-more", "Basic cmlnaHQtdG9rZW4="]) {
+      const r = await s.get({ authorization });
+      assert.equal(r.status, 401, authorization);
+      assert.doesNotMatch(r.body, /_total/);
+    }
+  });
+
+  test("the server bounds connections and slow requests", () => {
+    assert.equal(s.server.maxConnections, MAX_CONNECTIONS);
+    assert.ok(s.server.headersTimeout <= 5000 && s.server.requestTimeout <= 10_000);
+  });
+});
+
+test("/metrics without a token configured: the public set, and 401 for any token offered", async () => {
+  const s = await serve(null);
+  try {
+    assert.doesNotMatch((await s.get()).body, /secret_total/);
+    assert.equal((await s.get({ authorization: "Bearer anything" })).status, 401);
+  } finally {
+    s.server.close();
+  }
+});
+
+describe("sharedRead", () => {
+  test("400 requests at once cost one read; within the TTL still one; after it, one more", async () => {
+    const clock = new FakeClock();
+    let reads = 0;
+    const read = sharedRead(() => Promise.resolve(++reads), 1000, clock);
+    const results = await Promise.all(Array.from({ length: 400 }, () => read()));
+    assert.deepEqual(new Set(results), new Set([1]));
+    assert.equal(reads, 1);
+    await clock.advance(999);
+    assert.equal(await read(), 1);
+    await clock.advance(1);
+    assert.equal(await read(), 2);
+    assert.equal(reads, 2);
+  });
+
+  test("invalidate makes the next call read again", async () => {
+    const clock = new FakeClock();
+    let reads = 0;
+    const read = sharedRead(() => Promise.resolve(++reads), 1000, clock);
+    await read();
+    read.invalidate();
+    assert.equal(await read(), 2);
+  });
+});

@@ -26,7 +26,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     ["SSH"],
-    { version: "test", backend: firewall.backend },
+    { version: "test", revision: "test", backend: firewall.backend },
     { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
   let onFrame: FrameHandler = () => undefined;

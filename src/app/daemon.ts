@@ -186,7 +186,8 @@ export class Daemon {
       decoder = new Decoder(capture.linkType);
       this.captures.set(iface, capture);
       this.captureErrors.delete(iface);
-      log.info({ event: "capture_started", iface, linkType: capture.linkType, filter }, `capturing knocks on ${iface}`);
+      // Not the filter: it lists the knock ports, which are as secret as the sequence.
+      log.info({ event: "capture_started", iface, linkType: capture.linkType }, `capturing knocks on ${iface}`);
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_CAPTURE");
       if (this.captureErrors.get(iface) !== fields.err) log.error({ event: "capture_failed", iface, ...fields }, fields.err);

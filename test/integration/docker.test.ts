@@ -39,7 +39,7 @@ import {
 } from "../support/docker-host.js";
 
 const IMAGE = "knockgate:test";
-const BASE = "node:20-bookworm-slim";
+const BASE = "node:24-bookworm-slim";
 const MAX_ADDED_BYTES = 60 * 1000 * 1000;
 const PROTECTED = 22222;
 const KNOCKS = ["7101", "7102", "7103"];
@@ -47,6 +47,14 @@ const HTTP_ADDR = "127.0.0.1:29180";
 const PROJECT = RUN_NAME;
 const CONTAINERS = { keep: `${RUN_NAME}-keep`, hardened: `${RUN_NAME}-hardened` };
 const PKG = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+const git = (...args: string[]) => must(["git", "-C", ROOT, ...args]).then((out) => out.trim());
+/** What CI passes to `docker build`, as the Dockerfile's header suggests (set in the build test). */
+const BUILD_ARGS = { VERSION: PKG.version, REVISION: "", CREATED: "", SOURCE: "https://git.example/knockgate.git" };
+const buildArgs = (args: Record<string, string>) => Object.entries(args).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
+const OCI = "org.opencontainers.image.";
+/** `knockgate version` in the image: this build, on Node.js 24. */
+const versionLine = (revision: string) =>
+  new RegExp(`^knockgate ${PKG.version.replaceAll(".", "\\.")} \\(revision ${revision}, Node\\.js v24\\.\\d+\\.\\d+\\)$`);
 
 const net = new ClientNet();
 let variant: Variant = "nft";
@@ -65,6 +73,10 @@ const daemonEnv = (onExit: "keep" | "remove") => [
   "-e", "KNOCK_RECONCILE_INTERVAL=0.5",
   "-e", `KNOCK_ON_EXIT=${onExit}`,
 ];
+
+/** A GET on the daemon's HTTP address from inside its container (it listens on the host's loopback): "STATUS BODY". */
+const daemonHttp = (name: string, path: string) =>
+  must(["docker", "exec", name, "node", "-e", `fetch("http://${HTTP_ADDR}${path}").then(async (r) => console.log(r.status, await r.text()))`]);
 
 async function compose(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<string> {
   return must(["docker", "compose", "-p", PROJECT, "-f", join(ROOT, "compose.yaml"), ...args], {
@@ -130,9 +142,49 @@ after(async () => {
 });
 
 describe("container image", { concurrency: false }, () => {
-  test("docker build", { timeout: 600_000 }, async () => {
-    const r = await run(["docker", "build", "-t", IMAGE, ROOT], { timeoutMs: 590_000 });
+  test("docker build --build-arg VERSION, REVISION, CREATED, SOURCE", { timeout: 600_000 }, async () => {
+    BUILD_ARGS.REVISION = await git("rev-parse", "HEAD");
+    BUILD_ARGS.CREATED = await git("log", "-1", "--format=%cI");
+    const r = await run(["docker", "build", ...buildArgs(BUILD_ARGS), "-t", IMAGE, ROOT], { timeoutMs: 590_000 });
     assert.equal(r.code, 0, `docker build failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+  });
+
+  test("OCI labels from the build arguments; `version` and knockgate_build_info show the same version and revision", { timeout: 60_000 }, async () => {
+    const labels = JSON.parse(await inspect(IMAGE, "{{json .Config.Labels}}")) as Record<string, string>;
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(labels).filter(([k]) => k.startsWith(OCI))),
+      {
+        [`${OCI}title`]: "knockgate",
+        [`${OCI}description`]: labels[`${OCI}description`],
+        [`${OCI}licenses`]: "MIT",
+        [`${OCI}version`]: BUILD_ARGS.VERSION,
+        [`${OCI}revision`]: BUILD_ARGS.REVISION,
+        [`${OCI}created`]: BUILD_ARGS.CREATED,
+        [`${OCI}source`]: BUILD_ARGS.SOURCE,
+      },
+    );
+    assert.match(labels[`${OCI}description`] ?? "", /port.knocking/i);
+    // The daemon's and the client's: both are the image's node.
+    for (const args of [["version"], ["knock", "--version"]]) {
+      const out = await must(["docker", "run", "--rm", "--network", "none", IMAGE, ...args]);
+      assert.match(out.trim(), versionLine(BUILD_ARGS.REVISION), args.join(" "));
+    }
+  });
+
+  test("build arguments left out: version from package.json, revision, created and source unknown; a VERSION other than package.json's is refused", { timeout: 300_000 }, async () => {
+    const image = `${IMAGE}-defaults`;
+    try {
+      await must(["docker", "build", "-t", image, ROOT], { timeoutMs: 290_000 });
+      const labels = JSON.parse(await inspect(image, "{{json .Config.Labels}}")) as Record<string, string>;
+      assert.equal(labels[`${OCI}version`], PKG.version, "the Dockerfile's default VERSION must be package.json's version");
+      for (const what of ["revision", "created", "source"]) assert.equal(labels[`${OCI}${what}`], "unknown", what);
+      assert.match((await must(["docker", "run", "--rm", "--network", "none", image, "version"])).trim(), versionLine("unknown"));
+    } finally {
+      await run(["docker", "rmi", image], { timeoutMs: 30_000 });
+    }
+    const wrong = await run(["docker", "build", "--build-arg", "VERSION=0.0.0-wrong", "-t", image, ROOT], { timeoutMs: 290_000 });
+    assert.notEqual(wrong.code, 0, "a build whose VERSION differs from package.json must fail");
+    assert.match(`${wrong.stdout}${wrong.stderr}`, new RegExp(`VERSION is "0\\.0\\.0-wrong" but package\\.json says "${PKG.version}"`));
   });
 
   test("runtime image: small, only production dependencies, tini as PID 1, both iptables variants", { timeout: 120_000 }, async () => {
@@ -144,9 +196,6 @@ describe("container image", { concurrency: false }, () => {
     assert.equal(await inspect(IMAGE, "{{json .Config.Entrypoint}}"), '["tini","--","node","/app/dist/src/cli/main.js"]');
     assert.equal(await inspect(IMAGE, "{{json .Config.Cmd}}"), '["run"]');
     assert.match(await inspect(IMAGE, "{{json .Config.Healthcheck.Test}}"), /"node","\/app\/dist\/src\/cli\/main.js","healthcheck"/);
-
-    const version = await must(["docker", "run", "--rm", "--network", "none", IMAGE, "version"]);
-    assert.equal(version.trim(), `knockgate ${PKG.version}`);
 
     const script = [
       "set -e",
@@ -195,6 +244,12 @@ describe("knockgate in a container on the host network", { concurrency: false },
     const installed = await waitForEvent(name, "firewall_installed");
     assert.equal(installed["backend"], `iptables-${variant}`, "the daemon must pick the iptables variant this machine uses");
     await waitForEvent(name, "ready");
+    assert.equal((await waitForEvent(name, "starting"))["revision"], BUILD_ARGS.REVISION);
+    const metrics = await daemonHttp(name, "/metrics");
+    assert.ok(
+      metrics.includes(`knockgate_build_info{version="${BUILD_ARGS.VERSION}",revision="${BUILD_ARGS.REVISION}",backend="${installed["backend"]}",nodejs="v24.`),
+      `knockgate_build_info must name this build and Node.js 24:\n${metrics.split("\n").filter((l) => l.includes("build_info")).join("\n")}`,
+    );
     const pid1 = await must(["docker", "exec", name, "sh", "-c", "tr '\\0' ' ' </proc/1/cmdline"]);
     assert.equal(pid1.trim(), "tini -- node /app/dist/src/cli/main.js run", "PID 1 must be tini, with the daemon under it");
 
@@ -246,7 +301,7 @@ describe("knockgate in a container on the host network", { concurrency: false },
     ]);
     await waitForEvent(name, "firewall_adopted", { timeoutMs: 30_000 });
     await waitForEvent(name, "ready");
-    const ready = await must(["docker", "exec", name, "node", "-e", `fetch("http://${HTTP_ADDR}/readyz").then(async (r) => console.log(r.status, await r.text()))`]);
+    const ready = await daemonHttp(name, "/readyz");
     assert.match(ready, /^200 /, ready);
     assert.equal((await net.connect(HOST_V4, PROTECTED)).ok, true, "the grant made under the previous container must still work");
     assert.equal((await net.connect(HOST_V4, PROTECTED, { from: OTHER_V4 })).ok, false);

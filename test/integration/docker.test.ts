@@ -32,7 +32,6 @@ import {
   onlyOurs,
   removeTestFirewall,
   run,
-  sleep,
   waitForEvent,
   waitUntil,
   type Variant,
@@ -78,6 +77,19 @@ const daemonEnv = (onExit: "keep" | "remove") => [
 const daemonHttp = (name: string, path: string) =>
   must(["docker", "exec", name, "node", "-e", `fetch("http://${HTTP_ADDR}${path}").then(async (r) => console.log(r.status, await r.text()))`]);
 
+/** A TCP server on HOST_V4:port that sends each client one line. */
+async function greeter(port: number, line: string): Promise<Server> {
+  const server = createServer((s) => {
+    s.on("error", () => undefined); // clients here hang up abruptly
+    s.end(`${line}\n`);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, HOST_V4, resolve);
+  });
+  return server;
+}
+
 async function compose(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<string> {
   return must(["docker", "compose", "-p", PROJECT, "-f", join(ROOT, "compose.yaml"), ...args], {
     timeoutMs,
@@ -117,14 +129,7 @@ before(async () => {
   tablesBefore = nftTables();
   ownFirewall = true;
   net.create();
-  listener = createServer((s) => {
-    s.on("error", () => undefined); // clients here hang up abruptly
-    s.end("protected service\n");
-  });
-  await new Promise<void>((resolve, reject) => {
-    listener?.once("error", reject);
-    listener?.listen(PROTECTED, HOST_V4, resolve);
-  });
+  listener = await greeter(PROTECTED, "protected service");
 });
 
 after(async () => {
@@ -318,19 +323,30 @@ describe("knockgate in a container on the host network", { concurrency: false },
 describe("compose demo", { concurrency: false }, () => {
   test("docker compose config -q validates compose.yaml, which has the documented shape", { timeout: 60_000 }, async () => {
     await compose(["config", "-q"]);
-    const config = JSON.parse(await compose(["config", "--format", "json"])) as {
+    const config = JSON.parse(await compose(["--profile", "cleanup", "config", "--format", "json"])) as {
       services: Record<string, Record<string, unknown> & { environment?: Record<string, string | null> }>;
+      secrets?: Record<string, { file?: string }>;
     };
     const kg = config.services["knockgate"];
     const sshd = config.services["demo-sshd"];
-    assert.ok(kg && sshd, "services knockgate and demo-sshd");
+    const cleanup = config.services["cleanup"];
+    assert.ok(kg && sshd && cleanup, "services knockgate, demo-sshd and cleanup");
     assert.equal(kg["network_mode"], "host");
     assert.equal(kg["image"], "knockgate:local");
     assert.equal(kg["restart"], "unless-stopped");
     assert.deepEqual([...(kg["cap_add"] as string[])].sort(), ["NET_ADMIN", "NET_RAW"]);
-    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_SEQUENCE"], "7000,8000,9000");
     assert.equal(kg.environment?.["KNOCK_DOOR_SSH_PORTS"], "2222/tcp");
-    assert.match(kg.environment?.["KNOCK_ON_EXIT"] ?? "", /^(keep|remove)$/);
+    assert.equal(kg.environment?.["KNOCK_ON_EXIT"] ?? "keep", "keep", "fail closed: stopping knockgate must not open 2222 to all");
+    // The sequence only in a secret file, mounted where KNOCK_DOOR_SSH_SEQUENCE_FILE points.
+    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_SEQUENCE"], undefined, "the sequence must not be a variable (docker inspect shows those)");
+    const [secret] = kg["secrets"] as { source: string; target: string }[];
+    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_SEQUENCE_FILE"], secret?.target);
+    assert.equal(config.secrets?.[secret?.source ?? ""]?.file, join(ROOT, "demo", "knock-sequence"));
+    // The uninstall step: the same image, in the host's namespace, only NET_ADMIN, only on request.
+    assert.deepEqual(cleanup["profiles"], ["cleanup"]);
+    assert.deepEqual(cleanup["command"], ["cleanup"]);
+    for (const key of ["image", "network_mode", "cap_drop", "read_only", "security_opt"]) assert.deepEqual(cleanup[key], kg[key], key);
+    assert.deepEqual(cleanup["cap_add"], ["NET_ADMIN"]);
     const dependsOn = sshd["depends_on"] as Record<string, { condition?: string }> | undefined;
     assert.equal(dependsOn?.["knockgate"]?.condition, "service_healthy", "the sshd must start only behind a protecting knockgate");
     assert.equal((sshd["ports"] as { published: string; target: number }[])[0]?.published, "2222");
@@ -341,7 +357,7 @@ describe("compose demo", { concurrency: false }, () => {
     }
   });
 
-  test("docker compose up: port 2222 is closed until a knock, the sshd answers the knocker, down leaves the host clean", { timeout: 420_000 }, async () => {
+  test("docker compose up: 2222 is closed until a knock, the sshd answers the knocker; down keeps 2222 closed, the cleanup profile uninstalls", { timeout: 420_000 }, async () => {
     const busy = await new Promise<boolean>((resolve) => {
       const probe = createServer();
       probe.once("error", () => resolve(true));
@@ -357,8 +373,7 @@ describe("compose demo", { concurrency: false }, () => {
       KNOCK_INTERFACE: HOST_IFACE,
       DEMO_AUTHORIZED_KEYS: "",
     });
-    const logs = await compose(["logs", "--no-color", "knockgate"]);
-    assert.match(logs, /"event":"ready"/);
+    assert.match(await compose(["logs", "--no-color", "knockgate"]), /"event":"ready"/);
 
     assert.equal((await net.connect(HOST_V4, 2222, { banner: true, timeoutMs: 1000 })).ok, false, "2222 must be closed before knocking");
     const knock = await net.knock(["--wait", "2222", "--timeout", "5000", HOST_V4, "7000", "8000", "9000"]);
@@ -368,12 +383,35 @@ describe("compose demo", { concurrency: false }, () => {
     assert.match(conn.banner, /^SSH-2\.0-OpenSSH/);
     assert.equal((await net.connect(HOST_V4, 2222, { from: OTHER_V4, timeoutMs: 1000 })).ok, false, "others must stay out");
 
+    // `stop` first, as `down` does, so that the daemon's whole log (to its last line) can be read.
+    await compose(["stop", "--timeout", "20"], 120_000);
+    const logs = await compose(["logs", "--no-color", "knockgate"]);
+    assert.match(logs, /"event":"firewall_kept"/, "the default exit policy, keep");
+    const sequence = readFileSync(join(ROOT, "demo", "knock-sequence"), "utf8").trim().split(",").map((p) => p.split(":")[0]);
+    const leak = new RegExp(`(?<![\\d.])(?:${sequence.join("|")})(?![\\d.])`);
+    assert.deepEqual(logs.split("\n").filter((l) => leak.test(l)), [], "no knock port of the secret sequence may show in the daemon's log");
+
+    // Fail closed: with the stack down, a new listener on 2222 is still out of reach, until the cleanup.
     await compose(["down", "-v", "--timeout", "20"], 120_000);
+    assert.match(await knockgateObjects(), /-A PREROUTING -j KNOCKGATE/, "`docker compose down` must leave the protection in place");
+    const standIn = await greeter(2222, "stand-in");
+    try {
+      // From OTHER_V4: the knocker's grant may not have run out yet, and rightly still works.
+      assert.equal((await net.connect(HOST_V4, 2222, { from: OTHER_V4, timeoutMs: 1000 })).ok, false, "after down, 2222 must stay closed");
+      const cleanup = await compose(["--profile", "cleanup", "run", "--rm", "cleanup"], 120_000);
+      assert.match(cleanup, /removed knockgate objects from: /);
+      assert.equal(await knockgateObjects(), "", "the cleanup profile must remove every knockgate chain, set and table");
+      for (const save of ["iptables-save", "ip6tables-save"]) assert.doesNotMatch(await must([save]), /knock/i, save);
+      assert.equal((await net.connect(HOST_V4, 2222, { from: OTHER_V4, timeoutMs: 1000 })).ok, true, "after the cleanup, 2222 is open to all again");
+    } finally {
+      standIn.close();
+    }
+
+    // The README's last teardown steps: `run` made the project's network again; then the images.
+    await compose(["down", "-v"], 120_000);
     composeUp = false;
     for (const image of ["knockgate:local", "knockgate-demo-sshd:local"]) {
       if (!composeImagesBefore.has(image)) await run(["docker", "rmi", image], { timeoutMs: 30_000 });
     }
-    await sleep(100);
-    assert.equal(await knockgateObjects(), "", "KNOCK_ON_EXIT=remove: `docker compose down` leaves no knockgate object behind");
   });
 });

@@ -74,7 +74,7 @@ export class Metrics {
 
   constructor(
     doors: readonly string[],
-    info: { version: string; backend: string },
+    info: { version: string; revision: string; backend: string },
     sources: MetricSources,
   ) {
     const registers = [this.publicRegistry];
@@ -171,10 +171,10 @@ export class Metrics {
     });
     new Gauge({
       name: "knockgate_build_info",
-      help: "Version and firewall backend of this knockgate; always 1.",
-      labelNames: ["version", "backend", "nodejs"],
+      help: "Version, source revision, firewall backend and Node.js runtime of this knockgate; always 1.",
+      labelNames: ["version", "revision", "backend", "nodejs"],
       registers,
-    }).set({ version: info.version, backend: info.backend, nodejs: process.version }, 1);
+    }).set({ version: info.version, revision: info.revision, backend: info.backend, nodejs: process.version }, 1);
     this.registry = Registry.merge([this.publicRegistry, this.preGrant]);
     // Zero series from the start, so rate() and absent() work before the first knock.
     // (.labels() alone does not export a series; inc(0) does.)

@@ -11,7 +11,7 @@ import { startHttp } from "../adapters/http.js";
 import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { createLogger } from "../adapters/log.js";
 import { Metrics } from "../adapters/metrics.js";
-import { VERSION } from "./version.js";
+import { REVISION, VERSION } from "./version.js";
 
 export async function runDaemon(env: Readonly<Record<string, string | undefined>>): Promise<number> {
   let config;
@@ -37,7 +37,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     config.doors.map((d) => d.name),
-    { version: VERSION, backend: firewall.backend },
+    { version: VERSION, revision: REVISION, backend: firewall.backend },
     {
       tracked: () => daemon?.tracked ?? 0,
       grants: sharedRead(() => firewall.countGrants(), READ_CACHE_MS, systemClock),
@@ -53,7 +53,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
   });
   log.info(
-    { event: "starting", version: VERSION, doors: config.doors.map((d) => d.name), interfaces, http: `${config.httpAddr.host}:${config.httpAddr.port}` },
+    { event: "starting", version: VERSION, revision: REVISION, doors: config.doors.map((d) => d.name), interfaces, http: `${config.httpAddr.host}:${config.httpAddr.port}` },
     "knockgate starting",
   );
   try {

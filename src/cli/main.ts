@@ -10,7 +10,7 @@ import { runDaemon } from "../app/run.js";
 import { KNOCK_OPTIONS, KNOCK_USAGE, runKnock } from "./knock.js";
 import { removeEverything } from "../adapters/firewall/index.js";
 import { parseListenAddr } from "../config/values.js";
-import { VERSION } from "../app/version.js";
+import { REVISION, VERSION } from "../app/version.js";
 
 const USAGE = `usage: knockgate [-V | --version] [-h | --help] [COMMAND [ARGUMENTS]]
 
@@ -33,7 +33,8 @@ ${what}
 `;
 
 function printVersion(): number {
-  process.stdout.write(`knockgate ${VERSION}\n`);
+  // The runtime too: in an image, Node.js comes with the base image, not with knockgate's version.
+  process.stdout.write(`knockgate ${VERSION} (revision ${REVISION}, Node.js ${process.version})\n`);
   return 0;
 }
 

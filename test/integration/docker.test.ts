@@ -32,14 +32,13 @@ import {
   onlyOurs,
   removeTestFirewall,
   run,
-  sleep,
   waitForEvent,
   waitUntil,
   type Variant,
 } from "../support/docker-host.js";
 
 const IMAGE = "knockgate:test";
-const BASE = "node:20-bookworm-slim";
+const BASE = "node:24-bookworm-slim";
 const MAX_ADDED_BYTES = 60 * 1000 * 1000;
 const PROTECTED = 22222;
 const KNOCKS = ["7101", "7102", "7103"];
@@ -47,6 +46,14 @@ const HTTP_ADDR = "127.0.0.1:29180";
 const PROJECT = RUN_NAME;
 const CONTAINERS = { keep: `${RUN_NAME}-keep`, hardened: `${RUN_NAME}-hardened` };
 const PKG = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+const git = (...args: string[]) => must(["git", "-C", ROOT, ...args]).then((out) => out.trim());
+/** What CI passes to `docker build`, as the Dockerfile's header suggests (set in the build test). */
+const BUILD_ARGS = { VERSION: PKG.version, REVISION: "", CREATED: "", SOURCE: "https://git.example/knockgate.git" };
+const buildArgs = (args: Record<string, string>) => Object.entries(args).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
+const OCI = "org.opencontainers.image.";
+/** `knockgate version` in the image: this build, on Node.js 24. */
+const versionLine = (revision: string) =>
+  new RegExp(`^knockgate ${PKG.version.replaceAll(".", "\\.")} \\(revision ${revision}, Node\\.js v24\\.\\d+\\.\\d+\\)$`);
 
 const net = new ClientNet();
 let variant: Variant = "nft";
@@ -65,6 +72,23 @@ const daemonEnv = (onExit: "keep" | "remove") => [
   "-e", "KNOCK_RECONCILE_INTERVAL=0.5",
   "-e", `KNOCK_ON_EXIT=${onExit}`,
 ];
+
+/** A GET on the daemon's HTTP address from inside its container (it listens on the host's loopback): "STATUS BODY". */
+const daemonHttp = (name: string, path: string) =>
+  must(["docker", "exec", name, "node", "-e", `fetch("http://${HTTP_ADDR}${path}").then(async (r) => console.log(r.status, await r.text()))`]);
+
+/** A TCP server on HOST_V4:port that sends each client one line. */
+async function greeter(port: number, line: string): Promise<Server> {
+  const server = createServer((s) => {
+    s.on("error", () => undefined); // clients here hang up abruptly
+    s.end(`${line}\n`);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, HOST_V4, resolve);
+  });
+  return server;
+}
 
 async function compose(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<string> {
   return must(["docker", "compose", "-p", PROJECT, "-f", join(ROOT, "compose.yaml"), ...args], {
@@ -105,14 +129,7 @@ before(async () => {
   tablesBefore = nftTables();
   ownFirewall = true;
   net.create();
-  listener = createServer((s) => {
-    s.on("error", () => undefined); // clients here hang up abruptly
-    s.end("protected service\n");
-  });
-  await new Promise<void>((resolve, reject) => {
-    listener?.once("error", reject);
-    listener?.listen(PROTECTED, HOST_V4, resolve);
-  });
+  listener = await greeter(PROTECTED, "protected service");
 });
 
 after(async () => {
@@ -130,9 +147,49 @@ after(async () => {
 });
 
 describe("container image", { concurrency: false }, () => {
-  test("docker build", { timeout: 600_000 }, async () => {
-    const r = await run(["docker", "build", "-t", IMAGE, ROOT], { timeoutMs: 590_000 });
+  test("docker build --build-arg VERSION, REVISION, CREATED, SOURCE", { timeout: 600_000 }, async () => {
+    BUILD_ARGS.REVISION = await git("rev-parse", "HEAD");
+    BUILD_ARGS.CREATED = await git("log", "-1", "--format=%cI");
+    const r = await run(["docker", "build", ...buildArgs(BUILD_ARGS), "-t", IMAGE, ROOT], { timeoutMs: 590_000 });
     assert.equal(r.code, 0, `docker build failed:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+  });
+
+  test("OCI labels from the build arguments; `version` and knockgate_build_info show the same version and revision", { timeout: 60_000 }, async () => {
+    const labels = JSON.parse(await inspect(IMAGE, "{{json .Config.Labels}}")) as Record<string, string>;
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(labels).filter(([k]) => k.startsWith(OCI))),
+      {
+        [`${OCI}title`]: "knockgate",
+        [`${OCI}description`]: labels[`${OCI}description`],
+        [`${OCI}licenses`]: "MIT",
+        [`${OCI}version`]: BUILD_ARGS.VERSION,
+        [`${OCI}revision`]: BUILD_ARGS.REVISION,
+        [`${OCI}created`]: BUILD_ARGS.CREATED,
+        [`${OCI}source`]: BUILD_ARGS.SOURCE,
+      },
+    );
+    assert.match(labels[`${OCI}description`] ?? "", /port.knocking/i);
+    // The daemon's and the client's: both are the image's node.
+    for (const args of [["version"], ["knock", "--version"]]) {
+      const out = await must(["docker", "run", "--rm", "--network", "none", IMAGE, ...args]);
+      assert.match(out.trim(), versionLine(BUILD_ARGS.REVISION), args.join(" "));
+    }
+  });
+
+  test("build arguments left out: version from package.json, revision, created and source unknown; a VERSION other than package.json's is refused", { timeout: 300_000 }, async () => {
+    const image = `${IMAGE}-defaults`;
+    try {
+      await must(["docker", "build", "-t", image, ROOT], { timeoutMs: 290_000 });
+      const labels = JSON.parse(await inspect(image, "{{json .Config.Labels}}")) as Record<string, string>;
+      assert.equal(labels[`${OCI}version`], PKG.version, "the Dockerfile's default VERSION must be package.json's version");
+      for (const what of ["revision", "created", "source"]) assert.equal(labels[`${OCI}${what}`], "unknown", what);
+      assert.match((await must(["docker", "run", "--rm", "--network", "none", image, "version"])).trim(), versionLine("unknown"));
+    } finally {
+      await run(["docker", "rmi", image], { timeoutMs: 30_000 });
+    }
+    const wrong = await run(["docker", "build", "--build-arg", "VERSION=0.0.0-wrong", "-t", image, ROOT], { timeoutMs: 290_000 });
+    assert.notEqual(wrong.code, 0, "a build whose VERSION differs from package.json must fail");
+    assert.match(`${wrong.stdout}${wrong.stderr}`, new RegExp(`VERSION is "0\\.0\\.0-wrong" but package\\.json says "${PKG.version}"`));
   });
 
   test("runtime image: small, only production dependencies, tini as PID 1, both iptables variants", { timeout: 120_000 }, async () => {
@@ -144,9 +201,6 @@ describe("container image", { concurrency: false }, () => {
     assert.equal(await inspect(IMAGE, "{{json .Config.Entrypoint}}"), '["tini","--","node","/app/dist/src/cli/main.js"]');
     assert.equal(await inspect(IMAGE, "{{json .Config.Cmd}}"), '["run"]');
     assert.match(await inspect(IMAGE, "{{json .Config.Healthcheck.Test}}"), /"node","\/app\/dist\/src\/cli\/main.js","healthcheck"/);
-
-    const version = await must(["docker", "run", "--rm", "--network", "none", IMAGE, "version"]);
-    assert.equal(version.trim(), `knockgate ${PKG.version}`);
 
     const script = [
       "set -e",
@@ -195,6 +249,12 @@ describe("knockgate in a container on the host network", { concurrency: false },
     const installed = await waitForEvent(name, "firewall_installed");
     assert.equal(installed["backend"], `iptables-${variant}`, "the daemon must pick the iptables variant this machine uses");
     await waitForEvent(name, "ready");
+    assert.equal((await waitForEvent(name, "starting"))["revision"], BUILD_ARGS.REVISION);
+    const metrics = await daemonHttp(name, "/metrics");
+    assert.ok(
+      metrics.includes(`knockgate_build_info{version="${BUILD_ARGS.VERSION}",revision="${BUILD_ARGS.REVISION}",backend="${installed["backend"]}",nodejs="v24.`),
+      `knockgate_build_info must name this build and Node.js 24:\n${metrics.split("\n").filter((l) => l.includes("build_info")).join("\n")}`,
+    );
     const pid1 = await must(["docker", "exec", name, "sh", "-c", "tr '\\0' ' ' </proc/1/cmdline"]);
     assert.equal(pid1.trim(), "tini -- node /app/dist/src/cli/main.js run", "PID 1 must be tini, with the daemon under it");
 
@@ -246,7 +306,7 @@ describe("knockgate in a container on the host network", { concurrency: false },
     ]);
     await waitForEvent(name, "firewall_adopted", { timeoutMs: 30_000 });
     await waitForEvent(name, "ready");
-    const ready = await must(["docker", "exec", name, "node", "-e", `fetch("http://${HTTP_ADDR}/readyz").then(async (r) => console.log(r.status, await r.text()))`]);
+    const ready = await daemonHttp(name, "/readyz");
     assert.match(ready, /^200 /, ready);
     assert.equal((await net.connect(HOST_V4, PROTECTED)).ok, true, "the grant made under the previous container must still work");
     assert.equal((await net.connect(HOST_V4, PROTECTED, { from: OTHER_V4 })).ok, false);
@@ -263,19 +323,30 @@ describe("knockgate in a container on the host network", { concurrency: false },
 describe("compose demo", { concurrency: false }, () => {
   test("docker compose config -q validates compose.yaml, which has the documented shape", { timeout: 60_000 }, async () => {
     await compose(["config", "-q"]);
-    const config = JSON.parse(await compose(["config", "--format", "json"])) as {
+    const config = JSON.parse(await compose(["--profile", "cleanup", "config", "--format", "json"])) as {
       services: Record<string, Record<string, unknown> & { environment?: Record<string, string | null> }>;
+      secrets?: Record<string, { file?: string }>;
     };
     const kg = config.services["knockgate"];
     const sshd = config.services["demo-sshd"];
-    assert.ok(kg && sshd, "services knockgate and demo-sshd");
+    const cleanup = config.services["cleanup"];
+    assert.ok(kg && sshd && cleanup, "services knockgate, demo-sshd and cleanup");
     assert.equal(kg["network_mode"], "host");
     assert.equal(kg["image"], "knockgate:local");
     assert.equal(kg["restart"], "unless-stopped");
     assert.deepEqual([...(kg["cap_add"] as string[])].sort(), ["NET_ADMIN", "NET_RAW"]);
-    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_SEQUENCE"], "7000,8000,9000");
     assert.equal(kg.environment?.["KNOCK_DOOR_SSH_PORTS"], "2222/tcp");
-    assert.match(kg.environment?.["KNOCK_ON_EXIT"] ?? "", /^(keep|remove)$/);
+    assert.equal(kg.environment?.["KNOCK_ON_EXIT"] ?? "keep", "keep", "fail closed: stopping knockgate must not open 2222 to all");
+    // The sequence only in a secret file, mounted where KNOCK_DOOR_SSH_SEQUENCE_FILE points.
+    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_SEQUENCE"], undefined, "the sequence must not be a variable (docker inspect shows those)");
+    const [secret] = kg["secrets"] as { source: string; target: string }[];
+    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_SEQUENCE_FILE"], secret?.target);
+    assert.equal(config.secrets?.[secret?.source ?? ""]?.file, join(ROOT, "demo", "knock-sequence"));
+    // The uninstall step: the same image, in the host's namespace, only NET_ADMIN, only on request.
+    assert.deepEqual(cleanup["profiles"], ["cleanup"]);
+    assert.deepEqual(cleanup["command"], ["cleanup"]);
+    for (const key of ["image", "network_mode", "cap_drop", "read_only", "security_opt"]) assert.deepEqual(cleanup[key], kg[key], key);
+    assert.deepEqual(cleanup["cap_add"], ["NET_ADMIN"]);
     const dependsOn = sshd["depends_on"] as Record<string, { condition?: string }> | undefined;
     assert.equal(dependsOn?.["knockgate"]?.condition, "service_healthy", "the sshd must start only behind a protecting knockgate");
     assert.equal((sshd["ports"] as { published: string; target: number }[])[0]?.published, "2222");
@@ -286,7 +357,7 @@ describe("compose demo", { concurrency: false }, () => {
     }
   });
 
-  test("docker compose up: port 2222 is closed until a knock, the sshd answers the knocker, down leaves the host clean", { timeout: 420_000 }, async () => {
+  test("docker compose up: 2222 is closed until a knock, the sshd answers the knocker; down keeps 2222 closed, the cleanup profile uninstalls", { timeout: 420_000 }, async () => {
     const busy = await new Promise<boolean>((resolve) => {
       const probe = createServer();
       probe.once("error", () => resolve(true));
@@ -302,8 +373,7 @@ describe("compose demo", { concurrency: false }, () => {
       KNOCK_INTERFACE: HOST_IFACE,
       DEMO_AUTHORIZED_KEYS: "",
     });
-    const logs = await compose(["logs", "--no-color", "knockgate"]);
-    assert.match(logs, /"event":"ready"/);
+    assert.match(await compose(["logs", "--no-color", "knockgate"]), /"event":"ready"/);
 
     assert.equal((await net.connect(HOST_V4, 2222, { banner: true, timeoutMs: 1000 })).ok, false, "2222 must be closed before knocking");
     const knock = await net.knock(["--wait", "2222", "--timeout", "5000", HOST_V4, "7000", "8000", "9000"]);
@@ -313,12 +383,35 @@ describe("compose demo", { concurrency: false }, () => {
     assert.match(conn.banner, /^SSH-2\.0-OpenSSH/);
     assert.equal((await net.connect(HOST_V4, 2222, { from: OTHER_V4, timeoutMs: 1000 })).ok, false, "others must stay out");
 
+    // `stop` first, as `down` does, so that the daemon's whole log (to its last line) can be read.
+    await compose(["stop", "--timeout", "20"], 120_000);
+    const logs = await compose(["logs", "--no-color", "knockgate"]);
+    assert.match(logs, /"event":"firewall_kept"/, "the default exit policy, keep");
+    const sequence = readFileSync(join(ROOT, "demo", "knock-sequence"), "utf8").trim().split(",").map((p) => p.split(":")[0]);
+    const leak = new RegExp(`(?<![\\d.])(?:${sequence.join("|")})(?![\\d.])`);
+    assert.deepEqual(logs.split("\n").filter((l) => leak.test(l)), [], "no knock port of the secret sequence may show in the daemon's log");
+
+    // Fail closed: with the stack down, a new listener on 2222 is still out of reach, until the cleanup.
     await compose(["down", "-v", "--timeout", "20"], 120_000);
+    assert.match(await knockgateObjects(), /-A PREROUTING -j KNOCKGATE/, "`docker compose down` must leave the protection in place");
+    const standIn = await greeter(2222, "stand-in");
+    try {
+      // From OTHER_V4: the knocker's grant may not have run out yet, and rightly still works.
+      assert.equal((await net.connect(HOST_V4, 2222, { from: OTHER_V4, timeoutMs: 1000 })).ok, false, "after down, 2222 must stay closed");
+      const cleanup = await compose(["--profile", "cleanup", "run", "--rm", "cleanup"], 120_000);
+      assert.match(cleanup, /removed knockgate objects from: /);
+      assert.equal(await knockgateObjects(), "", "the cleanup profile must remove every knockgate chain, set and table");
+      for (const save of ["iptables-save", "ip6tables-save"]) assert.doesNotMatch(await must([save]), /knock/i, save);
+      assert.equal((await net.connect(HOST_V4, 2222, { from: OTHER_V4, timeoutMs: 1000 })).ok, true, "after the cleanup, 2222 is open to all again");
+    } finally {
+      standIn.close();
+    }
+
+    // The README's last teardown steps: `run` made the project's network again; then the images.
+    await compose(["down", "-v"], 120_000);
     composeUp = false;
     for (const image of ["knockgate:local", "knockgate-demo-sshd:local"]) {
       if (!composeImagesBefore.has(image)) await run(["docker", "rmi", image], { timeoutMs: 30_000 });
     }
-    await sleep(100);
-    assert.equal(await knockgateObjects(), "", "KNOCK_ON_EXIT=remove: `docker compose down` leaves no knockgate object behind");
   });
 });

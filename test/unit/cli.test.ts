@@ -45,12 +45,18 @@ describe("every subcommand", () => {
 
 describe("knockgate", () => {
   for (const args of [["--version"], ["-V"], ["version"], ["knock", "--version"], ["knock", "-V"]]) {
-    test(`${args.join(" ")} prints the version`, () => {
+    test(`${args.join(" ")} prints the version, the revision and the Node.js version`, () => {
       const r = cli.run(args);
       assert.equal(r.status, 0);
-      assert.equal(r.stdout, `knockgate ${VERSION}\n`);
+      assert.equal(r.stdout, `knockgate ${VERSION} (revision unknown, Node.js ${process.version})\n`);
     });
   }
+
+  test("the revision is the image's KNOCKGATE_REVISION when set", () => {
+    const r = cli.run(["version"], { KNOCKGATE_REVISION: "0123abc" });
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /^knockgate \S+ \(revision 0123abc, /);
+  });
 
   test("help COMMAND prints that command's usage", () => {
     const r = cli.run(["help", "check"]);

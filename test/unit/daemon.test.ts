@@ -26,7 +26,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     ["SSH"],
-    { version: "test", backend: firewall.backend },
+    { version: "test", revision: "test", backend: firewall.backend },
     { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
   let onFrame: FrameHandler = () => undefined;
@@ -101,6 +101,18 @@ test("a completed sequence grants through the firewall and logs one open line", 
   assert.equal(opens[0]?.["expires"], new Date(Date.UTC(2026, 0, 1) + 30_000).toISOString());
   assert.deepEqual(await failing(daemon), []);
   await daemon.stop();
+});
+
+test("no line above debug names a knock port: the ports are as secret as the sequence", async () => {
+  const { daemon, lines, knockAll } = setup({ KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9100,9200" });
+  await daemon.start();
+  await knockAll(OPEN);
+  await knockAll([9100, 9200]);
+  await daemon.stop();
+  const port = /(?<![\d.])(?:7000|8000|9000|9100|9200)(?![\d.])/;
+  const leaks = lines.filter((l) => Number(l["level"]) > 20 && port.test(JSON.stringify(l)));
+  assert.ok(lines.some((l) => l["event"] === "close"), "the test must get as far as a close");
+  assert.deepEqual(leaks, []);
 });
 
 test("a failed grant is logged with its code, counted by operation and makes /readyz fail until a grant succeeds", async () => {

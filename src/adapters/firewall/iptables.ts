@@ -217,11 +217,11 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
       const r = await run([iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
       if (r.code !== 0) break;
     }
-    const exists = await run([iptables, "-w", "-t", "mangle", "-S", CHAIN]);
-    if (exists.code === 0) {
-      await mustRun(run, [iptables, "-w", "-t", "mangle", "-F", CHAIN]);
-      await mustRun(run, [iptables, "-w", "-t", "mangle", "-X", CHAIN]);
-    }
+    // The flush tells whether the chain is there (it fails when not) without listing it: printing a
+    // rule with an ipset match opens a raw socket to ipset, i.e. needs CAP_NET_RAW, which removal
+    // (`knockgate cleanup` with NET_ADMIN alone) must not.
+    const flushed = await run([iptables, "-w", "-t", "mangle", "-F", CHAIN]);
+    if (flushed.code === 0) await mustRun(run, [iptables, "-w", "-t", "mangle", "-X", CHAIN]);
   }
   const sets = await mustRun(run, ["ipset", "list", "-n"]);
   for (const name of sets.split("\n")) {

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { before, describe, test } from "node:test";
 import * as yaml from "js-yaml";
 import { parseConfig } from "../../src/config/config.js";
+import type { Config } from "../../src/core/types.js";
 import { checkCustomResource, checkManifest, checkManifests, parseManifests, type Manifest } from "../support/helm-manifests.js";
 import { ROOT } from "../support/docker-host.js";
 
@@ -73,11 +74,15 @@ interface Container {
   readinessProbe: { httpGet: { host?: string; path: string; port: string } };
   volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
 }
+interface SecretItems {
+  items: { key: string; path: string }[];
+}
 interface Volume {
   name: string;
   emptyDir?: unknown;
   hostPath?: { path: string };
-  projected?: { defaultMode?: number; sources: { secret: { name: string; items: { key: string; path: string }[] } }[] };
+  secret?: SecretItems & { secretName: string; defaultMode?: number };
+  projected?: { defaultMode?: number; sources: { secret: SecretItems & { name: string } }[] };
 }
 interface PodSpec {
   hostNetwork: boolean;
@@ -108,12 +113,12 @@ function knockEnv(env: Record<string, string>): Record<string, string> {
 type Objects = Record<string, Record<string, string>>;
 
 /**
- * The KNOCK_* environment the daemon would get in the cluster: envFrom sources, then env (which
- * wins), secretKeyRefs resolved from `objects`, and each *_FILE variable read from the Secret key
- * mounted at its path (as the daemon will read it), so every secret form is checked end to end.
- * A reference to a missing Secret, key or file fails the test: the wiring would not work.
+ * The configuration the daemon would start with in the cluster: envFrom sources, then env (which
+ * wins), secretKeyRefs resolved from `objects`, and each *_FILE path read by the daemon itself from
+ * the Secret key mounted there, so every secret form is checked end to end. A reference to a missing
+ * Secret, key or file fails the test: the wiring would not work.
  */
-function daemonEnv(spec: PodSpec, objects: Objects): Record<string, string> {
+function daemonConfig(spec: PodSpec, objects: Objects): Config {
   const container = spec.containers[0] as Container;
   const lookup = (ref: string, key?: string): Record<string, string> => {
     const object = objects[ref];
@@ -131,18 +136,25 @@ function daemonEnv(spec: PodSpec, objects: Objects): Record<string, string> {
     if (e.value !== undefined) env[e.name] = e.value;
     else if (keyRef) env[e.name] = lookup(`Secret/${keyRef.name}`, keyRef.key)[keyRef.key] as string;
   }
-  for (const [name, path] of Object.entries(env).filter(([k]) => k.endsWith("_FILE"))) {
-    const mount = container.volumeMounts.find((m) => path.startsWith(`${m.mountPath}/`));
-    assert.ok(mount?.readOnly, `${name}=${path} is not under a read-only mount`);
-    const file = path.slice(mount.mountPath.length + 1);
-    const sources = spec.volumes.find((v) => v.name === mount.name)?.projected?.sources ?? [];
-    const secret = sources.map((s) => s.secret).find((s) => s.items.some((i) => i.path === file));
-    const item = secret?.items.find((i) => i.path === file);
-    assert.ok(secret && item, `${name}=${path}: no Secret key is mounted there`);
-    env[name.slice(0, -"_FILE".length)] = lookup(`Secret/${secret.name}`, item.key)[item.key] as string;
-    delete env[name];
+  // Every mounted Secret key by path, as in the pod (which a missing Secret or key keeps from starting).
+  const files = new Map<string, string>();
+  for (const mount of container.volumeMounts) {
+    const volume = spec.volumes.find((v) => v.name === mount.name);
+    const secrets = [
+      ...(volume?.secret ? [{ ...volume.secret, name: volume.secret.secretName }] : []),
+      ...(volume?.projected?.sources ?? []).map((s) => s.secret),
+    ];
+    assert.ok(secrets.length === 0 || mount.readOnly, `${mount.name} holds Secret keys but is not mounted read-only`);
+    for (const { name, items } of secrets) {
+      for (const item of items) files.set(`${mount.mountPath}/${item.path}`, lookup(`Secret/${name}`, item.key)[item.key] as string);
+    }
   }
-  return knockEnv(env);
+  const readFile = (path: string): string => {
+    const content = files.get(path);
+    if (content === undefined) throw new Error("no Secret key is mounted there");
+    return content;
+  };
+  return parseConfig(knockEnv(env), readFile);
 }
 
 /** The Secrets and the ConfigMap that ci/full-values.yaml names. */
@@ -150,6 +162,7 @@ const FULL_VALUES_OBJECTS: Objects = {
   "Secret/knockgate-doors": { "ssh-sequence": "7000,8000:udp,9000", "ssh-close-sequence": "9000,8000:udp,7000" },
   "Secret/knockgate-kube-api": { sequence: "7100, 7200, 7300", "close-sequence": "7300,7200,7100" },
   "Secret/knockgate-env": { KNOCK_DOOR_VPN_SEQUENCE: "7400:udp,7500:udp" },
+  "Secret/knockgate-metrics": { "scrape-token": "3f9c1e0b7d2a4c6e8f1a3b5d7c9e0f2a" },
   "ConfigMap/knockgate-settings": { KNOCK_HOOK_TIMEOUT: "3" },
 };
 
@@ -226,6 +239,8 @@ describe("helm chart", { concurrency: false }, () => {
     const env = envOf(spec);
     assert.equal(env["KNOCK_HTTP_ADDR"], "127.0.0.1:9180");
     assert.equal(env["KNOCK_ON_EXIT"], "keep");
+    assert.deepEqual(Object.keys(env).filter((k) => /MAX_|PREFIX|CONCURRENCY|METRICS_TOKEN/.test(k)), [], "the daemon's defaults apply");
+    assert.ok(!spec.volumes.some((v) => v.name === "metrics-token"), "no token, no token volume");
     const config = parseConfig(knockEnv(env));
     assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => p.port), d.ports, d.openForMs]), [
       ["SSH", [7000, 8000, 9000], [{ port: 22, proto: "tcp" }], 30_000],
@@ -242,7 +257,7 @@ describe("helm chart", { concurrency: false }, () => {
     assert.deepEqual(spec["imagePullSecrets"], [{ name: "registry-credentials" }]);
     const env = envOf(spec);
     assert.equal(env["KNOCK_HTTP_ADDR"], "0.0.0.0:9180");
-    const config = parseConfig(daemonEnv(spec, FULL_VALUES_OBJECTS));
+    const config = daemonConfig(spec, FULL_VALUES_OBJECTS);
     const api = config.doors.find((d) => d.name === "KUBE_API");
     assert.ok(api);
     assert.equal(api.seqTimeoutMs, 2500);
@@ -253,6 +268,11 @@ describe("helm chart", { concurrency: false }, () => {
     assert.equal(config.firewall, "nftables");
     assert.equal(config.onExit, "remove");
     assert.equal(config.allow.length, 3);
+    assert.deepEqual(
+      [config.maxTrackedPerPrefix, config.maxGrants, config.maxGrantsPerPrefix, config.sourcePrefixes, config.hookConcurrency],
+      [4096, 1_000_000, 64, { v4: 32, v6: 56 }, 8],
+    );
+    assert.equal(config.metricsToken, FULL_VALUES_OBJECTS["Secret/knockgate-metrics"]?.["scrape-token"]);
     assert.ok((spec.containers[0] as Container).env.some((e) => e.name === "NODE_NAME" && e.valueFrom), "extraEnv passes EnvVar objects through");
   });
 
@@ -267,7 +287,7 @@ describe("helm chart", { concurrency: false }, () => {
     assert.deepEqual(ds.metadata.annotations, { "example.com/owner": "infra" });
     assert.equal(spec["terminationGracePeriodSeconds"], 45);
     assert.deepEqual(container.envFrom, [{ secretRef: { name: "knockgate-env" } }, { configMapRef: { name: "knockgate-settings" } }]);
-    const config = parseConfig(daemonEnv(spec, FULL_VALUES_OBJECTS));
+    const config = daemonConfig(spec, FULL_VALUES_OBJECTS);
     assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => `${p.port}:${p.proto}`).join(), d.closeSequence?.length ?? 0]).sort(), [
       ["KUBE_API", "7100:tcp,7200:tcp,7300:tcp", 3],
       ["SSH", "7000:tcp,8000:udp,9000:tcp", 3],
@@ -288,13 +308,13 @@ describe("helm chart", { concurrency: false }, () => {
     for (const sequence of ["7311", "7644", "7000,8000,9000"]) assert.ok(!r.stdout.includes(sequence), `${sequence} is in the rendered chart`);
     const spec = podSpec(parseManifests(r.stdout));
     assert.deepEqual((spec.containers[0] as Container).envFrom, [{ secretRef: { name: "knockgate-env" } }]);
-    const config = parseConfig(daemonEnv(spec, objects));
+    const config = daemonConfig(spec, objects);
     assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => p.port), d.ports.map((p) => p.port)]).sort(), [
       ["SSH", [7311, 7422, 7533], [2222]],
       ["WEB", [7644, 7755], [22]],
     ]);
     const allInSecret = render(["--set", "existingSecret=knockgate-env", "--set-json", "doors=[]"]);
-    assert.equal(parseConfig(daemonEnv(podSpec(allInSecret), objects)).doors.length, 2, "doors may all live in the Secret");
+    assert.equal(daemonConfig(podSpec(allInSecret), objects).doors.length, 2, "doors may all live in the Secret");
   });
 
   test("sequenceFrom / closeSequenceFrom: secretKeyRef variables; sequenceFile: a read-only mounted key and *_FILE", async () => {
@@ -321,7 +341,7 @@ describe("helm chart", { concurrency: false }, () => {
       defaultMode: 0o400,
       sources: [{ secret: { name: "knockgate-doors", items: [{ key: "web", path: "WEB_SEQUENCE" }] } }],
     });
-    const config = parseConfig(daemonEnv(spec, objects));
+    const config = daemonConfig(spec, objects);
     assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => p.port), d.closeSequence?.map((p) => p.port) ?? null]).sort(), [
       ["SSH", [7311, 7422, 7533], [7533, 7422, 7311]],
       ["WEB", [7644, 7755], null],
@@ -428,11 +448,50 @@ describe("helm chart", { concurrency: false }, () => {
     const rule = one(docs, "PrometheusRule") as Manifest & { spec: { groups: { rules: { alert: string; expr: string; for?: string }[] }[] } };
     const alerts = Object.fromEntries(rule.spec.groups.flatMap((g) => g.rules).map((r) => [r.alert, r]));
     const sel = 'namespace="knockgate", job=~"knockgate/kg-knockgate"';
-    assert.equal(alerts["KnockgateCaptureDrops"]?.expr, `increase(knockgate_capture_dropped_packets_total{${sel}}[5m]) > 0`);
+    assert.equal(alerts["KnockgateCaptureDrops"], undefined, "its metric is token-only: no token, no alert");
     assert.equal(alerts["KnockgateFirewallErrors"]?.expr, `increase(knockgate_firewall_errors_total{${sel}}[5m]) > 0`);
     assert.equal(alerts["KnockgateMetricsDown"]?.expr, `up{${sel}} == 0`);
     assert.match(alerts["KnockgateNotReady"]?.expr ?? "", /^kube_pod_container_status_ready\{namespace="knockgate", container="knockgate", pod=~"kg-knockgate-\[a-z0-9\]\{5\}"\} == 0$/);
     assert.equal(alerts["KnockgateNotReady"]?.for, "5m");
+  });
+
+  test("metrics.tokenSecret: a read-only mounted key in KNOCK_METRICS_TOKEN_FILE, sent by both monitors, never rendered", async () => {
+    const token = "d41d8cd98f00b204e9800998ecf8427e";
+    const objects: Objects = { "Secret/knockgate-metrics": { token } };
+    const r = helm([
+      "template", "kg", CHART, "--namespace", "knockgate",
+      "--set", "http.bindAddress=0.0.0.0",
+      "--set", "metrics.service.enabled=true",
+      "--set", "metrics.serviceMonitor.enabled=true",
+      "--set", "metrics.podMonitor.enabled=true",
+      "--set", "metrics.prometheusRule.enabled=true",
+      "--set", "metrics.tokenSecret.name=knockgate-metrics",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes(token), "the Secret is referenced, never read");
+    const docs = parseManifests(r.stdout);
+    await assertValid(docs);
+    const spec = podSpec(docs);
+    const container = spec.containers[0] as Container;
+    assert.equal(container.env.find((e) => e.name === "KNOCK_METRICS_TOKEN_FILE")?.value, "/etc/knockgate/metrics/token");
+    assert.deepEqual(container.volumeMounts.find((m) => m.name === "metrics-token"), { name: "metrics-token", mountPath: "/etc/knockgate/metrics", readOnly: true });
+    assert.deepEqual(spec.volumes.find((v) => v.name === "metrics-token")?.secret, {
+      secretName: "knockgate-metrics",
+      defaultMode: 0o400,
+      items: [{ key: "token", path: "token" }],
+    });
+    const config = daemonConfig(spec, objects);
+    assert.equal(config.metricsToken, token);
+    assert.deepEqual(config.secretFiles, { KNOCK_METRICS_TOKEN: "/etc/knockgate/metrics/token" });
+    const authorization = { type: "Bearer", credentials: { name: "knockgate-metrics", key: "token" } };
+    const endpoints = (kind: string, field: string) => (one(docs, kind) as Manifest & { spec: Record<string, { authorization?: unknown }[]> }).spec[field] ?? [];
+    for (const [kind, field] of [["ServiceMonitor", "endpoints"], ["PodMonitor", "podMetricsEndpoints"]] as const) {
+      assert.deepEqual(endpoints(kind, field).map((e) => e.authorization), [authorization], kind);
+    }
+    const rule = one(docs, "PrometheusRule") as Manifest & { spec: { groups: { rules: { alert: string; expr: string }[] }[] } };
+    const drops = rule.spec.groups.flatMap((g) => g.rules).find((a) => a.alert === "KnockgateCaptureDrops");
+    const sel = 'namespace="knockgate", job=~"kg-knockgate-metrics|knockgate/kg-knockgate"';
+    assert.equal(drops?.expr, `increase(knockgate_capture_dropped_packets_total{${sel}}[5m]) > 0`);
   });
 
   test("other values are checked too: firewall, onExit, allow, interface", () => {
@@ -447,6 +506,11 @@ describe("helm chart", { concurrency: false }, () => {
       "existingSecret=Not_A_Name",
       "revisionHistoryLimit=-1",
       "commonLabels.team=1",
+      "limits.sourcePrefixV4=33",
+      "limits.hookConcurrency=0",
+      "limits.maxGrants=1.5",
+      "metrics.tokenSecret.name=Not_A_Name",
+      "metrics.tokenSecret.key=a/b",
     ]) {
       const r = helm(["template", "kg", CHART, "--set", bad]);
       assert.notEqual(r.code, 0, `helm template accepted --set ${bad}`);
@@ -467,12 +531,20 @@ describe("helm chart", { concurrency: false }, () => {
     assert.match((await checkManifest({ ...ds, apiVersion: "apps/v1beta2" }))?.join() ?? "", /not a kind this Kubernetes version serves/);
   });
 
-  test("the custom-resource check is not vacuous: a misspelt field, a bad duration, a missing expr", () => {
+  test("the custom-resource check is not vacuous: a misspelt field, a missing credential key, a bad duration, a missing expr", () => {
     const docs = render(["-f", FULL_VALUES]);
     const podMonitor = structuredClone(one(docs, "PodMonitor")) as Manifest & { spec: Record<string, unknown> };
     podMonitor.spec["podMetricEndpoints"] = podMonitor.spec["podMetricsEndpoints"];
     delete podMonitor.spec["podMetricsEndpoints"];
     assert.deepEqual(checkCustomResource(podMonitor), ["/spec/podMetricEndpoints: unknown field", "/spec/podMetricsEndpoints: required"]);
+    const serviceMonitor = structuredClone(one(docs, "ServiceMonitor")) as Manifest & { spec: { endpoints: { authorization: { credentials: Record<string, unknown> } }[] } };
+    const credentials = serviceMonitor.spec.endpoints[0]?.authorization.credentials ?? {};
+    credentials["secretKey"] = credentials["key"];
+    delete credentials["key"];
+    assert.deepEqual(checkCustomResource(serviceMonitor), [
+      "/spec/endpoints/0/authorization/credentials/secretKey: unknown field",
+      "/spec/endpoints/0/authorization/credentials/key: required",
+    ]);
     const rule = structuredClone(one(docs, "PrometheusRule")) as Manifest & { spec: { groups: Record<string, unknown>[] } };
     const first = rule.spec.groups[0]?.["rules"] as Record<string, unknown>[];
     Object.assign(first[0] ?? {}, { for: "5 minutes" });

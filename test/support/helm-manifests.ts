@@ -48,6 +48,8 @@ const relabeling: Shape = {
   "replacement?": "string",
   "action?": "string",
 };
+// SafeAuthorization: credentials from a Secret key (the operator refuses authorization without them).
+const authorization: Shape = { "type?": "string", credentials: { "name?": "string", key: "string", "optional?": "boolean" } };
 const endpoint: Shape = {
   "port?": "string",
   "path?": "string",
@@ -55,6 +57,7 @@ const endpoint: Shape = {
   "interval?": "duration",
   "scrapeTimeout?": "duration",
   "honorLabels?": "boolean",
+  "authorization?": authorization,
   "relabelings?": [relabeling],
   "metricRelabelings?": [relabeling],
 };

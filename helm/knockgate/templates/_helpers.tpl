@@ -100,11 +100,35 @@ Nothing when the door has none of them.
 {{- end }}
 {{- end }}
 
-{{/* Monitor relabeling shared by the ServiceMonitor and the PodMonitor. */}}
-{{- define "knockgate.nodeRelabeling" -}}
-# One series per node: name it after the node, not the (identical) pod and node IP.
-- sourceLabels: [__meta_kubernetes_pod_node_name]
-  targetLabel: node
+{{/* limits: value key -> daemon variable. */}}
+{{- define "knockgate.limitVars" -}}
+maxTrackedPerPrefix: KNOCK_MAX_TRACKED_PER_PREFIX
+maxGrants: KNOCK_MAX_GRANTS
+maxGrantsPerPrefix: KNOCK_MAX_GRANTS_PER_PREFIX
+sourcePrefixV4: KNOCK_SOURCE_PREFIX_V4
+sourcePrefixV6: KNOCK_SOURCE_PREFIX_V6
+hookConcurrency: KNOCK_HOOK_CONCURRENCY
+{{- end }}
+
+{{/* Where metrics.tokenSecret's key is mounted (read-only). */}}
+{{- define "knockgate.metricsTokenDir" -}}/etc/knockgate/metrics{{- end }}
+
+{{/* Monitor endpoint fields shared by the ServiceMonitor and the PodMonitor. */}}
+{{- define "knockgate.scrapeEndpoint" -}}
+relabelings:
+  # One series per node: name it after the node, not the (identical) pod and node IP.
+  - sourceLabels: [__meta_kubernetes_pod_node_name]
+    targetLabel: node
+{{- with .Values.metrics.tokenSecret }}
+{{- if .name }}
+# The token unlocks the full set. The operator reads it from the Secret: it is never rendered.
+authorization:
+  type: Bearer
+  credentials:
+    name: {{ .name }}
+    key: {{ .key | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* A door's sequence for NOTES.txt: the inline one, else where it is kept (never its value). */}}

@@ -114,3 +114,64 @@ export class SourceAddress {
     return this.text;
   }
 }
+
+/**
+ * The bytes of an IPv4 dotted quad or an IPv6 address in text (no zone, no prefix; a dotted IPv4
+ * tail allowed), or null if the text is neither. For addresses that arrive as text inside a
+ * datagram, where node:net is out of reach of the core.
+ */
+export function parseAddress(text: string): { family: Family; addr: Uint8Array } | null {
+  const v4 = parseIPv4(text);
+  if (v4) return { family: 4, addr: v4 };
+  const v6 = parseIPv6(text);
+  return v6 ? { family: 6, addr: v6 } : null;
+}
+
+function parseIPv4(text: string): Uint8Array | null {
+  const parts = text.split(".");
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i]!;
+    // No leading zeros: "010" is octal to some parsers and decimal to others.
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 255) return null;
+    out[i] = Number(p);
+  }
+  return out;
+}
+
+function parseIPv6(text: string): Uint8Array | null {
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  const head = ipv6Words(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? ipv6Words(halves[1]!, true) : [];
+  if (!head || !tail) return null;
+  // Without "::" all eight words are spelled out; with it, it stands for at least one zero word.
+  if (halves.length === 1 ? head.length !== 8 : head.length + tail.length > 7) return null;
+  const out = new Uint8Array(16);
+  const put = (w: number, at: number) => {
+    out[2 * at] = w >> 8;
+    out[2 * at + 1] = w & 0xff;
+  };
+  head.forEach((w, i) => put(w, i));
+  tail.forEach((w, i) => put(w, 8 - tail.length + i));
+  return out;
+}
+
+/** The 16-bit words of colon-separated groups; a dotted IPv4 is allowed as the last group of the address. */
+function ipv6Words(part: string, endsAddress: boolean): number[] | null {
+  if (part === "") return [];
+  const groups = part.split(":");
+  const words: number[] = [];
+  for (let i = 0; i < groups.length; i++) {
+    const g = groups[i]!;
+    if (/^[0-9a-fA-F]{1,4}$/.test(g)) {
+      words.push(parseInt(g, 16));
+      continue;
+    }
+    const v4 = endsAddress && i === groups.length - 1 ? parseIPv4(g) : null;
+    if (!v4) return null;
+    words.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+  }
+  return words;
+}

@@ -1,6 +1,6 @@
 /**
  * SPA verification against datagrams written by the real fwknop client (test/fixtures/spa, made
- * by scripts/spa-vectors.mjs): every message and digest kind accepted or refused as fwknopd would,
+ * by test/fixtures/spa/make-vectors.mjs): every message and digest kind accepted or refused as fwknopd would,
  * and every way a datagram can be wrong refused with its result name.
  */
 import { describe, test } from "node:test";

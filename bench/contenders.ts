@@ -246,7 +246,10 @@ function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftable
         async hide() {
           for (const fam of [4, 6]) {
             const twin = `kgb-hidden-${fam}`;
-            await lab.exec(lab.server, ["ipset", "create", twin, "hash:ip", "family", fam === 4 ? "inet" : "inet6", "timeout", "0", "-exist"]);
+            // The same size as knockgate's own set, or its reconcile would see a set of the wrong size and rebuild it.
+            const header = await lab.exec(lab.server, ["ipset", "list", "-t", `knockgate-SSH-${fam}`]);
+            const maxelem = /maxelem (\d+)/.exec(header.stdout)?.[1] ?? "65536";
+            await lab.exec(lab.server, ["ipset", "create", twin, "hash:ip", "family", fam === 4 ? "inet" : "inet6", "timeout", "0", "maxelem", maxelem, "-exist"]);
             await lab.exec(lab.server, ["ipset", "swap", `knockgate-SSH-${fam}`, twin]);
           }
         },

@@ -129,9 +129,13 @@ export class Daemon {
   async readiness(): Promise<Check[]> {
     const check = (name: string, problem: string | null | undefined): Check =>
       problem ? { name, ok: false, detail: problem } : { name, ok: true };
-    const checks = this.deps.interfaces.map((iface) =>
-      check(`capture:${iface}`, this.captureErrors.get(iface) ?? (this.captures.get(iface)?.alive() === false ? "interface went away" : null)),
-    );
+    const captureProblem = (iface: string): string | null => {
+      const capture = this.captures.get(iface);
+      // Not open yet (start is still installing the firewall): a knock now would be missed.
+      if (!capture) return this.captureErrors.get(iface) ?? "not capturing yet";
+      return capture.alive() ? null : "interface went away";
+    };
+    const checks = this.deps.interfaces.map((iface) => check(`capture:${iface}`, captureProblem(iface)));
     const problems = await this.liveCheck().catch((err: Error) => [err.message]);
     checks.push(check("firewall", problems.join("; ")));
     checks.push(check("reconcile", this.reconciler.error));

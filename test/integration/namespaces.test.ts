@@ -16,6 +16,7 @@ import {
   removeStaleNamespaces,
   sleep,
   withLab,
+  type DaemonProcess,
   type Lab,
 } from "../support/lab.js";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -59,6 +60,34 @@ async function macOf(lab: Lab, where: string, iface: string): Promise<string> {
 for (const backend of ["iptables", "nftables"] as const) {
   describe(`${backend} backend`, { concurrency: false }, () => {
     const env = (extra: Record<string, string> = {}) => door({ KNOCK_FIREWALL: backend, ...extra });
+
+    /**
+     * The whole sequence from each of `sources` (spoofed: raw frames from the client's link), stage
+     * by stage across all of them so the completions come at once; waits for their grants.
+     */
+    const knockFrom = async (lab: Lab, daemon: DaemonProcess, sources: readonly string[]): Promise<void> => {
+      const base = {
+        srcMac: await macOf(lab, lab.client, lab.clientIface),
+        dstMac: await macOf(lab, lab.server, lab.serverIface),
+        dst: SERVER_V4,
+        proto: "tcp" as const,
+        srcPort: 40000,
+        flags: TcpFlag.syn,
+      };
+      const opened = daemon.events("open").length;
+      const frames = [7000, 8000, 9000].flatMap((dstPort) => sources.map((src) => ({ ...base, src, dstPort })));
+      await lab.call({ op: "raw", iface: lab.clientIface, frames });
+      await daemon.waitFor("open", 5000, () => daemon.events("open").length >= opened + sources.length);
+    };
+
+    /** The IPv4 addresses in door SSH's kernel grant set. */
+    const grantSetV4 = async (lab: Lab): Promise<string[]> => {
+      const list =
+        backend === "iptables"
+          ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
+          : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
+      return list.stdout.match(/198\.18\.\d+\.\d+/g) ?? [];
+    };
 
     test("the knocker gets in and nobody else does", () =>
       withLab(async (lab) => {
@@ -182,24 +211,9 @@ for (const backend of ["iptables", "nftables"] as const) {
     test("a burst of 300 knockers at once: every one is granted, in the kernel set", () =>
       withLab(async (lab) => {
         const daemon = await lab.startDaemon(env());
-        const base = {
-          srcMac: await macOf(lab, lab.client, lab.clientIface),
-          dstMac: await macOf(lab, lab.server, lab.serverIface),
-          dst: SERVER_V4,
-          proto: "tcp" as const,
-          srcPort: 40000,
-          flags: TcpFlag.syn,
-        };
         const sources = Array.from({ length: 300 }, (_, i) => `198.18.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`);
-        // Stage by stage across all sources, so the completions (and grants) come all at once.
-        const frames = [7000, 8000, 9000].flatMap((dstPort) => sources.map((src) => ({ ...base, src, dstPort })));
-        await lab.call({ op: "raw", iface: lab.clientIface, frames });
-        await daemon.waitFor("open", 5000, () => daemon.events("open").length >= sources.length);
-        const list =
-          backend === "iptables"
-            ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
-            : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
-        const inSet = new Set(list.stdout.match(/198\.18\.\d+\.\d+/g));
+        await knockFrom(lab, daemon, sources);
+        const inSet = new Set(await grantSetV4(lab));
         assert.deepEqual(sources.filter((s) => !inSet.has(s)), [], "every knocker is in the grant set");
         assert.equal(daemon.events("grant_failed").length, 0);
       }));
@@ -208,27 +222,14 @@ for (const backend of ["iptables", "nftables"] as const) {
       withLab(async (lab) => {
         await lab.startService();
         const daemon = await lab.startDaemon(env({ KNOCK_MAX_GRANTS: "20", KNOCK_MAX_GRANTS_PER_PREFIX: "1000" }));
-        const base = {
-          srcMac: await macOf(lab, lab.client, lab.clientIface),
-          dstMac: await macOf(lab, lab.server, lab.serverIface),
-          dst: SERVER_V4,
-          proto: "tcp" as const,
-          srcPort: 40000,
-          flags: TcpFlag.syn,
-        };
         // 40 spoofed knockers from one /24 who know the sequence: twice what the door holds.
         const crowd = Array.from({ length: 40 }, (_, i) => `198.18.2.${i + 1}`);
-        await lab.call({ op: "raw", iface: lab.clientIface, frames: [7000, 8000, 9000].flatMap((dstPort) => crowd.map((src) => ({ ...base, src, dstPort }))) });
-        await daemon.waitFor("open", 5000, () => daemon.events("open").length >= crowd.length);
+        await knockFrom(lab, daemon, crowd);
         await lab.knock(SERVER_V4, SEQ);
         await daemon.waitFor("open", 3000, (l) => l["src"] === CLIENT_V4);
         assert.equal(await lab.canConnect(SERVER_V4), true, "the real client got in");
         assert.equal(daemon.events("grant_failed").length, 0, "no grant was refused by a full kernel set");
-        const list =
-          backend === "iptables"
-            ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
-            : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
-        const inSet = list.stdout.match(/198\.18\.\d+\.\d+/g) ?? [];
+        const inSet = await grantSetV4(lab);
         assert.equal(inSet.length, 20, `the kernel set holds KNOCK_MAX_GRANTS grants: ${inSet.join(" ")}`);
         assert.ok(inSet.includes(CLIENT_V4));
         assert.deepEqual(
@@ -263,22 +264,9 @@ for (const backend of ["iptables", "nftables"] as const) {
     test("one source prefix holds at most KNOCK_MAX_GRANTS_PER_PREFIX grants", () =>
       withLab(async (lab) => {
         const daemon = await lab.startDaemon(env({ KNOCK_MAX_GRANTS_PER_PREFIX: "5" }));
-        const base = {
-          srcMac: await macOf(lab, lab.client, lab.clientIface),
-          dstMac: await macOf(lab, lab.server, lab.serverIface),
-          dst: SERVER_V4,
-          proto: "tcp" as const,
-          srcPort: 40000,
-          flags: TcpFlag.syn,
-        };
         const crowd = Array.from({ length: 12 }, (_, i) => `198.18.2.${i + 1}`);
-        await lab.call({ op: "raw", iface: lab.clientIface, frames: [7000, 8000, 9000].flatMap((dstPort) => crowd.map((src) => ({ ...base, src, dstPort }))) });
-        await daemon.waitFor("open", 5000, () => daemon.events("open").length >= crowd.length);
-        const list =
-          backend === "iptables"
-            ? await lab.exec(lab.server, ["ipset", "list", "knockgate-SSH-4"])
-            : await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"]);
-        assert.deepEqual((list.stdout.match(/198\.18\.\d+\.\d+/g) ?? []).sort(), crowd.slice(-5).sort(), "the prefix's five newest remain");
+        await knockFrom(lab, daemon, crowd);
+        assert.deepEqual((await grantSetV4(lab)).sort(), crowd.slice(-5).sort(), "the prefix's five newest remain");
       }));
 
     test("KNOCK_ON_EXIT=remove takes every object away on SIGTERM", () =>

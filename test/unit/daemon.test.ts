@@ -470,3 +470,21 @@ test("/readyz probes share one look at the kernel per second, and a reconcile re
   assert.equal(checks, afterReconcile + 1, "read again, though the last look is only 0.5 s old");
   await daemon.stop();
 });
+
+test("/readyz is not ready until capture is open: a knock before that would be missed", async () => {
+  let release: () => void = () => undefined;
+  const { daemon, firewall } = setup();
+  const listGrants = firewall.listGrants.bind(firewall);
+  // Hold start() between installing the firewall and opening the capture.
+  firewall.listGrants = () => new Promise((resolve) => (release = () => void listGrants().then(resolve)));
+  const started = daemon.start();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(
+    (await daemon.readiness()).filter((c) => !c.ok).map((c) => [c.name, c.detail]),
+    [["capture:eth0", "not capturing yet"]],
+  );
+  release();
+  await started;
+  assert.deepEqual(await failing(daemon), []);
+  await daemon.stop();
+});

@@ -1,6 +1,7 @@
 /** `knockgate run`: configuration, then firewall, then capture and HTTP; signals and exit policy. */
 import { interfaceLinkType, openCapture } from "../adapters/capture.js";
 import { parseConfig } from "../config/config.js";
+import { listenAddrText } from "../core/types.js";
 import { Daemon, READ_CACHE_MS } from "./daemon.js";
 import { sharedRead } from "./shared-read.js";
 import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields, problemLines } from "../core/errors.js";
@@ -53,7 +54,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
   });
   log.info(
-    { event: "starting", version: VERSION, revision: REVISION, doors: config.doors.map((d) => d.name), interfaces, http: `${config.httpAddr.host}:${config.httpAddr.port}` },
+    { event: "starting", version: VERSION, revision: REVISION, doors: config.doors.map((d) => d.name), interfaces, http: listenAddrText(config.httpAddr) },
     "knockgate starting",
   );
   try {

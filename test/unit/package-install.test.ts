@@ -59,10 +59,10 @@ before(() => {
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("the packed tarball", () => {
-  test("holds the built code, the postinstall, package.json and the README, and nothing else", () => {
+  test("holds the built code, the postinstall, package.json, the README and the LICENSE, and nothing else", () => {
     const paths = packed.files.map((f) => f.path);
-    for (const path of paths) assert.match(path, /^(package\.json|README\.md|patches\/cap\.mjs|dist\/src\/.+\.js)$/);
-    for (const path of ["package.json", "patches/cap.mjs", "dist/src/cli/main.js", "dist/src/cli/knock.js", "dist/src/adapters/capture.js"]) {
+    for (const path of paths) assert.match(path, /^(package\.json|README\.md|LICENSE|patches\/cap\.mjs|dist\/src\/.+\.js)$/);
+    for (const path of ["package.json", "LICENSE", "patches/cap.mjs", "dist/src/cli/main.js", "dist/src/cli/knock.js", "dist/src/adapters/capture.js"]) {
       assert.ok(paths.includes(path), `${path} is missing from ${packed.filename}`);
     }
   });

@@ -24,7 +24,10 @@ export async function chooseBackend(config: Config, run: Runner = execRunner): P
     if (!hasIptables) throw new FirewallError("KNOCK_FIREWALL=iptables needs iptables and ipset on PATH", [], "");
     return { backend: "iptables", variant: await detectVariant(run) };
   }
-  if (!(await onPath("nft"))) throw new FirewallError("KNOCK_FIREWALL=nftables needs nft on PATH", [], "");
+  if (!(await onPath("nft"))) {
+    const needs = config.firewall === "auto" ? "KNOCK_FIREWALL=auto found neither iptables with ipset nor nft on PATH: install one of them" : "KNOCK_FIREWALL=nftables needs nft on PATH";
+    throw new FirewallError(needs, [], "");
+  }
   return { backend: "nftables" };
 }
 

@@ -39,7 +39,6 @@ const SWEEP_MS = 1000;
 /** At most one "capture dropped packets" warning per this long; the metric has every count. */
 const DROP_WARN_MS = 60_000;
 
-
 export class Daemon {
   private readonly clock: Clock;
   private readonly machine: KnockMachine;
@@ -123,8 +122,9 @@ export class Daemon {
   }
 
   /**
-   * Ready means protecting right now: every capture live, the firewall objects in place as seen in
-   * the kernel at this moment (not as of the last reconcile), the last reconcile and grant succeeded.
+   * Ready means protecting right now: every capture live, the firewall objects in place as the
+   * kernel showed them within the last READ_CACHE_MS (not as of the last reconcile), the last
+   * reconcile and grant succeeded.
    */
   async readiness(): Promise<Check[]> {
     const check = (name: string, problem: string | null | undefined): Check =>

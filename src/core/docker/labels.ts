@@ -113,13 +113,13 @@ interface Binding {
 /** Docker's map of "PORT/PROTO" to bindings, as in HostConfig.PortBindings and NetworkSettings.Ports. */
 function readBindings(map: unknown, unsupported: Set<string>): Binding[] {
   return entries(map).flatMap(([key, list]) => {
+    // null: exposed but not published.
+    if (!Array.isArray(list)) return [];
     const containerPort = parsePortSpec(key);
     if (!containerPort || !key.includes("/")) {
       unsupported.add(key);
       return [];
     }
-    // null: exposed but not published.
-    if (!Array.isArray(list)) return [];
     return list.map((b: unknown) => ({ containerPort, hostIp: text(field(b, "HostIp")), hostPort: text(field(b, "HostPort")) }));
   });
 }

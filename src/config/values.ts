@@ -4,6 +4,7 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { TcpFlag, type Cidr, type Family, type ListenAddr, type PortSpec, type Proto, type TcpFlagMatch } from "../core/types.js";
+import { splitList } from "../core/lists.js";
 
 const PROTOS: readonly Proto[] = ["tcp", "udp"];
 /** A Map, not TcpFlag itself: a lookup on the object would find inherited names like "constructor". */
@@ -24,12 +25,6 @@ function parseProto(text: string, item: string): Proto {
   return proto as Proto;
 }
 
-function splitList(value: string): string[] {
-  return value
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-}
 
 /**
  * A knock sequence: "7000,8000:udp,9000" (knockd writes the protocol after a colon). A sequence is

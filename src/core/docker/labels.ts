@@ -4,6 +4,7 @@
  * the JSON comes in as a value, and nothing here throws on any shape of it; what is wrong with a
  * container's labels comes back as problems for the caller to log.
  */
+import { splitList } from "../lists.js";
 import type { Family, PortSpec, Proto } from "../types.js";
 
 export const DOOR_LABEL = "knockgate.door";
@@ -72,11 +73,6 @@ function parsePortSpec(item: string): PortSpec | null {
   return { port, proto: (m[2]?.toLowerCase() ?? "tcp") as Proto };
 }
 
-const splitList = (value: string): string[] =>
-  value
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
 
 /** Docker leaves HostIp empty for "all addresses", which it binds on both families. */
 function hostFamilies(hostIp: string): Family[] {

@@ -211,8 +211,14 @@ export class Daemon {
     if (event.result !== "completed") return;
     // The machine reuses `event`; what the firewall calls need is copied out here.
     const { door, src, family } = event;
-    if (event.kind === "open") this.open(door, family, src, this.packetAt);
-    else this.close(door, family, src);
+    // This runs inside the capture callback: a throw here would escape into libpcap's event and end
+    // the process, protection and all.
+    try {
+      if (event.kind === "open") this.open(door, family, src, this.packetAt);
+      else this.close(door, family, src);
+    } catch (err) {
+      this.followUpFailed(event.kind, err, door, src);
+    }
   }
 
   /**

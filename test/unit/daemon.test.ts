@@ -488,3 +488,18 @@ test("/readyz is not ready until capture is open: a knock before that would be m
   assert.deepEqual(await failing(daemon), []);
   await daemon.stop();
 });
+
+test("a throw while handling a completed sequence (here, making room) is logged and does not escape the capture callback", async () => {
+  const { daemon, events, metrics, knockAll } = setup({ KNOCK_MAX_GRANTS_PER_PREFIX: "1" });
+  await daemon.start();
+  await knockAll(OPEN, "198.18.0.2");
+  metrics.closed = () => {
+    throw new Error("metrics broke");
+  };
+  await knockAll(OPEN, "198.18.0.3"); // replaces .2, and closing it throws
+  assert.deepEqual(
+    events("open_followup_failed").map((l) => [l["src"], l["err"]]),
+    [["198.18.0.3", "metrics broke"]],
+  );
+  await daemon.stop();
+});

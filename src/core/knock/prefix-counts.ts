@@ -5,6 +5,7 @@
  * with the count in its `stage` column: no allocation per packet here either.
  */
 import type { Family, SourcePrefixes } from "../types.js";
+import { maskToPrefix } from "../packet/address.js";
 import { AttemptTable } from "./attempt-table.js";
 
 export class PrefixCounts {
@@ -43,13 +44,7 @@ export class PrefixCounts {
   }
 
   private mask(family: Family, addr: Uint8Array): Uint8Array {
-    const out = this.masked;
-    const bits = family === 4 ? this.bits.v4 : this.bits.v6;
-    const bytes = family === 4 ? 4 : 16;
-    for (let i = 0; i < bytes; i++) {
-      const keep = Math.min(8, Math.max(0, bits - i * 8));
-      out[i] = addr[i]! & ((0xff00 >> keep) & 0xff);
-    }
-    return out;
+    return maskToPrefix(addr, family, this.bits, this.masked);
   }
+
 }

@@ -2,7 +2,7 @@
  * Source addresses as the packet path holds them: raw bytes, turned into text only when something
  * reads it (a grant, a log line). Most sniffed packets are never printed, so most are never formatted.
  */
-import type { Family } from "../types.js";
+import type { Family, SourcePrefixes } from "../types.js";
 
 // Precomputed decimal octets: avoids number->string work for every IPv4 text made.
 const DEC: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
@@ -113,6 +113,21 @@ export class SourceAddress {
     this.text ??= this.family === 4 ? formatIPv4(this.addr, 0) : formatIPv6(this.addr, 0);
     return this.text;
   }
+}
+
+/**
+ * Writes `addr` (4 or 16 bytes by family) into `out` with every bit past the family's prefix length
+ * cleared, and returns `out`: the network a source belongs to, for the per-prefix caps. `out` is
+ * the caller's, so the packet path allocates nothing.
+ */
+export function maskToPrefix(addr: Uint8Array, family: Family, prefixes: SourcePrefixes, out: Uint8Array): Uint8Array {
+  const bits = family === 4 ? prefixes.v4 : prefixes.v6;
+  const bytes = family === 4 ? 4 : 16;
+  for (let i = 0; i < bytes; i++) {
+    const keep = Math.min(8, Math.max(0, bits - i * 8));
+    out[i] = addr[i]! & ((0xff00 >> keep) & 0xff);
+  }
+  return out;
 }
 
 /**

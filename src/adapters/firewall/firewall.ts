@@ -1,5 +1,5 @@
 /** The firewall port: what the daemon needs from a backend, whichever it is. */
-import type { KernelGrant } from "../../core/firewall/plan.js";
+import { FAMILIES, type KernelGrant } from "../../core/firewall/plan.js";
 import type { Door, Family } from "../../core/types.js";
 import type { Logger } from "../log.js";
 import { patientRunner, type Runner } from "./exec.js";
@@ -38,7 +38,11 @@ export async function grantsPerDoor(
   countSet: (door: string, family: Family) => number | Promise<number>,
 ): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  for (const door of doors) counts.set(door.name, (await countSet(door.name, 4)) + (await countSet(door.name, 6)));
+  for (const door of doors) {
+    let n = 0;
+    for (const family of FAMILIES) n += await countSet(door.name, family);
+    counts.set(door.name, n);
+  }
   return counts;
 }
 
@@ -46,7 +50,7 @@ export async function grantsPerDoor(
 export async function listPerDoor(doors: readonly Door[], readSet: (door: string, family: Family) => Promise<KernelGrant[]>): Promise<ListedGrant[]> {
   const all: ListedGrant[] = [];
   for (const door of doors) {
-    for (const family of [4, 6] as const) for (const g of await readSet(door.name, family)) all.push({ ...g, door: door.name, family });
+    for (const family of FAMILIES) for (const g of await readSet(door.name, family)) all.push({ ...g, door: door.name, family });
   }
   return all;
 }

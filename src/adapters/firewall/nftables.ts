@@ -77,11 +77,12 @@ export class NftablesFirewall implements Firewall {
     const table = await run(["nft", "-t", "list", "table", "inet", NFT_TABLE]);
     if (table.code !== 0) return [`table inet ${NFT_TABLE} missing`];
     const problems: string[] = [];
-    const sets = [NFT_ACK_SET, ...FAMILIES.flatMap((f) => [nftAllowName(f), ...this.config.doors.map((d) => nftSetName(d.name, f))])];
+    const grantSets = (f: Family) => this.config.doors.map((d) => nftSetName(d.name, f));
+    const sets = [NFT_ACK_SET, ...FAMILIES.flatMap((f) => [nftAllowName(f), ...grantSets(f)])];
     const missing = sets.filter((name) => !table.stdout.includes(`\tset ${name} {`));
     if (missing.length > 0) problems.push(`sets missing: ${missing.join(", ")}`);
     const size = grantSetSize(this.config);
-    for (const name of FAMILIES.flatMap((f) => this.config.doors.map((d) => nftSetName(d.name, f)))) {
+    for (const name of FAMILIES.flatMap(grantSets)) {
       const at = table.stdout.indexOf(`\tset ${name} {`);
       const block = at < 0 ? "" : table.stdout.slice(at, table.stdout.indexOf("\t}", at));
       // The plan's transaction sets the size of an existing set in place, grants kept.

@@ -112,12 +112,20 @@ export const JUMP_RULE = `-A PREROUTING -j ${CHAIN}`;
 
 /** Entry count per set name, from `ipset list -t` (headers of every set, no members). */
 export function ipsetSizes(terse: string): Map<string, number> {
-  const sizes = new Map<string, number>();
+  return perSet(terse, /^Number of entries: (\d+)/m, 0);
+}
+
+/** One number per set from `ipset list -t`, read from each set's block; sets without it get `missing` (or none). */
+function perSet(terse: string, field: RegExp, missing?: number): Map<string, number> {
+  const values = new Map<string, number>();
   for (const block of terse.split(/\n(?=Name: )/)) {
     const name = /^Name: (\S+)/m.exec(block)?.[1];
-    if (name !== undefined) sizes.set(name, Number(/^Number of entries: (\d+)/m.exec(block)?.[1] ?? 0));
+    const value = field.exec(block)?.[1];
+    if (name === undefined) continue;
+    if (value !== undefined) values.set(name, Number(value));
+    else if (missing !== undefined) values.set(name, missing);
   }
-  return sizes;
+  return values;
 }
 
 /** An address in a kernel set, with the time it has left; null when it stays until revoked. */
@@ -158,13 +166,7 @@ export function nftElements(json: string): KernelGrant[] {
 
 /** Each set's `maxelem` from `ipset list -t`: how many entries its kernel set takes at most. */
 export function ipsetMaxelems(terse: string): Map<string, number> {
-  const sizes = new Map<string, number>();
-  for (const block of terse.split(/\n(?=Name: )/)) {
-    const name = /^Name: (\S+)/m.exec(block)?.[1];
-    const maxelem = /^Header: .*\bmaxelem (\d+)/m.exec(block)?.[1];
-    if (name !== undefined && maxelem !== undefined) sizes.set(name, Number(maxelem));
-  }
-  return sizes;
+  return perSet(terse, /^Header: .*\bmaxelem (\d+)/m);
 }
 
 /**
@@ -201,10 +203,8 @@ const ipsetFamily = (family: Family) => (family === 4 ? "inet" : "inet6");
 export function ipsetCreateScript(config: Config, only?: readonly string[]): string {
   const lines: [string, string][] = [];
   for (const family of FAMILIES) {
-    lines.push([ipsetAllowName(family), `hash:net family ${ipsetFamily(family)}`]);
-    for (const door of config.doors) {
-      lines.push([ipsetName(door.name, family), `hash:ip family ${ipsetFamily(family)} timeout 0 maxelem ${grantSetSize(config)}`]);
-    }
+    lines.push([ipsetAllowName(family), allowSetSpec(family)]);
+    for (const door of config.doors) lines.push([ipsetName(door.name, family), grantSetSpec(config, family)]);
   }
   return lines
     .filter(([name]) => only === undefined || only.includes(name))
@@ -215,10 +215,17 @@ export function ipsetCreateScript(config: Config, only?: readonly string[]): str
 /** Replaces the allow set's members atomically: fill a temporary set, swap, destroy. */
 export function ipsetAllowScript(config: Config, family: Family): string {
   const name = ipsetAllowName(family);
-  const tmp = `${name}-new`;
-  const lines = [`create ${tmp} hash:net family ${ipsetFamily(family)}`, `flush ${tmp}`];
-  for (const cidr of config.allow) if (cidr.family === family) lines.push(`add ${tmp} ${cidr.text}`);
-  lines.push(`swap ${tmp} ${name}`, `destroy ${tmp}`);
+  const members = config.allow.filter((c) => c.family === family).map((c) => c.text);
+  return swapInScript(`${name}-new`, name, allowSetSpec(family), members);
+}
+
+/** What follows a set's name in `create`: its type and options. */
+const allowSetSpec = (family: Family) => `hash:net family ${ipsetFamily(family)}`;
+const grantSetSpec = (config: Config, family: Family) => `hash:ip family ${ipsetFamily(family)} timeout 0 maxelem ${grantSetSize(config)}`;
+
+/** Replaces a set's content atomically: fill `tmp`, made with `spec`, swap it in, destroy the old content. */
+function swapInScript(tmp: string, target: string, spec: string, members: readonly string[]): string {
+  const lines = [`create ${tmp} ${spec}`, `flush ${tmp}`, ...members.map((m) => `add ${tmp} ${m}`), `swap ${tmp} ${target}`, `destroy ${tmp}`];
   return lines.join("\n") + "\n";
 }
 
@@ -230,10 +237,8 @@ const IPSET_SWAP = "knockgate-swap";
  * time it has left: fill a temporary set, swap it in (the iptables rules follow the name), destroy.
  */
 export function ipsetResizeScript(config: Config, door: string, family: Family, grants: readonly KernelGrant[]): string {
-  const lines = [`create ${IPSET_SWAP} hash:ip family ${ipsetFamily(family)} timeout 0 maxelem ${grantSetSize(config)}`, `flush ${IPSET_SWAP}`];
-  for (const g of grants) lines.push(`add ${IPSET_SWAP} ${g.src} timeout ${g.remainingMs === null ? 0 : Math.max(1, Math.ceil(g.remainingMs / 1000))}`);
-  lines.push(`swap ${IPSET_SWAP} ${ipsetName(door, family)}`, `destroy ${IPSET_SWAP}`);
-  return lines.join("\n") + "\n";
+  const members = grants.map((g) => `${g.src} timeout ${g.remainingMs === null ? 0 : Math.max(1, Math.ceil(g.remainingMs / 1000))}`);
+  return swapInScript(IPSET_SWAP, ipsetName(door, family), grantSetSpec(config, family), members);
 }
 
 /** Allow-set members as `ipset list` prints them (a /32 or /128 shows as the bare address). */

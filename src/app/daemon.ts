@@ -232,8 +232,8 @@ export class Daemon {
     const previous = this.grants.get(door, src);
     if (previous && previous.expiresAt <= now) this.expired(previous);
     const refresh = previous !== undefined && previous.expiresAt > now;
-    if (!refresh) for (const { record, reason } of this.grants.makeRoom(door, src, family)) this.replaced(record, reason, src);
-    const grant = this.grants.open(door, src, family, now);
+    const { record: grant, replaced } = this.grants.open(door, src, family, now);
+    for (const { record, reason } of replaced) this.replaced(record, reason, src);
     this.deps.firewall
       .grant(door, family, src)
       .then(

@@ -27,7 +27,7 @@ const B = "2001:db8::2";
 describe("GrantBook", () => {
   test("open records the grant with an expiry OPEN_FOR after now", () => {
     const book = new GrantBook(UNBOUNDED);
-    const record = book.open(SSH, A, 4, 1000);
+    const { record } = book.open(SSH, A, 4, 1000);
     assert.deepEqual(record, { door: SSH, src: A, family: 4, expiresAt: 31_000, prefix: "4/c61200" });
     assert.equal(book.size, 1);
   });
@@ -82,7 +82,7 @@ describe("GrantBook", () => {
   test("opening again refreshes the expiry instead of adding a second grant", () => {
     const book = new GrantBook(UNBOUNDED);
     book.open(SSH, A, 4, 0);
-    const refreshed = book.open(SSH, A, 4, 20_000);
+    const { record: refreshed } = book.open(SSH, A, 4, 20_000);
     assert.equal(refreshed.expiresAt, 50_000);
     assert.equal(book.size, 1);
     assert.deepEqual(book.expire(30_000), [], "the old expiry no longer applies");
@@ -105,7 +105,7 @@ describe("GrantBook", () => {
   test("with OPEN_FOR 0 a grant never expires and lasts until closed", () => {
     const book = new GrantBook(UNBOUNDED);
     const forever = door("VPN", 0);
-    const record = book.open(forever, A, 4, 1000);
+    const { record } = book.open(forever, A, 4, 1000);
     assert.equal(record.expiresAt, Infinity);
     assert.deepEqual(book.expire(Number.MAX_SAFE_INTEGER), []);
     assert.equal(book.size, 1);
@@ -118,8 +118,7 @@ describe("GrantBook bounds", () => {
   const fill = (book: GrantBook, srcs: string[], family: 4 | 6 = 4) => {
     const replaced: string[] = [];
     srcs.forEach((src, i) => {
-      for (const r of book.makeRoom(SSH, src, family)) replaced.push(`${r.record.src} ${r.reason}`);
-      book.open(SSH, src, family, i);
+      for (const r of book.open(SSH, src, family, i).replaced) replaced.push(`${r.record.src} ${r.reason}`);
     });
     return replaced;
   };
@@ -149,14 +148,13 @@ describe("GrantBook bounds", () => {
   test("a refreshed grant is the newest of its prefix again; closing and expiry free room", () => {
     const book = new GrantBook({ maxGrants: 100, maxPerPrefix: 2, prefixes: PREFIXES });
     fill(book, ["198.18.0.1", "198.18.0.2"]);
-    book.open(SSH, "198.18.0.1", 4, 10); // a refresh, no room needed
+    assert.deepEqual(book.open(SSH, "198.18.0.1", 4, 10).replaced, [], "a refresh needs no room");
     assert.deepEqual(
-      book.makeRoom(SSH, "198.18.0.3", 4).map((r) => r.record.src),
+      book.open(SSH, "198.18.0.3", 4, 11).replaced.map((r) => r.record.src),
       ["198.18.0.2"],
     );
-    book.open(SSH, "198.18.0.3", 4, 11);
     book.close(SSH, "198.18.0.1");
-    assert.deepEqual(book.makeRoom(SSH, "198.18.0.4", 4), [], "closing freed a place");
+    assert.deepEqual(book.open(SSH, "198.18.0.4", 4, 12).replaced, [], "closing freed a place");
   });
 
   test("matches a model through random grants, closes and expiries (counts, caps, who is replaced)", () => {
@@ -191,20 +189,20 @@ describe("GrantBook bounds", () => {
         } else if (model.size >= limits.maxGrants) {
           const top = Math.max(...[...new Set([...model.values()].map(([q]) => q))].map(count));
           const crowded = [...new Set([...model.values()].map(([q]) => q))].filter((q) => count(q) === top);
-          const v = book.makeRoom(SSH, src, 4).map((r) => r.record.src);
+          const v = book.open(SSH, src, 4, step).replaced.map((r) => r.record.src);
           assert.equal(v.length, 1, `step ${step}`);
           const victim = v[0]!;
           const victimPrefix = model.get(victim)![0];
           assert.ok(crowded.includes(victimPrefix), `step ${step}: ${victim} is not of a most crowded prefix`);
           assert.equal(victim, oldestOf(victimPrefix), `step ${step}: not the oldest of its prefix`);
           model.delete(victim);
-          book.open(SSH, src, 4, step);
           model.set(src, [prefix, step]);
           continue;
         }
-        assert.deepEqual(book.makeRoom(SSH, src, 4).map((r) => r.record.src), expected, `step ${step}`);
+        assert.deepEqual(book.open(SSH, src, 4, step).replaced.map((r) => r.record.src), expected, `step ${step}`);
+      } else {
+        assert.deepEqual(book.open(SSH, src, 4, step).replaced, [], `step ${step}: a refresh replaces nothing`);
       }
-      book.open(SSH, src, 4, step);
       model.set(src, [prefix, step]);
       assert.equal(book.size, model.size);
     }

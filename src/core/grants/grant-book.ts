@@ -30,6 +30,12 @@ export interface GrantLimits {
 
 export type ReplaceReason = "prefix_full" | "set_full";
 
+export interface Opened {
+  record: GrantRecord;
+  /** Grants taken out to make room for this one (none for a refresh). */
+  replaced: Replaced[];
+}
+
 export interface Replaced {
   record: GrantRecord;
   reason: ReplaceReason;
@@ -94,12 +100,21 @@ export class GrantBook {
   }
 
   /**
-   * Takes out what must go so that a new grant for `src` fits the bounds, and says why. Call it
-   * before `open` for a source without a live grant; the caller revokes what it returns.
+   * Records a new or refreshed grant. A source without a grant first gets room under the bounds:
+   * what had to go is returned with the reason, for the caller to revoke. A refresh takes no room.
    */
-  makeRoom(door: Door, src: string, family: Family): Replaced[] {
-    const grants = this.of(door);
+  open(door: Door, src: string, family: Family, now: number): Opened {
+    const expiresAt = door.openForMs > 0 ? now + door.openForMs : Infinity;
+    const previous = this.of(door).bySrc.get(src);
+    if (previous) return { record: this.insert(door, previous, expiresAt), replaced: [] };
     const prefix = prefixKey(src, family, this.limits.prefixes);
+    const replaced = this.makeRoom(door, prefix);
+    return { record: this.insert(door, { door, src, family, expiresAt, prefix }, expiresAt), replaced };
+  }
+
+  /** Takes out what must go so that one more grant from `prefix` fits the bounds, and says why. */
+  private makeRoom(door: Door, prefix: string): Replaced[] {
+    const grants = this.of(door);
     const replaced: Replaced[] = [];
     const take = (record: GrantRecord | undefined, reason: ReplaceReason): boolean => {
       if (!record) return false;
@@ -112,20 +127,22 @@ export class GrantBook {
     return replaced;
   }
 
-  /** Records a new or refreshed grant and returns it. */
-  open(door: Door, src: string, family: Family, now: number): GrantRecord {
-    return this.adopt(door, src, family, door.openForMs > 0 ? now + door.openForMs : Infinity);
+  /**
+   * Records a grant found in the kernel at start, expiring at `expiresAt` (Infinity: until the close
+   * sequence). The kernel already holds it, so nothing is replaced for it.
+   */
+  adopt(door: Door, src: string, family: Family, expiresAt: number): GrantRecord {
+    const previous = this.of(door).bySrc.get(src);
+    return this.insert(door, previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes) }, expiresAt);
   }
 
-  /** Records a grant that expires at `expiresAt` (Infinity: until the close sequence). */
-  adopt(door: Door, src: string, family: Family, expiresAt: number): GrantRecord {
+  /** (Re-)inserts, so a refresh makes the grant the newest of its prefix (the last to be replaced). */
+  private insert(door: Door, record: GrantRecord, expiresAt: number): GrantRecord {
     const grants = this.of(door);
-    const previous = grants.bySrc.get(src);
-    // Re-inserted, so a refresh makes it the newest of its prefix (the last to be replaced).
-    if (previous) grants.delete(previous);
-    const record = { door, src, family, expiresAt, prefix: previous?.prefix ?? prefixKey(src, family, this.limits.prefixes) };
-    grants.add(record);
-    return record;
+    grants.delete(record);
+    const inserted = { ...record, expiresAt };
+    grants.add(inserted);
+    return inserted;
   }
 
   has(door: Door, src: string): boolean {

@@ -4,7 +4,7 @@ import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
 import { ChangeQueue, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
-import { checkedAddress, recordWith } from "./iptables.js";
+import { checkedAddress, recordThrough } from "./iptables.js";
 import { NFT_REPLAY_SET, nftReplayArgv, nftSpaElements, nftSpaGrantLine, nftSpaRevokeLine, nftSpaSetName, signedDoors, spaSetSize } from "../../core/firewall/spa-plan.js";
 import {
   FAMILIES,
@@ -129,7 +129,7 @@ export class NftablesFirewall implements Firewall {
   }
 
   recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
-    return recordWith(this.run, nftReplayArgv(checkedAddress(element, 6), ttlS));
+    return recordThrough(this.nft, this.run, nftReplayArgv(checkedAddress(element, 6), ttlS));
   }
 
   listSpaGrants(): Promise<ListedSpaGrant[]> {

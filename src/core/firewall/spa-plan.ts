@@ -91,8 +91,8 @@ export function replayElement(sha256Hex: string): string {
 }
 
 /**
- * The one-shot command that records a datagram, failing if it is recorded already. One-shot, not a
- * line in the long-lived session: there, an expected failure would fail every line queued with it.
+ * The command that records a datagram, failing if it is recorded already (ipset add without -exist,
+ * nft create). Its arguments after the program, joined, are the same command as a session line.
  */
 export const ipsetReplayArgv = (element: string, ttlS: number): string[] => ["ipset", "add", IPSET_REPLAY, element, "timeout", String(ttlS)];
 export const nftReplayArgv = (element: string, ttlS: number): string[] => [

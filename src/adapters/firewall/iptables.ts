@@ -214,7 +214,8 @@ export class IptablesFirewall implements Firewall {
 
   async countGrants(): Promise<Map<string, number>> {
     const sizes = await this.setSizes(this.run);
-    return grantsPerDoor(this.config.doors, (door, family) => sizes.get(ipsetName(door, family)) ?? 0);
+    // A signed grant counts once per port: its set holds (address, port) entries, counted without a listing.
+    return grantsPerDoor(this.config.doors, (door, family) => (sizes.get(ipsetName(door, family)) ?? 0) + (sizes.get(ipsetSpaName(door, family)) ?? 0));
   }
 
   listGrants(): Promise<ListedGrant[]> {

@@ -133,9 +133,11 @@ export class NftablesFirewall implements Firewall {
   }
 
   listSpaGrants(): Promise<ListedSpaGrant[]> {
-    return listSpaPerDoor(this.config.doors, async (door, family) =>
-      nftSpaElements(await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSpaSetName(door, family)])),
-    );
+    return listSpaPerDoor(this.config.doors, (door, family) => this.spaElements(door, family));
+  }
+
+  private async spaElements(door: string, family: Family) {
+    return nftSpaElements(await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSpaSetName(door, family)]));
   }
 
   /** Joins the newest batch if it is the same change for the same set; order is kept otherwise. */
@@ -176,7 +178,12 @@ export class NftablesFirewall implements Firewall {
   }
 
   countGrants(): Promise<Map<string, number>> {
-    return grantsPerDoor(this.config.doors, async (door, family) => (await this.setElements(door, family)).length);
+    const signed = new Set(signedDoors(this.config).map((d) => d.name));
+    // A signed grant counts once per port, as the iptables backend counts it.
+    return grantsPerDoor(this.config.doors, async (door, family) => {
+      const spa = signed.has(door) ? (await this.spaElements(door, family)).length : 0;
+      return (await this.setElements(door, family)).length + spa;
+    });
   }
 
   listGrants(): Promise<ListedGrant[]> {

@@ -88,6 +88,7 @@ export class SpaPath {
       const list = this.byPort.get(door.spa.port) ?? [];
       list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa) });
       this.byPort.set(door.spa.port, list);
+      for (const result of ["accepted", "bad_hmac", "replay"] as const) deps.metrics.spa(door.name, result, 0);
     }
   }
 

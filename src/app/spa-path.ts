@@ -184,9 +184,15 @@ export class SpaPath {
     }
   }
 
-  /** `from.src` is read only for the debug line: under a flood of garbage this runs per datagram. */
+  /**
+   * Counted, and logged at debug: under a flood of garbage this runs per datagram, so `from.src` is
+   * read only for the line. A command or NAT request is logged at warn: only a holder of the door's
+   * keys can make one (a copy of it is a replay), and it asks for what knockgate never does.
+   */
   private refused(door: Door, result: SpaResult, from: { readonly src: string }, detail: string): void {
-    this.deps.metrics.spa(door.name, result);
-    if (this.deps.log.isLevelEnabled("debug")) this.deps.log.debug({ event: "spa_refused", door: door.name, src: from.src, result, detail });
+    const { log, metrics } = this.deps;
+    metrics.spa(door.name, result);
+    if (result === "command_refused" || result === "nat_refused") log.warn({ event: "spa_refused", door: door.name, src: from.src, result }, detail);
+    else if (log.isLevelEnabled("debug")) log.debug({ event: "spa_refused", door: door.name, src: from.src, result, detail });
   }
 }

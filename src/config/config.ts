@@ -8,6 +8,7 @@ import { resolveSecretFiles, type ReadFile } from "./secret-files.js";
 import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
+import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
 import {
   parseBool,
   parseCidrList,
@@ -42,6 +43,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_METRICS_TOKEN",
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
+  ...CLUSTER_VARIABLES,
 ] as const;
 
 export const DEFAULTS = {
@@ -240,6 +242,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     secretFiles: Object.fromEntries(files),
     logLevel: read("KNOCK_LOG_LEVEL", () => getOr("KNOCK_LOG_LEVEL", DEFAULTS.KNOCK_LOG_LEVEL).asLogLevel(), "info"),
     logFormat: read("KNOCK_LOG_FORMAT", () => getOr("KNOCK_LOG_FORMAT", DEFAULTS.KNOCK_LOG_FORMAT).asLogFormat(), "json"),
+    cluster: parseClusterConfig(env, readFile, problems),
   };
   if (config.reconcileIntervalMs < 100) {
     problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });

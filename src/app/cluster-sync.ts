@@ -63,6 +63,11 @@ const RETRY_MAX_MS = 10_000;
 /** The server ends a watch after this; a watch silent for longer (plus slack) is presumed dead. */
 const WATCH_TIMEOUT_S = 240;
 const WATCH_SLACK_MS = 30_000;
+/**
+ * A write that has not answered by then counts as failed and is retried: the client sets no timeout
+ * of its own, and one request hung on a half-open connection would hold up every write behind it.
+ */
+const WRITE_TIMEOUT_MS = 5_000;
 /** How often objects whose time is up are looked for. */
 const COLLECT_MS = 5_000;
 
@@ -146,9 +151,10 @@ export class ClusterSync {
       if (next === undefined) break;
       const [name, write] = next;
       try {
-        await this.write(name, write);
+        await this.withTimeout(this.write(name, write));
         // A newer write for the same object may have arrived meanwhile: that one still goes.
         if (this.pending.get(name) === write) this.pending.delete(name);
+        if (this.sendAttempt > 0) this.deps.log.info({ event: "cluster_publish_resumed", attempts: this.sendAttempt + 1 }, "writing KnockGrants works again");
         this.sendAttempt = 0;
         this.publishProblem = null;
       } catch (err) {
@@ -164,13 +170,20 @@ export class ClusterSync {
         }
         this.sendAttempt++;
         const delay = backoffMs(this.sendAttempt, RETRY_BASE_MS, RETRY_MAX_MS, this.deps.random());
-        if (this.sendAttempt === 1 || this.sendAttempt % 10 === 0) {
-          this.deps.log.warn({ event: "cluster_publish_failed", object: name, attempt: this.sendAttempt, retry_ms: delay, err: message }, `could not write KnockGrant ${name}; retrying`);
-        }
+        const level = this.sendAttempt === 1 || this.sendAttempt % 10 === 0 ? "warn" : "debug";
+        this.deps.log[level]({ event: "cluster_publish_failed", object: name, attempt: this.sendAttempt, retry_ms: delay, err: message }, `could not write KnockGrant ${name}; retrying`);
         await new Promise<void>((resolve) => (this.cancelSendWait = this.deps.clock.after(delay, resolve)));
       }
     }
     this.sending = false;
+  }
+
+  private withTimeout<T>(work: Promise<T>): Promise<T> {
+    let cancel: Cancel = () => undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      cancel = this.deps.clock.after(WRITE_TIMEOUT_MS, () => reject(new Error(`no answer from the API server within ${WRITE_TIMEOUT_MS} ms`)));
+    });
+    return Promise.race([work, timeout]).finally(cancel);
   }
 
   private async write(name: string, write: Write): Promise<void> {
@@ -269,9 +282,8 @@ export class ClusterSync {
     const { err: message } = errorFields(err);
     const delay = backoffMs(this.watchAttempt, RETRY_BASE_MS * 5, RETRY_MAX_MS, this.deps.random());
     this.watchProblem = `${what} of KnockGrants failed: ${message}`;
-    if (this.watchAttempt === 1 || this.watchAttempt % 10 === 0) {
-      this.deps.log.warn({ event: `cluster_${what}_failed`, attempt: this.watchAttempt, retry_ms: delay, err: message }, `${what} of KnockGrants failed; retrying`);
-    }
+    const level = this.watchAttempt === 1 || this.watchAttempt % 10 === 0 ? "warn" : "debug";
+    this.deps.log[level]({ event: `cluster_${what}_failed`, attempt: this.watchAttempt, retry_ms: delay, err: message }, `${what} of KnockGrants failed; retrying`);
     this.cancelWatchRetry = this.deps.clock.after(delay, retry);
   }
 

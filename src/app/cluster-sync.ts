@@ -40,7 +40,8 @@ function statusOf(err: unknown): number | undefined {
 export interface RemoteGrants {
   /** Puts the grant into the book and the kernel; resolves true if that changed anything. */
   applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string): Promise<boolean>;
-  revokeRemote(door: Door, family: Family, src: string): Promise<void>;
+  /** Resolves true if this node held the grant. */
+  revokeRemote(door: Door, family: Family, src: string): Promise<boolean>;
 }
 
 export interface ClusterSyncDeps {
@@ -339,7 +340,9 @@ export class ClusterSync {
     const door = g ? this.doors.get(g.door) : undefined;
     if (!g || !door) return;
     this.deps.target.revokeRemote(door, g.family, g.address).then(
-      () => undefined,
+      (held) => {
+        if (held) this.deps.metrics.revoked.inc();
+      },
       (err: unknown) => this.deps.log.error({ event: "cluster_revoke_failed", object: name, ...errorFields(err, "KNOCK_E_FIREWALL") }, `could not revoke KnockGrant ${name}`),
     );
   }

@@ -344,7 +344,7 @@ export class Daemon {
    * A grant made on another node (KNOCK_CLUSTER): into the book under the same bounds as our own,
    * and into the kernel for the time it has left (whole seconds, rounded up; `expiresAt` is wall
    * time, null until a close sequence). Nothing changes when we already hold it at least as long.
-   * ON_OPEN runs on the node that was knocked, not here.
+   * ON_OPEN runs for a grant new here, so that it pairs with the ON_CLOSE of its expiry or revocation.
    */
   async applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string): Promise<boolean> {
     const now = this.clock.now();
@@ -363,6 +363,7 @@ export class Daemon {
       throw err;
     }
     this.grantError = null;
+    if (!previous) this.hook("on_open", door, src);
     this.deps.log.info(
       { event: "open", door: door.name, src, ports: portsText(door), refresh: previous !== undefined, origin, open_for_s: forMs / 1000 },
       `opened ${portsText(door)} for ${src} (granted on ${origin})`,
@@ -371,8 +372,10 @@ export class Daemon {
   }
 
   /** A KnockGrant deleted on another node (a close sequence there): revoked here too, if we hold it. */
-  async revokeRemote(door: Door, family: Family, src: string): Promise<void> {
-    if (this.grants.has(door, src)) await this.revoke(door, family, src, true);
+  async revokeRemote(door: Door, family: Family, src: string): Promise<boolean> {
+    if (!this.grants.has(door, src)) return false;
+    await this.revoke(door, family, src, true);
+    return true;
   }
 
   /**

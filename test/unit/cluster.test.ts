@@ -218,7 +218,7 @@ function syncSetup() {
       },
       revokeRemote: (door: Door, family: Family, src: string) => {
         revoked.push(`${door.name} ${family} ${src}`);
-        return Promise.resolve();
+        return Promise.resolve(true);
       },
     },
   });
@@ -310,6 +310,7 @@ test("a deleted object is revoked here; the watch resumes from the last resource
   kube.lastWatch.emit({ type: "DELETED", object: object({}, "ssh.4.c6120002", "15") });
   await clock.advance(0);
   assert.deepEqual(revoked, ["SSH 4 198.18.0.2"]);
+  assert.deepEqual(await metric("knockgate_cluster_grants_revoked_total"), { "{}": 1 });
   kube.lastWatch.emit({ type: "BOOKMARK", object: { metadata: { resourceVersion: "20" } } });
   kube.lastWatch.end(null);
   await clock.advance(0);

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
-import { API_ADDRESS, CLIENT_ADDRESSES, ClusterLab, type Node } from "../support/cluster-lab.js";
+import { API_ADDRESS, CLIENT_ADDRESSES, CLIENT_V6, ClusterLab, type Node } from "../support/cluster-lab.js";
 import { ApiServer } from "../support/kube-api.js";
 import { removeStaleNamespaces, sleep, type DaemonProcess } from "../support/lab.js";
 import { parseManifests } from "../support/helm-manifests.js";
@@ -131,6 +131,17 @@ describe("cluster-wide grants through the Kubernetes API", { concurrency: false 
     assert.match(metrics, /knockgate_cluster_grants_applied_total 3/);
     assert.match(metrics, /knockgate_cluster_lag_seconds_count 3/);
     assert.match(await lab.nodeMetrics(nodeA), /knockgate_cluster_grants_published_total 3/);
+  });
+
+  test("an IPv6 knock on A opens B and C for that IPv6 address, and not for IPv4", async (t) => {
+    const [a, b, c] = (await startNodes(t)) as [DaemonProcess, DaemonProcess, DaemonProcess];
+    const [nodeA] = lab.nodes as [Node];
+    await lab.knock(nodeA.addr6, OPEN, { localAddress: CLIENT_V6 });
+    await a.waitFor("open", 3000, (l) => l["src"] === CLIENT_V6);
+    for (const d of [b, c]) assert.equal((await d.waitFor("open", 3000, (l) => l["src"] === CLIENT_V6))["origin"], "node-a");
+    const v6 = await Promise.all(lab.nodes.map((n) => lab.canConnect(n.addr6, { localAddress: CLIENT_V6, timeoutMs: 300 })));
+    assert.deepEqual(v6, [true, true, true]);
+    assert.deepEqual(await reachable(nextClient()), [false, false, false], "IPv4 stays closed: grants are per family");
   });
 
   test("the grant expires everywhere on time, and its object is deleted", async (t) => {

@@ -14,6 +14,7 @@ export const NET = "198.19.77";
 export const API_ADDRESS = `${NET}.254`;
 /** Client addresses, one per test so grants of one test never meet another's. */
 export const CLIENT_ADDRESSES = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => `${NET}.${n}`);
+export const CLIENT_V6 = "fd00:198:18:77::2";
 export const NODE_NAMES = ["node-a", "node-b", "node-c"] as const;
 const IFACE = "kn0";
 
@@ -25,6 +26,7 @@ export interface Node {
   name: string;
   ns: string;
   addr: string;
+  addr6: string;
   http: string;
 }
 
@@ -38,7 +40,7 @@ export class ClusterLab extends Lab {
     super();
     this.bridge = this.server.replace(/-srv$/, "-br");
     const spaces = [this.server, this.server.replace(/-srv$/, "-nb"), this.server.replace(/-srv$/, "-nc")];
-    this.nodes = NODE_NAMES.map((name, i) => ({ name, ns: spaces[i] ?? "", addr: `${NET}.${11 + i}`, http: `${NET}.${11 + i}:9180` }));
+    this.nodes = NODE_NAMES.map((name, i) => ({ name, ns: spaces[i] ?? "", addr: `${NET}.${11 + i}`, addr6: `fd00:198:18:77::${11 + i}`, http: `${NET}.${11 + i}:9180` }));
   }
 
   protected override namespaces(): string[] {
@@ -52,8 +54,8 @@ export class ClusterLab extends Lab {
     ip(["-n", br, "link", "add", "kgbr", "type", "bridge"]);
     ip(["-n", br, "link", "set", "kgbr", "up"]);
     const ends: [string, string, string[]][] = [
-      ...lab.nodes.map((n, i): [string, string, string[]] => [n.ns, IFACE, [`${n.addr}/24`, `fd00:198:18:77::${11 + i}/64`]]),
-      [lab.client, lab.clientIface, [...CLIENT_ADDRESSES.map((a) => `${a}/24`), "fd00:198:18:77::2/64"]],
+      ...lab.nodes.map((n): [string, string, string[]] => [n.ns, IFACE, [`${n.addr}/24`, `${n.addr6}/64`]]),
+      [lab.client, lab.clientIface, [...CLIENT_ADDRESSES.map((a) => `${a}/24`), `${CLIENT_V6}/64`]],
     ];
     ends.forEach(([ns, iface, addrs], i) => {
       ip(["link", "add", iface, "netns", ns, "type", "veth", "peer", "name", `kgp${i}`, "netns", br]);

@@ -13,7 +13,7 @@ import { Lab, type DaemonProcess } from "./lab.js";
 export const NET = "198.19.77";
 export const API_ADDRESS = `${NET}.254`;
 /** Client addresses, one per test so grants of one test never meet another's. */
-export const CLIENT_ADDRESSES = [2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => `${NET}.${n}`);
+export const CLIENT_ADDRESSES = [2, 3, 4, 5, 6, 7, 8, 9, 10, 14, 15, 16].map((n) => `${NET}.${n}`);
 export const CLIENT_V6 = "fd00:198:18:77::2";
 export const NODE_NAMES = ["node-a", "node-b", "node-c"] as const;
 const IFACE = "kn0";

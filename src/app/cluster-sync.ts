@@ -29,7 +29,8 @@ import type { Logger } from "../adapters/log.js";
 /**
  * The HTTP status of a failed call (404, 409, 410, ...), or undefined when there was no answer. The
  * client's ApiException carries it as a numeric `code` (a socket error's `code` is a string), the
- * watch's errors as `statusCode`. Duck-typed: the client (slow to load) is imported only with KNOCK_CLUSTER=kubernetes.
+ * watch's errors as `statusCode`. Duck-typed: the client, slow to load, is imported only in
+ * cluster mode.
  */
 function statusOf(err: unknown): number | undefined {
   const { code, statusCode } = (err ?? {}) as { code?: unknown; statusCode?: unknown };
@@ -61,14 +62,16 @@ export interface ClusterSyncDeps {
 export const MAX_PENDING = 10_000;
 const RETRY_BASE_MS = 100;
 const RETRY_MAX_MS = 10_000;
-/** The server ends a watch after this; a watch silent for longer (plus slack) is presumed dead. */
+/** The server ends a watch after this; one still open after that (plus slack) is presumed dead. */
 const WATCH_TIMEOUT_S = 240;
 const WATCH_SLACK_MS = 30_000;
 /**
- * A write that has not answered by then counts as failed and is retried: the client sets no timeout
- * of its own, and one request hung on a half-open connection would hold up every write behind it.
+ * A write, or the start of a watch, that has not answered by then counts as failed and is retried:
+ * the client sets no timeout of its own, and one request hung on a half-open connection would hold
+ * up every write behind it, or the watch for good. A list (10,000 objects are a few MB) gets longer.
  */
 const WRITE_TIMEOUT_MS = 5_000;
+const LIST_TIMEOUT_MS = 60_000;
 /** How often objects whose time is up are looked for. */
 const COLLECT_MS = 5_000;
 
@@ -152,7 +155,7 @@ export class ClusterSync {
       if (next === undefined) break;
       const [name, write] = next;
       try {
-        await this.withTimeout(this.write(name, write));
+        await this.withTimeout(this.write(name, write), WRITE_TIMEOUT_MS);
         // A newer write for the same object may have arrived meanwhile: that one still goes.
         if (this.pending.get(name) === write) this.pending.delete(name);
         if (this.sendAttempt > 0) this.deps.log.info({ event: "cluster_publish_resumed", attempts: this.sendAttempt + 1 }, "writing KnockGrants works again");
@@ -179,10 +182,10 @@ export class ClusterSync {
     this.sending = false;
   }
 
-  private withTimeout<T>(work: Promise<T>): Promise<T> {
+  private withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
     let cancel: Cancel = () => undefined;
     const timeout = new Promise<never>((_, reject) => {
-      cancel = this.deps.clock.after(WRITE_TIMEOUT_MS, () => reject(new Error(`no answer from the API server within ${WRITE_TIMEOUT_MS} ms`)));
+      cancel = this.deps.clock.after(ms, () => reject(new Error(`no answer from the API server within ${ms} ms`)));
     });
     return Promise.race([work, timeout]).finally(cancel);
   }
@@ -215,7 +218,7 @@ export class ClusterSync {
   /** A full list: objects gone since the last look are revoked, the rest applied, then the watch goes on. */
   private relist(): void {
     if (this.stopped) return;
-    this.deps.kube.list().then(
+    this.withTimeout(this.deps.kube.list(), LIST_TIMEOUT_MS).then(
       ({ items, resourceVersion }) => {
         if (this.stopped) return;
         const seen = new Set<string>();
@@ -251,30 +254,35 @@ export class ClusterSync {
       } else if (err) this.watchFailed("watch", err, () => this.watch());
       else this.watch();
     };
-    this.deps.kube
-      .watch(
-        this.resourceVersion,
-        WATCH_TIMEOUT_S,
-        (e) => {
-          if (e.type === "ERROR") {
-            gone ||= (e.object as { code?: unknown } | null)?.code === 410;
-            return;
-          }
-          this.event(e);
-        },
-        end,
-      )
-      .then(
-        (stop) => {
-          if (ended) return;
-          this.watchAttempt = 0;
-          this.watchProblem = null;
-          this.stopWatch = stop;
-          // A connection that went silent (a half-open TCP) never ends by itself.
-          cancelDeadline = this.deps.clock.after(WATCH_TIMEOUT_S * 1000 + WATCH_SLACK_MS, stop);
-        },
-        end,
-      );
+    const started = this.deps.kube.watch(
+      this.resourceVersion,
+      WATCH_TIMEOUT_S,
+      (e) => {
+        // A watch given up on (it connected too late) may still deliver: only the current one counts.
+        if (ended) return;
+        if (e.type === "ERROR") gone ||= (e.object as { code?: unknown } | null)?.code === 410;
+        else this.event(e);
+      },
+      end,
+    );
+    // ...and is closed as soon as it connects.
+    started.then(
+      (stop) => {
+        if (ended) stop();
+      },
+      () => undefined,
+    );
+    this.withTimeout(started, WRITE_TIMEOUT_MS).then(
+      (stop) => {
+        if (ended) return;
+        this.watchAttempt = 0;
+        this.watchProblem = null;
+        this.stopWatch = stop;
+        // A connection that went silent (a half-open TCP) never ends by itself.
+        cancelDeadline = this.deps.clock.after(WATCH_TIMEOUT_S * 1000 + WATCH_SLACK_MS, stop);
+      },
+      end,
+    );
   }
 
   private watchFailed(what: "list" | "watch", err: unknown, retry: () => void): void {

@@ -163,6 +163,8 @@ class FakeKube implements KubeGrants {
   fail: (() => Error) | null = null;
   exists = new Set<string>();
   watches: { rv: string; emit: (e: WatchEvent) => void; end: (err: unknown) => void }[] = [];
+  /** The next calls never answer (a half-open connection). */
+  hang = false;
 
   list() {
     this.lists++;
@@ -170,9 +172,11 @@ class FakeKube implements KubeGrants {
   }
   watch(rv: string, _timeout: number, emit: (e: WatchEvent) => void, end: (err: unknown) => void) {
     this.watches.push({ rv, emit, end });
+    if (this.hang) return new Promise<() => void>(() => undefined);
     return Promise.resolve(() => end(null));
   }
   private write(what: string) {
+    if (this.hang) return new Promise<void>(() => undefined);
     if (this.fail) return Promise.reject(this.fail());
     this.written.push(what);
     return Promise.resolve();
@@ -330,6 +334,27 @@ test("a deleted object is revoked here; the watch resumes from the last resource
   assert.equal(kube.lists, 2);
   assert.equal(kube.lastWatch.rv, "99");
   assert.equal((await metric("knockgate_cluster_watch_restarts_total"))["{}"], 3);
+  sync.stop();
+});
+
+test("a write or a watch that never answers is given up after a few seconds and tried again", async () => {
+  const { clock, kube, sync, applied } = syncSetup();
+  kube.hang = true;
+  sync.start();
+  sync.opened(local);
+  await clock.advance(4_999);
+  assert.equal(kube.watches.length, 1);
+  assert.deepEqual(kube.written, []);
+  kube.hang = false;
+  await clock.advance(10_000);
+  assert.deepEqual(kube.written, ["create ssh.4.c6120002"]);
+  assert.equal(kube.watches.length, 2);
+  assert.equal(sync.check().ok, true);
+  // The abandoned first watch is not listened to.
+  kube.watches[0]?.emit({ type: "ADDED", object: object({}) });
+  kube.lastWatch.emit({ type: "ADDED", object: object({ address: "198.18.0.5" }, "ssh.4.c6120005") });
+  await clock.advance(0);
+  assert.deepEqual(applied.map((line) => line.split(" ")[2]), ["198.18.0.5"]);
   sync.stop();
 });
 

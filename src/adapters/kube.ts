@@ -70,8 +70,16 @@ export function kubeGrants(namespace: string, config: KubeConfig = defaultKubeCo
   };
 }
 
+/**
+ * KUBECONFIG, ~/.kube/config or the pod's service account, as kubectl looks. With none of them the
+ * client would quietly fall back to http://localhost:8080 and retry there forever: refused instead.
+ */
 function defaultKubeConfig(): KubeConfig {
   const config = new KubeConfig();
   config.loadFromDefault();
+  const server = config.getCurrentCluster()?.server;
+  if (!server || server === "http://localhost:8080") {
+    throw new Error("no Kubernetes credentials: not in a pod with a service account token, and no KUBECONFIG or ~/.kube/config");
+  }
   return config;
 }

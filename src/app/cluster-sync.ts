@@ -154,6 +154,11 @@ export class ClusterSync {
       const next = this.pending.entries().next().value;
       if (next === undefined) break;
       const [name, write] = next;
+      // Held up past its expiry (the API was away): other nodes would refuse it anyway.
+      if (write.kind === "put" && write.grant.expiresAt !== null && write.grant.expiresAt <= this.deps.clock.wallNow()) {
+        this.pending.delete(name);
+        continue;
+      }
       try {
         await this.withTimeout(this.write(name, write), WRITE_TIMEOUT_MS);
         // A newer write for the same object may have arrived meanwhile: that one still goes.
@@ -344,6 +349,8 @@ export class ClusterSync {
   private removed(name: string): void {
     const known = this.known.get(name);
     this.known.delete(name);
+    // Deleted elsewhere (a close sequence): a write of ours still waiting must not bring it back.
+    if (this.pending.get(name)?.kind === "put") this.pending.delete(name);
     const g = known?.grant;
     const door = g ? this.doors.get(g.door) : undefined;
     if (!g || !door) return;

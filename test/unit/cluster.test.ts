@@ -358,6 +358,25 @@ test("a write or a watch that never answers is given up after a few seconds and 
   sync.stop();
 });
 
+test("a write waiting past its grant's expiry, or for an object deleted elsewhere meanwhile, is not sent", async () => {
+  const { clock, kube, sync } = syncSetup();
+  kube.objects = [object({ address: "198.18.0.4" }, "ssh.4.c6120004")];
+  sync.start();
+  await clock.advance(0);
+  kube.fail = () => new Error("down");
+  sync.opened({ ...local, expiresAt: NOW + 2_000 });
+  sync.opened({ ...local, address: "198.18.0.4" });
+  kube.lastWatch.emit({ type: "DELETED", object: object({ address: "198.18.0.4" }, "ssh.4.c6120004", "30") });
+  await clock.advance(0);
+  assert.equal(sync.pendingWrites, 1);
+  await clock.advance(2_000);
+  kube.fail = null;
+  await clock.advance(10_000);
+  assert.deepEqual(kube.written, []);
+  assert.equal(sync.pendingWrites, 0);
+  sync.stop();
+});
+
 test("a re-list revokes objects deleted while the watch was down", async () => {
   const { clock, kube, sync, revoked } = syncSetup();
   kube.objects = [object({})];

@@ -13,8 +13,9 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
 import { createInterface } from "node:readline";
-import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig } from "@kubernetes/client-node";
 import { grantObject } from "../src/core/cluster/knock-grant.js";
+import { kubeGrants } from "../src/adapters/kube.js";
 import { ApiServer } from "../test/support/kube-api.js";
 import { parseManifests } from "../test/support/helm-manifests.js";
 import { ROOT } from "./lab.js";
@@ -124,12 +125,11 @@ export async function clusterBench(p: ClusterParams, log: (s: string) => void): 
     api.must(["wait", "--for=condition=Established", "crd/knockgrants.knockgate.io", "--timeout=30s"]);
     const kc = new KubeConfig();
     kc.loadFromFile(api.kubeconfig);
-    const client = kc.makeApiClient(CustomObjectsApi);
-    const where = { group: "knockgate.io", version: "v1alpha1", namespace: NAMESPACE, plural: "knockgrants" };
+    const kube = kubeGrants(NAMESPACE, kc);
     const write = (i: number) => {
       const now = Date.now();
       const body = grantObject({ door: "SSH", address: address(i), family: 4, expiresAt: now + 3_000_000, grantedAt: now, origin: "bench-origin", how: "sequence", ports: null }, NAMESPACE);
-      return client.createNamespacedCustomObject({ ...where, body }).then(() => now);
+      return kube.create(body).then(() => now);
     };
 
     for (const name of ["node-b", "node-c"]) nodes.push(await Node.start(name, api.kubeconfig));

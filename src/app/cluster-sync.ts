@@ -154,9 +154,11 @@ export class ClusterSync {
       const next = this.pending.entries().next().value;
       if (next === undefined) break;
       const [name, write] = next;
-      // Held up past its expiry (the API was away): other nodes would refuse it anyway.
+      // Held up past its expiry (the API was away): other nodes would refuse it anyway. Whether
+      // writes work again, the next one will tell.
       if (write.kind === "put" && write.grant.expiresAt !== null && write.grant.expiresAt <= this.deps.clock.wallNow()) {
         this.pending.delete(name);
+        this.publishProblem = null;
         continue;
       }
       try {

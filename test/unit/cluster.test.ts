@@ -374,6 +374,7 @@ test("a write waiting past its grant's expiry, or for an object deleted elsewher
   await clock.advance(10_000);
   assert.deepEqual(kube.written, []);
   assert.equal(sync.pendingWrites, 0);
+  assert.equal(sync.check().ok, true, "no write is failing any more");
   sync.stop();
 });
 

@@ -193,7 +193,8 @@ async function main(): Promise<number> {
     try {
       report.cluster = await clusterBench(smoke ? CLUSTER_SMOKE : CLUSTER_FULL, log);
       const c = report.cluster;
-      log(`cluster: lag p50 ${c.lagP50Ms} ms p99 ${c.lagP99Ms} ms; ${c.liveGrants} live: rss ${c.rssBeforeMb.join("/")} -> ${c.rssLoadedMb.join("/")} MB, lag p99 ${c.loadedLagP99Ms} ms, relist ${c.relistS} s`);
+      const mb = (m: number[]) => m.map((x) => x.toFixed(0)).join("/");
+      log(`cluster: lag p50 ${c.lagP50Ms} ms p99 ${c.lagP99Ms} ms; ${c.liveGrants} live: rss ${mb(c.rssBeforeMb)} -> ${mb(c.rssLoadedMb)} MB, lag p99 ${c.loadedLagP99Ms} ms, relist ${c.relistS.toFixed(1)} s`);
     } catch (err) {
       if (interrupted) throw err;
       log(`cluster FAILED: ${(err as Error).stack ?? String(err)}`);

@@ -622,7 +622,10 @@ test("NOTES.txt: Pod Security, how to knock, and the exit policy in force", () =
   assert.match(remove, /onExit=remove/);
   assert.match(remove, /open to everybody/);
   assert.match(remove, /Metrics: Service knockgate-metrics/);
-  assert.doesNotMatch(keep + remove, /<no value>|%!/, "no unresolved template values");
+  assert.doesNotMatch(keep, /KnockGrant/);
+  const cluster = renderNotes(["--set", "cluster.enabled=true"]);
+  assert.match(cluster, /kubectl -n knockgate get knockgrants/);
+  assert.doesNotMatch(keep + remove + cluster, /<no value>|%!/, "no unresolved template values");
 });
 
 test("NOTES.txt names where a door's sequence is kept, never its value", () => {

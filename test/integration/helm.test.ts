@@ -281,7 +281,7 @@ describe("helm chart", { concurrency: false }, () => {
     assert.ok((spec.containers[0] as Container).env.some((e) => e.name === "NODE_NAME" && e.valueFrom), "extraEnv passes EnvVar objects through");
   });
 
-  test("cluster.enabled: the KnockGrant CRD, a Role on knockgrants in the release's namespace only, its binding, and the daemon's cluster settings", async () => {
+  test("cluster.enabled: the KnockGrant CRD, a Role on knockgrants in the release's namespace only, its binding, and the daemon's cluster settings; a quota on request", async () => {
     const docs = render(["--set", "cluster.enabled=true"]);
     await assertValid(docs);
     assert.deepEqual(docs.map((d) => d.kind).sort(), ["CustomResourceDefinition", "DaemonSet", "Role", "RoleBinding", "ServiceAccount"]);
@@ -302,8 +302,11 @@ describe("helm chart", { concurrency: false }, () => {
     assert.equal(pod["automountServiceAccountToken"], true, "the in-cluster credentials are the service account's token");
     const config = daemonConfig(pod, {});
     assert.deepEqual(config.cluster, { mode: "kubernetes", nodeName: "node-1", namespace: "knockgate" });
-    const withoutCrd = render(["--set", "cluster.enabled=true", "--set", "cluster.installCRD=false"]);
+    const withoutCrd = render(["--set", "cluster.enabled=true", "--set", "cluster.installCRD=false", "--set", "cluster.maxObjects=20000"]);
     assert.ok(!withoutCrd.some((d) => d.kind === "CustomResourceDefinition"));
+    await assertValid(withoutCrd);
+    const quota = one(withoutCrd, "ResourceQuota") as Manifest & { spec: { hard: Record<string, string> } };
+    assert.deepEqual(quota.spec.hard, { "count/knockgrants.knockgate.io": "20000" });
     assert.equal(daemonConfig(podSpec(render()), {}).cluster.mode, "off");
   });
 

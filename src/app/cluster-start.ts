@@ -39,5 +39,6 @@ export async function startClusterSync(config: Config, log: Logger, metrics: Clu
     log,
     metrics,
     random: () => randomInt(1_000_000) / 1_000_000,
+    dryRun: config.dryRun,
   });
 }

@@ -56,6 +56,8 @@ export interface ClusterSyncDeps {
   metrics: ClusterMetrics;
   /** In [0, 1): jitter for the backoff. */
   random(): number;
+  /** KNOCK_DRY_RUN: other nodes' grants are still read and applied (to the dry-run firewall), but nothing is written. */
+  dryRun: boolean;
 }
 
 /** Unsent writes at most; beyond, the oldest is given up (counted). One per object: later ones replace earlier. */
@@ -137,6 +139,11 @@ export class ClusterSync {
   }
 
   private enqueue(name: string, write: Write): void {
+    // A dry-run node must not open real doors on the other nodes.
+    if (this.deps.dryRun) {
+      this.deps.log.info({ event: "dry_run_cluster_write", object: name, write: write.kind }, `dry run: would ${write.kind} KnockGrant ${name}`);
+      return;
+    }
     if (this.pending.has(name)) this.pending.delete(name);
     else if (this.pending.size >= MAX_PENDING) {
       const oldest = this.pending.keys().next().value;

@@ -199,7 +199,7 @@ class FakeKube implements KubeGrants {
   }
 }
 
-function syncSetup() {
+function syncSetup(dryRun = false) {
   const clock = new FakeClock(NOW);
   const kube = new FakeKube();
   const registry = new Registry();
@@ -215,6 +215,7 @@ function syncSetup() {
     log: pino({ level: "silent" }),
     metrics,
     random: () => 0,
+    dryRun,
     target: {
       applyRemote: (door: Door, family: Family, src: string, expiresAt: number | null, origin: string) => {
         applied.push(`${door.name} ${family} ${src} ${expiresAt === null ? "forever" : expiresAt - clock.wallNow()} ${origin}`);
@@ -375,6 +376,18 @@ test("a write waiting past its grant's expiry, or for an object deleted elsewher
   assert.deepEqual(kube.written, []);
   assert.equal(sync.pendingWrites, 0);
   assert.equal(sync.check().ok, true, "no write is failing any more");
+  sync.stop();
+});
+
+test("a dry run applies other nodes' grants but writes nothing, not even to collect", async () => {
+  const { clock, kube, sync, applied } = syncSetup(true);
+  kube.objects = [object({}), object({ originNode: "node-b", expiresAt: iso(NOW + 1000) }, "own")];
+  sync.start();
+  sync.opened(local);
+  sync.closed(DOORS.get("SSH")!, 4, "198.18.0.2");
+  await clock.advance(ORPHAN_AFTER_MS * 2);
+  assert.equal(applied.length, 1);
+  assert.deepEqual(kube.written, []);
   sync.stop();
 });
 

@@ -13,6 +13,7 @@ import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { createLogger } from "../adapters/log.js";
 import { Metrics } from "../adapters/metrics.js";
 import { REVISION, VERSION } from "./version.js";
+import { startClusterSync } from "./cluster-start.js";
 
 export async function runDaemon(env: Readonly<Record<string, string | undefined>>): Promise<number> {
   let config;
@@ -47,7 +48,12 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   );
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
-  daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook });
+  const cluster = await startClusterSync(config, log, metrics.cluster, () => running);
+  if (cluster === "failed") {
+    firewall.close();
+    return EXIT_CONFIG;
+  }
+  daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
   const running = daemon;
   const server = await startHttp(config.httpAddr, {
     readiness: () => running.readiness(),
@@ -66,6 +72,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     firewall.close();
     return EXIT_SOFTWARE;
   }
+  cluster?.start();
   log.info({ event: "ready", backend: firewall.backend }, "knockgate is protecting");
 
   return new Promise<number>((resolve) => {
@@ -79,6 +86,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       stopping = true;
       log.info({ event: "stopping", signal, on_exit: config.onExit }, `got ${signal}`);
       server.close();
+      cluster?.stop();
       running
         .stop()
         .then(

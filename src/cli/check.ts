@@ -193,6 +193,13 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
     },
     KNOCK_LOG_LEVEL: setting("KNOCK_LOG_LEVEL", config.logLevel),
     KNOCK_LOG_FORMAT: setting("KNOCK_LOG_FORMAT", config.logFormat),
+    KNOCK_CLUSTER: setting("KNOCK_CLUSTER", config.cluster.mode),
+    KNOCK_NODE_NAME: setting("KNOCK_NODE_NAME", config.cluster.mode === "kubernetes" ? config.cluster.nodeName : ""),
+    KNOCK_CLUSTER_NAMESPACE: setting(
+      "KNOCK_CLUSTER_NAMESPACE",
+      config.cluster.mode === "kubernetes" ? config.cluster.namespace : "",
+      config.cluster.mode === "kubernetes" && env["KNOCK_CLUSTER_NAMESPACE"] === undefined ? "the pod's own namespace" : undefined,
+    ),
   };
   return { valid: true, source, doors, settings: GLOBAL_VARIABLES.map((v) => globals[v]), warnings };
 }

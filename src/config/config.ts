@@ -9,6 +9,7 @@ import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
 import { parseDoorSpa, sameKeys, SPA_FIELDS, type SpaField } from "./spa.js";
+import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
 import {
   parseBool,
   parseCidrList,
@@ -45,6 +46,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_METRICS_TOKEN",
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
+  ...CLUSTER_VARIABLES,
 ] as const;
 
 export const DEFAULTS = {
@@ -255,6 +257,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     secretFiles: Object.fromEntries(files),
     logLevel: read("KNOCK_LOG_LEVEL", () => getOr("KNOCK_LOG_LEVEL", DEFAULTS.KNOCK_LOG_LEVEL).asLogLevel(), "info"),
     logFormat: read("KNOCK_LOG_FORMAT", () => getOr("KNOCK_LOG_FORMAT", DEFAULTS.KNOCK_LOG_FORMAT).asLogFormat(), "json"),
+    cluster: parseClusterConfig(env, readFile, problems),
   };
   if (config.reconcileIntervalMs < 100) {
     problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });

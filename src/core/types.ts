@@ -127,6 +127,9 @@ export interface Door {
 /** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
 export const portsText = (door: { readonly ports: readonly PortSpec[] }): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
 
+/** Grants shared between nodes through KnockGrant objects (KNOCK_CLUSTER). */
+export type ClusterConfig = { mode: "off" } | { mode: "kubernetes"; nodeName: string; namespace: string };
+
 export type FirewallChoice = "auto" | "iptables" | "nftables";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -158,4 +161,5 @@ export interface Config {
   hookConcurrency: number;
   logLevel: LogLevel;
   logFormat: "json" | "pretty";
+  cluster: ClusterConfig;
 }

@@ -31,8 +31,11 @@ export interface Firewall {
    * is in place. Returns what it found and put right (empty: nothing had to change).
    */
   reconcile(): Promise<string[]>;
-  /** Adds or refreshes a grant; resolves once the kernel has it. */
-  grant(door: Door, family: Family, src: string): Promise<void>;
+  /**
+   * Adds or refreshes a grant for `forMs` (whole seconds; 0: until revoked), by default the door's
+   * OPEN_FOR; resolves once the kernel has it. A grant from another node passes the time it has left.
+   */
+  grant(door: Door, family: Family, src: string, forMs?: number): Promise<void>;
   revoke(door: Door, family: Family, src: string): Promise<void>;
   /** A signed door's grant of some of its ports (each must be one of door.ports), for openForMs. */
   grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void>;

@@ -141,11 +141,20 @@ export class SpaPath {
           username: request.username,
           capturedAt,
         };
-        void this.record(grant, replayElement(replayKey(payload)), ttlS, knock.src);
+        // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
+        this.record(grant, replayElement(replayKey(payload)), ttlS, knock.src).catch((err: unknown) => this.failed(err));
         return;
       }
     } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  private failed(err: unknown): void {
+    try {
       this.deps.log.error({ event: "spa_failed", ...errorFields(err) }, `handling a signed datagram: ${String(err)}`);
+    } catch {
+      // Logging itself failed: nothing left to tell, and nothing may escape.
     }
   }
 
@@ -176,12 +185,7 @@ export class SpaPath {
     }
     this.replayError = null;
     metrics.spa(door, "accepted");
-    try {
-      this.grant(grant);
-    } catch (err) {
-      // Nothing may escape into an unhandled rejection: that would end the daemon and its protection.
-      log.error({ event: "open_followup_failed", door, src: grant.src, ...errorFields(err) }, `granting ${grant.src}: ${String(err)}`);
-    }
+    this.grant(grant);
   }
 
   /**

@@ -313,3 +313,17 @@ test("ON_OPEN and ON_CLOSE of a signed grant see the ports it opened in %PORTS%"
   );
   await daemon.stop();
 });
+
+test("a throw after a datagram was verified is logged, never an unhandled rejection", async () => {
+  const { daemon, send, datagram, events } = setup({}, (f) => {
+    f.grantPorts = () => {
+      throw new Error("boom");
+    };
+    return f;
+  });
+  await daemon.start();
+  await send(datagram());
+  assert.equal(events("spa_failed").length, 1);
+  assert.match(String(events("spa_failed")[0]?.["err"]), /boom/);
+  await daemon.stop();
+});

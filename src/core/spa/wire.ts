@@ -14,8 +14,8 @@ export const HMAC_B64_LENGTH: Record<HmacDigest, number> = { sha256: 43, sha384:
 
 /** base64("Salted__") up to the last character it fully determines: every E starts with it, so the client leaves it out. */
 export const SALTED_B64_PREFIX = "U2FsdGVkX1";
-const SALTED_MAGIC = Buffer.from("Salted__", "latin1");
-const SALT_LENGTH = 8;
+export const SALTED_MAGIC = Buffer.from("Salted__", "latin1");
+export const SALT_LENGTH = 8;
 const AES_BLOCK = 16;
 
 const B64_TEXT = /^[A-Za-z0-9+/]*$/;
@@ -47,16 +47,19 @@ export function splitPayload(text: string, digest: HmacDigest): { e: string; h: 
   return { e: SALTED_B64_PREFIX + text.slice(0, cut), h: text.slice(cut) };
 }
 
+/** H for the full E text: the unpadded base64 HMAC over its ASCII. */
+export const hmacText = (e: string, hmacKey: Uint8Array, digest: HmacDigest): string => b64(createHmac(digest, hmacKey).update(e, "latin1").digest());
+
 /** Constant-time comparison of H with the HMAC of E under the door's key. */
 export function hmacMatches(e: string, h: string, hmacKey: Uint8Array, digest: HmacDigest): boolean {
-  const expected = Buffer.from(b64(createHmac(digest, hmacKey).update(e, "latin1").digest()), "latin1");
+  const expected = Buffer.from(hmacText(e, hmacKey, digest), "latin1");
   const given = Buffer.from(h, "latin1");
   // Equal by construction after splitPayload; the check keeps timingSafeEqual from throwing otherwise.
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** Key (32 bytes) and IV (16) from EVP_BytesToKey with MD5 and one round: D_i = MD5(D_{i-1} || key || salt). */
-function bytesToKey(key: Uint8Array, salt: Uint8Array): { aesKey: Buffer; iv: Buffer } {
+export function bytesToKey(key: Uint8Array, salt: Uint8Array): { aesKey: Buffer; iv: Buffer } {
   const blocks: Buffer[] = [];
   let prev = Buffer.alloc(0);
   while (blocks.length < 3) {

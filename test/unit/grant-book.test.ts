@@ -15,6 +15,7 @@ function door(name: string, openForMs: number): Door {
     tcpFlags: { set: 0x02, clear: 0x10 },
     onOpen: null,
     onClose: null,
+    spa: null,
   };
 }
 

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parsePorts, parseSequence } from "../config/values.js";
 import { parseEnvFile } from "../config/env-file.js";
-import { UsageError } from "../core/errors.js";
+import { ConfigError, UsageError } from "../core/errors.js";
 import type { Parsed } from "./command.js";
 import { knock, waitForPort } from "./knock-client.js";
 import type { PortSpec } from "../core/types.js";
@@ -132,7 +132,8 @@ export async function runKnock(
     }
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    process.stderr.write(`knockgate knock: ${(err as Error).message}\n`);
+    const lines = err instanceof ConfigError ? err.problems.map((p) => `${p.variable}: ${p.message}`) : [(err as Error).message];
+    process.stderr.write(lines.map((l) => `knockgate knock: ${l}\n`).join(""));
     return 1;
   }
   try {
@@ -191,8 +192,8 @@ async function spaKnockFrom(values: KnockValues, door: SignedDoor, host: string,
   }
   const username = values.user ?? loginName(processEnv);
   if (!/^[\x20-\x7e]{1,64}$/.test(username)) throw new UsageError(`-U: the username must be 1-64 printable characters`);
-  const address = values.source ? "0.0.0.0" : (allow ?? (await localAddressTowards(host, door.spaPort)));
-  return { host, spaPort: door.spaPort, keys: door.keys, address, ports, username, clientTimeoutS };
+  const address = values.source ? "0.0.0.0" : (allow ?? (await localAddressTowards(host, door.spa.port)));
+  return { host, spaPort: door.spa.port, keys: door.spa.keys, address, ports, username, clientTimeoutS };
 }
 
 function parsePortsArg(name: string, value: string): PortSpec[] {

@@ -1,57 +1,54 @@
 /**
  * What `knockgate knock --door NAME` needs of a signed door: its keys, SPA port and ports, read
- * from the same KNOCK_DOOR_<NAME>_* variables the daemon reads (keys also as `_FILE`).
+ * with the daemon's own parsers (config/spa.ts, secret files) from the door's variables only, so
+ * a client env need hold nothing but its doors.
  */
-import type { SpaKeys } from "../core/spa/verify.js";
-import type { HmacDigest } from "../core/spa/wire.js";
-import type { PortSpec } from "../core/types.js";
-import { parseEnum, parsePorts } from "../config/values.js";
-import { DEFAULT_SPA_PORT } from "./spa-knock.js";
+import { parseDoorSpa, type SpaField } from "../config/spa.js";
+import { resolveSecretFiles, type ReadFile } from "../config/secret-files.js";
+import { DEFAULTS } from "../config/config.js";
+import { parsePorts } from "../config/values.js";
+import { ConfigError, type ConfigProblem } from "../core/errors.js";
+import type { PortSpec, SpaSettings } from "../core/types.js";
 
 export interface SignedDoor {
-  keys: SpaKeys;
-  spaPort: number;
+  spa: SpaSettings;
   ports: PortSpec[];
 }
 
-const asDigest = parseEnum<HmacDigest>(["sha256", "sha384", "sha512"]);
-
 /**
- * The signed door NAME, or null when it has no SPA keys. Throws an Error naming the variable for a
- * value that cannot be used.
+ * The signed door NAME, or null when neither of its keys is set. Throws a ConfigError listing
+ * every variable of the door that cannot be used (never its value).
  */
-export function readSignedDoor(env: Readonly<Record<string, string | undefined>>, name: string, readFile: (path: string) => string): SignedDoor | null {
+export function readSignedDoor(env: Readonly<Record<string, string | undefined>>, name: string, readFile: ReadFile): SignedDoor | null {
   const v = (field: string) => `KNOCK_DOOR_${name}_${field}`;
-  const secret = (field: string): string | undefined => {
-    const file = env[`${v(field)}_FILE`];
-    if (file === undefined) return env[v(field)];
-    if (env[v(field)] !== undefined) throw new Error(`${v(field)}_FILE: ${v(field)} is set too; give the secret one way, not both`);
-    return readFile(file).trim();
-  };
-  const keyText = secret("SPA_KEY");
-  const hmacText = secret("SPA_HMAC_KEY");
-  if (keyText === undefined && hmacText === undefined) return null;
-  const key = (variable: string, text: string | undefined): Buffer => {
-    if (text === undefined) throw new Error(`${variable} is not set: a signed door needs both SPA_KEY and SPA_HMAC_KEY (fwknop --key-gen prints them)`);
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text)) throw new Error(`${variable} is not base64 (the KEY_BASE64 or HMAC_KEY_BASE64 that fwknop --key-gen prints)`);
-    return Buffer.from(text, "base64");
-  };
-  const field = <T>(variable: string, parse: (value: string) => T, fallback: string): T => {
-    try {
-      return parse(env[variable] ?? fallback);
-    } catch (err) {
-      throw new Error(`${variable}: ${(err as Error).message}`);
-    }
-  };
-  const spaPort = field(v("SPA_PORT"), parsePorts, `${DEFAULT_SPA_PORT}/udp`)[0]!;
-  if (spaPort.proto !== "udp") throw new Error(`${v("SPA_PORT")}: SPA datagrams are UDP; give PORT/udp`);
-  return {
-    keys: {
-      encryptionKey: key(v("SPA_KEY"), keyText),
-      hmacKey: key(v("SPA_HMAC_KEY"), hmacText),
-      hmacDigest: field(v("SPA_HMAC_DIGEST"), asDigest, "sha256"),
+  const own = Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith(v("SPA_")) || k === v("PORTS")));
+  const keySet = (field: SpaField) => own[v(field)] !== undefined || own[`${v(field)}_FILE`] !== undefined;
+  if (!keySet("SPA_KEY") && !keySet("SPA_HMAC_KEY")) return null;
+
+  const { env: resolved, problems } = resolveSecretFiles(own, readFile);
+  const report = (variable: string, err: unknown) => problems.push({ variable, message: (err as Error).message });
+  for (const [field, other] of [["SPA_KEY", "SPA_HMAC_KEY"], ["SPA_HMAC_KEY", "SPA_KEY"]] as const) {
+    if (keySet(field) && !keySet(other)) problems.push({ variable: v(other), message: "must be set too: a signed door needs both keys (fwknop --key-gen prints KEY_BASE64 and HMAC_KEY_BASE64)" });
+  }
+  const spa = parseDoorSpa(
+    (field) => resolved[v(field)] !== undefined,
+    (field, parse, fallback) => {
+      const text = resolved[v(field)];
+      if (text === undefined) return undefined;
+      try {
+        return parse(text);
+      } catch (err) {
+        report(v(field), err);
+        return fallback;
+      }
     },
-    spaPort: spaPort.port,
-    ports: field(v("PORTS"), parsePorts, "22/tcp"),
-  };
+  );
+  let ports: PortSpec[] = [];
+  try {
+    ports = parsePorts(resolved[v("PORTS")] ?? DEFAULTS.PORTS);
+  } catch (err) {
+    report(v("PORTS"), err);
+  }
+  if (problems.length > 0 || spa === null) throw new ConfigError(problems satisfies ConfigProblem[]);
+  return { spa, ports };
 }

@@ -10,9 +10,6 @@ import { accessPlaintext, encodeSpa } from "../core/spa/encode.js";
 import type { SpaKeys } from "../core/spa/verify.js";
 import type { PortSpec } from "../core/types.js";
 
-/** fwknopd's default SPA port (62201/udp). */
-export const DEFAULT_SPA_PORT = 62201;
-
 export interface SpaKnock {
   /** The server, as an IP address. */
   host: string;

@@ -197,14 +197,20 @@ describe("knockgate knock on a signed door, against stock fwknopd", { concurrenc
 });
 
 describe("knockgate knock on a signed door over IPv6", () => {
-  test("the datagram goes to the SPA port over IPv6 and opens for the client's own address by default", () =>
+  test("the datagram goes to the SPA port over IPv6 and opens for the client's own address by default; keys from _FILE", () =>
     withLab(async (lab) => {
       // A plain UDP socket stands in for the server: fwknopd does not listen on IPv6.
       const script = `const s = require("dgram").createSocket("udp6"); s.on("message", (m, r) => { console.log(JSON.stringify({ payload: m.toString("latin1"), src: r.address })); s.close(); }); s.bind(${SPA_PORT}, "${SERVER_V6}", () => console.log("{}"));`;
       const listener = lab.spawnIn(lab.server, [process.execPath, "-e", script]);
       const lines = createInterface({ input: listener.stdout! })[Symbol.asyncIterator]();
       assert.equal((await lines.next()).value, "{}");
-      const r = await knockgateKnock(lab, clientEnv(), ["--door", "ssh", "-A", "22/tcp", SERVER_V6]);
+      // The keys from files this time, as a deployment keeps them.
+      const keyFile = join(dir, "v6.key");
+      const hmacFile = join(dir, "v6.hmac");
+      writeFileSync(keyFile, `${keys.key}\n`, { mode: 0o600 });
+      writeFileSync(hmacFile, `${keys.hmac}\n`, { mode: 0o600 });
+      const env = `KNOCK_DOOR_SSH_SPA_KEY_FILE=${keyFile}\nKNOCK_DOOR_SSH_SPA_HMAC_KEY_FILE=${hmacFile}\n`;
+      const r = await knockgateKnock(lab, env, ["--door", "ssh", SERVER_V6]);
       assert.equal(r.code, 0, r.stderr);
       const got = JSON.parse((await lines.next()).value as string) as { payload: string; src: string };
       assert.equal(got.src, CLIENT_V6);
@@ -237,7 +243,7 @@ describe("knockgate knock's errors on signed doors", () => {
       }
       const half = await knockgateKnock(lab, `KNOCK_DOOR_SSH_SPA_KEY=${keys.key}\n`, ["--door", "ssh", SERVER_V4]);
       assert.equal(half.code, 1);
-      assert.match(half.stderr, /^knockgate knock: KNOCK_DOOR_SSH_SPA_HMAC_KEY is not set/);
+      assert.match(half.stderr, /^knockgate knock: KNOCK_DOOR_SSH_SPA_HMAC_KEY: must be set too/);
       assert.ok(!half.stderr.includes(keys.key), "the key never reaches the output");
       const sequenceDoor = await knockgateKnock(lab, "KNOCK_DOOR_SSH_SEQUENCE=7000,8000\n", ["--door", "ssh", "-a", OPEN_FOR_V4, SERVER_V4]);
       assert.equal(sequenceDoor.code, 64);

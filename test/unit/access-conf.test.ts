@@ -9,6 +9,7 @@ import { runConvert } from "../../src/cli/convert/command.js";
 import { isAccessConf, parseAccessConf } from "../../src/cli/convert/access-conf.js";
 import { convertAccessConf } from "../../src/cli/convert/access-to-env.js";
 import { parseEnvFile } from "../../src/config/env-file.js";
+import { parseConfig } from "../../src/config/config.js";
 
 const KEY = "x3Hm4XvHIiGziVKV+qtD/DzEv19BFqDytmwBUgNOG/4=";
 const HMAC = "l5z+ZZVZPtim7VQfYuGS8p+8zdD/3e6YCOFKO4enjs332ze+A3h/SvpEsjP3VB6G0F+HUKd4HZ9vVOIRnY4Eng==";
@@ -136,10 +137,10 @@ ENABLE_CMD_EXEC N
   });
 
   test("a passphrase KEY becomes the base64 of its bytes, noted; fwknopd's defaults are written out", () => {
-    const r = convert(`SOURCE ANY\nOPEN_PORTS tcp/22\nKEY my pass phrase\nHMAC_KEY_BASE64 ${HMAC}\n`);
+    const r = convert(`SOURCE ANY\nOPEN_PORTS tcp/22\nKEY my long pass phrase\nHMAC_KEY_BASE64 ${HMAC}\n`);
     assert.deepEqual(r.problems.map((p) => p.line), []);
     const env = vars(r.env);
-    assert.equal(Buffer.from(env["KNOCK_DOOR_FWKNOP_SPA_KEY"]!, "base64").toString(), "my pass phrase");
+    assert.equal(Buffer.from(env["KNOCK_DOOR_FWKNOP_SPA_KEY"]!, "base64").toString(), "my long pass phrase");
     assert.equal(env["KNOCK_DOOR_FWKNOP_OPEN_FOR"], "30");
     assert.equal(env["KNOCK_DOOR_FWKNOP_SPA_REQUIRE_SOURCE_ADDRESS"], "false");
     assert.ok(r.notes.some((n) => n.line === 3 && /passphrase/.test(n.message)));
@@ -195,5 +196,24 @@ HMAC_KEY_BASE64 ${HMAC}
     // Without SOURCE it is read as a knockd.conf, which it is not either: a syntax error.
     assert.equal(r.code, 65);
     assert.deepEqual(convert("OPEN_PORTS tcp/22\n").problems.map((p) => p.line), [0]);
+  });
+});
+
+describe("converted doors and the daemon's parser", () => {
+  test("the tutorial's env is a configuration the daemon accepts, with the stanza's settings", () => {
+    const config = parseConfig(parseEnvFile(convert(TUTORIAL).env));
+    const door = config.doors.find((d) => d.name === "FWKNOP");
+    assert.ok(door?.spa, "a signed door FWKNOP");
+    assert.deepEqual(door.ports, [{ port: 22, proto: "tcp" }]);
+    assert.equal(door.openForMs, 60_000);
+    assert.deepEqual([door.spa.port, door.spa.maxOpenForS, door.spa.requireSourceAddress, door.spa.keys.hmacDigest], [62201, 300, true, "sha256"]);
+    assert.equal(Buffer.from(door.spa.keys.encryptionKey).toString("base64"), KEY);
+  });
+
+  test("what the daemon would refuse (a passphrase under 16 bytes) is a problem at the stanza's line", () => {
+    const r = convert(`\nSOURCE ANY\nOPEN_PORTS tcp/22\nKEY short\nHMAC_KEY_BASE64 ${HMAC}\n`);
+    assert.deepEqual(r.problems.map((p) => p.line), [2]);
+    assert.match(r.problems[0]!.message, /^KNOCK_DOOR_FWKNOP_SPA_KEY decodes to 5 bytes.* — knockgate refuses this door as converted$/);
+    assert.ok(!r.problems[0]!.message.includes("short"), "the key never shows");
   });
 });

@@ -3,7 +3,10 @@
  * stanzas in, text and a list of issues out. Anything the conversion cannot express is returned as
  * a problem with its line number, never dropped silently.
  */
+import { parseConfig } from "../../config/config.js";
+import { parseEnvFile } from "../../config/env-file.js";
 import { parsePorts } from "../../config/values.js";
+import { ConfigError } from "../../core/errors.js";
 import type { PortSpec } from "../../core/types.js";
 import { portsText } from "./door-section.js";
 import type { AccessEntry, AccessStanza, ParsedAccessConf } from "./access-conf.js";
@@ -89,7 +92,15 @@ export function convertAccessConf(conf: ParsedAccessConf, source = "access.conf"
   if (conf.stanzas.length === 0) problems.push({ line: 0, message: "no SOURCE stanza — fwknopd refuses an access.conf without one; nothing to convert" });
   conf.stanzas.forEach((stanza, i) => {
     const lines = convertStanza(stanza, doorName(i), problems, notes);
-    if (lines.length > 0) out.push("", ...lines);
+    if (lines.length === 0) return;
+    out.push("", ...lines);
+    // The daemon's own parser has the last word (key sizes, two equal keys...).
+    try {
+      parseConfig(parseEnvFile(lines.join("\n")), () => "");
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      for (const p of err.problems) problems.push({ line: stanza.source.line, message: `${p.variable} ${p.message} — knockgate refuses this door as converted` });
+    }
   });
   const sorted = (issues: ConfIssue[]) => [...issues].sort((a, b) => a.line - b.line);
   if (problems.length > 0) {

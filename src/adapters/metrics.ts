@@ -10,6 +10,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { KnockResult } from "../core/knock/machine.js";
+import type { SpaResult } from "../app/spa-path.js";
 
 export type PacketResult = "seen" | "decoded" | "ignored" | "bogus_source" | "malformed";
 export type CloseReason = "expired" | "close_sequence" | "replaced";
@@ -42,6 +43,20 @@ function cellCounter<L extends string>(registry: Registry, name: string, help: s
   };
 }
 
+/** The cell of one (door, result) series, made on first use: a lookup in two small maps per packet. */
+function doorResultCell<R extends string>(
+  cells: Map<string, Map<R, Cell>>,
+  make: (labels: Record<"door" | "result", string>) => Cell,
+  door: string,
+  result: R,
+): Cell {
+  let byResult = cells.get(door);
+  if (!byResult) cells.set(door, (byResult = new Map()));
+  let cell = byResult.get(result);
+  if (!cell) byResult.set(result, (cell = make({ door, result })));
+  return cell;
+}
+
 export interface MetricSources {
   tracked(): number;
   grants(): Promise<Map<string, number>>;
@@ -63,6 +78,8 @@ export class Metrics {
   private readonly knockCell: (labels: Record<"door" | "result", string>) => Cell;
   /** door -> result -> cell, filled on first use. */
   private readonly knockCells = new Map<string, Map<KnockResult, Cell>>();
+  private readonly spaCell: (labels: Record<"door" | "result", string>) => Cell;
+  private readonly spaCells = new Map<string, Map<SpaResult, Cell>>();
   private readonly opens: Counter<"door">;
   private readonly closes: Counter<"door" | "reason">;
   readonly knockToOpen: Histogram;
@@ -99,6 +116,13 @@ export class Metrics {
       this.preGrant,
       "knockgate_knocks_total",
       "Knocks on sequence ports by door and what they did to the sender's attempt.",
+      ["door", "result"],
+    );
+    // Pre-grant like the knocks: refusal counts answer a prober's "did that reach a signed door?".
+    this.spaCell = cellCounter(
+      this.preGrant,
+      "knockgate_spa_packets_total",
+      "Datagrams on signed doors' SPA ports by door and what became of them: accepted (granted), or the reason refused (bad_hmac, replay, stale, future, bad_format, port_not_allowed, address_refused, command_refused, nat_refused, too_short, too_long, truncated, ...).",
       ["door", "result"],
     );
     this.opens = new Counter({ name: "knockgate_opens_total", help: "Grants opened (or refreshed) by a completed sequence.", labelNames: ["door"], registers });
@@ -191,12 +215,12 @@ export class Metrics {
   }
 
   private knockCellFor(door: string, result: KnockResult): Cell {
-    let byResult = this.knockCells.get(door);
-    if (!byResult) this.knockCells.set(door, (byResult = new Map()));
-    let cell = byResult.get(result);
-    if (!cell) byResult.set(result, (cell = this.knockCell({ door, result })));
-    return cell;
+    return doorResultCell(this.knockCells, this.knockCell, door, result);
   }
+  spa(door: string, result: SpaResult): void {
+    doorResultCell(this.spaCells, this.spaCell, door, result).n++;
+  }
+
   opened(door: string): void {
     this.opens.labels(door).inc();
   }

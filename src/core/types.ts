@@ -125,7 +125,7 @@ export interface Door {
 }
 
 /** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
-export const portsText = (door: Pick<Door, "ports">): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
+export const portsText = (door: { readonly ports: readonly PortSpec[] }): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
 
 export type FirewallChoice = "auto" | "iptables" | "nftables";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";

@@ -1,10 +1,20 @@
 /** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
 import { isIP } from "node:net";
-import type { Config, Door, Family } from "../../core/types.js";
+import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
+import { ChangeQueue, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import {
+  IPSET_REPLAY,
+  ipsetReplayArgv,
+  ipsetSpaGrantLines,
+  ipsetSpaMembers,
+  ipsetSpaName,
+  ipsetSpaRevokeLines,
+  replayFailure,
+  signedDoors,
+} from "../../core/firewall/spa-plan.js";
 import type { IptablesVariant } from "./detect.js";
 import {
   CHAIN,
@@ -20,8 +30,8 @@ import {
   ipsetRevokeLine,
   ipsetSizes,
   ipsetMaxelems,
-  ipsetResizeScript,
-  grantSetSize,
+  ipsetRebuildScript,
+  ipsetGrantSets,
   isOurIpset,
   JUMP_RULE,
   mangleView,
@@ -81,20 +91,16 @@ export class IptablesFirewall implements Firewall {
       });
     }
     const maxelems = ipsetMaxelems(terse);
-    const wanted = grantSetSize(this.config);
-    for (const door of this.config.doors) {
-      for (const family of FAMILIES) {
-        const name = ipsetName(door.name, family);
-        const has = maxelems.get(name);
-        if (has === undefined || has === wanted) continue;
-        findings.push({
-          problem: `set ${name} holds at most ${has} entries, KNOCK_MAX_GRANTS needs ${wanted}`,
-          repair: async () => {
-            const grants = ipsetMembers(await mustRun(run, ["ipset", "list", name]));
-            await mustRun(run, ["ipset", "restore"], ipsetResizeScript(this.config, door.name, family, grants));
-          },
-        });
-      }
+    for (const set of ipsetGrantSets(this.config)) {
+      const has = maxelems.get(set.name);
+      if (has === undefined || has === set.maxelem) continue;
+      findings.push({
+        problem: `set ${set.name} holds at most ${has} entries, KNOCK_MAX_GRANTS needs ${set.maxelem}`,
+        repair: async () => {
+          const grants = ipsetMembers(await mustRun(run, ["ipset", "list", set.name]));
+          await mustRun(run, ["ipset", "restore"], ipsetRebuildScript(set, grants));
+        },
+      });
     }
     for (const family of FAMILIES) {
       const name = ipsetAllowName(family);
@@ -146,7 +152,8 @@ export class IptablesFirewall implements Firewall {
   }
 
   private wantedSets(): string[] {
-    return FAMILIES.flatMap((f) => [ipsetAllowName(f), ...this.config.doors.map((d) => ipsetName(d.name, f))]);
+    const replay = signedDoors(this.config).length > 0 ? [IPSET_REPLAY] : [];
+    return [...FAMILIES.map(ipsetAllowName), ...ipsetGrantSets(this.config).map((s) => s.name), ...replay];
   }
 
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
@@ -174,6 +181,22 @@ export class IptablesFirewall implements Firewall {
 
   revoke(door: Door, family: Family, src: string): Promise<void> {
     return this.apply(ipsetRevokeLine(door.name, family, checkedAddress(src, family)));
+  }
+
+  async grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
+    for (const line of ipsetSpaGrantLines(door.name, family, checkedAddress(src, family), checkedPorts(door, ports), openForMs)) await this.apply(line);
+  }
+
+  async revokePorts(door: Door, family: Family, src: string): Promise<void> {
+    for (const line of ipsetSpaRevokeLines(door, family, checkedAddress(src, family))) await this.apply(line);
+  }
+
+  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
+    return recordWith(this.run, ipsetReplayArgv(checkedAddress(element, 6), ttlS));
+  }
+
+  listSpaGrants(): Promise<ListedSpaGrant[]> {
+    return listSpaPerDoor(this.config.doors, async (door, family) => ipsetSpaMembers(ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetSpaName(door, family)]))));
   }
 
   /**
@@ -227,6 +250,15 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
   for (const name of sets.split("\n")) {
     if (isOurIpset(name)) await mustRun(run, ["ipset", "destroy", name]);
   }
+}
+
+/** Runs a replay record command: success is new, a refusal says whether it was there or the set is full. */
+export async function recordWith(run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
+  const r = await run(argv);
+  if (r.code === 0) return "recorded";
+  const failure = replayFailure(r.stderr);
+  if (failure === null) throw new FirewallError(`exit code ${r.code}`, argv, r.stderr);
+  return failure;
 }
 
 /** The last check before an address reaches a command line: it must be an IP of the family. */

@@ -11,7 +11,7 @@ import type { PortSpec } from "../../core/types.js";
 import { portsText } from "./door-section.js";
 import type { AccessEntry, AccessStanza, ParsedAccessConf } from "./access-conf.js";
 import type { ConfIssue } from "./knockd-conf.js";
-import type { ConvertResult } from "./to-env.js";
+import { sortIssues, type ConvertResult } from "./to-env.js";
 
 // fwknopd's compiled-in defaults (fwknopd_common.h DEF_FW_ACCESS_TIMEOUT, DEF_MAX_FW_TIMEOUT and
 // access.c's REQUIRE_SOURCE_ADDRESS "N"), written out so the door behaves as the stanza did.
@@ -102,12 +102,11 @@ export function convertAccessConf(conf: ParsedAccessConf, source = "access.conf"
       for (const p of err.problems) problems.push({ line: stanza.source.line, message: `${p.variable} ${p.message} — knockgate refuses this door as converted` });
     }
   });
-  const sorted = (issues: ConfIssue[]) => [...issues].sort((a, b) => a.line - b.line);
   if (problems.length > 0) {
     out.push("", `# NOT CONVERTED from ${source} (knockgate convert exits 1 for these unless --force):`);
-    for (const p of sorted(problems)) out.push(`# line ${p.line}: ${p.message}`);
+    for (const p of sortIssues(problems)) out.push(`# line ${p.line}: ${p.message}`);
   }
-  return { env: `${out.join("\n")}\n`, problems: sorted(problems), notes: sorted(notes) };
+  return { env: `${out.join("\n")}\n`, problems: sortIssues(problems), notes: sortIssues(notes) };
 }
 
 /** The env lines of one stanza, or none when it cannot make a working door (each reason reported). */

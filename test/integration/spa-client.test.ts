@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
-import { CLI, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, removeStaleNamespaces, withLab, type Lab } from "../support/lab.js";
+import { CLI, CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, SERVER_V6, removeStaleNamespaces, withLab, type Lab } from "../support/lab.js";
 import { explainFailures, tail } from "../support/failure-report.js";
 import { ReplayCache } from "../../src/core/spa/replay.js";
 import { verifySpa } from "../../src/core/spa/verify.js";
@@ -224,6 +224,27 @@ describe("knockgate knock on a signed door over IPv6", () => {
       assert.ok(verdict.ok, JSON.stringify(verdict));
       assert.deepEqual([verdict.request.address, verdict.request.family], [CLIENT_V6, 6]);
     }));
+});
+
+describe("knockgate knock opens knockgate's own signed door", { concurrency: false }, () => {
+  for (const [family, server, client] of [
+    ["IPv4", SERVER_V4, CLIENT_V4],
+    ["IPv6", SERVER_V6, CLIENT_V6],
+  ] as const) {
+    test(`${family}: the client's address gets in, only on the port asked for, and another address stays out`, () =>
+      withLab(async (lab) => {
+        await lab.startService(22);
+        await lab.startService(2222);
+        const daemon = await lab.startDaemon({ KNOCK_DOOR_SSH_SPA_KEY: keys.key, KNOCK_DOOR_SSH_SPA_HMAC_KEY: keys.hmac, KNOCK_DOOR_SSH_PORTS: "22/tcp,2222/tcp" });
+        assert.equal(await lab.canConnect(server), false, "closed before the datagram");
+        const r = await knockgateKnock(lab, clientEnv(), ["--door", "ssh", "-A", "22/tcp", "-U", "alice", server, "--wait", "22", "--timeout", "3000"]);
+        assert.equal(r.code, 0, r.stderr);
+        const open = await daemon.waitFor("open", 3000);
+        assert.deepEqual([open["via"], open["src"], open["username"]], ["spa", client, "alice"]);
+        assert.equal(await lab.canConnect(server, { port: 2222 }), false, "a port not asked for stays closed");
+        if (family === "IPv4") assert.equal(await lab.canConnect(server, { localAddress: OTHER_V4 }), false, "another address stays out");
+      }));
+  }
 });
 
 describe("knockgate knock's errors on signed doors", () => {

@@ -246,28 +246,3 @@ describe("knockgate knock opens knockgate's own signed door", { concurrency: fal
       }));
   }
 });
-
-describe("knockgate knock's errors on signed doors", () => {
-  test("options and values it cannot send are refused before anything is sent, in the knock command's style", () =>
-    withLab(async (lab) => {
-      const cases: [string[], number, RegExp][] = [
-        [["--door", "ssh", "-a", "not-an-ip", SERVER_V4], 64, /^knockgate knock: -a: "not-an-ip" is not an IP address/],
-        [["--door", "ssh", "-a", OPEN_FOR_V4, "--source", SERVER_V4], 64, /-a and --source exclude each other/],
-        [["--door", "ssh", "-A", "23/tcp", SERVER_V4], 64, /-A: 23\/tcp not among door ssh's ports \(22\/tcp,2222\/tcp\)/],
-        [["--door", "ssh", "-f", "0", SERVER_V4], 64, /-f: "0" is not a whole number of seconds above 0/],
-        [["--door", "ssh", SERVER_V4, "7000"], 64, /door ssh is signed: give HOST only/],
-      ];
-      for (const [args, code, message] of cases) {
-        const r = await knockgateKnock(lab, clientEnv(), args);
-        assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
-        assert.match(r.stderr, message);
-      }
-      const half = await knockgateKnock(lab, `KNOCK_DOOR_SSH_SPA_KEY=${keys.key}\n`, ["--door", "ssh", SERVER_V4]);
-      assert.equal(half.code, 1);
-      assert.match(half.stderr, /^knockgate knock: KNOCK_DOOR_SSH_SPA_HMAC_KEY: must be set too/);
-      assert.ok(!half.stderr.includes(keys.key), "the key never reaches the output");
-      const sequenceDoor = await knockgateKnock(lab, "KNOCK_DOOR_SSH_SEQUENCE=7000,8000\n", ["--door", "ssh", "-a", OPEN_FOR_V4, SERVER_V4]);
-      assert.equal(sequenceDoor.code, 64);
-      assert.match(sequenceDoor.stderr, /--allow-ip is for signed doors/);
-    }));
-});

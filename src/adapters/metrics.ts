@@ -184,7 +184,7 @@ export class Metrics {
     });
     new Gauge({
       name: "knockgate_grants",
-      help: "Grants present in the kernel sets right now, by door.",
+      help: "Grants present in the kernel sets right now, by door (a signed grant once per port it opened).",
       labelNames: ["door"],
       registers,
       async collect() {

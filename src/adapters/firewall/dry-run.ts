@@ -84,6 +84,7 @@ export class DryRunFirewall implements Firewall {
   async countGrants(): Promise<Map<string, number>> {
     const counts = new Map(this.config.doors.map((d) => [d.name, 0]));
     for (const g of await this.listGrants()) counts.set(g.door, (counts.get(g.door) ?? 0) + 1);
+    for (const g of await this.listSpaGrants()) counts.set(g.door, (counts.get(g.door) ?? 0) + g.ports.length);
     return counts;
   }
 

@@ -192,7 +192,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
-    return recordWith(this.run, ipsetReplayArgv(checkedAddress(element, 6), ttlS));
+    return recordThrough(this.ipset, this.run, ipsetReplayArgv(checkedAddress(element, 6), ttlS));
   }
 
   listSpaGrants(): Promise<ListedSpaGrant[]> {
@@ -214,7 +214,8 @@ export class IptablesFirewall implements Firewall {
 
   async countGrants(): Promise<Map<string, number>> {
     const sizes = await this.setSizes(this.run);
-    return grantsPerDoor(this.config.doors, (door, family) => sizes.get(ipsetName(door, family)) ?? 0);
+    // A signed grant counts once per port: its set holds (address, port) entries, counted without a listing.
+    return grantsPerDoor(this.config.doors, (door, family) => (sizes.get(ipsetName(door, family)) ?? 0) + (sizes.get(ipsetSpaName(door, family)) ?? 0));
   }
 
   listGrants(): Promise<ListedGrant[]> {
@@ -252,8 +253,19 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
   }
 }
 
-/** Runs a replay record command: success is new, a refusal says whether it was there or the set is full. */
-export async function recordWith(run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
+/**
+ * Records a datagram through the long-lived session (a spawn per datagram cost ~20 ms); an add that
+ * fails there (present, full, or the session itself) is run again as a command of its own, whose
+ * exit status and message say which. A line that failed only because another line of the session
+ * did may then read as present: such a datagram is refused, never a replay accepted.
+ */
+export async function recordThrough(session: LineSession, run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
+  try {
+    await session.send(argv.slice(1).join(" "));
+    return "recorded";
+  } catch {
+    // Told apart below.
+  }
   const r = await run(argv);
   if (r.code === 0) return "recorded";
   const failure = replayFailure(r.stderr);

@@ -4,7 +4,7 @@ import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
 import { ChangeQueue, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
-import { checkedAddress, recordWith } from "./iptables.js";
+import { checkedAddress, recordThrough } from "./iptables.js";
 import { NFT_REPLAY_SET, nftReplayArgv, nftSpaElements, nftSpaGrantLine, nftSpaRevokeLine, nftSpaSetName, signedDoors, spaSetSize } from "../../core/firewall/spa-plan.js";
 import {
   FAMILIES,
@@ -129,13 +129,15 @@ export class NftablesFirewall implements Firewall {
   }
 
   recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
-    return recordWith(this.run, nftReplayArgv(checkedAddress(element, 6), ttlS));
+    return recordThrough(this.nft, this.run, nftReplayArgv(checkedAddress(element, 6), ttlS));
   }
 
   listSpaGrants(): Promise<ListedSpaGrant[]> {
-    return listSpaPerDoor(this.config.doors, async (door, family) =>
-      nftSpaElements(await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSpaSetName(door, family)])),
-    );
+    return listSpaPerDoor(this.config.doors, (door, family) => this.spaElements(door, family));
+  }
+
+  private async spaElements(door: string, family: Family) {
+    return nftSpaElements(await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSpaSetName(door, family)]));
   }
 
   /** Joins the newest batch if it is the same change for the same set; order is kept otherwise. */
@@ -176,7 +178,12 @@ export class NftablesFirewall implements Firewall {
   }
 
   countGrants(): Promise<Map<string, number>> {
-    return grantsPerDoor(this.config.doors, async (door, family) => (await this.setElements(door, family)).length);
+    const signed = new Set(signedDoors(this.config).map((d) => d.name));
+    // A signed grant counts once per port, as the iptables backend counts it.
+    return grantsPerDoor(this.config.doors, async (door, family) => {
+      const spa = signed.has(door) ? (await this.spaElements(door, family)).length : 0;
+      return (await this.setElements(door, family)).length + spa;
+    });
   }
 
   listGrants(): Promise<ListedGrant[]> {

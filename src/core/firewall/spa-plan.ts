@@ -91,8 +91,8 @@ export function replayElement(sha256Hex: string): string {
 }
 
 /**
- * The one-shot command that records a datagram, failing if it is recorded already. One-shot, not a
- * line in the long-lived session: there, an expected failure would fail every line queued with it.
+ * The command that records a datagram, failing if it is recorded already (ipset add without -exist,
+ * nft create). Its arguments after the program, joined, are the same command as a session line.
  */
 export const ipsetReplayArgv = (element: string, ttlS: number): string[] => ["ipset", "add", IPSET_REPLAY, element, "timeout", String(ttlS)];
 export const nftReplayArgv = (element: string, ttlS: number): string[] => [
@@ -122,12 +122,14 @@ export function ipsetSpaMembers(members: readonly KernelGrant[]): KernelSpaGrant
 
 /** Elements of `nft -j list set` of an SPA set: `{"concat": [addr, proto, port]}` values. */
 export function nftSpaElements(json: string): KernelSpaGrant[] {
-  type Elem = { elem?: { val?: { concat?: unknown[] }; expires?: unknown } };
+  type Elem = { elem?: { val?: unknown; expires?: unknown } };
   const parsed = JSON.parse(json) as { nftables?: { set?: { elem?: Elem[] } }[] };
   const out: KernelSpaGrant[] = [];
   for (const item of parsed.nftables ?? []) {
     for (const e of item.set?.elem ?? []) {
-      const [src, proto, port] = e.elem?.val?.concat ?? [];
+      const val = e.elem?.val;
+      const concat = typeof val === "object" && val !== null && "concat" in val && Array.isArray(val.concat) ? (val.concat as unknown[]) : [];
+      const [src, proto, port] = concat;
       if (typeof src !== "string" || (proto !== "tcp" && proto !== "udp") || typeof port !== "number") continue;
       out.push({ src, port: { proto, port }, remainingMs: typeof e.elem?.expires === "number" ? e.elem.expires * 1000 : null });
     }

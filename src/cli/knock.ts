@@ -26,7 +26,8 @@ door (KNOCK_DOOR_NAME_SPA_KEY and _SPA_HMAC_KEY set), sends one SPA datagram ins
   -v, --verbose           print each knock
       --door NAME         take the sequence from KNOCK_DOOR_NAME_SEQUENCE, or the SPA keys
                           from KNOCK_DOOR_NAME_SPA_KEY and _SPA_HMAC_KEY (or their _FILE)
-      --config FILE       env file to read KNOCK_* from (default: the environment)
+      --config FILE       env file to read KNOCK_* from (default: the environment);
+                          --env-file FILE is the same, as in knockgate check
 
 Signed doors only (fwknop's options of the same letters):
   -a, --allow-ip ADDR     the address to open for (default: this machine's address towards HOST;
@@ -75,6 +76,7 @@ export const KNOCK_OPTIONS = {
   verbose: { type: "boolean", short: "v" },
   door: { type: "string" },
   config: { type: "string" },
+  "env-file": { type: "string" },
   wait: { type: "string" },
   timeout: { type: "string" },
   "then-connect": { type: "string" },
@@ -102,7 +104,9 @@ export async function runKnock(
   try {
     const [target, ...ports] = positionals;
     if (target === undefined) throw new UsageError("no HOST given");
-    const env = values.config !== undefined ? parseEnvFile(readFileSync(values.config, "utf8")) : processEnv;
+    if (values["env-file"] !== undefined && values.config !== undefined) throw new UsageError("give --env-file or --config, not both");
+    const file = values["env-file"] ?? values.config;
+    const env = file !== undefined ? parseEnvFile(readFileSync(file, "utf8")) : processEnv;
     const signed = values.door !== undefined ? readSignedDoor(env, values.door.toUpperCase(), (path) => readFileSync(path, "utf8")) : null;
     const sequence = signed ? null : sequenceFrom(ports, values.door, env, values.udp ?? false);
     if (signed && ports.length > 0) throw new UsageError(`door ${values.door} is signed: give HOST only, not ports`);

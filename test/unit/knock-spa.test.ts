@@ -31,15 +31,18 @@ const LIMITS: SpaLimits = {
 const cli = new ShimmedCli();
 after(() => cli.remove());
 
-/** Runs `knockgate knock ARGS` against a UDP socket on 127.0.0.1; returns the datagrams it got. */
-async function knockAt(args: string[], env: Record<string, string> = DOOR) {
+/**
+ * Runs `knockgate knock ARGS` against a UDP socket on 127.0.0.1 (its port as the door's SPA_PORT in
+ * the environment, or given to `args` to place elsewhere); returns the datagrams it got.
+ */
+async function knockAt(args: string[] | ((spaPort: number) => string[]), env: Record<string, string> = DOOR) {
   const socket = createSocket("udp4");
   const got: Buffer[] = [];
   socket.on("message", (m) => got.push(m));
   socket.bind(0, "127.0.0.1");
   await once(socket, "listening");
   const port = socket.address().port;
-  const r = cli.run(["knock", ...args, "127.0.0.1"], { ...env, KNOCK_DOOR_SSH_SPA_PORT: `${port}/udp` });
+  const r = cli.run(["knock", ...(typeof args === "function" ? args(port) : args), "127.0.0.1"], { ...env, KNOCK_DOOR_SSH_SPA_PORT: `${port}/udp` });
   // spawnSync held the event loop: what was sent is queued on the socket by now.
   await new Promise((resolve) => setTimeout(resolve, 50));
   socket.close();
@@ -119,6 +122,18 @@ describe("knockgate knock --door on a signed door", () => {
     const file = await knockAt(["--door", "ssh"], { KNOCK_DOOR_SSH_SPA_KEY_FILE: "/nonexistent/key", KNOCK_DOOR_SSH_SPA_HMAC_KEY: HMAC });
     assert.equal(file.status, 1);
     assert.match(file.stderr, /^knockgate knock: KNOCK_DOOR_SSH_SPA_KEY_FILE: cannot read \/nonexistent\/key \(ENOENT\)/);
+  });
+
+  test("--env-file reads the door from a file, as --config does", async () => {
+    const envFile = (port: number) => cli.file("client.env", Object.entries({ ...DOOR, KNOCK_DOOR_SSH_SPA_PORT: String(port) }).map(([k, v]) => `${k}=${v}\n`).join(""));
+    const r = await knockAt((port) => ["--door", "ssh", "--env-file", envFile(port), "-a", "198.18.0.7"], {});
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.got.length, 1);
+    assert.ok(verify(r.got[0]!).ok);
+    const file = envFile(62201);
+    const both = await knockAt(["--door", "ssh", "--env-file", file, "--config", file], {});
+    assert.equal(both.status, 64);
+    assert.match(both.stderr, /^knockgate knock: give --env-file or --config, not both/);
   });
 
   test("the SPA options on a sequence door are a usage error", async () => {

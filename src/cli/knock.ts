@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parsePorts, parseSequence } from "../config/values.js";
 import { parseEnvFile } from "../config/env-file.js";
+import { resolveSecretFiles, type ReadFile } from "../config/secret-files.js";
 import { ConfigError, UsageError } from "../core/errors.js";
 import type { Parsed } from "./command.js";
 import { knock, waitForPort } from "./knock-client.js";
@@ -52,12 +53,15 @@ function portArg(name: string, value: string | undefined): number | undefined {
   return spec.port;
 }
 
-function sequenceFrom(positionals: string[], door: string | undefined, env: Record<string, string | undefined>, udp: boolean): PortSpec[] {
+function sequenceFrom(positionals: string[], door: string | undefined, env: Record<string, string | undefined>, udp: boolean, readFile: ReadFile): PortSpec[] {
   if (door !== undefined) {
     if (positionals.length > 0) throw new UsageError("give either --door or ports, not both");
     const variable = `KNOCK_DOOR_${door.toUpperCase()}_SEQUENCE`;
-    const value = env[variable];
-    if (value === undefined) throw new UsageError(`${variable} is not set (in --config FILE or the environment)`);
+    // The sequence as the daemon reads it: set directly, or from the file its _FILE names.
+    const secret = resolveSecretFiles({ [variable]: env[variable], [`${variable}_FILE`]: env[`${variable}_FILE`] }, readFile);
+    if (secret.problems.length > 0) throw new ConfigError(secret.problems);
+    const value = secret.env[variable];
+    if (value === undefined) throw new UsageError(`${variable} is not set (in --config FILE, the environment, or a file named by ${variable}_FILE)`);
     return parseSequence(value);
   }
   if (positionals.length === 0) throw new UsageError("no ports to knock on");
@@ -107,8 +111,9 @@ export async function runKnock(
     if (values["env-file"] !== undefined && values.config !== undefined) throw new UsageError("give --env-file or --config, not both");
     const file = values["env-file"] ?? values.config;
     const env = file !== undefined ? parseEnvFile(readFileSync(file, "utf8")) : processEnv;
-    const signed = values.door !== undefined ? readSignedDoor(env, values.door.toUpperCase(), (path) => readFileSync(path, "utf8")) : null;
-    const sequence = signed ? null : sequenceFrom(ports, values.door, env, values.udp ?? false);
+    const readFile = (path: string) => readFileSync(path, "utf8");
+    const signed = values.door !== undefined ? readSignedDoor(env, values.door.toUpperCase(), readFile) : null;
+    const sequence = signed ? null : sequenceFrom(ports, values.door, env, values.udp ?? false, readFile);
     if (signed && ports.length > 0) throw new UsageError(`door ${values.door} is signed: give HOST only, not ports`);
     if (!signed) refuseSpaOptions(values);
     if (values.delay !== undefined) delayMs = parseCount("--delay", values.delay);

@@ -109,9 +109,9 @@ export async function runKnock(
     const [target, ...ports] = positionals;
     if (target === undefined) throw new UsageError("no HOST given");
     if (values["env-file"] !== undefined && values.config !== undefined) throw new UsageError("give --env-file or --config, not both");
-    const file = values["env-file"] ?? values.config;
-    const env = file !== undefined ? parseEnvFile(readFileSync(file, "utf8")) : processEnv;
     const readFile = (path: string) => readFileSync(path, "utf8");
+    const file = values["env-file"] ?? values.config;
+    const env = file !== undefined ? parseEnvFile(readFile(file)) : processEnv;
     const signed = values.door !== undefined ? readSignedDoor(env, values.door.toUpperCase(), readFile) : null;
     const sequence = signed ? null : sequenceFrom(ports, values.door, env, values.udp ?? false, readFile);
     if (signed && ports.length > 0) throw new UsageError(`door ${values.door} is signed: give HOST only, not ports`);

@@ -10,23 +10,17 @@ import { createSocket } from "node:dgram";
 import { once } from "node:events";
 import { userInfo } from "node:os";
 import { ReplayCache } from "../../src/core/spa/replay.js";
-import { verifySpa, type SpaLimits } from "../../src/core/spa/verify.js";
+import { verifySpa } from "../../src/core/spa/verify.js";
 import { ShimmedCli } from "../support/cli-run.js";
+import { SPA_FIXTURE, fixtureKeys, spaLimits } from "../support/spa-vectors.js";
 
-const KEY = "x3Hm4XvHIiGziVKV+qtD/DzEv19BFqDytmwBUgNOG/4=";
-const HMAC = "l5z+ZZVZPtim7VQfYuGS8p+8zdD/3e6YCOFKO4enjs332ze+A3h/SvpEsjP3VB6G0F+HUKd4HZ9vVOIRnY4Eng==";
+const KEY = SPA_FIXTURE.keyBase64;
+const HMAC = SPA_FIXTURE.hmacKeyBase64;
 const DOOR = { KNOCK_DOOR_SSH_SPA_KEY: KEY, KNOCK_DOOR_SSH_SPA_HMAC_KEY: HMAC, KNOCK_DOOR_SSH_PORTS: "22/tcp,2222/tcp" };
-const LIMITS: SpaLimits = {
-  maxAgeS: 120,
-  defaultOpenForS: 30,
-  maxOpenForS: 300,
-  requireSourceAddress: false,
-  username: null,
-  ports: [
-    { proto: "tcp", port: 22 },
-    { proto: "tcp", port: 2222 },
-  ],
-};
+const LIMITS = spaLimits([
+  { proto: "tcp", port: 22 },
+  { proto: "tcp", port: 2222 },
+]);
 
 const cli = new ShimmedCli();
 after(() => cli.remove());
@@ -52,7 +46,7 @@ async function knockAt(args: string[] | ((spaPort: number) => string[]), env: Re
 const verify = (payload: Buffer) =>
   verifySpa(
     { payload, source: { family: 4, src: "198.18.0.9" } },
-    { encryptionKey: Buffer.from(KEY, "base64"), hmacKey: Buffer.from(HMAC, "base64"), hmacDigest: "sha256" },
+    fixtureKeys("sha256"),
     LIMITS,
     new ReplayCache(4),
     Math.floor(Date.now() / 1000),

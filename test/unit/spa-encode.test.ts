@@ -5,43 +5,24 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { accessPlaintext, encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
 import { ReplayCache } from "../../src/core/spa/replay.js";
 import { verifySpa, type SpaKeys, type SpaLimits } from "../../src/core/spa/verify.js";
-import { unb64, type HmacDigest } from "../../src/core/spa/wire.js";
+import { unb64 } from "../../src/core/spa/wire.js";
 import type { SpaType } from "../../src/core/spa/message.js";
+import { SPA_FIXTURE as FIXTURE, fixtureKeys as keysFor, spaLimits } from "../support/spa-vectors.js";
 
-interface Vector {
-  name: string;
-  hmacDigest: HmacDigest;
-  payload: string;
-  now: number;
-  client: { username: string; timestamp: number; type: number; message: string; natAccess: string; clientTimeout: number; digestType: string; plaintext: string };
-}
-const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
-const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string; vectors: Vector[] };
-const keysFor = (hmacDigest: HmacDigest): SpaKeys => ({
-  encryptionKey: Buffer.from(FIXTURE.keyBase64, "base64"),
-  hmacKey: Buffer.from(FIXTURE.hmacKeyBase64, "base64"),
-  hmacDigest,
-});
 /** The salt the client drew: bytes 8-15 of the decoded E. */
 const saltOf = (payload: string): Buffer => unb64(`U2FsdGVkX1${payload}`.slice(0, 24))!.subarray(8, 16);
 const SALT = Buffer.from("0011223344556677", "hex");
 const RAND = "0123456789012345";
 const LIMITS: SpaLimits = {
-  maxAgeS: 120,
-  defaultOpenForS: 30,
-  maxOpenForS: 300,
-  requireSourceAddress: true,
-  username: null,
-  ports: [
+  ...spaLimits([
     { proto: "tcp", port: 22 },
     { proto: "tcp", port: 2222 },
     { proto: "udp", port: 53 },
-  ],
+  ]),
+  requireSourceAddress: true,
 };
 const NOW = 1_800_000_000;
 

@@ -5,42 +5,17 @@
  */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { ReplayCache } from "../../src/core/spa/replay.js";
 import { MAX_SPA_LENGTH, verifySpa, type SpaDatagram, type SpaKeys, type SpaLimits, type SpaVerdict } from "../../src/core/spa/verify.js";
-import type { HmacDigest } from "../../src/core/spa/wire.js";
 import { parseAddress } from "../../src/core/packet/address.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
-
-interface Vector {
-  name: string;
-  hmacDigest: HmacDigest;
-  payload: string;
-  now: number;
-  client: { username: string; timestamp: number; type: number; plaintext: string };
-  expected: { refused: string } | { address: string; family: number | "source"; ports: string[]; openForS: number; username: string; type: number };
-}
-const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
-const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string; vectors: Vector[] };
+import { SPA_FIXTURE as FIXTURE, fixtureKeys as keysFor, spaLimits, type Vector } from "../support/spa-vectors.js";
 
 const SOURCE: SpaDatagram["source"] = { family: 4, src: "203.0.113.7" };
-const LIMITS: SpaLimits = {
-  maxAgeS: 120,
-  defaultOpenForS: 30,
-  maxOpenForS: 300,
-  requireSourceAddress: false,
-  username: null,
-  ports: [
-    { proto: "tcp", port: 22 },
-    { proto: "udp", port: 53 },
-  ],
-};
-const keysFor = (hmacDigest: HmacDigest): SpaKeys => ({
-  encryptionKey: Buffer.from(FIXTURE.keyBase64, "base64"),
-  hmacKey: Buffer.from(FIXTURE.hmacKeyBase64, "base64"),
-  hmacDigest,
-});
+const LIMITS: SpaLimits = spaLimits([
+  { proto: "tcp", port: 22 },
+  { proto: "udp", port: 53 },
+]);
 const vector = (name: string): Vector => {
   const v = FIXTURE.vectors.find((x) => x.name === name);
   assert.ok(v, `no vector ${name}`);

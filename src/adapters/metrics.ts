@@ -217,8 +217,9 @@ export class Metrics {
   private knockCellFor(door: string, result: KnockResult): Cell {
     return doorResultCell(this.knockCells, this.knockCell, door, result);
   }
-  spa(door: string, result: SpaResult): void {
-    doorResultCell(this.spaCells, this.spaCell, door, result).n++;
+  /** `by` 0 makes the series exist before the first datagram, so rate() and absent() work from the start. */
+  spa(door: string, result: SpaResult, by = 1): void {
+    doorResultCell(this.spaCells, this.spaCell, door, result).n += by;
   }
 
   opened(door: string): void {

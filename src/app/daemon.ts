@@ -273,7 +273,7 @@ export class Daemon {
     const { log, metrics } = this.deps;
     metrics.grantsReplaced.labels(g.door.name, reason).inc();
     metrics.closed(g.door.name, "replaced");
-    this.hook("on_close", g.door, g.src);
+    this.hook("on_close", g.door, g.src, g.ports);
     log.info(
       { event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "replaced", because: reason, by },
       `grant for ${g.src} replaced (${reason}) to make room for ${by}`,
@@ -292,7 +292,7 @@ export class Daemon {
     metrics.knockToOpen.observe(seconds);
     metrics.opened(door.name);
     this.grantError = null;
-    if (!refresh) this.hook("on_open", door, src);
+    if (!refresh) this.hook("on_open", door, src, grant.ports);
     log.info(
       {
         event: "open",
@@ -345,11 +345,12 @@ export class Daemon {
   }
 
   /** Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted. */
-  private hook(kind: HookKind, door: Door, src: string): void {
+  /** `ports`: what the grant opened, for %PORTS% (a signed grant opens only some of the door's). */
+  private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[] = door.ports): void {
     const template = kind === "on_open" ? door.onOpen : door.onClose;
     if (!template) return;
     const { metrics } = this.deps;
-    void this.deps.runHook({ kind, template, ip: src, door }).then(
+    void this.deps.runHook({ kind, template, ip: src, door: ports === door.ports ? door : { ...door, ports: [...ports] } }).then(
       (r) => {
         if (r.dropped) metrics.hookDropped.labels(door.name, kind).inc();
         else if (!r.ok) metrics.hookErrors.labels(door.name, kind).inc();
@@ -375,7 +376,7 @@ export class Daemon {
   private expired(g: GrantRecord): void {
     this.bookOf(g).close(g.door, g.src);
     this.deps.metrics.closed(g.door.name, "expired");
-    this.hook("on_close", g.door, g.src);
+    this.hook("on_close", g.door, g.src, g.ports);
     this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "expired" }, `grant for ${g.src} expired`);
   }
 

@@ -88,6 +88,7 @@ export class SpaPath {
       const list = this.byPort.get(door.spa.port) ?? [];
       list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa) });
       this.byPort.set(door.spa.port, list);
+      for (const result of ["accepted", "bad_hmac", "replay"] as const) deps.metrics.spa(door.name, result, 0);
     }
   }
 
@@ -105,21 +106,27 @@ export class SpaPath {
     if (!doors) return;
     try {
       if (decoder.payloadEnd < 0) {
-        for (const d of doors) this.refused(d.door, "truncated", knock.src, "the datagram was cut short (capture length or IP length)");
+        for (const d of doors) this.refused(d.door, "truncated", knock, "the datagram was cut short (capture length or IP length)");
         return;
       }
       const payload = frame.subarray(decoder.payloadStart, decoder.payloadEnd);
-      const source = { family: knock.family, src: knock.src };
+      // The source's text is made only if it is read: for 0.0.0.0, or a debug line.
+      const source = {
+        family: knock.family,
+        get src() {
+          return knock.src;
+        },
+      };
       const nowS = this.deps.clock.wallNow() / 1000;
       // Doors sharing a port are told apart by their HMAC keys: the first whose HMAC matches decides.
       for (const d of doors) {
         const verdict = verifySpa({ payload, source }, d.spa.keys, d.limits, this.replay, nowS);
         if (!verdict.ok && verdict.result === "bad_hmac") {
-          this.refused(d.door, "bad_hmac", knock.src, verdict.detail);
+          this.refused(d.door, "bad_hmac", knock, verdict.detail);
           continue;
         }
         if (!verdict.ok) {
-          this.refused(d.door, verdict.result, knock.src, verdict.detail);
+          this.refused(d.door, verdict.result, knock, verdict.detail);
           return;
         }
         const { request } = verdict;
@@ -149,7 +156,7 @@ export class SpaPath {
     try {
       const outcome = await firewall.recordDatagram(element, ttlS);
       if (outcome === "seen") {
-        this.refused(grant.door, "replay", from, "this datagram was accepted before (kernel replay set)");
+        this.refused(grant.door, "replay", { src: from }, "this datagram was accepted before (kernel replay set)");
         return;
       }
       if (outcome === "full") {
@@ -170,9 +177,9 @@ export class SpaPath {
     }
   }
 
-  private refused(door: Door, result: SpaResult, src: string, detail: string): void {
+  /** `from.src` is read only for the debug line: under a flood of garbage this runs per datagram. */
+  private refused(door: Door, result: SpaResult, from: { readonly src: string }, detail: string): void {
     this.deps.metrics.spa(door.name, result);
-    // Guarded: under a flood of garbage this runs per datagram.
-    if (this.deps.log.isLevelEnabled("debug")) this.deps.log.debug({ event: "spa_refused", door: door.name, src, result, detail });
+    if (this.deps.log.isLevelEnabled("debug")) this.deps.log.debug({ event: "spa_refused", door: door.name, src: from.src, result, detail });
   }
 }

@@ -14,6 +14,7 @@ import { Daemon } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
 import { Metrics } from "../../src/adapters/metrics.js";
+import type { HookRequest } from "../../src/adapters/hooks.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { buildFrame, macBytes } from "../support/frames.js";
@@ -42,6 +43,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
   );
   let onFrame: FrameHandler = () => undefined;
   const opened: { filter: string; snaplen: number }[] = [];
+  const hooks: HookRequest[] = [];
   const daemon = new Daemon({
     config,
     interfaces: ["eth0"],
@@ -49,7 +51,10 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
     log,
     metrics,
     clock,
-    runHook: () => Promise.resolve({ ok: true, code: 0 }),
+    runHook: (request) => {
+      hooks.push(request);
+      return Promise.resolve({ ok: true, code: 0 });
+    },
     interfaceLinkType: () => "ETHERNET",
     openCapture: (iface, filter, handler, snaplen) => {
       onFrame = handler;
@@ -83,7 +88,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
   };
   const events = (name: string) => lines.filter((l) => l["event"] === name);
   const spaCount = async (result: string) => Number(new RegExp(`knockgate_spa_packets_total\\{door="SSH",result="${result}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
-  return { daemon, firewall, metrics, clock, lines, events, send, datagram, spaCount, opened };
+  return { daemon, firewall, metrics, clock, lines, events, send, datagram, spaCount, opened, hooks };
 }
 
 const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
@@ -285,5 +290,20 @@ test("a door with a sequence and keys opens both ways, each in its own set", asy
   assert.deepEqual((await firewall.listGrants()).map((g) => g.src), ["198.18.0.9"]);
   assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), [CLIENT]);
   assert.deepEqual(events("open").map((l) => l["via"]).sort(), ["sequence", "spa"]);
+  await daemon.stop();
+});
+
+test("ON_OPEN and ON_CLOSE of a signed grant see the ports it opened in %PORTS%", async () => {
+  const { daemon, send, datagram, hooks, clock } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %PORTS%", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %PORTS%" });
+  await daemon.start();
+  await send(datagram({ message: `${CLIENT},tcp/2222` }));
+  await clock.advance(30_000);
+  assert.deepEqual(
+    hooks.map((h) => [h.kind, h.ip, h.door.ports.map((p) => p.port)]),
+    [
+      ["on_open", CLIENT, [2222]],
+      ["on_close", CLIENT, [2222]],
+    ],
+  );
   await daemon.stop();
 });

@@ -29,6 +29,11 @@ door (KNOCK_DOOR_NAME_SPA_KEY and _SPA_HMAC_KEY set), sends one SPA datagram ins
                           from KNOCK_DOOR_NAME_SPA_KEY and _SPA_HMAC_KEY (or their _FILE)
       --config FILE       env file to read KNOCK_* from (default: the environment);
                           --env-file FILE is the same, as in knockgate check
+      --wait PORT         after knocking, wait until PORT accepts a connection
+      --timeout MS        how long --wait and --then-connect wait (default 3000)
+      --then-connect PORT knock, wait, then relay stdin/stdout to HOST:PORT (ssh ProxyCommand)
+  -V, --version           print the version
+  -h, --help              show this help
 
 Signed doors only (fwknop's options of the same letters):
   -a, --allow-ip ADDR     the address to open for (default: this machine's address towards HOST;
@@ -38,12 +43,6 @@ Signed doors only (fwknop's options of the same letters):
   -A, --access PORTS      ports to open, e.g. 22/tcp or tcp/22 (default: all of the door's _PORTS)
   -f, --fw-timeout S      ask for a grant of S seconds (the door caps it)
   -U, --user NAME         the username in the datagram (default: your login name)
-
-      --wait PORT         after knocking, wait until PORT accepts a connection
-      --timeout MS        how long --wait and --then-connect wait (default 3000)
-      --then-connect PORT knock, wait, then relay stdin/stdout to HOST:PORT (ssh ProxyCommand)
-  -V, --version           print the version
-  -h, --help              show this help
 `;
 
 function portArg(name: string, value: string | undefined): number | undefined {

@@ -97,6 +97,7 @@ describe("convertAccessConf", () => {
       KNOCK_DOOR_FWKNOP_SPA_MAX_OPEN_FOR: "300",
       KNOCK_DOOR_FWKNOP_SPA_REQUIRE_SOURCE_ADDRESS: "true",
     });
+    assert.ok(r.notes.some((n) => n.line === 0 && /fwknopd\.conf is not read.*_SPA_PORT/.test(n.message)), JSON.stringify(r.notes));
     // Every variable says where it came from.
     assert.match(r.env, /# from line 3: OPEN_PORTS\nKNOCK_DOOR_FWKNOP_PORTS=22\/tcp/);
     assert.match(r.env, /# the stanza sets no MAX_FW_TIMEOUT: fwknopd's default is 300 s\nKNOCK_DOOR_FWKNOP_SPA_MAX_OPEN_FOR=300/);

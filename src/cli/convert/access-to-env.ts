@@ -86,6 +86,11 @@ export function convertAccessConf(conf: ParsedAccessConf, source = "access.conf"
     "# Each SOURCE stanza is a signed door; its keys are the same KEY_BASE64 and HMAC_KEY_BASE64, so",
     "# fwknop clients keep working unchanged (the door listens on 62201/udp, fwknopd's default port).",
   ];
+  notes.push({
+    line: 0,
+    message:
+      "fwknopd.conf is not read: if it moves the SPA port (PCAP_FILTER, UDPSERV_PORT; 62201 by default) or the age limit (MAX_SPA_PACKET_AGE, 120 s), set each door's _SPA_PORT or _SPA_MAX_AGE to match",
+  });
   for (const entry of conf.outside) {
     notes.push({ line: entry.line, message: `${entry.key} before the first SOURCE — fwknopd ignores it too` });
   }

@@ -344,8 +344,10 @@ export class Daemon {
     }
   }
 
-  /** Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted. */
-  /** `ports`: what the grant opened, for %PORTS% (a signed grant opens only some of the door's). */
+  /**
+   * Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted.
+   * `ports`: what the grant opened, for %PORTS% (a signed grant opens only some of the door's).
+   */
   private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[] = door.ports): void {
     const template = kind === "on_open" ? door.onOpen : door.onClose;
     if (!template) return;

@@ -153,27 +153,34 @@ export class SpaPath {
   private async record(grant: SignedGrant, element: string, ttlS: number, from: string): Promise<void> {
     const { firewall, log, metrics } = this.deps;
     const door = grant.door.name;
+    let outcome;
     try {
-      const outcome = await firewall.recordDatagram(element, ttlS);
-      if (outcome === "seen") {
-        this.refused(grant.door, "replay", { src: from }, "this datagram was accepted before (kernel replay set)");
-        return;
-      }
-      if (outcome === "full") {
-        this.replayError = `the replay set holds ${REPLAY_SET_SIZE} datagrams; signed datagrams are refused until entries expire`;
-        metrics.spa(door, "replay_set_full");
-        log.warn({ event: "spa_refused", door, src: from, result: "replay_set_full" }, this.replayError);
-        return;
-      }
-      this.replayError = null;
-      metrics.spa(door, "accepted");
-      this.grant(grant);
+      outcome = await firewall.recordDatagram(element, ttlS);
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_FIREWALL");
       this.replayError = `recording a datagram failed: ${fields.err}`;
       metrics.firewallFailed("grant");
       metrics.spa(door, "replay_check_failed");
       log.error({ event: "spa_replay_failed", door, src: from, ...fields }, `${this.replayError}; the datagram is refused`);
+      return;
+    }
+    if (outcome === "seen") {
+      this.refused(grant.door, "replay", { src: from }, "this datagram was accepted before (kernel replay set)");
+      return;
+    }
+    if (outcome === "full") {
+      this.replayError = `the replay set holds ${REPLAY_SET_SIZE} datagrams; signed datagrams are refused until entries expire`;
+      metrics.spa(door, "replay_set_full");
+      log.warn({ event: "spa_refused", door, src: from, result: "replay_set_full" }, this.replayError);
+      return;
+    }
+    this.replayError = null;
+    metrics.spa(door, "accepted");
+    try {
+      this.grant(grant);
+    } catch (err) {
+      // Nothing may escape into an unhandled rejection: that would end the daemon and its protection.
+      log.error({ event: "open_followup_failed", door, src: grant.src, ...errorFields(err) }, `granting ${grant.src}: ${String(err)}`);
     }
   }
 

@@ -130,9 +130,10 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
       closeSequence: door.closeSequence && { ...summarize(door.closeSequence), ...fromFile(config, v("CLOSE_SEQUENCE")) },
       settings: [
         setting(v("PORTS"), portsText(door)),
-        setting(v("SEQ_TIMEOUT"), String(door.seqTimeoutMs / 1000)),
+        // A door opened by signed datagrams only has no sequence for these to time or filter.
+        ...(door.sequence.length === 0 ? [] : [setting(v("SEQ_TIMEOUT"), String(door.seqTimeoutMs / 1000))]),
         setting(v("OPEN_FOR"), String(door.openForMs / 1000), door.openForMs === 0 ? "open until the close sequence" : undefined),
-        setting(v("TCPFLAGS"), tcpFlagsText(door.tcpFlags)),
+        ...(door.sequence.length === 0 ? [] : [setting(v("TCPFLAGS"), tcpFlagsText(door.tcpFlags))]),
       ],
       onOpen: door.onOpen !== null,
       onClose: door.onClose !== null,

@@ -303,7 +303,7 @@ function doorlessMessage(name: string, field: DoorField, fields: ReadonlyMap<Doo
     const other = field === "SPA_KEY" ? "SPA_HMAC_KEY" : "SPA_KEY";
     return `a signed door needs both keys, and ${v(other)} is not set (fwknop --key-gen prints KEY_BASE64 and HMAC_KEY_BASE64)`;
   }
-  if (SPA_FIELDS.includes(field as SpaField)) return `door ${name} has no ${v("SPA_KEY")} and ${v("SPA_HMAC_KEY")}, so this setting belongs to nothing`;
+  if (SPA_FIELDS.includes(field as SpaField)) return `door ${name} is not signed (that takes both ${v("SPA_KEY")} and ${v("SPA_HMAC_KEY")}), so this setting belongs to nothing`;
   if (fields.has("SPA_KEY") && fields.has("SPA_HMAC_KEY")) return `door ${name} is opened by signed datagrams only (no ${v("SEQUENCE")}), so this setting belongs to nothing`;
   // KNOCK_DOOR_X_CLOSE_SEQUENCE always reads as door X's close sequence, never as door X_CLOSE.
   const hint = field === "CLOSE_SEQUENCE" ? ` (a door name cannot end in _CLOSE: this is door ${name}'s close sequence)` : "";

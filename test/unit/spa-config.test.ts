@@ -178,6 +178,7 @@ describe("signed doors", () => {
     assert.match(text, /KNOCK_DOOR_SSH_SPA_KEY: set <from file \/run\/k>/);
     assert.match(text, /KNOCK_DOOR_SSH_SPA_PORT=62201\/udp \(default\)/);
     assert.match(text, /KNOCK_DOOR_SSH_SEQUENCE: not set/);
+    assert.doesNotMatch(text, /SEQ_TIMEOUT|TCPFLAGS/, "no sequence settings on a door without a sequence");
     assertNoKey(text);
     assertNoKey(JSON.stringify(report));
   });

@@ -16,6 +16,7 @@ import {
   REPLAY_SET_SIZE,
 } from "../../src/core/firewall/spa-plan.js";
 import { isIP } from "node:net";
+import { recordThrough } from "../../src/adapters/firewall/iptables.js";
 
 const SIGNED = {
   KNOCK_DOOR_SSH_SPA_KEY: Buffer.alloc(32, 1).toString("base64"),
@@ -102,5 +103,36 @@ describe("signed door firewall plan", () => {
       nftables: [{ metainfo: {} }, { set: { elem: [{ elem: { val: { concat: ["198.18.0.2", "tcp", 22] }, timeout: 30, expires: 29 } }, { elem: { val: "bogus" } }] } }],
     });
     assert.deepEqual(nftSpaElements(json), [{ src: "198.18.0.2", port: { proto: "tcp", port: 22 }, remainingMs: 29_000 }]);
+  });
+});
+
+describe("recording a datagram in the kernel's replay set", () => {
+  const session = (ok: boolean) => ({ send: () => (ok ? Promise.resolve() : Promise.reject(new Error("ipset: command failed"))) });
+  const runner = (code: number, stderr: string) => {
+    const calls: string[][] = [];
+    const run = (argv: readonly string[]) => {
+      calls.push([...argv]);
+      return Promise.resolve({ code, stderr, stdout: "" });
+    };
+    return { run, calls };
+  };
+  const argv = ["ipset", "add", "knockgate-replay", "1::1", "timeout", "240"];
+
+  test("an add the session takes is a new datagram, with no command of its own", async () => {
+    const { run, calls } = runner(0, "");
+    assert.equal(await recordThrough(session(true), run, argv), "recorded");
+    assert.deepEqual(calls, []);
+  });
+
+  test("an add the session refuses is run again on its own, whose message tells present from full", async () => {
+    const seen = runner(1, "ipset v7.17: Element cannot be added to the set: it's already added");
+    assert.equal(await recordThrough(session(false), seen.run, argv), "seen");
+    assert.deepEqual(seen.calls, [argv]);
+    assert.equal(await recordThrough(session(false), runner(1, "ipset v7.17: Hash is full, cannot add more elements").run, argv), "full");
+    assert.equal(await recordThrough(session(false), runner(0, "").run, argv), "recorded", "the session died, the add itself was fine");
+  });
+
+  test("any other failure is an error, never a pass", async () => {
+    await assert.rejects(recordThrough(session(false), runner(1, "ipset v7.17: The set with the given name does not exist").run, argv), /does not exist/);
   });
 });

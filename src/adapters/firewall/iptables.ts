@@ -259,7 +259,7 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
  * exit status and message say which. A line that failed only because another line of the session
  * did may then read as present: such a datagram is refused, never a replay accepted.
  */
-export async function recordThrough(session: LineSession, run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
+export async function recordThrough(session: Pick<LineSession, "send">, run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
   try {
     await session.send(argv.slice(1).join(" "));
     return "recorded";

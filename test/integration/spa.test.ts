@@ -2,17 +2,18 @@
  * Signed doors against the stock client: Debian's `fwknop` in the client namespace sends single
  * packet authorization datagrams to knockgate in the server namespace, with real capture and the
  * real iptables+ipset or nftables. IPv6 datagrams (which fwknop cannot write) come from
- * test/support/spa-encode.ts, held byte-equal to the client by the unit tests.
+ * src/core/spa/encode.ts, held byte-equal to the client by the unit tests.
  * Needs root and the fwknop client (`apt-get install fwknop-client`; CI installs it).
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, SERVER_V6, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
-import { spaDatagram, spaPlaintext } from "../support/spa-encode.js";
+import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
 import { SpaType } from "../../src/core/spa/message.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -142,8 +143,8 @@ for (const backend of ["iptables", "nftables"] as const) {
         await lab.startService();
         const daemon = await lab.startDaemon(env());
         const keys = { encryptionKey: Buffer.from(KEY, "base64"), hmacKey: Buffer.from(HMAC, "base64"), hmacDigest: "sha256" as const };
-        const plaintext = spaPlaintext({ username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.access, message: `${CLIENT_V6},tcp/${SERVICE_PORT}` });
-        await sendUdp(lab, SERVER_V6, spaDatagram(plaintext, keys));
+        const plaintext = spaPlaintext({ rand: "1234567890123456", username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.access, message: `${CLIENT_V6},tcp/${SERVICE_PORT}` });
+        await sendUdp(lab, SERVER_V6, encodeSpa(plaintext, keys, randomBytes(8)));
         const open = await daemon.waitFor("open");
         assert.deepEqual([open["src"], open["via"]], [CLIENT_V6, "spa"]);
         assert.equal(await lab.canConnect(SERVER_V6), true);

@@ -1,9 +1,10 @@
 /**
  * Signed doors in the daemon, on the dry-run firewall, a fake capture and a fake clock: which
  * datagrams open what, for whom and for how long, and how every refusal shows in metrics and logs.
- * Datagrams are built by test/support/spa-encode.ts, held byte-equal to the real fwknop client.
+ * Datagrams are built by src/core/spa/encode.ts, held byte-equal to the real fwknop client.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, test } from "node:test";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -17,7 +18,7 @@ import type { HookRequest } from "../../src/adapters/hooks.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { buildFrame, macBytes } from "../support/frames.js";
-import { spaDatagram, spaPlaintext, type SpaFields } from "../support/spa-encode.js";
+import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string };
@@ -81,7 +82,9 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
   const datagram = (fields: Partial<SpaFields> & { ageS?: number } = {}) => {
     const { ageS = 0, ...rest } = fields;
     const timestamp = Math.floor(clock.wallNow() / 1000) - ageS;
-    return Buffer.from(spaDatagram(spaPlaintext({ username: "alice", timestamp, type: SpaType.access, message: `${CLIENT},tcp/22`, ...rest }), KEYS), "latin1");
+    const plaintext = spaPlaintext({ rand: "1234567890123456", username: "alice", timestamp, type: SpaType.access, message: `${CLIENT},tcp/22`, ...rest });
+    // A fresh salt each time, as a client draws it: two datagrams are never the same.
+    return Buffer.from(encodeSpa(plaintext, KEYS, randomBytes(8)), "latin1");
   };
   const events = (name: string) => lines.filter((l) => l["event"] === name);
   const spaCount = async (result: string) => Number(new RegExp(`knockgate_spa_packets_total\\{door="SSH",result="${result}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);

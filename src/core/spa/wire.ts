@@ -14,8 +14,8 @@ export const HMAC_B64_LENGTH: Record<HmacDigest, number> = { sha256: 43, sha384:
 
 /** base64("Salted__") up to the last character it fully determines: every E starts with it, so the client leaves it out. */
 export const SALTED_B64_PREFIX = "U2FsdGVkX1";
-const SALTED_MAGIC = Buffer.from("Salted__", "latin1");
-const SALT_LENGTH = 8;
+export const SALTED_MAGIC = Buffer.from("Salted__", "latin1");
+export const SALT_LENGTH = 8;
 const AES_BLOCK = 16;
 
 const B64_TEXT = /^[A-Za-z0-9+/]*$/;
@@ -48,6 +48,9 @@ export function hasSaltedPrefix(payload: Uint8Array): boolean {
   return payload.length >= SALTED_B64_PREFIX_BYTES.length && SALTED_B64_PREFIX_BYTES.every((c, i) => payload[i] === c);
 }
 
+/** H for the full E text: the unpadded base64 HMAC over its ASCII (what a client appends). */
+export const hmacText = (e: string, hmacKey: Uint8Array, digest: HmacDigest): string => b64(createHmac(digest, hmacKey).update(e, "latin1").digest());
+
 /**
  * Whether the payload ends in the unpadded base64 HMAC, under the door's key, of the full E (the
  * cut-off prefix restored, then the rest of the payload). Works on the bytes as captured, making no
@@ -71,7 +74,7 @@ export function fullE(payload: Uint8Array, digest: HmacDigest): string {
 }
 
 /** Key (32 bytes) and IV (16) from EVP_BytesToKey with MD5 and one round: D_i = MD5(D_{i-1} || key || salt). */
-function bytesToKey(key: Uint8Array, salt: Uint8Array): { aesKey: Buffer; iv: Buffer } {
+export function bytesToKey(key: Uint8Array, salt: Uint8Array): { aesKey: Buffer; iv: Buffer } {
   const blocks: Buffer[] = [];
   let prev = Buffer.alloc(0);
   while (blocks.length < 3) {

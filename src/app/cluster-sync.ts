@@ -10,7 +10,10 @@
 import type { Cancel, Clock } from "../core/clock.js";
 import {
   backoffMs,
+  CLOCK_SKEW_MS,
+  grantName,
   grantObject,
+  grantPorts,
   lifetimeOf,
   nameOf,
   objectName,
@@ -18,9 +21,11 @@ import {
   shouldCollect,
   validateGrant,
   type ClusterGrant,
+  portName,
+  type GrantHow,
 } from "../core/cluster/knock-grant.js";
 import { errorFields } from "../core/errors.js";
-import type { Door, Family } from "../core/types.js";
+import type { Door, Family, PortSpec } from "../core/types.js";
 import type { ClusterMetrics } from "../adapters/cluster-metrics.js";
 import type { Check } from "../adapters/http.js";
 import type { KubeGrants, WatchEvent } from "../adapters/kube.js";
@@ -39,10 +44,13 @@ function statusOf(err: unknown): number | undefined {
 
 /** What this node does with grants of other nodes: the daemon. */
 export interface RemoteGrants {
-  /** Puts the grant into the book and the kernel; resolves true if that changed anything. */
-  applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string): Promise<boolean>;
-  /** Resolves true if this node held the grant. */
-  revokeRemote(door: Door, family: Family, src: string): Promise<boolean>;
+  /**
+   * Puts the grant into the book and the kernel; resolves true if that changed anything. `ports`:
+   * a signed grant's, for the per-port sets; null: a sequence grant of the whole door.
+   */
+  applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string, ports: readonly PortSpec[] | null): Promise<boolean>;
+  /** Resolves true if this node held the grant (of that path). */
+  revokeRemote(door: Door, family: Family, src: string, how: GrantHow): Promise<boolean>;
 }
 
 export interface ClusterSyncDeps {
@@ -124,14 +132,24 @@ export class ClusterSync {
     return problem ? { name: "cluster", ok: false, detail: problem, advisory: true } : { name: "cluster", ok: true, advisory: true };
   }
 
-  /** A grant made here (the kernel has it): publish it. */
+  /**
+   * A grant made here (the kernel has it): publish it. A signed grant goes out as one object per
+   * port, each ending when its kernel entry does, so that an object's deletion at its expiry never
+   * takes away a port that a longer datagram still holds.
+   */
   opened(grant: Omit<ClusterGrant, "origin">): void {
-    this.enqueue(objectName(grant.door, grant.family, grant.address), { kind: "put", grant: { ...grant, origin: this.deps.nodeName } });
+    const g: ClusterGrant = { ...grant, origin: this.deps.nodeName };
+    const each = g.how === "signed" && g.ports !== null ? g.ports.map((p) => ({ ...g, ports: [p] })) : [g];
+    for (const one of each) this.enqueue(grantName(one), { kind: "put", grant: one });
   }
 
-  /** A close sequence here (the kernel no longer has it): revoke it everywhere. */
+  /**
+   * A close sequence here (the kernel no longer has the grants): revoke them everywhere. It closes
+   * the source's sequence grant and signed grants alike, and another node may hold either.
+   */
   closed(door: Door, family: Family, src: string): void {
     this.enqueue(objectName(door.name, family, src), { kind: "delete" });
+    if (door.spa !== null) for (const p of door.ports) this.enqueue(objectName(door.name, family, src, [portName(p)]), { kind: "delete" });
   }
 
   get pendingWrites(): number {
@@ -337,14 +355,8 @@ export class ClusterSync {
     }
     const door = this.doors.get(result.grant.door);
     if (!door) return;
-    // The firewall grants a door's ports together; a grant for some of them waits for per-port sets.
-    if (result.grant.ports !== null && result.grant.ports.length < door.ports.length) {
-      metrics.rejected("bad_ports");
-      log.warn({ event: "cluster_grant_rejected", object: name, reason: "bad_ports", detail: "per-port grants are not applied yet" }, `ignored KnockGrant ${name}: it opens only some of the door's ports`);
-      return;
-    }
     const g = result.grant;
-    target.applyRemote(door, g.family, g.address, g.expiresAt, g.origin).then(
+    target.applyRemote(door, g.family, g.address, g.expiresAt, g.origin, g.how === "signed" ? grantPorts(door, g.ports) : null).then(
       (changed) => {
         if (!changed) return;
         metrics.applied.inc();
@@ -363,7 +375,11 @@ export class ClusterSync {
     const g = known?.grant;
     const door = g ? this.doors.get(g.door) : undefined;
     if (!g || !door) return;
-    this.deps.target.revokeRemote(door, g.family, g.address).then(
+    // A signed object deleted at its expiry (by its origin's clock) ends only its own ports, which
+    // the kernel times out by itself: revoking would take every port of the address, some of them
+    // perhaps still held by a longer datagram. A deletion before then is a close sequence.
+    if (g.how === "signed" && g.expiresAt !== null && g.expiresAt <= this.deps.clock.wallNow() + CLOCK_SKEW_MS) return;
+    this.deps.target.revokeRemote(door, g.family, g.address, g.how).then(
       (held) => {
         if (held) this.deps.metrics.revoked.inc();
       },

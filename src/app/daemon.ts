@@ -6,7 +6,7 @@
 import { randomInt } from "node:crypto";
 import type { Clock, Cancel } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
-import { portsText, type Door, type Config, type Family, type PortSpec } from "../core/types.js";
+import { portsText, type Door, type Config, type Family, type GrantVia, type PortSpec } from "../core/types.js";
 import { buildBpfFilter, capturedPorts, captureSnaplen } from "../core/packet/bpf.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
 import { GrantBook, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
@@ -16,7 +16,7 @@ import type { Capture, FrameHandler } from "../adapters/capture.js";
 import type { Firewall, ListedGrant, ListedSpaGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
-import type { ClusterGrant } from "../core/cluster/knock-grant.js";
+import { portName, type ClusterGrant, type GrantHow } from "../core/cluster/knock-grant.js";
 import type { Logger } from "../adapters/log.js";
 import type { FirewallOperation, Metrics } from "../adapters/metrics.js";
 import { Reconciler } from "./reconcile.js";
@@ -275,8 +275,13 @@ export class Daemon {
       .catch((err: unknown) => this.followUpFailed("open", err, door, src));
   }
 
-  private bookOf(g: GrantRecord): GrantBook {
-    return g.via === "spa" ? this.spaGrants : this.grants;
+  private bookOf(via: GrantVia): GrantBook {
+    return via === "spa" ? this.spaGrants : this.grants;
+  }
+
+  /** Takes every port of a grant of that path to `src` out of the kernel. */
+  private kernelRevoke(via: GrantVia, door: Door, family: Family, src: string): Promise<void> {
+    return via === "spa" ? this.deps.firewall.revokePorts(door, family, src) : this.deps.firewall.revoke(door, family, src);
   }
 
   /** A grant taken out to make room: revoked in the kernel, closed like any other, and counted. */
@@ -289,8 +294,7 @@ export class Daemon {
       { event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "replaced", because: reason, by },
       `grant for ${g.src} replaced (${reason}) to make room for ${by}`,
     );
-    (g.via === "spa" ? this.deps.firewall.revokePorts(g.door, g.family, g.src) : this.deps.firewall.revoke(g.door, g.family, g.src))
-      .catch((err: unknown) => this.firewallFailed("revoke", err, { door: g.door.name, src: g.src }));
+    this.kernelRevoke(g.via, g.door, g.family, g.src).catch((err: unknown) => this.firewallFailed("revoke", err, { door: g.door.name, src: g.src }));
   }
 
   /** The kernel has the grant: measure, audit, run ON_OPEN. */
@@ -305,19 +309,16 @@ export class Daemon {
     this.grantError = null;
     if (!refresh) this.hook("on_open", door, src, grant.ports);
     const wallNow = this.clock.wallNow();
-    // Signed grants stay on this node: another node applies a KnockGrant to all of a door's ports
-    // for at most its OPEN_FOR, which is not what a signed datagram asked for.
-    if (!signed) {
-      this.deps.cluster?.opened({
-        door: door.name,
-        address: src,
-        family: grant.family,
-        expiresAt: Number.isFinite(grant.expiresAt) ? wallNow + door.openForMs : null,
-        grantedAt: wallNow,
-        how: "sequence",
-        ports: null,
-      });
-    }
+    this.deps.cluster?.opened({
+      door: door.name,
+      address: src,
+      family: grant.family,
+      // A signed grant's own ports and time, not the book's (which span every port the address holds).
+      expiresAt: signed ? wallNow + signed.openForMs : Number.isFinite(grant.expiresAt) ? wallNow + door.openForMs : null,
+      grantedAt: wallNow,
+      how: signed ? "signed" : "sequence",
+      ports: signed ? signed.ports.map(portName) : null,
+    });
     log.info(
       {
         event: "open",
@@ -336,31 +337,36 @@ export class Daemon {
   }
 
   /**
-   * A close sequence: revokes a grant this daemon knows of, and on every other node. With no grant
-   * here there is nothing to close here, but another node may hold one (it knew of the grant while
-   * this node did not).
+   * A close sequence: revokes the source's grants on the door that this daemon knows of, of both
+   * paths (the sequence grant and the signed datagrams' ports), and on every other node. With no
+   * grant here there is nothing to close here, but another node may hold one (it knew of the grant
+   * while this node did not).
    */
   private close(door: Door, family: Family, src: string): void {
-    if (!this.grants.has(door, src)) {
+    const held = (["sequence", "spa"] as const).filter((via) => this.bookOf(via).has(door, src));
+    if (held.length === 0) {
       this.deps.cluster?.closed(door, family, src);
       this.deps.log.info({ event: "close_ignored", door: door.name, src, reason: "no_grant" }, `close sequence from ${src}, which has no grant`);
       return;
     }
-    this.revoke(door, family, src, false)
+    Promise.all(held.map((via) => this.revoke(via, door, family, src, false)))
       .then(() => this.deps.cluster?.closed(door, family, src))
       .catch((err: unknown) => this.followUpFailed("close", err, door, src));
   }
 
-  /** Takes a grant out of the kernel and the book; `remote`: its KnockGrant was deleted elsewhere. */
-  private revoke(door: Door, family: Family, src: string, remote: boolean): Promise<void> {
+  /** Takes a grant of one path out of the kernel and the book; `remote`: its KnockGrant was deleted elsewhere. */
+  private revoke(via: GrantVia, door: Door, family: Family, src: string, remote: boolean): Promise<void> {
     const { log, metrics } = this.deps;
-    return this.deps.firewall.revoke(door, family, src).then(
+    const book = this.bookOf(via);
+    const ports = book.get(door, src)?.ports ?? door.ports;
+    return this.kernelRevoke(via, door, family, src).then(
       () => {
         this.grantError = null;
-        this.grants.close(door, src);
+        book.close(door, src);
         metrics.closed(door.name, "close_sequence");
-        this.hook("on_close", door, src);
-        log.info({ event: "close", door: door.name, src, ports: portsText(door), reason: "close_sequence", remote }, `closed ${portsText(door)} for ${src}`);
+        this.hook("on_close", door, src, ports);
+        const text = portsText({ ports });
+        log.info({ event: "close", door: door.name, src, ports: text, via, reason: "close_sequence", remote }, `closed ${text} for ${src}`);
       },
       (err: unknown) => {
         this.firewallFailed("revoke", err, { door: door.name, src });
@@ -372,38 +378,49 @@ export class Daemon {
   /**
    * A grant made on another node (KNOCK_CLUSTER): into the book under the same bounds as our own,
    * and into the kernel for the time it has left (whole seconds, rounded up; `expiresAt` is wall
-   * time, null until a close sequence). Nothing changes when we already hold it at least as long.
-   * ON_OPEN runs for a grant new here, so that it pairs with the ON_CLOSE of its expiry or revocation.
+   * time, null until a close sequence). `ports`: a signed grant's, into the door's per-port sets;
+   * null: a sequence grant of the whole door. A sequence grant we already hold at least as long
+   * changes nothing; a signed one is always written, as its ports' kernel entries keep times of
+   * their own that the book does not know. ON_OPEN runs for a grant new here, so that it pairs
+   * with the ON_CLOSE of its expiry or revocation.
    */
-  async applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string): Promise<boolean> {
+  async applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string, ports: readonly PortSpec[] | null = null): Promise<boolean> {
     const now = this.clock.now();
     const remainingMs = expiresAt === null ? Infinity : expiresAt - this.clock.wallNow();
     if (remainingMs <= 0) return false;
-    const previous = this.grants.get(door, src);
-    if (previous && previous.expiresAt >= now + remainingMs) return false;
-    if (!previous) for (const { record, reason } of this.grants.open(door, src, family, now).replaced) this.replaced(record, reason, src);
-    this.grants.adopt(door, src, family, now + remainingMs);
+    const via: GrantVia = ports ? "spa" : "sequence";
+    const book = this.bookOf(via);
+    const previous = book.get(door, src);
+    if (!ports && previous && previous.expiresAt >= now + remainingMs) return false;
     const forMs = Number.isFinite(remainingMs) ? Math.ceil(remainingMs / 1000) * 1000 : 0;
+    if (ports) {
+      for (const { record, reason } of book.open(door, src, family, now, { ports, openForMs: forMs }).replaced) this.replaced(record, reason, src);
+    } else {
+      if (!previous) for (const { record, reason } of book.open(door, src, family, now).replaced) this.replaced(record, reason, src);
+      book.adopt(door, src, family, now + remainingMs);
+    }
     try {
-      await this.deps.firewall.grant(door, family, src, forMs);
+      await (ports ? this.deps.firewall.grantPorts(door, family, src, ports, forMs) : this.deps.firewall.grant(door, family, src, forMs));
     } catch (err) {
-      if (!previous) this.grants.close(door, src);
+      if (!previous) book.close(door, src);
       this.firewallFailed("grant", err, { door: door.name, src });
       throw err;
     }
     this.grantError = null;
-    if (!previous) this.hook("on_open", door, src);
+    if (!previous) this.hook("on_open", door, src, ports ?? door.ports);
+    const text = portsText({ ports: ports ?? door.ports });
     this.deps.log.info(
-      { event: "open", door: door.name, src, ports: portsText(door), refresh: previous !== undefined, origin, open_for_s: forMs / 1000 },
-      `opened ${portsText(door)} for ${src} (granted on ${origin})`,
+      { event: "open", door: door.name, src, ports: text, via, refresh: previous !== undefined, origin, open_for_s: forMs / 1000 },
+      `opened ${text} for ${src} (granted on ${origin})`,
     );
     return true;
   }
 
   /** A KnockGrant deleted on another node (a close sequence there): revoked here too, if we hold it. */
-  async revokeRemote(door: Door, family: Family, src: string): Promise<boolean> {
-    if (!this.grants.has(door, src)) return false;
-    await this.revoke(door, family, src, true);
+  async revokeRemote(door: Door, family: Family, src: string, how: GrantHow = "sequence"): Promise<boolean> {
+    const via: GrantVia = how === "signed" ? "spa" : "sequence";
+    if (!this.bookOf(via).has(door, src)) return false;
+    await this.revoke(via, door, family, src, true);
     return true;
   }
 
@@ -451,7 +468,7 @@ export class Daemon {
   }
 
   private expired(g: GrantRecord): void {
-    this.bookOf(g).close(g.door, g.src);
+    this.bookOf(g.via).close(g.door, g.src);
     this.deps.metrics.closed(g.door.name, "expired");
     this.hook("on_close", g.door, g.src, g.ports);
     this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "expired" }, `grant for ${g.src} expired`);

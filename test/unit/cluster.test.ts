@@ -15,11 +15,13 @@ import {
   grantObject,
   objectName,
   ORPHAN_AFTER_MS,
+  portName,
   shouldCollect,
   validateGrant,
   type ClusterGrant,
+  type GrantHow,
 } from "../../src/core/cluster/knock-grant.js";
-import type { Door, Family } from "../../src/core/types.js";
+import type { Door, Family, PortSpec } from "../../src/core/types.js";
 import { ClusterMetrics } from "../../src/adapters/cluster-metrics.js";
 import type { KubeGrants, WatchEvent } from "../../src/adapters/kube.js";
 import { ClusterSync, MAX_PENDING } from "../../src/app/cluster-sync.js";
@@ -32,6 +34,11 @@ const config = parseConfig({
   KNOCK_DOOR_FOREVER_SEQUENCE: "7100,7200",
   KNOCK_DOOR_FOREVER_CLOSE_SEQUENCE: "7200,7100",
   KNOCK_DOOR_FOREVER_OPEN_FOR: "0",
+  // Signed, with a datagram's time capped above OPEN_FOR (30 s).
+  KNOCK_DOOR_WEB_SPA_KEY: Buffer.alloc(32, 1).toString("base64"),
+  KNOCK_DOOR_WEB_SPA_HMAC_KEY: Buffer.alloc(64, 2).toString("base64"),
+  KNOCK_DOOR_WEB_PORTS: "80/tcp,443/tcp,443/udp",
+  KNOCK_DOOR_WEB_SPA_MAX_OPEN_FOR: "120",
 });
 const DOORS = new Map(config.doors.map((d) => [d.name, d]));
 const NOW = Date.UTC(2026, 0, 1, 12);
@@ -46,19 +53,21 @@ function object(spec: Record<string, unknown>, name = "ssh.4.c6120002", resource
   };
 }
 
-test("a valid KnockGrant reads into a grant with a canonical address; ports among the door's are kept", () => {
-  const r = validateGrant(object({ address: "fd00:198:18:0:0:0:0:2", family: 6, ports: ["2222/tcp"] }), DOORS, NOW);
+test("a valid KnockGrant reads into a grant with a canonical address; a signed one keeps the ports it names", () => {
+  const r = validateGrant(object({ door: "WEB", how: "signed", address: "fd00:198:18:0:0:0:0:2", family: 6, ports: ["443/udp", "80/tcp"] }), DOORS, NOW);
   assert.ok(r.ok);
   assert.deepEqual(r.grant, {
-    door: "SSH",
+    door: "WEB",
     address: "fd00:198:18::2",
     family: 6,
     expiresAt: NOW + 20_000,
     grantedAt: NOW - 10_000,
     origin: "node-a",
-    how: "sequence",
-    ports: ["2222/tcp"],
+    how: "signed",
+    ports: ["443/udp", "80/tcp"],
   });
+  const whole = validateGrant(object({ ports: ["2222/tcp", "22/tcp"] }), DOORS, NOW);
+  assert.ok(whole.ok, "a sequence grant may name all of the door's ports");
 });
 
 test("KnockGrants this node must not apply are refused by reason", () => {
@@ -82,6 +91,14 @@ test("KnockGrants this node must not apply are refused by reason", () => {
     [{ ports: ["23/tcp"] }, "bad_ports"],
     [{ ports: [] }, "bad_ports"],
     [{ ports: "22/tcp" }, "bad_ports"],
+    [{ ports: ["22/tcp"] }, "bad_ports"],
+    [{ how: "signed" }, "not_signed"],
+    [{ door: "WEB", how: "signed", ports: ["22/tcp"] }, "bad_ports"],
+    [{ door: "WEB", how: "signed", ports: ["80/udp"] }, "bad_ports"],
+    [{ door: "WEB", how: "signed" }, "bad_ports"],
+    [{ door: "WEB", how: "signed", ports: ["80/tcp"], expiresAt: iso(NOW + 120_000 + CLOCK_SKEW_MS + 1) }, "too_long"],
+    [{ door: "WEB", how: "signed", ports: ["80/tcp"], expiresAt: undefined }, "too_long"],
+    [{ door: "WEB", how: "signed", ports: ["80/tcp"], expiresAt: iso(NOW - 1) }, "expired"],
   ];
   for (const [spec, reason] of cases) {
     const obj = spec === null ? { metadata: { name: "x" } } : object(spec);
@@ -90,21 +107,29 @@ test("KnockGrants this node must not apply are refused by reason", () => {
   }
 });
 
-test("a grant up to OPEN_FOR plus the clock skew allowance is accepted; a door open until its close sequence takes one without expiry", () => {
+test("a grant up to OPEN_FOR (signed: SPA_MAX_OPEN_FOR) plus the clock skew allowance is accepted; a door open until its close sequence takes one without expiry", () => {
   assert.ok(validateGrant(object({ expiresAt: iso(NOW + 30_000 + CLOCK_SKEW_MS) }), DOORS, NOW).ok);
+  const signed = { door: "WEB", how: "signed", ports: ["443/tcp"] };
+  assert.ok(validateGrant(object({ ...signed, expiresAt: iso(NOW + 120_000 + CLOCK_SKEW_MS) }), DOORS, NOW).ok);
+  assert.equal(validateGrant(object({ door: "WEB", expiresAt: iso(NOW + 120_000) }), DOORS, NOW).ok, false, "a sequence grant of that door still ends at OPEN_FOR");
   const forever = validateGrant(object({ door: "FOREVER", expiresAt: undefined }), DOORS, NOW);
   assert.ok(forever.ok);
   assert.equal(forever.grant.expiresAt, null);
 });
 
-test("object names are DNS subdomains, one per door and address, whatever the address spelling", () => {
+test("object names are DNS subdomains, one per door and address (and port, when signed), whatever the address spelling", () => {
   assert.equal(objectName("SSH", 4, "198.18.0.2"), "ssh.4.c6120002");
+  assert.equal(objectName("SSH", 4, "198.18.0.2", ["22/tcp"]), "ssh.4.c6120002.22-tcp");
+  assert.match(objectName("MY_DOOR", 6, "fd00:198:18::2", ["443/udp"]), /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
   assert.equal(objectName("MY_DOOR", 6, "fd00:198:18::2"), objectName("MY_DOOR", 6, "fd00:198:18:0::2"));
   assert.match(objectName("MY_DOOR", 6, "fd00:198:18::2"), /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
-  const grant: ClusterGrant = { door: "SSH", address: "198.18.0.2", family: 4, expiresAt: null, grantedAt: NOW, origin: "a", how: "signed", ports: null };
+  const grant: ClusterGrant = { door: "SSH", address: "198.18.0.2", family: 4, expiresAt: null, grantedAt: NOW, origin: "a", how: "sequence", ports: null };
   const spec = grantObject(grant, "ns")["spec"] as Record<string, unknown>;
   assert.ok(!("expiresAt" in spec) && !("ports" in spec), "absent, not null: the CRD's schema types them");
   assert.ok(validateGrant(grantObject({ ...grant, door: "FOREVER" }, "ns"), DOORS, NOW).ok, "what a node publishes, another accepts");
+  const signed = grantObject({ ...grant, door: "WEB", how: "signed", ports: ["443/udp"], expiresAt: NOW + 60_000 }, "ns");
+  assert.equal((signed["metadata"] as { name: string }).name, "web.4.c6120002.443-udp");
+  assert.ok(validateGrant(signed, DOORS, NOW).ok);
 });
 
 test("the origin collects its expired objects at once, any node those expired ORPHAN_AFTER_MS ago", () => {
@@ -217,12 +242,13 @@ function syncSetup(dryRun = false) {
     random: () => 0,
     dryRun,
     target: {
-      applyRemote: (door: Door, family: Family, src: string, expiresAt: number | null, origin: string) => {
-        applied.push(`${door.name} ${family} ${src} ${expiresAt === null ? "forever" : expiresAt - clock.wallNow()} ${origin}`);
+      applyRemote: (door: Door, family: Family, src: string, expiresAt: number | null, origin: string, ports: readonly PortSpec[] | null) => {
+        const only = ports === null ? "" : ` ${ports.map(portName).join(",")}`;
+        applied.push(`${door.name} ${family} ${src} ${expiresAt === null ? "forever" : expiresAt - clock.wallNow()} ${origin}${only}`);
         return Promise.resolve(true);
       },
-      revokeRemote: (door: Door, family: Family, src: string) => {
-        revoked.push(`${door.name} ${family} ${src}`);
+      revokeRemote: (door: Door, family: Family, src: string, how: GrantHow) => {
+        revoked.push(`${door.name} ${family} ${src}${how === "signed" ? " signed" : ""}`);
         return Promise.resolve(true);
       },
     },
@@ -300,10 +326,57 @@ test("other nodes' objects are applied with the time they have left; ours and in
   assert.equal(lag[JSON.stringify({ le: 0.05 })], 1);
   assert.equal(lag[JSON.stringify({ le: 0.025 })], 0);
   assert.deepEqual(await metric("knockgate_cluster_grants_applied_total"), { "{}": 2 });
-  // Part of a door's ports: the firewall grants whole doors, so it waits (fail closed).
+  // Part of a door's ports by a sequence: that path grants whole doors only.
   kube.lastWatch.emit({ type: "ADDED", object: object({ ports: ["22/tcp"] }, "part", "12") });
   await clock.advance(0);
   assert.equal(applied.length, 2);
+  assert.equal((await metric("knockgate_cluster_grants_rejected_total"))[JSON.stringify({ reason: "bad_ports" })], 1);
+  sync.stop();
+});
+
+const WEB = DOORS.get("WEB")!;
+const signedObject = (spec: Record<string, unknown>, name: string, rv: string) =>
+  object({ door: "WEB", how: "signed", ports: ["443/udp"], expiresAt: iso(NOW + 90_000), ...spec }, name, rv);
+
+test("a signed grant is published as one object per port with its own expiry; a close deletes the sequence grant's object and every port's", async () => {
+  const { clock, kube, sync } = syncSetup();
+  sync.opened({ door: "WEB", address: "198.18.0.2", family: 4, expiresAt: NOW + 90_000, grantedAt: NOW, how: "signed", ports: ["80/tcp", "443/udp"] });
+  sync.opened({ ...local, door: "WEB" });
+  await clock.advance(0);
+  assert.deepEqual(kube.written, ["create web.4.c6120002.80-tcp", "create web.4.c6120002.443-udp", "create web.4.c6120002"]);
+  sync.closed(WEB, 4, "198.18.0.2");
+  await clock.advance(0);
+  assert.deepEqual(kube.written.slice(3), [
+    "delete web.4.c6120002",
+    "delete web.4.c6120002.80-tcp",
+    "delete web.4.c6120002.443-tcp",
+    "delete web.4.c6120002.443-udp",
+  ]);
+  sync.closed(DOORS.get("SSH")!, 4, "198.18.0.2");
+  await clock.advance(0);
+  assert.deepEqual(kube.written.slice(7), ["delete ssh.4.c6120002"], "an unsigned door has no signed objects to delete");
+  sync.stop();
+});
+
+test("other nodes' signed objects are applied to their ports only; deleted early they are revoked, at their expiry left to the kernel", async () => {
+  const { clock, kube, sync, applied, revoked } = syncSetup();
+  kube.objects = [signedObject({}, "web.4.c6120002.443-udp", "1")];
+  sync.start();
+  await clock.advance(0);
+  assert.deepEqual(applied, ["WEB 4 198.18.0.2 90000 node-a 443/udp"]);
+  kube.lastWatch.emit({ type: "ADDED", object: signedObject({ address: "198.18.0.3", expiresAt: iso(NOW + 10_000) }, "web.4.c6120003.443-udp", "2") });
+  await clock.advance(0);
+  assert.equal(applied.length, 2);
+  // A close sequence elsewhere: deleted long before its time.
+  kube.lastWatch.emit({ type: "DELETED", object: signedObject({}, "web.4.c6120002.443-udp", "3") });
+  await clock.advance(0);
+  assert.deepEqual(revoked, ["WEB 4 198.18.0.2 signed"]);
+  // Its origin collecting it once its port's time is up (its clock a little ahead of ours): the
+  // address may hold other ports for longer, which a revocation would take with it.
+  await clock.advance(9_000);
+  kube.lastWatch.emit({ type: "DELETED", object: signedObject({ address: "198.18.0.3" }, "web.4.c6120003.443-udp", "4") });
+  await clock.advance(0);
+  assert.deepEqual(revoked, ["WEB 4 198.18.0.2 signed"]);
   sync.stop();
 });
 

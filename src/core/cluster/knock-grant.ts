@@ -5,7 +5,7 @@
  * a grant reaches the kernel, and what fails is counted by reason.
  */
 import { formatIPv4, formatIPv6, isBogusSource, parseAddress } from "../packet/address.js";
-import type { Door, Family } from "../types.js";
+import type { Door, Family, PortSpec } from "../types.js";
 
 export const GROUP = "knockgate.io";
 export const VERSION = "v1alpha1";
@@ -30,7 +30,7 @@ export interface ClusterGrant {
   ports: string[] | null;
 }
 
-export const REJECT_REASONS = ["malformed", "unknown_door", "bad_address", "expired", "too_long", "bad_ports"] as const;
+export const REJECT_REASONS = ["malformed", "unknown_door", "not_signed", "bad_address", "expired", "too_long", "bad_ports"] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export type Validated = { ok: true; grant: ClusterGrant } | { ok: false; reason: RejectReason; detail: string };
@@ -42,20 +42,27 @@ export const ORPHAN_AFTER_MS = 60_000;
 
 /**
  * One object per door and address, so a refresh on any node updates it and a close sequence on
- * any node finds it by name. Door names are [A-Z0-9_]; object names lowercase DNS labels.
+ * any node finds it by name. A signed grant's objects are per port as well (`ssh.4.c6120002.22-tcp`),
+ * as its kernel entries are, each with its own expiry: they never overwrite the sequence grant of
+ * the same address, nor each other. Door names are [A-Z0-9_]; object names lowercase DNS labels.
  */
-export function objectName(door: string, family: Family, address: string): string {
+export function objectName(door: string, family: Family, address: string, signedPorts: readonly string[] | null = null): string {
   const parsed = parseAddress(address);
   const hex = parsed ? Array.from(parsed.addr.subarray(0, family === 4 ? 4 : 16), (b) => b.toString(16).padStart(2, "0")).join("") : address;
-  return `${door.toLowerCase().replaceAll("_", "-")}.${family}.${hex}`;
+  const ports = signedPorts === null ? "" : signedPorts.map((p) => `.${p.replace("/", "-")}`).join("");
+  return `${door.toLowerCase().replaceAll("_", "-")}.${family}.${hex}${ports}`;
 }
+
+/** The name of a grant's object: a signed grant's names its ports. */
+export const grantName = (g: Pick<ClusterGrant, "door" | "family" | "address" | "how" | "ports">): string =>
+  objectName(g.door, g.family, g.address, g.how === "signed" ? (g.ports ?? []) : null);
 
 /** The object a node publishes for one of its own grants. */
 export function grantObject(g: ClusterGrant, namespace: string): Record<string, unknown> {
   return {
     apiVersion: `${GROUP}/${VERSION}`,
     kind: KIND,
-    metadata: { name: objectName(g.door, g.family, g.address), namespace, labels: { "knockgate.io/door": g.door.toLowerCase().replaceAll("_", "-") } },
+    metadata: { name: grantName(g), namespace, labels: { "knockgate.io/door": g.door.toLowerCase().replaceAll("_", "-") } },
     spec: {
       door: g.door,
       address: g.address,
@@ -68,6 +75,12 @@ export function grantObject(g: ClusterGrant, namespace: string): Record<string, 
     },
   };
 }
+
+/** A port as objects name it: `22/tcp`. */
+export const portName = (p: PortSpec): string => `${p.port}/${p.proto}`;
+
+/** The door's ports that a validated grant names (null: all of them). */
+export const grantPorts = (door: Door, ports: readonly string[] | null): PortSpec[] => (ports === null ? [...door.ports] : door.ports.filter((p) => ports.includes(portName(p))));
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -93,8 +106,10 @@ export function resourceVersionOf(obj: unknown): string | null {
 
 /**
  * Reads an object from the API into a grant this node may apply: its door must be one of ours, its
- * address a unicast one of the family it names, its time not yet up and no longer than the door's
- * OPEN_FOR (plus CLOCK_SKEW_MS), its ports among the door's.
+ * address a unicast one of the family it names, its time not yet up. A sequence grant opens the
+ * whole door for at most its OPEN_FOR (plus CLOCK_SKEW_MS); a signed one needs the door signed here,
+ * names some of its ports, and lasts at most what a datagram may get (SPA_MAX_OPEN_FOR, or OPEN_FOR
+ * when longer; plus CLOCK_SKEW_MS).
  */
 export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, now: number): Validated {
   const bad = (reason: RejectReason, detail: string): Validated => ({ ok: false, reason, detail });
@@ -119,20 +134,28 @@ export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, no
   // Canonical text, so the kernel set, the grant book and the object name agree on one spelling.
   const canonical = family === 4 ? formatIPv4(parsed.addr, 0) : formatIPv6(parsed.addr, 0);
 
+  if (how === "signed" && door.spa === null) return bad("not_signed", `door ${door.name} is not signed on this node`);
   if (expiresAt !== null && expiresAt <= now) return bad("expired", `expired ${new Date(expiresAt).toISOString()}`);
-  if (door.openForMs > 0 && (expiresAt === null || expiresAt - now > door.openForMs + CLOCK_SKEW_MS)) {
-    return bad("too_long", `door ${door.name} grants at most ${door.openForMs / 1000} s`);
+  // A signed grant always ends (a datagram cannot ask for "until the close sequence"), and lasts as
+  // long as a datagram may get: its -f up to SPA_MAX_OPEN_FOR, or without -f the door's OPEN_FOR.
+  const maxMs = how === "signed" ? Math.max(door.openForMs, (door.spa?.maxOpenForS ?? 0) * 1000) : door.openForMs;
+  if ((how === "signed" || maxMs > 0) && (expiresAt === null || expiresAt - now > maxMs + CLOCK_SKEW_MS)) {
+    return bad("too_long", `door ${door.name} grants at most ${maxMs / 1000} s${how === "signed" ? " to a signed datagram" : ""}`);
   }
 
   let ports: string[] | null = null;
+  const own = new Set(door.ports.map(portName));
   if (spec["ports"] !== undefined) {
     const given = spec["ports"];
-    const own = new Set(door.ports.map((p) => `${p.port}/${p.proto}`));
     if (!Array.isArray(given) || given.length === 0 || given.length > own.size || !given.every((p) => typeof p === "string" && own.has(p))) {
       return bad("bad_ports", `ports must be a non-empty list among door ${door.name}'s ${[...own].join(",")}`);
     }
     ports = [...new Set(given as string[])];
   }
+  // A sequence grant opens the door's address set, which holds every port of the door; only the
+  // signed sets hold single ports, so a signed grant must say which.
+  if (how === "sequence" && ports !== null && ports.length < own.size) return bad("bad_ports", `a sequence grant opens all of door ${door.name}'s ports`);
+  if (how === "signed" && ports === null) return bad("bad_ports", `a signed grant names the ports it opens, among door ${door.name}'s ${[...own].join(",")}`);
   return { ok: true, grant: { door: door.name, address: canonical, family, expiresAt, grantedAt, origin, how, ports } };
 }
 

@@ -10,12 +10,13 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
-import { Daemon } from "../../src/app/daemon.js";
+import { Daemon, type ClusterLink } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
 import { Metrics } from "../../src/adapters/metrics.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
 import { SpaType } from "../../src/core/spa/message.js";
+import type { Door } from "../../src/core/types.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
@@ -31,7 +32,7 @@ const SIGNED = {
 const CLIENT = "198.18.0.2";
 const CLIENT6 = "fd00:198:18::2";
 
-function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall) => DryRunFirewall, clock = new FakeClock(), base: Record<string, string> = SIGNED) {
+function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall) => DryRunFirewall, clock = new FakeClock(), base: Record<string, string> = SIGNED, cluster?: ClusterLink) {
   const config = parseConfig({ ...base, KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
@@ -56,6 +57,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
       return Promise.resolve({ ok: true, code: 0 });
     },
     interfaceLinkType: () => "ETHERNET",
+    ...(cluster ? { cluster } : {}),
     openCapture: (iface, filter, handler, snaplen) => {
       onFrame = handler;
       opened.push({ filter, snaplen });
@@ -328,5 +330,78 @@ test("a throw after a datagram was verified is logged, never an unhandled reject
   await send(datagram());
   assert.equal(events("spa_failed").length, 1);
   assert.match(String(events("spa_failed")[0]?.["err"]), /boom/);
+  await daemon.stop();
+});
+
+/** A ClusterLink that records what the daemon hands it. */
+function clusterLink() {
+  const published: unknown[] = [];
+  const closed: string[] = [];
+  const link: ClusterLink = {
+    opened: (g) => void published.push(g),
+    closed: (door, family, src) => void closed.push(`${door.name} ${family} ${src}`),
+    check: () => ({ name: "cluster", ok: true, advisory: true }),
+  };
+  return { published, closed, link };
+}
+
+const SEQUENCES = { KNOCK_DOOR_SSH_SEQUENCE: "7000:udp", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "7100:udp", KNOCK_DOOR_SSH_SPA_MAX_OPEN_FOR: "120" };
+
+test("cluster: a signed grant is published with the ports it opened and its own time, up to SPA_MAX_OPEN_FOR", async () => {
+  const { published, link } = clusterLink();
+  const { daemon, send, datagram, clock } = setup(SEQUENCES, undefined, new FakeClock(), SIGNED, link);
+  await daemon.start();
+  await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 100, message: `${CLIENT},tcp/2222` }));
+  assert.deepEqual(published, [{ door: "SSH", address: CLIENT, family: 4, expiresAt: clock.wallNow() + 100_000, grantedAt: clock.wallNow(), how: "signed", ports: ["2222/tcp"] }]);
+  await daemon.stop();
+});
+
+test("cluster: a close sequence closes the source's signed grants on the door as well as its sequence grant, here and on every node", async () => {
+  const { closed, link } = clusterLink();
+  const { daemon, firewall, send, datagram, events, hooks } = setup({ ...SEQUENCES, KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %PORTS%" }, undefined, new FakeClock(), SIGNED, link);
+  await daemon.start();
+  await send(datagram({ message: `${CLIENT},tcp/2222` }));
+  await send(Buffer.alloc(1), { port: 7000 });
+  await send(datagram({ message: `198.18.0.7,tcp/22` }), { src: "198.18.0.7" });
+  await send(Buffer.alloc(1), { port: 7100 });
+  assert.deepEqual(await firewall.listGrants(), []);
+  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), ["198.18.0.7"], "another address keeps its grant");
+  assert.deepEqual(
+    events("close").map((l) => [l["via"], l["ports"], l["reason"], l["remote"]]).sort(),
+    [
+      ["sequence", "22/tcp,2222/tcp", "close_sequence", false],
+      ["spa", "2222/tcp", "close_sequence", false],
+    ],
+  );
+  assert.deepEqual(hooks.filter((h) => h.kind === "on_close").map((h) => h.door.ports.map((p) => p.port).join(",")).sort(), ["22,2222", "2222"]);
+  assert.deepEqual(closed, [`SSH 4 ${CLIENT}`], "one close for every node, which deletes both kinds of object");
+  // Only a signed grant: the close sequence closes it alone.
+  await send(datagram({ message: `198.18.0.7,tcp/22` }), { src: "198.18.0.7" });
+  await send(Buffer.alloc(1), { port: 7100, src: "198.18.0.7" });
+  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.equal(closed.length, 2);
+  await daemon.stop();
+});
+
+test("cluster: another node's signed grant opens only its ports for the time left; its deletion revokes them, not the sequence grant", async () => {
+  const { link } = clusterLink();
+  const { daemon, firewall, send, clock, events } = setup(SEQUENCES, undefined, new FakeClock(), SIGNED, link);
+  await daemon.start();
+  const door = (daemon as unknown as { deps: { config: { doors: Door[] } } }).deps.config.doors[0]!;
+  await send(Buffer.alloc(1), { port: 7000 });
+  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 45_500, "node-a", [{ port: 2222, proto: "tcp" }]), true);
+  assert.deepEqual(await firewall.listSpaGrants(), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 2222, proto: "tcp" }], remainingMs: 46_000 }]);
+  assert.deepEqual(
+    events("open").map((l) => [l["via"], l["ports"], l["origin"]]),
+    [
+      ["sequence", "22/tcp,2222/tcp", undefined],
+      ["spa", "2222/tcp", "node-a"],
+    ],
+  );
+  assert.equal(await daemon.revokeRemote(door, 4, CLIENT, "signed"), true);
+  assert.equal(await daemon.revokeRemote(door, 4, CLIENT, "signed"), false, "nothing left to revoke");
+  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT], "the sequence grant is another object's");
+  assert.deepEqual(events("close").map((l) => [l["via"], l["remote"]]), [["spa", true]]);
   await daemon.stop();
 });

@@ -26,7 +26,7 @@ export interface ClusterGrant {
   grantedAt: number;
   origin: string;
   how: GrantHow;
-  /** Only these of the door's ports ("22/tcp"); null: all of them. */
+  /** A signed grant's ports among the door's ("22/tcp"); null: a sequence grant, of all of them. */
   ports: string[] | null;
 }
 

@@ -8,6 +8,7 @@ import { resolveSecretFiles, type ReadFile } from "./secret-files.js";
 import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
+import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
 import {
   parseBool,
   parseCidrList,
@@ -42,6 +43,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_METRICS_TOKEN",
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
+  ...DOCKER_VARIABLES,
 ] as const;
 
 export const DEFAULTS = {
@@ -70,7 +72,8 @@ const DOOR_VAR = /^KNOCK_DOOR_([A-Z0-9_]+?)_(CLOSE_SEQUENCE|SEQ_TIMEOUT|SEQUENCE
 
 const accessors = {
   asSequence: parseSequence,
-  asPorts: parsePorts,
+  // "none": only the ports Docker labels give the door.
+  asPorts: (value: string): PortSpec[] => (value.trim().toLowerCase() === NO_PORTS ? [] : parsePorts(value)),
   asSecondsMs: parseSecondsMs,
   asTcpFlags: parseTcpFlags,
   asCidrList: parseCidrList,
@@ -240,7 +243,9 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     secretFiles: Object.fromEntries(files),
     logLevel: read("KNOCK_LOG_LEVEL", () => getOr("KNOCK_LOG_LEVEL", DEFAULTS.KNOCK_LOG_LEVEL).asLogLevel(), "info"),
     logFormat: read("KNOCK_LOG_FORMAT", () => getOr("KNOCK_LOG_FORMAT", DEFAULTS.KNOCK_LOG_FORMAT).asLogFormat(), "json"),
+    docker: parseDocker(env, problems),
   };
+  checkLabelOnlyDoors(doors, config.docker, problems);
   if (config.reconcileIntervalMs < 100) {
     problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });
   }

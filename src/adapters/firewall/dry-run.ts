@@ -17,7 +17,7 @@ export class DryRunFirewall implements Firewall {
   private readonly grants = new Map<string, { door: string; family: Family; src: string; expiresAt: number }>();
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {}
@@ -34,6 +34,13 @@ export class DryRunFirewall implements Firewall {
     }
     this.installed = true;
     return Promise.resolve([]);
+  }
+
+  protect(doors: readonly Door[]): Promise<string[]> {
+    this.config = { ...this.config, doors: [...doors] };
+    const iptables = FAMILIES.map((f) => iptablesChainPlan(this.config, f).restore);
+    this.log.info({ event: "dry_run_protect", iptables: iptables.join(""), nftables: nftPlan(this.config).script }, "dry run: would rewrite the protection");
+    return Promise.resolve(["protected ports changed (dry run)"]);
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {

@@ -19,6 +19,11 @@ export interface Firewall {
    * is in place. Returns what it found and put right (empty: nothing had to change).
    */
   reconcile(): Promise<string[]>;
+  /**
+   * Makes `doors` (same names, other ports or container targets) the protected set: the chain or
+   * table is rewritten in one transaction, the grant sets are kept. Returns what it changed.
+   */
+  protect(doors: readonly Door[]): Promise<string[]>;
   /** Adds or refreshes a grant; resolves once the kernel has it. */
   grant(door: Door, family: Family, src: string): Promise<void>;
   revoke(door: Door, family: Family, src: string): Promise<void>;

@@ -41,7 +41,7 @@ export class IptablesFirewall implements Firewall {
   private readonly changes: ChangeQueue;
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly variant: IptablesVariant,
     private readonly run: Runner,
     log: Logger,
@@ -59,13 +59,23 @@ export class IptablesFirewall implements Firewall {
   }
 
   reconcile(): Promise<string[]> {
-    return this.changes.reconcile(async (run) => {
-      const findings = await this.inspect(run);
-      for (const f of findings) await f.repair();
-      if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
-      this.ipset.open();
-      return findings.map((f) => f.problem);
+    return this.changes.reconcile((run) => this.pass(run));
+  }
+
+  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
+  protect(doors: readonly Door[]): Promise<string[]> {
+    return this.changes.reconcile((run) => {
+      this.config = { ...this.config, doors: [...doors] };
+      return this.pass(run);
     });
+  }
+
+  private async pass(run: Runner): Promise<string[]> {
+    const findings = await this.inspect(run);
+    for (const f of findings) await f.repair();
+    if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
+    this.ipset.open();
+    return findings.map((f) => f.problem);
   }
 
   /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */

@@ -61,7 +61,7 @@ export class NftablesFirewall implements Firewall {
   private readonly changes: ChangeQueue;
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly run: Runner,
     log: Logger,
   ) {
@@ -98,12 +98,22 @@ export class NftablesFirewall implements Firewall {
 
   /** One transaction puts everything back; grants in existing sets are kept. */
   reconcile(): Promise<string[]> {
-    return this.changes.reconcile(async (run) => {
-      const problems = await this.problems(run);
-      if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
-      this.nft.open();
-      return problems;
+    return this.changes.reconcile((run) => this.pass(run));
+  }
+
+  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
+  protect(doors: readonly Door[]): Promise<string[]> {
+    return this.changes.reconcile((run) => {
+      this.config = { ...this.config, doors: [...doors] };
+      return this.pass(run);
     });
+  }
+
+  private async pass(run: Runner): Promise<string[]> {
+    const problems = await this.problems(run);
+    if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
+    this.nft.open();
+    return problems;
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {

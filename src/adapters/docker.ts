@@ -68,6 +68,8 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
         filters: { type: ["container", "network"], event: [...CONTAINER_ACTIONS, ...NETWORK_ACTIONS] },
       })) as NodeJS.ReadableStream & { destroy(): void };
       const lines = createInterface({ input: stream, crlfDelay: Infinity });
+      // readline passes the stream's errors on; `ended` below is where they are handled.
+      lines.on("error", () => undefined);
       lines.on("line", (line) => {
         if (line.length > MAX_EVENT_LINE) return;
         const event = parseEvent(line);

@@ -56,8 +56,12 @@ export class DockerWatch {
   /** Successful reconnects after a lost or failed stream. */
   reconnects = 0;
 
+  /** Each door's own ports (KNOCK_DOOR_*_PORTS): the door objects' ports follow the labels once following. */
+  private readonly ownDoors: Door[];
+
   constructor(private readonly deps: DockerWatchDeps) {
-    this.desired = desiredDoors(deps.config.doors, []);
+    this.ownDoors = deps.config.doors.map((d) => ({ ...d }));
+    this.desired = desiredDoors(this.ownDoors, []);
     this.appliedKey = protectionKey(this.desired.doors);
   }
 
@@ -82,12 +86,14 @@ export class DockerWatch {
       cancel();
     }
     this.appliedKey = protectionKey(this.desired.doors);
+    this.logProtection(null);
     return this.desired.doors;
   }
 
   /** From now on, changes go to `firewall`; reconnects are scheduled if the first attempt failed. */
   follow(firewall: Firewall): void {
     this.firewall = firewall;
+    this.syncDoorPorts();
     if (!this.enabled) return;
     if (!this.connected) this.scheduleRetry();
     this.requestFlush();
@@ -196,7 +202,7 @@ export class DockerWatch {
     this.containers.clear();
     for (const [id, c] of fresh) this.containers.set(id, c);
     for (const id of this.problemsLogged.keys()) if (!fresh.has(id)) this.problemsLogged.delete(id);
-    this.desired = desiredDoors(this.deps.config.doors, this.containers.values());
+    this.desired = desiredDoors(this.ownDoors, this.containers.values());
   }
 
   private async read(id: string): Promise<LabelledContainer | null> {
@@ -239,7 +245,7 @@ export class DockerWatch {
         this.deps.log.debug({ event: "docker_inspect_failed", id: id.slice(0, 12), err: errorFields(err, "KNOCK_E_DOCKER").err });
       }
     }
-    this.desired = desiredDoors(this.deps.config.doors, this.containers.values());
+    this.desired = desiredDoors(this.ownDoors, this.containers.values());
     await this.apply();
   }
 
@@ -264,14 +270,28 @@ export class DockerWatch {
     }
     this.applyError = null;
     this.appliedKey = key;
-    log.info(
+    this.syncDoorPorts();
+    this.logProtection(clock.now() - started);
+  }
+
+  /**
+   * The daemon's door objects (the configuration's) take the ports in force, so its open/close
+   * lines and the hooks' %PORTS% name what a grant opens now.
+   */
+  private syncDoorPorts(): void {
+    for (const door of this.deps.config.doors) door.ports = this.desired.doors.find((d) => d.name === door.name)?.ports ?? door.ports;
+  }
+
+  /** `applyMs`: how long the firewall took; null for the ports of the first install. */
+  private logProtection(applyMs: number | null): void {
+    this.deps.log.info(
       {
         event: "protected_ports",
         doors: Object.fromEntries(this.desired.effective.map((d) => [d.door, d.ports])),
         targets: this.desired.doors.flatMap((d) => (d.targets ?? []).map((t) => `${d.name} ${t.address} ${t.port.port}/${t.port.proto}`)),
-        apply_ms: Math.round((clock.now() - started) * 1000) / 1000,
+        ...(applyMs === null ? { initial: true } : { apply_ms: Math.round(applyMs * 1000) / 1000 }),
       },
-      "protected ports changed",
+      applyMs === null ? "protected ports at start" : "protected ports changed",
     );
   }
 }

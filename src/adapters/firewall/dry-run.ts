@@ -36,11 +36,11 @@ export class DryRunFirewall implements Firewall {
     return Promise.resolve([]);
   }
 
-  protect(doors: readonly Door[]): Promise<string[]> {
+  protect(doors: readonly Door[]): Promise<void> {
     this.config = { ...this.config, doors: [...doors] };
     const iptables = FAMILIES.map((f) => iptablesChainPlan(this.config, f).restore);
     this.log.info({ event: "dry_run_protect", iptables: iptables.join(""), nftables: nftPlan(this.config).script }, "dry run: would rewrite the protection");
-    return Promise.resolve(["protected ports changed (dry run)"]);
+    return Promise.resolve();
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {

@@ -21,9 +21,10 @@ export interface Firewall {
   reconcile(): Promise<string[]>;
   /**
    * Makes `doors` (same names, other ports or container targets) the protected set: the chain or
-   * table is rewritten in one transaction, the grant sets are kept. Returns what it changed.
+   * table is rewritten in one transaction, the grant sets are kept. A container start waits on
+   * this, so it writes the rules and nothing else; the reconcile loop checks the rest as always.
    */
-  protect(doors: readonly Door[]): Promise<string[]>;
+  protect(doors: readonly Door[]): Promise<void>;
   /** Adds or refreshes a grant; resolves once the kernel has it. */
   grant(door: Door, family: Family, src: string): Promise<void>;
   revoke(door: Door, family: Family, src: string): Promise<void>;

@@ -59,23 +59,21 @@ export class IptablesFirewall implements Firewall {
   }
 
   reconcile(): Promise<string[]> {
-    return this.changes.reconcile((run) => this.pass(run));
-  }
-
-  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
-  protect(doors: readonly Door[]): Promise<string[]> {
-    return this.changes.reconcile((run) => {
-      this.config = { ...this.config, doors: [...doors] };
-      return this.pass(run);
+    return this.changes.reconcile(async (run) => {
+      const findings = await this.inspect(run);
+      for (const f of findings) await f.repair();
+      if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
+      this.ipset.open();
+      return findings.map((f) => f.problem);
     });
   }
 
-  private async pass(run: Runner): Promise<string[]> {
-    const findings = await this.inspect(run);
-    for (const f of findings) await f.repair();
-    if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
-    this.ipset.open();
-    return findings.map((f) => f.problem);
+  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
+  protect(doors: readonly Door[]): Promise<void> {
+    return this.changes.reconcile(async (run) => {
+      this.config = { ...this.config, doors: [...doors] };
+      await Promise.all(FAMILIES.map((f) => mustRun(run, [this.tool(f, "-restore"), "-w", "--noflush"], iptablesChainPlan(this.config, f).restore)));
+    });
   }
 
   /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */

@@ -98,22 +98,20 @@ export class NftablesFirewall implements Firewall {
 
   /** One transaction puts everything back; grants in existing sets are kept. */
   reconcile(): Promise<string[]> {
-    return this.changes.reconcile((run) => this.pass(run));
-  }
-
-  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
-  protect(doors: readonly Door[]): Promise<string[]> {
-    return this.changes.reconcile((run) => {
-      this.config = { ...this.config, doors: [...doors] };
-      return this.pass(run);
+    return this.changes.reconcile(async (run) => {
+      const problems = await this.problems(run);
+      if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
+      this.nft.open();
+      return problems;
     });
   }
 
-  private async pass(run: Runner): Promise<string[]> {
-    const problems = await this.problems(run);
-    if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
-    this.nft.open();
-    return problems;
+  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
+  protect(doors: readonly Door[]): Promise<void> {
+    return this.changes.reconcile(async (run) => {
+      this.config = { ...this.config, doors: [...doors] };
+      await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
+    });
   }
 
   grant(door: Door, family: Family, src: string): Promise<void> {

@@ -17,6 +17,7 @@ import type { Door } from "../../src/core/types.js";
 import { desiredDoors } from "../../src/core/docker/desired.js";
 import { readContainer } from "../../src/core/docker/labels.js";
 import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
+import { checkReport, reportText, type HostProbe } from "../../src/cli/check.js";
 import { FakeClock, settle } from "../support/fake-clock.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -292,5 +293,25 @@ describe("container addresses in the plan", () => {
     assert.match(script, /iifname "docker0" ip daddr 172\.17\.0\.2 tcp dport 22 accept/);
     assert.match(script, /iifname "br-\*" ip daddr 172\.17\.0\.2 tcp dport 22 accept/);
     assert.match(script, /\n.* ip daddr 172\.17\.0\.2 tcp dport 22 drop/);
+  });
+});
+
+describe("knockgate check with Docker labels", () => {
+  test("each door's effective ports and their origin, and what Docker looked like", async () => {
+    const env = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_SSH_PORTS: "none", KNOCK_DOOR_WEB_SEQUENCE: "7001,8001", KNOCK_DOOR_WEB_PORTS: "80/tcp", KNOCK_INTERFACE: "lo" };
+    const config = parseConfig(env);
+    const running = readContainer(fixture("running"), new Set(["SSH", "WEB"]))!;
+    const host: HostProbe = {
+      defaultInterfaces: () => Promise.resolve(["lo"]),
+      chooseBackend: () => Promise.resolve({ backend: "nftables" }),
+      dockerDoors: (c) => Promise.resolve({ effective: desiredDoors(c.doors, [running]).effective, state: "following unix:///var/run/docker.sock: 1 labelled container(s)" }),
+    };
+    const report = await checkReport(config, env, "the environment", host);
+    assert.deepEqual(report.doors[0]?.ports[0], { port: "2222/tcp", from: ["container kg-fixture-running (4253d5ee98b8)"] });
+    assert.deepEqual(report.doors[1]?.ports, [{ port: "80/tcp", from: ["env"] }]);
+    const text = reportText(report);
+    assert.match(text, /KNOCK_DOOR_SSH_PORTS=none \(only ports that Docker labels give\)/);
+    assert.match(text, /protected ports: 2222\/tcp \(container kg-fixture-running \(4253d5ee98b8\)\), 8443\/tcp/);
+    assert.match(text, /KNOCK_DOCKER=auto \(default: following unix:\/\/\/var\/run\/docker\.sock: 1 labelled container\(s\)\)/);
   });
 });

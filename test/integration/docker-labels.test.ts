@@ -192,7 +192,11 @@ after(async () => {
   await removeRunContainers();
   await run(["docker", "network", "rm", NETWORK], { timeoutMs: 30_000 });
   net.destroy();
-  if (ownFirewall) await removeTestFirewall(variant, tablesBefore);
+  if (ownFirewall) {
+    await removeTestFirewall(variant, tablesBefore);
+    // The nftables run's table (KNOCK_ON_EXIT=remove takes it away unless the daemon was killed).
+    await run(["nft", "delete", "table", "inet", "knockgate"]);
+  }
 });
 
 describe("Docker labels", { concurrency: false }, () => {
@@ -232,8 +236,11 @@ describe("Docker labels", { concurrency: false }, () => {
     }
   });
 
-  test("a labelled container is closed until a knock, then open to the knocker only, on its host port and its own address; unlabelled ones stay reachable", { timeout: 120_000 }, async () => {
-    await withKnockgate({ KNOCK_DOCKER: "on" }, async (daemon) => {
+  // nftables first: the tests after this one find the iptables backend's web container in place.
+  for (const backend of ["nftables", "iptables"]) {
+  test(`${backend}: a labelled container is closed until a knock, then open to the knocker only, on its host port and its own address; unlabelled ones stay reachable`, { timeout: 120_000 }, async () => {
+    await removeRunContainers();
+    await withKnockgate({ KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend }, async (daemon) => {
       const web = await container("web", ["-p", "22301:8080"]);
       const plain = await container("plain", ["-p", "22302:8080"], false);
       await protecting(daemon, 22301);
@@ -259,6 +266,7 @@ describe("Docker labels", { concurrency: false }, () => {
       assert.equal(await reaches(webIp, CONTAINER_PORT, OTHER_V4), false, "and out of the container's address");
     });
   });
+  }
 
   test("recreated with another host port: the new port is protected before it answers, the old one is released", { timeout: 120_000 }, async () => {
     await withKnockgate({ KNOCK_DOCKER: "on" }, async (daemon) => {

@@ -148,16 +148,19 @@ async function answering(host: string, port: number, from = CLIENT_V4): Promise<
   await waitUntil(`${host}:${port} to answer ${from}`, 15_000, async () => ((await reaches(host, port, from)) ? true : undefined));
 }
 
-/** A unix socket at `path` that relays to Docker's: a socket that appears when the test says so. */
-function socketProxy(path: string): Promise<Server> {
-  rmSync(path, { force: true });
+/**
+ * A socket that relays to Docker's, at a unix path (one that appears when the test says so) or a
+ * loopback TCP port (a socket proxy's kind of endpoint).
+ */
+function socketProxy(path: string | number): Promise<Server> {
+  if (typeof path === "string") rmSync(path, { force: true });
   const server = createServer((client) => {
     const engine = connect("/var/run/docker.sock");
     client.on("error", () => engine.destroy());
     engine.on("error", () => client.destroy());
     client.pipe(engine).pipe(client);
   });
-  return new Promise((resolve) => server.listen(path, () => resolve(server)));
+  return new Promise((resolve) => (typeof path === "string" ? server.listen(path, () => resolve(server)) : server.listen(path, "127.0.0.1", () => resolve(server))));
 }
 
 async function removeRunContainers(): Promise<void> {
@@ -200,7 +203,7 @@ after(async () => {
 });
 
 describe("Docker labels", { concurrency: false }, () => {
-  test("no Docker socket at start with auto: a clear log line and readiness detail, no crash; the socket appearing later is followed", { timeout: 60_000 }, async () => {
+  test("no Docker socket at start with auto: a clear log line and readiness detail, no crash; a late socket is followed; tcp:// works; on without an engine is not ready", { timeout: 60_000 }, async () => {
     const socket = `/run/knockgate-test-${process.pid}.sock`;
     const daemon = startKnockgate({ KNOCK_DOCKER_HOST: `unix://${socket}`, KNOCK_HTTP_ADDR: HTTP.other, [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: "22399/tcp" });
     try {
@@ -223,6 +226,18 @@ describe("Docker labels", { concurrency: false }, () => {
       proxy?.close();
       proxy = null;
       rmSync(socket, { force: true });
+    }
+    // tcp://, as a socket proxy would serve it.
+    proxy = await socketProxy(29183);
+    const overTcp = startKnockgate({ KNOCK_DOCKER: "on", KNOCK_DOCKER_HOST: "tcp://127.0.0.1:29183", KNOCK_HTTP_ADDR: HTTP.other });
+    try {
+      await overTcp.waitFor("docker_connected", 20_000);
+      await overTcp.waitFor("ready", 20_000);
+      assert.equal((await readyz(HTTP.other)).status, 200);
+    } finally {
+      await stopKnockgate(overTcp);
+      proxy.close();
+      proxy = null;
     }
     // KNOCK_DOCKER=on with no engine: not ready, and /readyz says since when.
     const strict = startKnockgate({ KNOCK_DOCKER: "on", KNOCK_DOCKER_HOST: `unix://${socket}`, KNOCK_HTTP_ADDR: HTTP.other, [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: "22399/tcp" });

@@ -11,7 +11,7 @@ import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { DockerWatch } from "../../src/app/docker-watch.js";
 import type { DockerEngine, DockerEvent, EventStream } from "../../src/adapters/docker.js";
-import { parseEvent } from "../../src/adapters/docker.js";
+import { dockerOptions, parseEvent } from "../../src/adapters/docker.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { Door } from "../../src/core/types.js";
 import { desiredDoors } from "../../src/core/docker/desired.js";
@@ -313,5 +313,13 @@ describe("knockgate check with Docker labels", () => {
     assert.match(text, /KNOCK_DOOR_SSH_PORTS=none \(only ports that Docker labels give\)/);
     assert.match(text, /protected ports: 2222\/tcp \(container kg-fixture-running \(4253d5ee98b8\)\), 8443\/tcp/);
     assert.match(text, /KNOCK_DOCKER=auto \(default: following unix:\/\/\/var\/run\/docker\.sock: 1 labelled container\(s\)\)/);
+  });
+});
+
+describe("dockerode options", () => {
+  test("unix:// is a socket path, tcp:// a plain HTTP endpoint (IPv6 literals unbracketed)", () => {
+    assert.deepEqual(dockerOptions("unix:///var/run/docker.sock"), { socketPath: "/var/run/docker.sock" });
+    assert.deepEqual(dockerOptions("tcp://127.0.0.1:2375"), { protocol: "http", host: "127.0.0.1", port: 2375 });
+    assert.deepEqual(dockerOptions("tcp://[fd00:198:18::1]:2375"), { protocol: "http", host: "fd00:198:18::1", port: 2375 });
   });
 });

@@ -5,11 +5,15 @@
 import Docker from "dockerode";
 import { createInterface } from "node:readline";
 import { DOOR_LABEL, DOORS_LABEL, PORTS_LABEL } from "../core/docker/labels.js";
+import { natBindings, type NatBinding } from "../core/docker/nat.js";
+import { execRunner, mustRun } from "./firewall/exec.js";
 
 /** One container (or network attachment) change: the watcher reads that container again. */
 export interface DockerEvent {
   id: string;
   action: string;
+  /** For network events: the network's id. */
+  network?: string;
 }
 
 export interface EventStream {
@@ -26,6 +30,13 @@ export interface DockerEngine {
   inspect(id: string): Promise<unknown>;
   /** Starts following container events; resolves once the engine accepted the subscription. */
   events(onEvent: (event: DockerEvent) => void): Promise<EventStream>;
+  /**
+   * A container joining `network` right now, during its start: its labels (as inspect JSON with
+   * only Id, Name and Config.Labels) and the host ports Docker forwards to it, read from the
+   * container list, the network's endpoints and Docker's NAT rules. None of them waits for the start
+   * to finish, as an inspect does. Null when it is gone or its address is not known yet.
+   */
+  joining(network: string, id: string): Promise<{ container: unknown; bindings: NatBinding[] } | null>;
 }
 
 /** Container events that can change what a container publishes, its labels, name or addresses. */
@@ -82,6 +93,16 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
       });
       return { ended, close: () => stream.destroy() };
     },
+    async joining(network, id) {
+      const [listed] = await docker.listContainers({ all: true, filters: { id: [id] } });
+      if (!listed || !labels.some((l) => Object.hasOwn(listed.Labels ?? {}, l))) return null;
+      const endpoints = ((await docker.getNetwork(network).inspect()) as { Containers?: Record<string, { IPv4Address?: string }> }).Containers;
+      const address = endpoints?.[id]?.IPv4Address?.split("/")[0];
+      if (!address) return null;
+      // Docker writes its rules with the host's default iptables; only read, never changed.
+      const bindings = natBindings(await mustRun(execRunner, ["iptables-save", "-t", "nat"]), address);
+      return { container: { Id: listed.Id, Name: listed.Names?.[0] ?? "", Config: { Labels: listed.Labels } }, bindings };
+    },
   };
 }
 
@@ -97,5 +118,7 @@ export function parseEvent(line: string): DockerEvent | null {
   const { Type, Action, Actor } = e as { Type?: unknown; Action?: unknown; Actor?: { ID?: unknown; Attributes?: { container?: unknown } } };
   if (typeof Action !== "string") return null;
   const id = Type === "network" ? Actor?.Attributes?.container : Type === "container" ? Actor?.ID : undefined;
-  return typeof id === "string" && /^[0-9a-f]{12,64}$/.test(id) ? { id, action: Action } : null;
+  if (typeof id !== "string" || !/^[0-9a-f]{12,64}$/.test(id)) return null;
+  const network = Type === "network" ? Actor?.ID : undefined;
+  return typeof network === "string" && /^[0-9a-f]{12,64}$/.test(network) ? { id, action: Action, network } : { id, action: Action };
 }

@@ -9,7 +9,7 @@ import type { Cancel, Clock } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
 import { readContainer, type LabelledContainer } from "../core/docker/labels.js";
 import { desiredDoors, protectionKey, type EffectiveDoor } from "../core/docker/desired.js";
-import type { Config, Door } from "../core/types.js";
+import type { Config, Door, Family } from "../core/types.js";
 import type { DockerEngine, DockerEvent, EventStream } from "../adapters/docker.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Check } from "../adapters/http.js";
@@ -220,6 +220,38 @@ export class DockerWatch {
   private onEvent(e: DockerEvent): void {
     this.dirty.add(e.id);
     this.requestFlush();
+    if (e.action === "connect" && e.network !== undefined) void this.joining(e.id, e.network);
+  }
+
+  /**
+   * A labelled container joining a network during its start already has its host ports, random
+   * ones included, in Docker's NAT rules, a few hundred ms before its process runs and the start
+   * event comes (an inspect would wait for the start to finish). Protected from here, they are
+   * closed before they can answer. Every port forwarded to it is taken (knockgate.ports cannot be
+   * checked without the inspect: more closed, briefly); the read after the start replaces these.
+   */
+  private async joining(id: string, network: string): Promise<void> {
+    if (this.firewall === null || this.containers.get(id)?.running === true) return;
+    let joining;
+    try {
+      joining = await this.deps.engine.joining(network, id);
+    } catch (err) {
+      this.deps.log.debug({ event: "docker_nat_unread", id: id.slice(0, 12), err: errorFields(err, "KNOCK_E_DOCKER").err });
+      return;
+    }
+    const c = joining && readContainer(joining.container, new Set(this.ownDoors.map((d) => d.name)));
+    // Read after its start meanwhile: that read is the better one.
+    if (!joining || !c || this.containers.get(id)?.running === true) return;
+    const known = this.containers.get(id) ?? c;
+    const added = joining.bindings.map((b) => ({ ...b.host, families: [4, 6] as Family[], containerPort: { port: b.containerPort, proto: b.host.proto }, container: c.container }));
+    if (added.length === 0 || known.doors.length === 0) return;
+    this.containers.set(id, { ...known, doors: known.doors.map((d) => ({ ...d, hostPorts: [...d.hostPorts, ...added] })) });
+    this.deps.log.info(
+      { event: "docker_ports_at_join", container: c.container.name, id: c.container.id, ports: added.map((p) => `${p.port}/${p.proto}`) },
+      `container ${c.container.name} joins a network: protecting its host ports before it starts`,
+    );
+    this.desired = desiredDoors(this.ownDoors, this.containers.values());
+    await this.apply();
   }
 
   /** One flush at a time; events that arrive during one are read by the next. */

@@ -332,9 +332,9 @@ describe("Docker labels", { concurrency: false }, () => {
     });
   });
 
-  test("the window between a container's port answering and its rule: none for explicit ports, measured for random ones", { timeout: 240_000 }, async (t) => {
+  test("the window between a container's port answering and its rule: none for explicit ports (at create), none for random ones (at the network join)", { timeout: 240_000 }, async (t) => {
     await removeRunContainers();
-    await withKnockgate({ KNOCK_DOCKER: "on" }, async () => {
+    await withKnockgate({ KNOCK_DOCKER: "on" }, async (daemon) => {
       const ROUNDS = 6;
       const windows = { explicit: [] as number[], random: [] as number[] };
       // Docker hands out random ports in order: the next one follows the last one it gave.
@@ -358,14 +358,19 @@ describe("Docker labels", { concurrency: false }, () => {
           assert.ok(kind === "explicit" || candidates.includes(port), `Docker gave ${port}, not one of the ports probed (${candidates.join(", ")})`);
           // From the first answer to the last: how long the port was open to someone without a grant.
           windows[kind].push(times.length === 0 ? 0 : Math.max(...times) - Math.min(...times) + PROBE_EVERY_MS);
-          if (kind === "random") last = port;
+          if (kind === "random") {
+          last = port;
+          // Protected from Docker's NAT rules as the container joined its network, before its start.
+          await daemon.waitFor("docker_ports_at_join", 5000, (l) => l["id"] === id.slice(0, 12) && JSON.stringify(l["ports"]) === `["${port}/tcp"]`);
+        }
           await must(["docker", "rm", "-f", id]);
         }
       }
       const worst = (list: number[]) => Math.max(...list);
       t.diagnostic(`explicit ports: window per round ${windows.explicit.join(", ")} ms; random ports: ${windows.random.join(", ")} ms (0 = never answered)`);
       assert.equal(worst(windows.explicit), 0, "an explicit port must never answer before its rule is in place");
-      assert.ok(worst(windows.random) < 500, `a random port answered without a grant for ${worst(windows.random)} ms`);
+      // A start so fast that the process answers before the rewrite lands would show here; on a loaded machine it can.
+    assert.ok(worst(windows.random) < 100, `a random port answered without a grant for ${worst(windows.random)} ms`);
     });
   });
 });

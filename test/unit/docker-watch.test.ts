@@ -15,6 +15,7 @@ import { dockerOptions, parseEvent } from "../../src/adapters/docker.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { Door } from "../../src/core/types.js";
 import { desiredDoors } from "../../src/core/docker/desired.js";
+import { natBindings, type NatBinding } from "../../src/core/docker/nat.js";
 import { readContainer } from "../../src/core/docker/labels.js";
 import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
 import { checkReport, reportText, type HostProbe } from "../../src/cli/check.js";
@@ -45,6 +46,13 @@ class FakeEngine implements DockerEngine {
     if (!this.up) return Promise.reject(new Error("connect ENOENT /var/run/docker.sock"));
     return Promise.resolve(this.containers.get(id) ?? null);
   }
+  /** What Docker's NAT rules show for a container joining a network, by container id. */
+  readonly nat = new Map<string, NatBinding[]>();
+  joining(_network: string, id: string): Promise<{ container: unknown; bindings: NatBinding[] } | null> {
+    const c = this.containers.get(id);
+    const bindings = this.nat.get(id);
+    return Promise.resolve(c && bindings ? { container: { Id: c.Id, Name: c["Name"], Config: { Labels: (c["Config"] as { Labels?: unknown }).Labels } }, bindings } : null);
+  }
   events(onEvent: (e: DockerEvent) => void): Promise<EventStream> {
     if (!this.up) return Promise.reject(new Error("connect ENOENT /var/run/docker.sock"));
     this.listener = onEvent;
@@ -53,10 +61,10 @@ class FakeEngine implements DockerEngine {
     return Promise.resolve({ ended, close: () => (this.listener = null) });
   }
   /** Puts (or removes, with null) a container and tells the watcher, as the engine would. */
-  async change(id: string, json: Json | null, action: string): Promise<void> {
+  async change(id: string, json: Json | null, action: string, network?: string): Promise<void> {
     if (json) this.containers.set(id, json);
     else this.containers.delete(id);
-    this.listener?.({ id, action });
+    this.listener?.(network === undefined ? { id, action } : { id, action, network });
     await settle();
   }
   stop(): void {
@@ -91,6 +99,16 @@ function setup(env: Record<string, string> = {}) {
   return { config, clock, lines, engine, watch, firewall, applied, ports, failNext: (n: number) => (failures = n) };
 }
 
+const NAT_SAVE = [
+  "*nat",
+  ":DOCKER - [0:0]",
+  "-A DOCKER -i docker0 -j RETURN",
+  "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 32769 -j DNAT --to-destination 172.17.0.4:9000",
+  "-A DOCKER ! -i docker0 -p udp -m udp --dport 32770 -j DNAT --to-destination 172.17.0.4:9001",
+  "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 32799 -j DNAT --to-destination 172.17.0.40:9000",
+  "COMMIT",
+].join("\n");
+
 describe("DockerWatch", () => {
   test("the first install already holds what labelled containers publish, next to the door's own ports, each with its origin", async () => {
     const s = setup({ KNOCK_DOOR_SSH_PORTS: "22/tcp" });
@@ -122,6 +140,33 @@ describe("DockerWatch", () => {
     await s.engine.change(id, { ...fixture("running"), Id: id }, "start");
     assert.deepEqual(s.ports("SSH"), ["22/tcp", "2222/tcp", "8443/tcp", "32768/tcp", "32768/udp"]);
     assert.equal(s.config.doors.find((d) => d.name === "SSH")?.ports.length, 5, "the daemon's door names the ports in force (logs, %PORTS%)");
+  });
+
+  test("random ports are protected when the container joins its network, before its start, from Docker's NAT rules", async () => {
+    const s = setup();
+    await s.watch.initial(5000);
+    s.watch.follow(s.firewall);
+    await settle();
+    const created = fixture("publish-all-created");
+    await s.engine.change(created.Id, created, "create");
+    // What the engine had programmed when the container joined: an unrelated container's rule too.
+    s.engine.nat.set(created.Id, natBindings(NAT_SAVE, "172.17.0.4"));
+    await s.engine.change(created.Id, created, "connect", "b".repeat(64));
+    assert.deepEqual(s.ports("WEB"), ["32769/tcp", "9002/udp", "32770/udp"], "the explicit port, and the random ones from the NAT rules; not another container's");
+  });
+
+  test("a container joining before its create was read is still protected from the NAT rules, by its labels", async () => {
+    const s = setup();
+    await s.watch.initial(5000);
+    s.watch.follow(s.firewall);
+    await settle();
+    const created = fixture("publish-all-created");
+    // The engine has it, but no create event was handled yet (an earlier rewrite kept the watcher busy).
+    s.engine.containers.set(created.Id, created);
+    s.engine.nat.set(created.Id, natBindings(NAT_SAVE, "172.17.0.4"));
+    await s.engine.change(created.Id, created, "connect", "b".repeat(64));
+    assert.ok(s.ports("WEB").includes("32769/tcp") && s.ports("WEB").includes("32770/udp"), s.ports("WEB").join(","));
+    assert.ok(s.lines.some((l) => l["event"] === "docker_ports_at_join"));
   });
 
   test("a stopped container keeps its explicit ports (a restart needs no new rule); removal releases them", async () => {

@@ -32,6 +32,8 @@ export interface DockerWatchDeps {
 export class DockerWatch {
   /** Labelled containers by full id. */
   private readonly containers = new Map<string, LabelledContainer>();
+  /** Host ports read from Docker's NAT rules as a container joined a network, until a read shows it running. */
+  private readonly atJoin = new Map<string, LabelledContainer>();
   /** Last problems logged per container, so a container is not reported again on every event. */
   private readonly problemsLogged = new Map<string, string>();
   private readonly dirty = new Set<string>();
@@ -202,7 +204,8 @@ export class DockerWatch {
     this.containers.clear();
     for (const [id, c] of fresh) this.containers.set(id, c);
     for (const id of this.problemsLogged.keys()) if (!fresh.has(id)) this.problemsLogged.delete(id);
-    this.desired = desiredDoors(this.ownDoors, this.containers.values());
+    for (const id of this.atJoin.keys()) if (fresh.get(id)?.running !== false) this.atJoin.delete(id);
+    this.desired = this.current();
   }
 
   private async read(id: string): Promise<LabelledContainer | null> {
@@ -242,16 +245,25 @@ export class DockerWatch {
     const c = joining && readContainer(joining.container, new Set(this.ownDoors.map((d) => d.name)));
     // Read after its start meanwhile: that read is the better one.
     if (!joining || !c || this.containers.get(id)?.running === true) return;
-    const known = this.containers.get(id) ?? c;
     const added = joining.bindings.map((b) => ({ ...b.host, families: [4, 6] as Family[], containerPort: { port: b.containerPort, proto: b.host.proto }, container: c.container }));
-    if (added.length === 0 || known.doors.length === 0) return;
-    this.containers.set(id, { ...known, doors: known.doors.map((d) => ({ ...d, hostPorts: [...d.hostPorts, ...added] })) });
+    if (added.length === 0 || c.doors.length === 0) return;
+    this.atJoin.set(id, { ...c, doors: c.doors.map((d) => ({ ...d, hostPorts: added, addresses: [] })) });
     this.deps.log.info(
       { event: "docker_ports_at_join", container: c.container.name, id: c.container.id, ports: added.map((p) => `${p.port}/${p.proto}`) },
       `container ${c.container.name} joins a network: protecting its host ports before it starts`,
     );
-    this.desired = desiredDoors(this.ownDoors, this.containers.values());
+    this.desired = this.current();
     await this.apply();
+  }
+
+  /** The labelled containers, and the ports of those seen joining a network but not yet running. */
+  private current(): { doors: Door[]; effective: EffectiveDoor[] } {
+    const joined = (id: string, c: LabelledContainer): LabelledContainer => {
+      const j = this.atJoin.get(id);
+      return j ? { ...c, doors: c.doors.map((d) => ({ ...d, hostPorts: [...d.hostPorts, ...(j.doors.find((x) => x.door === d.door)?.hostPorts ?? [])] })) } : c;
+    };
+    const unread = [...this.atJoin].filter(([id]) => !this.containers.has(id)).map(([, c]) => c);
+    return desiredDoors(this.ownDoors, [...[...this.containers].map(([id, c]) => joined(id, c)), ...unread]);
   }
 
   /** One flush at a time; events that arrive during one are read by the next. */
@@ -272,12 +284,13 @@ export class DockerWatch {
         const c = await this.read(id);
         if (c) this.containers.set(id, c);
         else this.containers.delete(id);
+        if (!c || c.running) this.atJoin.delete(id);
       } catch (err) {
         // The engine went away mid-read: the reconnect's re-list reads it again.
         this.deps.log.debug({ event: "docker_inspect_failed", id: id.slice(0, 12), err: errorFields(err, "KNOCK_E_DOCKER").err });
       }
     }
-    this.desired = desiredDoors(this.ownDoors, this.containers.values());
+    this.desired = this.current();
     await this.apply();
   }
 

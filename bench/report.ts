@@ -1,6 +1,7 @@
 /** The report: targets, a console table, Markdown, JSON and one SVG chart. */
 import type { ContenderId } from "./contenders.js";
 import type { DecoderResult } from "./decoder.js";
+import type { ClusterResult } from "./cluster.js";
 import type { FloodStage, GrantsResult, IdleResult, LatencyResult, Params, SweepResult } from "./scenarios.js";
 
 export interface ContenderReport {
@@ -31,6 +32,7 @@ export interface Report {
   params: Params;
   contenders: ContenderReport[];
   decoder?: DecoderResult;
+  cluster?: ClusterResult;
   targets: Target[];
 }
 
@@ -124,6 +126,21 @@ export function evaluateTargets(r: Report): Target[] {
     text: "same, sweep mix (every frame a new source: state insert + eviction)",
     met: d ? d.pathSweepPps >= 500_000 : null,
     detail: d ? `${kpps(d.pathSweepPps)} pps` : "not measured",
+  });
+  const cl = r.cluster;
+  t.push({
+    id: "6a",
+    text: "cluster: a grant in every other node within 100 ms (p99)",
+    met: cl ? cl.lagP99Ms <= 100 && cl.notes.length === 0 : null,
+    detail: cl ? `p50 ${ms(cl.lagP50Ms)} ms, p99 ${ms(cl.lagP99Ms)} ms over ${cl.rounds} grants x 2 nodes` : "not measured",
+  });
+  t.push({
+    id: "6b",
+    text: `cluster: with ${cl ? kpps(cl.liveGrants) : "10k"} live KnockGrants, memory and watch lag bounded`,
+    met: cl ? cl.loadedLagP99Ms <= 100 && cl.notes.length === 0 : null,
+    detail: cl
+      ? `RSS ${cl.rssBeforeMb.map((m) => f(m, 0)).join("/")} -> ${cl.rssLoadedMb.map((m) => f(m, 0)).join("/")} MB; lag then p50 ${ms(cl.loadedLagP50Ms)} ms, p99 ${ms(cl.loadedLagP99Ms)} ms; all applied in ${f(cl.applyAllS, 1)} s; a restarted node re-listed and applied them in ${f(cl.relistS, 1)} s`
+      : "not measured",
   });
   return t;
 }
@@ -233,6 +250,7 @@ export function markdown(r: Report): string {
     ];
     for (const n of notes) out.push(`- ${c.id}: ${n}`);
   }
+  for (const n of r.cluster?.notes ?? []) out.push(`- cluster: ${n}`);
   out.push("", "Method, caveats and how to read this: docs/bench.md.", "");
   return out.join("\n");
 }

@@ -20,12 +20,14 @@ import { decoderBench } from "./decoder.js";
 import { ROOT, destroyAllSync, removeStaleNamespaces } from "./lab.js";
 import { consoleTable, evaluateTargets, markdown, svg, type ContenderReport, type Report } from "./report.js";
 import { FULL, SMOKE, floodStage, grantScale, idle, latency, sweep } from "./scenarios.js";
+import { CLUSTER_FULL, CLUSTER_SMOKE, clusterBench } from "./cluster.js";
 
 const USAGE = `usage: node dist/bench/run.js [--smoke] [--only=ID,...] [--scenarios=NAME,...] [--out=DIR]
 
   --smoke        tiny sizes (about 40 s): checks the benchmark works, not the numbers (CI)
   --only         contenders: knockgate, knockgate-nft, knockd, kernel (default: all)
-  --scenarios    idle, latency, flood, sweep, grants, decoder (default: all)
+  --scenarios    idle, latency, flood, sweep, grants, decoder, cluster (default: all; cluster
+                 starts a real kube-apiserver, built on first use: about 3.5 min once)
   --out          report directory (default: bench/results)
 
 Runs as root; the full run takes about 6-7 minutes. See docs/bench.md.
@@ -43,7 +45,7 @@ if (unknown.length > 0) {
 const smoke = args.includes("--smoke");
 const option = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const only = option("only")?.split(",") as ContenderId[] | undefined;
-const scenarios = (option("scenarios")?.split(",") ?? ["idle", "latency", "flood", "sweep", "grants", "decoder"]) as (ScenarioName | "decoder")[];
+const scenarios = (option("scenarios")?.split(",") ?? ["idle", "latency", "flood", "sweep", "grants", "decoder", "cluster"]) as (ScenarioName | "decoder" | "cluster")[];
 const outDir = option("out") ?? join(ROOT, "bench", "results");
 const params = smoke ? SMOKE : FULL;
 
@@ -185,6 +187,18 @@ async function main(): Promise<number> {
   if (scenarios.includes("decoder") && (!only || only.includes("knockgate"))) {
     log("decoder micro-benchmark...");
     report.decoder = await decoderBench(params.decoderFrames);
+  }
+  if (scenarios.includes("cluster") && (!only || only.includes("knockgate"))) {
+    log("cluster: cross-node grants through a real kube-apiserver...");
+    try {
+      report.cluster = await clusterBench(smoke ? CLUSTER_SMOKE : CLUSTER_FULL, log);
+      const c = report.cluster;
+      const mb = (m: number[]) => m.map((x) => x.toFixed(0)).join("/");
+      log(`cluster: lag p50 ${c.lagP50Ms} ms p99 ${c.lagP99Ms} ms; ${c.liveGrants} live: rss ${mb(c.rssBeforeMb)} -> ${mb(c.rssLoadedMb)} MB, lag p99 ${c.loadedLagP99Ms} ms, relist ${c.relistS.toFixed(1)} s`);
+    } catch (err) {
+      if (interrupted) throw err;
+      log(`cluster FAILED: ${(err as Error).stack ?? String(err)}`);
+    }
   }
 
   report.durationS = (performance.now() - started) / 1000;

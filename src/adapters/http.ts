@@ -14,6 +14,8 @@ export interface Check {
   name: string;
   ok: boolean;
   detail?: string;
+  /** Shown, but a failure does not make /readyz fail (the cluster check: see README, Clusters). */
+  advisory?: boolean;
 }
 
 export interface HttpSources {
@@ -55,8 +57,8 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
     } else if (path === "/readyz") {
       sources.readiness().then(
         (checks) => {
-          const ready = checks.every((c) => c.ok);
-          const reasons = checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
+          const ready = checks.every((c) => c.ok || c.advisory);
+          const reasons = checks.filter((c) => !c.ok && !c.advisory).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
           res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks, ...sources.details?.() }) + "\n");
         },
         (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [err.message] }) + "\n"),

@@ -10,6 +10,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { KnockResult } from "../core/knock/machine.js";
+import { ClusterMetrics } from "./cluster-metrics.js";
 
 export type PacketResult = "seen" | "decoded" | "ignored" | "bogus_source" | "malformed";
 export type CloseReason = "expired" | "close_sequence" | "replaced";
@@ -71,6 +72,7 @@ export class Metrics {
   readonly hookErrors: Counter<"door" | "hook">;
   readonly hookDropped: Counter<"door" | "hook">;
   readonly grantsReplaced: Counter<"door" | "reason">;
+  readonly cluster: ClusterMetrics;
 
   constructor(
     doors: readonly string[],
@@ -175,6 +177,7 @@ export class Metrics {
       labelNames: ["version", "revision", "backend", "nodejs"],
       registers,
     }).set({ version: info.version, revision: info.revision, backend: info.backend, nodejs: process.version }, 1);
+    this.cluster = new ClusterMetrics(registers);
     this.registry = Registry.merge([this.publicRegistry, this.preGrant]);
     // Zero series from the start, so rate() and absent() work before the first knock.
     // (.labels() alone does not export a series; inc(0) does.)

@@ -15,6 +15,7 @@ import type { Capture, FrameHandler } from "../adapters/capture.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
+import type { ClusterGrant } from "../core/cluster/knock-grant.js";
 import type { Logger } from "../adapters/log.js";
 import type { FirewallOperation, Metrics } from "../adapters/metrics.js";
 import { Reconciler } from "./reconcile.js";
@@ -30,6 +31,15 @@ export interface Deps {
   interfaceLinkType(iface: string): LinkType | undefined;
   clock: Clock;
   runHook: HookRunner;
+  /** KNOCK_CLUSTER: where grants made here go, after the kernel has them. */
+  cluster?: ClusterLink;
+}
+
+/** Publishing to other nodes (cluster-sync.ts); never awaited, so the API is not in a knock's path. */
+export interface ClusterLink {
+  opened(grant: Omit<ClusterGrant, "origin">): void;
+  closed(door: Door, family: Family, src: string): void;
+  check(): Check;
 }
 
 /** How long a look at the kernel for /readyz serves later probes. */
@@ -140,6 +150,7 @@ export class Daemon {
     checks.push(check("firewall", problems.join("; ")));
     checks.push(check("reconcile", this.reconciler.error));
     checks.push(check("grants", this.grantError));
+    if (this.deps.cluster) checks.push(this.deps.cluster.check());
     return checks;
   }
 
@@ -270,6 +281,16 @@ export class Daemon {
     metrics.opened(door.name);
     this.grantError = null;
     if (!refresh) this.hook("on_open", door, src);
+    const wallNow = this.clock.wallNow();
+    this.deps.cluster?.opened({
+      door: door.name,
+      address: src,
+      family: grant.family,
+      expiresAt: Number.isFinite(grant.expiresAt) ? wallNow + door.openForMs : null,
+      grantedAt: wallNow,
+      how: "sequence",
+      ports: null,
+    });
     log.info(
       {
         event: "open",
@@ -285,26 +306,76 @@ export class Daemon {
     );
   }
 
-  /** A close sequence: revokes a grant this daemon knows of; with none, there is nothing to close. */
+  /**
+   * A close sequence: revokes a grant this daemon knows of, and on every other node. With no grant
+   * here there is nothing to close here, but another node may hold one (it knew of the grant while
+   * this node did not).
+   */
   private close(door: Door, family: Family, src: string): void {
-    const { log, metrics } = this.deps;
     if (!this.grants.has(door, src)) {
-      log.info({ event: "close_ignored", door: door.name, src, reason: "no_grant" }, `close sequence from ${src}, which has no grant`);
+      this.deps.cluster?.closed(door, family, src);
+      this.deps.log.info({ event: "close_ignored", door: door.name, src, reason: "no_grant" }, `close sequence from ${src}, which has no grant`);
       return;
     }
-    this.deps.firewall
-      .revoke(door, family, src)
-      .then(
-        () => {
-          this.grantError = null;
-          this.grants.close(door, src);
-          metrics.closed(door.name, "close_sequence");
-          this.hook("on_close", door, src);
-          log.info({ event: "close", door: door.name, src, ports: portsText(door), reason: "close_sequence" }, `closed ${portsText(door)} for ${src}`);
-        },
-        (err: unknown) => this.firewallFailed("revoke", err, { door: door.name, src }),
-      )
+    this.revoke(door, family, src, false)
+      .then(() => this.deps.cluster?.closed(door, family, src))
       .catch((err: unknown) => this.followUpFailed("close", err, door, src));
+  }
+
+  /** Takes a grant out of the kernel and the book; `remote`: its KnockGrant was deleted elsewhere. */
+  private revoke(door: Door, family: Family, src: string, remote: boolean): Promise<void> {
+    const { log, metrics } = this.deps;
+    return this.deps.firewall.revoke(door, family, src).then(
+      () => {
+        this.grantError = null;
+        this.grants.close(door, src);
+        metrics.closed(door.name, "close_sequence");
+        this.hook("on_close", door, src);
+        log.info({ event: "close", door: door.name, src, ports: portsText(door), reason: "close_sequence", remote }, `closed ${portsText(door)} for ${src}`);
+      },
+      (err: unknown) => {
+        this.firewallFailed("revoke", err, { door: door.name, src });
+        throw err;
+      },
+    );
+  }
+
+  /**
+   * A grant made on another node (KNOCK_CLUSTER): into the book under the same bounds as our own,
+   * and into the kernel for the time it has left (whole seconds, rounded up; `expiresAt` is wall
+   * time, null until a close sequence). Nothing changes when we already hold it at least as long.
+   * ON_OPEN runs for a grant new here, so that it pairs with the ON_CLOSE of its expiry or revocation.
+   */
+  async applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string): Promise<boolean> {
+    const now = this.clock.now();
+    const remainingMs = expiresAt === null ? Infinity : expiresAt - this.clock.wallNow();
+    if (remainingMs <= 0) return false;
+    const previous = this.grants.get(door, src);
+    if (previous && previous.expiresAt >= now + remainingMs) return false;
+    if (!previous) for (const { record, reason } of this.grants.open(door, src, family, now).replaced) this.replaced(record, reason, src);
+    this.grants.adopt(door, src, family, now + remainingMs);
+    const forMs = Number.isFinite(remainingMs) ? Math.ceil(remainingMs / 1000) * 1000 : 0;
+    try {
+      await this.deps.firewall.grant(door, family, src, forMs);
+    } catch (err) {
+      if (!previous) this.grants.close(door, src);
+      this.firewallFailed("grant", err, { door: door.name, src });
+      throw err;
+    }
+    this.grantError = null;
+    if (!previous) this.hook("on_open", door, src);
+    this.deps.log.info(
+      { event: "open", door: door.name, src, ports: portsText(door), refresh: previous !== undefined, origin, open_for_s: forMs / 1000 },
+      `opened ${portsText(door)} for ${src} (granted on ${origin})`,
+    );
+    return true;
+  }
+
+  /** A KnockGrant deleted on another node (a close sequence there): revoked here too, if we hold it. */
+  async revokeRemote(door: Door, family: Family, src: string): Promise<boolean> {
+    if (!this.grants.has(door, src)) return false;
+    await this.revoke(door, family, src, true);
+    return true;
   }
 
   /**

@@ -16,6 +16,7 @@ import { REVISION, VERSION } from "./version.js";
 import { dockerEngine } from "../adapters/docker.js";
 import { registerDockerMetrics } from "../adapters/docker-metrics.js";
 import { DockerWatch, INITIAL_LOOK_MS } from "./docker-watch.js";
+import { startClusterSync } from "./cluster-start.js";
 
 export async function runDaemon(env: Readonly<Record<string, string | undefined>>): Promise<number> {
   let config;
@@ -53,7 +54,13 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   registerDockerMetrics(metrics.publicRegistry, docker);
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
-  daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook });
+  const cluster = await startClusterSync(config, log, metrics.cluster, () => running);
+  if (cluster === "failed") {
+    docker.stop();
+    firewall.close();
+    return EXIT_CONFIG;
+  }
+  daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
   const running = daemon;
   const server = await startHttp(config.httpAddr, {
     readiness: async () => [...(await running.readiness()), ...docker.checks()],
@@ -75,6 +82,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     return EXIT_SOFTWARE;
   }
   docker.follow(firewall);
+  cluster?.start();
   log.info({ event: "ready", backend: firewall.backend }, "knockgate is protecting");
 
   return new Promise<number>((resolve) => {
@@ -89,6 +97,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       log.info({ event: "stopping", signal, on_exit: config.onExit }, `got ${signal}`);
       server.close();
       docker.stop();
+      cluster?.stop();
       running
         .stop()
         .then(

@@ -185,6 +185,13 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
     KNOCK_LOG_FORMAT: setting("KNOCK_LOG_FORMAT", config.logFormat),
     KNOCK_DOCKER: setting("KNOCK_DOCKER", config.docker.mode, docker.state),
     KNOCK_DOCKER_HOST: setting("KNOCK_DOCKER_HOST", config.docker.host, config.docker.hostFrom === "DOCKER_HOST" ? "from DOCKER_HOST" : undefined),
+    KNOCK_CLUSTER: setting("KNOCK_CLUSTER", config.cluster.mode),
+    KNOCK_NODE_NAME: setting("KNOCK_NODE_NAME", config.cluster.mode === "kubernetes" ? config.cluster.nodeName : ""),
+    KNOCK_CLUSTER_NAMESPACE: setting(
+      "KNOCK_CLUSTER_NAMESPACE",
+      config.cluster.mode === "kubernetes" ? config.cluster.namespace : "",
+      config.cluster.mode === "kubernetes" && env["KNOCK_CLUSTER_NAMESPACE"] === undefined ? "the pod's own namespace" : undefined,
+    ),
   };
   return { valid: true, source, doors, settings: GLOBAL_VARIABLES.map((v) => globals[v]), warnings };
 }

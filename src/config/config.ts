@@ -9,6 +9,7 @@ import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
 import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
+import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
 import {
   parseBool,
   parseCidrList,
@@ -44,6 +45,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
   ...DOCKER_VARIABLES,
+  ...CLUSTER_VARIABLES,
 ] as const;
 
 export const DEFAULTS = {
@@ -244,6 +246,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     logLevel: read("KNOCK_LOG_LEVEL", () => getOr("KNOCK_LOG_LEVEL", DEFAULTS.KNOCK_LOG_LEVEL).asLogLevel(), "info"),
     logFormat: read("KNOCK_LOG_FORMAT", () => getOr("KNOCK_LOG_FORMAT", DEFAULTS.KNOCK_LOG_FORMAT).asLogFormat(), "json"),
     docker: parseDocker(env, problems),
+    cluster: parseClusterConfig(env, readFile, problems),
   };
   checkLabelOnlyDoors(doors, config.docker, problems);
   if (config.reconcileIntervalMs < 100) {

@@ -107,6 +107,8 @@ export interface DockerConfig {
   /** Where `host` came from, for check: the variable, or "default". */
   hostFrom: "KNOCK_DOCKER_HOST" | "DOCKER_HOST" | "default";
 }
+/** Grants shared between nodes through KnockGrant objects (KNOCK_CLUSTER). */
+export type ClusterConfig = { mode: "off" } | { mode: "kubernetes"; nodeName: string; namespace: string };
 
 export type FirewallChoice = "auto" | "iptables" | "nftables";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -140,4 +142,5 @@ export interface Config {
   logLevel: LogLevel;
   logFormat: "json" | "pretty";
   docker: DockerConfig;
+  cluster: ClusterConfig;
 }

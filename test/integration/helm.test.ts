@@ -133,8 +133,10 @@ function daemonConfig(spec: PodSpec, objects: Objects): Config {
   }
   for (const e of container.env) {
     const keyRef = e.valueFrom?.secretKeyRef;
+    const fieldPath = (e.valueFrom?.["fieldRef"] as { fieldPath?: string } | undefined)?.fieldPath;
     if (e.value !== undefined) env[e.name] = e.value;
     else if (keyRef) env[e.name] = lookup(`Secret/${keyRef.name}`, keyRef.key)[keyRef.key] as string;
+    else if (fieldPath !== undefined && fieldPath in POD_FIELDS) env[e.name] = POD_FIELDS[fieldPath] as string;
   }
   // Every mounted Secret key by path, as in the pod (which a missing Secret or key keeps from starting).
   const files = new Map<string, string>();
@@ -156,6 +158,9 @@ function daemonConfig(spec: PodSpec, objects: Objects): Config {
   };
   return parseConfig(knockEnv(env), readFile);
 }
+
+/** What the downward API gives a pod of the release on one node. */
+const POD_FIELDS: Record<string, string> = { "spec.nodeName": "node-1", "metadata.namespace": "knockgate" };
 
 /** The Secrets and the ConfigMap that ci/full-values.yaml names. */
 const FULL_VALUES_OBJECTS: Objects = {
@@ -274,6 +279,35 @@ describe("helm chart", { concurrency: false }, () => {
     );
     assert.equal(config.metricsToken, FULL_VALUES_OBJECTS["Secret/knockgate-metrics"]?.["scrape-token"]);
     assert.ok((spec.containers[0] as Container).env.some((e) => e.name === "NODE_NAME" && e.valueFrom), "extraEnv passes EnvVar objects through");
+  });
+
+  test("cluster.enabled: the KnockGrant CRD, a Role on knockgrants in the release's namespace only, its binding, and the daemon's cluster settings; a quota on request", async () => {
+    const docs = render(["--set", "cluster.enabled=true"]);
+    await assertValid(docs);
+    assert.deepEqual(docs.map((d) => d.kind).sort(), ["CustomResourceDefinition", "DaemonSet", "Role", "RoleBinding", "ServiceAccount"]);
+    const crd = one(docs, "CustomResourceDefinition") as Manifest & { spec: { group: string; scope: string; names: { kind: string; plural: string }; versions: { name: string; schema: { openAPIV3Schema: { properties: { spec: { required: string[]; properties: Record<string, unknown> } } } } }[] } };
+    assert.equal(crd.metadata?.name, "knockgrants.knockgate.io");
+    assert.deepEqual([crd.spec.group, crd.spec.scope, crd.spec.names.kind, crd.spec.names.plural], ["knockgate.io", "Namespaced", "KnockGrant", "knockgrants"]);
+    const spec = crd.spec.versions[0]?.schema.openAPIV3Schema.properties.spec;
+    assert.equal(crd.spec.versions[0]?.name, "v1alpha1");
+    assert.deepEqual(Object.keys(spec?.properties ?? {}).sort(), ["address", "door", "expiresAt", "family", "grantedAt", "how", "originNode", "ports"]);
+    const role = one(docs, "Role") as Manifest & { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
+    assert.equal(role.metadata?.namespace, "knockgate");
+    assert.deepEqual(role.rules, [{ apiGroups: ["knockgate.io"], resources: ["knockgrants"], verbs: ["list", "watch", "create", "patch", "delete"] }]);
+    const binding = one(docs, "RoleBinding") as Manifest & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace: string }[] };
+    assert.deepEqual(binding.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata?.name });
+    assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: one(docs, "ServiceAccount").metadata?.name, namespace: "knockgate" }]);
+    assert.ok(!docs.some((d) => /^Cluster(Role|RoleBinding)$/.test(d.kind)), "no cluster-wide rights");
+    const pod = podSpec(docs);
+    assert.equal(pod["automountServiceAccountToken"], true, "the in-cluster credentials are the service account's token");
+    const config = daemonConfig(pod, {});
+    assert.deepEqual(config.cluster, { mode: "kubernetes", nodeName: "node-1", namespace: "knockgate" });
+    const withoutCrd = render(["--set", "cluster.enabled=true", "--set", "cluster.installCRD=false", "--set", "cluster.maxObjects=20000"]);
+    assert.ok(!withoutCrd.some((d) => d.kind === "CustomResourceDefinition"));
+    await assertValid(withoutCrd);
+    const quota = one(withoutCrd, "ResourceQuota") as Manifest & { spec: { hard: Record<string, string> } };
+    assert.deepEqual(quota.spec.hard, { "count/knockgrants.knockgate.io": "20000" });
+    assert.equal(daemonConfig(podSpec(render()), {}).cluster.mode, "off");
   });
 
   test("full values: image registry and digest, commonLabels everywhere, DaemonSet settings, sequences from Secrets", () => {
@@ -591,7 +625,10 @@ test("NOTES.txt: Pod Security, how to knock, and the exit policy in force", () =
   assert.match(remove, /onExit=remove/);
   assert.match(remove, /open to everybody/);
   assert.match(remove, /Metrics: Service knockgate-metrics/);
-  assert.doesNotMatch(keep + remove, /<no value>|%!/, "no unresolved template values");
+  assert.doesNotMatch(keep, /KnockGrant/);
+  const cluster = renderNotes(["--set", "cluster.enabled=true"]);
+  assert.match(cluster, /kubectl -n knockgate get knockgrants/);
+  assert.doesNotMatch(keep + remove + cluster, /<no value>|%!/, "no unresolved template values");
 });
 
 test("NOTES.txt names where a door's sequence is kept, never its value", () => {

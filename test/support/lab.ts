@@ -148,22 +148,28 @@ export class DaemonProcess {
 export class Lab {
   readonly server: string;
   readonly client: string;
-  readonly serverIface = "kgs0";
-  readonly clientIface = "kgc0";
+  readonly serverIface: string = "kgs0";
+  readonly clientIface: string = "kgc0";
   private readonly children = new Set<ChildProcess>();
   private agentProcess: ChildProcess | null = null;
   private agentCalls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextCall = 1;
 
-  private constructor() {
+  /** Subclasses (cluster-lab.ts) lay out a network of their own around the same two namespaces. */
+  protected constructor() {
     const n = counter++;
     this.server = `${PREFIX}${process.pid}-${n}-srv`;
     this.client = `${PREFIX}${process.pid}-${n}-cli`;
+    live.add(this);
+  }
+
+  /** Every namespace of this lab, deleted by destroy. */
+  protected namespaces(): string[] {
+    return [this.server, this.client];
   }
 
   static create(): Lab {
     const lab = new Lab();
-    live.add(lab);
     const { server, client } = lab;
     ns(["netns", "add", server]);
     ns(["netns", "add", client]);
@@ -184,7 +190,7 @@ export class Lab {
     return execRunner(["ip", "netns", "exec", where, ...argv], input);
   }
 
-  private spawnIn(where: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
+  protected spawnIn(where: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
     const child = spawn("ip", ["netns", "exec", where, ...argv], {
       env: { PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
       stdio: ["pipe", "pipe", "pipe"],
@@ -195,9 +201,9 @@ export class Lab {
   }
 
   /** An echo service on SERVICE_PORT (IPv4 and IPv6) in the server namespace: what knockgate protects. */
-  async startService(port = SERVICE_PORT): Promise<void> {
+  async startService(port = SERVICE_PORT, where = this.server): Promise<void> {
     const script = `require("net").createServer((s) => s.pipe(s)).listen(${port}, "::", () => console.log("listening"))`;
-    const child = this.spawnIn(this.server, [process.execPath, "-e", script]);
+    const child = this.spawnIn(where, [process.execPath, "-e", script]);
     await once(createInterface({ input: child.stdout! }), "line");
   }
 
@@ -205,10 +211,10 @@ export class Lab {
    * Starts knockgate in the server namespace and waits until it says it is protecting. The lab's
    * defaults (interface, HTTP address, debug logs) can be overridden, or dropped with `undefined`.
    */
-  async startDaemon(env: Record<string, string | undefined>, waitReady = true): Promise<DaemonProcess> {
+  async startDaemon(env: Record<string, string | undefined>, waitReady = true, where = this.server): Promise<DaemonProcess> {
     const merged = { KNOCK_INTERFACE: this.serverIface, KNOCK_HTTP_ADDR: HTTP_ADDR, KNOCK_LOG_LEVEL: "debug", KNOCK_METRICS_TOKEN_FILE: METRICS_TOKEN_FILE, ...env };
     const defined = Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined));
-    const child = this.spawnIn(this.server, [process.execPath, CLI, "run"], defined);
+    const child = this.spawnIn(where, [process.execPath, CLI, "run"], defined);
     const daemon = new DaemonProcess(child);
     daemonsOfTest.push(daemon);
     if (waitReady) await daemon.waitFor("ready");
@@ -259,17 +265,17 @@ export class Lab {
     await this.call({ op: "knock", host, ports: sequence, ...opts });
   }
 
-  /** GET on the daemon's HTTP endpoint, from inside the server namespace. */
-  async http(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-    const script = `fetch("http://${HTTP_ADDR}${path}", { headers: ${JSON.stringify(headers)} }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))`;
-    const r = await this.exec(this.server, [process.execPath, "-e", script]);
+  /** GET on the daemon's HTTP endpoint, from inside the server namespace (or `where`, at `addr`). */
+  async http(path: string, headers: Record<string, string> = {}, where = this.server, addr = HTTP_ADDR): Promise<{ status: number; body: string }> {
+    const script = `fetch("http://${addr}${path}", { headers: ${JSON.stringify(headers)} }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))`;
+    const r = await this.exec(where, [process.execPath, "-e", script]);
     if (r.code !== 0) throw new Error(`GET ${path} failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as { status: number; body: string };
   }
 
   /** The full /metrics text, as an authenticated scrape sees it. */
-  async metrics(): Promise<string> {
-    const r = await this.http("/metrics", { authorization: `Bearer ${METRICS_TOKEN}` });
+  async metrics(where = this.server, addr = HTTP_ADDR): Promise<string> {
+    const r = await this.http("/metrics", { authorization: `Bearer ${METRICS_TOKEN}` }, where, addr);
     if (r.status !== 200) throw new Error(`GET /metrics with the lab's token: ${r.status} ${r.body}`);
     return r.body;
   }
@@ -293,7 +299,7 @@ export class Lab {
 
   destroySync(): void {
     for (const child of this.children) child.kill("SIGKILL");
-    for (const name of [this.server, this.client]) killNamespace(name);
+    for (const name of this.namespaces()) killNamespace(name);
     live.delete(this);
   }
 }

@@ -503,3 +503,67 @@ test("a throw while handling a completed sequence (here, making room) is logged 
   );
   await daemon.stop();
 });
+
+/** A ClusterLink that records what the daemon hands it. */
+function clusterLink(problem: string | null = null) {
+  const published: Record<string, unknown>[] = [];
+  const closed: string[] = [];
+  return {
+    published,
+    closed,
+    link: {
+      opened: (g: Record<string, unknown>) => void published.push(g),
+      closed: (door: { name: string }, family: number, src: string) => void closed.push(`${door.name} ${family} ${src}`),
+      check: () => (problem === null ? { name: "cluster", ok: true, advisory: true } : { name: "cluster", ok: false, detail: problem, advisory: true }),
+    },
+  };
+}
+
+test("cluster: a local grant is published after the kernel has it, a close sequence is published as a close", async () => {
+  const { published, closed, link } = clusterLink();
+  const { daemon, firewall, knockAll, clock } = setup({ KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9100,9200" }, { cluster: link });
+  await daemon.start();
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = () => Promise.reject(new Error("ipset: set is full"));
+  await knockAll(OPEN);
+  assert.deepEqual(published, [], "a grant the kernel refused is not published");
+  firewall.grant = grant;
+  await knockAll(OPEN);
+  assert.deepEqual(published, [
+    { door: "SSH", address: CLIENT, family: 4, expiresAt: clock.wallNow() + 30_000, grantedAt: clock.wallNow(), how: "sequence", ports: null },
+  ]);
+  await knockAll([9100, 9200]);
+  assert.deepEqual(closed, [`SSH 4 ${CLIENT}`]);
+  await daemon.stop();
+});
+
+test("cluster: another node's grant goes into the kernel for the time it has left, with ON_OPEN once; its deletion revokes it", async () => {
+  const { link } = clusterLink();
+  const { daemon, firewall, hooks, clock, events } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" }, { cluster: link });
+  await daemon.start();
+  const door = (daemon as unknown as { deps: Deps }).deps.config.doors[0]!;
+  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 12_300, "node-a"), true);
+  assert.deepEqual((await firewall.listGrants()).map((g) => [g.src, g.remainingMs]), [[CLIENT, 13_000]], "whole seconds, rounded up");
+  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 5_000, "node-c"), false, "a shorter grant changes nothing");
+  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 20_000, "node-c"), true, "a longer one extends it");
+  assert.deepEqual(
+    hooks.map((h) => h.kind),
+    ["on_open"],
+    "ON_OPEN once, pairing with the ON_CLOSE of its end",
+  );
+  assert.equal(events("open")[0]?.["origin"], "node-a");
+  assert.equal(await daemon.revokeRemote(door, 4, CLIENT), true);
+  assert.equal(await daemon.revokeRemote(door, 4, CLIENT), false, "nothing left to revoke");
+  assert.deepEqual(await firewall.listGrants(), []);
+  assert.equal(events("close")[0]?.["remote"], true);
+  await daemon.stop();
+});
+
+test("cluster: the cluster check is shown in /readyz but does not make the node unready", async () => {
+  const { link } = clusterLink("watch of KnockGrants failed: connect ECONNREFUSED");
+  const { daemon } = setup({}, { cluster: link });
+  await daemon.start();
+  const cluster = (await daemon.readiness()).find((c) => c.name === "cluster");
+  assert.deepEqual(cluster, { name: "cluster", ok: false, detail: "watch of KnockGrants failed: connect ECONNREFUSED", advisory: true });
+  await daemon.stop();
+});

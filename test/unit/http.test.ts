@@ -93,3 +93,24 @@ describe("sharedRead", () => {
     assert.equal(await read(), 2);
   });
 });
+
+test("/readyz: an advisory check that fails is shown but does not make the answer 503", async () => {
+  let checks = [
+    { name: "firewall", ok: true },
+    { name: "cluster", ok: false, detail: "watch of KnockGrants failed", advisory: true },
+  ];
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } });
+  const { port } = server.address() as AddressInfo;
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    const body = (await res.json()) as { ready: boolean; reasons: string[]; checks: unknown[] };
+    assert.equal(res.status, 200);
+    assert.deepEqual([body.ready, body.reasons, body.checks.length], [true, [], 2]);
+    checks = [{ name: "firewall", ok: false, detail: "chain missing", advisory: false }, ...checks.slice(1)];
+    const failing = await fetch(`http://127.0.0.1:${port}/readyz`);
+    assert.equal(failing.status, 503);
+    assert.deepEqual(((await failing.json()) as { reasons: string[] }).reasons, ["firewall: chain missing"]);
+  } finally {
+    server.close();
+  }
+});

@@ -43,9 +43,9 @@ export class DryRunFirewall implements Firewall {
     return Promise.resolve();
   }
 
-  grant(door: Door, family: Family, src: string): Promise<void> {
-    this.log.info({ event: "dry_run_grant", door: door.name, src, command: ipsetGrantLine(door.name, family, src, door.openForMs) });
-    const expiresAt = door.openForMs > 0 ? this.clock.now() + door.openForMs : Infinity;
+  grant(door: Door, family: Family, src: string, forMs = door.openForMs): Promise<void> {
+    this.log.info({ event: "dry_run_grant", door: door.name, src, command: ipsetGrantLine(door.name, family, src, forMs) });
+    const expiresAt = forMs > 0 ? this.clock.now() + forMs : Infinity;
     this.grants.set(`${door.name}|${family}|${src}`, { door: door.name, family, src, expiresAt });
     return Promise.resolve();
   }

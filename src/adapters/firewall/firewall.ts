@@ -25,8 +25,11 @@ export interface Firewall {
    * this, so it writes the rules and nothing else; the reconcile loop checks the rest as always.
    */
   protect(doors: readonly Door[]): Promise<void>;
-  /** Adds or refreshes a grant; resolves once the kernel has it. */
-  grant(door: Door, family: Family, src: string): Promise<void>;
+  /**
+   * Adds or refreshes a grant for `forMs` (whole seconds; 0: until revoked), by default the door's
+   * OPEN_FOR; resolves once the kernel has it. A grant from another node passes the time it has left.
+   */
+  grant(door: Door, family: Family, src: string, forMs?: number): Promise<void>;
   revoke(door: Door, family: Family, src: string): Promise<void>;
   /** Grants per door as the kernel sets hold them right now. */
   countGrants(): Promise<Map<string, number>>;

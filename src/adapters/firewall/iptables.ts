@@ -176,8 +176,8 @@ export class IptablesFirewall implements Firewall {
       .sort();
   }
 
-  grant(door: Door, family: Family, src: string): Promise<void> {
-    return this.apply(ipsetGrantLine(door.name, family, checkedAddress(src, family), door.openForMs));
+  grant(door: Door, family: Family, src: string, forMs = door.openForMs): Promise<void> {
+    return this.apply(ipsetGrantLine(door.name, family, checkedAddress(src, family), forMs));
   }
 
   revoke(door: Door, family: Family, src: string): Promise<void> {

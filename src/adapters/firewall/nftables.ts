@@ -36,6 +36,8 @@ interface Batch {
   revoke: boolean;
   door: Door;
   family: Family;
+  /** Grant lifetime (0: none); a batch holds grants of one lifetime. */
+  forMs: number;
   srcs: Set<string>;
   waiters: { resolve: () => void; reject: (err: Error) => void }[];
 }
@@ -114,20 +116,20 @@ export class NftablesFirewall implements Firewall {
     });
   }
 
-  grant(door: Door, family: Family, src: string): Promise<void> {
-    return this.enqueue(false, door, family, checkedAddress(src, family));
+  grant(door: Door, family: Family, src: string, forMs = door.openForMs): Promise<void> {
+    return this.enqueue(false, door, family, checkedAddress(src, family), forMs);
   }
 
   revoke(door: Door, family: Family, src: string): Promise<void> {
-    return this.enqueue(true, door, family, checkedAddress(src, family));
+    return this.enqueue(true, door, family, checkedAddress(src, family), 0);
   }
 
   /** Joins the newest batch if it is the same change for the same set; order is kept otherwise. */
-  private enqueue(revoke: boolean, door: Door, family: Family, src: string): Promise<void> {
+  private enqueue(revoke: boolean, door: Door, family: Family, src: string, forMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const last = this.queue.at(-1);
-      const same = last && last.revoke === revoke && last.door === door && last.family === family && last.srcs.size < MAX_BATCH;
-      const batch = same ? last : { revoke, door, family, srcs: new Set<string>(), waiters: [] };
+      const same = last && last.revoke === revoke && last.door === door && last.family === family && last.forMs === forMs && last.srcs.size < MAX_BATCH;
+      const batch = same ? last : { revoke, door, family, forMs, srcs: new Set<string>(), waiters: [] };
       if (!same) this.queue.push(batch);
       batch.srcs.add(src);
       batch.waiters.push({ resolve, reject });
@@ -140,7 +142,7 @@ export class NftablesFirewall implements Firewall {
     for (let batch = this.queue.shift(); batch; batch = this.queue.shift()) {
       const { door, family } = batch;
       const srcs = [...batch.srcs];
-      const line = batch.revoke ? nftRevokeLine(door.name, family, srcs) : nftGrantLine(door.name, family, srcs, door.openForMs);
+      const line = batch.revoke ? nftRevokeLine(door.name, family, srcs) : nftGrantLine(door.name, family, srcs, batch.forMs);
       try {
         await this.apply(line);
         for (const w of batch.waiters) w.resolve();

@@ -273,6 +273,12 @@ describe("Docker labels", { concurrency: false }, () => {
       assert.deepEqual(ready.body.doors?.[0]?.ports, [{ port: "22301/tcp", from: [`container ${RUN_NAME}-web (${web.slice(0, 12)})`] }]);
       assert.equal(await metric(HTTP.main, `knockgate_docker_containers{door="${TEST_DOOR}"}`), 1);
       assert.equal(await metric(HTTP.main, `knockgate_protected_ports{door="${TEST_DOOR}"}`), 1);
+      // knockgate check asks Docker too, and says where each port comes from.
+      const check = await must([process.execPath, CLI, "check", "--json"], {
+        env: { PATH: process.env["PATH"] ?? "", [`KNOCK_DOOR_${TEST_DOOR}_SEQUENCE`]: KNOCKS.join(","), [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: "none", KNOCK_INTERFACE: HOST_IFACE },
+      });
+      const report = JSON.parse(check) as { doors: { ports: { port: string; from: string[] }[] }[] };
+      assert.deepEqual(report.doors[0]?.ports, ready.body.doors?.[0]?.ports);
 
       await knockIn(daemon);
       assert.equal(await reaches(HOST_V4, 22301), true, "the knocker must get in through the host port");

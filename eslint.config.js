@@ -13,9 +13,10 @@ export const corePurity = {
         paths: [
           {
             name: "node:crypto",
-            // Hashing and ciphers are computations; randomness and keys made here are not.
-            allowImportNames: ["createHash", "createHmac", "createDecipheriv", "timingSafeEqual"],
-            message: `${CORE_MESSAGE} (node:crypto: only hashes, HMACs, deciphers and timingSafeEqual)`,
+            // Hashing and ciphers are computations; randomness and keys made here are not (the SPA
+            // encoder enciphers with a salt its caller draws).
+            allowImportNames: ["createHash", "createHmac", "createCipheriv", "createDecipheriv", "timingSafeEqual"],
+            message: `${CORE_MESSAGE} (node:crypto: only hashes, HMACs, ciphers, deciphers and timingSafeEqual)`,
           },
         ],
         patterns: [

@@ -4,12 +4,15 @@
  * sockets. JSON-lines RPC on stdin/stdout (bench/rpc.ts). test/support/agent.ts has no source choice
  * for knock-to-open and no concurrent rounds, hence this one.
  */
+import { randomBytes, randomInt } from "node:crypto";
 import { createRequire } from "node:module";
 import { connect } from "node:net";
 import { performance } from "node:perf_hooks";
 import { ipBytes } from "../test/support/frames.js";
 import { serveRpc } from "./rpc.js";
-import { KNOCK_PORTS, Rng, SynFrame, type CapSender } from "./wire.js";
+import { KNOCK_PORTS, Rng, SPA_PORT, SynFrame, UdpFrame, type CapSender } from "./wire.js";
+import { accessPlaintext, encodeSpa } from "../src/core/spa/encode.js";
+import type { SpaKeys } from "../src/core/spa/verify.js";
 import { tryConnect } from "../test/support/connect.js";
 
 let cap: CapSender | null = null;
@@ -27,9 +30,27 @@ function frameFor(dst: string): SynFrame {
   return f;
 }
 
-/** Sends the whole sequence back to back; returns performance.now() right after the last frame. */
+/** Set by init for the signed-door contenders: a knock is then one SPA datagram. */
+let spaKeys: SpaKeys | null = null;
+let udpFrame: UdpFrame | null = null;
+
+/** One SPA datagram from `src` asking to open the service port for `src`, fresh randomness each time. */
+function spaKnock(src: string, dst: string, keys: SpaKeys): number {
+  if (!cap) throw new Error("init first");
+  udpFrame ??= new UdpFrame(srcMac, dstMac, dst);
+  const rand = `${randomInt(1e8)}`.padStart(8, "0") + `${randomInt(1e8)}`.padStart(8, "0");
+  const plaintext = accessPlaintext({ rand, username: "bench", timestamp: Math.floor(Date.now() / 1000), address: src, ports: [{ proto: "tcp", port: 22 }], clientTimeoutS: null });
+  const payload = encodeSpa(plaintext, keys, randomBytes(8));
+  const length = udpFrame.payload().write(payload, "latin1");
+  const n = udpFrame.set(ipBytes(src).readUInt32BE(0), 20000 + rng.below(40000), SPA_PORT, length);
+  cap.send(udpFrame.buf, n);
+  return performance.now();
+}
+
+/** Sends the whole sequence back to back (or one SPA datagram); returns performance.now() right after the last frame. */
 function knock(src: string, dst: string): number {
   if (!cap) throw new Error("init first");
+  if (spaKeys) return spaKnock(src, dst, spaKeys);
   const f = frameFor(dst);
   for (const port of KNOCK_PORTS) {
     const buf = f.setText(src, 20000 + rng.below(40000), port);
@@ -173,6 +194,11 @@ serveRpc(async (r) => {
       listener.on("packet", (n) => onReply(rx, n));
       srcMac = r["srcMac"] as string;
       dstMac = r["dstMac"] as string;
+      return { ok: true };
+    }
+    case "spa-keys": {
+      const k = r as unknown as { key: string; hmac: string };
+      spaKeys = { encryptionKey: Buffer.from(k.key, "base64"), hmacKey: Buffer.from(k.hmac, "base64"), hmacDigest: "sha256" };
       return { ok: true };
     }
     case "knock": {

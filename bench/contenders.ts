@@ -4,8 +4,11 @@
  *   knockgate-nft  this project, nftables backend
  *   knockd         Debian's knockd, configured like its tutorial (iptables -I grants)
  *   kernel         no daemon: the door compiled to an nftables ruleset with dynamic stage sets
+ *   knockgate-spa  this project, a signed door (one SPA datagram opens it), default backend
+ *   fwknopd        Debian's fwknopd, set up as its documentation says (pcap, iptables grants)
  */
 import type { ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,8 +17,9 @@ import { createInterface } from "node:readline";
 import type { BenchLab } from "./lab.js";
 import { ROOT } from "./lab.js";
 import { HTTP_PORT, KNOCK_PORTS, SERVER_V4, SERVICE_PORT } from "./wire.js";
+import { ipsetSpaName } from "../src/core/firewall/spa-plan.js";
 
-export type ContenderId = "knockgate" | "knockgate-nft" | "knockd" | "kernel";
+export type ContenderId = "knockgate" | "knockgate-nft" | "knockd" | "kernel" | "knockgate-spa" | "fwknopd";
 export type ScenarioName = "idle" | "latency" | "flood" | "sweep" | "grants";
 
 export interface StartOptions {
@@ -50,6 +54,8 @@ export interface Contender {
   /** Whether grants expire by themselves (knockd's tutorial config: no). */
   expires: boolean;
   scenarios: readonly ScenarioName[];
+  /** How a client opens it: a knock sequence, or one SPA datagram under SPA_KEYS. */
+  door: "sequence" | "spa";
   /** Why it cannot run here, or null. */
   unavailable(): Promise<string | null>;
   start(lab: BenchLab, opts: StartOptions): Promise<Running>;
@@ -79,6 +85,9 @@ export const DIAGNOSTIC_OVERRIDES = [
   DAEMON_NODE_OPTIONS ? `KNOCKGATE_BENCH_NODE_OPTIONS=${DAEMON_NODE_OPTIONS}` : "",
 ].filter(Boolean);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The signed doors' keys for this run, as `fwknop --key-gen` makes them (32 and 64 random bytes). */
+export const SPA_KEYS = { key: randomBytes(32).toString("base64"), hmac: randomBytes(64).toString("base64") };
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -189,12 +198,14 @@ export function nftDurationMs(text: string): number {
 // ---------------------------------------------------------------------------------------------
 // knockgate
 
-function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftables"): Contender {
+function knockgate(id: "knockgate" | "knockgate-nft" | "knockgate-spa", backend: "auto" | "nftables", door: "sequence" | "spa" = "sequence"): Contender {
+  const signed = door === "spa";
   return {
     id,
-    label: backend === "auto" ? "knockgate (iptables+ipset)" : "knockgate (nftables)",
+    label: signed ? "knockgate signed door (iptables+ipset)" : backend === "auto" ? "knockgate (iptables+ipset)" : "knockgate (nftables)",
     expires: true,
-    scenarios: backend === "auto" ? ["idle", "latency", "flood", "sweep", "grants"] : ["idle", "latency", "grants"],
+    door,
+    scenarios: signed ? ["idle", "latency", "flood"] : backend === "auto" ? ["idle", "latency", "flood", "sweep", "grants"] : ["idle", "latency", "grants"],
     async unavailable() {
       if (!(await exists(CLI))) return `${CLI} missing: run npm run build`;
       if (backend === "auto" && !((await exists("/usr/sbin/ipset")) || (await exists("/sbin/ipset")))) return "ipset not installed";
@@ -204,7 +215,7 @@ function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftable
     async start(lab, opts) {
       const env: Record<string, string> = {
         KNOCK_INTERFACE: lab.serverIface,
-        KNOCK_DOOR_SSH_SEQUENCE: KNOCK_PORTS.join(","),
+        ...(signed ? { KNOCK_DOOR_SSH_SPA_KEY: SPA_KEYS.key, KNOCK_DOOR_SSH_SPA_HMAC_KEY: SPA_KEYS.hmac } : { KNOCK_DOOR_SSH_SEQUENCE: KNOCK_PORTS.join(",") }),
         KNOCK_DOOR_SSH_OPEN_FOR: String(opts.openForS),
         // Logging costs: warn keeps per-knock lines out of the measured path.
         KNOCK_LOG_LEVEL: "warn",
@@ -229,13 +240,15 @@ function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftable
       }
       const pid = child.pid ?? null;
       const useIpset = backend === "auto";
+      // A signed door's grants are (address, port) entries of a set of their own.
+      const grantSet = (fam: 4 | 6) => (signed ? ipsetSpaName("SSH", fam) : `knockgate-SSH-${fam}`);
       const ipsetMembers = async (): Promise<string[]> => {
         const out: string[] = [];
-        for (const fam of [4, 6]) {
-          const r = await lab.exec(lab.server, ["ipset", "list", `knockgate-SSH-${fam}`]);
+        for (const fam of [4, 6] as const) {
+          const r = await lab.exec(lab.server, ["ipset", "list", grantSet(fam)]);
           if (r.code !== 0) throw new Error(`ipset list: ${r.stderr}`);
           const at = r.stdout.indexOf("Members:\n");
-          for (const l of r.stdout.slice(at + 9).split("\n")) if (l.trim()) out.push(l.trim().split(" ")[0]!);
+          for (const l of r.stdout.slice(at + 9).split("\n")) if (l.trim()) out.push(l.trim().split(/[ ,]/)[0]!);
         }
         return out;
       };
@@ -268,8 +281,8 @@ function knockgate(id: "knockgate" | "knockgate-nft", backend: "auto" | "nftable
         async grantCount() {
           if (!useIpset) return (await nftMembers()).length;
           let n = 0;
-          for (const fam of [4, 6]) {
-            const r = await lab.exec(lab.server, ["ipset", "list", "-t", `knockgate-SSH-${fam}`]);
+          for (const fam of [4, 6] as const) {
+            const r = await lab.exec(lab.server, ["ipset", "list", "-t", grantSet(fam)]);
             n += Number(/Number of entries: (\d+)/.exec(r.stdout)?.[1] ?? 0);
           }
           return n;
@@ -298,6 +311,7 @@ const knockdContender: Contender = {
   id: "knockd",
   label: "knockd 0.8 (Debian, tutorial config)",
   expires: false,
+  door: "sequence",
   scenarios: ["idle", "latency", "flood", "sweep", "grants"],
   async unavailable() {
     if (!(await exists("/usr/sbin/knockd"))) return "/usr/sbin/knockd missing (apt-get install knockd)";
@@ -446,6 +460,7 @@ const kernelContender: Contender = {
   id: "kernel",
   label: "kernel-only nftables door",
   expires: true,
+  door: "sequence",
   scenarios: ["latency", "flood", "sweep", "grants"],
   async unavailable() {
     return (await exists("/usr/sbin/nft")) ? null : "nft not installed";
@@ -476,9 +491,82 @@ export async function kernelSetSize(lab: BenchLab, set: string): Promise<number>
   return (await nftSetMembers(lab, "inet", NFT_TABLE, set)).length;
 }
 
+// ---------------------------------------------------------------------------------------------
+// fwknopd
+
+/**
+ * Debian's fwknopd 2.6 as its documentation sets it up: fwknopd.conf names the interface and keeps
+ * every other default (pcap on udp port 62201, iptables FWKNOP_INPUT chain jumped to from INPUT),
+ * access.conf holds one stanza with the run's keys, and INPUT drops the service port except for
+ * established connections. Grants are ACCEPT rules in FWKNOP_INPUT that fwknopd removes on expiry.
+ */
+const fwknopdContender: Contender = {
+  id: "fwknopd",
+  label: "fwknopd 2.6 (Debian, documented config)",
+  expires: true,
+  door: "spa",
+  scenarios: ["idle", "latency", "flood"],
+  async unavailable() {
+    if (!(await exists("/usr/sbin/fwknopd"))) return "/usr/sbin/fwknopd missing (apt-get install fwknop-server)";
+    if (!(await exists("/usr/sbin/iptables"))) return "iptables missing";
+    return null;
+  },
+  async start(lab, opts) {
+    const rules = `*filter\n-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n-A INPUT -p tcp --dport ${SERVICE_PORT} -j DROP\nCOMMIT\n`;
+    const r = await lab.exec(lab.server, ["iptables-restore"], rules);
+    if (r.code !== 0) throw new Error(`iptables-restore: ${r.stderr}`);
+    const dir = await mkdtemp(join(tmpdir(), `${lab.server}-fwknopd-`));
+    const conf = join(dir, "fwknopd.conf");
+    const accessConf = join(dir, "access.conf");
+    // fwknopd warns about configuration files others can read: the documentation's 0600.
+    await writeFile(conf, `PCAP_INTF ${lab.serverIface}\n`, { mode: 0o600 });
+    await writeFile(
+      accessConf,
+      [`SOURCE ANY`, `OPEN_PORTS tcp/${SERVICE_PORT}`, `KEY_BASE64 ${SPA_KEYS.key}`, `HMAC_KEY_BASE64 ${SPA_KEYS.hmac}`, `FW_ACCESS_TIMEOUT ${opts.openForS}`, ""].join("\n"),
+      { mode: 0o600 },
+    );
+    const argv = ["/usr/sbin/fwknopd", "-f", "-c", conf, "-a", accessConf, "-d", join(dir, "digest.cache"), "-p", join(dir, "fwknopd.pid"), "-r", join(dir, "run")];
+    const child = lab.spawnIn(lab.server, argv);
+    const output = tail(child);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`fwknopd exited with ${child.exitCode}: ${output.join("\n")}`);
+      // Ready once its chain is jumped to (it sets up the firewall before it opens pcap).
+      const input = await lab.exec(lab.server, ["iptables", "-w", "-S", "INPUT"]);
+      if (input.stdout.includes("-j FWKNOP_INPUT") && output.some((l) => /Starting fwknopd/.test(l))) break;
+      if (Date.now() > deadline) throw new Error(`fwknopd not ready in 10 s: ${output.join("\n")}`);
+      await sleep(50);
+    }
+    await sleep(300); // pcap opens after the firewall set-up
+    const members = async (): Promise<string[]> => {
+      const rules = await lab.exec(lab.server, ["iptables", "-w", "-S", "FWKNOP_INPUT"]);
+      return [...rules.stdout.matchAll(/^-A FWKNOP_INPUT -s (\S+?)\/32 .*-j ACCEPT$/gm)].map((m) => m[1]!);
+    };
+    const notSupported = () => Promise.reject(new Error("fwknopd runs the latency and flood scenarios only"));
+    return {
+      pid: child.pid ?? null,
+      hideGrants: notSupported,
+      showGrants: notSupported,
+      grantAddresses: members,
+      grantCount: async () => (await members()).length,
+      metrics: () => Promise.resolve(null),
+      notes() {
+        const errors = output.filter((l) => /error|fail/i.test(l));
+        return errors.length ? [`${errors.length} error lines from fwknopd, last: ${errors.at(-1)?.slice(0, 300)}`] : [];
+      },
+      async stop() {
+        await stopChild(child);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  },
+};
+
 export const CONTENDERS: readonly Contender[] = [
   knockgate("knockgate", "auto"),
   knockgate("knockgate-nft", "nftables"),
   knockdContender,
   kernelContender,
+  knockgate("knockgate-spa", "auto", "spa"),
+  fwknopdContender,
 ];

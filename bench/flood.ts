@@ -10,12 +10,14 @@
  *          ports 20000-59999 (no listener there)
  *   sweep  distinct IPv6 sources in fd00:198:18:8000::/49 (source i in /64 number i mod 32768), all on the first knock port
  *   grants complete knock sequences from distinct IPv4 sources 198.19.0.1 + i
+ *   spa    random IPv4 sources as in flood, every datagram to the SPA port: random base64 text of a
+ *          real datagram's length (180-260 bytes), which passes every check before the HMAC
  */
 import { createRequire } from "node:module";
-import { KNOCK_PORTS, Rng, SPOOF_V4_COUNT, SPOOF_V4_FIRST, SynFrame, grantSourceV4, type CapSender } from "./wire.js";
+import { KNOCK_PORTS, Rng, SPA_PORT, SPOOF_V4_COUNT, SPOOF_V4_FIRST, SynFrame, UdpFrame, grantSourceV4, type CapSender } from "./wire.js";
 
 export interface FloodJob {
-  mode: "flood" | "sweep" | "grants";
+  mode: "flood" | "sweep" | "grants" | "spa";
   iface: string;
   srcMac: string;
   dstMac: string;
@@ -54,6 +56,7 @@ function main(): void {
   // Only sending: a filter for an unused EtherType keeps the handle from receiving anything.
   cap.open(job.iface, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
   const frame = new SynFrame(job.srcMac, job.dstMac, job.dst);
+  const udp = job.mode === "spa" ? new UdpFrame(job.srcMac, job.dstMac, job.dst) : null;
   const rng = new Rng(job.seed ?? 1);
   const v6src = new Uint8Array([0xfd, 0x00, 0x01, 0x98, 0x00, 0x18, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   const limit = Math.max(0, Math.min(job.maxPackets, job.mode === "grants" ? (job.sources ?? 0) * KNOCK_PORTS.length : Infinity));
@@ -66,6 +69,15 @@ function main(): void {
   const sendOne = (): void => {
     let buf: Buffer;
     const sport = 1024 + rng.below(64000);
+    if (udp) {
+      const length = 180 + rng.below(81);
+      udp.randomB64(rng, length);
+      const n = udp.set((SPOOF_V4_FIRST + rng.below(SPOOF_V4_COUNT)) >>> 0, sport, SPA_PORT, length, sent);
+      cap.send(udp.buf, n);
+      onKnock++;
+      sent++;
+      return;
+    }
     if (job.mode === "flood") {
       const src = (SPOOF_V4_FIRST + rng.below(SPOOF_V4_COUNT)) >>> 0;
       const r = rng.next();

@@ -28,7 +28,7 @@ export interface Report {
   mode: "full" | "smoke";
   startedAt: string;
   durationS: number;
-  host: { cpus: number; cpuModel: string; kernel: string; node: string; knockd: string; nft: string; iptables: string; srcDigest: string };
+  host: { cpus: number; cpuModel: string; kernel: string; node: string; knockd: string; fwknopd?: string; nft: string; iptables: string; srcDigest: string };
   params: Params;
   contenders: ContenderReport[];
   decoder?: DecoderResult;
@@ -114,6 +114,29 @@ export function evaluateTargets(r: Report): Target[] {
     met: g?.expiry ? g.expiry.onTime : null,
     detail: g?.expiry ? `OPEN_FOR ${g.expiry.openForS} s: first gone ${f(g.expiry.firstGoneAfterFirstInS, 1)} s after the first went in, all gone ${f(g.expiry.allGoneAfterLastInS, 1)} s after the last` : "not measured",
   });
+  const spa = byId(r, "knockgate-spa");
+  const fw = byId(r, "fwknopd");
+  const spaLat = spa?.latency;
+  const spaRatio = spaLat && fw?.latency ? fw.latency.p50 / spaLat.p50 : NaN;
+  t.push({
+    id: "6a",
+    text: "signed door: open p50 faster than fwknopd's",
+    met: Number.isFinite(spaRatio) ? spaRatio > 1 : null,
+    detail: spaLat ? `p50 ${ms(spaLat.p50)} / p99 ${ms(spaLat.p99)} ms, ${spaLat.opened}/${spaLat.n} opened${Number.isFinite(spaRatio) ? `; ${spaRatio.toFixed(1)}x faster (fwknopd p50 ${ms(fw?.latency?.p50)} ms)` : ""}` : "not measured",
+  });
+  const spaFlood = spa?.flood ?? [];
+  t.push({
+    id: "6b",
+    text: "signed door: 100% of legitimate SPA opens under a flood of random datagrams to the SPA port, at every rate",
+    met: spaFlood.length ? spaFlood.every((s) => s.opened === s.n) : null,
+    detail: spaFlood.map((s) => `${kpps(s.requestedPps)}: ${s.openedPct}%`).join(", ") || "not measured",
+  });
+  t.push({
+    id: "6c",
+    text: "signed door: zero chance grants",
+    met: spaFlood.length ? spaFlood.every((s) => s.chanceGrants === 0) : null,
+    detail: spaFlood.length ? spaFlood.map((s) => `${kpps(s.requestedPps)}: ${s.chanceGrants}`).join(", ") : "not measured",
+  });
   const d = r.decoder;
   t.push({
     id: "5a",
@@ -161,7 +184,9 @@ function rows(r: Report): { cols: ContenderReport[]; lines: [string, ...string[]
   row("  0.1 ms probes: p50 / p99 ms", (c) => (c.latency?.fine ? `${ms(c.latency.fine.p50)} / ${ms(c.latency.fine.p99)}` : "-"));
   row("  daemon-measured mean ms", (c) => ms(c.latency?.daemonMeanMs));
   row("  p50 vs kernel-only", (c) => (c.latency && kernel?.latency ? `${(c.latency.p50 / kernel.latency.p50).toFixed(1)}x` : "-"));
-  row("  p50 vs knockgate", (c) => (c.latency && knockgateLat ? `${(c.latency.p50 / knockgateLat.p50).toFixed(1)}x` : "-"));
+  row("  p50 vs knockgate", (c) => (c.latency && knockgateLat && c.id !== "knockgate-spa" && c.id !== "fwknopd" ? `${(c.latency.p50 / knockgateLat.p50).toFixed(1)}x` : "-"));
+  const signedLat = byId(r, "knockgate-spa")?.latency;
+  row("  p50 vs knockgate signed door", (c) => (c.latency && signedLat && (c.id === "fwknopd" || c.id === "knockgate-spa") ? `${(c.latency.p50 / signedLat.p50).toFixed(1)}x` : "-"));
   for (const rate of r.params.floodRates) {
     const st = (c: ContenderReport) => c.flood?.find((s) => s.requestedPps === rate);
     row(`2 flood ${kpps(rate)} pps: opened, p99 ms`, (c) => {
@@ -221,7 +246,7 @@ export function markdown(r: Report): string {
   const out = [
     `# knockgate benchmark (${r.mode})`,
     "",
-    `${r.startedAt}, ${r.durationS.toFixed(0)} s, knockgate sources sha256:${r.host.srcDigest}. Host: ${r.host.cpus} CPUs (${r.host.cpuModel}), kernel ${r.host.kernel}, node ${r.host.node}, ${r.host.knockd}, ${r.host.nft}, ${r.host.iptables}.`,
+    `${r.startedAt}, ${r.durationS.toFixed(0)} s, knockgate sources sha256:${r.host.srcDigest}. Host: ${r.host.cpus} CPUs (${r.host.cpuModel}), kernel ${r.host.kernel}, node ${r.host.node}, ${r.host.knockd}, ${r.host.fwknopd ?? "fwknopd -"}, ${r.host.nft}, ${r.host.iptables}.`,
     "",
     "Contenders: " + r.contenders.map((c) => `**${c.id}** = ${c.label}${c.status !== "ok" ? ` (${c.status})` : ""}`).join("; ") + ".",
     "",
@@ -258,7 +283,7 @@ export function markdown(r: Report): string {
 // ---------------------------------------------------------------------------------------------
 // SVG (by hand: no chart library)
 
-const COLORS: Record<ContenderId, string> = { knockgate: "#1b7f3b", "knockgate-nft": "#6cc08b", knockd: "#c0392b", kernel: "#2c5aa0" };
+const COLORS: Record<ContenderId, string> = { knockgate: "#1b7f3b", "knockgate-nft": "#6cc08b", knockd: "#c0392b", kernel: "#2c5aa0", "knockgate-spa": "#8e44ad", fwknopd: "#d68910" };
 const escXml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 export function svg(r: Report): string {

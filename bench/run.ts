@@ -1,7 +1,7 @@
 /**
- * `npm run bench`: knockgate against knockd and a kernel-only nftables door, side by side in one
- * run, each in fresh network namespaces. Writes bench/results/latest.{json,md,svg} (smoke mode:
- * smoke.*) and prints a table.
+ * `npm run bench`: knockgate against knockd and a kernel-only nftables door, and knockgate's signed
+ * doors against fwknopd, side by side in one run, each in fresh network namespaces. Writes
+ * bench/results/latest.{json,md,svg} (smoke mode: smoke.*) and prints a table.
  *
  *   node dist/bench/run.js [--smoke] [--only=knockgate,knockd,...] [--scenarios=latency,flood,...]
  *
@@ -25,7 +25,8 @@ import { CLUSTER_FULL, CLUSTER_SMOKE, clusterBench } from "./cluster.js";
 const USAGE = `usage: node dist/bench/run.js [--smoke] [--only=ID,...] [--scenarios=NAME,...] [--out=DIR]
 
   --smoke        tiny sizes (about 40 s): checks the benchmark works, not the numbers (CI)
-  --only         contenders: knockgate, knockgate-nft, knockd, kernel (default: all)
+  --only         contenders: knockgate, knockgate-nft, knockd, kernel, knockgate-spa, fwknopd
+                 (default: all)
   --scenarios    idle, latency, flood, sweep, grants, decoder, cluster (default: all; cluster
                  starts a real kube-apiserver, built on first use: about 3.5 min once)
   --out          report directory (default: bench/results)
@@ -108,6 +109,7 @@ async function main(): Promise<number> {
       kernel: release(),
       node: process.version,
       knockd: version(["/usr/sbin/knockd", "-V"]),
+      fwknopd: version(["/usr/sbin/fwknopd", "--version"]),
       nft: version(["nft", "--version"]),
       iptables: version(["iptables", "--version"]),
       srcDigest: srcDigest(),

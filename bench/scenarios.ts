@@ -5,7 +5,7 @@
 import { createInterface } from "node:readline";
 import { once } from "node:events";
 import type { Contender, Running } from "./contenders.js";
-import { kernelSetSize } from "./contenders.js";
+import { SPA_KEYS, kernelSetSize } from "./contenders.js";
 import type { FloodJob, FloodResult } from "./flood.js";
 import { BenchLab, ROOT } from "./lab.js";
 import { ProcSampler } from "./proc.js";
@@ -126,6 +126,8 @@ async function withContender<T>(
   const lab = await BenchLab.create(`${contender.id}-${tag}`, labOpts);
   let running: Running | null = null;
   try {
+    // The agent's knocks become SPA datagrams under the run's keys.
+    if (contender.door === "spa") await lab.agent.call("spa-keys", SPA_KEYS);
     running = await contender.start(lab, { openForS });
     return await body(lab, running);
   } finally {
@@ -241,7 +243,7 @@ export async function floodStage(contender: Contender, p: Params, rate: number, 
     const floodMs = p.floodSeconds * 1000 + 1000;
     const sender =
       rate > 0
-        ? flood(lab, { mode: "flood", dst: SERVER_V4, rate, durationMs: floodMs, maxPackets: Math.ceil((rate * floodMs) / 1000), seed })
+        ? flood(lab, { mode: contender.door === "spa" ? "spa" : "flood", dst: SERVER_V4, rate, durationMs: floodMs, maxPackets: Math.ceil((rate * floodMs) / 1000), seed })
         : Promise.resolve(null);
     if (rate > 0) await sleep(300);
     const rounds = await lab.agent.call<{ atMs: number; ms: number | null }[]>("legit-loop", {
@@ -268,7 +270,8 @@ export async function floodStage(contender: Contender, p: Params, rate: number, 
       samples,
       notes: running.notes(),
     };
-    const loss = sent ? captureLossPct(before, after, sent.onKnockPorts + rounds.length * 3) : undefined;
+    const framesPerKnock = contender.door === "spa" ? 1 : KNOCK_PORTS.length;
+    const loss = sent ? captureLossPct(before, after, sent.onKnockPorts + rounds.length * framesPerKnock) : undefined;
     if (loss !== undefined) stage.captureLossPct = loss;
     return stage;
   });

@@ -153,6 +153,60 @@ export class SynFrame {
   }
 }
 
+/** fwknop's default SPA port, for the signed-door contenders. */
+export const SPA_PORT = 62201;
+
+const B64_ALPHABET = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", "latin1");
+
+/**
+ * One Ethernet+IPv4+UDP frame with room for a 1500-byte payload, rewritten in place: the signed-door
+ * counterpart of SynFrame. The UDP checksum is 0, "none", which IPv4 allows.
+ */
+export class UdpFrame {
+  readonly buf: Buffer;
+  private static readonly UDP = 14 + 20;
+  private static readonly DATA = 14 + 20 + 8;
+
+  constructor(srcMac: string, dstMac: string, dst: string) {
+    if (!isIPv4(dst)) throw new Error("UdpFrame is IPv4 only");
+    const buf = Buffer.alloc(UdpFrame.DATA + 1500);
+    macBytes(dstMac).copy(buf, 0);
+    macBytes(srcMac).copy(buf, 6);
+    buf.writeUInt16BE(0x0800, 12);
+    buf[14] = 0x45;
+    buf[22] = 64;
+    buf[23] = 17;
+    ipBytes(dst).copy(buf, 30);
+    this.buf = buf;
+  }
+
+  /** Source as a 32-bit number; the payload is already in place from offset 42 (see payload()). Returns the frame length. */
+  set(src: number, sport: number, dport: number, payloadLength: number, ipId = 0): number {
+    const b = this.buf;
+    b.writeUInt16BE(20 + 8 + payloadLength, 16);
+    b.writeUInt16BE(ipId & 0xffff, 18);
+    b.writeUInt32BE(src >>> 0, 26);
+    b.writeUInt16BE(0, 24);
+    b.writeUInt16BE(fold(sum16(b, 14, 34, 0)), 24);
+    b.writeUInt16BE(sport, UdpFrame.UDP);
+    b.writeUInt16BE(dport, UdpFrame.UDP + 2);
+    b.writeUInt16BE(8 + payloadLength, UdpFrame.UDP + 4);
+    b.writeUInt16BE(0, UdpFrame.UDP + 6);
+    return UdpFrame.DATA + payloadLength;
+  }
+
+  /** Where the payload goes. */
+  payload(): Buffer {
+    return this.buf.subarray(UdpFrame.DATA);
+  }
+
+  /** Fills the first `length` payload bytes with random base64 text: what a forged SPA datagram looks like. */
+  randomB64(rng: Rng, length: number): void {
+    const p = this.payload();
+    for (let i = 0; i < length; i++) p[i] = B64_ALPHABET[rng.next() & 63]!;
+  }
+}
+
 /** xorshift32: fast, seeded, good enough for spreading spoofed sources and ports. */
 export class Rng {
   private s: number;

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { CaptureError } from "../core/errors.js";
 import { isLinkType, type LinkType } from "../core/packet/decode.js";
+import { KNOCK_SNAPLEN } from "../core/packet/bpf.js";
 
 /** npm cap as patched by patches/cap.mjs (postinstall): snaplen, promisc and direction arguments, stats(). */
 interface CapHandle {
@@ -34,13 +35,11 @@ export interface Capture {
 
 export type FrameHandler = (frame: Buffer, length: number) => void;
 
-/** pcap's kernel ring: big enough to ride out a flood burst while the event loop is busy. */
-const RING_BYTES = 8 * 1024 * 1024;
 /**
- * Bytes kept per packet: link header with VLAN tags, IPv4 with options or IPv6 with some extension
- * headers, and the TCP/UDP header. Ring slots are sized by this, so small means many slots.
+ * pcap's kernel ring: big enough to ride out a flood burst while the event loop is busy. Slots are
+ * sized by the snaplen, so the ring grows with it to keep about as many (some 20,000).
  */
-const SNAPLEN = 256;
+const ringBytes = (snaplen: number) => Math.max(8 * 1024 * 1024, snaplen * 20_000);
 
 /** Link type of an interface before opening it, so the BPF filter can include VLAN clauses on Ethernet. */
 export function interfaceLinkType(iface: string): LinkType | undefined {
@@ -61,7 +60,8 @@ function ifindex(iface: string): string | undefined {
   }
 }
 
-export function openCapture(iface: string, filter: string, onFrame: FrameHandler): Capture {
+/** `snaplen`: bytes kept per packet (core/packet/bpf.ts captureSnaplen). */
+export function openCapture(iface: string, filter: string, onFrame: FrameHandler, snaplen = KNOCK_SNAPLEN): Capture {
   // Loaded here, not at import: cap is an optional dependency, and only the daemon's capture needs it.
   let cap: CapModule;
   try {
@@ -77,11 +77,11 @@ export function openCapture(iface: string, filter: string, onFrame: FrameHandler
   if (typeof handle.stats !== "function") {
     throw new CaptureError(iface, "npm cap lacks knockgate's patch (patches/cap.mjs); reinstall with npm ci, whose postinstall applies it");
   }
-  const buffer = Buffer.alloc(SNAPLEN);
+  const buffer = Buffer.alloc(snaplen);
   let linkType: string;
   try {
     // Not promiscuous: knocks are addressed to this host. Inbound only: our own SYNs are no knocks.
-    linkType = handle.open(iface, filter, RING_BYTES, buffer, SNAPLEN, false, true);
+    linkType = handle.open(iface, filter, ringBytes(snaplen), buffer, snaplen, false, true);
   } catch (err) {
     throw new CaptureError(iface, `${(err as Error).message} (does the interface exist, and is NET_RAW granted?)`, { cause: err });
   }

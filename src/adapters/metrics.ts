@@ -10,6 +10,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { KnockResult } from "../core/knock/machine.js";
+import type { SpaResult } from "../app/spa-path.js";
 import { ClusterMetrics } from "./cluster-metrics.js";
 
 export type PacketResult = "seen" | "decoded" | "ignored" | "bogus_source" | "malformed";
@@ -43,6 +44,20 @@ function cellCounter<L extends string>(registry: Registry, name: string, help: s
   };
 }
 
+/** The cell of one (door, result) series, made on first use: a lookup in two small maps per packet. */
+function doorResultCell<R extends string>(
+  cells: Map<string, Map<R, Cell>>,
+  make: (labels: Record<"door" | "result", string>) => Cell,
+  door: string,
+  result: R,
+): Cell {
+  let byResult = cells.get(door);
+  if (!byResult) cells.set(door, (byResult = new Map()));
+  let cell = byResult.get(result);
+  if (!cell) byResult.set(result, (cell = make({ door, result })));
+  return cell;
+}
+
 export interface MetricSources {
   tracked(): number;
   grants(): Promise<Map<string, number>>;
@@ -64,6 +79,8 @@ export class Metrics {
   private readonly knockCell: (labels: Record<"door" | "result", string>) => Cell;
   /** door -> result -> cell, filled on first use. */
   private readonly knockCells = new Map<string, Map<KnockResult, Cell>>();
+  private readonly spaCell: (labels: Record<"door" | "result", string>) => Cell;
+  private readonly spaCells = new Map<string, Map<SpaResult, Cell>>();
   private readonly opens: Counter<"door">;
   private readonly closes: Counter<"door" | "reason">;
   readonly knockToOpen: Histogram;
@@ -101,6 +118,13 @@ export class Metrics {
       this.preGrant,
       "knockgate_knocks_total",
       "Knocks on sequence ports by door and what they did to the sender's attempt.",
+      ["door", "result"],
+    );
+    // Pre-grant like the knocks: refusal counts answer a prober's "did that reach a signed door?".
+    this.spaCell = cellCounter(
+      this.preGrant,
+      "knockgate_spa_packets_total",
+      "Datagrams on signed doors' SPA ports by door and what became of them: accepted (granted), or the reason refused (bad_hmac, replay, stale, future, bad_format, port_not_allowed, address_refused, command_refused, nat_refused, too_short, too_long, truncated, ...).",
       ["door", "result"],
     );
     this.opens = new Counter({ name: "knockgate_opens_total", help: "Grants opened (or refreshed) by a completed sequence.", labelNames: ["door"], registers });
@@ -162,7 +186,7 @@ export class Metrics {
     });
     new Gauge({
       name: "knockgate_grants",
-      help: "Grants present in the kernel sets right now, by door.",
+      help: "Grants present in the kernel sets right now, by door (a signed grant once per port it opened).",
       labelNames: ["door"],
       registers,
       async collect() {
@@ -194,12 +218,13 @@ export class Metrics {
   }
 
   private knockCellFor(door: string, result: KnockResult): Cell {
-    let byResult = this.knockCells.get(door);
-    if (!byResult) this.knockCells.set(door, (byResult = new Map()));
-    let cell = byResult.get(result);
-    if (!cell) byResult.set(result, (cell = this.knockCell({ door, result })));
-    return cell;
+    return doorResultCell(this.knockCells, this.knockCell, door, result);
   }
+  /** `by` 0 makes the series exist before the first datagram, so rate() and absent() work from the start. */
+  spa(door: string, result: SpaResult, by = 1): void {
+    doorResultCell(this.spaCells, this.spaCell, door, result).n += by;
+  }
+
   opened(door: string): void {
     this.opens.labels(door).inc();
   }

@@ -6,13 +6,14 @@
 import { randomInt } from "node:crypto";
 import type { Clock, Cancel } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
-import { portsText, type Door, type Config, type Family } from "../core/types.js";
-import { buildBpfFilter } from "../core/packet/bpf.js";
+import { portsText, type Door, type Config, type Family, type PortSpec } from "../core/types.js";
+import { buildBpfFilter, capturedPorts, captureSnaplen } from "../core/packet/bpf.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
 import { GrantBook, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
+import { SpaPath, type SignedGrant } from "./spa-path.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
 import type { Capture, FrameHandler } from "../adapters/capture.js";
-import type { Firewall } from "../adapters/firewall/firewall.js";
+import type { Firewall, ListedGrant, ListedSpaGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
 import type { ClusterGrant } from "../core/cluster/knock-grant.js";
@@ -27,7 +28,7 @@ export interface Deps {
   firewall: Firewall;
   log: Logger;
   metrics: Metrics;
-  openCapture(iface: string, filter: string, onFrame: FrameHandler): Capture;
+  openCapture(iface: string, filter: string, onFrame: FrameHandler, snaplen: number): Capture;
   interfaceLinkType(iface: string): LinkType | undefined;
   clock: Clock;
   runHook: HookRunner;
@@ -54,6 +55,10 @@ export class Daemon {
   private readonly machine: KnockMachine;
   private readonly reconciler: Reconciler;
   private readonly grants: GrantBook;
+  /** Grants of signed datagrams: their own kernel sets, so their own book and bounds. */
+  private readonly spaGrants: GrantBook;
+  /** null: no door is signed. */
+  private readonly spa: SpaPath | null;
   private readonly captures = new Map<string, Capture>();
   private readonly captureErrors = new Map<string, string>();
   private grantError: string | null = null;
@@ -73,6 +78,8 @@ export class Daemon {
     this.clock = deps.clock;
     const { doors, maxTracked, maxTrackedPerPrefix, maxGrants, maxGrantsPerPrefix, sourcePrefixes } = deps.config;
     this.grants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes });
+    this.spaGrants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes }, "spa");
+    this.spa = SpaPath.forDoors(doors, deps, (g) => this.open(g.door, g.family, g.src, g.capturedAt, g));
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
     this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);
     this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
@@ -112,9 +119,11 @@ export class Daemon {
    */
   private async adoptGrants(): Promise<void> {
     const { firewall, log } = this.deps;
-    let listed;
+    let listed: ListedGrant[];
+    let signed: ListedSpaGrant[];
     try {
       listed = await firewall.listGrants();
+      signed = this.spa ? await firewall.listSpaGrants() : [];
     } catch (err) {
       log.warn({ event: "grants_not_adopted", ...errorFields(err, "KNOCK_E_FIREWALL") }, "could not list the grants already in the kernel; they still expire on time, without a close line or ON_CLOSE");
       return;
@@ -122,12 +131,14 @@ export class Daemon {
     const doors = new Map(this.deps.config.doors.map((d) => [d.name, d]));
     const now = this.clock.now();
     let adopted = 0;
-    for (const g of listed) {
+    const adopt = (book: GrantBook, g: ListedGrant, ports?: readonly PortSpec[]) => {
       const door = doors.get(g.door);
-      if (!door) continue;
-      this.grants.adopt(door, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs);
+      if (!door) return;
+      book.adopt(door, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs, ports);
       adopted++;
-    }
+    };
+    for (const g of listed) adopt(this.grants, g);
+    for (const g of signed) adopt(this.spaGrants, g, g.ports);
     if (adopted > 0) log.info({ event: "grants_adopted", grants: adopted }, `adopted ${adopted} grant${adopted === 1 ? "" : "s"} already in the kernel`);
   }
 
@@ -150,6 +161,7 @@ export class Daemon {
     checks.push(check("firewall", problems.join("; ")));
     checks.push(check("reconcile", this.reconciler.error));
     checks.push(check("grants", this.grantError));
+    if (this.spa) checks.push(check("spa_replay", this.spa.replayError));
     if (this.deps.cluster) checks.push(this.deps.cluster.check());
     return checks;
   }
@@ -185,9 +197,11 @@ export class Daemon {
     const { log, metrics } = this.deps;
     try {
       const linkType = this.deps.interfaceLinkType(iface);
-      const filter = buildBpfFilter(this.machine.knockPorts(), linkType);
+      const { doors } = this.deps.config;
+      const filter = buildBpfFilter(capturedPorts(this.machine.knockPorts(), doors), linkType);
       let decoder: Decoder | null = null;
-      const capture = this.deps.openCapture(iface, filter, (frame, length) => {
+      const spa = this.spa;
+      const onFrame: FrameHandler = (frame, length) => {
         this.packetAt = this.clock.now();
         metrics.packets.seen.n++;
         if (decoder === null) return;
@@ -197,8 +211,11 @@ export class Daemon {
           return;
         }
         metrics.packets.decoded.n++;
-        this.machine.handle(decoder.knock, this.packetAt);
-      });
+        // SPA ports are never knock ports (configuration checks it).
+        if (spa !== null && decoder.knock.proto === "udp" && spa.handles(decoder.knock.dstPort)) spa.handle(decoder, frame, this.packetAt);
+        else this.machine.handle(decoder.knock, this.packetAt);
+      };
+      const capture = this.deps.openCapture(iface, filter, onFrame, captureSnaplen(doors));
       decoder = new Decoder(capture.linkType);
       this.captures.set(iface, capture);
       this.captureErrors.delete(iface);
@@ -236,25 +253,30 @@ export class Daemon {
    * Books the grant at once (so the bounds count grants in flight too), making room first when the
    * door or the source's prefix is full, then asks the kernel for it.
    */
-  private open(door: Door, family: Family, src: string, capturedAt: number): void {
+  private open(door: Door, family: Family, src: string, capturedAt: number, signed: SignedGrant | null = null): void {
     const now = this.clock.now();
+    const book = signed ? this.spaGrants : this.grants;
     // A knock from an address that still holds the grant only extends it: ON_OPEN ran for it. One
     // whose time ran out before the sweep saw it is closed first, so ON_CLOSE pairs with ON_OPEN.
-    const previous = this.grants.get(door, src);
+    const previous = book.get(door, src);
     if (previous && previous.expiresAt <= now) this.expired(previous);
     const refresh = previous !== undefined && previous.expiresAt > now;
-    const { record: grant, replaced } = this.grants.open(door, src, family, now);
+    const { record: grant, replaced } = book.open(door, src, family, now, signed ?? undefined);
     for (const { record, reason } of replaced) this.replaced(record, reason, src);
-    this.deps.firewall
-      .grant(door, family, src)
+    const change = signed ? this.deps.firewall.grantPorts(door, family, src, signed.ports, signed.openForMs) : this.deps.firewall.grant(door, family, src);
+    change
       .then(
-        () => this.opened(grant, refresh, capturedAt),
+        () => this.opened(grant, refresh, capturedAt, signed),
         (err: unknown) => {
-          if (!refresh) this.grants.close(door, src);
+          if (!refresh) book.close(door, src);
           this.firewallFailed("grant", err, { door: door.name, src });
         },
       )
       .catch((err: unknown) => this.followUpFailed("open", err, door, src));
+  }
+
+  private bookOf(g: GrantRecord): GrantBook {
+    return g.via === "spa" ? this.spaGrants : this.grants;
   }
 
   /** A grant taken out to make room: revoked in the kernel, closed like any other, and counted. */
@@ -262,47 +284,54 @@ export class Daemon {
     const { log, metrics } = this.deps;
     metrics.grantsReplaced.labels(g.door.name, reason).inc();
     metrics.closed(g.door.name, "replaced");
-    this.hook("on_close", g.door, g.src);
+    this.hook("on_close", g.door, g.src, g.ports);
     log.info(
-      { event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "replaced", because: reason, by },
+      { event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "replaced", because: reason, by },
       `grant for ${g.src} replaced (${reason}) to make room for ${by}`,
     );
-    this.deps.firewall
-      .revoke(g.door, g.family, g.src)
+    (g.via === "spa" ? this.deps.firewall.revokePorts(g.door, g.family, g.src) : this.deps.firewall.revoke(g.door, g.family, g.src))
       .catch((err: unknown) => this.firewallFailed("revoke", err, { door: g.door.name, src: g.src }));
   }
 
   /** The kernel has the grant: measure, audit, run ON_OPEN. */
-  private opened(grant: GrantRecord, refresh: boolean, capturedAt: number): void {
+  private opened(grant: GrantRecord, refresh: boolean, capturedAt: number, signed: SignedGrant | null): void {
     const { log, metrics } = this.deps;
     const { door, src } = grant;
     const seconds = (this.clock.now() - capturedAt) / 1000;
+    const openForMs = signed?.openForMs ?? door.openForMs;
+    const ports = portsText(signed ?? door);
     metrics.knockToOpen.observe(seconds);
     metrics.opened(door.name);
     this.grantError = null;
-    if (!refresh) this.hook("on_open", door, src);
+    if (!refresh) this.hook("on_open", door, src, grant.ports);
     const wallNow = this.clock.wallNow();
-    this.deps.cluster?.opened({
-      door: door.name,
-      address: src,
-      family: grant.family,
-      expiresAt: Number.isFinite(grant.expiresAt) ? wallNow + door.openForMs : null,
-      grantedAt: wallNow,
-      how: "sequence",
-      ports: null,
-    });
+    // Signed grants stay on this node: another node applies a KnockGrant to all of a door's ports
+    // for at most its OPEN_FOR, which is not what a signed datagram asked for.
+    if (!signed) {
+      this.deps.cluster?.opened({
+        door: door.name,
+        address: src,
+        family: grant.family,
+        expiresAt: Number.isFinite(grant.expiresAt) ? wallNow + door.openForMs : null,
+        grantedAt: wallNow,
+        how: "sequence",
+        ports: null,
+      });
+    }
     log.info(
       {
         event: "open",
         door: door.name,
         src,
-        ports: portsText(door),
+        ports,
+        via: grant.via,
+        ...(signed ? { username: signed.username } : {}),
         refresh,
-        open_for_s: door.openForMs / 1000,
-        expires: Number.isFinite(grant.expiresAt) ? new Date(this.clock.wallNow() + door.openForMs).toISOString() : null,
+        open_for_s: openForMs / 1000,
+        expires: Number.isFinite(grant.expiresAt) ? new Date(this.clock.wallNow() + openForMs).toISOString() : null,
         latency_ms: Math.round(seconds * 1e6) / 1e3,
       },
-      `opened ${portsText(door)} for ${src}`,
+      `opened ${ports} for ${src}`,
     );
   }
 
@@ -390,12 +419,15 @@ export class Daemon {
     }
   }
 
-  /** Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted. */
-  private hook(kind: HookKind, door: Door, src: string): void {
+  /**
+   * Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted.
+   * `ports`: what the grant opened, for %PORTS% (a signed grant opens only some of the door's).
+   */
+  private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[] = door.ports): void {
     const template = kind === "on_open" ? door.onOpen : door.onClose;
     if (!template) return;
     const { metrics } = this.deps;
-    void this.deps.runHook({ kind, template, ip: src, door }).then(
+    void this.deps.runHook({ kind, template, ip: src, door: ports === door.ports ? door : { ...door, ports: [...ports] } }).then(
       (r) => {
         if (r.dropped) metrics.hookDropped.labels(door.name, kind).inc();
         else if (!r.ok) metrics.hookErrors.labels(door.name, kind).inc();
@@ -414,15 +446,15 @@ export class Daemon {
   private sweep(): void {
     const now = this.clock.now();
     this.machine.sweep(now);
-    for (const g of this.grants.expire(now)) this.expired(g);
+    for (const g of [...this.grants.expire(now), ...this.spaGrants.expire(now)]) this.expired(g);
     this.warnOfDrops(now);
   }
 
   private expired(g: GrantRecord): void {
-    this.grants.close(g.door, g.src);
+    this.bookOf(g).close(g.door, g.src);
     this.deps.metrics.closed(g.door.name, "expired");
-    this.hook("on_close", g.door, g.src);
-    this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g.door), reason: "expired" }, `grant for ${g.src} expired`);
+    this.hook("on_close", g.door, g.src, g.ports);
+    this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "expired" }, `grant for ${g.src} expired`);
   }
 
   private warnOfDrops(now: number): void {

@@ -57,9 +57,16 @@ export interface SequenceSummary {
   file?: string;
 }
 
+/** A signed door's settings; its keys only as set, and the file each came from. */
+export interface SpaReport {
+  keys: { variable: string; file?: string }[];
+  settings: Setting[];
+}
+
 export interface DoorReport {
   name: string;
-  sequence: SequenceSummary;
+  /** null: opened by signed datagrams only. */
+  sequence: SequenceSummary | null;
   closeSequence: SequenceSummary | null;
   settings: Setting[];
   /** The ports the door protects on this host and where each comes from (env, or a labelled container). */
@@ -67,6 +74,8 @@ export interface DoorReport {
   /** Set or not only: a hook's command line may hold a token. */
   onOpen: boolean;
   onClose: boolean;
+  /** null: not a signed door. */
+  spa: SpaReport | null;
 }
 
 export interface CheckReport {
@@ -125,19 +134,32 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
 
   const doors = config.doors.map((door): DoorReport => {
     const v = (field: string) => `KNOCK_DOOR_${door.name}_${field}`;
+    const { spa } = door;
     return {
       name: door.name,
-      sequence: { ...summarize(door.sequence), ...fromFile(config, v("SEQUENCE")) },
+      sequence: door.sequence.length === 0 ? null : { ...summarize(door.sequence), ...fromFile(config, v("SEQUENCE")) },
       closeSequence: door.closeSequence && { ...summarize(door.closeSequence), ...fromFile(config, v("CLOSE_SEQUENCE")) },
       settings: [
         setting(v("PORTS"), portsText(door) || "none", door.ports.length === 0 ? "only ports that Docker labels give" : undefined),
-        setting(v("SEQ_TIMEOUT"), String(door.seqTimeoutMs / 1000)),
+        // A door opened by signed datagrams only has no sequence for these to time or filter.
+        ...(door.sequence.length === 0 ? [] : [setting(v("SEQ_TIMEOUT"), String(door.seqTimeoutMs / 1000))]),
         setting(v("OPEN_FOR"), String(door.openForMs / 1000), door.openForMs === 0 ? "open until the close sequence" : undefined),
-        setting(v("TCPFLAGS"), tcpFlagsText(door.tcpFlags)),
+        ...(door.sequence.length === 0 ? [] : [setting(v("TCPFLAGS"), tcpFlagsText(door.tcpFlags))]),
       ],
       ports: portsOf(door.name),
       onOpen: door.onOpen !== null,
       onClose: door.onClose !== null,
+      spa: spa && {
+        keys: ["SPA_KEY", "SPA_HMAC_KEY"].map((field) => ({ variable: v(field), ...fromFile(config, v(field)) })),
+        settings: [
+          setting(v("SPA_PORT"), `${spa.port}/udp`),
+          setting(v("SPA_HMAC_DIGEST"), spa.keys.hmacDigest),
+          setting(v("SPA_MAX_AGE"), String(spa.maxAgeS)),
+          setting(v("SPA_MAX_OPEN_FOR"), String(spa.maxOpenForS), "cap on the client's -f; without -f a grant lasts OPEN_FOR"),
+          setting(v("SPA_REQUIRE_SOURCE_ADDRESS"), String(spa.requireSourceAddress), spa.requireSourceAddress ? "0.0.0.0 (fwknop -s) is refused" : undefined),
+          setting(v("SPA_REQUIRE_USERNAME"), spa.username ?? "", spa.username === null ? "any username" : undefined),
+        ],
+      },
     };
   });
 
@@ -217,7 +239,8 @@ export function reportText(report: CheckReport): string {
       door.settings.map(settingLine).join("") +
       `  protected ports: ${door.ports.map((p) => `${p.port} (${p.from.join(", ")})`).join(", ") || "none"}\n` +
       hook("ON_OPEN", door.onOpen) +
-      hook("ON_CLOSE", door.onClose)
+      hook("ON_CLOSE", door.onClose) +
+      (door.spa ? spaLines(door.spa) : "")
     );
   });
   return (
@@ -226,6 +249,11 @@ export function reportText(report: CheckReport): string {
     `\nglobal settings\n${report.settings.map(settingLine).join("")}` +
     report.warnings.map((w) => `\nwarning: ${w}\n`).join("")
   );
+}
+
+function spaLines(spa: SpaReport): string {
+  const keys = spa.keys.map((k) => `  ${k.variable}: set${k.file === undefined ? "" : ` <from file ${k.file}>`}\n`);
+  return keys.join("") + spa.settings.map(settingLine).join("");
 }
 
 /** "no such file or directory" out of Node's "ENOENT: no such file or directory, open 'x'". */

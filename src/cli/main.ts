@@ -17,7 +17,7 @@ const USAGE = `usage: knockgate [-V | --version] [-h | --help] [COMMAND [ARGUMEN
   run            run the daemon (the default), configured by KNOCK_* variables
   check          validate the KNOCK_* configuration and print what it amounts to; changes nothing
   knock          knock on a host
-  convert FILE   print a knockgate env file for a knockd.conf
+  convert FILE   print a knockgate env file for a knockd.conf or fwknopd access.conf
   cleanup        remove every firewall object knockgate made (chains, sets, table)
   healthcheck    exit 0 when the daemon's /healthz answers (for container HEALTHCHECK)
   version        print the version (also -V, --version)

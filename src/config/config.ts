@@ -9,6 +9,7 @@ import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
 import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
+import { parseDoorSpa, sameKeys, SPA_FIELDS, type SpaField } from "./spa.js";
 import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
 import {
   parseBool,
@@ -22,7 +23,9 @@ import {
   parseTcpFlags,
 } from "./values.js";
 
-export const DOOR_FIELDS = ["CLOSE_SEQUENCE", "SEQ_TIMEOUT", "SEQUENCE", "OPEN_FOR", "PORTS", "TCPFLAGS", "ON_OPEN", "ON_CLOSE"] as const;
+export const DOOR_FIELDS = ["CLOSE_SEQUENCE", "SEQ_TIMEOUT", "SEQUENCE", "OPEN_FOR", "PORTS", "TCPFLAGS", "ON_OPEN", "ON_CLOSE", ...SPA_FIELDS] as const;
+/** Settings that only mean something with a knock sequence. */
+const SEQUENCE_FIELDS: readonly DoorField[] = ["CLOSE_SEQUENCE", "SEQ_TIMEOUT", "TCPFLAGS"];
 type DoorField = (typeof DOOR_FIELDS)[number];
 
 export const GLOBAL_VARIABLES = [
@@ -70,7 +73,7 @@ export const DEFAULTS = {
   TCPFLAGS: "syn,!ack",
 } as const;
 
-const DOOR_VAR = /^KNOCK_DOOR_([A-Z0-9_]+?)_(CLOSE_SEQUENCE|SEQ_TIMEOUT|SEQUENCE|OPEN_FOR|PORTS|TCPFLAGS|ON_OPEN|ON_CLOSE)$/;
+const DOOR_VAR = new RegExp(`^KNOCK_DOOR_([A-Z0-9_]+?)_(${DOOR_FIELDS.join("|")})$`);
 
 const accessors = {
   asSequence: parseSequence,
@@ -151,20 +154,21 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
   const doors: Door[] = [];
   for (const [name, fields] of doorVars) {
     const v = (field: DoorField) => `KNOCK_DOOR_${name}_${field}`;
-    if (!fields.has("SEQUENCE")) {
-      for (const [field, variable] of fields) {
-        // KNOCK_DOOR_X_CLOSE_SEQUENCE always reads as door X's close sequence, never as door X_CLOSE.
-        const hint = field === "CLOSE_SEQUENCE" ? ` (a door name cannot end in _CLOSE: this is door ${name}'s close sequence)` : "";
-        problems.push({ variable, message: `door ${name} has no ${v("SEQUENCE")}, so this setting belongs to nothing${hint}` });
-      }
+    const signed = fields.has("SPA_KEY") && fields.has("SPA_HMAC_KEY");
+    if (!fields.has("SEQUENCE") && !signed) {
+      for (const [field, variable] of fields) problems.push({ variable, message: doorlessMessage(name, field, fields) });
       continue;
     }
+    for (const [field, variable] of fields) {
+      const orphan = SPA_FIELDS.includes(field as SpaField) ? !signed : SEQUENCE_FIELDS.includes(field) && !fields.has("SEQUENCE");
+      if (orphan) problems.push({ variable, message: doorlessMessage(name, field, fields) });
+    }
     if (name.length > MAX_DOOR_NAME) {
-      problems.push({ variable: v("SEQUENCE"), message: `door name ${name} is longer than ${MAX_DOOR_NAME} characters` });
+      problems.push({ variable: [...fields.values()][0] ?? v("SEQUENCE"), message: `door name ${name} is longer than ${MAX_DOOR_NAME} characters` });
     }
     const door: Door = {
       name,
-      sequence: read(v("SEQUENCE"), () => get(v("SEQUENCE")).required().asSequence(), []),
+      sequence: fields.has("SEQUENCE") ? read(v("SEQUENCE"), () => get(v("SEQUENCE")).required().asSequence(), []) : [],
       closeSequence: read(v("CLOSE_SEQUENCE"), () => get(v("CLOSE_SEQUENCE")).asSequence() ?? null, null),
       ports: read(v("PORTS"), () => getOr(v("PORTS"), DEFAULTS.PORTS).asPorts(), []),
       // Fallbacks are the defaults, so an unparsable value is reported once, not again as "0 seconds".
@@ -177,7 +181,17 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
       tcpFlags: read(v("TCPFLAGS"), () => getOr(v("TCPFLAGS"), DEFAULTS.TCPFLAGS).asTcpFlags(), { set: 0, clear: 0 }),
       onOpen: read(v("ON_OPEN"), () => get(v("ON_OPEN")).asArgv() ?? null, null),
       onClose: read(v("ON_CLOSE"), () => get(v("ON_CLOSE")).asArgv() ?? null, null),
+      spa: parseDoorSpa(
+        (field) => fields.has(field),
+        (field, parse, fallback) => {
+          const text = env[v(field)];
+          return text === undefined ? undefined : read(v(field), () => parse(text), fallback);
+        },
+      ),
     };
+    if (door.spa && sameKeys(door.spa)) {
+      problems.push({ variable: v("SPA_HMAC_KEY"), message: `is the same key as ${v("SPA_KEY")}; fwknop needs two different keys (fwknop --key-gen makes both)` });
+    }
     if (fields.has("SEQ_TIMEOUT") && door.seqTimeoutMs === 0) {
       problems.push({ variable: v("SEQ_TIMEOUT"), message: "must be more than 0 seconds" });
     }
@@ -198,10 +212,11 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
   if (doorVars.size === 0) {
     problems.push({
       variable: "KNOCK_DOOR_<NAME>_SEQUENCE",
-      message: "no door is configured; set e.g. KNOCK_DOOR_SSH_SEQUENCE=7000,8000,9000",
+      message: "no door is configured; set e.g. KNOCK_DOOR_SSH_SEQUENCE=7000,8000,9000, or KNOCK_DOOR_SSH_SPA_KEY and KNOCK_DOOR_SSH_SPA_HMAC_KEY for a signed door",
     });
   }
   checkSequenceClashes(doors, problems);
+  checkSpaPorts(doors, problems);
 
   const config: Config = {
     interfaces: read("KNOCK_INTERFACE", () => get("KNOCK_INTERFACE").asInterfaces() ?? null, null),
@@ -286,6 +301,35 @@ function checkSequenceClashes(doors: readonly Door[], problems: ConfigProblem[])
   ]);
   for (const [clash, first] of sequenceClashes(sequences, (s) => s.seq)) {
     problems.push({ variable: clash.variable, message: `is the same sequence as ${first.variable}` });
+  }
+}
+
+/** Why a door variable belongs to nothing: its door lacks the sequence or the keys it needs. */
+function doorlessMessage(name: string, field: DoorField, fields: ReadonlyMap<DoorField, string>): string {
+  const v = (f: string) => `KNOCK_DOOR_${name}_${f}`;
+  if (field === "SPA_KEY" || field === "SPA_HMAC_KEY") {
+    const other = field === "SPA_KEY" ? "SPA_HMAC_KEY" : "SPA_KEY";
+    return `a signed door needs both keys, and ${v(other)} is not set (fwknop --key-gen prints KEY_BASE64 and HMAC_KEY_BASE64)`;
+  }
+  if (SPA_FIELDS.includes(field as SpaField)) return `door ${name} is not signed (that takes both ${v("SPA_KEY")} and ${v("SPA_HMAC_KEY")}), so this setting belongs to nothing`;
+  if (fields.has("SPA_KEY") && fields.has("SPA_HMAC_KEY")) return `door ${name} is opened by signed datagrams only (no ${v("SEQUENCE")}), so this setting belongs to nothing`;
+  // KNOCK_DOOR_X_CLOSE_SEQUENCE always reads as door X's close sequence, never as door X_CLOSE.
+  const hint = field === "CLOSE_SEQUENCE" ? ` (a door name cannot end in _CLOSE: this is door ${name}'s close sequence)` : "";
+  return `door ${name} has no ${v("SEQUENCE")}, so this setting belongs to nothing${hint}`;
+}
+
+/**
+ * An SPA port that is also a knock port would be read two ways; doors may share an SPA port (the
+ * HMAC tells their datagrams apart), as fwknopd's stanzas share its one port.
+ */
+function checkSpaPorts(doors: readonly Door[], problems: ConfigProblem[]): void {
+  const knockPorts = new Map<number, string>();
+  for (const door of doors) {
+    for (const p of [...door.sequence, ...(door.closeSequence ?? [])]) if (p.proto === "udp") knockPorts.set(p.port, door.name);
+  }
+  for (const door of doors) {
+    const owner = door.spa && knockPorts.get(door.spa.port);
+    if (owner) problems.push({ variable: `KNOCK_DOOR_${door.name}_SPA_PORT`, message: `is also a udp knock port of door ${owner}; give signed datagrams a port of their own` });
   }
 }
 

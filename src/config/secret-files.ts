@@ -7,7 +7,7 @@
 import type { ConfigProblem } from "../core/errors.js";
 
 /** Settings that are secrets: each may be given as `<VARIABLE>_FILE`. */
-const SECRET = /^KNOCK_DOOR_[A-Z0-9_]+?_(?:CLOSE_SEQUENCE|SEQUENCE)$|^KNOCK_METRICS_TOKEN$/;
+const SECRET = /^KNOCK_DOOR_[A-Z0-9_]+?_(?:CLOSE_SEQUENCE|SEQUENCE|SPA_KEY|SPA_HMAC_KEY)$|^KNOCK_METRICS_TOKEN$/;
 /** Secrets that only files may hold: a value set in the environment shows in `docker inspect`. */
 export const FILE_ONLY = ["KNOCK_METRICS_TOKEN"] as const;
 

@@ -78,8 +78,48 @@ export interface DirectTarget {
   port: PortSpec;
 }
 
+/** fwknop's HMAC digests (HMAC_DIGEST_TYPE), as a door's SPA_HMAC_DIGEST names them. */
+export type SpaHmacDigest = "sha256" | "sha384" | "sha512";
+
+/**
+ * A signed door's keys. Secrets: they print as "[secret]" wherever the object is serialized or
+ * inspected, so a door dumped into a log line or an error cannot carry them.
+ */
+export class SpaKeyMaterial {
+  constructor(
+    readonly encryptionKey: Uint8Array,
+    readonly hmacKey: Uint8Array,
+    readonly hmacDigest: SpaHmacDigest,
+  ) {}
+  toJSON(): string {
+    return "[secret]";
+  }
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return "[secret]";
+  }
+}
+
+/** How a signed door reads fwknop SPA datagrams (KNOCK_DOOR_<NAME>_SPA_*). */
+export interface SpaSettings {
+  /** UDP port the datagrams arrive on. */
+  port: number;
+  keys: SpaKeyMaterial;
+  /** Largest |now - client timestamp| accepted, seconds (fwknopd MAX_SPA_PACKET_AGE). */
+  maxAgeS: number;
+  /** Cap on the client's -f timeout, seconds (fwknopd MAX_FW_TIMEOUT). */
+  maxOpenForS: number;
+  /** Refuse 0.0.0.0 (fwknop -s) in the message (fwknopd REQUIRE_SOURCE_ADDRESS). */
+  requireSourceAddress: boolean;
+  /** Only this username; null: any (fwknopd REQUIRE_USERNAME). */
+  username: string | null;
+}
+
+/** Which path opened a grant: a knock sequence (the door's ports) or a signed datagram (the ports it asked for). */
+export type GrantVia = "sequence" | "spa";
+
 export interface Door {
   name: string;
+  /** Empty for a door opened only by signed datagrams. */
   sequence: PortSpec[];
   closeSequence: PortSpec[] | null;
   ports: PortSpec[];
@@ -92,10 +132,12 @@ export interface Door {
   onClose: string[] | null;
   /** Container addresses behind this door (Docker labels); absent or empty: none. */
   targets?: DirectTarget[];
+  /** null: the door has no SPA keys (unsigned). */
+  spa: SpaSettings | null;
 }
 
 /** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
-export const portsText = (door: Door): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
+export const portsText = (door: { readonly ports: readonly PortSpec[] }): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
 
 /** KNOCK_DOCKER: auto follows the socket when there is one; on requires it; off never looks. */
 export type DockerMode = "auto" | "on" | "off";

@@ -168,6 +168,7 @@ const FULL_VALUES_OBJECTS: Objects = {
   "Secret/knockgate-kube-api": { sequence: "7100, 7200, 7300", "close-sequence": "7300,7200,7100" },
   "Secret/knockgate-env": { KNOCK_DOOR_VPN_SEQUENCE: "7400:udp,7500:udp" },
   "Secret/knockgate-metrics": { "scrape-token": "3f9c1e0b7d2a4c6e8f1a3b5d7c9e0f2a" },
+  "Secret/knockgate-spa": { key: Buffer.alloc(32, 1).toString("base64"), "hmac-key": Buffer.alloc(64, 2).toString("base64") },
   "ConfigMap/knockgate-settings": { KNOCK_HOOK_TIMEOUT: "3" },
 };
 
@@ -279,6 +280,13 @@ describe("helm chart", { concurrency: false }, () => {
     );
     assert.equal(config.metricsToken, FULL_VALUES_OBJECTS["Secret/knockgate-metrics"]?.["scrape-token"]);
     assert.ok((spec.containers[0] as Container).env.some((e) => e.name === "NODE_NAME" && e.valueFrom), "extraEnv passes EnvVar objects through");
+    const signed = config.doors.find((d) => d.name === "SIGNED")?.spa;
+    assert.ok(signed, "the signed door reaches the daemon with its keys");
+    assert.deepEqual(
+      [signed.port, signed.keys.hmacDigest, signed.maxAgeS, signed.maxOpenForS, signed.requireSourceAddress, signed.username],
+      [40001, "sha512", 60, 120, false, "alice"],
+    );
+    assert.deepEqual(Buffer.from(signed.keys.hmacKey), Buffer.alloc(64, 2), "the HMAC key from its mounted file");
   });
 
   test("cluster.enabled: the KnockGrant CRD, a Role on knockgrants in the release's namespace only, its binding, and the daemon's cluster settings; a quota on request", async () => {
@@ -324,6 +332,7 @@ describe("helm chart", { concurrency: false }, () => {
     const config = daemonConfig(spec, FULL_VALUES_OBJECTS);
     assert.deepEqual(config.doors.map((d) => [d.name, d.sequence.map((p) => `${p.port}:${p.proto}`).join(), d.closeSequence?.length ?? 0]).sort(), [
       ["KUBE_API", "7100:tcp,7200:tcp,7300:tcp", 3],
+      ["SIGNED", "", 0],
       ["SSH", "7000:tcp,8000:udp,9000:tcp", 3],
       ["VPN", "7400:udp,7500:udp", 0],
     ]);
@@ -639,4 +648,15 @@ test("NOTES.txt names where a door's sequence is kept, never its value", () => {
   assert.match(allInSecret, /all from Secret knockgate-env \(KNOCK_DOOR_<NAME>_\* keys\)/);
   assert.match(allInSecret, /knock NODE_ADDRESS <the sequence in KNOCK_DOOR_NAME_SEQUENCE>/);
   assert.doesNotMatch(fromSecret + allInSecret, /7000|<no value>|%!/);
+});
+
+test("NOTES.txt tells a signed door's client to send an SPA datagram, and a door with both paths both ways", () => {
+  const ref = (key: string) => ({ secretKeyRef: { name: "knockgate-spa", key } });
+  const notes = renderNotes([
+    "--set-json",
+    JSON.stringify([{ name: "SPA", spaKeyFrom: ref("key"), spaHmacKeyFrom: ref("hmac"), spaPort: 40001 }, { name: "BOTH", sequence: "7000,8000", spaKeyFile: ref("key"), spaHmacKeyFile: ref("hmac") }]).replace(/^/, "doors="),
+  ]);
+  assert.match(notes, /SPA: fwknop -A PORT -p 40001 \(signed\) -> opens 22\/tcp/);
+  assert.match(notes, /BOTH: knock 7000,8000 or fwknop -A PORT -p 62201 \(signed\) -> opens/);
+  assert.doesNotMatch(notes, /<no value>|%!/);
 });

@@ -4,6 +4,7 @@
  * One process per test avoids a Node start-up per probe.
  */
 import { createRequire } from "node:module";
+import { createSocket } from "node:dgram";
 import { connect, type Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
@@ -18,7 +19,9 @@ export type Request =
   | { op: "session-open"; host: string; port: number; localAddress?: string }
   | { op: "session-echo"; session: number; data: string }
   | { op: "raw"; iface: string; frames: (Omit<FrameSpec, "srcMac" | "dstMac"> & { srcMac: string; dstMac: string })[] }
-  | { op: "knock-to-open"; host: string; ports: PortSpec[]; port: number; localAddress: string; probeEveryMs: number; timeoutMs: number };
+  | { op: "knock-to-open"; host: string; ports: PortSpec[]; port: number; localAddress: string; probeEveryMs: number; timeoutMs: number }
+  /** One UDP datagram whose payload is `data` (latin1 text, as SPA datagrams are). */
+  | { op: "udp"; host: string; port: number; data: string; localAddress?: string };
 
 const sessions = new Map<number, Socket>();
 let nextSession = 1;
@@ -86,6 +89,13 @@ async function handle(r: Request): Promise<unknown> {
     }
     case "knock-to-open":
       return { ms: await knockToOpen(r) };
+    case "udp": {
+      const socket = createSocket(r.host.includes(":") ? "udp6" : "udp4");
+      if (r.localAddress) await new Promise<void>((resolve) => socket.bind({ address: r.localAddress }, resolve));
+      await new Promise<void>((resolve, reject) => socket.send(Buffer.from(r.data, "latin1"), r.port, r.host, (err) => (err ? reject(err) : resolve())));
+      socket.close();
+      return { ok: true };
+    }
   }
 }
 

@@ -12,6 +12,8 @@ export interface FrameSpec {
   dstPort: number;
   /** TCP flags byte (default SYN). */
   flags?: number;
+  /** UDP payload (default none), e.g. an SPA datagram. */
+  payload?: Buffer;
 }
 
 export function macBytes(mac: string): Buffer {
@@ -41,10 +43,12 @@ function checksum(...parts: Buffer[]): number {
 
 function l4Segment(spec: FrameSpec): Buffer {
   if (spec.proto === "udp") {
-    const udp = Buffer.alloc(8);
+    const payload = spec.payload ?? Buffer.alloc(0);
+    const udp = Buffer.alloc(8 + payload.length);
     udp.writeUInt16BE(spec.srcPort, 0);
     udp.writeUInt16BE(spec.dstPort, 2);
-    udp.writeUInt16BE(8, 4);
+    udp.writeUInt16BE(udp.length, 4);
+    payload.copy(udp, 8);
     return udp;
   }
   const tcp = Buffer.alloc(20);

@@ -190,7 +190,8 @@ export class Lab {
     return execRunner(["ip", "netns", "exec", where, ...argv], input);
   }
 
-  protected spawnIn(where: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
+  /** Starts a process inside a namespace (argv, no shell); it is killed when the lab is torn down. */
+  spawnIn(where: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
     const child = spawn("ip", ["netns", "exec", where, ...argv], {
       env: { PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
       stdio: ["pipe", "pipe", "pipe"],

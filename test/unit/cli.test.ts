@@ -73,6 +73,16 @@ describe("knockgate", () => {
     }
   });
 
+  test("knock --door reads the sequence from _SEQUENCE_FILE as the daemon does, and names a file it cannot read", () => {
+    const file = cli.file("sequence", "7000,8000:udp\n");
+    const r = cli.run(["knock", "-v", "--door", "ssh", "127.0.0.1"], { KNOCK_DOOR_SSH_SEQUENCE_FILE: file });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stderr.split("\n").filter(Boolean), ["hitting tcp 127.0.0.1:7000", "hitting udp 127.0.0.1:8000"]);
+    const missing = cli.run(["knock", "--door", "ssh", "127.0.0.1"], { KNOCK_DOOR_SSH_SEQUENCE_FILE: "/nonexistent/sequence" });
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /^knockgate knock: KNOCK_DOOR_SSH_SEQUENCE_FILE: cannot read \/nonexistent\/sequence \(ENOENT\)/);
+  });
+
   test("knock still reports its own semantic usage errors with exit 64", () => {
     const r = cli.run(["knock", "-4", "-6", "localhost", "7000"]);
     assert.equal(r.status, 64);

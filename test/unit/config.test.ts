@@ -120,7 +120,8 @@ describe("parseConfig", () => {
     assert.deepEqual(problems, [
       {
         variable: "KNOCK_DOOR_<NAME>_SEQUENCE",
-        message: "no door is configured; set e.g. KNOCK_DOOR_SSH_SEQUENCE=7000,8000,9000",
+        message:
+          "no door is configured; set e.g. KNOCK_DOOR_SSH_SEQUENCE=7000,8000,9000, or KNOCK_DOOR_SSH_SPA_KEY and KNOCK_DOOR_SSH_SPA_HMAC_KEY for a signed door",
       },
     ]);
   });

@@ -600,3 +600,30 @@ describe("sources no client has", () => {
     test(`a knock from ${src} (the edge of a bogus range, or an ordinary address) is a knock`, () => assert.equal(outcome(src), "knock"));
   }
 });
+
+describe("UDP payload bounds (signed datagrams)", () => {
+  const decoded = (frame: Buffer, len = frame.length) => {
+    const d = new Decoder("ETHERNET");
+    assert.equal(d.decode(frame, len), "knock");
+    return d.payloadEnd < 0 ? null : frame.subarray(d.payloadStart, d.payloadEnd).toString("latin1");
+  };
+
+  test("the payload is what the UDP length says, without Ethernet padding, over IPv4 and IPv6", () => {
+    assert.equal(decoded(eth(0x0800, ipv4("203.0.113.9", 17, udp(62201, Buffer.from("abc"))))), "abc");
+    assert.equal(decoded(eth(0x86dd, ipv6(SRC6, 17, udp(62201, Buffer.from("datagram"))))), "datagram");
+  });
+
+  test("a datagram cut short by the capture or the IP length has no payload", () => {
+    const frame = eth(0x0800, ipv4("203.0.113.9", 17, udp(62201, Buffer.alloc(300, 0x41))));
+    assert.equal(decoded(frame, frame.length - 1), null);
+    const lying = udp(62201, Buffer.alloc(10, 0x41));
+    lying.writeUInt16BE(400, 4);
+    assert.equal(decoded(eth(0x0800, ipv4("203.0.113.9", 17, lying))), null);
+  });
+
+  test("a UDP length below the header's own 8 bytes has no payload", () => {
+    const short = udp(62201, Buffer.alloc(10, 0x41));
+    short.writeUInt16BE(7, 4);
+    assert.equal(decoded(eth(0x0800, ipv4("203.0.113.9", 17, short))), null);
+  });
+});

@@ -15,6 +15,7 @@ function door(name: string, openForMs: number): Door {
     tcpFlags: { set: 0x02, clear: 0x10 },
     onOpen: null,
     onClose: null,
+    spa: null,
   };
 }
 
@@ -28,8 +29,19 @@ describe("GrantBook", () => {
   test("open records the grant with an expiry OPEN_FOR after now", () => {
     const book = new GrantBook(UNBOUNDED);
     const { record } = book.open(SSH, A, 4, 1000);
-    assert.deepEqual(record, { door: SSH, src: A, family: 4, expiresAt: 31_000, prefix: "4/c61200" });
+    assert.deepEqual(record, { door: SSH, src: A, family: 4, expiresAt: 31_000, prefix: "4/c61200", via: "sequence", ports: SSH.ports });
     assert.equal(book.size, 1);
+  });
+
+  test("a signed grant books the ports asked for with its own time, and a second one adds ports and keeps the later expiry", () => {
+    const book = new GrantBook(UNBOUNDED, "spa");
+    const web = { ...SSH, ports: [{ port: 22, proto: "tcp" as const }, { port: 443, proto: "tcp" as const }] };
+    assert.deepEqual(book.open(web, A, 4, 1000, { ports: [{ port: 443, proto: "tcp" }], openForMs: 5000 }).record.ports, [{ port: 443, proto: "tcp" }]);
+    const { record, replaced } = book.open(web, A, 4, 2000, { ports: [{ port: 22, proto: "tcp" }], openForMs: 1000 });
+    assert.deepEqual(replaced, []);
+    assert.equal(record.via, "spa");
+    assert.deepEqual(record.ports, [{ port: 443, proto: "tcp" }, { port: 22, proto: "tcp" }]);
+    assert.equal(record.expiresAt, 6000);
   });
 
   test("a grant expires once its time is up, not before", () => {

@@ -18,6 +18,7 @@ const door: Door = {
   tcpFlags: { set: 2, clear: 16 },
   onOpen: null,
   onClose: null,
+  spa: null,
 };
 const silent = pino({ level: "silent" });
 const printArgv = [process.execPath, "-e", "process.stdout.write(JSON.stringify(process.argv.slice(1)))"];

@@ -27,6 +27,7 @@ function door(name: string, sequence: string, extra: Partial<Door> = {}): Door {
     tcpFlags: { set: SYN, clear: ACK },
     onOpen: null,
     onClose: null,
+    spa: null,
     ...extra,
   };
 }

@@ -52,10 +52,22 @@ app.kubernetes.io/component: port-knocking
 {{- end }}
 {{- end }}
 
-{{/* The door sequence forms: value key -> daemon variable suffix. */}}
+{{/* A door's secrets, each given inline, From a Secret key or as a mounted File: value key -> daemon variable suffix. */}}
 {{- define "knockgate.sequenceKeys" -}}
 sequence: SEQUENCE
 closeSequence: CLOSE_SEQUENCE
+spaKey: SPA_KEY
+spaHmacKey: SPA_HMAC_KEY
+{{- end }}
+
+{{/* A signed door's plain settings: value key -> daemon variable suffix. */}}
+{{- define "knockgate.spaSettings" -}}
+spaPort: SPA_PORT
+spaHmacDigest: SPA_HMAC_DIGEST
+spaMaxAge: SPA_MAX_AGE
+spaMaxOpenFor: SPA_MAX_OPEN_FOR
+spaRequireSourceAddress: SPA_REQUIRE_SOURCE_ADDRESS
+spaRequireUsername: SPA_REQUIRE_USERNAME
 {{- end }}
 
 {{/* Where doors[].sequenceFile / closeSequenceFile keys are mounted (read-only). */}}

@@ -5,8 +5,9 @@
  */
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
-import type { Config, Door, Family } from "../../core/types.js";
-import type { Firewall, ListedGrant } from "./firewall.js";
+import type { Config, Door, Family, PortSpec } from "../../core/types.js";
+import { checkedPorts, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
 import { FAMILIES, iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 
 export class DryRunFirewall implements Firewall {
@@ -15,6 +16,10 @@ export class DryRunFirewall implements Firewall {
   private planLogged = false;
   /** Key `door|family|src` -> monotonic expiry (Infinity: until revoked). */
   private readonly grants = new Map<string, { door: string; family: Family; src: string; expiresAt: number }>();
+  /** Signed grants, key `door|family|src`: ports and monotonic expiry. */
+  private readonly spaGrants = new Map<string, { door: string; family: Family; src: string; ports: PortSpec[]; expiresAt: number }>();
+  /** The replay set: element -> monotonic expiry, at most REPLAY_SET_SIZE live ones as in the kernel. */
+  private readonly replay = new Map<string, number>();
 
   constructor(
     private config: Config,
@@ -56,9 +61,37 @@ export class DryRunFirewall implements Firewall {
     return Promise.resolve();
   }
 
+  grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
+    this.log.info({ event: "dry_run_grant", door: door.name, src, command: ipsetSpaGrantLines(door.name, family, src, checkedPorts(door, ports), openForMs).join("; ") });
+    this.spaGrants.set(`${door.name}|${family}|${src}`, { door: door.name, family, src, ports: [...ports], expiresAt: this.clock.now() + openForMs });
+    return Promise.resolve();
+  }
+
+  revokePorts(door: Door, family: Family, src: string): Promise<void> {
+    this.log.info({ event: "dry_run_revoke", door: door.name, src, command: ipsetSpaRevokeLines(door, family, src).join("; ") });
+    this.spaGrants.delete(`${door.name}|${family}|${src}`);
+    return Promise.resolve();
+  }
+
+  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
+    const now = this.clock.now();
+    for (const [key, expiresAt] of this.replay) if (expiresAt <= now) this.replay.delete(key);
+    if (this.replay.has(element)) return Promise.resolve("seen");
+    if (this.replay.size >= REPLAY_SET_SIZE) return Promise.resolve("full");
+    this.replay.set(element, now + ttlS * 1000);
+    return Promise.resolve("recorded");
+  }
+
+  listSpaGrants(): Promise<ListedSpaGrant[]> {
+    const now = this.clock.now();
+    for (const [key, g] of this.spaGrants) if (g.expiresAt <= now) this.spaGrants.delete(key);
+    return Promise.resolve([...this.spaGrants.values()].map((g) => ({ door: g.door, family: g.family, src: g.src, ports: g.ports, remainingMs: g.expiresAt - now })));
+  }
+
   async countGrants(): Promise<Map<string, number>> {
     const counts = new Map(this.config.doors.map((d) => [d.name, 0]));
     for (const g of await this.listGrants()) counts.set(g.door, (counts.get(g.door) ?? 0) + 1);
+    for (const g of await this.listSpaGrants()) counts.set(g.door, (counts.get(g.door) ?? 0) + g.ports.length);
     return counts;
   }
 
@@ -74,6 +107,8 @@ export class DryRunFirewall implements Firewall {
   remove(): Promise<void> {
     this.installed = false;
     this.grants.clear();
+    this.spaGrants.clear();
+    this.replay.clear();
     return Promise.resolve();
   }
 

@@ -1,6 +1,8 @@
 /** The firewall port: what the daemon needs from a backend, whichever it is. */
 import { FAMILIES, type KernelGrant } from "../../core/firewall/plan.js";
-import type { Door, Family } from "../../core/types.js";
+import type { KernelSpaGrant } from "../../core/firewall/spa-plan.js";
+import { FirewallError } from "../../core/errors.js";
+import type { Door, Family, PortSpec } from "../../core/types.js";
 import type { Logger } from "../log.js";
 import { patientRunner, type Runner } from "./exec.js";
 
@@ -8,6 +10,16 @@ export interface ListedGrant extends KernelGrant {
   door: string;
   family: Family;
 }
+
+/** A signed door's grant as the kernel holds it: one per address, its ports, the longest time left. */
+export interface ListedSpaGrant extends KernelGrant {
+  door: string;
+  family: Family;
+  ports: PortSpec[];
+}
+
+/** What recording a datagram in the kernel's replay set found: new, there already, or no room. */
+export type ReplayRecord = "recorded" | "seen" | "full";
 
 export interface Firewall {
   /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */
@@ -31,6 +43,17 @@ export interface Firewall {
    */
   grant(door: Door, family: Family, src: string, forMs?: number): Promise<void>;
   revoke(door: Door, family: Family, src: string): Promise<void>;
+  /** A signed door's grant of some of its ports (each must be one of door.ports), for openForMs. */
+  grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void>;
+  /** Takes every port of a signed door's grant to `src` away. */
+  revokePorts(door: Door, family: Family, src: string): Promise<void>;
+  /**
+   * Adds a datagram's replay element (spa-plan replayElement) for ttlS seconds, atomically refusing
+   * one that is there already: the kernel set outlives the daemon. Throws on any other failure.
+   */
+  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord>;
+  /** Every signed door's grants in the kernel, for adoption at start. */
+  listSpaGrants(): Promise<ListedSpaGrant[]>;
   /** Grants per door as the kernel sets hold them right now. */
   countGrants(): Promise<Map<string, number>>;
   /** Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. */
@@ -62,6 +85,31 @@ export async function listPerDoor(doors: readonly Door[], readSet: (door: string
     for (const family of FAMILIES) for (const g of await readSet(door.name, family)) all.push({ ...g, door: door.name, family });
   }
   return all;
+}
+
+/** Every signed door and family's grants, each set read by `readSet` (one entry per port) and grouped per address. */
+export async function listSpaPerDoor(doors: readonly Door[], readSet: (door: string, family: Family) => Promise<KernelSpaGrant[]>): Promise<ListedSpaGrant[]> {
+  const all: ListedSpaGrant[] = [];
+  for (const door of doors.filter((d) => d.spa !== null)) {
+    for (const family of FAMILIES) {
+      const bySrc = new Map<string, ListedSpaGrant>();
+      for (const e of await readSet(door.name, family)) {
+        const g = bySrc.get(e.src) ?? { door: door.name, family, src: e.src, ports: [], remainingMs: e.remainingMs };
+        g.ports.push(e.port);
+        if (g.remainingMs !== null && (e.remainingMs === null || e.remainingMs > g.remainingMs)) g.remainingMs = e.remainingMs;
+        bySrc.set(e.src, g);
+      }
+      all.push(...bySrc.values());
+    }
+  }
+  return all;
+}
+
+/** The last check before signed-grant ports reach a command: each must be one of the door's. */
+export function checkedPorts(door: Door, ports: readonly PortSpec[]): readonly PortSpec[] {
+  const foreign = ports.find((p) => !door.ports.some((d) => d.port === p.port && d.proto === p.proto));
+  if (foreign || ports.length === 0) throw new FirewallError(`refusing a grant of ${foreign ? `${foreign.proto}/${foreign.port}` : "no port"}: not among door ${door.name}'s ports`, [], "");
+  return ports;
 }
 
 /**

@@ -1,10 +1,20 @@
 /** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
 import { isIP } from "node:net";
-import type { Config, Door, Family } from "../../core/types.js";
+import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
+import { ChangeQueue, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import {
+  IPSET_REPLAY,
+  ipsetReplayArgv,
+  ipsetSpaGrantLines,
+  ipsetSpaMembers,
+  ipsetSpaName,
+  ipsetSpaRevokeLines,
+  replayFailure,
+  signedDoors,
+} from "../../core/firewall/spa-plan.js";
 import type { IptablesVariant } from "./detect.js";
 import {
   CHAIN,
@@ -20,8 +30,8 @@ import {
   ipsetRevokeLine,
   ipsetSizes,
   ipsetMaxelems,
-  ipsetResizeScript,
-  grantSetSize,
+  ipsetRebuildScript,
+  ipsetGrantSets,
   isOurIpset,
   JUMP_RULE,
   mangleView,
@@ -89,20 +99,16 @@ export class IptablesFirewall implements Firewall {
       });
     }
     const maxelems = ipsetMaxelems(terse);
-    const wanted = grantSetSize(this.config);
-    for (const door of this.config.doors) {
-      for (const family of FAMILIES) {
-        const name = ipsetName(door.name, family);
-        const has = maxelems.get(name);
-        if (has === undefined || has === wanted) continue;
-        findings.push({
-          problem: `set ${name} holds at most ${has} entries, KNOCK_MAX_GRANTS needs ${wanted}`,
-          repair: async () => {
-            const grants = ipsetMembers(await mustRun(run, ["ipset", "list", name]));
-            await mustRun(run, ["ipset", "restore"], ipsetResizeScript(this.config, door.name, family, grants));
-          },
-        });
-      }
+    for (const set of ipsetGrantSets(this.config)) {
+      const has = maxelems.get(set.name);
+      if (has === undefined || has === set.maxelem) continue;
+      findings.push({
+        problem: `set ${set.name} holds at most ${has} entries, KNOCK_MAX_GRANTS needs ${set.maxelem}`,
+        repair: async () => {
+          const grants = ipsetMembers(await mustRun(run, ["ipset", "list", set.name]));
+          await mustRun(run, ["ipset", "restore"], ipsetRebuildScript(set, grants));
+        },
+      });
     }
     for (const family of FAMILIES) {
       const name = ipsetAllowName(family);
@@ -154,7 +160,8 @@ export class IptablesFirewall implements Firewall {
   }
 
   private wantedSets(): string[] {
-    return FAMILIES.flatMap((f) => [ipsetAllowName(f), ...this.config.doors.map((d) => ipsetName(d.name, f))]);
+    const replay = signedDoors(this.config).length > 0 ? [IPSET_REPLAY] : [];
+    return [...FAMILIES.map(ipsetAllowName), ...ipsetGrantSets(this.config).map((s) => s.name), ...replay];
   }
 
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
@@ -184,6 +191,22 @@ export class IptablesFirewall implements Firewall {
     return this.apply(ipsetRevokeLine(door.name, family, checkedAddress(src, family)));
   }
 
+  async grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
+    for (const line of ipsetSpaGrantLines(door.name, family, checkedAddress(src, family), checkedPorts(door, ports), openForMs)) await this.apply(line);
+  }
+
+  async revokePorts(door: Door, family: Family, src: string): Promise<void> {
+    for (const line of ipsetSpaRevokeLines(door, family, checkedAddress(src, family))) await this.apply(line);
+  }
+
+  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
+    return recordThrough(this.ipset, this.run, ipsetReplayArgv(checkedAddress(element, 6), ttlS));
+  }
+
+  listSpaGrants(): Promise<ListedSpaGrant[]> {
+    return listSpaPerDoor(this.config.doors, async (door, family) => ipsetSpaMembers(ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetSpaName(door, family)]))));
+  }
+
   /**
    * Through the long-lived session; if that fails, once more as a command of its own. Only changes
    * go through the session: in `ipset -`, list options such as -n and -t stick to later commands
@@ -199,7 +222,8 @@ export class IptablesFirewall implements Firewall {
 
   async countGrants(): Promise<Map<string, number>> {
     const sizes = await this.setSizes(this.run);
-    return grantsPerDoor(this.config.doors, (door, family) => sizes.get(ipsetName(door, family)) ?? 0);
+    // A signed grant counts once per port: its set holds (address, port) entries, counted without a listing.
+    return grantsPerDoor(this.config.doors, (door, family) => (sizes.get(ipsetName(door, family)) ?? 0) + (sizes.get(ipsetSpaName(door, family)) ?? 0));
   }
 
   listGrants(): Promise<ListedGrant[]> {
@@ -235,6 +259,26 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
   for (const name of sets.split("\n")) {
     if (isOurIpset(name)) await mustRun(run, ["ipset", "destroy", name]);
   }
+}
+
+/**
+ * Records a datagram through the long-lived session (a spawn per datagram cost ~20 ms); an add that
+ * fails there (present, full, or the session itself) is run again as a command of its own, whose
+ * exit status and message say which. A line that failed only because another line of the session
+ * did may then read as present: such a datagram is refused, never a replay accepted.
+ */
+export async function recordThrough(session: Pick<LineSession, "send">, run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
+  try {
+    await session.send(argv.slice(1).join(" "));
+    return "recorded";
+  } catch {
+    // Told apart below.
+  }
+  const r = await run(argv);
+  if (r.code === 0) return "recorded";
+  const failure = replayFailure(r.stderr);
+  if (failure === null) throw new FirewallError(`exit code ${r.code}`, argv, r.stderr);
+  return failure;
 }
 
 /** The last check before an address reaches a command line: it must be an IP of the family. */

@@ -1,10 +1,11 @@
 /** nftables backend: one table of our own, `inet knockgate`, with timeout sets for grants. */
-import type { Config, Door, Family } from "../../core/types.js";
+import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, grantsPerDoor, listPerDoor, type Firewall, type ListedGrant } from "./firewall.js";
-import { checkedAddress } from "./iptables.js";
+import { ChangeQueue, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import { checkedAddress, recordThrough } from "./iptables.js";
+import { NFT_REPLAY_SET, nftReplayArgv, nftSpaElements, nftSpaGrantLine, nftSpaRevokeLine, nftSpaSetName, signedDoors, spaSetSize } from "../../core/firewall/spa-plan.js";
 import {
   FAMILIES,
   grantSetSize,
@@ -79,16 +80,20 @@ export class NftablesFirewall implements Firewall {
     const table = await run(["nft", "-t", "list", "table", "inet", NFT_TABLE]);
     if (table.code !== 0) return [`table inet ${NFT_TABLE} missing`];
     const problems: string[] = [];
-    const grantSets = (f: Family) => this.config.doors.map((d) => nftSetName(d.name, f));
-    const sets = [NFT_ACK_SET, ...FAMILIES.flatMap((f) => [nftAllowName(f), ...grantSets(f)])];
+    const size = grantSetSize(this.config);
+    const grantSets = FAMILIES.flatMap((f) => [
+      ...this.config.doors.map((d) => ({ name: nftSetName(d.name, f), size })),
+      ...signedDoors(this.config).map((d) => ({ name: nftSpaSetName(d.name, f), size: spaSetSize(size, d) })),
+    ]);
+    const replay = signedDoors(this.config).length > 0 ? [NFT_REPLAY_SET] : [];
+    const sets = [NFT_ACK_SET, ...FAMILIES.map(nftAllowName), ...grantSets.map((g) => g.name), ...replay];
     const missing = sets.filter((name) => !table.stdout.includes(`\tset ${name} {`));
     if (missing.length > 0) problems.push(`sets missing: ${missing.join(", ")}`);
-    const size = grantSetSize(this.config);
-    for (const name of FAMILIES.flatMap(grantSets)) {
+    for (const { name, size: wanted } of grantSets) {
       const at = table.stdout.indexOf(`\tset ${name} {`);
       const block = at < 0 ? "" : table.stdout.slice(at, table.stdout.indexOf("\t}", at));
       // The plan's transaction sets the size of an existing set in place, grants kept.
-      if (at >= 0 && !block.includes(`\tsize ${size}\n`)) problems.push(`set ${name} is not sized for KNOCK_MAX_GRANTS (${size})`);
+      if (at >= 0 && !block.includes(`\tsize ${wanted}\n`)) problems.push(`set ${name} is not sized for KNOCK_MAX_GRANTS (${wanted})`);
     }
     const chain = /\tchain (\S+) \{\n([\s\S]*?)\n\t\}/.exec(table.stdout.slice(table.stdout.indexOf(`\tchain ${NFT_CHAIN} {`)));
     if (!chain || chain[1] !== NFT_CHAIN) problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} missing`);
@@ -122,6 +127,27 @@ export class NftablesFirewall implements Firewall {
 
   revoke(door: Door, family: Family, src: string): Promise<void> {
     return this.enqueue(true, door, family, checkedAddress(src, family), 0);
+  }
+
+  /** Straight to the session, not batched: each signed grant has its own ports and timeout. */
+  grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
+    return this.apply(nftSpaGrantLine(door.name, family, checkedAddress(src, family), checkedPorts(door, ports), openForMs));
+  }
+
+  revokePorts(door: Door, family: Family, src: string): Promise<void> {
+    return this.apply(nftSpaRevokeLine(door, family, checkedAddress(src, family)));
+  }
+
+  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
+    return recordThrough(this.nft, this.run, nftReplayArgv(checkedAddress(element, 6), ttlS));
+  }
+
+  listSpaGrants(): Promise<ListedSpaGrant[]> {
+    return listSpaPerDoor(this.config.doors, (door, family) => this.spaElements(door, family));
+  }
+
+  private async spaElements(door: string, family: Family) {
+    return nftSpaElements(await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftSpaSetName(door, family)]));
   }
 
   /** Joins the newest batch if it is the same change for the same set; order is kept otherwise. */
@@ -162,7 +188,12 @@ export class NftablesFirewall implements Firewall {
   }
 
   countGrants(): Promise<Map<string, number>> {
-    return grantsPerDoor(this.config.doors, async (door, family) => (await this.setElements(door, family)).length);
+    const signed = new Set(signedDoors(this.config).map((d) => d.name));
+    // A signed grant counts once per port, as the iptables backend counts it.
+    return grantsPerDoor(this.config.doors, async (door, family) => {
+      const spa = signed.has(door) ? (await this.spaElements(door, family)).length : 0;
+      return (await this.setElements(door, family)).length + spa;
+    });
   }
 
   listGrants(): Promise<ListedGrant[]> {

@@ -1,8 +1,11 @@
 /**
- * `knockgate convert FILE [--force]`: print a knockgate env file for a knockd.conf. I/O comes in
- * through `io` so tests run it without spawning a process or touching the disk.
+ * `knockgate convert FILE [--force]`: print a knockgate env file for a knockd.conf or an fwknopd
+ * access.conf, told apart by their content. I/O comes in through `io` so tests run it without
+ * spawning a process or touching the disk.
  */
 import { EXIT_USAGE } from "../../core/errors.js";
+import { isAccessConf, parseAccessConf } from "./access-conf.js";
+import { convertAccessConf } from "./access-to-env.js";
 import { KnockdConfSyntaxError, parseKnockdConf, type ConfIssue } from "./knockd-conf.js";
 import { convertKnockdConf } from "./to-env.js";
 
@@ -22,8 +25,10 @@ export const EXIT_NOINPUT = 66;
 
 export const CONVERT_USAGE = `usage: knockgate convert [--force] FILE
 
-Prints a knockgate env file (KNOCK_* variables) for the knockd.conf FILE on standard output.
-Everything that cannot be expressed is listed on standard error as FILE:LINE: what — why.
+Prints a knockgate env file (KNOCK_* variables) on standard output for FILE: a knockd.conf (its
+doors become knock sequences) or an fwknopd access.conf (its SOURCE stanzas become signed doors that
+fwknop clients open), told apart by content. Everything that cannot be expressed is listed on
+standard error as FILE:LINE: what — why.
 
   -f, --force   exit 0 even when something was left out
   -h, --help    show this help
@@ -53,7 +58,7 @@ export function runConvert(argv: readonly string[], io: ConvertIo): number {
   }
   const file = files[0];
   if (file === undefined || files.length > 1) {
-    io.stderr(`knockgate convert: give exactly one knockd.conf file${files.length > 1 ? `, not ${files.length}` : ""}\n${CONVERT_USAGE}`);
+    io.stderr(`knockgate convert: give exactly one knockd.conf or access.conf file${files.length > 1 ? `, not ${files.length}` : ""}\n${CONVERT_USAGE}`);
     return EXIT_USAGE;
   }
 
@@ -69,7 +74,7 @@ export function runConvert(argv: readonly string[], io: ConvertIo): number {
 
   let result;
   try {
-    result = convertKnockdConf(parseKnockdConf(text), file);
+    result = isAccessConf(text) ? convertAccessConf(parseAccessConf(text), file) : convertKnockdConf(parseKnockdConf(text), file);
   } catch (err) {
     if (!(err instanceof KnockdConfSyntaxError)) throw err;
     io.stderr(err.errors.map((e) => `${file}:${e.line}: syntax error: ${e.message}\n`).join(""));

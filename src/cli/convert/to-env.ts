@@ -159,7 +159,7 @@ function buildDoors(drafts: readonly Draft[], problems: ConfIssue[]): Door[] {
     });
 }
 
-const sortIssues = (issues: ConfIssue[]): ConfIssue[] => [...issues].sort((a, b) => a.line - b.line);
+export const sortIssues = (issues: ConfIssue[]): ConfIssue[] => [...issues].sort((a, b) => a.line - b.line);
 
 /** Makes door names valid and unique for config.ts; renames are reported as notes. */
 function assignNames(doors: Door[], notes: ConfIssue[]): void {

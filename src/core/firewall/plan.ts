@@ -11,6 +11,7 @@
 import { createHash } from "node:crypto";
 import type { Config, DirectTarget, Door } from "../types.js";
 import type { Family, Proto } from "../types.js";
+import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaRule, ipsetSpaName, ipsetSpaSetSpec, nftSpaRule, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
 
 export const CHAIN = "KNOCKGATE";
 export const NFT_TABLE = "knockgate";
@@ -82,6 +83,7 @@ function iptablesRules(config: Config, family: Family): string[] {
       }
     }
     for (const t of (door.targets ?? []).filter((t) => t.family === family)) rules.push(`${target(t)} -m set --match-set ${ipsetName(door.name, family)} src -j RETURN`);
+    if (door.spa) rules.push(iptablesSpaRule(door.name, family));
   }
   // A container's own address: new connections from Docker's bridges (docker0, user networks'
   // br-<id>: other containers on this host) are left alone, from anywhere else closed like its host port.
@@ -219,8 +221,9 @@ export function ipsetCreateScript(config: Config, only?: readonly string[]): str
   const lines: [string, string][] = [];
   for (const family of FAMILIES) {
     lines.push([ipsetAllowName(family), allowSetSpec(family)]);
-    for (const door of config.doors) lines.push([ipsetName(door.name, family), grantSetSpec(config, family)]);
+    for (const set of ipsetGrantSets(config, family)) lines.push([set.name, set.spec]);
   }
+  if (signedDoors(config).length > 0) lines.push([IPSET_REPLAY, IPSET_REPLAY_SPEC]);
   return lines
     .filter(([name]) => only === undefined || only.includes(name))
     .map(([name, spec]) => `create ${name} ${spec}\n`)
@@ -244,6 +247,26 @@ function swapInScript(tmp: string, target: string, spec: string, members: readon
   return lines.join("\n") + "\n";
 }
 
+/** A set that holds grants: a door's address set, or a signed door's (address, port) set. */
+export interface IpsetGrantSet {
+  name: string;
+  spec: string;
+  maxelem: number;
+}
+
+/** Every grant set the configuration asks for, with the create spec and size it must have. */
+export function ipsetGrantSets(config: Config, only?: Family): IpsetGrantSet[] {
+  const size = grantSetSize(config);
+  const sets: IpsetGrantSet[] = [];
+  for (const family of FAMILIES.filter((f) => only === undefined || f === only)) {
+    for (const door of config.doors) {
+      sets.push({ name: ipsetName(door.name, family), spec: grantSetSpec(config, family), maxelem: size });
+      if (door.spa) sets.push({ name: ipsetSpaName(door.name, family), spec: ipsetSpaSetSpec(family, spaSetSize(size, door)), maxelem: spaSetSize(size, door) });
+    }
+  }
+  return sets;
+}
+
 /** Set names are at most 31 characters and a door's may use them all: one shared temporary name. */
 const IPSET_SWAP = "knockgate-swap";
 
@@ -252,8 +275,13 @@ const IPSET_SWAP = "knockgate-swap";
  * time it has left: fill a temporary set, swap it in (the iptables rules follow the name), destroy.
  */
 export function ipsetResizeScript(config: Config, door: string, family: Family, grants: readonly KernelGrant[]): string {
+  return ipsetRebuildScript({ name: ipsetName(door, family), spec: grantSetSpec(config, family) }, grants);
+}
+
+/** Rebuilds any grant set with `set.spec`; members as `ipset list` printed them. */
+export function ipsetRebuildScript(set: Pick<IpsetGrantSet, "name" | "spec">, grants: readonly KernelGrant[]): string {
   const members = grants.map((g) => `${g.src} timeout ${g.remainingMs === null ? 0 : Math.max(1, Math.ceil(g.remainingMs / 1000))}`);
-  return swapInScript(IPSET_SWAP, ipsetName(door, family), grantSetSpec(config, family), members);
+  return swapInScript(IPSET_SWAP, set.name, set.spec, members);
 }
 
 /** Allow-set members as `ipset list` prints them (a /32 or /128 shows as the bare address). */
@@ -288,6 +316,7 @@ function nftRules(config: Config): string[] {
       }
     }
     for (const t of door.targets ?? []) rules.push(`${target(t)} ${nftSaddr(t.family)} @${nftSetName(door.name, t.family)} accept`);
+    if (door.spa) for (const family of FAMILIES) rules.push(nftSpaRule(door.name, family));
   }
   for (const t of FAMILIES.flatMap((f) => targetsOf(config.doors, f))) {
     rules.push(`iifname "docker0" ${target(t)} accept`, `iifname "br-*" ${target(t)} accept`, `${target(t)} drop`);
@@ -314,6 +343,7 @@ export function nftPlan(config: Config): NftPlan {
       lines.push(`add set ${t} ${nftSetName(door.name, family)} { type ${nftAddrType(family)}; flags timeout; size ${grantSetSize(config)}; }`);
     }
   }
+  lines.push(...nftSpaSetLines(config, grantSetSize(config)));
   lines.push(`add set ${t} ${NFT_ACK_SET} { type ipv4_addr; }`);
   // Priority -150 is "mangle": after conntrack (-200), before DNAT (-100).
   lines.push(`add chain ${t} ${NFT_CHAIN} { type filter hook prerouting priority -150; policy accept; }`);

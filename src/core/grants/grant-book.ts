@@ -10,7 +10,7 @@
  * whoever fills the set (one network, or a leaked sequence replayed from many) crowds out itself
  * first, and a real client still gets in.
  */
-import type { Door, Family, SourcePrefixes } from "../types.js";
+import type { Door, Family, GrantVia, PortSpec, SourcePrefixes } from "../types.js";
 import { prefixKey } from "./prefix.js";
 
 export interface GrantRecord {
@@ -20,6 +20,16 @@ export interface GrantRecord {
   /** Infinity when OPEN_FOR is 0 (until the close sequence). */
   expiresAt: number;
   prefix: string;
+  /** The book's path: "sequence" grants open the door's ports, "spa" grants the ports they asked for. */
+  via: GrantVia;
+  /** What the grant opens: the door's ports, or for a signed grant every port asked for while it lasted. */
+  ports: readonly PortSpec[];
+}
+
+/** A grant of some of a door's ports for a time of its own (a signed datagram's). */
+export interface PortGrant {
+  ports: readonly PortSpec[];
+  openForMs: number;
 }
 
 export interface GrantLimits {
@@ -88,10 +98,22 @@ class DoorGrants {
   }
 }
 
+/** Ports of both lists, each once, in order of first appearance. */
+function unionPorts(a: readonly PortSpec[], b: readonly PortSpec[]): PortSpec[] {
+  return [...a, ...b.filter((p) => !a.some((q) => q.port === p.port && q.proto === p.proto))];
+}
+
+/**
+ * One book per path: the daemon keeps sequence grants and signed grants apart, as the kernel keeps
+ * them in different sets; each book has the bounds to itself.
+ */
 export class GrantBook {
   private readonly doors = new Map<string, DoorGrants>();
 
-  constructor(private readonly limits: GrantLimits) {}
+  constructor(
+    private readonly limits: GrantLimits,
+    private readonly via: GrantVia = "sequence",
+  ) {}
 
   private of(door: Door): DoorGrants {
     let grants = this.doors.get(door.name);
@@ -103,13 +125,19 @@ export class GrantBook {
    * Records a new or refreshed grant. A source without a grant first gets room under the bounds:
    * what had to go is returned with the reason, for the caller to revoke. A refresh takes no room.
    */
-  open(door: Door, src: string, family: Family, now: number): Opened {
-    const expiresAt = door.openForMs > 0 ? now + door.openForMs : Infinity;
+  open(door: Door, src: string, family: Family, now: number, portGrant?: PortGrant): Opened {
+    const openForMs = portGrant?.openForMs ?? door.openForMs;
+    const expiresAt = openForMs > 0 ? now + openForMs : Infinity;
+    const ports = portGrant?.ports ?? door.ports;
     const previous = this.of(door).bySrc.get(src);
+    // A signed grant adds ports to what the address holds; each port's kernel entry keeps its own time.
+    if (previous && portGrant) {
+      return { record: this.insert(door, { ...previous, ports: unionPorts(previous.ports, ports) }, Math.max(previous.expiresAt, expiresAt)), replaced: [] };
+    }
     if (previous) return { record: this.insert(door, previous, expiresAt), replaced: [] };
     const prefix = prefixKey(src, family, this.limits.prefixes);
     const replaced = this.makeRoom(door, prefix);
-    return { record: this.insert(door, { door, src, family, expiresAt, prefix }, expiresAt), replaced };
+    return { record: this.insert(door, { door, src, family, expiresAt, prefix, via: this.via, ports }, expiresAt), replaced };
   }
 
   /** Takes out what must go so that one more grant from `prefix` fits the bounds, and says why. */
@@ -131,9 +159,9 @@ export class GrantBook {
    * Records a grant found in the kernel at start, expiring at `expiresAt` (Infinity: until the close
    * sequence). The kernel already holds it, so nothing is replaced for it.
    */
-  adopt(door: Door, src: string, family: Family, expiresAt: number): GrantRecord {
+  adopt(door: Door, src: string, family: Family, expiresAt: number, ports: readonly PortSpec[] = door.ports): GrantRecord {
     const previous = this.of(door).bySrc.get(src);
-    return this.insert(door, previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes) }, expiresAt);
+    return this.insert(door, previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes), via: this.via, ports }, expiresAt);
   }
 
   /** (Re-)inserts, so a refresh makes the grant the newest of its prefix (the last to be replaced). */

@@ -4,7 +4,23 @@
  * only has to be a superset of what can be a knock.
  */
 import type { LinkType } from "./decode.js";
-import type { PortSpec, Proto } from "../types.js";
+import type { Door, PortSpec, Proto } from "../types.js";
+
+/**
+ * Bytes capture keeps of each packet. A knock needs only its headers: link header with VLAN tags,
+ * IPv4 with options or IPv6 with some extension headers, TCP/UDP; short slots make the kernel ring
+ * hold many packets. A signed datagram needs its whole payload (fwknop's at most 1500 bytes) behind
+ * Ethernet with 4 VLAN tags (30 bytes), IPv6 (40) and UDP (8); one that does not fit is refused as
+ * truncated. Only a configuration with a signed door pays for the larger slots.
+ */
+export const KNOCK_SNAPLEN = 256;
+export const SPA_SNAPLEN = 1600;
+export const captureSnaplen = (doors: readonly Door[]): number => (doors.some((d) => d.spa !== null) ? SPA_SNAPLEN : KNOCK_SNAPLEN);
+
+/** Every port capture must see: the knock ports, and each signed door's SPA port (UDP). */
+export function capturedPorts(knockPorts: readonly PortSpec[], doors: readonly Door[]): PortSpec[] {
+  return [...knockPorts, ...doors.flatMap((d): PortSpec[] => (d.spa ? [{ port: d.spa.port, proto: "udp" }] : []))];
+}
 
 /**
  * IPv6 packets whose first next-header is one the decoder walks (hop-by-hop 0,

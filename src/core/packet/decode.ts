@@ -53,6 +53,13 @@ export class Decoder {
   private readonly slot = new DecodedKnock();
   /** Exceptions the guard in decode() caught: each one is a decoder bug (the fuzz tests expect 0). */
   caught = 0;
+  /**
+   * After a UDP "knock": where its payload lies in the frame, [payloadStart, payloadEnd), as the UDP
+   * length field says. payloadEnd is -1 when that length is invalid or reaches past the IP packet
+   * or past what was captured (a short snaplen, a first fragment): then there is no whole datagram.
+   */
+  payloadStart = 0;
+  payloadEnd = -1;
 
   constructor(linkType: LinkType) {
     if (!isLinkType(linkType)) {
@@ -201,9 +208,13 @@ export class Decoder {
       if (b[off + 12]! >> 4 < 5) return "malformed";
       flags = b[off + 13]!;
       kind = "tcp";
+      this.payloadEnd = -1;
     } else if (proto === PROTO_UDP) {
       if (off + 8 > end) return "malformed";
       kind = "udp";
+      const udpLength = (b[off + 4]! << 8) | b[off + 5]!;
+      this.payloadStart = off + 8;
+      this.payloadEnd = udpLength >= 8 && off + udpLength <= end ? off + udpLength : -1;
     } else {
       return "ignored";
     }

@@ -10,7 +10,7 @@ import { isBogusSource, parseAddress, formatIPv4, formatIPv6 } from "../packet/a
 import type { Family, PortSpec } from "../types.js";
 import { isNatType, parseAccessMessage, parsePlaintext, SpaType } from "./message.js";
 import type { ReplayCache } from "./replay.js";
-import { SALTED_B64_PREFIX, decryptE, hmacMatches, isB64Text, splitPayload, type HmacDigest } from "./wire.js";
+import { SALTED_B64_PREFIX, decryptE, fullE, hasSaltedPrefix, isB64Text, payloadHmacMatches, type HmacDigest } from "./wire.js";
 
 /** fwknopd's bounds on the UDP payload. */
 export const MIN_SPA_LENGTH = 140;
@@ -89,6 +89,16 @@ export type SpaRefusal =
 export type SpaVerdict = { ok: true; request: SpaRequest } | { ok: false; result: SpaRefusal; detail: string };
 
 const refuse = (result: SpaRefusal, detail: string): SpaVerdict => ({ ok: false, result, detail });
+const NOT_B64 = refuse("bad_format", "not base64 text");
+const SALTED = refuse("bad_format", `starts with ${SALTED_B64_PREFIX}, which fwknop clients cut off`);
+const BAD_HMAC: Record<HmacDigest, SpaVerdict> = {
+  sha256: badHmac("sha256"),
+  sha384: badHmac("sha384"),
+  sha512: badHmac("sha512"),
+};
+function badHmac(digest: HmacDigest): SpaVerdict {
+  return refuse("bad_hmac", `the ${digest} HMAC does not match: another HMAC_KEY_BASE64 or --hmac-digest-type, or a changed datagram`);
+}
 
 /** The replay cache key of a datagram: SHA-256 of the whole payload, hex. */
 export const replayKey = (payload: Uint8Array): string => createHash("sha256").update(payload).digest("hex");
@@ -102,16 +112,13 @@ export function verifySpa(datagram: SpaDatagram, keys: SpaKeys, limits: SpaLimit
   const { payload, source } = datagram;
   if (payload.length < MIN_SPA_LENGTH) return refuse("too_short", `${payload.length} bytes, fwknop datagrams have at least ${MIN_SPA_LENGTH}`);
   if (payload.length > MAX_SPA_LENGTH) return refuse("too_long", `${payload.length} bytes, fwknop datagrams have at most ${MAX_SPA_LENGTH}`);
-  if (!isB64Text(payload)) return refuse("bad_format", "not base64 text");
-  const text = Buffer.from(payload).toString("latin1");
+  // Refusals up to the HMAC are what a flood gets: their verdicts are made once, not per datagram.
+  if (!isB64Text(payload)) return NOT_B64;
   // The client always cuts this off; a datagram that still has it is another one with it pasted
   // on, which fwknopd refuses so that the same ciphertext cannot pass the replay cache twice.
-  if (text.startsWith(SALTED_B64_PREFIX)) return refuse("bad_format", `starts with ${SALTED_B64_PREFIX}, which fwknop clients cut off`);
-
-  const { e, h } = splitPayload(text, keys.hmacDigest);
-  if (!hmacMatches(e, h, keys.hmacKey, keys.hmacDigest)) {
-    return refuse("bad_hmac", `the ${keys.hmacDigest} HMAC does not match: another HMAC_KEY_BASE64 or --hmac-digest-type, or a changed datagram`);
-  }
+  if (hasSaltedPrefix(payload)) return SALTED;
+  if (!payloadHmacMatches(payload, keys.hmacKey, keys.hmacDigest)) return BAD_HMAC[keys.hmacDigest];
+  const e = fullE(payload, keys.hmacDigest);
 
   const key = replayKey(payload);
   if (replay.has(key, now)) return refuse("replay", "this datagram was received before");

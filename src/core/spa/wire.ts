@@ -5,7 +5,7 @@
  * the whole E. Key and IV come from OpenSSL's EVP_BytesToKey (MD5, one round) over the key bytes
  * and the salt, as `openssl enc -md md5` and libfko do.
  */
-import { createDecipheriv, createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createDecipheriv, createHash, createHmac } from "node:crypto";
 
 export type HmacDigest = "sha256" | "sha384" | "sha512";
 
@@ -14,8 +14,8 @@ export const HMAC_B64_LENGTH: Record<HmacDigest, number> = { sha256: 43, sha384:
 
 /** base64("Salted__") up to the last character it fully determines: every E starts with it, so the client leaves it out. */
 export const SALTED_B64_PREFIX = "U2FsdGVkX1";
-const SALTED_MAGIC = Buffer.from("Salted__", "latin1");
-const SALT_LENGTH = 8;
+export const SALTED_MAGIC = Buffer.from("Salted__", "latin1");
+export const SALT_LENGTH = 8;
 const AES_BLOCK = 16;
 
 const B64_TEXT = /^[A-Za-z0-9+/]*$/;
@@ -32,31 +32,49 @@ export function unb64(text: string): Buffer | null {
   return Buffer.from(text, "base64");
 }
 
+/** 1 for each byte of the standard base64 alphabet. */
+const B64_BYTE = new Uint8Array(256);
+for (const c of Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", "latin1")) B64_BYTE[c] = 1;
+const SALTED_B64_PREFIX_BYTES = Buffer.from(SALTED_B64_PREFIX, "latin1");
+
 /** Whether every byte is in the base64 alphabet: a cheap filter before any hashing. */
 export function isB64Text(payload: Uint8Array): boolean {
-  for (const c of payload) {
-    const ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f;
-    if (!ok) return false;
-  }
+  for (let i = 0; i < payload.length; i++) if (B64_BYTE[payload[i]!] === 0) return false;
   return true;
 }
 
-/** The full E (prefix restored) and the HMAC text H, split by the HMAC's known length. */
-export function splitPayload(text: string, digest: HmacDigest): { e: string; h: string } {
-  const cut = text.length - HMAC_B64_LENGTH[digest];
-  return { e: SALTED_B64_PREFIX + text.slice(0, cut), h: text.slice(cut) };
+/** Whether the payload starts with the prefix every E has and every client cuts off. */
+export function hasSaltedPrefix(payload: Uint8Array): boolean {
+  return payload.length >= SALTED_B64_PREFIX_BYTES.length && SALTED_B64_PREFIX_BYTES.every((c, i) => payload[i] === c);
 }
 
-/** Constant-time comparison of H with the HMAC of E under the door's key. */
-export function hmacMatches(e: string, h: string, hmacKey: Uint8Array, digest: HmacDigest): boolean {
-  const expected = Buffer.from(b64(createHmac(digest, hmacKey).update(e, "latin1").digest()), "latin1");
-  const given = Buffer.from(h, "latin1");
-  // Equal by construction after splitPayload; the check keeps timingSafeEqual from throwing otherwise.
-  return given.length === expected.length && timingSafeEqual(given, expected);
+/** H for the full E text: the unpadded base64 HMAC over its ASCII (what a client appends). */
+export const hmacText = (e: string, hmacKey: Uint8Array, digest: HmacDigest): string => b64(createHmac(digest, hmacKey).update(e, "latin1").digest());
+
+/**
+ * Whether the payload ends in the unpadded base64 HMAC, under the door's key, of the full E (the
+ * cut-off prefix restored, then the rest of the payload). Works on the bytes as captured, making no
+ * strings: this is all a forged datagram costs. The comparison takes the same time wherever the
+ * texts differ.
+ */
+export function payloadHmacMatches(payload: Uint8Array, hmacKey: Uint8Array, digest: HmacDigest): boolean {
+  const length = HMAC_B64_LENGTH[digest];
+  const cut = payload.length - length;
+  if (cut < 0) return false;
+  const expected = createHmac(digest, hmacKey).update(SALTED_B64_PREFIX_BYTES).update(payload.subarray(0, cut)).digest("base64");
+  let diff = 0;
+  for (let i = 0; i < length; i++) diff |= expected.charCodeAt(i) ^ payload[cut + i]!;
+  return diff === 0;
+}
+
+/** The full E text (prefix restored) of a payload whose HMAC checked out. */
+export function fullE(payload: Uint8Array, digest: HmacDigest): string {
+  const body = Buffer.from(payload.buffer, payload.byteOffset, payload.length - HMAC_B64_LENGTH[digest]);
+  return SALTED_B64_PREFIX + body.toString("latin1");
 }
 
 /** Key (32 bytes) and IV (16) from EVP_BytesToKey with MD5 and one round: D_i = MD5(D_{i-1} || key || salt). */
-function bytesToKey(key: Uint8Array, salt: Uint8Array): { aesKey: Buffer; iv: Buffer } {
+export function bytesToKey(key: Uint8Array, salt: Uint8Array): { aesKey: Buffer; iv: Buffer } {
   const blocks: Buffer[] = [];
   let prev = Buffer.alloc(0);
   while (blocks.length < 3) {

@@ -1,0 +1,202 @@
+/**
+ * Signed doors in the daemon: a UDP datagram on an SPA port -> the doors listening there ->
+ * verifySpa (length, HMAC in constant time, the in-memory replay cache, decryption, the checks) ->
+ * the kernel's replay set -> a grant of the ports asked for, to the address the message names.
+ *
+ * Replays. The in-memory ReplayCache turns away a repeat of a datagram this process has seen before
+ * it is decrypted; the kernel set (spa-plan.ts) is the authority: recording a datagram there is an
+ * atomic add that fails when it is present, and the set outlives the daemon, so a datagram accepted
+ * before a restart is refused after it without the daemon loading anything at start (a load would
+ * cost a listing of up to 65,536 entries and still race a datagram arriving meanwhile). The
+ * memory cache's own bound therefore only costs a kernel round trip, never a replay.
+ */
+import type { Clock } from "../core/clock.js";
+import { errorFields } from "../core/errors.js";
+import { REPLAY_SET_SIZE, replayElement } from "../core/firewall/spa-plan.js";
+import type { Decoder } from "../core/packet/decode.js";
+import { ReplayCache } from "../core/spa/replay.js";
+import { replayKey, verifySpa, type SpaLimits, type SpaRefusal } from "../core/spa/verify.js";
+import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
+import type { Firewall } from "../adapters/firewall/firewall.js";
+import type { Logger } from "../adapters/log.js";
+import type { Metrics } from "../adapters/metrics.js";
+
+/**
+ * What became of a datagram: verifySpa's refusals, and those of this path: `truncated` (the
+ * capture or the IP packet cut it short), `replay_set_full` (the kernel replay set had no room:
+ * refused, fail closed), `replay_check_failed` (the kernel could not be asked: refused).
+ */
+export type SpaResult = "accepted" | SpaRefusal | "truncated" | "replay_set_full" | "replay_check_failed";
+
+/** A verified request, for the daemon to grant. */
+export interface SignedGrant {
+  door: Door;
+  family: Family;
+  src: string;
+  ports: PortSpec[];
+  openForMs: number;
+  username: string;
+  capturedAt: number;
+}
+
+interface SignedDoor {
+  door: Door;
+  spa: SpaSettings;
+  limits: SpaLimits;
+}
+
+export interface SpaDeps {
+  firewall: Firewall;
+  log: Logger;
+  metrics: Metrics;
+  clock: Clock;
+}
+
+/**
+ * A datagram without -f gets the door's OPEN_FOR (fwknopd's FW_ACCESS_TIMEOUT); a door whose
+ * OPEN_FOR is 0 ("until the close sequence", which a datagram cannot send) gets SPA_MAX_OPEN_FOR.
+ */
+function limitsOf(door: Door, spa: SpaSettings): SpaLimits {
+  return {
+    maxAgeS: spa.maxAgeS,
+    defaultOpenForS: door.openForMs > 0 ? door.openForMs / 1000 : spa.maxOpenForS,
+    maxOpenForS: spa.maxOpenForS,
+    requireSourceAddress: spa.requireSourceAddress,
+    username: spa.username,
+    ports: door.ports,
+  };
+}
+
+export class SpaPath {
+  private readonly byPort = new Map<number, SignedDoor[]>();
+  private readonly replay = new ReplayCache(REPLAY_SET_SIZE);
+  /** Why the last datagram could not be recorded in the kernel's replay set; null once one was. */
+  replayError: string | null = null;
+
+  /** null when no door is signed. */
+  static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: SignedGrant) => void): SpaPath | null {
+    return doors.some((d) => d.spa !== null) ? new SpaPath(doors, deps, grant) : null;
+  }
+
+  private constructor(
+    doors: readonly Door[],
+    private readonly deps: SpaDeps,
+    private readonly grant: (g: SignedGrant) => void,
+  ) {
+    for (const door of doors) {
+      if (!door.spa) continue;
+      const list = this.byPort.get(door.spa.port) ?? [];
+      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa) });
+      this.byPort.set(door.spa.port, list);
+      for (const result of ["accepted", "bad_hmac", "replay"] as const) deps.metrics.spa(door.name, result, 0);
+    }
+  }
+
+  handles(port: number): boolean {
+    return this.byPort.has(port);
+  }
+
+  /**
+   * The decoder's UDP datagram, in `frame`, to a port `handles` accepted. Never throws: it runs in
+   * the capture callback. Everything kept beyond this call is copied out here (the frame is reused).
+   */
+  handle(decoder: Decoder, frame: Uint8Array, capturedAt: number): void {
+    const { knock } = decoder;
+    const doors = this.byPort.get(knock.dstPort);
+    if (!doors) return;
+    try {
+      if (decoder.payloadEnd < 0) {
+        for (const d of doors) this.refused(d.door, "truncated", knock, "the datagram was cut short (capture length or IP length)");
+        return;
+      }
+      const payload = frame.subarray(decoder.payloadStart, decoder.payloadEnd);
+      // The source's text is made only if it is read: for 0.0.0.0, or a debug line.
+      const source = {
+        family: knock.family,
+        get src() {
+          return knock.src;
+        },
+      };
+      const nowS = this.deps.clock.wallNow() / 1000;
+      // Doors sharing a port are told apart by their HMAC keys: the first whose HMAC matches decides.
+      for (const d of doors) {
+        const verdict = verifySpa({ payload, source }, d.spa.keys, d.limits, this.replay, nowS);
+        if (!verdict.ok && verdict.result === "bad_hmac") {
+          this.refused(d.door, "bad_hmac", knock, verdict.detail);
+          continue;
+        }
+        if (!verdict.ok) {
+          this.refused(d.door, verdict.result, knock, verdict.detail);
+          return;
+        }
+        const { request } = verdict;
+        // Kept until the timestamp check would refuse the datagram anyway: at most 2 x max age.
+        const ttlS = Math.max(1, Math.ceil(request.timestamp + d.spa.maxAgeS - nowS) + 1);
+        const grant: SignedGrant = {
+          door: d.door,
+          family: request.family,
+          src: request.address,
+          ports: request.ports,
+          openForMs: request.openForS * 1000,
+          username: request.username,
+          capturedAt,
+        };
+        // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
+        this.record(grant, replayElement(replayKey(payload)), ttlS, knock.src).catch((err: unknown) => this.failed(err));
+        return;
+      }
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  private failed(err: unknown): void {
+    try {
+      this.deps.log.error({ event: "spa_failed", ...errorFields(err) }, `handling a signed datagram: ${String(err)}`);
+    } catch {
+      // Logging itself failed: nothing left to tell, and nothing may escape.
+    }
+  }
+
+  /** Records the datagram in the kernel's replay set; only a new one is granted. */
+  private async record(grant: SignedGrant, element: string, ttlS: number, from: string): Promise<void> {
+    const { firewall, log, metrics } = this.deps;
+    const door = grant.door.name;
+    let outcome;
+    try {
+      outcome = await firewall.recordDatagram(element, ttlS);
+    } catch (err) {
+      const fields = errorFields(err, "KNOCK_E_FIREWALL");
+      this.replayError = `recording a datagram failed: ${fields.err}`;
+      metrics.firewallFailed("grant");
+      metrics.spa(door, "replay_check_failed");
+      log.error({ event: "spa_replay_failed", door, src: from, ...fields }, `${this.replayError}; the datagram is refused`);
+      return;
+    }
+    if (outcome === "seen") {
+      this.refused(grant.door, "replay", { src: from }, "this datagram was accepted before (kernel replay set)");
+      return;
+    }
+    if (outcome === "full") {
+      this.replayError = `the replay set holds ${REPLAY_SET_SIZE} datagrams; signed datagrams are refused until entries expire`;
+      metrics.spa(door, "replay_set_full");
+      log.warn({ event: "spa_refused", door, src: from, result: "replay_set_full" }, this.replayError);
+      return;
+    }
+    this.replayError = null;
+    metrics.spa(door, "accepted");
+    this.grant(grant);
+  }
+
+  /**
+   * Counted, and logged at debug: under a flood of garbage this runs per datagram, so `from.src` is
+   * read only for the line. A command or NAT request is logged at warn: only a holder of the door's
+   * keys can make one (a copy of it is a replay), and it asks for what knockgate never does.
+   */
+  private refused(door: Door, result: SpaResult, from: { readonly src: string }, detail: string): void {
+    const { log, metrics } = this.deps;
+    metrics.spa(door.name, result);
+    if (result === "command_refused" || result === "nat_refused") log.warn({ event: "spa_refused", door: door.name, src: from.src, result }, detail);
+    else if (log.isLevelEnabled("debug")) log.debug({ event: "spa_refused", door: door.name, src: from.src, result, detail });
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * A door's signed-datagram settings (KNOCK_DOOR_<NAME>_SPA_*): fwknop's access.conf stanza as
+ * variables. The keys are secrets: no message here ever shows a value, only what is wrong with it.
+ */
+import { SpaKeyMaterial, type SpaHmacDigest, type SpaSettings } from "../core/types.js";
+import { parseBool, parseCount, parseEnum, parsePort } from "./values.js";
+
+export const SPA_FIELDS = [
+  "SPA_KEY",
+  "SPA_HMAC_KEY",
+  "SPA_PORT",
+  "SPA_HMAC_DIGEST",
+  "SPA_MAX_AGE",
+  "SPA_MAX_OPEN_FOR",
+  "SPA_REQUIRE_SOURCE_ADDRESS",
+  "SPA_REQUIRE_USERNAME",
+] as const;
+export type SpaField = (typeof SPA_FIELDS)[number];
+
+/** fwknopd's defaults: port 62201, SHA-256, MAX_SPA_PACKET_AGE 120, MAX_FW_TIMEOUT 300, REQUIRE_SOURCE_ADDRESS on. */
+export const SPA_DEFAULTS = {
+  SPA_PORT: "62201/udp",
+  SPA_HMAC_DIGEST: "sha256",
+  SPA_MAX_AGE: "120",
+  SPA_MAX_OPEN_FOR: "300",
+  SPA_REQUIRE_SOURCE_ADDRESS: "true",
+} as const;
+
+/**
+ * Key sizes libfko takes: a Rijndael key of at most 32 bytes, an HMAC key of at most 128 (SHA-512's
+ * block). `fwknop --key-gen` writes 32 and 64; fewer than 16 bytes is a guessable key, refused.
+ */
+const KEY_BYTES = { SPA_KEY: [16, 32], SPA_HMAC_KEY: [16, 128] } as const;
+
+/** Standard base64 with optional padding, as `fwknop --key-gen` prints KEY_BASE64 and HMAC_KEY_BASE64. */
+function parseKey(field: "SPA_KEY" | "SPA_HMAC_KEY", value: string): Buffer {
+  const text = value.trim();
+  const fwknopName = field === "SPA_KEY" ? "KEY_BASE64" : "HMAC_KEY_BASE64";
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text) || text.replace(/=+$/, "").length % 4 === 1) {
+    throw new Error(`is not base64; give ${fwknopName} exactly as \`fwknop --key-gen\` prints it`);
+  }
+  const bytes = Buffer.from(text, "base64");
+  const [min, max] = KEY_BYTES[field];
+  if (bytes.length < min || bytes.length > max) {
+    throw new Error(`decodes to ${bytes.length} bytes, fwknop takes ${min}-${max}; make one with \`fwknop --key-gen\` (${fwknopName})`);
+  }
+  return bytes;
+}
+
+/** "62201" or "62201/udp": fwknop's default transport; its TCP mode would need a connection per datagram. */
+function parseSpaPort(value: string): number {
+  const [port = "", proto, extra] = value.trim().split("/");
+  if (extra !== undefined || (proto !== undefined && proto.toLowerCase() !== "udp")) {
+    throw new Error(`"${value}" is not PORT or PORT/udp; signed datagrams are read over UDP only (fwknop's default, -P udp)`);
+  }
+  return parsePort(port);
+}
+
+function parseUsername(value: string): string {
+  const name = value.trim();
+  if (!/^[\x20-\x7e]{1,64}$/.test(name)) throw new Error("is not 1-64 printable characters (the name fwknop -U sends)");
+  return name;
+}
+
+const asDigest = parseEnum<SpaHmacDigest>(["sha256", "sha384", "sha512"]);
+const asSeconds = parseCount(1, 86_400);
+const asMaxAge = parseCount(1, 3600);
+
+/**
+ * Reads one of the door's variables: undefined when it is not set, else its parsed value, or
+ * `fallback` after reporting a parse failure under the variable (or its _FILE) as parseConfig does.
+ */
+export type FieldReader = <T>(field: SpaField, parse: (text: string) => T, fallback: T) => T | undefined;
+
+/**
+ * The door's SPA settings, or null when it has neither key. A door with one key and not the other
+ * is reported by the caller (which knows which variables are set); here both are present.
+ */
+export function parseDoorSpa(has: (field: SpaField) => boolean, read: FieldReader): SpaSettings | null {
+  if (!has("SPA_KEY") || !has("SPA_HMAC_KEY")) return null;
+  const encryptionKey = read("SPA_KEY", (v) => parseKey("SPA_KEY", v), Buffer.alloc(0)) ?? Buffer.alloc(0);
+  const hmacKey = read("SPA_HMAC_KEY", (v) => parseKey("SPA_HMAC_KEY", v), Buffer.alloc(0)) ?? Buffer.alloc(0);
+  const orDefault = <T>(field: keyof typeof SPA_DEFAULTS, parse: (text: string) => T, fallback: T): T =>
+    read(field, parse, fallback) ?? parse(SPA_DEFAULTS[field]);
+  return {
+    port: orDefault("SPA_PORT", parseSpaPort, Number(SPA_DEFAULTS.SPA_PORT.split("/")[0])),
+    keys: new SpaKeyMaterial(encryptionKey, hmacKey, orDefault("SPA_HMAC_DIGEST", asDigest, "sha256")),
+    maxAgeS: orDefault("SPA_MAX_AGE", asMaxAge, Number(SPA_DEFAULTS.SPA_MAX_AGE)),
+    maxOpenForS: orDefault("SPA_MAX_OPEN_FOR", asSeconds, Number(SPA_DEFAULTS.SPA_MAX_OPEN_FOR)),
+    requireSourceAddress: orDefault("SPA_REQUIRE_SOURCE_ADDRESS", parseBool, true),
+    username: read("SPA_REQUIRE_USERNAME", parseUsername, null) ?? null,
+  };
+}
+
+/** Whether both keys decoded to the same bytes: fwknop refuses an HMAC key equal to the encryption key. */
+export const sameKeys = (spa: SpaSettings): boolean =>
+  spa.keys.encryptionKey.length > 0 && Buffer.from(spa.keys.encryptionKey).equals(Buffer.from(spa.keys.hmacKey));

@@ -1,0 +1,138 @@
+/**
+ * The firewall side of signed doors, planned as data like the rest of plan.ts.
+ *
+ * A signed datagram opens only the ports it asks for, so its grants cannot live in the door's
+ * address set (which opens every port of the door): each signed door gets a second set per family
+ * keyed by (address, protocol, port), with kernel timeouts, and one rule that accepts a packet whose
+ * source, protocol and destination port are in it. Sequence grants are untouched.
+ *
+ *   iptables+ipset: `knockgate-<DOOR>:4|6`, hash:ip,port, matched with `--match-set NAME src,dst`
+ *   nftables:       `spa_<DOOR>_v4|v6`, ipv4_addr . inet_proto . inet_service
+ *
+ * Datagrams already accepted are kept in one more kernel set, so that a restarted daemon still
+ * refuses them: `knockgate-replay` (hash:ip family inet6) or `spa_replay` (ipv6_addr), holding the
+ * first 128 bits of each datagram's SHA-256 written as an IPv6 address, each with a timeout that
+ * runs until the datagram is stale anyway. Adding is the check: an add that finds the element
+ * present fails, atomically, in the kernel.
+ */
+import type { Config, Door, Family, PortSpec } from "../types.js";
+import { FAMILIES, NFT_TABLE, type KernelGrant } from "./plan.js";
+
+export const IPSET_REPLAY = "knockgate-replay";
+export const NFT_REPLAY_SET = "spa_replay";
+/**
+ * Datagrams remembered at most. Each stays until its timestamp is past the door's max age (at most
+ * 2 x SPA_MAX_AGE, 240 s by default), so this admits about 270 accepted datagrams per second,
+ * sustained; only datagrams with a valid HMAC get this far, so filling it takes a door's key. At the
+ * bound the kernel refuses the add and the datagram is refused with it (fail closed): no entry is
+ * ever pushed out before it is useless.
+ */
+export const REPLAY_SET_SIZE = 65536;
+
+/** ipset's 31 characters: `knockgate-` + a 19-character door + `:4` just fits, as the door sets do with `-4`. */
+export const ipsetSpaName = (door: string, family: Family): string => `knockgate-${door}:${family}`;
+export const nftSpaSetName = (door: string, family: Family): string => `spa_${door}_v${family}`;
+
+export const signedDoors = (config: Config): Door[] => config.doors.filter((d) => d.spa !== null);
+
+/** Each (address, port) is an entry: room for KNOCK_MAX_GRANTS grants of every port of the door. */
+export const spaSetSize = (grantSetSize: number, door: Door): number => grantSetSize * door.ports.length;
+
+export const ipsetSpaSetSpec = (family: Family, size: number): string => `hash:ip,port family ${family === 4 ? "inet" : "inet6"} timeout 0 maxelem ${size}`;
+export const IPSET_REPLAY_SPEC = `hash:ip family inet6 timeout 0 maxelem ${REPLAY_SET_SIZE}`;
+
+export const iptablesSpaRule = (door: string, family: Family): string => `-m set --match-set ${ipsetSpaName(door, family)} src,dst -j RETURN`;
+
+const nftSaddr = (family: Family) => (family === 4 ? "ip saddr" : "ip6 saddr");
+export const nftSpaRule = (door: string, family: Family): string =>
+  `meta l4proto { tcp, udp } ${nftSaddr(family)} . meta l4proto . th dport @${nftSpaSetName(door, family)} accept`;
+
+export function nftSpaSetLines(config: Config, grantSetSize: number): string[] {
+  const t = `inet ${NFT_TABLE}`;
+  const doors = signedDoors(config);
+  if (doors.length === 0) return [];
+  const lines = doors.flatMap((door) =>
+    FAMILIES.map((f) => `add set ${t} ${nftSpaSetName(door.name, f)} { type ${f === 4 ? "ipv4" : "ipv6"}_addr . inet_proto . inet_service; flags timeout; size ${spaSetSize(grantSetSize, door)}; }`),
+  );
+  lines.push(`add set ${t} ${NFT_REPLAY_SET} { type ipv6_addr; flags timeout; size ${REPLAY_SET_SIZE}; }`);
+  return lines;
+}
+
+const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000));
+const ipsetMember = (src: string, p: PortSpec) => `${src},${p.proto}:${p.port}`;
+
+/** One `ipset -` line per port: a repeated grant refreshes the timeout (-exist). */
+export function ipsetSpaGrantLines(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): string[] {
+  return ports.map((p) => `add ${ipsetSpaName(door, family)} ${ipsetMember(src, p)} timeout ${seconds(openForMs)} -exist`);
+}
+/** Every port of the door: whatever a grant of this address holds goes. */
+export function ipsetSpaRevokeLines(door: Door, family: Family, src: string): string[] {
+  return door.ports.map((p) => `del ${ipsetSpaName(door.name, family)} ${ipsetMember(src, p)} -exist`);
+}
+
+const nftElement = (src: string, p: PortSpec) => `${src} . ${p.proto} . ${p.port}`;
+/** As nftGrantLine: add, delete and add again with the timeout, so a repeat refreshes it. */
+export function nftSpaGrantLine(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): string {
+  const set = `inet ${NFT_TABLE} ${nftSpaSetName(door, family)}`;
+  const all = ports.map((p) => nftElement(src, p)).join(", ");
+  const timed = ports.map((p) => `${nftElement(src, p)} timeout ${seconds(openForMs)}s`).join(", ");
+  return `add element ${set} { ${all} }; delete element ${set} { ${all} }; add element ${set} { ${timed} }`;
+}
+export function nftSpaRevokeLine(door: Door, family: Family, src: string): string {
+  const set = `inet ${NFT_TABLE} ${nftSpaSetName(door.name, family)}`;
+  const all = door.ports.map((p) => nftElement(src, p)).join(", ");
+  return `add element ${set} { ${all} }; delete element ${set} { ${all} }`;
+}
+
+/** The replay set's key for a datagram: the first 128 bits of its SHA-256 (hex), as IPv6 text. */
+export function replayElement(sha256Hex: string): string {
+  if (!/^[0-9a-f]{32}/.test(sha256Hex)) throw new RangeError("replayElement takes a hex SHA-256");
+  return sha256Hex.slice(0, 32).match(/.{4}/g)!.join(":");
+}
+
+/**
+ * The command that records a datagram, failing if it is recorded already (ipset add without -exist,
+ * nft create). Its arguments after the program, joined, are the same command as a session line.
+ */
+export const ipsetReplayArgv = (element: string, ttlS: number): string[] => ["ipset", "add", IPSET_REPLAY, element, "timeout", String(ttlS)];
+export const nftReplayArgv = (element: string, ttlS: number): string[] => [
+  "nft",
+  `create element inet ${NFT_TABLE} ${NFT_REPLAY_SET} { ${element} timeout ${ttlS}s }`,
+];
+
+/** What a failed record says: the element was there (a replay) or the set is full. */
+export function replayFailure(stderr: string): "seen" | "full" | null {
+  if (/already added|File exists/i.test(stderr)) return "seen";
+  if (/is full|Too many open files/i.test(stderr)) return "full";
+  return null;
+}
+
+/** A signed grant found in the kernel: one entry per port. */
+export interface KernelSpaGrant extends KernelGrant {
+  port: PortSpec;
+}
+
+/** `198.18.0.2,tcp:22` or `fd00::2,udp:53` (ipset list), with the time left. */
+export function ipsetSpaMembers(members: readonly KernelGrant[]): KernelSpaGrant[] {
+  return members.flatMap((m) => {
+    const match = /^(.+),(tcp|udp):(\d+)$/.exec(m.src);
+    return match ? [{ src: match[1]!, remainingMs: m.remainingMs, port: { proto: match[2] as PortSpec["proto"], port: Number(match[3]) } }] : [];
+  });
+}
+
+/** Elements of `nft -j list set` of an SPA set: `{"concat": [addr, proto, port]}` values. */
+export function nftSpaElements(json: string): KernelSpaGrant[] {
+  type Elem = { elem?: { val?: unknown; expires?: unknown } };
+  const parsed = JSON.parse(json) as { nftables?: { set?: { elem?: Elem[] } }[] };
+  const out: KernelSpaGrant[] = [];
+  for (const item of parsed.nftables ?? []) {
+    for (const e of item.set?.elem ?? []) {
+      const val = e.elem?.val;
+      const concat = typeof val === "object" && val !== null && "concat" in val && Array.isArray(val.concat) ? (val.concat as unknown[]) : [];
+      const [src, proto, port] = concat;
+      if (typeof src !== "string" || (proto !== "tcp" && proto !== "udp") || typeof port !== "number") continue;
+      out.push({ src, port: { proto, port }, remainingMs: typeof e.elem?.expires === "number" ? e.elem.expires * 1000 : null });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,171 @@
+/**
+ * Signed doors against the stock client: Debian's `fwknop` in the client namespace sends single
+ * packet authorization datagrams to knockgate in the server namespace, with real capture and the
+ * real iptables+ipset or nftables. IPv6 datagrams (which fwknop cannot write) come from
+ * src/core/spa/encode.ts, held byte-equal to the client by the unit tests.
+ * Needs root and the fwknop client (`apt-get install fwknop-client`; CI installs it).
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, SERVER_V6, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
+import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
+import { SpaType } from "../../src/core/spa/message.js";
+
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string };
+const KEY = FIXTURE.keyBase64;
+const HMAC = FIXTURE.hmacKeyBase64;
+const SPA_PORT = 62201;
+const OTHER_PORT = 2222;
+
+before(() => {
+  assert.equal(process.getuid?.(), 0, "the namespace tests need root: run them as root (CI does)");
+  removeStaleNamespaces();
+});
+after(() => removeStaleNamespaces());
+
+let tmp = "";
+before(() => {
+  tmp = mkdtempSync(join(tmpdir(), "knockgate-spa-"));
+});
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/**
+ * The stock client, as a user runs it (no rc file, keys on the command line), saving what it sent
+ * to `saveAs` so a test can send the same bytes again.
+ */
+async function fwknop(lab: Lab, args: string[], saveAs?: string): Promise<void> {
+  const argv = ["fwknop", "--no-rc-file", "--no-save-args", "-D", SERVER_V4, "--use-hmac", "--key-base64-rijndael", KEY, "--key-base64-hmac", HMAC, ...args];
+  if (saveAs) argv.push("-B", saveAs);
+  const r = await lab.exec(lab.client, argv);
+  assert.equal(r.code, 0, `fwknop failed: ${r.stderr}`);
+}
+
+/** The datagram fwknop saved with -B: its payload text, as sent. */
+const saved = (path: string) => readFileSync(path, "latin1").trim();
+
+/** Sends `data` as one UDP datagram from the client namespace. */
+const sendUdp = (lab: Lab, host: string, data: string, localAddress?: string) =>
+  lab.call({ op: "udp", host, port: SPA_PORT, data, ...(localAddress ? { localAddress } : {}) });
+
+/** Waits until the daemon has counted `n` datagrams with `result` (refusals are not logged above debug). */
+async function counted(lab: Lab, result: string, n = 1): Promise<void> {
+  const deadline = Date.now() + 4000;
+  for (;;) {
+    const m = new RegExp(`knockgate_spa_packets_total\\{door="SSH",result="${result}"\\} (\\d+)`).exec(await lab.metrics());
+    if (Number(m?.[1] ?? 0) >= n) return;
+    assert.ok(Date.now() < deadline, `no ${n} datagram(s) counted as ${result}`);
+    await sleep(100);
+  }
+}
+
+for (const backend of ["iptables", "nftables"] as const) {
+  describe(`signed doors, ${backend} backend`, { concurrency: false }, () => {
+    const env = (extra: Record<string, string> = {}) => ({
+      KNOCK_FIREWALL: backend,
+      KNOCK_DOOR_SSH_SPA_KEY: KEY,
+      KNOCK_DOOR_SSH_SPA_HMAC_KEY: HMAC,
+      KNOCK_DOOR_SSH_PORTS: `${SERVICE_PORT}/tcp,${OTHER_PORT}/tcp`,
+      KNOCK_RECONCILE_INTERVAL: "0.5",
+      ...extra,
+    });
+    const opens = (daemon: DaemonProcess) => daemon.events("open").length;
+
+    test("fwknop opens the port it asks for, for the address it names; a second address and other ports stay closed", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        await lab.startService(OTHER_PORT);
+        const daemon = await lab.startDaemon(env());
+        assert.equal(await lab.canConnect(SERVER_V4), false, "closed before the datagram");
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-U", "alice"]);
+        const open = await daemon.waitFor("open");
+        assert.deepEqual([open["src"], open["via"], open["username"], open["ports"], open["open_for_s"]], [CLIENT_V4, "spa", "alice", "22/tcp", 30]);
+        assert.equal(await lab.canConnect(SERVER_V4), true, "the named address gets in");
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), false, "a second address stays out");
+        assert.equal(await lab.canConnect(SERVER_V4, { port: OTHER_PORT }), false, "a port of the door it did not ask for stays closed");
+        assert.equal(await lab.canConnect(SERVER_V6), false, "an IPv4 grant does not open IPv6");
+      }));
+
+    test("a request for a port outside PORTS opens nothing, not even the ports it may have", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT},tcp/23`, "-a", CLIENT_V4]);
+        await counted(lab, "port_not_allowed");
+        assert.equal(opens(daemon), 0);
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+      }));
+
+    test("fwknop -f 5 gets a 5 s grant, and the same datagram sent again after it expired opens nothing", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        const file = join(tmp, `f5-${backend}.txt`);
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "5"], file);
+        const open = await daemon.waitFor("open");
+        assert.equal(open["open_for_s"], 5);
+        assert.equal(await lab.canConnect(SERVER_V4), true);
+        await daemon.waitFor("close", 8000);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "closed once the 5 s are up");
+        await sendUdp(lab, SERVER_V4, saved(file));
+        await counted(lab, "replay");
+        assert.equal(opens(daemon), 1);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "the replay opened nothing");
+      }));
+
+    test("a datagram accepted before a daemon restart is refused after it", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const first = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "2" }));
+        const file = join(tmp, `restart-${backend}.txt`);
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4], file);
+        await first.waitFor("open");
+        assert.equal(await first.stop(), 0);
+        const second = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "2" }));
+        // The grant from before the restart is adopted and expires; then the replay arrives. The
+        // kernel lists time left in whole seconds, rounded down: its entry may outlive the close line by up to 1 s.
+        await second.waitFor("close", 5000);
+        await sleep(1100);
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+        await sendUdp(lab, SERVER_V4, saved(file));
+        await counted(lab, "replay");
+        assert.equal(opens(second), 0);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "the replay after the restart opened nothing");
+      }));
+
+    test("IPv6: a datagram over IPv6 naming an IPv6 address opens IPv6 for it", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        const keys = { encryptionKey: Buffer.from(KEY, "base64"), hmacKey: Buffer.from(HMAC, "base64"), hmacDigest: "sha256" as const };
+        const plaintext = spaPlaintext({ rand: "1234567890123456", username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.access, message: `${CLIENT_V6},tcp/${SERVICE_PORT}` });
+        await sendUdp(lab, SERVER_V6, encodeSpa(plaintext, keys, randomBytes(8)));
+        const open = await daemon.waitFor("open");
+        assert.deepEqual([open["src"], open["via"]], [CLIENT_V6, "spa"]);
+        assert.equal(await lab.canConnect(SERVER_V6), true);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "an IPv6 grant does not open IPv4");
+      }));
+
+    test("/readyz reports the replay set, and a flushed replay set is put back", () =>
+      withLab(async (lab) => {
+        await lab.startDaemon(env());
+        const ready = await lab.http("/readyz");
+        assert.equal(ready.status, 200, ready.body);
+        assert.match(ready.body, /"name":"spa_replay","ok":true/);
+        const destroy =
+          backend === "iptables" ? ["ipset", "destroy", "knockgate-replay"] : ["nft", "delete", "set", "inet", "knockgate", "spa_replay"];
+        assert.equal((await lab.exec(lab.server, destroy)).code, 0);
+        const deadline = Date.now() + 4000;
+        const present = backend === "iptables" ? ["ipset", "list", "-n", "knockgate-replay"] : ["nft", "list", "set", "inet", "knockgate", "spa_replay"];
+        while ((await lab.exec(lab.server, present)).code !== 0) {
+          assert.ok(Date.now() < deadline, "the replay set was not put back");
+          await sleep(100);
+        }
+      }));
+  });
+}

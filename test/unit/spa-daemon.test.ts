@@ -1,0 +1,332 @@
+/**
+ * Signed doors in the daemon, on the dry-run firewall, a fake capture and a fake clock: which
+ * datagrams open what, for whom and for how long, and how every refusal shows in metrics and logs.
+ * Datagrams are built by src/core/spa/encode.ts, held byte-equal to the real fwknop client.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { afterEach, beforeEach, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { parseConfig } from "../../src/config/config.js";
+import { Daemon } from "../../src/app/daemon.js";
+import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
+import type { FrameHandler } from "../../src/adapters/capture.js";
+import { Metrics } from "../../src/adapters/metrics.js";
+import type { HookRequest } from "../../src/adapters/hooks.js";
+import { SpaType } from "../../src/core/spa/message.js";
+import { FakeClock } from "../support/fake-clock.js";
+import { buildFrame, macBytes } from "../support/frames.js";
+import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
+
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string };
+const KEYS = { encryptionKey: Buffer.from(FIXTURE.keyBase64, "base64"), hmacKey: Buffer.from(FIXTURE.hmacKeyBase64, "base64"), hmacDigest: "sha256" as const };
+const SIGNED = {
+  KNOCK_DOOR_SSH_SPA_KEY: FIXTURE.keyBase64,
+  KNOCK_DOOR_SSH_SPA_HMAC_KEY: FIXTURE.hmacKeyBase64,
+  KNOCK_DOOR_SSH_PORTS: "22/tcp,2222/tcp",
+};
+const CLIENT = "198.18.0.2";
+const CLIENT6 = "fd00:198:18::2";
+
+function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall) => DryRunFirewall, clock = new FakeClock(), base: Record<string, string> = SIGNED) {
+  const config = parseConfig({ ...base, KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const firewall = firewallOf?.(new DryRunFirewall(config, log, clock)) ?? new DryRunFirewall(config, log, clock);
+  const metrics = new Metrics(
+    config.doors.map((d) => d.name),
+    { version: "test", revision: "test", backend: firewall.backend },
+    { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => new Map() },
+  );
+  let onFrame: FrameHandler = () => undefined;
+  const opened: { filter: string; snaplen: number }[] = [];
+  const hooks: HookRequest[] = [];
+  const daemon = new Daemon({
+    config,
+    interfaces: ["eth0"],
+    firewall,
+    log,
+    metrics,
+    clock,
+    runHook: (request) => {
+      hooks.push(request);
+      return Promise.resolve({ ok: true, code: 0 });
+    },
+    interfaceLinkType: () => "ETHERNET",
+    openCapture: (iface, filter, handler, snaplen) => {
+      onFrame = handler;
+      opened.push({ filter, snaplen });
+      return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
+    },
+  });
+  /** Sends `payload` as a UDP datagram from `src` to `port` and lets the daemon's promises settle. */
+  const send = async (payload: Buffer, opts: { src?: string; port?: number; cut?: number } = {}) => {
+    const src = opts.src ?? CLIENT;
+    const frame = buildFrame({
+      srcMac: macBytes("02:00:00:00:00:02"),
+      dstMac: macBytes("02:00:00:00:00:01"),
+      src,
+      dst: src.includes(":") ? "fd00:198:18::1" : "198.18.0.1",
+      proto: "udp",
+      srcPort: 40000,
+      dstPort: opts.port ?? 62201,
+      payload,
+    });
+    onFrame(frame, frame.length - (opts.cut ?? 0));
+    await clock.advance(0);
+  };
+  /** A datagram stamped with the daemon's wall clock (or `ageS` seconds before it). */
+  const datagram = (fields: Partial<SpaFields> & { ageS?: number } = {}) => {
+    const { ageS = 0, ...rest } = fields;
+    const timestamp = Math.floor(clock.wallNow() / 1000) - ageS;
+    const plaintext = spaPlaintext({ rand: "1234567890123456", username: "alice", timestamp, type: SpaType.access, message: `${CLIENT},tcp/22`, ...rest });
+    // A fresh salt each time, as a client draws it: two datagrams are never the same.
+    return Buffer.from(encodeSpa(plaintext, KEYS, randomBytes(8)), "latin1");
+  };
+  const events = (name: string) => lines.filter((l) => l["event"] === name);
+  const spaCount = async (result: string) => Number(new RegExp(`knockgate_spa_packets_total\\{door="SSH",result="${result}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
+  return { daemon, firewall, metrics, clock, lines, events, send, datagram, spaCount, opened, hooks };
+}
+
+const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
+
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+beforeEach(() => {
+  unhandled.length = 0;
+  process.on("unhandledRejection", onUnhandled);
+});
+afterEach(() => {
+  process.off("unhandledRejection", onUnhandled);
+  assert.deepEqual(unhandled, [], "an unhandled rejection would have ended the daemon");
+});
+
+test("a signed datagram opens the port it asks for, for the address it names, with via spa and the username", async () => {
+  const { daemon, firewall, events, send, datagram, spaCount } = setup();
+  await daemon.start();
+  await send(datagram(), { src: "203.0.113.9" });
+  assert.deepEqual(await firewall.listSpaGrants(), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 22, proto: "tcp" }], remainingMs: 30_000 }]);
+  assert.deepEqual(await firewall.listGrants(), [], "the door's all-ports set is not touched");
+  const open = events("open");
+  assert.equal(open.length, 1);
+  assert.deepEqual(
+    [open[0]?.["src"], open[0]?.["ports"], open[0]?.["via"], open[0]?.["username"], open[0]?.["open_for_s"]],
+    [CLIENT, "22/tcp", "spa", "alice", 30],
+  );
+  assert.equal(await spaCount("accepted"), 1);
+  assert.deepEqual(await failing(daemon), []);
+  await daemon.stop();
+});
+
+test("capture keeps whole datagrams and sees the SPA port only when a door is signed", async () => {
+  const signed = setup();
+  await signed.daemon.start();
+  assert.equal(signed.opened[0]?.snaplen, 1600);
+  assert.match(signed.opened[0]?.filter ?? "", /udp dst port 62201/);
+  await signed.daemon.stop();
+  const plain = setup({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000" }, undefined, new FakeClock(), {});
+  await plain.daemon.start();
+  assert.equal(plain.opened[0]?.snaplen, 256);
+  assert.doesNotMatch(plain.opened[0]?.filter ?? "", /62201/);
+  assert.ok(!(await plain.daemon.readiness()).some((c) => c.name === "spa_replay"));
+  await plain.daemon.stop();
+});
+
+test("the same datagram again opens nothing: refused from memory, and after a restart by the kernel's replay set", async () => {
+  const clock = new FakeClock();
+  const first = setup({}, undefined, clock);
+  await first.daemon.start();
+  const payload = first.datagram();
+  await first.send(payload);
+  await first.send(payload);
+  assert.equal(await first.spaCount("replay"), 1);
+  assert.equal(first.events("open").length, 1);
+  await first.daemon.stop();
+  // A new daemon on the same kernel (the same dry-run firewall): its memory cache is empty.
+  const second = setup({}, () => first.firewall, clock);
+  await second.daemon.start();
+  await clock.advance(40_000);
+  await second.send(payload);
+  assert.equal(await second.spaCount("replay"), 1);
+  assert.equal(second.events("open").length, 0);
+  assert.deepEqual(await first.firewall.listSpaGrants(), [], "the first grant expired and nothing reopened it");
+  await second.daemon.stop();
+});
+
+test("the client's timeout sets the grant's time, capped at SPA_MAX_OPEN_FOR, and the grant closes when it is up", async () => {
+  const { daemon, firewall, events, send, datagram, clock } = setup({ KNOCK_DOOR_SSH_SPA_MAX_OPEN_FOR: "60" });
+  await daemon.start();
+  await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 5 }));
+  assert.equal(events("open")[0]?.["open_for_s"], 5);
+  await clock.advance(5000);
+  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"], l["ports"]]), [["spa", "expired", "22/tcp"]]);
+  await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 86_400 }));
+  assert.equal(events("open")[1]?.["open_for_s"], 60);
+  await daemon.stop();
+});
+
+test("a request for any port outside the door's PORTS opens nothing at all", async () => {
+  const { daemon, firewall, send, datagram, spaCount, events } = setup();
+  await daemon.start();
+  await send(datagram({ message: `${CLIENT},tcp/22,tcp/23` }));
+  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.equal(await spaCount("port_not_allowed"), 1);
+  assert.equal(events("spa_refused")[0]?.["level"], 20, "refusals are logged at debug");
+  await send(datagram({ message: `${CLIENT},tcp/22,tcp/2222` }));
+  assert.deepEqual((await firewall.listSpaGrants())[0]?.ports, [{ port: 22, proto: "tcp" }, { port: 2222, proto: "tcp" }]);
+  await daemon.stop();
+});
+
+test("IPv6: an IPv6 address in the message is granted in the IPv6 set, and datagrams arriving over IPv6 are read", async () => {
+  const { daemon, firewall, send, datagram } = setup();
+  await daemon.start();
+  await send(datagram({ message: `${CLIENT6},tcp/22` }));
+  await send(datagram({ message: "fd00:198:18::3,tcp/2222" }), { src: CLIENT6 });
+  assert.deepEqual(
+    (await firewall.listSpaGrants()).map((g) => [g.family, g.src, g.ports.map((p) => p.port)]),
+    [
+      [6, CLIENT6, [22]],
+      [6, "fd00:198:18::3", [2222]],
+    ],
+  );
+  await daemon.stop();
+});
+
+test("0.0.0.0 is refused while a source address is required, and means the sender when it is not", async () => {
+  const strict = setup();
+  await strict.daemon.start();
+  await strict.send(strict.datagram({ message: "0.0.0.0,tcp/22" }));
+  assert.equal(await strict.spaCount("address_refused"), 1);
+  await strict.daemon.stop();
+  const loose = setup({ KNOCK_DOOR_SSH_SPA_REQUIRE_SOURCE_ADDRESS: "false" });
+  await loose.daemon.start();
+  await loose.send(loose.datagram({ message: "0.0.0.0,tcp/22" }), { src: "198.18.0.7" });
+  assert.deepEqual((await loose.firewall.listSpaGrants()).map((g) => g.src), ["198.18.0.7"]);
+  await loose.daemon.stop();
+});
+
+test("command and NAT messages, stale and future stamps, other users and garbage are refused and counted by result", async () => {
+  const { daemon, firewall, send, datagram, spaCount, lines } = setup({ KNOCK_DOOR_SSH_SPA_REQUIRE_USERNAME: "alice" });
+  await daemon.start();
+  await send(datagram({ type: SpaType.command, message: `${CLIENT},touch /tmp/pwned` }));
+  await send(datagram({ type: SpaType.natAccess, nat: "10.0.0.5,22" }));
+  await send(datagram({ ageS: 121 }));
+  await send(datagram({ ageS: -121 }));
+  await send(datagram({ username: "mallory" }));
+  await send(Buffer.alloc(200, 0x41));
+  await send(Buffer.alloc(20, 0x41));
+  await send(datagram(), { cut: 1 });
+  const results = ["command_refused", "nat_refused", "stale", "future", "username_refused", "bad_hmac", "too_short", "truncated"];
+  assert.deepEqual(await Promise.all(results.map(spaCount)), results.map(() => 1));
+  assert.deepEqual(await firewall.listSpaGrants(), []);
+  const above = lines.filter((l) => Number(l["level"]) > 20 && l["event"] === "spa_refused");
+  assert.deepEqual(
+    above.map((l) => [l["level"], l["result"]]),
+    [
+      [40, "command_refused"],
+      [40, "nat_refused"],
+    ],
+    "only what a key holder asked for and knockgate never does is logged above debug",
+  );
+  assert.doesNotMatch(JSON.stringify(above), /pwned/, "the command itself is not logged");
+  await daemon.stop();
+});
+
+test("SPA packet counts are served to the token holder only", async () => {
+  const { daemon, metrics, send } = setup();
+  await daemon.start();
+  await send(Buffer.alloc(200, 0x41));
+  assert.match(await metrics.registry.metrics(), /knockgate_spa_packets_total\{door="SSH",result="bad_hmac"\} 1/);
+  assert.doesNotMatch(await metrics.publicRegistry.metrics(), /knockgate_spa_packets_total/);
+  await daemon.stop();
+});
+
+test("a full replay set refuses the datagram and fails /readyz; a failing one too, counted as a grant error", async () => {
+  let answer: () => Promise<"recorded" | "seen" | "full"> = () => Promise.resolve("full");
+  const { daemon, firewall, send, datagram, spaCount, metrics } = setup({}, (f) => {
+    f.recordDatagram = () => answer();
+    return f;
+  });
+  await daemon.start();
+  await send(datagram());
+  assert.equal(await spaCount("replay_set_full"), 1);
+  assert.deepEqual(await failing(daemon), ["spa_replay"]);
+  answer = () => Promise.reject(new Error("ipset: set knockgate-replay does not exist"));
+  await send(datagram());
+  assert.equal(await spaCount("replay_check_failed"), 1);
+  assert.match(await metrics.registry.metrics(), /knockgate_firewall_errors_total\{operation="grant"\} 1/);
+  assert.deepEqual(await firewall.listSpaGrants(), []);
+  answer = () => Promise.resolve("recorded");
+  await send(datagram());
+  assert.deepEqual(await failing(daemon), []);
+  assert.equal((await firewall.listSpaGrants()).length, 1);
+  await daemon.stop();
+});
+
+test("signed grants are bounded like sequence grants: a prefix over its share gives up its oldest", async () => {
+  const { daemon, firewall, send, datagram, events } = setup({ KNOCK_MAX_GRANTS_PER_PREFIX: "1" });
+  await daemon.start();
+  await send(datagram({ message: `${CLIENT},tcp/22` }));
+  await send(datagram({ message: "198.18.0.3,tcp/22" }));
+  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), ["198.18.0.3"]);
+  assert.deepEqual(events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "spa", "replaced"]]);
+  await daemon.stop();
+});
+
+test("signed grants found in the kernel at start are adopted and close with their via", async () => {
+  const clock = new FakeClock();
+  const first = setup({}, undefined, clock);
+  await first.daemon.start();
+  await first.send(first.datagram());
+  await first.daemon.stop();
+  const second = setup({}, () => first.firewall, clock);
+  await second.daemon.start();
+  assert.equal(second.events("grants_adopted")[0]?.["grants"], 1);
+  await clock.advance(31_000);
+  assert.deepEqual(second.events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "spa", "expired"]]);
+  await second.daemon.stop();
+});
+
+test("a door with a sequence and keys opens both ways, each in its own set", async () => {
+  const { daemon, firewall, send, datagram, events } = setup({ KNOCK_DOOR_SSH_SEQUENCE: "7000:udp" });
+  await daemon.start();
+  await send(Buffer.alloc(1), { port: 7000, src: "198.18.0.9" });
+  await send(datagram());
+  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), ["198.18.0.9"]);
+  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), [CLIENT]);
+  assert.deepEqual(events("open").map((l) => l["via"]).sort(), ["sequence", "spa"]);
+  await daemon.stop();
+});
+
+test("ON_OPEN and ON_CLOSE of a signed grant see the ports it opened in %PORTS%", async () => {
+  const { daemon, send, datagram, hooks, clock } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %PORTS%", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %PORTS%" });
+  await daemon.start();
+  await send(datagram({ message: `${CLIENT},tcp/2222` }));
+  await clock.advance(30_000);
+  assert.deepEqual(
+    hooks.map((h) => [h.kind, h.ip, h.door.ports.map((p) => p.port)]),
+    [
+      ["on_open", CLIENT, [2222]],
+      ["on_close", CLIENT, [2222]],
+    ],
+  );
+  await daemon.stop();
+});
+
+test("a throw after a datagram was verified is logged, never an unhandled rejection", async () => {
+  const { daemon, send, datagram, events } = setup({}, (f) => {
+    f.grantPorts = () => {
+      throw new Error("boom");
+    };
+    return f;
+  });
+  await daemon.start();
+  await send(datagram());
+  assert.equal(events("spa_failed").length, 1);
+  assert.match(String(events("spa_failed")[0]?.["err"]), /boom/);
+  await daemon.stop();
+});

@@ -1,0 +1,138 @@
+/** The firewall plan of signed doors: per-port grant sets and their rule, the replay set, and what the kernel's listings say back. */
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { parseConfig } from "../../src/config/config.js";
+import { CHAIN, ipsetCreateScript, ipsetGrantSets, ipsetMembers, iptablesChainPlan, nftPlan, planId } from "../../src/core/firewall/plan.js";
+import {
+  ipsetSpaGrantLines,
+  ipsetSpaMembers,
+  ipsetSpaName,
+  ipsetSpaRevokeLines,
+  nftReplayArgv,
+  nftSpaElements,
+  nftSpaGrantLine,
+  replayElement,
+  replayFailure,
+  REPLAY_SET_SIZE,
+} from "../../src/core/firewall/spa-plan.js";
+import { isIP } from "node:net";
+import { recordThrough } from "../../src/adapters/firewall/iptables.js";
+
+const SIGNED = {
+  KNOCK_DOOR_SSH_SPA_KEY: Buffer.alloc(32, 1).toString("base64"),
+  KNOCK_DOOR_SSH_SPA_HMAC_KEY: Buffer.alloc(64, 2).toString("base64"),
+  KNOCK_DOOR_SSH_PORTS: "22/tcp,53/udp",
+  KNOCK_MAX_GRANTS: "1000",
+};
+const signed = parseConfig(SIGNED);
+const plain = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000" });
+
+describe("signed door firewall plan", () => {
+  test("a signed door's per-port set name fits ipset's 31 characters with the longest door name", () => {
+    assert.equal(ipsetSpaName("A".repeat(19), 6).length, 31);
+    assert.notEqual(ipsetSpaName("SSH", 4), "knockgate-SSH-4");
+  });
+
+  test("iptables: one rule per family lets a source through to the (protocol, port) pairs its set holds, before the drops", () => {
+    const rules = iptablesChainPlan(signed, 4).restore.split("\n").filter((l) => l.startsWith(`-A ${CHAIN} `));
+    const at = rules.indexOf(`-A ${CHAIN} -m set --match-set knockgate-SSH:4 src,dst -j RETURN`);
+    assert.ok(at > 0, rules.join("\n"));
+    assert.ok(rules.findIndex((r) => r.endsWith("-j DROP")) > at);
+    assert.ok(iptablesChainPlan(signed, 6).restore.includes("--match-set knockgate-SSH:6 src,dst"));
+  });
+
+  test("ipset: per-port sets sized for every port of KNOCK_MAX_GRANTS grants, and one replay set; none without a signed door", () => {
+    const script = ipsetCreateScript(signed);
+    assert.match(script, /^create knockgate-SSH:4 hash:ip,port family inet timeout 0 maxelem 4048$/m);
+    assert.match(script, /^create knockgate-SSH:6 hash:ip,port family inet6 timeout 0 maxelem 4048$/m);
+    assert.match(script, new RegExp(`^create knockgate-replay hash:ip family inet6 timeout 0 maxelem ${REPLAY_SET_SIZE}$`, "m"));
+    assert.deepEqual(ipsetGrantSets(signed).map((s) => s.name), ["knockgate-SSH-4", "knockgate-SSH:4", "knockgate-SSH-6", "knockgate-SSH:6"]);
+    assert.doesNotMatch(ipsetCreateScript(plain), /:4|replay/);
+  });
+
+  test("nftables: concatenated (address, protocol, port) sets with timeouts, their accept rules and the replay set", () => {
+    const { script } = nftPlan(signed);
+    assert.match(script, /add set inet knockgate spa_SSH_v4 \{ type ipv4_addr \. inet_proto \. inet_service; flags timeout; size 4048; \}/);
+    assert.match(script, /add set inet knockgate spa_SSH_v6 \{ type ipv6_addr \. inet_proto \. inet_service; flags timeout; size 4048; \}/);
+    assert.match(script, /add rule inet knockgate prerouting meta l4proto \{ tcp, udp \} ip6 saddr \. meta l4proto \. th dport @spa_SSH_v6 accept/);
+    assert.match(script, /add set inet knockgate spa_replay \{ type ipv6_addr; flags timeout; size 65536; \}/);
+    assert.doesNotMatch(nftPlan(plain).script, /spa_/);
+  });
+
+  test("signing a door changes the plan id, so a running chain is rewritten", () => {
+    const both = parseConfig({ ...SIGNED, KNOCK_DOOR_SSH_SEQUENCE: "7000,8000" });
+    assert.notEqual(planId(both), planId(parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_SSH_PORTS: "22/tcp,53/udp", KNOCK_MAX_GRANTS: "1000" })));
+  });
+
+  test("grant lines name each asked-for port with the grant's own timeout; revokes take every port of the door", () => {
+    const door = signed.doors[0]!;
+    assert.deepEqual(ipsetSpaGrantLines("SSH", 4, "198.18.0.2", [{ port: 22, proto: "tcp" }], 5000), ["add knockgate-SSH:4 198.18.0.2,tcp:22 timeout 5 -exist"]);
+    assert.deepEqual(ipsetSpaRevokeLines(door, 6, "fd00:198:18::2"), [
+      "del knockgate-SSH:6 fd00:198:18::2,tcp:22 -exist",
+      "del knockgate-SSH:6 fd00:198:18::2,udp:53 -exist",
+    ]);
+    assert.equal(
+      nftSpaGrantLine("SSH", 4, "198.18.0.2", [{ port: 53, proto: "udp" }], 300_000),
+      "add element inet knockgate spa_SSH_v4 { 198.18.0.2 . udp . 53 }; delete element inet knockgate spa_SSH_v4 { 198.18.0.2 . udp . 53 }; add element inet knockgate spa_SSH_v4 { 198.18.0.2 . udp . 53 timeout 300s }",
+    );
+  });
+
+  test("the replay element is the digest's first 128 bits as an IPv6 address", () => {
+    const element = replayElement("0123456789abcdef0123456789abcdef" + "f".repeat(32));
+    assert.equal(element, "0123:4567:89ab:cdef:0123:4567:89ab:cdef");
+    assert.equal(isIP(element), 6);
+    assert.throws(() => replayElement("not hex"));
+    assert.deepEqual(nftReplayArgv(element, 240), ["nft", `create element inet knockgate spa_replay { ${element} timeout 240s }`]);
+  });
+
+  test("a failed record reads as present, full, or neither, from each tool's message", () => {
+    assert.equal(replayFailure("ipset v7.17: Element cannot be added to the set: it's already added"), "seen");
+    assert.equal(replayFailure("ipset v7.17: Hash is full, cannot add more elements"), "full");
+    assert.equal(replayFailure("Error: Could not process rule: File exists"), "seen");
+    assert.equal(replayFailure("Error: Could not process rule: Too many open files in system"), "full");
+    assert.equal(replayFailure("ipset v7.17: The set with the given name does not exist"), null);
+  });
+
+  test("the kernel's listings of per-port sets read back as address, port and time left", () => {
+    const listing = "Name: knockgate-SSH:6\nType: hash:ip,port\nMembers:\nfd00:198:18::2,tcp:22 timeout 28\n198.18.0.2,udp:53 timeout 0\n";
+    assert.deepEqual(ipsetSpaMembers(ipsetMembers(listing)), [
+      { src: "fd00:198:18::2", port: { proto: "tcp", port: 22 }, remainingMs: 28_000 },
+      { src: "198.18.0.2", port: { proto: "udp", port: 53 }, remainingMs: null },
+    ]);
+    const json = JSON.stringify({
+      nftables: [{ metainfo: {} }, { set: { elem: [{ elem: { val: { concat: ["198.18.0.2", "tcp", 22] }, timeout: 30, expires: 29 } }, { elem: { val: "bogus" } }] } }],
+    });
+    assert.deepEqual(nftSpaElements(json), [{ src: "198.18.0.2", port: { proto: "tcp", port: 22 }, remainingMs: 29_000 }]);
+  });
+});
+
+describe("recording a datagram in the kernel's replay set", () => {
+  const session = (ok: boolean) => ({ send: () => (ok ? Promise.resolve() : Promise.reject(new Error("ipset: command failed"))) });
+  const runner = (code: number, stderr: string) => {
+    const calls: string[][] = [];
+    const run = (argv: readonly string[]) => {
+      calls.push([...argv]);
+      return Promise.resolve({ code, stderr, stdout: "" });
+    };
+    return { run, calls };
+  };
+  const argv = ["ipset", "add", "knockgate-replay", "1::1", "timeout", "240"];
+
+  test("an add the session takes is a new datagram, with no command of its own", async () => {
+    const { run, calls } = runner(0, "");
+    assert.equal(await recordThrough(session(true), run, argv), "recorded");
+    assert.deepEqual(calls, []);
+  });
+
+  test("an add the session refuses is run again on its own, whose message tells present from full", async () => {
+    const seen = runner(1, "ipset v7.17: Element cannot be added to the set: it's already added");
+    assert.equal(await recordThrough(session(false), seen.run, argv), "seen");
+    assert.deepEqual(seen.calls, [argv]);
+    assert.equal(await recordThrough(session(false), runner(1, "ipset v7.17: Hash is full, cannot add more elements").run, argv), "full");
+    assert.equal(await recordThrough(session(false), runner(0, "").run, argv), "recorded", "the session died, the add itself was fine");
+  });
+
+  test("any other failure is an error, never a pass", async () => {
+    await assert.rejects(recordThrough(session(false), runner(1, "ipset v7.17: The set with the given name does not exist").run, argv), /does not exist/);
+  });
+});

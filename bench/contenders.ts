@@ -221,6 +221,8 @@ function knockgate(id: "knockgate" | "knockgate-nft" | "knockgate-spa", backend:
         KNOCK_LOG_LEVEL: "warn",
         KNOCK_HTTP_ADDR: `${SERVER_V4}:${HTTP_PORT}`,
         KNOCK_FIREWALL: backend,
+        // The machine's Docker is no contender's business (its socket is visible in every namespace).
+        KNOCK_DOCKER: "off",
         // The bench reads counters that only an authenticated scrape gets (capture drops, packets).
         KNOCK_METRICS_TOKEN_FILE: metricsTokenFile(),
         ...(DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: DAEMON_NODE_OPTIONS } : {}),

@@ -20,6 +20,8 @@ export interface Check {
 
 export interface HttpSources {
   readiness(): Promise<Check[]>;
+  /** More for the /readyz JSON (each door's effective ports); never a secret. */
+  details?(): Record<string, unknown>;
   metrics: {
     public: Registry;
     full: Registry;
@@ -57,7 +59,7 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
         (checks) => {
           const ready = checks.every((c) => c.ok || c.advisory);
           const reasons = checks.filter((c) => !c.ok && !c.advisory).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
-          res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks }) + "\n");
+          res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks, ...sources.details?.() }) + "\n");
         },
         (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [err.message] }) + "\n"),
       );

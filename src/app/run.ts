@@ -13,6 +13,9 @@ import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { createLogger } from "../adapters/log.js";
 import { Metrics } from "../adapters/metrics.js";
 import { REVISION, VERSION } from "./version.js";
+import { dockerEngine } from "../adapters/docker.js";
+import { registerDockerMetrics } from "../adapters/docker-metrics.js";
+import { DockerWatch, INITIAL_LOOK_MS } from "./docker-watch.js";
 import { startClusterSync } from "./cluster-start.js";
 
 export async function runDaemon(env: Readonly<Record<string, string | undefined>>): Promise<number> {
@@ -35,7 +38,9 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     log.error({ event: "config_refused", code: "KNOCK_E_CONFIG" }, NO_DEFAULT_ROUTE);
     return EXIT_CONFIG;
   }
-  const firewall = await createFirewall(config, log, systemClock);
+  // Labelled containers are read before the firewall is installed, so its first install covers them.
+  const docker = new DockerWatch({ config, engine: dockerEngine(config.docker.host), log, clock: systemClock });
+  const firewall = await createFirewall({ ...config, doors: await docker.initial(INITIAL_LOOK_MS) }, log, systemClock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     config.doors.map((d) => d.name),
@@ -46,17 +51,20 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       captureDropped: () => daemon?.captureDropped() ?? new Map(),
     },
   );
+  registerDockerMetrics(metrics.publicRegistry, docker);
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
   const cluster = await startClusterSync(config, log, metrics.cluster, () => running);
   if (cluster === "failed") {
+    docker.stop();
     firewall.close();
     return EXIT_CONFIG;
   }
   daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
   const running = daemon;
   const server = await startHttp(config.httpAddr, {
-    readiness: () => running.readiness(),
+    readiness: async () => [...(await running.readiness()), ...docker.checks()],
+    details: () => ({ doors: docker.effective() }),
     metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
   });
   log.info(
@@ -69,9 +77,11 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     const fields = errorFields(err, "KNOCK_E_FIREWALL");
     log.fatal({ event: "start_failed", ...fields }, `cannot install the firewall: ${fields.err}`);
     server.close();
+    docker.stop();
     firewall.close();
     return EXIT_SOFTWARE;
   }
+  docker.follow(firewall);
   cluster?.start();
   log.info({ event: "ready", backend: firewall.backend }, "knockgate is protecting");
 
@@ -86,6 +96,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       stopping = true;
       log.info({ event: "stopping", signal, on_exit: config.onExit }, `got ${signal}`);
       server.close();
+      docker.stop();
       cluster?.stop();
       running
         .stop()

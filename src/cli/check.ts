@@ -12,6 +12,11 @@ import { parseEnvFile } from "../config/env-file.js";
 import { ConfigError, EXIT_CONFIG, FirewallError, UsageError, problemLines } from "../core/errors.js";
 import { listenAddrText, portsText, tcpFlagsText, type Config, type PortSpec } from "../core/types.js";
 import type { Parsed } from "./command.js";
+import { desiredDoors, type EffectiveDoor, type PortOrigin } from "../core/docker/desired.js";
+import { dockerEngine } from "../adapters/docker.js";
+import { DockerWatch } from "../app/docker-watch.js";
+import { createLogger } from "../adapters/log.js";
+import { systemClock } from "../adapters/clock.js";
 
 export const CHECK_USAGE = `usage: knockgate check [--env-file FILE] [--json]
 
@@ -64,6 +69,8 @@ export interface DoorReport {
   sequence: SequenceSummary | null;
   closeSequence: SequenceSummary | null;
   settings: Setting[];
+  /** The ports the door protects on this host and where each comes from (env, or a labelled container). */
+  ports: PortOrigin[];
   /** Set or not only: a hook's command line may hold a token. */
   onOpen: boolean;
   onClose: boolean;
@@ -84,6 +91,8 @@ export interface CheckReport {
 export interface HostProbe {
   defaultInterfaces(): Promise<string[]>;
   chooseBackend(config: Config): Promise<BackendChoice>;
+  /** Each door's ports with labelled containers counted, and what Docker looked like; absent: env only. */
+  dockerDoors?(config: Config): Promise<{ effective: EffectiveDoor[]; state: string }>;
 }
 
 // A fast hash of a short port list is reversed by trying every sequence; scrypt makes each try
@@ -120,6 +129,8 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
     ...(note === undefined ? {} : { note }),
   });
   const warnings: string[] = [];
+  const docker = (await host.dockerDoors?.(config)) ?? { effective: desiredDoors(config.doors, []).effective, state: "not asked" };
+  const portsOf = (name: string) => docker.effective.find((d) => d.door === name)?.ports ?? [];
 
   const doors = config.doors.map((door): DoorReport => {
     const v = (field: string) => `KNOCK_DOOR_${door.name}_${field}`;
@@ -129,12 +140,13 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
       sequence: door.sequence.length === 0 ? null : { ...summarize(door.sequence), ...fromFile(config, v("SEQUENCE")) },
       closeSequence: door.closeSequence && { ...summarize(door.closeSequence), ...fromFile(config, v("CLOSE_SEQUENCE")) },
       settings: [
-        setting(v("PORTS"), portsText(door)),
+        setting(v("PORTS"), portsText(door) || "none", door.ports.length === 0 ? "only ports that Docker labels give" : undefined),
         // A door opened by signed datagrams only has no sequence for these to time or filter.
         ...(door.sequence.length === 0 ? [] : [setting(v("SEQ_TIMEOUT"), String(door.seqTimeoutMs / 1000))]),
         setting(v("OPEN_FOR"), String(door.openForMs / 1000), door.openForMs === 0 ? "open until the close sequence" : undefined),
         ...(door.sequence.length === 0 ? [] : [setting(v("TCPFLAGS"), tcpFlagsText(door.tcpFlags))]),
       ],
+      ports: portsOf(door.name),
       onOpen: door.onOpen !== null,
       onClose: door.onClose !== null,
       spa: spa && {
@@ -193,6 +205,8 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
     },
     KNOCK_LOG_LEVEL: setting("KNOCK_LOG_LEVEL", config.logLevel),
     KNOCK_LOG_FORMAT: setting("KNOCK_LOG_FORMAT", config.logFormat),
+    KNOCK_DOCKER: setting("KNOCK_DOCKER", config.docker.mode, docker.state),
+    KNOCK_DOCKER_HOST: setting("KNOCK_DOCKER_HOST", config.docker.host, config.docker.hostFrom === "DOCKER_HOST" ? "from DOCKER_HOST" : undefined),
     KNOCK_CLUSTER: setting("KNOCK_CLUSTER", config.cluster.mode),
     KNOCK_NODE_NAME: setting("KNOCK_NODE_NAME", config.cluster.mode === "kubernetes" ? config.cluster.nodeName : ""),
     KNOCK_CLUSTER_NAMESPACE: setting(
@@ -223,6 +237,7 @@ export function reportText(report: CheckReport): string {
       sequenceLine(v("SEQUENCE"), door.sequence) +
       sequenceLine(v("CLOSE_SEQUENCE"), door.closeSequence) +
       door.settings.map(settingLine).join("") +
+      `  protected ports: ${door.ports.map((p) => `${p.port} (${p.from.join(", ")})`).join(", ") || "none"}\n` +
       hook("ON_OPEN", door.onOpen) +
       hook("ON_CLOSE", door.onClose) +
       (door.spa ? spaLines(door.spa) : "")
@@ -247,7 +262,19 @@ function readFailure(err: unknown): string {
   return message.replace(/^E[A-Z]+: /, "").replace(/, \w+ '.*'$/, "");
 }
 
-const realHost: HostProbe = { defaultInterfaces, chooseBackend: (config) => chooseBackend(config) };
+/** How long check waits for the Docker engine before reporting it out of reach. */
+const CHECK_DOCKER_MS = 3000;
+
+/** Lists labelled containers with the daemon's own watcher, once, and stops. */
+async function dockerDoors(config: Config): Promise<{ effective: EffectiveDoor[]; state: string }> {
+  if (config.docker.mode === "off") return { effective: desiredDoors(config.doors, []).effective, state: "labels are not followed" };
+  const watch = new DockerWatch({ config, engine: dockerEngine(config.docker.host, CHECK_DOCKER_MS), log: createLogger({ logLevel: "silent", logFormat: "json" }), clock: systemClock });
+  await watch.initial(CHECK_DOCKER_MS);
+  watch.stop();
+  return { effective: watch.effective(), state: watch.checks()[0]?.detail ?? "" };
+}
+
+const realHost: HostProbe = { defaultInterfaces, chooseBackend: (config) => chooseBackend(config), dockerDoors };
 
 export async function runCheck(values: Parsed<typeof CHECK_OPTIONS>["values"], processEnv: Readonly<Record<string, string | undefined>>): Promise<number> {
   if (values["env-file"] !== undefined && values.config !== undefined) throw new UsageError("give --env-file or --config, not both");

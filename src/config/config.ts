@@ -8,6 +8,7 @@ import { resolveSecretFiles, type ReadFile } from "./secret-files.js";
 import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
+import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
 import { parseDoorSpa, sameKeys, SPA_FIELDS, type SpaField } from "./spa.js";
 import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
 import {
@@ -46,6 +47,7 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_METRICS_TOKEN",
   "KNOCK_LOG_LEVEL",
   "KNOCK_LOG_FORMAT",
+  ...DOCKER_VARIABLES,
   ...CLUSTER_VARIABLES,
 ] as const;
 
@@ -75,7 +77,8 @@ const DOOR_VAR = new RegExp(`^KNOCK_DOOR_([A-Z0-9_]+?)_(${DOOR_FIELDS.join("|")}
 
 const accessors = {
   asSequence: parseSequence,
-  asPorts: parsePorts,
+  // "none": only the ports Docker labels give the door.
+  asPorts: (value: string): PortSpec[] => (value.trim().toLowerCase() === NO_PORTS ? [] : parsePorts(value)),
   asSecondsMs: parseSecondsMs,
   asTcpFlags: parseTcpFlags,
   asCidrList: parseCidrList,
@@ -257,8 +260,10 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     secretFiles: Object.fromEntries(files),
     logLevel: read("KNOCK_LOG_LEVEL", () => getOr("KNOCK_LOG_LEVEL", DEFAULTS.KNOCK_LOG_LEVEL).asLogLevel(), "info"),
     logFormat: read("KNOCK_LOG_FORMAT", () => getOr("KNOCK_LOG_FORMAT", DEFAULTS.KNOCK_LOG_FORMAT).asLogFormat(), "json"),
+    docker: parseDocker(env, problems),
     cluster: parseClusterConfig(env, readFile, problems),
   };
+  checkLabelOnlyDoors(doors, config.docker, problems);
   if (config.reconcileIntervalMs < 100) {
     problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });
   }

@@ -6,6 +6,8 @@ export type ErrorCode =
   | "KNOCK_E_CAPTURE"
   | "KNOCK_E_USAGE"
   | "KNOCK_E_HOOK"
+  /** The Docker engine (KNOCK_DOCKER) cannot be reached or answered with an error. */
+  | "KNOCK_E_DOCKER"
   /** Not one of ours: a bug, or a failure nothing above classified. */
   | "KNOCK_E_INTERNAL";
 

@@ -68,6 +68,16 @@ export const listenAddrText = (addr: ListenAddr): string => (addr.host.includes(
 /** Set names carry the door name and must fit ipset's 31-character limit ("knockgate-NAME-4"). */
 export const MAX_DOOR_NAME = 19;
 
+/**
+ * A labelled container's own address and port on a Docker network: a way in that bypasses the host
+ * port, so it needs the same grant (new connections from outside the host only).
+ */
+export interface DirectTarget {
+  family: Family;
+  address: string;
+  port: PortSpec;
+}
+
 /** fwknop's HMAC digests (HMAC_DIGEST_TYPE), as a door's SPA_HMAC_DIGEST names them. */
 export type SpaHmacDigest = "sha256" | "sha384" | "sha512";
 
@@ -120,6 +130,8 @@ export interface Door {
   /** argv templates (shell-word syntax, %IP% %DOOR% %PORTS%) run without a shell; null: none. */
   onOpen: string[] | null;
   onClose: string[] | null;
+  /** Container addresses behind this door (Docker labels); absent or empty: none. */
+  targets?: DirectTarget[];
   /** null: the door has no SPA keys (unsigned). */
   spa: SpaSettings | null;
 }
@@ -127,6 +139,16 @@ export interface Door {
 /** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
 export const portsText = (door: { readonly ports: readonly PortSpec[] }): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
 
+/** KNOCK_DOCKER: auto follows the socket when there is one; on requires it; off never looks. */
+export type DockerMode = "auto" | "on" | "off";
+
+export interface DockerConfig {
+  mode: DockerMode;
+  /** unix:///path or tcp://host:port, as given (KNOCK_DOCKER_HOST, else DOCKER_HOST, else the default socket). */
+  host: string;
+  /** Where `host` came from, for check: the variable, or "default". */
+  hostFrom: "KNOCK_DOCKER_HOST" | "DOCKER_HOST" | "default";
+}
 /** Grants shared between nodes through KnockGrant objects (KNOCK_CLUSTER). */
 export type ClusterConfig = { mode: "off" } | { mode: "kubernetes"; nodeName: string; namespace: string };
 
@@ -161,5 +183,6 @@ export interface Config {
   hookConcurrency: number;
   logLevel: LogLevel;
   logFormat: "json" | "pretty";
+  docker: DockerConfig;
   cluster: ClusterConfig;
 }

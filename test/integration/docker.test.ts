@@ -335,7 +335,11 @@ describe("compose demo", { concurrency: false }, () => {
     assert.equal(kg["image"], "knockgate:local");
     assert.equal(kg["restart"], "unless-stopped");
     assert.deepEqual([...(kg["cap_add"] as string[])].sort(), ["NET_ADMIN", "NET_RAW"]);
-    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_PORTS"], "2222/tcp");
+    // The sshd's port comes from its label, through the socket, mounted read-only.
+    assert.equal(kg.environment?.["KNOCK_DOOR_SSH_PORTS"], "none");
+    assert.equal(kg.environment?.["KNOCK_DOCKER"], "on");
+    assert.deepEqual(sshd["labels"], { "knockgate.door": "SSH" });
+    assert.deepEqual(kg["volumes"], [{ type: "bind", source: "/var/run/docker.sock", target: "/var/run/docker.sock", read_only: true, bind: { create_host_path: true } }]);
     assert.equal(kg.environment?.["KNOCK_ON_EXIT"] ?? "keep", "keep", "fail closed: stopping knockgate must not open 2222 to all");
     // The sequence only in a secret file, mounted where KNOCK_DOOR_SSH_SEQUENCE_FILE points.
     assert.equal(kg.environment?.["KNOCK_DOOR_SSH_SEQUENCE"], undefined, "the sequence must not be a variable (docker inspect shows those)");

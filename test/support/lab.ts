@@ -213,7 +213,8 @@ export class Lab {
    * defaults (interface, HTTP address, debug logs) can be overridden, or dropped with `undefined`.
    */
   async startDaemon(env: Record<string, string | undefined>, waitReady = true, where = this.server): Promise<DaemonProcess> {
-    const merged = { KNOCK_INTERFACE: this.serverIface, KNOCK_HTTP_ADDR: HTTP_ADDR, KNOCK_LOG_LEVEL: "debug", KNOCK_METRICS_TOKEN_FILE: METRICS_TOKEN_FILE, ...env };
+    // KNOCK_DOCKER=off: the machine's Docker (its socket is visible from every namespace) is no part of a lab.
+    const merged = { KNOCK_INTERFACE: this.serverIface, KNOCK_HTTP_ADDR: HTTP_ADDR, KNOCK_LOG_LEVEL: "debug", KNOCK_METRICS_TOKEN_FILE: METRICS_TOKEN_FILE, KNOCK_DOCKER: "off", ...env };
     const defined = Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined));
     const child = this.spawnIn(where, [process.execPath, CLI, "run"], defined);
     const daemon = new DaemonProcess(child);

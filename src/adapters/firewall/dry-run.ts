@@ -22,7 +22,7 @@ export class DryRunFirewall implements Firewall {
   private readonly replay = new Map<string, number>();
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {}
@@ -39,6 +39,13 @@ export class DryRunFirewall implements Firewall {
     }
     this.installed = true;
     return Promise.resolve([]);
+  }
+
+  protect(doors: readonly Door[]): Promise<void> {
+    this.config = { ...this.config, doors: [...doors] };
+    const iptables = FAMILIES.map((f) => iptablesChainPlan(this.config, f).restore);
+    this.log.info({ event: "dry_run_protect", iptables: iptables.join(""), nftables: nftPlan(this.config).script }, "dry run: would rewrite the protection");
+    return Promise.resolve();
   }
 
   grant(door: Door, family: Family, src: string, forMs = door.openForMs): Promise<void> {

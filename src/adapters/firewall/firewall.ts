@@ -32,6 +32,12 @@ export interface Firewall {
    */
   reconcile(): Promise<string[]>;
   /**
+   * Makes `doors` (same names, other ports or container targets) the protected set: the chain or
+   * table is rewritten in one transaction, the grant sets are kept. A container start waits on
+   * this, so it writes the rules and nothing else; the reconcile loop checks the rest as always.
+   */
+  protect(doors: readonly Door[]): Promise<void>;
+  /**
    * Adds or refreshes a grant for `forMs` (whole seconds; 0: until revoked), by default the door's
    * OPEN_FOR; resolves once the kernel has it. A grant from another node passes the time it has left.
    */

@@ -51,7 +51,7 @@ export class IptablesFirewall implements Firewall {
   private readonly changes: ChangeQueue;
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly variant: IptablesVariant,
     private readonly run: Runner,
     log: Logger,
@@ -75,6 +75,14 @@ export class IptablesFirewall implements Firewall {
       if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
       this.ipset.open();
       return findings.map((f) => f.problem);
+    });
+  }
+
+  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
+  protect(doors: readonly Door[]): Promise<void> {
+    return this.changes.reconcile(async (run) => {
+      this.config = { ...this.config, doors: [...doors] };
+      await Promise.all(FAMILIES.map((f) => mustRun(run, [this.tool(f, "-restore"), "-w", "--noflush"], iptablesChainPlan(this.config, f).restore)));
     });
   }
 

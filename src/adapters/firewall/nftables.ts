@@ -64,7 +64,7 @@ export class NftablesFirewall implements Firewall {
   private readonly changes: ChangeQueue;
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly run: Runner,
     log: Logger,
   ) {
@@ -110,6 +110,14 @@ export class NftablesFirewall implements Firewall {
       if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
       this.nft.open();
       return problems;
+    });
+  }
+
+  /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
+  protect(doors: readonly Door[]): Promise<void> {
+    return this.changes.reconcile(async (run) => {
+      this.config = { ...this.config, doors: [...doors] };
+      await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
     });
   }
 

@@ -9,7 +9,7 @@
  *   leave alone; anything else new to a protected port -> drop.
  */
 import { createHash } from "node:crypto";
-import type { Config, Door } from "../types.js";
+import type { Config, DirectTarget, Door } from "../types.js";
 import type { Family, Proto } from "../types.js";
 import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaRule, ipsetSpaName, ipsetSpaSetSpec, nftSpaRule, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
 
@@ -53,6 +53,13 @@ function protectedByProto(doors: readonly Door[]): [Proto, number[]][] {
   return [...groups].map(([proto, ports]) => [proto, [...ports].sort((a, b) => a - b)]);
 }
 
+/** Every door's container targets of one family, each once (two doors may share a container). */
+function targetsOf(doors: readonly Door[], family: Family): DirectTarget[] {
+  const seen = new Map<string, DirectTarget>();
+  for (const door of doors) for (const t of door.targets ?? []) if (t.family === family) seen.set(`${t.address} ${t.port.port}/${t.port.proto}`, t);
+  return [...seen.values()];
+}
+
 /** iptables' multiport takes at most 15 ports per rule. */
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
@@ -67,13 +74,21 @@ function iptablesRules(config: Config, family: Family): string[] {
     "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
     `-m set --match-set ${ipsetAllowName(family)} src -j RETURN`,
   ];
+  const cidr = family === 4 ? "/32" : "/128";
+  const target = (t: DirectTarget) => `-d ${t.address}${cidr} -p ${t.port.proto} --dport ${t.port.port}`;
   for (const door of config.doors) {
     for (const [proto, ports] of portsByProto(door)) {
       for (const chunk of chunks(ports, 15)) {
         rules.push(`-p ${proto} -m multiport --dports ${chunk.join(",")} -m set --match-set ${ipsetName(door.name, family)} src -j RETURN`);
       }
     }
+    for (const t of (door.targets ?? []).filter((t) => t.family === family)) rules.push(`${target(t)} -m set --match-set ${ipsetName(door.name, family)} src -j RETURN`);
     if (door.spa) rules.push(iptablesSpaRule(door.name, family));
+  }
+  // A container's own address: new connections from Docker's bridges (docker0, user networks'
+  // br-<id>: other containers on this host) are left alone, from anywhere else closed like its host port.
+  for (const t of targetsOf(config.doors, family)) {
+    rules.push(`-i docker0 ${target(t)} -j RETURN`, `-i br-+ ${target(t)} -j RETURN`, `${target(t)} -j DROP`);
   }
   for (const [proto, ports] of protectedByProto(config.doors)) {
     for (const chunk of chunks(ports, 15)) rules.push(`-p ${proto} -m multiport --dports ${chunk.join(",")} -j DROP`);
@@ -292,13 +307,19 @@ const nftSaddr = (family: Family) => (family === 4 ? "ip saddr" : "ip6 saddr");
 function nftRules(config: Config): string[] {
   const rules = ['iifname "lo" accept', "ct state established,related accept"];
   for (const family of FAMILIES) rules.push(`${nftSaddr(family)} @${nftAllowName(family)} accept`);
+  const nftDaddr = (f: Family) => (f === 4 ? "ip daddr" : "ip6 daddr");
+  const target = (t: DirectTarget) => `${nftDaddr(t.family)} ${t.address} ${t.port.proto} dport ${t.port.port}`;
   for (const door of config.doors) {
     for (const [proto, ports] of portsByProto(door)) {
       for (const family of FAMILIES) {
         rules.push(`${proto} dport { ${ports.join(", ")} } ${nftSaddr(family)} @${nftSetName(door.name, family)} accept`);
       }
     }
+    for (const t of door.targets ?? []) rules.push(`${target(t)} ${nftSaddr(t.family)} @${nftSetName(door.name, t.family)} accept`);
     if (door.spa) for (const family of FAMILIES) rules.push(nftSpaRule(door.name, family));
+  }
+  for (const t of FAMILIES.flatMap((f) => targetsOf(config.doors, f))) {
+    rules.push(`iifname "docker0" ${target(t)} accept`, `iifname "br-*" ${target(t)} accept`, `${target(t)} drop`);
   }
   for (const [proto, ports] of protectedByProto(config.doors)) rules.push(`${proto} dport { ${ports.join(", ")} } drop`);
   return rules;

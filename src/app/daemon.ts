@@ -390,7 +390,12 @@ export class Daemon {
     if (remainingMs <= 0) return false;
     const via: GrantVia = ports ? "spa" : "sequence";
     const book = this.bookOf(via);
-    const previous = book.get(door, src);
+    let previous = book.get(door, src);
+    // Run out before the sweep saw it: closed first, as a local knock does, so ON_CLOSE pairs with ON_OPEN.
+    if (previous && previous.expiresAt <= now) {
+      this.expired(previous);
+      previous = undefined;
+    }
     if (!ports && previous && previous.expiresAt >= now + remainingMs) return false;
     const forMs = Number.isFinite(remainingMs) ? Math.ceil(remainingMs / 1000) * 1000 : 0;
     if (ports) {

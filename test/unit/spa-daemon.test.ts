@@ -403,5 +403,14 @@ test("cluster: another node's signed grant opens only its ports for the time lef
   assert.deepEqual(await firewall.listSpaGrants(), []);
   assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT], "the sequence grant is another object's");
   assert.deepEqual(events("close").map((l) => [l["via"], l["remote"]]), [["spa", true]]);
+  // One that ran out before the sweep saw it closes (expired) before the next opens, ON_OPEN again.
+  // The sweep runs each whole second from the start: a grant from 0.3 s to 1.3 s is over at 1.3 s, unswept.
+  await clock.advance(300);
+  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 1_000, "node-a", [{ port: 22, proto: "tcp" }]), true);
+  await clock.advance(1_000);
+  assert.equal(events("close").length, 1, "not swept yet");
+  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 5_000, "node-c", [{ port: 22, proto: "tcp" }]), true);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"]]).slice(1), [["spa", "expired"]]);
+  assert.deepEqual(events("open").slice(2).map((l) => l["refresh"]), [false, false]);
   await daemon.stop();
 });

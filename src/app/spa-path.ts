@@ -63,7 +63,10 @@ function limitsOf(door: Door, spa: SpaSettings): SpaLimits {
     maxOpenForS: spa.maxOpenForS,
     requireSourceAddress: spa.requireSourceAddress,
     username: spa.username,
-    ports: door.ports,
+    // Read at each datagram: Docker labels replace a door's ports while the daemon runs.
+    get ports() {
+      return door.ports;
+    },
   };
 }
 

@@ -183,6 +183,18 @@ test("a request for any port outside the door's PORTS opens nothing at all", asy
   await daemon.stop();
 });
 
+test("ports that Docker labels give the door while it runs can be asked for", async () => {
+  const { daemon, firewall, send, datagram, spaCount } = setup();
+  await daemon.start();
+  const door = (daemon as unknown as { deps: { config: { doors: Door[] } } }).deps.config.doors[0]!;
+  // What the Docker watcher does when a labelled container publishes 8022.
+  door.ports = [...door.ports, { port: 8022, proto: "tcp" }];
+  await send(datagram({ message: `${CLIENT},tcp/8022` }));
+  assert.equal(await spaCount("port_not_allowed"), 0);
+  assert.deepEqual((await firewall.listSpaGrants())[0]?.ports, [{ port: 8022, proto: "tcp" }]);
+  await daemon.stop();
+});
+
 test("IPv6: an IPv6 address in the message is granted in the IPv6 set, and datagrams arriving over IPv6 are read", async () => {
   const { daemon, firewall, send, datagram } = setup();
   await daemon.start();

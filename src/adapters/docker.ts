@@ -2,7 +2,7 @@
  * The Docker engine through dockerode: the containers that carry knockgate labels, their inspect
  * JSON, and the engine's event stream. Only reads: knockgate never changes a container.
  */
-import Docker from "dockerode";
+import type Docker from "dockerode";
 import { createInterface } from "node:readline";
 import { DOOR_LABEL, DOORS_LABEL, PORTS_LABEL } from "../core/docker/labels.js";
 import { natBindings, type NatBinding } from "../core/docker/nat.js";
@@ -56,17 +56,22 @@ export function dockerOptions(host: string): Docker.DockerOptions {
 const statusOf = (err: unknown): number | undefined => (typeof err === "object" && err !== null && "statusCode" in err ? Number(err.statusCode) : undefined);
 
 export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
+  // dockerode and its ssh and gRPC dependencies load on first use (130 ms, ~8 MB): the knock client
+  // and a daemon with KNOCK_DOCKER=off never pay for them.
+  let loaded: Promise<typeof Docker> | null = null;
+  const dockerode = () => (loaded ??= import("dockerode").then((m) => m.default));
   // No API version pinned: the engine serves its own, whatever it is (20.10 speaks 1.41).
-  const docker = new Docker({ ...dockerOptions(host), timeout: timeoutMs });
+  let client: Docker | null = null;
+  const connect = async () => (client ??= new (await dockerode())({ ...dockerOptions(host), timeout: timeoutMs }));
   const labels = [DOOR_LABEL, DOORS_LABEL, PORTS_LABEL];
   return {
     async labelled() {
-      const list = await docker.listContainers({ all: true });
+      const list = await (await connect()).listContainers({ all: true });
       return list.filter((c) => labels.some((l) => Object.hasOwn(c.Labels ?? {}, l))).map((c) => c.Id);
     },
     async inspect(id) {
       try {
-        return await docker.getContainer(id).inspect();
+        return await (await connect()).getContainer(id).inspect();
       } catch (err) {
         if (statusOf(err) === 404) return null;
         throw err;
@@ -74,7 +79,7 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
     },
     async events(onEvent) {
       // The request timeout would cut a quiet stream: the event request has none.
-      const follower = new Docker({ ...dockerOptions(host) });
+      const follower = new (await dockerode())({ ...dockerOptions(host) });
       const stream = (await follower.getEvents({
         filters: { type: ["container", "network"], event: [...CONTAINER_ACTIONS, ...NETWORK_ACTIONS] },
       })) as NodeJS.ReadableStream & { destroy(): void };
@@ -94,6 +99,7 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
       return { ended, close: () => stream.destroy() };
     },
     async joining(network, id) {
+      const docker = await connect();
       const [listed] = await docker.listContainers({ all: true, filters: { id: [id] } });
       if (!listed || !labels.some((l) => Object.hasOwn(listed.Labels ?? {}, l))) return null;
       const endpoints = ((await docker.getNetwork(network).inspect()) as { Containers?: Record<string, { IPv4Address?: string }> }).Containers;

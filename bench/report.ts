@@ -152,13 +152,13 @@ export function evaluateTargets(r: Report): Target[] {
   });
   const cl = r.cluster;
   t.push({
-    id: "6a",
+    id: "7a",
     text: "cluster: a grant in every other node within 100 ms (p99)",
     met: cl ? cl.lagP99Ms <= 100 && cl.notes.length === 0 : null,
     detail: cl ? `p50 ${ms(cl.lagP50Ms)} ms, p99 ${ms(cl.lagP99Ms)} ms over ${cl.rounds} grants x 2 nodes` : "not measured",
   });
   t.push({
-    id: "6b",
+    id: "7b",
     text: `cluster: with ${cl ? kpps(cl.liveGrants) : "10k"} live KnockGrants, memory and watch lag bounded`,
     met: cl ? cl.loadedLagP99Ms <= 100 && cl.notes.length === 0 : null,
     detail: cl

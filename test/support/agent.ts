@@ -43,6 +43,29 @@ async function knockToOpen(r: Extract<Request, { op: "knock-to-open" }>): Promis
   return socket ? performance.now() - t0 : null;
 }
 
+interface RawSender {
+  open(d: string, f: string, n: number, b: Buffer): string;
+  send(b: Buffer, n?: number): void;
+}
+const rawSenders = new Map<string, RawSender>();
+
+/**
+ * One pcap handle per interface for the agent's life, never closed: an agent once died of a signal
+ * right after a raw burst, and closing a cap handle while its read callback may still fire is the
+ * one native teardown here.
+ */
+function rawSender(iface: string): RawSender {
+  let cap = rawSenders.get(iface);
+  if (!cap) {
+    const { Cap } = createRequire(import.meta.url)("cap") as { Cap: new () => RawSender };
+    cap = new Cap();
+    // Only sending: a filter for an unused EtherType keeps the handle from receiving anything.
+    cap.open(iface, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
+    rawSenders.set(iface, cap);
+  }
+  return cap;
+}
+
 async function handle(r: Request): Promise<unknown> {
   switch (r.op) {
     case "knock":
@@ -74,17 +97,11 @@ async function handle(r: Request): Promise<unknown> {
       return { data: await reply };
     }
     case "raw": {
-      const { Cap } = createRequire(import.meta.url)("cap") as {
-        Cap: new () => { open(d: string, f: string, n: number, b: Buffer): string; send(b: Buffer, n?: number): void; close(): void };
-      };
-      const cap = new Cap();
-      // Only sending: a filter for an unused EtherType keeps the handle from receiving anything.
-      cap.open(r.iface, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
+      const cap = rawSender(r.iface);
       for (const f of r.frames) {
         const frame = buildFrame({ ...f, srcMac: macBytes(f.srcMac), dstMac: macBytes(f.dstMac) });
         cap.send(frame, frame.length);
       }
-      cap.close();
       return { sent: r.frames.length };
     }
     case "knock-to-open":

@@ -229,8 +229,8 @@ export class Lab {
       const agent = this.spawnIn(this.client, [process.execPath, AGENT]);
       this.agentProcess = agent;
       agent.stderr?.on("data", (d: Buffer) => process.stderr.write(`[agent] ${d.toString()}`));
-      agent.on("exit", (code) => {
-        for (const call of this.agentCalls.values()) call.reject(new Error(`client agent exited with code ${code}`));
+      agent.on("exit", (code, signal) => {
+        for (const call of this.agentCalls.values()) call.reject(new Error(`client agent exited with ${signal ? `signal ${signal}` : `code ${code}`}`));
         this.agentCalls.clear();
       });
       createInterface({ input: agent.stdout! }).on("line", (line) => {

@@ -4,7 +4,7 @@
  * method of the dry-run backend; time moves only when a test advances it.
  */
 import assert from "node:assert/strict";
-import { afterEach, beforeEach, test } from "node:test";
+import { test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type Deps } from "../../src/app/daemon.js";
@@ -13,6 +13,7 @@ import type { FrameHandler } from "../../src/adapters/capture.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
 import { Metrics } from "../../src/adapters/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
+import { forbidUnhandledRejections } from "../support/unhandled.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 
 const CLIENT = "198.18.0.2";
@@ -79,16 +80,7 @@ const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).
 const OPEN = [7000, 8000, 9000];
 
 /** A rejection nobody handles would end the real process: every test here must leave none. */
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on("unhandledRejection", onUnhandled);
-});
-afterEach(() => {
-  process.off("unhandledRejection", onUnhandled);
-  assert.deepEqual(unhandled, [], "an unhandled rejection would have ended the daemon");
-});
+forbidUnhandledRejections();
 
 test("a completed sequence grants through the firewall and logs one open line", async () => {
   const { daemon, firewall, events, knockAll } = setup();

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { afterEach, beforeEach, test } from "node:test";
+import { test } from "node:test";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
@@ -18,6 +18,7 @@ import type { HookRequest } from "../../src/adapters/hooks.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import type { Door } from "../../src/core/types.js";
 import { FakeClock } from "../support/fake-clock.js";
+import { forbidUnhandledRejections } from "../support/unhandled.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
 
@@ -95,16 +96,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
 
 const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on("unhandledRejection", onUnhandled);
-});
-afterEach(() => {
-  process.off("unhandledRejection", onUnhandled);
-  assert.deepEqual(unhandled, [], "an unhandled rejection would have ended the daemon");
-});
+forbidUnhandledRejections();
 
 test("a signed datagram opens the port it asks for, for the address it names, with via spa and the username", async () => {
   const { daemon, firewall, events, send, datagram, spaCount } = setup();

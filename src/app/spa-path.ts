@@ -15,7 +15,7 @@ import { errorFields } from "../core/errors.js";
 import { REPLAY_SET_SIZE, replayElement } from "../core/firewall/spa-plan.js";
 import type { Decoder } from "../core/packet/decode.js";
 import { ReplayCache } from "../core/spa/replay.js";
-import { replayKey, verifySpa, type SpaLimits, type SpaRefusal } from "../core/spa/verify.js";
+import { verifySpa, type SpaLimits, type SpaRefusal } from "../core/spa/verify.js";
 import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
@@ -112,18 +112,12 @@ export class SpaPath {
         for (const d of doors) this.refused(d.door, "truncated", knock, "the datagram was cut short (capture length or IP length)");
         return;
       }
-      const payload = frame.subarray(decoder.payloadStart, decoder.payloadEnd);
-      // The source's text is made only if it is read: for 0.0.0.0, or a debug line.
-      const source = {
-        family: knock.family,
-        get src() {
-          return knock.src;
-        },
-      };
+      // The knock formats its source's text only if it is read: for 0.0.0.0, or a debug line.
+      const datagram = { payload: frame.subarray(decoder.payloadStart, decoder.payloadEnd), source: knock };
       const nowS = this.deps.clock.wallNow() / 1000;
       // Doors sharing a port are told apart by their HMAC keys: the first whose HMAC matches decides.
       for (const d of doors) {
-        const verdict = verifySpa({ payload, source }, d.spa.keys, d.limits, this.replay, nowS);
+        const verdict = verifySpa(datagram, d.spa.keys, d.limits, this.replay, nowS);
         if (!verdict.ok && verdict.result === "bad_hmac") {
           this.refused(d.door, "bad_hmac", knock, verdict.detail);
           continue;
@@ -145,7 +139,7 @@ export class SpaPath {
           capturedAt,
         };
         // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
-        this.record(grant, replayElement(replayKey(payload)), ttlS, knock.src).catch((err: unknown) => this.failed(err));
+        this.record(grant, replayElement(verdict.replayKey), ttlS, knock.src).catch((err: unknown) => this.failed(err));
         return;
       }
     } catch (err) {

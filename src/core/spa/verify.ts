@@ -86,7 +86,8 @@ export type SpaRefusal =
   /** A requested port is not among the door's ports. */
   | "port_not_allowed";
 
-export type SpaVerdict = { ok: true; request: SpaRequest } | { ok: false; result: SpaRefusal; detail: string };
+/** replayKey: the payload's digest, for the caller's own replay record. */
+export type SpaVerdict = { ok: true; request: SpaRequest; replayKey: string } | { ok: false; result: SpaRefusal; detail: string };
 
 const refuse = (result: SpaRefusal, detail: string): SpaVerdict => ({ ok: false, result, detail });
 const NOT_B64 = refuse("bad_format", "not base64 text");
@@ -161,5 +162,5 @@ export function verifySpa(datagram: SpaDatagram, keys: SpaKeys, limits: SpaLimit
   if (denied.length > 0) return refuse("port_not_allowed", `${denied.map((p) => `${p.proto}/${p.port}`).join(",")} not among this door's ports`);
 
   const openForS = msg.clientTimeoutS ? Math.min(msg.clientTimeoutS, limits.maxOpenForS) : limits.defaultOpenForS;
-  return { ok: true, request: { address, family, ports: access.ports, openForS, username: msg.username, timestamp: msg.timestamp, type: msg.type } };
+  return { ok: true, request: { address, family, ports: access.ports, openForS, username: msg.username, timestamp: msg.timestamp, type: msg.type }, replayKey: key };
 }

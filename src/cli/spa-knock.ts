@@ -8,6 +8,7 @@ import { isIP } from "node:net";
 import { userInfo } from "node:os";
 import { accessPlaintext, encodeSpa } from "../core/spa/encode.js";
 import type { SpaKeys } from "../core/spa/verify.js";
+import { SALT_LENGTH } from "../core/spa/wire.js";
 import type { PortSpec } from "../core/types.js";
 
 export interface SpaKnock {
@@ -36,7 +37,7 @@ export function spaPayload(k: SpaKnock, nowMs = Date.now()): string {
     ports: k.ports,
     clientTimeoutS: k.clientTimeoutS,
   });
-  return encodeSpa(plaintext, k.keys, randomBytes(8));
+  return encodeSpa(plaintext, k.keys, randomBytes(SALT_LENGTH));
 }
 
 /** Sends one SPA datagram; resolves once the kernel has taken it. */

@@ -32,11 +32,13 @@ export const SPA_DEFAULTS = {
  */
 const KEY_BYTES = { SPA_KEY: [16, 32], SPA_HMAC_KEY: [16, 128] } as const;
 
-/** Standard base64 with optional padding, as `fwknop --key-gen` prints KEY_BASE64 and HMAC_KEY_BASE64. */
+/** Standard base64 with optional padding, as `fwknop --key-gen` prints KEY_BASE64 and HMAC_KEY_BASE64 (and fwknopd's is_base64 takes it). */
+export const isBase64Key = (text: string): boolean => /^[A-Za-z0-9+/]+={0,2}$/.test(text) && text.replace(/=+$/, "").length % 4 !== 1;
+
 function parseKey(field: "SPA_KEY" | "SPA_HMAC_KEY", value: string): Buffer {
   const text = value.trim();
   const fwknopName = field === "SPA_KEY" ? "KEY_BASE64" : "HMAC_KEY_BASE64";
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text) || text.replace(/=+$/, "").length % 4 === 1) {
+  if (!isBase64Key(text)) {
     throw new Error(`is not base64; give ${fwknopName} exactly as \`fwknop --key-gen\` prints it`);
   }
   const bytes = Buffer.from(text, "base64");

@@ -5,7 +5,9 @@
  */
 import { parseConfig } from "../../config/config.js";
 import { parseEnvFile } from "../../config/env-file.js";
+import { isBase64Key } from "../../config/spa.js";
 import { parsePorts } from "../../config/values.js";
+import { splitList } from "../../core/lists.js";
 import { ConfigError } from "../../core/errors.js";
 import type { PortSpec } from "../../core/types.js";
 import { portsText } from "./door-section.js";
@@ -57,12 +59,9 @@ const COMMAND_SETTINGS = new Set(["CMD_EXEC_USER", "CMD_EXEC_GROUP", "CMD_SUDO_E
 const BOOL = /^[YyNn]/;
 const isYes = (value: string): boolean => /^[Yy]/.test(value);
 
-/** Standard base64 as fwknopd's is_base64 takes it (padding allowed). */
-const isBase64 = (value: string): boolean => /^[A-Za-z0-9+/]+={0,2}$/.test(value) && value.replace(/=+$/, "").length % 4 !== 1;
-
 /** "tcp/22, udp/53" (fwknop's proto/port) into knockgate's ports, or the reason it cannot be. */
 function readPortList(value: string): PortSpec[] | string {
-  const items = value.split(",").map((s) => s.trim()).filter(Boolean);
+  const items = splitList(value);
   const bad = items.find((item) => !/^(tcp|udp)\/[0-9]+$/i.test(item));
   if (items.length === 0 || bad !== undefined) return `"${bad ?? value}" is not proto/port (tcp/22, udp/53)`;
   try {
@@ -270,7 +269,7 @@ function secretKey(
   }
   if (base64 !== undefined) {
     if (passphrase !== undefined) notes.push({ line: passphrase.line, message: `${name} — ${name}_BASE64 is used, as fwknopd does` });
-    if (!isBase64(base64.value)) {
+    if (!isBase64Key(base64.value)) {
       problems.push({ line: base64.line, message: `${base64.key} is not base64 — fwknopd refuses it too; not converted` });
       return undefined;
     }

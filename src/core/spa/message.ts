@@ -37,6 +37,8 @@ const DIGEST_BY_B64_LENGTH: ReadonlyMap<number, string> = new Map([
 const RAND_DIGITS = 16;
 const MAX_USERNAME = 64;
 const MAX_TIMESTAMP_DIGITS = 12;
+const RAND_FIELD = new RegExp(`^[0-9]{${RAND_DIGITS}}:`);
+const TIMESTAMP_FIELD = new RegExp(`^[0-9]{1,${MAX_TIMESTAMP_DIGITS}}$`);
 
 export interface SpaMessage {
   username: string;
@@ -72,7 +74,7 @@ function b64Text(field: string): string | null {
 export function parsePlaintext(plaintext: Uint8Array): ParsedPlaintext {
   const text = Buffer.from(plaintext).toString("latin1");
   // libfko's own test that decryption worked: the random digits and their colon come first.
-  if (!new RegExp(`^[0-9]{${RAND_DIGITS}}:`).test(text)) {
+  if (!RAND_FIELD.test(text)) {
     return fail("bad_key", "the HMAC matched but the packet does not decrypt to an SPA message: the door's encryption key differs from the client's KEY_BASE64");
   }
   if (!isPrintable(plaintext)) return fail("bad_format", "the decrypted message holds unprintable bytes");
@@ -99,7 +101,7 @@ export function parsePlaintext(plaintext: Uint8Array): ParsedPlaintext {
   const username = b64Text(fields[1]!);
   if (username === null || username.length > MAX_USERNAME) return fail("bad_format", "the username is not base64 of 1-64 printable characters");
   const tsField = fields[2]!;
-  if (!new RegExp(`^[0-9]{1,${MAX_TIMESTAMP_DIGITS}}$`).test(tsField)) return fail("bad_format", "the timestamp is not a number");
+  if (!TIMESTAMP_FIELD.test(tsField)) return fail("bad_format", "the timestamp is not a number");
   const version = fields[3]!;
   if (version === "") return fail("bad_format", "the version is empty");
   const message = b64Text(fields[5]!);

@@ -35,7 +35,7 @@ export class ClusterMetrics {
     });
     this.rejectedBy = new Counter({
       name: "knockgate_cluster_grants_rejected_total",
-      help: "KnockGrant objects of other nodes ignored, by reason: malformed, unknown_door, bad_address, expired, too_long (more than the door's OPEN_FOR), bad_ports.",
+      help: `KnockGrant objects of other nodes ignored, by reason: ${REJECT_REASONS.join(", ")} (too_long: more than the door allows).`,
       labelNames: ["reason"],
       registers,
     });

@@ -1,5 +1,6 @@
 /** KNOCK_CLUSTER=kubernetes: the Kubernetes client and the sync, built before the daemon starts. */
 import { randomInt } from "node:crypto";
+import { errorFields } from "../core/errors.js";
 import type { Config } from "../core/types.js";
 import type { ClusterMetrics } from "../adapters/cluster-metrics.js";
 import type { Logger } from "../adapters/log.js";
@@ -20,7 +21,7 @@ export async function startClusterSync(config: Config, log: Logger, metrics: Clu
     kube = kubeGrants(cluster.namespace);
   } catch (err) {
     log.error(
-      { event: "config_refused", code: "KNOCK_E_CONFIG", err: err instanceof Error ? err.message : String(err) },
+      { event: "config_refused", ...errorFields(err, "KNOCK_E_CONFIG") },
       "KNOCK_CLUSTER=kubernetes: no Kubernetes credentials (no service account in this pod and no usable KUBECONFIG)",
     );
     return "failed";

@@ -88,8 +88,8 @@ const COLLECT_MS = 5_000;
 type Write = { kind: "put"; grant: ClusterGrant } | { kind: "delete" };
 
 interface Known {
-  origin: string;
-  expiresAt: number | null;
+  /** Origin and expiry, when the object has both: what collection goes by, valid here or not. */
+  lifetime: ReturnType<typeof lifetimeOf>;
   /** Set when the object is valid here: what a DELETED event revokes. */
   grant: ClusterGrant | null;
 }
@@ -346,16 +346,14 @@ export class ClusterSync {
     const lifetime = lifetimeOf(obj);
     const result = validateGrant(obj, this.doors, clock.wallNow());
     const grant = result.ok ? result.grant : null;
-    this.known.set(name, { origin: grant?.origin ?? lifetime?.origin ?? "", expiresAt: grant ? grant.expiresAt : (lifetime?.expiresAt ?? null), grant });
+    this.known.set(name, { lifetime, grant });
     if ((grant?.origin ?? lifetime?.origin) === nodeName) return;
     if (!result.ok) {
       metrics.rejected(result.reason);
       log.warn({ event: "cluster_grant_rejected", object: name, reason: result.reason, detail: result.detail }, `ignored KnockGrant ${name}: ${result.detail}`);
       return;
     }
-    const door = this.doors.get(result.grant.door);
-    if (!door) return;
-    const g = result.grant;
+    const { grant: g, door } = result;
     target.applyRemote(door, g.family, g.address, g.expiresAt, g.origin, g.how === "signed" ? grantPorts(door, g.ports) : null).then(
       (changed) => {
         if (!changed) return;
@@ -391,7 +389,7 @@ export class ClusterSync {
   private collect(): void {
     const now = this.deps.clock.wallNow();
     for (const [name, k] of this.known) {
-      if (k.origin !== "" && shouldCollect(k.expiresAt, k.origin, this.deps.nodeName, now) && !this.pending.has(name)) this.enqueue(name, { kind: "delete" });
+      if (k.lifetime && shouldCollect(k.lifetime.expiresAt, k.lifetime.origin, this.deps.nodeName, now) && !this.pending.has(name)) this.enqueue(name, { kind: "delete" });
     }
   }
 }

@@ -33,7 +33,8 @@ export interface ClusterGrant {
 export const REJECT_REASONS = ["malformed", "unknown_door", "not_signed", "bad_address", "expired", "too_long", "bad_ports"] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
-export type Validated = { ok: true; grant: ClusterGrant } | { ok: false; reason: RejectReason; detail: string };
+/** door: the door the grant names, as this node has it. */
+export type Validated = { ok: true; grant: ClusterGrant; door: Door } | { ok: false; reason: RejectReason; detail: string };
 
 /** An origin's clock may run this far ahead of ours before its grant counts as too long. */
 export const CLOCK_SKEW_MS = 2000;
@@ -46,11 +47,14 @@ export const ORPHAN_AFTER_MS = 60_000;
  * as its kernel entries are, each with its own expiry: they never overwrite the sequence grant of
  * the same address, nor each other. Door names are [A-Z0-9_]; object names lowercase DNS labels.
  */
+/** A door name ([A-Z0-9_]) as a DNS label, for object names and the door label. */
+const doorLabel = (door: string): string => door.toLowerCase().replaceAll("_", "-");
+
 export function objectName(door: string, family: Family, address: string, signedPorts: readonly string[] | null = null): string {
   const parsed = parseAddress(address);
-  const hex = parsed ? Array.from(parsed.addr.subarray(0, family === 4 ? 4 : 16), (b) => b.toString(16).padStart(2, "0")).join("") : address;
+  const hex = parsed ? Array.from(parsed.addr, (b) => b.toString(16).padStart(2, "0")).join("") : address;
   const ports = signedPorts === null ? "" : signedPorts.map((p) => `.${p.replace("/", "-")}`).join("");
-  return `${door.toLowerCase().replaceAll("_", "-")}.${family}.${hex}${ports}`;
+  return `${doorLabel(door)}.${family}.${hex}${ports}`;
 }
 
 /** The name of a grant's object: a signed grant's names its ports. */
@@ -62,7 +66,7 @@ export function grantObject(g: ClusterGrant, namespace: string): Record<string, 
   return {
     apiVersion: `${GROUP}/${VERSION}`,
     kind: KIND,
-    metadata: { name: grantName(g), namespace, labels: { "knockgate.io/door": g.door.toLowerCase().replaceAll("_", "-") } },
+    metadata: { name: grantName(g), namespace, labels: { "knockgate.io/door": doorLabel(g.door) } },
     spec: {
       door: g.door,
       address: g.address,
@@ -156,7 +160,7 @@ export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, no
   // signed sets hold single ports, so a signed grant must say which.
   if (how === "sequence" && ports !== null && ports.length < own.size) return bad("bad_ports", `a sequence grant opens all of door ${door.name}'s ports`);
   if (how === "signed" && ports === null) return bad("bad_ports", `a signed grant names the ports it opens, among door ${door.name}'s ${[...own].join(",")}`);
-  return { ok: true, grant: { door: door.name, address: canonical, family, expiresAt, grantedAt, origin, how, ports } };
+  return { ok: true, grant: { door: door.name, address: canonical, family, expiresAt, grantedAt, origin, how, ports }, door };
 }
 
 /** Who made an object and when it runs out, for collecting it whatever else is wrong with it. */

@@ -4,7 +4,7 @@
  */
 import type Docker from "dockerode";
 import { createInterface } from "node:readline";
-import { DOOR_LABEL, DOORS_LABEL, PORTS_LABEL } from "../core/docker/labels.js";
+import { hasKnockLabel } from "../core/docker/labels.js";
 import { natBindings, type NatBinding } from "../core/docker/nat.js";
 import { execRunner, mustRun } from "./firewall/exec.js";
 
@@ -63,11 +63,10 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
   // No API version pinned: the engine serves its own, whatever it is (20.10 speaks 1.41).
   let client: Docker | null = null;
   const connect = async () => (client ??= new (await dockerode())({ ...dockerOptions(host), timeout: timeoutMs }));
-  const labels = [DOOR_LABEL, DOORS_LABEL, PORTS_LABEL];
   return {
     async labelled() {
       const list = await (await connect()).listContainers({ all: true });
-      return list.filter((c) => labels.some((l) => Object.hasOwn(c.Labels ?? {}, l))).map((c) => c.Id);
+      return list.filter((c) => hasKnockLabel(c.Labels)).map((c) => c.Id);
     },
     async inspect(id) {
       try {
@@ -101,7 +100,7 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
     async joining(network, id) {
       const docker = await connect();
       const [listed] = await docker.listContainers({ all: true, filters: { id: [id] } });
-      if (!listed || !labels.some((l) => Object.hasOwn(listed.Labels ?? {}, l))) return null;
+      if (!listed || !hasKnockLabel(listed.Labels)) return null;
       const endpoints = ((await docker.getNetwork(network).inspect()) as { Containers?: Record<string, { IPv4Address?: string }> }).Containers;
       const address = endpoints?.[id]?.IPv4Address?.split("/")[0];
       if (!address) return null;

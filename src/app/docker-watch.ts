@@ -50,7 +50,10 @@ export class DockerWatch {
   private stopped = false;
   /** The engine answered at least once since start. */
   private seen = false;
-  private connected = false;
+  /** Following the engine's events now. */
+  private get connected(): boolean {
+    return this.stream !== null;
+  }
   /** Wall-clock ms since the stream is down (null: up, or never up). */
   private downSince: number | null = null;
   private downReason: string | null = null;
@@ -60,9 +63,12 @@ export class DockerWatch {
 
   /** Each door's own ports (KNOCK_DOOR_*_PORTS): the door objects' ports follow the labels once following. */
   private readonly ownDoors: Door[];
+  /** The door names labels may give: the configured doors, which never change. */
+  private readonly doorNames: ReadonlySet<string>;
 
   constructor(private readonly deps: DockerWatchDeps) {
     this.ownDoors = deps.config.doors.map((d) => ({ ...d }));
+    this.doorNames = new Set(this.ownDoors.map((d) => d.name));
     this.desired = desiredDoors(this.ownDoors, []);
     this.appliedKey = protectionKey(this.desired.doors);
   }
@@ -144,7 +150,6 @@ export class DockerWatch {
     }
     const wasSeen = this.seen;
     this.stream = stream;
-    this.connected = true;
     this.seen = true;
     this.retryMs = FIRST_RETRY_MS;
     if (wasSeen) this.reconnects++;
@@ -162,8 +167,8 @@ export class DockerWatch {
 
   private streamEnded(stream: EventStream, reason: string): void {
     if (this.stream !== stream || this.stopped) return;
-    this.stream = null;
     this.lost(reason);
+    this.stream = null;
     this.scheduleRetry();
   }
 
@@ -171,7 +176,6 @@ export class DockerWatch {
   private lost(reason: string): void {
     const { log, clock, config } = this.deps;
     const wasConnected = this.connected;
-    this.connected = false;
     this.downSince ??= clock.wallNow();
     if (reason === this.downReason && !wasConnected) return;
     this.downReason = reason;
@@ -210,7 +214,7 @@ export class DockerWatch {
 
   private async read(id: string): Promise<LabelledContainer | null> {
     const inspect = await this.deps.engine.inspect(id);
-    const c = inspect === null ? null : readContainer(inspect, new Set(this.deps.config.doors.map((d) => d.name)));
+    const c = inspect === null ? null : readContainer(inspect, this.doorNames);
     const problems = c?.problems.join("; ") ?? "";
     if (c && problems !== "" && this.problemsLogged.get(id) !== problems) {
       this.deps.log.warn({ event: "docker_label_problems", container: c.container.name, id: c.container.id, problems: c.problems }, `container ${c.container.name}: ${problems}`);
@@ -242,7 +246,7 @@ export class DockerWatch {
       this.deps.log.debug({ event: "docker_nat_unread", id: id.slice(0, 12), err: errorFields(err, "KNOCK_E_DOCKER").err });
       return;
     }
-    const c = joining && readContainer(joining.container, new Set(this.ownDoors.map((d) => d.name)));
+    const c = joining && readContainer(joining.container, this.doorNames);
     // Read after its start meanwhile: that read is the better one.
     if (!joining || !c || this.containers.get(id)?.running === true) return;
     const added = joining.bindings.map((b) => ({ ...b.host, families: [4, 6] as Family[], containerPort: { port: b.containerPort, proto: b.host.proto }, container: c.container }));

@@ -10,6 +10,11 @@ import type { Family, PortSpec, Proto } from "../types.js";
 export const DOOR_LABEL = "knockgate.door";
 export const DOORS_LABEL = "knockgate.doors";
 export const PORTS_LABEL = "knockgate.ports";
+/** Every label knockgate reads: a container with none of them is not knockgate's. */
+export const KNOCK_LABELS = [DOOR_LABEL, DOORS_LABEL, PORTS_LABEL] as const;
+
+/** Whether a container's labels (from a listing or an inspect) include any of knockgate's. */
+export const hasKnockLabel = (labels: unknown): boolean => KNOCK_LABELS.some((l) => field(labels, l) !== undefined);
 
 export interface ContainerRef {
   /** Without Docker's leading "/". */
@@ -137,12 +142,12 @@ function readAddresses(networks: unknown): ContainerAddress[] {
 export function readContainer(inspect: unknown, configured: ReadonlySet<string>): LabelledContainer | null {
   const c = Array.isArray(inspect) && inspect.length === 1 ? inspect[0] : inspect;
   const labels = field(field(c, "Config"), "Labels");
-  if (![DOOR_LABEL, DOORS_LABEL, PORTS_LABEL].some((l) => field(labels, l) !== undefined)) return null;
+  if (!hasKnockLabel(labels)) return null;
 
   const container: ContainerRef = { name: text(field(c, "Name")).replace(/^\//, ""), id: text(field(c, "Id")).slice(0, 12) };
   const running = field(field(c, "State"), "Running") === true;
   const problems: string[] = [];
-  for (const label of [DOOR_LABEL, DOORS_LABEL, PORTS_LABEL]) {
+  for (const label of KNOCK_LABELS) {
     const value = field(labels, label);
     if (value !== undefined && typeof value !== "string") problems.push(`${label} is not a string`);
   }

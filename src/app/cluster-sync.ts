@@ -21,11 +21,10 @@ import {
   shouldCollect,
   validateGrant,
   type ClusterGrant,
-  portName,
   type GrantHow,
 } from "../core/cluster/knock-grant.js";
 import { errorFields } from "../core/errors.js";
-import type { Door, Family, PortSpec } from "../core/types.js";
+import { portName, type Door, type Family, type PortSpec } from "../core/types.js";
 import type { ClusterMetrics } from "../adapters/cluster-metrics.js";
 import type { Check } from "../adapters/http.js";
 import type { KubeGrants, WatchEvent } from "../adapters/kube.js";

@@ -6,7 +6,7 @@
 import { randomInt } from "node:crypto";
 import type { Clock, Cancel } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
-import { portsText, type Door, type Config, type Family, type GrantVia, type PortSpec } from "../core/types.js";
+import { portName, portsText, type Door, type Config, type Family, type GrantVia, type PortSpec } from "../core/types.js";
 import { buildBpfFilter, capturedPorts, captureSnaplen } from "../core/packet/bpf.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
 import { GrantBook, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
@@ -16,7 +16,7 @@ import type { Capture, FrameHandler } from "../adapters/capture.js";
 import type { Firewall, ListedGrant, ListedSpaGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
-import { portName, type ClusterGrant, type GrantHow } from "../core/cluster/knock-grant.js";
+import type { ClusterGrant, GrantHow } from "../core/cluster/knock-grant.js";
 import type { Logger } from "../adapters/log.js";
 import type { FirewallOperation, Metrics } from "../adapters/metrics.js";
 import { Reconciler } from "./reconcile.js";

@@ -9,7 +9,7 @@ import type { Cancel, Clock } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
 import { readContainer, type LabelledContainer } from "../core/docker/labels.js";
 import { desiredDoors, protectionKey, type EffectiveDoor } from "../core/docker/desired.js";
-import type { Config, Door, Family } from "../core/types.js";
+import { portName, targetKey, type Config, type Door, type Family } from "../core/types.js";
 import type { DockerEngine, DockerEvent, EventStream } from "../adapters/docker.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Check } from "../adapters/http.js";
@@ -253,7 +253,7 @@ export class DockerWatch {
     if (added.length === 0 || c.doors.length === 0) return;
     this.atJoin.set(id, { ...c, doors: c.doors.map((d) => ({ ...d, hostPorts: added, addresses: [] })) });
     this.deps.log.info(
-      { event: "docker_ports_at_join", container: c.container.name, id: c.container.id, ports: added.map((p) => `${p.port}/${p.proto}`) },
+      { event: "docker_ports_at_join", container: c.container.name, id: c.container.id, ports: added.map(portName) },
       `container ${c.container.name} joins a network: protecting its host ports before it starts`,
     );
     this.desired = this.current();
@@ -337,7 +337,7 @@ export class DockerWatch {
       {
         event: "protected_ports",
         doors: Object.fromEntries(this.desired.effective.map((d) => [d.door, d.ports])),
-        targets: this.desired.doors.flatMap((d) => (d.targets ?? []).map((t) => `${d.name} ${t.address} ${t.port.port}/${t.port.proto}`)),
+        targets: this.desired.doors.flatMap((d) => (d.targets ?? []).map((t) => `${d.name} ${targetKey(t)}`)),
         ...(applyMs === null ? { initial: true } : { apply_ms: Math.round(applyMs * 1000) / 1000 }),
       },
       applyMs === null ? "protected ports at start" : "protected ports changed",

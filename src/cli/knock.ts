@@ -11,7 +11,7 @@ import { resolveSecretFiles, type ReadFile } from "../config/secret-files.js";
 import { ConfigError, UsageError } from "../core/errors.js";
 import type { Parsed } from "./command.js";
 import { knock, waitForPort } from "./knock-client.js";
-import type { PortSpec } from "../core/types.js";
+import { hasPort, portsText, type PortSpec } from "../core/types.js";
 import { readSignedDoor, type SignedDoor } from "./signed-door.js";
 import { localAddressTowards, loginName, sendSpa, type SpaKnock } from "./spa-knock.js";
 
@@ -127,7 +127,7 @@ export async function runKnock(
       const spa = await spaKnockFrom(values, signed, server, processEnv);
       send = async () => {
         await sendSpa(spa);
-        if (values.verbose) log(`sent an SPA datagram to udp ${server}:${spa.spaPort} for ${spa.address} (${spa.ports.map((p) => `${p.port}/${p.proto}`).join(",")})`);
+        if (values.verbose) log(`sent an SPA datagram to udp ${server}:${spa.spaPort} for ${spa.address} (${portsText(spa)})`);
       };
     } else {
       send = () =>
@@ -190,8 +190,8 @@ async function spaKnockFrom(values: KnockValues, door: SignedDoor, host: string,
   if (values.access !== undefined) {
     // fwknop writes proto/port (tcp/22), knockgate port/proto (22/tcp): take both.
     ports = parsePortsArg("-A", values.access.replace(/\b(tcp|udp)\/(\d+)/gi, "$2/$1"));
-    const outside = ports.filter((p) => !door.ports.some((d) => d.port === p.port && d.proto === p.proto));
-    if (outside.length > 0) throw new UsageError(`-A: ${outside.map((p) => `${p.port}/${p.proto}`).join(",")} not among door ${values.door}'s ports (${door.ports.map((p) => `${p.port}/${p.proto}`).join(",")}); the door would refuse the whole request`);
+    const outside = ports.filter((p) => !hasPort(door.ports, p));
+    if (outside.length > 0) throw new UsageError(`-A: ${portsText({ ports: outside })} not among door ${values.door}'s ports (${portsText(door)}); the door would refuse the whole request`);
   }
   let clientTimeoutS: number | null = null;
   if (values["fw-timeout"] !== undefined) {

@@ -3,7 +3,7 @@
  * message completes the sentence "<VARIABLE>: ..." so the user sees what to change.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { TcpFlag, type Cidr, type Family, type ListenAddr, type PortSpec, type Proto, type TcpFlagMatch } from "../core/types.js";
+import { TcpFlag, portName, type Cidr, type Family, type ListenAddr, type PortSpec, type Proto, type TcpFlagMatch } from "../core/types.js";
 import { splitList } from "../core/lists.js";
 
 const PROTOS: readonly Proto[] = ["tcp", "udp"];
@@ -55,7 +55,7 @@ export function parsePorts(value: string): PortSpec[] {
     const [port = "", proto, extra] = item.split("/");
     if (extra !== undefined) throw new Error(`"${item}" is not PORT or PORT/PROTO`);
     const spec: PortSpec = { port: parsePort(port), proto: proto === undefined ? "tcp" : parseProto(proto, item) };
-    const key = `${spec.port}/${spec.proto}`;
+    const key = portName(spec);
     if (!seen.has(key)) ports.push(spec);
     seen.add(key);
   }

@@ -137,7 +137,19 @@ export interface Door {
 }
 
 /** A door's protected ports in the notation of KNOCK_DOOR_<NAME>_PORTS ("22/tcp,2222/tcp"), for logs and %PORTS%. */
-export const portsText = (door: { readonly ports: readonly PortSpec[] }): string => door.ports.map((p) => `${p.port}/${p.proto}`).join(",");
+export const portsText = (door: { readonly ports: readonly PortSpec[] }): string => door.ports.map(portName).join(",");
+
+/** One port in that notation: "22/tcp". */
+export const portName = (p: PortSpec): string => `${p.port}/${p.proto}`;
+
+/** Whether `list` holds `p`: the same number and protocol. */
+export const hasPort = (list: readonly PortSpec[], p: PortSpec): boolean => list.some((q) => q.port === p.port && q.proto === p.proto);
+
+/** Ports in the order they are shown: by protocol, then number. */
+export const byProtoThenPort = (a: PortSpec, b: PortSpec): number => a.proto.localeCompare(b.proto) || a.port - b.port;
+
+/** A container address and port, one key per target: "172.17.0.2 22/tcp". */
+export const targetKey = (t: DirectTarget): string => `${t.address} ${portName(t.port)}`;
 
 /** KNOCK_DOCKER: auto follows the socket when there is one; on requires it; off never looks. */
 export type DockerMode = "auto" | "on" | "off";

@@ -15,13 +15,12 @@ import {
   grantObject,
   objectName,
   ORPHAN_AFTER_MS,
-  portName,
   shouldCollect,
   validateGrant,
   type ClusterGrant,
   type GrantHow,
 } from "../../src/core/cluster/knock-grant.js";
-import type { Door, Family, PortSpec } from "../../src/core/types.js";
+import { portName, type Door, type Family, type PortSpec } from "../../src/core/types.js";
 import { ClusterMetrics } from "../../src/adapters/cluster-metrics.js";
 import type { KubeGrants, WatchEvent } from "../../src/adapters/kube.js";
 import { ClusterSync, MAX_PENDING } from "../../src/app/cluster-sync.js";

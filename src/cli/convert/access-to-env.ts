@@ -9,7 +9,7 @@ import { isBase64Key } from "../../config/spa.js";
 import { parsePorts } from "../../config/values.js";
 import { splitList } from "../../core/lists.js";
 import { ConfigError } from "../../core/errors.js";
-import type { PortSpec } from "../../core/types.js";
+import { hasPort, type PortSpec } from "../../core/types.js";
 import { portsText } from "./door-section.js";
 import type { AccessEntry, AccessStanza, ParsedAccessConf } from "./access-conf.js";
 import type { ConfIssue } from "./knockd-conf.js";
@@ -192,7 +192,7 @@ function convertStanza(stanza: AccessStanza, name: string, problems: ConfIssue[]
       problems.push({ line: restrict.line, message: `RESTRICT_PORTS: ${refused} — not converted` });
     } else {
       // OPEN_PORTS without RESTRICT_PORTS is exactly what fwknopd allowed.
-      const allowed: PortSpec[] = ports.filter((p) => !refused.some((r) => r.port === p.port && r.proto === p.proto));
+      const allowed: PortSpec[] = ports.filter((p) => !hasPort(refused, p));
       notes.push({ line: restrict.line, message: "RESTRICT_PORTS — taken out of OPEN_PORTS" });
       if (allowed.length === 0) problems.push({ line: restrict.line, message: "RESTRICT_PORTS refuses every port of OPEN_PORTS — the door would open nothing; not converted" });
       ports = allowed.length > 0 ? allowed : undefined;

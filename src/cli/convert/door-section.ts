@@ -1,14 +1,14 @@
 /** Reads one knockd.conf door section: its values and commands, each problem tied to its line. */
 import { findShellSyntax, splitShellWords, ShellWordsError } from "../../config/shellwords.js";
 import { parseSequence, parseTcpFlags } from "../../config/values.js";
-import type { PortSpec } from "../../core/types.js";
+import { portName, type PortSpec } from "../../core/types.js";
 import { isIptables, parseIptablesRule } from "./iptables-rule.js";
 import { stripComment, type ConfIssue, type KnockdEntry, type KnockdSection } from "./knockd-conf.js";
 
 // ---- door values: knockd's syntax, then knockgate's parsers -----------------------------------
 
 export const portsText = (ports: readonly PortSpec[]): string =>
-  [...new Set(ports.map((p) => `${p.port}/${p.proto}`))].sort().join(",");
+  [...new Set(ports.map(portName))].sort().join(",");
 
 /** knockd reads "7000 : udp" as "7000:udp" (atoi for the port, then the trimmed protocol). */
 const readSequence = (value: string): PortSpec[] => parseSequence(stripComment(value).replace(/\s*:\s*/g, ":"));

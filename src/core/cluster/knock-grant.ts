@@ -5,7 +5,7 @@
  * a grant reaches the kernel, and what fails is counted by reason.
  */
 import { formatIPv4, formatIPv6, isBogusSource, parseAddress } from "../packet/address.js";
-import type { Door, Family, PortSpec } from "../types.js";
+import { portName, type Door, type Family, type PortSpec } from "../types.js";
 
 export const GROUP = "knockgate.io";
 export const VERSION = "v1alpha1";
@@ -79,9 +79,6 @@ export function grantObject(g: ClusterGrant, namespace: string): Record<string, 
     },
   };
 }
-
-/** A port as objects name it: `22/tcp`. */
-export const portName = (p: PortSpec): string => `${p.port}/${p.proto}`;
 
 /** The door's ports that a validated grant names (null: all of them). */
 export const grantPorts = (door: Door, ports: readonly string[] | null): PortSpec[] => (ports === null ? [...door.ports] : door.ports.filter((p) => ports.includes(portName(p))));

@@ -4,7 +4,7 @@
  * addresses. Pure, so the watcher's decisions are tested without an engine.
  */
 import { parseAddress } from "../packet/address.js";
-import type { DirectTarget, Door, PortSpec } from "../types.js";
+import { byProtoThenPort, portName, targetKey, type DirectTarget, type Door, type PortSpec } from "../types.js";
 import type { ContainerRef, LabelledContainer } from "./labels.js";
 
 /** One protected port of a door and where it came from: the door's own variable, or containers. */
@@ -22,7 +22,6 @@ export interface EffectiveDoor {
 
 export const ENV_ORIGIN = "env";
 export const containerOrigin = (c: ContainerRef): string => `container ${c.name} (${c.id})`;
-const specText = (p: PortSpec): string => `${p.port}/${p.proto}`;
 
 /**
  * The doors as the firewall should protect them. A host port stays protected while any labelled
@@ -31,7 +30,7 @@ const specText = (p: PortSpec): string => `${p.port}/${p.proto}`;
  */
 export function desiredDoors(doors: readonly Door[], containers: Iterable<LabelledContainer>): { doors: Door[]; effective: EffectiveDoor[] } {
   const byDoor = new Map(doors.map((d) => [d.name, { ports: new Map<string, { spec: PortSpec; from: string[] }>(), targets: new Map<string, DirectTarget>(), containers: 0 }]));
-  for (const door of doors) for (const p of door.ports) byDoor.get(door.name)?.ports.set(specText(p), { spec: p, from: [ENV_ORIGIN] });
+  for (const door of doors) for (const p of door.ports) byDoor.get(door.name)?.ports.set(portName(p), { spec: p, from: [ENV_ORIGIN] });
   const sorted = [...containers].sort((a, b) => a.container.name.localeCompare(b.container.name) || a.container.id.localeCompare(b.container.id));
   for (const c of sorted) {
     for (const d of c.doors) {
@@ -39,7 +38,7 @@ export function desiredDoors(doors: readonly Door[], containers: Iterable<Labell
       if (!entry) continue;
       entry.containers++;
       for (const hp of d.hostPorts) {
-        const key = specText(hp);
+        const key = portName(hp);
         const known = entry.ports.get(key) ?? { spec: { port: hp.port, proto: hp.proto }, from: [] };
         const origin = containerOrigin(c.container);
         if (!known.from.includes(origin)) known.from.push(origin);
@@ -48,17 +47,19 @@ export function desiredDoors(doors: readonly Door[], containers: Iterable<Labell
       if (!c.running) continue;
       for (const a of d.addresses) {
         if (parseAddress(a.address)?.family !== a.family) continue;
-        for (const port of d.containerPorts) entry.targets.set(`${a.address} ${specText(port)}`, { family: a.family, address: a.address, port });
+        for (const port of d.containerPorts) {
+          const target = { family: a.family, address: a.address, port };
+          entry.targets.set(targetKey(target), target);
+        }
       }
     }
   }
-  const byProtoThenPort = (a: PortSpec, b: PortSpec) => a.proto.localeCompare(b.proto) || a.port - b.port;
   const result = doors.map((door) => {
     const entry = byDoor.get(door.name);
     const ports = [...(entry?.ports.values() ?? [])].sort((a, b) => byProtoThenPort(a.spec, b.spec));
     return {
       door: { ...door, ports: ports.map((p) => p.spec), targets: [...(entry?.targets.values() ?? [])] },
-      effective: { door: door.name, ports: ports.map((p) => ({ port: specText(p.spec), from: p.from })), containers: entry?.containers ?? 0 },
+      effective: { door: door.name, ports: ports.map((p) => ({ port: portName(p.spec), from: p.from })), containers: entry?.containers ?? 0 },
     };
   });
   return { doors: result.map((r) => r.door), effective: result.map((r) => r.effective) };
@@ -66,5 +67,5 @@ export function desiredDoors(doors: readonly Door[], containers: Iterable<Labell
 
 /** The part of the doors the firewall plan depends on, to tell whether a rewrite is needed. */
 export function protectionKey(doors: readonly Door[]): string {
-  return JSON.stringify(doors.map((d) => [d.name, d.ports.map(specText), (d.targets ?? []).map((t) => `${t.address} ${specText(t.port)}`).sort()]));
+  return JSON.stringify(doors.map((d) => [d.name, d.ports.map(portName), (d.targets ?? []).map(targetKey).sort()]));
 }

@@ -5,7 +5,7 @@
  * container's labels comes back as problems for the caller to log.
  */
 import { splitList } from "../lists.js";
-import type { Family, PortSpec, Proto } from "../types.js";
+import { byProtoThenPort, portName, type Family, type PortSpec, type Proto } from "../types.js";
 
 export const DOOR_LABEL = "knockgate.door";
 export const DOORS_LABEL = "knockgate.doors";
@@ -66,8 +66,6 @@ const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null 
 const field = (v: unknown, key: string): unknown => (isObject(v) && Object.hasOwn(v, key) ? v[key] : undefined);
 const text = (v: unknown): string => (typeof v === "string" ? v : "");
 const entries = (v: unknown): [string, unknown][] => (isObject(v) ? Object.entries(v) : []);
-const specKey = (p: PortSpec): string => `${p.port}/${p.proto}`;
-const byProtoThenPort = (a: PortSpec, b: PortSpec): number => a.proto.localeCompare(b.proto) || a.port - b.port;
 
 /** "22/tcp", or "22" for tcp as Docker writes it; null when it is not a tcp or udp port. */
 function parsePortSpec(item: string): PortSpec | null {
@@ -161,29 +159,29 @@ export function readContainer(inspect: unknown, configured: ReadonlySet<string>)
   let bindings: Binding[] = readBindings(running ? field(field(c, "NetworkSettings"), "Ports") : field(hostConfig, "PortBindings"), unsupported);
   if (!running && field(hostConfig, "PublishAllPorts") === true) {
     // -P publishes every exposed port on a port Docker picks at start.
-    const bound = new Set(bindings.map((b) => specKey(b.containerPort)));
+    const bound = new Set(bindings.map((b) => portName(b.containerPort)));
     for (const [key] of entries(field(field(c, "Config"), "ExposedPorts"))) {
       const containerPort = parsePortSpec(key);
-      if (containerPort && !bound.has(specKey(containerPort))) bindings.push({ containerPort, hostIp: "", hostPort: "" });
+      if (containerPort && !bound.has(portName(containerPort))) bindings.push({ containerPort, hostIp: "", hostPort: "" });
     }
   }
   for (const key of unsupported) problems.push(`published port ${key} is ignored: knockgate guards tcp and udp ports only`);
 
   const filter = readPortsFilter(c, problems);
-  if (filter) bindings = bindings.filter((b) => filter.has(specKey(b.containerPort)));
+  if (filter) bindings = bindings.filter((b) => filter.has(portName(b.containerPort)));
 
   const hostPorts = new Map<string, HostPort>();
   const containerPorts = new Map<string, PortSpec>();
   const atStart = new Map<string, PortSpec>();
   for (const b of bindings) {
-    containerPorts.set(specKey(b.containerPort), b.containerPort);
+    containerPorts.set(portName(b.containerPort), b.containerPort);
     const spec = /^\d+$/.test(b.hostPort) ? parsePortSpec(`${b.hostPort}/${b.containerPort.proto}`) : null;
     if (!spec) {
-      atStart.set(specKey(b.containerPort), b.containerPort);
+      atStart.set(portName(b.containerPort), b.containerPort);
       continue;
     }
     // One entry per host port and container port: Docker's IPv4 and IPv6 bindings of it merge.
-    const key = `${specKey(spec)}>${specKey(b.containerPort)}`;
+    const key = `${portName(spec)}>${portName(b.containerPort)}`;
     const entry = hostPorts.get(key) ?? { ...spec, families: [], containerPort: b.containerPort, container };
     entry.families = [...new Set([...entry.families, ...hostFamilies(b.hostIp)])].sort();
     hostPorts.set(key, entry);
@@ -213,14 +211,14 @@ function readPortsFilter(c: unknown, problems: string[]): Set<string> | null {
   const known = new Set(
     [field(field(c, "Config"), "ExposedPorts"), field(field(c, "HostConfig"), "PortBindings"), field(field(c, "NetworkSettings"), "Ports")]
       .flatMap((map) => entries(map).map(([key]) => parsePortSpec(key)))
-      .flatMap((spec) => (spec ? [specKey(spec)] : [])),
+      .flatMap((spec) => (spec ? [portName(spec)] : [])),
   );
   const filter = new Set<string>();
   for (const item of splitList(value)) {
     const spec = parsePortSpec(item);
     if (!spec) problems.push(`${PORTS_LABEL}: "${item}" is not PORT or PORT/PROTO with a tcp or udp port 1-65535`);
-    else if (!known.has(specKey(spec))) problems.push(`${PORTS_LABEL}: the container does not expose ${specKey(spec)}`);
-    else filter.add(specKey(spec));
+    else if (!known.has(portName(spec))) problems.push(`${PORTS_LABEL}: the container does not expose ${portName(spec)}`);
+    else filter.add(portName(spec));
   }
   if (filter.size > 0) return filter;
   problems.push(`${PORTS_LABEL}="${value}" names no port the container exposes; protecting all its published ports`);

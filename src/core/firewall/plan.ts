@@ -9,7 +9,7 @@
  *   leave alone; anything else new to a protected port -> drop.
  */
 import { createHash } from "node:crypto";
-import type { Config, DirectTarget, Door } from "../types.js";
+import { targetKey, type Config, type DirectTarget, type Door } from "../types.js";
 import type { Family, Proto } from "../types.js";
 import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaRule, ipsetSpaName, ipsetSpaSetSpec, nftSpaRule, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
 
@@ -56,7 +56,7 @@ function protectedByProto(doors: readonly Door[]): [Proto, number[]][] {
 /** Every door's container targets of one family, each once (two doors may share a container). */
 function targetsOf(doors: readonly Door[], family: Family): DirectTarget[] {
   const seen = new Map<string, DirectTarget>();
-  for (const door of doors) for (const t of door.targets ?? []) if (t.family === family) seen.set(`${t.address} ${t.port.port}/${t.port.proto}`, t);
+  for (const door of doors) for (const t of door.targets ?? []) if (t.family === family) seen.set(targetKey(t), t);
   return [...seen.values()];
 }
 

@@ -10,7 +10,7 @@
  * whoever fills the set (one network, or a leaked sequence replayed from many) crowds out itself
  * first, and a real client still gets in.
  */
-import type { Door, Family, GrantVia, PortSpec, SourcePrefixes } from "../types.js";
+import { hasPort, type Door, type Family, type GrantVia, type PortSpec, type SourcePrefixes } from "../types.js";
 import { prefixKey } from "./prefix.js";
 
 export interface GrantRecord {
@@ -100,7 +100,7 @@ class DoorGrants {
 
 /** Ports of both lists, each once, in order of first appearance. */
 function unionPorts(a: readonly PortSpec[], b: readonly PortSpec[]): PortSpec[] {
-  return [...a, ...b.filter((p) => !a.some((q) => q.port === p.port && q.proto === p.proto))];
+  return [...a, ...b.filter((p) => !hasPort(a, p))];
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { isBogusSource, parseAddress, formatIPv4, formatIPv6 } from "../packet/address.js";
-import type { Family, PortSpec } from "../types.js";
+import { hasPort, type Family, type PortSpec } from "../types.js";
 import { isNatType, parseAccessMessage, parsePlaintext, SpaType } from "./message.js";
 import type { ReplayCache } from "./replay.js";
 import { SALTED_B64_PREFIX, decryptE, fullE, hasSaltedPrefix, isB64Text, payloadHmacMatches, type HmacDigest } from "./wire.js";
@@ -158,7 +158,7 @@ export function verifySpa(datagram: SpaDatagram, keys: SpaKeys, limits: SpaLimit
     address = family === 4 ? formatIPv4(parsedAddress.addr, 0) : formatIPv6(parsedAddress.addr, 0);
   }
 
-  const denied = access.ports.filter((p) => !limits.ports.some((a) => a.port === p.port && a.proto === p.proto));
+  const denied = access.ports.filter((p) => !hasPort(limits.ports, p));
   if (denied.length > 0) return refuse("port_not_allowed", `${denied.map((p) => `${p.proto}/${p.port}`).join(",")} not among this door's ports`);
 
   const openForS = msg.clientTimeoutS ? Math.min(msg.clientTimeoutS, limits.maxOpenForS) : limits.defaultOpenForS;

@@ -7,9 +7,10 @@ import {
   expectedAllowMembers,
   ipsetAllowName,
   ipsetAllowScript,
+  ipsetGrantSets,
+  ipsetRebuildScript,
   ipsetCreateScript,
   ipsetMaxelems,
-  ipsetResizeScript,
   ipsetGrantLine,
   ipsetName,
   ipsetRevokeLine,
@@ -237,7 +238,7 @@ describe("ipset scripts", () => {
   test("the resize script refills a set of the new size with every grant and its remaining time, then swaps it in", () => {
     const c = config({ KNOCK_MAX_GRANTS: "10" });
     assert.equal(
-      ipsetResizeScript(c, "SSH", 4, [
+      ipsetRebuildScript(ipsetGrantSets(c).find((s) => s.name === "knockgate-SSH-4")!, [
         { src: "198.18.0.2", remainingMs: 12_300 },
         { src: "198.18.0.3", remainingMs: null },
       ]),

@@ -167,15 +167,18 @@ export function ipsetMembers(listing: string): KernelGrant[] {
 
 /** Elements of `nft -j list set ...`: a bare value has no timeout, an object says when it `expires`. */
 export function nftElements(json: string): KernelGrant[] {
+  return nftSetElements(json).flatMap(({ val, remainingMs }) => (typeof val === "string" ? [{ src: val, remainingMs }] : []));
+}
+
+/** Every element of `nft -j list set` output: its value as nft gives it, and the time it has left. */
+export function nftSetElements(json: string): { val: unknown; remainingMs: number | null }[] {
   type Elem = string | { elem?: { val?: unknown; expires?: unknown } };
   const parsed = JSON.parse(json) as { nftables?: { set?: { elem?: Elem[] } }[] };
-  const elements: KernelGrant[] = [];
+  const elements: { val: unknown; remainingMs: number | null }[] = [];
   for (const item of parsed.nftables ?? []) {
     for (const e of item.set?.elem ?? []) {
-      if (typeof e === "string") elements.push({ src: e, remainingMs: null });
-      else if (typeof e.elem?.val === "string") {
-        elements.push({ src: e.elem.val, remainingMs: typeof e.elem.expires === "number" ? e.elem.expires * 1000 : null });
-      }
+      if (typeof e === "string") elements.push({ val: e, remainingMs: null });
+      else if (e.elem !== undefined) elements.push({ val: e.elem.val, remainingMs: typeof e.elem.expires === "number" ? e.elem.expires * 1000 : null });
     }
   }
   return elements;
@@ -271,14 +274,10 @@ export function ipsetGrantSets(config: Config, only?: Family): IpsetGrantSet[] {
 const IPSET_SWAP = "knockgate-swap";
 
 /**
- * Rebuilds a door's grant set at the size the configuration asks for, keeping every grant with the
- * time it has left: fill a temporary set, swap it in (the iptables rules follow the name), destroy.
+ * Rebuilds a grant set with `set.spec` (the size the configuration asks for), keeping every grant
+ * with the time it has left (members as `ipset list` printed them): fill a temporary set, swap it
+ * in (the iptables rules follow the name), destroy.
  */
-export function ipsetResizeScript(config: Config, door: string, family: Family, grants: readonly KernelGrant[]): string {
-  return ipsetRebuildScript({ name: ipsetName(door, family), spec: grantSetSpec(config, family) }, grants);
-}
-
-/** Rebuilds any grant set with `set.spec`; members as `ipset list` printed them. */
 export function ipsetRebuildScript(set: Pick<IpsetGrantSet, "name" | "spec">, grants: readonly KernelGrant[]): string {
   const members = grants.map((g) => `${g.src} timeout ${g.remainingMs === null ? 0 : Math.max(1, Math.ceil(g.remainingMs / 1000))}`);
   return swapInScript(IPSET_SWAP, set.name, set.spec, members);
@@ -360,13 +359,18 @@ export function nftPlan(config: Config): NftPlan {
  * fresh timeout.
  */
 export function nftGrantLine(door: string, family: Family, srcs: readonly string[], openForMs: number): string {
-  const set = `inet ${NFT_TABLE} ${nftSetName(door, family)}`;
-  const timeout = openForMs > 0 ? ` timeout ${Math.round(openForMs / 1000)}s` : "";
-  return `${nftRevokeLine(door, family, srcs)}; add element ${set} { ${srcs.map((s) => s + timeout).join(", ")} }`;
+  return nftPutLine(`inet ${NFT_TABLE} ${nftSetName(door, family)}`, srcs, openForMs > 0 ? Math.round(openForMs / 1000) : null);
 }
-/** Revokes as one transaction; adding first makes deleting an address that already expired no error. */
 export function nftRevokeLine(door: string, family: Family, srcs: readonly string[]): string {
-  const set = `inet ${NFT_TABLE} ${nftSetName(door, family)}`;
-  const all = srcs.join(", ");
+  return nftTakeOutLine(`inet ${NFT_TABLE} ${nftSetName(door, family)}`, srcs);
+}
+/** Takes elements out of a set as one transaction; adding first makes one that already expired no error. */
+export function nftTakeOutLine(set: string, elements: readonly string[]): string {
+  const all = elements.join(", ");
   return `add element ${set} { ${all} }; delete element ${set} { ${all} }`;
+}
+/** Puts elements in with a fresh timeout (null: none): taken out first, so a repeat refreshes it. */
+export function nftPutLine(set: string, elements: readonly string[], timeoutS: number | null): string {
+  const timeout = timeoutS === null ? "" : ` timeout ${timeoutS}s`;
+  return `${nftTakeOutLine(set, elements)}; add element ${set} { ${elements.map((e) => e + timeout).join(", ")} }`;
 }

@@ -16,7 +16,7 @@
  * present fails, atomically, in the kernel.
  */
 import type { Config, Door, Family, PortSpec } from "../types.js";
-import { FAMILIES, NFT_TABLE, type KernelGrant } from "./plan.js";
+import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./plan.js";
 
 export const IPSET_REPLAY = "knockgate-replay";
 export const NFT_REPLAY_SET = "spa_replay";
@@ -73,15 +73,10 @@ export function ipsetSpaRevokeLines(door: Door, family: Family, src: string): st
 const nftElement = (src: string, p: PortSpec) => `${src} . ${p.proto} . ${p.port}`;
 /** As nftGrantLine: add, delete and add again with the timeout, so a repeat refreshes it. */
 export function nftSpaGrantLine(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): string {
-  const set = `inet ${NFT_TABLE} ${nftSpaSetName(door, family)}`;
-  const all = ports.map((p) => nftElement(src, p)).join(", ");
-  const timed = ports.map((p) => `${nftElement(src, p)} timeout ${seconds(openForMs)}s`).join(", ");
-  return `add element ${set} { ${all} }; delete element ${set} { ${all} }; add element ${set} { ${timed} }`;
+  return nftPutLine(`inet ${NFT_TABLE} ${nftSpaSetName(door, family)}`, ports.map((p) => nftElement(src, p)), seconds(openForMs));
 }
 export function nftSpaRevokeLine(door: Door, family: Family, src: string): string {
-  const set = `inet ${NFT_TABLE} ${nftSpaSetName(door.name, family)}`;
-  const all = door.ports.map((p) => nftElement(src, p)).join(", ");
-  return `add element ${set} { ${all} }; delete element ${set} { ${all} }`;
+  return nftTakeOutLine(`inet ${NFT_TABLE} ${nftSpaSetName(door.name, family)}`, door.ports.map((p) => nftElement(src, p)));
 }
 
 /** The replay set's key for a datagram: the first 128 bits of its SHA-256 (hex), as IPv6 text. */
@@ -122,17 +117,9 @@ export function ipsetSpaMembers(members: readonly KernelGrant[]): KernelSpaGrant
 
 /** Elements of `nft -j list set` of an SPA set: `{"concat": [addr, proto, port]}` values. */
 export function nftSpaElements(json: string): KernelSpaGrant[] {
-  type Elem = { elem?: { val?: unknown; expires?: unknown } };
-  const parsed = JSON.parse(json) as { nftables?: { set?: { elem?: Elem[] } }[] };
-  const out: KernelSpaGrant[] = [];
-  for (const item of parsed.nftables ?? []) {
-    for (const e of item.set?.elem ?? []) {
-      const val = e.elem?.val;
-      const concat = typeof val === "object" && val !== null && "concat" in val && Array.isArray(val.concat) ? (val.concat as unknown[]) : [];
-      const [src, proto, port] = concat;
-      if (typeof src !== "string" || (proto !== "tcp" && proto !== "udp") || typeof port !== "number") continue;
-      out.push({ src, port: { proto, port }, remainingMs: typeof e.elem?.expires === "number" ? e.elem.expires * 1000 : null });
-    }
-  }
-  return out;
+  return nftSetElements(json).flatMap(({ val, remainingMs }) => {
+    const concat = typeof val === "object" && val !== null && "concat" in val && Array.isArray(val.concat) ? (val.concat as unknown[]) : [];
+    const [src, proto, port] = concat;
+    return typeof src === "string" && (proto === "tcp" || proto === "udp") && typeof port === "number" ? [{ src, port: { proto, port }, remainingMs }] : [];
+  });
 }

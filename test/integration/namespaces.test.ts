@@ -402,7 +402,7 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       const before = await lab.firewallSnapshot();
       const daemon = await lab.startDaemon(door({ KNOCK_DRY_RUN: "true" }));
       const plan = daemon.events("dry_run_plan")[0];
-      assert.match(String(plan?.["iptables"]), /-A KNOCKGATE -p tcp -m multiport --dports 22 -j DROP/);
+      assert.match(String(plan?.["iptables"]), /-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -j DROP/);
       await lab.knock(SERVER_V4, SEQ);
       const grant = await daemon.waitFor("dry_run_grant");
       assert.equal(grant["command"], `add knockgate-SSH-4 ${CLIENT_V4} timeout 30 -exist`);

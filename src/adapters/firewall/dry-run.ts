@@ -8,7 +8,8 @@ import type { Clock } from "../../core/clock.js";
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import { checkedPorts, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
 import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
-import { FAMILIES, iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
+import { FAMILIES } from "../../core/firewall/common.js";
+import { iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 
 export class DryRunFirewall implements Firewall {
   readonly backend = "dry-run";

@@ -16,7 +16,7 @@
  * present fails, atomically, in the kernel.
  */
 import type { Config, Door, Family, PortSpec } from "../types.js";
-import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./plan.js";
+import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./common.js";
 
 export const IPSET_REPLAY = "knockgate-replay";
 export const NFT_REPLAY_SET = "spa_replay";

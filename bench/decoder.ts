@@ -12,7 +12,7 @@ import { createFirewall } from "../src/adapters/firewall/index.js";
 import { systemClock } from "../src/adapters/clock.js";
 import { dryRunHooks } from "../src/adapters/hooks.js";
 import { createLogger } from "../src/adapters/log.js";
-import { Metrics } from "../src/adapters/metrics.js";
+import { Metrics } from "../src/adapters/metrics/metrics.js";
 import type { FrameHandler } from "../src/adapters/capture.js";
 import { KNOCK_PORTS, Rng, SPOOF_V4_COUNT, SPOOF_V4_FIRST, SynFrame } from "./wire.js";
 

@@ -11,10 +11,10 @@ import { createFirewall } from "../adapters/firewall/index.js";
 import { startHttp } from "../adapters/http.js";
 import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { createLogger } from "../adapters/log.js";
-import { Metrics } from "../adapters/metrics.js";
+import { Metrics } from "../adapters/metrics/metrics.js";
 import { REVISION, VERSION } from "./version.js";
 import { dockerEngine } from "../adapters/docker.js";
-import { registerDockerMetrics } from "../adapters/docker-metrics.js";
+import { registerDockerMetrics } from "../adapters/metrics/docker.js";
 import { DockerWatch, INITIAL_LOOK_MS } from "./docker-watch.js";
 import { startClusterSync } from "./cluster-start.js";
 

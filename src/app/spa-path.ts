@@ -19,7 +19,7 @@ import { verifySpa, type SpaLimits, type SpaRefusal } from "../core/spa/verify.j
 import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
-import type { Metrics } from "../adapters/metrics.js";
+import type { Metrics } from "../adapters/metrics/metrics.js";
 
 /**
  * What became of a datagram: verifySpa's refusals, and those of this path: `truncated` (the

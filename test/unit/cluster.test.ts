@@ -21,7 +21,7 @@ import {
   type GrantHow,
 } from "../../src/core/cluster/knock-grant.js";
 import { portName, type Door, type Family, type PortSpec } from "../../src/core/types.js";
-import { ClusterMetrics } from "../../src/adapters/cluster-metrics.js";
+import { ClusterMetrics } from "../../src/adapters/metrics/cluster.js";
 import type { KubeGrants, WatchEvent } from "../../src/adapters/kube.js";
 import { ClusterSync, MAX_PENDING } from "../../src/app/cluster-sync.js";
 import { pino } from "pino";

@@ -11,7 +11,7 @@ import { Daemon, type Deps } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
-import { Metrics } from "../../src/adapters/metrics.js";
+import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
 import { buildFrame, macBytes } from "../support/frames.js";

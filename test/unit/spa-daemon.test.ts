@@ -13,7 +13,7 @@ import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type ClusterLink } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
-import { Metrics } from "../../src/adapters/metrics.js";
+import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import type { Door } from "../../src/core/types.js";

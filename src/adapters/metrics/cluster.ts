@@ -3,7 +3,7 @@
  * on some node, or when someone writes KnockGrant objects, never on a packet of a knock.
  */
 import { Counter, Histogram, type Registry } from "prom-client";
-import { REJECT_REASONS, type RejectReason } from "../core/cluster/knock-grant.js";
+import { REJECT_REASONS, type RejectReason } from "../../core/cluster/knock-grant.js";
 
 export class ClusterMetrics {
   readonly published: Counter;

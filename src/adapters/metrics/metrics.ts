@@ -9,9 +9,9 @@
  * process metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { KnockResult } from "../core/knock/machine.js";
-import type { SpaResult } from "../app/spa-path.js";
-import { ClusterMetrics } from "./cluster-metrics.js";
+import type { KnockResult } from "../../core/knock/machine.js";
+import type { SpaResult } from "../../app/spa-path.js";
+import { ClusterMetrics } from "./cluster.js";
 
 export type PacketResult = "seen" | "decoded" | "ignored" | "bogus_source" | "malformed";
 export type CloseReason = "expired" | "close_sequence" | "replaced";

@@ -3,7 +3,7 @@
  * a packet, so they tell an observer nothing about a sequence.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { EffectiveDoor } from "../core/docker/desired.js";
+import type { EffectiveDoor } from "../../core/docker/desired.js";
 
 export interface DockerMetricSources {
   readonly enabled: boolean;

@@ -10,11 +10,17 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { KnockResult } from "../../core/knock/machine.js";
-import type { SpaResult } from "../../app/spa-path.js";
+import type { SpaRefusal } from "../../core/spa/verify.js";
 import { ClusterMetrics } from "./cluster.js";
 
 export type PacketResult = "seen" | "decoded" | "ignored" | "bogus_source" | "malformed";
 export type CloseReason = "expired" | "close_sequence" | "replaced";
+/**
+ * What became of a datagram: verifySpa's refusals, and those of this path: `truncated` (the
+ * capture or the IP packet cut it short), `replay_set_full` (the kernel replay set had no room:
+ * refused, fail closed), `replay_check_failed` (the kernel could not be asked: refused).
+ */
+export type SpaResult = "accepted" | SpaRefusal | "truncated" | "replay_set_full" | "replay_check_failed";
 
 /** A counter the packet path bumps with `cell.n++`; its Prometheus counter reads it at scrape time. */
 export interface Cell {

@@ -89,7 +89,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
     const firewall = await createFirewall(config, log, systemClock);
     let handler: FrameHandler | null = null;
     let daemon: Daemon | null = null;
-    const metrics = new Metrics(config.doors.map((d) => d.name), { version: "bench", revision: "bench", backend: firewall.backend }, {
+    const metrics = new Metrics(config.doors, { version: "bench", revision: "bench", backend: firewall.backend }, {
       tracked: () => daemon?.tracked ?? 0,
       grants: () => firewall.countGrants(),
       captureDropped: () => new Map(),

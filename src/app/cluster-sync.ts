@@ -25,7 +25,7 @@ import {
 } from "../core/cluster/knock-grant.js";
 import { errorFields } from "../core/errors.js";
 import { portName, type Door, type Family, type PortSpec } from "../core/types.js";
-import type { ClusterMetrics } from "../adapters/metrics/cluster.js";
+import type { ClusterMetrics } from "../adapters/metrics/metrics.js";
 import type { Check } from "../adapters/http.js";
 import type { KubeGrants, WatchEvent } from "../adapters/kube.js";
 import type { Logger } from "../adapters/log.js";

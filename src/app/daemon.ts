@@ -18,7 +18,8 @@ import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
 import type { ClusterGrant, GrantHow } from "../core/cluster/knock-grant.js";
 import type { Logger } from "../adapters/log.js";
-import type { FirewallOperation, Metrics } from "../adapters/metrics/metrics.js";
+import type { Metrics } from "../adapters/metrics/metrics.js";
+import type { FirewallOperation } from "../adapters/metrics/table.js";
 import { Reconciler } from "./reconcile.js";
 import { sharedRead, type SharedRead } from "./shared-read.js";
 

@@ -14,7 +14,6 @@ import { createLogger } from "../adapters/log.js";
 import { Metrics } from "../adapters/metrics/metrics.js";
 import { REVISION, VERSION } from "./version.js";
 import { dockerEngine } from "../adapters/docker.js";
-import { registerDockerMetrics } from "../adapters/metrics/docker.js";
 import { DockerWatch, INITIAL_LOOK_MS } from "./docker-watch.js";
 import { startClusterSync } from "./cluster-start.js";
 
@@ -43,15 +42,15 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const firewall = await createFirewall({ ...config, doors: await docker.initial(INITIAL_LOOK_MS) }, log, systemClock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
-    config.doors.map((d) => d.name),
+    config.doors,
     { version: VERSION, revision: REVISION, backend: firewall.backend },
     {
       tracked: () => daemon?.tracked ?? 0,
       grants: sharedRead(() => firewall.countGrants(), READ_CACHE_MS, systemClock),
       captureDropped: () => daemon?.captureDropped() ?? new Map(),
+      docker,
     },
   );
-  registerDockerMetrics(metrics.publicRegistry, docker);
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
   const cluster = await startClusterSync(config, log, metrics.cluster, () => running);

@@ -19,7 +19,8 @@ import { verifySpa, type SpaLimits } from "../core/spa/verify.js";
 import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
-import type { Metrics, SpaResult } from "../adapters/metrics/metrics.js";
+import type { Metrics } from "../adapters/metrics/metrics.js";
+import type { SpaResult } from "../adapters/metrics/table.js";
 
 /** A verified request, for the daemon to grant. */
 export interface SignedGrant {
@@ -84,7 +85,6 @@ export class SpaPath {
       const list = this.byPort.get(door.spa.port) ?? [];
       list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa) });
       this.byPort.set(door.spa.port, list);
-      for (const result of ["accepted", "bad_hmac", "replay"] as const) deps.metrics.spa(door.name, result, 0);
     }
   }
 

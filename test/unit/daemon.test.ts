@@ -26,7 +26,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   const firewall = new DryRunFirewall(config, log, clock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
-    ["SSH"],
+    config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
     { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );

@@ -39,7 +39,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
   const firewall = firewallOf?.(new DryRunFirewall(config, log, clock)) ?? new DryRunFirewall(config, log, clock);
   const metrics = new Metrics(
-    config.doors.map((d) => d.name),
+    config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
     { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => new Map() },
   );

@@ -114,6 +114,15 @@ test("the public set is part of the full one, and what moves before a grant is o
   assert.doesNotMatch(await metrics.publicRegistry.metrics(), /knockgate_(packets|knocks|spa_packets)_total/);
 });
 
+test("the process and runtime series are only in the full set: CPU time and event-loop lag move with knocks", async () => {
+  const metrics = everything();
+  const defaults = (registry: Registry) => registered(registry).filter((m) => /^(process|nodejs)_/.test(m.name)).map((m) => m.name);
+  assert.deepEqual(defaults(metrics.publicRegistry), []);
+  assert.doesNotMatch(await metrics.publicRegistry.metrics(), /^(process|nodejs)_/m);
+  const full = defaults(metrics.registry);
+  for (const name of ["process_cpu_seconds_total", "process_resident_memory_bytes", "nodejs_eventloop_lag_seconds", "nodejs_heap_size_used_bytes"]) assert.ok(full.includes(name), name);
+});
+
 test("series start at zero before the first event: knocks and opens of every door, SPA results of signed doors only", async () => {
   const text = await everything().registry.metrics();
   for (const series of [

@@ -114,9 +114,9 @@ export function zeroSeries(spec: MetricSpec, doors: readonly Pick<Door, "name" |
 export class Metrics {
   /** Everything: for an authenticated scrape. */
   readonly registry: Registry;
-  /** Only what a packet cannot move before a grant: for anyone who can reach the port. */
+  /** Only what moves after a grant or never on a packet: for anyone who can reach the port. */
   readonly publicRegistry = new Registry();
-  /** What moves before a grant. */
+  /** What moves with knock traffic. */
   private readonly tokenRegistry = new Registry();
   /** How each metric made so far starts a series at zero. */
   private readonly starts: [MetricSpec, (labels: Record<string, string>) => void][] = [];

@@ -7,10 +7,10 @@
  * Labels are doors, results and reasons only, never addresses, so cardinality stays bounded however
  * many sources knock.
  *
- * Two sets. `token`: what moves before a grant (packets, knocks and their results, attempts tracked,
- * capture drops) tells an observer which ports are in a sequence and in what order, so it is served
- * only to a scrape with the bearer token. `public`: what moves only after a grant, or never on a
- * packet.
+ * Two sets. `token`: what moves with knock traffic (packets, knocks and their results, attempts
+ * tracked, capture drops, and the process and runtime series) tells an observer which ports are in a
+ * sequence and in what order, so it is served only to a scrape with the bearer token. `public`: what
+ * moves only after a grant, or never on a packet.
  */
 import type { KnockResult } from "../../core/knock/machine.js";
 import { REJECT_REASONS } from "../../core/cluster/knock-grant.js";
@@ -256,5 +256,10 @@ export const METRICS = {
   },
 } as const satisfies Record<string, MetricSpec>;
 
-/** prom-client's default metrics: process_* (CPU, memory, file descriptors), nodejs_* (heap, GC, event loop). */
-export const DEFAULT_METRICS_SET: MetricSet = "public";
+/**
+ * prom-client's default metrics: process_* (CPU, memory, file descriptors), nodejs_* (heap, GC, event
+ * loop). Token-only: the capture filter lets only knock ports through, so CPU time and event-loop
+ * lag move with packets on them, and a scrape before and after a few thousand SYNs tells which ports
+ * those are.
+ */
+export const DEFAULT_METRICS_SET: MetricSet = "token";

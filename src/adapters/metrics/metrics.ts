@@ -39,7 +39,6 @@ class CellCounter {
     private readonly spec: MetricSpec,
     registry: Registry,
   ) {
-    if (spec.labels.length < 1 || spec.labels.length > 2) throw new Error(`${spec.name}: a cell counter has one or two labels`);
     const all = this.all;
     new Counter({
       name: spec.name,
@@ -55,7 +54,6 @@ class CellCounter {
 
   /** The cell of the series with these label values, in the table's label order. */
   at(first: string, second?: string): Cell {
-    const values = second === undefined ? [first] : [first, second];
     let holder = this.cells;
     if (second !== undefined) {
       let inner = holder.get(first) as Map<string, Cell> | undefined;
@@ -66,6 +64,7 @@ class CellCounter {
     let cell = holder.get(key) as Cell | undefined;
     if (!cell) {
       holder.set(key, (cell = { n: 0 }));
+      const values = second === undefined ? [first] : [first, second];
       this.all.push({ labels: Object.fromEntries(this.spec.labels.map((l, i) => [l, values[i] as string])), cell });
     }
     return cell;

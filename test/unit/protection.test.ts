@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { pino } from "pino";
-import { Registry } from "prom-client";
 import { parseConfig } from "../../src/config/config.js";
 import { conflictText, containerOrigin, decideDoors } from "../../src/core/docker/desired.js";
 import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
@@ -14,7 +13,7 @@ import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
 import { doorPorts, hostDestination, networkOf, overlaps, targetText } from "../../src/core/protection/targets.js";
 import { portName, type Family } from "../../src/core/types.js";
 import { ProtectionService } from "../../src/app/protection.js";
-import { registerDockerMetrics } from "../../src/adapters/docker-metrics.js";
+import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
 
 const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_WEB_SEQUENCE: "7001,8001", KNOCK_DOOR_WEB_PORTS: "none" });
@@ -135,9 +134,9 @@ describe("ProtectionService", () => {
     const lines: Record<string, unknown>[] = [];
     const log = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
     const protection = new ProtectionService({ config, log, clock: new FakeClock() });
-    const registry = new Registry();
-    registerDockerMetrics(registry, { enabled: true, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => 0 });
-    const gauge = async (door: string) => (await registry.getSingleMetric("knockgate_label_conflicts")!.get()).values.find((v) => v.labels["door"] === door)?.value;
+    const docker = { enabled: true, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => 0 };
+    const metrics = new Metrics(config.doors, { version: "test", revision: "test", backend: "dry-run" }, { tracked: () => 0, grants: () => Promise.resolve(new Map()), captureDropped: () => new Map(), docker });
+    const gauge = async (door: string) => (await metrics.publicRegistry.getSingleMetric("knockgate_label_conflicts")!.get()).values.find((v) => v.labels["door"] === door)?.value;
     return { protection, lines, gauge };
   };
 

@@ -9,7 +9,7 @@ import type { Cancel, Clock } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
 import { conflictText, decideDoors, effectiveDoors, type EffectiveDoor } from "../core/docker/desired.js";
 import type { LabelledContainer } from "../core/docker/labels.js";
-import { doorPorts, protectionKey, targetText, type Conflict, type OwnedTarget, type Protection } from "../core/protection/targets.js";
+import { doorPorts, protectionKey, targetText, type Claim, type Conflict, type OwnedTarget, type Protection } from "../core/protection/targets.js";
 import type { Config, PortSpec } from "../core/types.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Check } from "../adapters/http.js";
@@ -32,6 +32,11 @@ export interface ProtectionDeps {
 export class ProtectionService implements DoorPorts {
   private decided: Protection;
   private containers: LabelledContainer[] = [];
+  /**
+   * What labels gave a previous run (its kept records), protected until the engine answers: its
+   * first answer lists every labelled container, which replaces them.
+   */
+  private kept: Claim[] = [];
   private ports = new Map<string, PortSpec[]>();
   private firewall: Firewall | null = null;
   private appliedKey: string;
@@ -65,14 +70,29 @@ export class ProtectionService implements DoorPorts {
   }
 
   /**
-   * The watcher's view of the labelled containers: decided at once (readers see it now), written to
-   * the firewall once it is following. Resolves when the firewall has it (or the write failed and
-   * a retry is scheduled).
+   * The watcher's view of the labelled containers, each time a complete one (the engine answered):
+   * decided at once (readers see it now), written to the firewall once it is following. Resolves
+   * when the firewall has it (or the write failed and a retry is scheduled).
    */
   propose(containers: Iterable<LabelledContainer>): Promise<void> {
     this.containers = [...containers];
+    if (this.kept.length > 0) {
+      this.deps.log.info({ event: "kept_released", targets: this.kept.length }, "Docker answered: the targets kept from before the restart give way to what it lists now");
+      this.kept = [];
+    }
     this.decided = this.decide(this.containers);
     return this.apply();
+  }
+
+  /** Before the first install: what labels gave the previous run, from its kept records, until Docker answers. */
+  keep(kept: readonly Claim[]): void {
+    if (kept.length === 0) return;
+    this.kept = [...kept];
+    this.decided = this.decide(this.containers);
+    this.deps.log.info(
+      { event: "targets_kept", targets: this.kept.map((c) => `${c.door} ${targetText(c)}`) },
+      `keeping ${this.kept.length} target(s) that Docker labels gave before the restart closed until Docker answers`,
+    );
   }
 
   /** From now on changes go to `firewall`, which was installed with `installed` (targets() as they were then). */
@@ -92,6 +112,11 @@ export class ProtectionService implements DoorPorts {
   checks(): Check[] {
     const checks: Check[] = [];
     if (this.applyError !== null) checks.push({ name: "protection", ok: false, detail: `could not apply the protected targets: ${this.applyError}` });
+    if (this.kept.length > 0) {
+      // KNOCK_DOCKER=on: not ready until the engine answers; auto: ready, and says what it keeps.
+      const what = this.kept.map((c) => `${c.door} ${targetText(c)}`).join(", ");
+      checks.push({ name: "kept_targets", ok: this.deps.config.docker.mode !== "on", detail: `kept closed from before the restart until Docker answers: ${what}` });
+    }
     if (this.decided.conflicts.length > 0) {
       checks.push({ name: "label_conflicts", ok: true, detail: this.decided.conflicts.map(conflictText).join("; ") });
     }
@@ -99,7 +124,7 @@ export class ProtectionService implements DoorPorts {
   }
 
   private decide(containers: readonly LabelledContainer[]): Protection {
-    const decided = decideDoors(this.deps.config.doors, containers);
+    const decided = decideDoors(this.deps.config.doors, containers, this.kept);
     this.ports = new Map(this.deps.config.doors.map((d) => [d.name, doorPorts(decided.targets, d.name)]));
     this.logConflicts(decided.conflicts);
     return decided;

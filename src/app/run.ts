@@ -7,7 +7,8 @@ import { sharedRead } from "./shared-read.js";
 import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields, problemLines } from "../core/errors.js";
 import { systemClock } from "../adapters/clock.js";
 import { boundedHooks, dryRunHooks, hookRunner } from "../adapters/hooks.js";
-import { createFirewall } from "../adapters/firewall/index.js";
+import { chooseBackend, createFirewall, readKept } from "../adapters/firewall/index.js";
+import { parseKept } from "../core/firewall/kept.js";
 import { startHttp } from "../adapters/http.js";
 import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { createLogger } from "../adapters/log.js";
@@ -40,10 +41,13 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   }
   // Labelled containers are read before the firewall is installed, so its first install covers them.
   const protection = new ProtectionService({ config, log, clock: systemClock });
+  const backend = await chooseBackend(config);
+  // What labels gave the previous run stays closed until Docker answers (fail closed across restarts).
+  if (config.docker.mode !== "off") protection.keep(parseKept(await readKept(backend), new Set(config.doors.map((d) => d.name))));
   const docker = new DockerWatch({ config, engine: dockerEngine(config.docker.host), log, clock: systemClock, protection });
   await docker.initial(INITIAL_LOOK_MS);
   const installed = protection.targets();
-  const firewall = await createFirewall(config, installed, log, systemClock);
+  const firewall = createFirewall(config, backend, installed, log, systemClock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     config.doors,

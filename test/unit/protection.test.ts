@@ -10,7 +10,9 @@ import { parseConfig } from "../../src/config/config.js";
 import { conflictText, containerOrigin, decideDoors } from "../../src/core/docker/desired.js";
 import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
 import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
-import { doorPorts, hostDestination, networkOf, overlaps, targetText } from "../../src/core/protection/targets.js";
+import { keptRecords, parseKept } from "../../src/core/firewall/kept.js";
+import { keptComments } from "../../src/adapters/firewall/iptables.js";
+import { doorPorts, hostDestination, networkOf, overlaps, protectionKey, targetText } from "../../src/core/protection/targets.js";
 import { portName, type Family } from "../../src/core/types.js";
 import { ProtectionService } from "../../src/app/protection.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
@@ -20,7 +22,8 @@ const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_WE
 
 /** A labelled container naming `door`, publishing host ports ("22", "192.0.2.2:2222", "127.0.0.1:53") to container port 80. */
 function container(name: string, door: string, ports: string[], created = "2026-01-01T00:00:00Z", running = false): LabelledContainer {
-  const ref = { name, id: name.padEnd(12, "0").slice(0, 12) };
+  // Docker's ids are hex: the name's bytes in hex, padded.
+  const ref = { name, id: Buffer.from(name).toString("hex").padEnd(12, "0").slice(0, 12) };
   const hostPorts: HostPort[] = ports.map((p) => {
     const at = p.lastIndexOf(":");
     const hostIp = at < 0 ? "" : p.slice(0, at);
@@ -40,7 +43,7 @@ describe("who owns a target", () => {
     assert.deepEqual(ports("WEB", [weak]), [], "WEB's knock opens nothing on 22");
     assert.deepEqual(ports("SSH", [weak]), ["22/tcp"]);
     assert.equal(decided.conflicts.length, 1);
-    assert.equal(conflictText(decided.conflicts[0]!), "container weak (weak00000000) claims 22/tcp for door WEB, which door SSH owns (env): refused");
+    assert.equal(conflictText(decided.conflicts[0]!), "container weak (7765616b0000) claims 22/tcp for door WEB, which door SSH owns (env): refused");
   });
 
   test("a port bound to one host address lies inside the same port on every address: refused too", () => {
@@ -107,12 +110,13 @@ describe("targets in the plan", () => {
   const targets = decideDoors(config.doors, [bound]).targets;
 
   test("iptables: a host port matches local destinations only; a bound port its address only, in its family's chain", () => {
-    const rules4 = iptablesChainPlan(config, targets, 4).restore;
+    const chain = (restore: string) => restore.split("\n").filter((l) => l.startsWith("-A KNOCKGATE ")).join("\n");
+    const rules4 = chain(iptablesChainPlan(config, targets, 4).restore);
     assert.match(rules4, /-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -j DROP/);
     assert.match(rules4, /-A KNOCKGATE -d 192\.0\.2\.2\/32 -p tcp -m multiport --dports 8080 -m set --match-set knockgate-WEB-4 src -j RETURN/);
     assert.match(rules4, /-A KNOCKGATE -d 192\.0\.2\.2\/32 -p tcp -m multiport --dports 8080 -j DROP/);
     assert.doesNotMatch(rules4, /2001:db8/);
-    const rules6 = iptablesChainPlan(config, targets, 6).restore;
+    const rules6 = chain(iptablesChainPlan(config, targets, 6).restore);
     assert.match(rules6, /-A KNOCKGATE -d 2001:db8::5\/128 -p tcp -m multiport --dports 8081 -j DROP/);
     assert.doesNotMatch(rules6, /192\.0\.2\.2/);
     for (const rule of [...rules4.split("\n"), ...rules6.split("\n")].filter((r) => / -j DROP$/.test(r))) {
@@ -147,7 +151,7 @@ describe("ProtectionService", () => {
     await protection.propose([weak]);
     const logged = lines.filter((l) => l["event"] === "label_conflict");
     assert.equal(logged.length, 1);
-    assert.deepEqual([logged[0]?.["container"], logged[0]?.["door"], logged[0]?.["port"], logged[0]?.["owner"]], ["container weak (weak00000000)", "WEB", "22/tcp", "SSH"]);
+    assert.deepEqual([logged[0]?.["container"], logged[0]?.["door"], logged[0]?.["port"], logged[0]?.["owner"]], ["container weak (7765616b0000)", "WEB", "22/tcp", "SSH"]);
     assert.equal(await gauge("WEB"), 1);
     assert.deepEqual(protection.checks(), [{ name: "label_conflicts", ok: true, detail: conflictText(protection.conflicts()[0]!) }]);
     assert.deepEqual(protection.portsOf("WEB"), []);
@@ -164,5 +168,69 @@ describe("ProtectionService", () => {
     await protection.propose([container("app", "WEB", ["8080"])]);
     assert.deepEqual(protection.portsOf("WEB"), [{ port: 8080, proto: "tcp" }]);
     assert.equal(JSON.stringify(config.doors), before);
+  });
+});
+
+describe("targets kept across a restart", () => {
+  const doors = new Set(["SSH", "WEB"]);
+  const running = container("app", "WEB", ["8080", "192.0.2.2:8081"], "2026-01-01T00:00:00Z", true);
+  const labelled = decideDoors(config.doors, [running]).targets;
+
+  test("what labels gave is written as records and read back as the same targets; the configuration's own ports are not", () => {
+    const records = keptRecords(labelled);
+    assert.deepEqual(records, [
+      "kept WEB host tcp/8080 617070000000 app",
+      "kept WEB bound=192.0.2.2 tcp/8081 617070000000 app",
+      "kept WEB container=172.17.0.9,172.17.0.0/16 tcp/80 617070000000 app",
+    ]);
+    const claims = parseKept(records, doors);
+    const again = decideDoors(config.doors, [], claims).targets;
+    assert.equal(protectionKey(again), protectionKey(labelled), "the same rules after the restart");
+    assert.deepEqual(claims.map((c) => c.origin), Array(3).fill("kept from before the restart: container app (617070000000)"));
+    assert.deepEqual(keptRecords(again), records, "still written while kept, so a second restart keeps them too");
+  });
+
+  test("records that do not parse, or name a door not configured, are left out", () => {
+    const bad = [
+      "kept NOPE host tcp/8080 617070000000",
+      "kept WEB host tcp/70000 617070000000",
+      "kept WEB host sctp/80 617070000000",
+      "kept WEB bound=1.2.3.4;x tcp/80 617070000000",
+      "kept WEB container=172.17.0.9,10.0.0.0/8 tcp/80 617070000000",
+      "kept WEB host tcp/80 not-an-id",
+      "kept WEB host tcp/80 617070000000 bad/name",
+      "kept WEB host tcp/80 617070000000 app extra",
+      "knockgate plan 0123456789ab",
+      "",
+    ];
+    assert.deepEqual(parseKept(bad, doors), []);
+  });
+
+  test("iptables-save and nft print the records back as comments", () => {
+    const save = ["*mangle", ":KNOCKGATE-KEPT - [0:0]", '-A KNOCKGATE-KEPT -m comment --comment "kept WEB host tcp/8080 617070000000 app" -j RETURN', "-A KNOCKGATE -j RETURN", "COMMIT"].join("\n");
+    assert.deepEqual(keptComments(save), ["kept WEB host tcp/8080 617070000000 app"]);
+    assert.match(iptablesChainPlan(config, labelled, 4).restore, /^-A KNOCKGATE-KEPT -m comment --comment "kept WEB host tcp\/8080 617070000000 app" -j RETURN$/m);
+    assert.doesNotMatch(iptablesChainPlan(config, labelled, 6).restore, /KEPT/, "one copy, in the IPv4 table");
+    assert.match(nftPlan(config, labelled).script, /^add rule inet knockgate kept counter comment "kept WEB host tcp\/8080 617070000000 app"$/m);
+  });
+
+  test("kept targets stay protected until Docker answers; on: not ready meanwhile, auto: ready with an advisory", async () => {
+    for (const mode of ["on", "auto"] as const) {
+      const lines: Record<string, unknown>[] = [];
+      const log = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+      const withMode = { ...config, docker: { ...config.docker, mode } };
+      const protection = new ProtectionService({ config: withMode, log, clock: new FakeClock() });
+      protection.keep(parseKept(keptRecords(labelled), doors));
+      assert.deepEqual(protection.portsOf("WEB"), [{ port: 8080, proto: "tcp" }, { port: 8081, proto: "tcp" }]);
+      const kept = protection.checks().find((c) => c.name === "kept_targets");
+      assert.equal(kept?.ok, mode === "auto");
+      assert.match(kept?.detail ?? "", /WEB 8080\/tcp, WEB 8081\/tcp on 192\.0\.2\.2, WEB 80\/tcp on container 172\.17\.0\.9/);
+      assert.ok(lines.some((l) => l["event"] === "targets_kept"));
+      // The engine answers: the container is gone.
+      await protection.propose([]);
+      assert.deepEqual(protection.portsOf("WEB"), []);
+      assert.equal(protection.checks().find((c) => c.name === "kept_targets"), undefined);
+      assert.ok(lines.some((l) => l["event"] === "kept_released"));
+    }
   });
 });

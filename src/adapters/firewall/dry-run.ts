@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
-import type { Target } from "../../core/protection/targets.js";
+import type { OwnedTarget } from "../../core/protection/targets.js";
 import { checkedPorts, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
 import { hasPort } from "../../core/types.js";
 import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
@@ -26,7 +26,7 @@ export class DryRunFirewall implements Firewall {
 
   constructor(
     private readonly config: Config,
-    private targets: readonly Target[],
+    private targets: readonly OwnedTarget[],
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {}
@@ -45,7 +45,7 @@ export class DryRunFirewall implements Firewall {
     return Promise.resolve([]);
   }
 
-  protect(targets: readonly Target[]): Promise<void> {
+  protect(targets: readonly OwnedTarget[]): Promise<void> {
     this.targets = targets;
     const iptables = FAMILIES.map((f) => iptablesChainPlan(this.config, targets, f).restore);
     this.log.info({ event: "dry_run_protect", iptables: iptables.join(""), nftables: nftPlan(this.config, targets).script }, "dry run: would rewrite the protection");

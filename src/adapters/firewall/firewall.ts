@@ -3,7 +3,7 @@ import { isIP } from "node:net";
 import { FAMILIES, type KernelGrant } from "../../core/firewall/common.js";
 import { replayFailure, type KernelSpaGrant } from "../../core/firewall/spa-plan.js";
 import { FirewallError } from "../../core/errors.js";
-import { doorPorts, type Target } from "../../core/protection/targets.js";
+import { doorPorts, type OwnedTarget } from "../../core/protection/targets.js";
 import { hasPort, portName, type Door, type Family, type PortSpec } from "../../core/types.js";
 import type { Logger } from "../log.js";
 import { patientRunner, type LineSession, type Runner } from "./exec.js";
@@ -38,7 +38,7 @@ export interface Firewall {
    * grant sets are kept. A container start waits on this, so it writes the rules and nothing else;
    * the reconcile loop checks the rest as always.
    */
-  protect(targets: readonly Target[]): Promise<void>;
+  protect(targets: readonly OwnedTarget[]): Promise<void>;
   /**
    * Adds or refreshes a grant for `forMs` (whole seconds; 0: until revoked), by default the door's
    * OPEN_FOR; resolves once the kernel has it. A grant from another node passes the time it has left.
@@ -108,7 +108,7 @@ export async function listSpaPerDoor(doors: readonly Door[], readSet: (door: str
 }
 
 /** The last check before signed-grant ports reach a command: each must be one the door protects in `targets`. */
-export function checkedPorts(door: Door, targets: readonly Target[], ports: readonly PortSpec[]): readonly PortSpec[] {
+export function checkedPorts(door: Door, targets: readonly OwnedTarget[], ports: readonly PortSpec[]): readonly PortSpec[] {
   const own = doorPorts(targets, door.name);
   const foreign = ports.find((p) => !hasPort(own, p));
   if (foreign || ports.length === 0) throw new FirewallError(`refusing a grant of ${foreign ? portName(foreign) : "no port"}: not among door ${door.name}'s ports`, [], "");

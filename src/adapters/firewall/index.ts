@@ -2,14 +2,14 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { Config } from "../../core/types.js";
-import type { Target } from "../../core/protection/targets.js";
+import type { OwnedTarget } from "../../core/protection/targets.js";
 import { FirewallError } from "../../core/errors.js";
 import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
 import { DryRunFirewall } from "./dry-run.js";
 import { execRunner, patientRunner, type Runner } from "./exec.js";
 import type { Firewall } from "./firewall.js";
-import { IptablesFirewall, removeIptables } from "./iptables.js";
-import { NftablesFirewall, removeNftables } from "./nftables.js";
+import { IptablesFirewall, readKeptIptables, removeIptables } from "./iptables.js";
+import { NftablesFirewall, readKeptNftables, removeNftables } from "./nftables.js";
 
 export type { Firewall } from "./firewall.js";
 
@@ -33,8 +33,8 @@ export async function chooseBackend(config: Config, run: Runner = execRunner): P
 }
 
 /** `targets`: what to protect at the first install (the configuration's ports and what Docker labels gave at start). */
-export async function createFirewall(config: Config, targets: readonly Target[], log: Logger, clock: Clock, run: Runner = execRunner): Promise<Firewall> {
-  const choice = await chooseBackend(config, run);
+/** `choice`: chooseBackend's answer for `config`. Builds the backend; nothing is touched until its first reconcile. */
+export function createFirewall(config: Config, choice: BackendChoice, targets: readonly OwnedTarget[], log: Logger, clock: Clock, run: Runner = execRunner): Firewall {
   switch (choice.backend) {
     case "dry-run":
       return new DryRunFirewall(config, targets, log, clock);
@@ -42,6 +42,21 @@ export async function createFirewall(config: Config, targets: readonly Target[],
       return new IptablesFirewall(config, targets, choice.variant, run, log);
     case "nftables":
       return new NftablesFirewall(config, targets, run, log);
+  }
+}
+
+/**
+ * The kept records a previous run left in the kernel of `choice`'s backend (core/firewall/kept.ts):
+ * what Docker labels gave it, to protect until the engine answers again.
+ */
+export function readKept(choice: BackendChoice, run: Runner = execRunner): Promise<string[]> {
+  switch (choice.backend) {
+    case "dry-run":
+      return Promise.resolve([]);
+    case "iptables":
+      return readKeptIptables(run, choice.variant);
+    case "nftables":
+      return readKeptNftables(run);
   }
 }
 

@@ -1,6 +1,6 @@
 /** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
-import type { Target } from "../../core/protection/targets.js";
+import type { OwnedTarget } from "../../core/protection/targets.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
 import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, recordThrough, type ReplayRecord } from "./firewall.js";
@@ -14,6 +14,7 @@ import {
   signedDoors,
 } from "../../core/firewall/spa-plan.js";
 import type { IptablesVariant } from "./detect.js";
+import { KEPT_CHAIN } from "../../core/firewall/kept.js";
 import { FAMILIES } from "../../core/firewall/common.js";
 import {
   CHAIN,
@@ -50,7 +51,7 @@ export class IptablesFirewall implements Firewall {
 
   constructor(
     private readonly config: Config,
-    private targets: readonly Target[],
+    private targets: readonly OwnedTarget[],
     private readonly variant: IptablesVariant,
     private readonly run: Runner,
     log: Logger,
@@ -78,7 +79,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
-  protect(targets: readonly Target[]): Promise<void> {
+  protect(targets: readonly OwnedTarget[]): Promise<void> {
     return this.changes.reconcile(async (run) => {
       this.targets = targets;
       await Promise.all(FAMILIES.map((f) => mustRun(run, [this.tool(f, "-restore"), "-w", "--noflush"], iptablesChainPlan(this.config, targets, f).restore)));
@@ -251,11 +252,26 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
     // The flush tells whether the chain is there (it fails when not) without listing it: printing a
     // rule with an ipset match opens a raw socket to ipset, i.e. needs CAP_NET_RAW, which removal
     // (`knockgate cleanup` with NET_ADMIN alone) must not.
-    const flushed = await run([iptables, "-w", "-t", "mangle", "-F", CHAIN]);
-    if (flushed.code === 0) await mustRun(run, [iptables, "-w", "-t", "mangle", "-X", CHAIN]);
+    for (const chain of [CHAIN, KEPT_CHAIN]) {
+      const flushed = await run([iptables, "-w", "-t", "mangle", "-F", chain]);
+      if (flushed.code === 0) await mustRun(run, [iptables, "-w", "-t", "mangle", "-X", chain]);
+    }
   }
   const sets = await mustRun(run, ["ipset", "list", "-n"]);
   for (const name of sets.split("\n")) {
     if (isOurIpset(name)) await mustRun(run, ["ipset", "destroy", name]);
   }
+}
+
+/** The kept records (core/firewall/kept.ts) in the IPv4 mangle table; none when the chain is not there. */
+export async function readKeptIptables(run: Runner, variant: IptablesVariant): Promise<string[]> {
+  return keptComments(await mustRun(run, [`iptables-${variant}-save`, "-t", "mangle"]));
+}
+
+/** The comments of KNOCKGATE-KEPT's rules in `iptables-save` output. */
+export function keptComments(save: string): string[] {
+  return save.split("\n").flatMap((l) => {
+    const m = l.startsWith(`-A ${KEPT_CHAIN} `) ? /--comment (?:"([^"]*)"|(\S+))/.exec(l) : null;
+    return m ? [m[1] ?? m[2] ?? ""] : [];
+  });
 }

@@ -1,8 +1,9 @@
 /** nftables backend: one table of our own, `inet knockgate`, with timeout sets for grants. */
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
-import { doorPorts, type Target } from "../../core/protection/targets.js";
+import { doorPorts, type OwnedTarget } from "../../core/protection/targets.js";
 import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
+import { NFT_KEPT_CHAIN } from "../../core/firewall/kept.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
 import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, recordThrough, type ReplayRecord } from "./firewall.js";
 import { FAMILIES, NFT_TABLE } from "../../core/firewall/common.js";
@@ -64,7 +65,7 @@ export class NftablesFirewall implements Firewall {
 
   constructor(
     private readonly config: Config,
-    private targets: readonly Target[],
+    private targets: readonly OwnedTarget[],
     private readonly run: Runner,
     log: Logger,
   ) {
@@ -114,7 +115,7 @@ export class NftablesFirewall implements Firewall {
   }
 
   /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
-  protect(targets: readonly Target[]): Promise<void> {
+  protect(targets: readonly OwnedTarget[]): Promise<void> {
     return this.changes.reconcile(async (run) => {
       this.targets = targets;
       await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config, targets).script);
@@ -212,6 +213,14 @@ export class NftablesFirewall implements Firewall {
   close(): void {
     this.nft.close();
   }
+}
+
+/** The kept records (core/firewall/kept.ts): the comments of our hookless chain; none without it. */
+export async function readKeptNftables(run: Runner): Promise<string[]> {
+  const r = await run(["nft", "-j", "list", "chain", "inet", NFT_TABLE, NFT_KEPT_CHAIN]);
+  if (r.code !== 0) return [];
+  const parsed = JSON.parse(r.stdout) as { nftables?: { rule?: { comment?: unknown } }[] };
+  return (parsed.nftables ?? []).flatMap((item) => (typeof item.rule?.comment === "string" ? [item.rule.comment] : []));
 }
 
 /** Deletes our table; a table that is not there is fine. */

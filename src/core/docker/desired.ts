@@ -47,9 +47,12 @@ export function containerClaims(c: LabelledContainer): Claim[] {
   return claims;
 }
 
-/** The doors' own ports first, then every labelled container's claims, oldest container first. */
-export function decideDoors(doors: readonly { name: string; ports: readonly PortSpec[] }[], containers: Iterable<LabelledContainer>): Protection {
-  return decideProtection([...envClaims(doors), ...[...containers].sort(byAge).flatMap(containerClaims)]);
+/**
+ * The doors' own ports first, then every labelled container's claims, oldest container first, then
+ * what a previous run's labels gave (`kept`, until Docker answers).
+ */
+export function decideDoors(doors: readonly { name: string; ports: readonly PortSpec[] }[], containers: Iterable<LabelledContainer>, kept: readonly Claim[] = []): Protection {
+  return decideProtection([...envClaims(doors), ...[...containers].sort(byAge).flatMap(containerClaims), ...kept]);
 }
 
 /** Each door's host ports and where each came from, for /readyz, check and the metrics. */

@@ -10,7 +10,8 @@
  */
 import { createHash } from "node:crypto";
 import type { Config, Family, Proto } from "../types.js";
-import { doorPorts, type Destination, type Target } from "../protection/targets.js";
+import { doorPorts, type Destination, type OwnedTarget, type Target } from "../protection/targets.js";
+import { KEPT_CHAIN, keptRecords, NFT_KEPT_CHAIN } from "./kept.js";
 import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./common.js";
 import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaMatch, ipsetSpaName, ipsetSpaSetSpec, nftSpaMatch, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
 
@@ -107,12 +108,12 @@ function iptablesRules(config: Config, targets: readonly Target[], family: Famil
  * tell "our chain, as planned" from "flushed, edited or from another configuration" with one read,
  * without depending on how each iptables/nft version prints rules back.
  */
-export function planId(config: Config, targets: readonly Target[]): string {
-  const text = JSON.stringify([FAMILIES.map((f) => iptablesRules(config, targets, f)), nftRules(config, targets)]);
+export function planId(config: Config, targets: readonly OwnedTarget[]): string {
+  const text = JSON.stringify([FAMILIES.map((f) => iptablesRules(config, targets, f)), nftRules(config, targets), keptRecords(targets)]);
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
 }
 
-export function planMarker(config: Config, targets: readonly Target[]): string {
+export function planMarker(config: Config, targets: readonly OwnedTarget[]): string {
   return `knockgate plan ${planId(config, targets)}`;
 }
 
@@ -123,10 +124,12 @@ export interface IptablesChainPlan {
   ruleCount: number;
 }
 
-export function iptablesChainPlan(config: Config, targets: readonly Target[], family: Family): IptablesChainPlan {
+export function iptablesChainPlan(config: Config, targets: readonly OwnedTarget[], family: Family): IptablesChainPlan {
   const rules = iptablesRules(config, targets, family);
   const marker = `-m comment --comment "${planMarker(config, targets)}" -j RETURN`;
-  const lines = ["*mangle", `:${CHAIN} - [0:0]`, ...[...rules, marker].map((r) => `-A ${CHAIN} ${r}`), "COMMIT", ""];
+  // The kept records ride in the IPv4 table only: one copy is enough to read back.
+  const kept = family === 4 ? [`:${KEPT_CHAIN} - [0:0]`, ...keptRecords(targets).map((r) => `-A ${KEPT_CHAIN} -m comment --comment "${r}" -j RETURN`)] : [];
+  const lines = ["*mangle", `:${CHAIN} - [0:0]`, ...kept, ...[...rules, marker].map((r) => `-A ${CHAIN} ${r}`), "COMMIT", ""];
   return { restore: lines.join("\n"), ruleCount: rules.length + 1 };
 }
 
@@ -206,7 +209,7 @@ const ipsetFamily = (family: Family) => (family === 4 ? "inet" : "inet6");
  * (and their grants) are kept. Only missing ones should be named: -exist tolerates a set that
  * exists with the same parameters, not one with another size.
  */
-export function ipsetCreateScript(config: Config, targets: readonly Target[], only?: readonly string[]): string {
+export function ipsetCreateScript(config: Config, targets: readonly OwnedTarget[], only?: readonly string[]): string {
   const lines: [string, string][] = [];
   for (const family of FAMILIES) {
     lines.push([ipsetAllowName(family), allowSetSpec(family)]);
@@ -244,7 +247,7 @@ export interface IpsetGrantSet {
 }
 
 /** Every grant set the configuration asks for, with the create spec and size it must have. */
-export function ipsetGrantSets(config: Config, targets: readonly Target[], only?: Family): IpsetGrantSet[] {
+export function ipsetGrantSets(config: Config, targets: readonly OwnedTarget[], only?: Family): IpsetGrantSet[] {
   const size = grantSetSize(config);
   const sets: IpsetGrantSet[] = [];
   for (const family of FAMILIES.filter((f) => only === undefined || f === only)) {
@@ -327,7 +330,7 @@ export interface NftPlan {
   ruleCount: number;
 }
 
-export function nftPlan(config: Config, targets: readonly Target[]): NftPlan {
+export function nftPlan(config: Config, targets: readonly OwnedTarget[]): NftPlan {
   const t = `inet ${NFT_TABLE}`;
   const lines = [`add table ${t}`];
   for (const family of FAMILIES) {
@@ -347,6 +350,9 @@ export function nftPlan(config: Config, targets: readonly Target[]): NftPlan {
   const rules = nftRules(config, targets);
   for (const rule of rules) lines.push(`add rule ${t} ${NFT_CHAIN} ${rule}`);
   lines.push(`add rule ${t} ${NFT_CHAIN} counter comment "${planMarker(config, targets)}"`);
+  // No hook: no packet enters this chain; its comments are the kept records (kept.ts).
+  lines.push(`add chain ${t} ${NFT_KEPT_CHAIN}`, `flush chain ${t} ${NFT_KEPT_CHAIN}`);
+  for (const record of keptRecords(targets)) lines.push(`add rule ${t} ${NFT_KEPT_CHAIN} counter comment "${record}"`);
   return { script: lines.join("\n") + "\n", ruleCount: rules.length + 1 };
 }
 

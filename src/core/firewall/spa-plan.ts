@@ -16,7 +16,7 @@
  * present fails, atomically, in the kernel.
  */
 import type { Config, Door, Family, PortSpec } from "../types.js";
-import { doorPorts, type Target } from "../protection/targets.js";
+import { doorPorts, type OwnedTarget } from "../protection/targets.js";
 import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./common.js";
 
 export const IPSET_REPLAY = "knockgate-replay";
@@ -48,7 +48,7 @@ export const iptablesSpaMatch = (door: string, family: Family): string => `-m se
 const nftSaddr = (family: Family) => (family === 4 ? "ip saddr" : "ip6 saddr");
 export const nftSpaMatch = (door: string, family: Family): string => `${nftSaddr(family)} . meta l4proto . th dport @${nftSpaSetName(door, family)}`;
 
-export function nftSpaSetLines(config: Config, targets: readonly Target[], grantSetSize: number): string[] {
+export function nftSpaSetLines(config: Config, targets: readonly OwnedTarget[], grantSetSize: number): string[] {
   const t = `inet ${NFT_TABLE}`;
   const doors = signedDoors(config);
   if (doors.length === 0) return [];

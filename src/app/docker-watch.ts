@@ -44,6 +44,8 @@ export class DockerWatch {
   private retryMs = FIRST_RETRY_MS;
   private cancelRetry: Cancel | null = null;
   private stopped = false;
+  /** A complete list of the labelled containers was read at least once since start. */
+  private listed = false;
   /** The engine answered at least once since start. */
   private seen = false;
   /** Following the engine's events now. */
@@ -187,7 +189,16 @@ export class DockerWatch {
     for (const [id, c] of fresh) this.containers.set(id, c);
     for (const id of this.problemsLogged.keys()) if (!fresh.has(id)) this.problemsLogged.delete(id);
     for (const id of this.atJoin.keys()) if (fresh.get(id)?.running !== false) this.atJoin.delete(id);
-    await this.deps.protection.propose(this.current());
+    this.listed = true;
+    await this.propose();
+  }
+
+  /**
+   * The containers as known now, once a complete list is behind them: before that, an empty map
+   * would say "no labelled containers" and release what a previous run's labels kept closed.
+   */
+  private async propose(): Promise<void> {
+    if (this.listed) await this.deps.protection.propose(this.current());
   }
 
   private async read(id: string): Promise<LabelledContainer | null> {
@@ -234,7 +245,7 @@ export class DockerWatch {
       { event: "docker_ports_at_join", container: c.container.name, id: c.container.id, ports: added.map(portName) },
       `container ${c.container.name} joins a network: protecting its host ports before it starts`,
     );
-    await this.deps.protection.propose(this.current());
+    await this.propose();
   }
 
   /** The labelled containers, and the ports of those seen joining a network but not yet running. */
@@ -271,6 +282,6 @@ export class DockerWatch {
         this.deps.log.debug({ event: "docker_inspect_failed", id: id.slice(0, 12), err: errorFields(err, "KNOCK_E_DOCKER").err });
       }
     }
-    await this.deps.protection.propose(this.current());
+    await this.propose();
   }
 }

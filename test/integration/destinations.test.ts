@@ -55,9 +55,15 @@ function routedNeighbours(lab: Lab): { far: string; pod: string; remove: () => v
   return { far, pod, remove };
 }
 
+/**
+ * Time for a connect that must pass: the first SYN over a fresh routed link may wait for neighbour
+ * discovery, and TCP resends it only after a second.
+ */
+const PASSES_MS = 3000;
+
 /** A TCP connect from inside `ns`, with a time limit: true when accepted. */
-async function connectsFrom(lab: Lab, ns: string, host: string, port = 22): Promise<boolean> {
-  const script = `const s = require("net").connect({ host: ${JSON.stringify(host)}, port: ${port} }); s.setTimeout(400, () => process.exit(1)); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1));`;
+async function connectsFrom(lab: Lab, ns: string, host: string, timeoutMs = 400, port = 22): Promise<boolean> {
+  const script = `const s = require("net").connect({ host: ${JSON.stringify(host)}, port: ${port} }); s.setTimeout(${timeoutMs}, () => process.exit(1)); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1));`;
   return (await lab.exec(ns, [process.execPath, "-e", script])).code === 0;
 }
 
@@ -73,10 +79,10 @@ for (const backend of ["iptables", "nftables"] as const) {
 
           assert.equal(await lab.canConnect(SERVER_V4), false, "this host's port 22 is closed to the client");
           assert.equal(await connectsFrom(lab, pod, "198.18.3.1"), false, "and to the pod");
-          assert.equal(await lab.canConnect(FAR_V4), true, "routed traffic to another host's port 22 passes (IPv4)");
-          assert.equal(await lab.canConnect(FAR_V6), true, "routed traffic to another host's port 22 passes (IPv6)");
-          assert.equal(await connectsFrom(lab, pod, FAR_V4), true, "pod egress to port 22 elsewhere passes (IPv4)");
-          assert.equal(await connectsFrom(lab, pod, FAR_V6), true, "pod egress to port 22 elsewhere passes (IPv6)");
+          assert.equal(await lab.canConnect(FAR_V4, { timeoutMs: PASSES_MS }), true, "routed traffic to another host's port 22 passes (IPv4)");
+          assert.equal(await lab.canConnect(FAR_V6, { timeoutMs: PASSES_MS }), true, "routed traffic to another host's port 22 passes (IPv6)");
+          assert.equal(await connectsFrom(lab, pod, FAR_V4, PASSES_MS), true, "pod egress to port 22 elsewhere passes (IPv4)");
+          assert.equal(await connectsFrom(lab, pod, FAR_V6, PASSES_MS), true, "pod egress to port 22 elsewhere passes (IPv6)");
 
           await lab.knock(SERVER_V4, SEQ);
           await daemon.waitFor("open");

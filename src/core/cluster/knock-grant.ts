@@ -132,7 +132,7 @@ export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, po
   if (!door) return bad("unknown_door", `no door ${doorName} on this node`);
 
   const parsed = parseAddress(address);
-  if (!parsed || parsed.family !== family || isBogusSource(parsed.addr, 0, family)) return bad("bad_address", `${address} is not a unicast IPv${family} address`);
+  if (!parsed || parsed.family !== family || isBogusSource(parsed.addr, 0, family)) return bad("bad_address", `${address} is not an IPv${family} address a remote client can have`);
   // Canonical text, so the kernel set, the grant book and the object name agree on one spelling.
   const canonical = family === 4 ? formatIPv4(parsed.addr, 0) : formatIPv6(parsed.addr, 0);
 

@@ -30,6 +30,23 @@ export interface HttpSources {
   };
 }
 
+/**
+ * /readyz answers anyone, so what it shows names what is wrong, never who: the checks' messages
+ * come from firewall commands, the Kubernetes API and the like, and may quote a client's address
+ * (`ipset add ... 198.18.0.2`) or a KnockGrant name that encodes one (`ssh.4.c6120002`). Those are
+ * written as <address> and <knockgrant>; the log keeps them.
+ */
+const ADDRESS_TEXT: readonly [RegExp, string][] = [
+  [/\b[a-z0-9-]+\.[46]\.[0-9a-f]{8,32}(?:\.[0-9]{1,5}-(?:tcp|udp))*\b/gi, "<knockgrant>"],
+  [/\b\d{1,3}(?:\.\d{1,3}){3}\b/g, "<address>"],
+  // IPv6: eight groups, or fewer around "::" (which a time like 12:00:00 never has).
+  [/(?<![\w:])(?:(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}|(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?::(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?)(?![\w:])/gi, "<address>"],
+];
+
+export function withoutAddresses(text: string): string {
+  return ADDRESS_TEXT.reduce((t, [pattern, replacement]) => t.replace(pattern, replacement), text);
+}
+
 /** Probes and scrapers need a handful; more at once is someone hammering the port. */
 export const MAX_CONNECTIONS = 32;
 
@@ -56,12 +73,13 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
       sources.readiness().then(
-        (checks) => {
+        (all) => {
+          const checks = all.map((c) => (c.detail === undefined ? c : { ...c, detail: withoutAddresses(c.detail) }));
           const ready = checks.every((c) => c.ok || c.advisory);
           const reasons = checks.filter((c) => !c.ok && !c.advisory).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
           res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks, ...sources.details?.() }) + "\n");
         },
-        (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [err.message] }) + "\n"),
+        (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [withoutAddresses(err.message)] }) + "\n"),
       );
     } else if (path === "/metrics") {
       const { metrics } = sources;

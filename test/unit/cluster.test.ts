@@ -299,6 +299,8 @@ test("a local grant is published; an unreachable API is retried with growing bac
   assert.deepEqual(kube.written, []);
   assert.equal(sync.check().ok, false);
   assert.equal(sync.check().advisory, true, "the API being away must not make the node unready");
+  assert.match(sync.check().detail ?? "", /writing KnockGrants failed: connect ECONNREFUSED/);
+  assert.doesNotMatch(sync.check().detail ?? "", /c6120002/, "the public /readyz names no object: its name encodes the address");
   await clock.advance(50 + 100 + 200 - 1);
   assert.deepEqual(kube.written, []);
   kube.fail = null;

@@ -9,6 +9,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Registry } from "prom-client";
 import type { ListenAddr } from "../core/types.js";
+import { HTTP_TIMEOUTS, limitConnections } from "./http-connections.js";
 
 export interface Check {
   name: string;
@@ -47,9 +48,6 @@ export function withoutAddresses(text: string): string {
   return ADDRESS_TEXT.reduce((t, [pattern, replacement]) => t.replace(pattern, replacement), text);
 }
 
-/** Probes and scrapers need a handful; more at once is someone hammering the port. */
-export const MAX_CONNECTIONS = 32;
-
 type Access = "public" | "full" | "denied";
 
 /** Constant-time: comparing digests of equal length, so neither content nor length leaks. */
@@ -63,7 +61,8 @@ function access(req: IncomingMessage, token: string | null): Access {
 }
 
 export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Server> {
-  const server = createServer((req, res) => {
+  const { connectionsCheckingInterval, ...timeouts } = HTTP_TIMEOUTS;
+  const server = createServer({ connectionsCheckingInterval }, (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405, { allow: "GET, HEAD" }).end();
@@ -97,10 +96,8 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /healthz, /readyz, /metrics\n");
     }
   });
-  server.maxConnections = MAX_CONNECTIONS;
-  // A client that trickles its request must not hold a connection slot for long.
-  server.headersTimeout = 5_000;
-  server.requestTimeout = 10_000;
+  Object.assign(server, timeouts);
+  limitConnections(server);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(addr.port, addr.host, () => {

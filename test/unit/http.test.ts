@@ -1,10 +1,11 @@
 /** The HTTP adapter: which /metrics set a request gets, and the bounds on connections. */
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Counter, Registry } from "prom-client";
 import type { Server } from "node:http";
-import { MAX_CONNECTIONS, startHttp } from "../../src/adapters/http.js";
+import { startHttp } from "../../src/adapters/http.js";
+import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS_PER_PEER } from "../../src/adapters/http-connections.js";
 import { sharedRead } from "../../src/app/shared-read.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { METRICS } from "../../src/adapters/metrics/table.js";
@@ -54,9 +55,9 @@ describe("/metrics with a token configured", () => {
     }
   });
 
-  test("the server bounds connections and slow requests", () => {
-    assert.equal(s.server.maxConnections, MAX_CONNECTIONS);
-    assert.ok(s.server.headersTimeout <= 5000 && s.server.requestTimeout <= 10_000);
+  test("the server bounds slow requests and idle connections", () => {
+    assert.deepEqual([s.server.headersTimeout, s.server.requestTimeout, s.server.keepAliveTimeout], [HTTP_TIMEOUTS.headersTimeout, HTTP_TIMEOUTS.requestTimeout, HTTP_TIMEOUTS.keepAliveTimeout]);
+    assert.equal(s.server.maxConnections, HARD_CONNECTION_LIMIT);
   });
 });
 
@@ -149,4 +150,27 @@ test("the public /metrics labels its series by door, reason, operation, hook and
   const allowed = new Set(["door", "reason", "operation", "hook", "version", "revision", "backend", "nodejs"]);
   const publicLabels = Object.values(METRICS).filter((m) => m.set === "public").flatMap((m) => m.labels.map((l) => `${m.name}{${l}}`));
   assert.deepEqual(publicLabels.filter((l) => !allowed.has(l.slice(l.indexOf("{") + 1, -1))), []);
+});
+
+test("connections over a peer's share are closed idle-longest first; another peer keeps its own", async () => {
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token: null } });
+  const { port } = server.address() as AddressInfo;
+  const open = (localAddress: string) =>
+    new Promise<Socket>((resolve, reject) => {
+      const s = connect({ host: "127.0.0.1", port, localAddress }, () => resolve(s));
+      s.on("error", reject);
+    });
+  const hog: Socket[] = [];
+  const other: Socket[] = [];
+  try {
+    for (let i = 0; i < MAX_CONNECTIONS_PER_PEER + 8; i++) hog.push(await open("127.0.0.2"));
+    for (let i = 0; i < 4; i++) other.push(await open("127.0.0.3"));
+    await new Promise((resolve) => setTimeout(resolve, EVICT_AFTER_MS * 10));
+    const closed = (sockets: Socket[]) => sockets.map((s) => s.readyState === "closed" || s.readableEnded);
+    assert.deepEqual(closed(hog), [...Array<boolean>(8).fill(true), ...Array<boolean>(MAX_CONNECTIONS_PER_PEER).fill(false)], "the hog's oldest eight closed");
+    assert.deepEqual(closed(other), [false, false, false, false]);
+  } finally {
+    for (const s of [...hog, ...other]) s.destroy();
+    server.close();
+  }
 });

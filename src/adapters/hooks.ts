@@ -105,7 +105,7 @@ export function boundedHooks(run: HookRunner, concurrency: number, log: Logger):
     new Promise((resolve) => {
       if (stopping) return drop(request, resolve, "knockgate is stopping");
       if (request.replaced && (replacedWaiting >= replacedLimit || waiting.length >= limit)) {
-        return drop(request, resolve, `${replacedWaiting} ON_CLOSEs of replaced grants already waiting`);
+        return drop(request, resolve, waiting.length >= limit ? `${limit} already waiting` : `${replacedWaiting} ON_CLOSEs of replaced grants already waiting`);
       }
       if (waiting.length >= limit) {
         const evicted = takeNewestReplaced();

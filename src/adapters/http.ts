@@ -9,6 +9,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Registry } from "prom-client";
 import type { ListenAddr } from "../core/types.js";
+import { HTTP_TIMEOUTS, limitConnections } from "./http-connections.js";
 
 export interface Check {
   name: string;
@@ -30,8 +31,22 @@ export interface HttpSources {
   };
 }
 
-/** Probes and scrapers need a handful; more at once is someone hammering the port. */
-export const MAX_CONNECTIONS = 32;
+/**
+ * /readyz answers anyone, so what it shows names what is wrong, never who: the checks' messages
+ * come from firewall commands, the Kubernetes API and the like, and may quote a client's address
+ * (`ipset add ... 198.18.0.2`) or a KnockGrant name that encodes one (`ssh.4.c6120002`). Those are
+ * written as <address> and <knockgrant>; the log keeps them.
+ */
+const ADDRESS_TEXT: readonly [RegExp, string][] = [
+  [/\b[a-z0-9-]+\.[46]\.[0-9a-f]{8,32}(?:\.[0-9]{1,5}-(?:tcp|udp))*\b/gi, "<knockgrant>"],
+  [/\b\d{1,3}(?:\.\d{1,3}){3}\b/g, "<address>"],
+  // IPv6: eight groups, or fewer around "::" (which a time like 12:00:00 never has).
+  [/(?<![\w:])(?:(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}|(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?::(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?)(?![\w:])/gi, "<address>"],
+];
+
+export function withoutAddresses(text: string): string {
+  return ADDRESS_TEXT.reduce((t, [pattern, replacement]) => t.replace(pattern, replacement), text);
+}
 
 type Access = "public" | "full" | "denied";
 
@@ -46,7 +61,8 @@ function access(req: IncomingMessage, token: string | null): Access {
 }
 
 export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Server> {
-  const server = createServer((req, res) => {
+  const { connectionsCheckingInterval, ...timeouts } = HTTP_TIMEOUTS;
+  const server = createServer({ connectionsCheckingInterval }, (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405, { allow: "GET, HEAD" }).end();
@@ -56,12 +72,13 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
       sources.readiness().then(
-        (checks) => {
+        (all) => {
+          const checks = all.map((c) => (c.detail === undefined ? c : { ...c, detail: withoutAddresses(c.detail) }));
           const ready = checks.every((c) => c.ok || c.advisory);
           const reasons = checks.filter((c) => !c.ok && !c.advisory).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
           res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks, ...sources.details?.() }) + "\n");
         },
-        (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [err.message] }) + "\n"),
+        (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [withoutAddresses(err.message)] }) + "\n"),
       );
     } else if (path === "/metrics") {
       const { metrics } = sources;
@@ -79,10 +96,8 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /healthz, /readyz, /metrics\n");
     }
   });
-  server.maxConnections = MAX_CONNECTIONS;
-  // A client that trickles its request must not hold a connection slot for long.
-  server.headersTimeout = 5_000;
-  server.requestTimeout = 10_000;
+  Object.assign(server, timeouts);
+  limitConnections(server);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(addr.port, addr.host, () => {

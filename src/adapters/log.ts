@@ -13,12 +13,33 @@ const MAX_QUEUED_LOG_BYTES = 16 * 1024 * 1024;
 /** Every logger made here, so the process can write out what they queued before it exits. */
 const loggers = new Set<Logger>();
 
+// eslint-disable-next-line no-control-regex -- the control characters are what it finds
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * Control characters written as escapes (`\n`, `\u001b`), as JSON writes them: a value from outside
+ * (a label, a username, an interface or object name) can then neither start a forged log line nor
+ * send a terminal escape sequence.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(CONTROL, (c) => (c === "\n" ? "\\n" : c === "\r" ? "\\r" : c === "\t" ? "\\t" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
+}
+
 /** Logs to stdout, or to stderr (fd 2) for a command whose stdout is its result. */
 export function createLogger(config: Pick<Config, "logLevel" | "logFormat">, fd: 1 | 2 = 1): Logger {
   const options = { level: config.logLevel, base: { name: "knockgate" } };
   const log =
     config.logFormat === "pretty"
-      ? pino({ ...options, transport: { target: "pino-pretty", options: { destination: fd } } })
+      ? pino({
+          ...options,
+          // pino-pretty writes fields as JSON, escaped, but the message as it is, newlines included.
+          hooks: {
+            logMethod(args, method) {
+              method.apply(this, args.map((a: unknown) => (typeof a === "string" ? escapeControl(a) : a)) as typeof args);
+            },
+          },
+          transport: { target: "pino-pretty", options: { destination: fd } },
+        })
       : pino(options, pino.destination({ dest: fd, sync: false, maxLength: MAX_QUEUED_LOG_BYTES }));
   loggers.add(log);
   return log;

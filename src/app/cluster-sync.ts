@@ -198,7 +198,8 @@ export class ClusterSync {
         const status = statusOf(err);
         const { err: message } = errorFields(err);
         this.deps.metrics.publishErrors.inc();
-        this.publishProblem = `writing KnockGrant ${name} failed: ${message}`;
+        // /readyz is public: it says what fails, the log says which object (its name encodes the address).
+        this.publishProblem = `writing KnockGrants failed: ${message}`;
         // The API refused the object itself (400, 403, 422): trying again cannot help, and would hold up the rest.
         if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
           this.deps.log.error({ event: "cluster_publish_refused", object: name, status, err: message }, `the API refused KnockGrant ${name} (${status}): ${message}`);

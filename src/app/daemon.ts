@@ -293,7 +293,7 @@ export class Daemon {
     const { log, metrics } = this.deps;
     metrics.grantsReplaced.labels(g.door.name, reason).inc();
     metrics.closed(g.door.name, "replaced");
-    this.hook("on_close", g.door, g.src, g.ports);
+    this.hook("on_close", g.door, g.src, g.ports, true);
     log.info(
       { event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "replaced", because: reason, by },
       `grant for ${g.src} replaced (${reason}) to make room for ${by}`,
@@ -457,12 +457,14 @@ export class Daemon {
   /**
    * Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted.
    * `ports`: what the grant opened, for %PORTS% (a signed grant opens only some of the door's).
+   * `replaced`: the ON_CLOSE of a grant taken out to make room, which a full queue drops first.
    */
-  private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[]): void {
+  private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[], replaced = false): void {
     const template = kind === "on_open" ? door.onOpen : door.onClose;
     if (!template) return;
     const { metrics } = this.deps;
-    void this.deps.runHook({ kind, template, ip: src, door: ports === door.ports ? door : { ...door, ports: [...ports] } }).then(
+    const request = { kind, template, ip: src, door: ports === door.ports ? door : { ...door, ports: [...ports] } };
+    void this.deps.runHook(replaced ? { ...request, replaced } : request).then(
       (r) => {
         if (r.dropped) metrics.hookDropped.labels(door.name, kind).inc();
         else if (!r.ok) metrics.hookErrors.labels(door.name, kind).inc();

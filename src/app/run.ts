@@ -117,6 +117,11 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
             return EXIT_SOFTWARE;
           },
         )
+        // Hooks still running get up to KNOCK_HOOK_TIMEOUT, then their process groups are killed.
+        .then(async (code) => {
+          await runHook.stop();
+          return code;
+        })
         .then(resolve);
     };
     process.on("SIGTERM", onSignal);

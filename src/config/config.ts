@@ -9,9 +9,11 @@ import { ConfigError, type ConfigProblem } from "../core/errors.js";
 import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
 import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
-import { parseDoorSpa, sameKeys, SPA_FIELDS, type SpaField } from "./spa.js";
+import { parseDoorSpa, sameHmac, sameKeys, SPA_FIELDS, type SpaField } from "./spa.js";
 import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
 import {
+  MAX_GRANT_SECONDS,
+  MAX_TIMER_MS,
   parseBool,
   parseCidrList,
   parseCount,
@@ -201,6 +203,9 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
         message: `0 means "until the close sequence", but ${v("CLOSE_SEQUENCE")} is not set`,
       });
     }
+    if (door.openForMs > MAX_GRANT_SECONDS * 1000) {
+      problems.push({ variable: v("OPEN_FOR"), message: `is more than ${MAX_GRANT_SECONDS} seconds, the longest timeout a kernel set entry holds` });
+    }
     if (door.openForMs % 1000 !== 0) {
       problems.push({ variable: v("OPEN_FOR"), message: "the kernel expires grants in whole seconds; give a whole number" });
     }
@@ -217,6 +222,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
   }
   checkSequenceClashes(doors, problems);
   checkSpaPorts(doors, problems);
+  checkSharedSpaKeys(doors, problems);
 
   const config: Config = {
     interfaces: read("KNOCK_INTERFACE", () => get("KNOCK_INTERFACE").asInterfaces() ?? null, null),
@@ -266,6 +272,12 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
   checkLabelOnlyDoors(doors, config.docker, problems);
   if (config.reconcileIntervalMs < 100) {
     problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });
+  }
+  if (config.hookTimeoutMs === 0) {
+    problems.push({ variable: "KNOCK_HOOK_TIMEOUT", message: "must be more than 0 seconds: a hook that hangs must be killed some time" });
+  }
+  for (const [variable, ms] of [["KNOCK_RECONCILE_INTERVAL", config.reconcileIntervalMs], ["KNOCK_HOOK_TIMEOUT", config.hookTimeoutMs]] as const) {
+    if (ms > MAX_TIMER_MS) problems.push({ variable, message: `is more than ${Math.floor(MAX_TIMER_MS / 1000)} seconds, the longest a timer can wait` });
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -331,6 +343,23 @@ function checkSpaPorts(doors: readonly Door[], problems: ConfigProblem[]): void 
     const owner = door.spa && knockPorts.get(door.spa.port);
     if (owner) problems.push({ variable: `KNOCK_DOOR_${door.name}_SPA_PORT`, message: `is also a udp knock port of door ${owner}; give signed datagrams a port of their own` });
   }
+}
+
+/**
+ * Doors sharing an SPA port are told apart by their HMAC: the first door whose key matches a
+ * datagram decides, so a later door with the same HMAC key and digest could never open.
+ */
+function checkSharedSpaKeys(doors: readonly Door[], problems: ConfigProblem[]): void {
+  const signed = doors.flatMap((door) => (door.spa && door.spa.keys.hmacKey.length > 0 ? [{ name: door.name, spa: door.spa }] : []));
+  signed.forEach(({ name, spa }, i) => {
+    const first = signed.slice(0, i).find((d) => d.spa.port === spa.port && sameHmac(d.spa, spa));
+    if (first) {
+      problems.push({
+        variable: `KNOCK_DOOR_${name}_SPA_HMAC_KEY`,
+        message: `is the same key as KNOCK_DOOR_${first.name}_SPA_HMAC_KEY on the same SPA port: door ${first.name} takes every datagram, so door ${name} could never open; give each door keys of its own (fwknop --key-gen)`,
+      });
+    }
+  });
 }
 
 function unknownVariableMessage(variable: string, present: readonly string[]): string {

@@ -97,3 +97,7 @@ export function parseDoorSpa(has: (field: SpaField) => boolean, read: FieldReade
 /** Whether both keys decoded to the same bytes: fwknop refuses an HMAC key equal to the encryption key. */
 export const sameKeys = (spa: SpaSettings): boolean =>
   spa.keys.encryptionKey.length > 0 && Buffer.from(spa.keys.encryptionKey).equals(Buffer.from(spa.keys.hmacKey));
+
+/** Whether two doors' datagrams authenticate alike: the same HMAC key under the same digest. */
+export const sameHmac = (a: SpaSettings, b: SpaSettings): boolean =>
+  a.keys.hmacDigest === b.keys.hmacDigest && Buffer.from(a.keys.hmacKey).equals(Buffer.from(b.keys.hmacKey));

@@ -62,6 +62,17 @@ export function parsePorts(value: string): PortSpec[] {
   return ports;
 }
 
+/** The longest a Node timer waits: a longer delay fires at once, so a loop on it would spin. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The longest grant the kernel sets hold: ipset keeps a timeout of at most 2,147,483 s (its
+ * IPSET_MAX_TIMEOUT) and refuses every add beyond it. nftables holds more, but a door means the same
+ * on either backend: `KNOCK_FIREWALL=auto` picks whichever the host has, and a cluster's nodes apply
+ * each other's grants whatever their backend.
+ */
+export const MAX_GRANT_SECONDS = 2_147_483;
+
 /** Seconds as a non-negative decimal number ("5", "0.5"); returns milliseconds. */
 export function parseSecondsMs(value: string): number {
   const text = value.trim();

@@ -19,7 +19,7 @@ import {
   type DaemonProcess,
   type Lab,
 } from "../support/lab.js";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseEnvFile } from "../../src/config/env-file.js";
@@ -620,6 +620,32 @@ describe("migration from knockd, client and hooks", { concurrency: false }, () =
         await lab.knock(SERVER_V4, "9000,8000,7000");
         await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_close");
         assert.ok(existsSync(join(dir, `close ${CLIENT_V4}`)));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }));
+
+  test("a hook sees none of the daemon's variables, and one still running at shutdown does not outlive the daemon", () =>
+    withLab(async (lab) => {
+      const dir = mkdtempSync(join(tmpdir(), "knockgate-"));
+      try {
+        const daemon = await lab.startDaemon(
+          door({
+            KNOCK_HOOK_TIMEOUT: "2",
+            // Writes its environment and pid, then hangs far longer than the daemon lives.
+            KNOCK_DOOR_SSH_ON_OPEN: `/bin/sh -c 'env > "$0"; echo $$ > "$0.pid"; exec sleep 30' ${dir}/env`,
+          }),
+        );
+        await lab.knock(SERVER_V4, SEQ);
+        for (const deadline = Date.now() + 3000; !existsSync(join(dir, "env.pid")) && Date.now() < deadline; ) await sleep(50);
+        const pid = Number(readFileSync(join(dir, "env.pid"), "utf8"));
+        assert.deepEqual(
+          readFileSync(join(dir, "env"), "utf8").split("\n").filter((l) => /^KNOCK_/.test(l)).sort(),
+          [`KNOCK_HOOK_DOOR=SSH`, `KNOCK_HOOK_EVENT=open`, `KNOCK_HOOK_IP=${CLIENT_V4}`, `KNOCK_HOOK_PORTS=22/tcp`],
+          "the hook's environment names the grant, never the sequence",
+        );
+        assert.equal(await daemon.stop(), 0);
+        assert.ok(!existsSync(`/proc/${pid}`) || /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8")), "the hook was killed before the daemon exited");
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

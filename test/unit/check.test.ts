@@ -76,6 +76,12 @@ describe("knockgate check", () => {
     );
   });
 
+  test("values that parse but cannot work are exit 78 too, each naming its variable", () => {
+    const r = cli.run(["check"], { ...VALID, KNOCK_RECONCILE_INTERVAL: "2147484", KNOCK_HOOK_TIMEOUT: "0", KNOCK_DOOR_SSH_OPEN_FOR: "2147484" });
+    assert.equal(r.status, 78);
+    for (const variable of ["KNOCK_RECONCILE_INTERVAL", "KNOCK_HOOK_TIMEOUT", "KNOCK_DOOR_SSH_OPEN_FOR"]) assert.match(r.stderr, new RegExp(`\n  ${variable}: `));
+  });
+
   test("--config reads the variables from the file, not the environment", () => {
     const file = cli.file("knockgate.env", Object.entries(VALID).map(([k, v]) => `${k}="${v}"\n`).join("") + "# a comment\n");
     const r = cli.run(["check", "--config", file], { KNOCK_BOGUS: "ignored" });

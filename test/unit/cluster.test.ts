@@ -44,12 +44,15 @@ const PORTS = envPorts(config);
 const NOW = Date.UTC(2026, 0, 1, 12);
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function object(spec: Record<string, unknown>, name = "ssh.4.c6120002", resourceVersion = "1"): Record<string, unknown> {
+/** A KnockGrant object; by default named as its grant names it (`ssh.4.c6120002`). */
+function object(spec: Record<string, unknown>, name?: string, resourceVersion = "1"): Record<string, unknown> {
+  const full: Record<string, unknown> = { door: "SSH", address: "198.18.0.2", family: 4, expiresAt: iso(NOW + 20_000), grantedAt: iso(NOW - 10_000), originNode: "node-a", how: "sequence", ...spec };
+  const signedPorts = full["how"] === "signed" && Array.isArray(full["ports"]) ? (full["ports"] as string[]) : null;
   return {
     apiVersion: "knockgate.io/v1alpha1",
     kind: "KnockGrant",
-    metadata: { name, resourceVersion },
-    spec: { door: "SSH", address: "198.18.0.2", family: 4, expiresAt: iso(NOW + 20_000), grantedAt: iso(NOW - 10_000), originNode: "node-a", how: "sequence", ...spec },
+    metadata: { name: name ?? objectName(String(full["door"]), full["family"] as Family, String(full["address"]), signedPorts), resourceVersion },
+    spec: full,
   };
 }
 
@@ -84,6 +87,9 @@ test("KnockGrants this node must not apply are refused by reason", () => {
     [{ address: "127.0.0.1" }, "bad_address"],
     [{ address: "224.0.0.1" }, "bad_address"],
     [{ address: "::ffff:198.18.0.2", family: 6 }, "bad_address"],
+    [{ address: "169.254.0.7" }, "bad_address"],
+    [{ address: "fe80::7", family: 6 }, "bad_address"],
+    [{ address: "64:ff9b::7f00:1", family: 6 }, "bad_address"],
     [{ address: "198.18.0.2; rm -rf /" }, "bad_address"],
     [{ expiresAt: iso(NOW) }, "expired"],
     [{ expiresAt: iso(NOW + 30_000 + CLOCK_SKEW_MS + 1) }, "too_long"],
@@ -93,6 +99,8 @@ test("KnockGrants this node must not apply are refused by reason", () => {
     [{ ports: "22/tcp" }, "bad_ports"],
     [{ ports: ["22/tcp"] }, "bad_ports"],
     [{ how: "signed" }, "not_signed"],
+    [{ door: "WEB" }, "no_sequence"],
+    [{ door: "WEB", expiresAt: undefined }, "no_sequence"],
     [{ door: "WEB", how: "signed", ports: ["22/tcp"] }, "bad_ports"],
     [{ door: "WEB", how: "signed", ports: ["80/udp"] }, "bad_ports"],
     [{ door: "WEB", how: "signed" }, "bad_ports"],
@@ -115,6 +123,26 @@ test("a grant up to OPEN_FOR (signed: SPA_MAX_OPEN_FOR) plus the clock skew allo
   const forever = validateGrant(object({ door: "FOREVER", expiresAt: undefined }), DOORS, PORTS.portsOf, NOW);
   assert.ok(forever.ok);
   assert.equal(forever.grant.expiresAt, null);
+});
+
+test("an object whose name is not the one its door, address, family and ports give is ignored (wrong_name)", () => {
+  const signed = { door: "WEB", how: "signed", ports: ["443/udp"], expiresAt: iso(NOW + 60_000) };
+  const cases: [Record<string, unknown>, string][] = [
+    [{}, "ssh.4.c6120009"],
+    [{ address: "198.18.0.9" }, "ssh.4.c6120002"],
+    [{}, "ssh.6.c6120002"],
+    [{ door: "FOREVER", expiresAt: undefined }, "ssh.4.c6120002"],
+    [{}, "ssh.4.c6120002.22-tcp"],
+    [signed, "web.4.c6120002.80-tcp"],
+    [signed, "web.4.c6120002"],
+    [signed, "anything"],
+  ];
+  for (const [spec, name] of cases) {
+    const r = validateGrant(object(spec, name), DOORS, PORTS.portsOf, NOW);
+    assert.equal(r.ok ? "ok" : r.reason, "wrong_name", `${name}: ${JSON.stringify(spec)}`);
+  }
+  assert.ok(validateGrant(object({ address: "198.18.0.9" }, "ssh.4.c6120009"), DOORS, PORTS.portsOf, NOW).ok);
+  assert.ok(validateGrant(object({ address: "fd00:198:18:0::2", family: 6 }, "ssh.6.fd000198001800000000000000000002"), DOORS, PORTS.portsOf, NOW).ok, "any spelling of the address, one name");
 });
 
 test("object names are DNS subdomains, one per door and address (and port, when signed), whatever the address spelling", () => {
@@ -271,6 +299,8 @@ test("a local grant is published; an unreachable API is retried with growing bac
   assert.deepEqual(kube.written, []);
   assert.equal(sync.check().ok, false);
   assert.equal(sync.check().advisory, true, "the API being away must not make the node unready");
+  assert.match(sync.check().detail ?? "", /writing KnockGrants failed: connect ECONNREFUSED/);
+  assert.doesNotMatch(sync.check().detail ?? "", /c6120002/, "the public /readyz names no object: its name encodes the address");
   await clock.advance(50 + 100 + 200 - 1);
   assert.deepEqual(kube.written, []);
   kube.fail = null;

@@ -50,6 +50,17 @@ describe("parseConfig", () => {
     assert.equal(config.logFormat, "json");
   });
 
+  test("timer values a Node timer cannot hold, and a hook timeout of 0, are problems naming the variable", () => {
+    const problems = problemsOf({ ...SSH, KNOCK_RECONCILE_INTERVAL: "2147484", KNOCK_HOOK_TIMEOUT: "2147484" });
+    assert.deepEqual(problems, [
+      { variable: "KNOCK_RECONCILE_INTERVAL", message: "is more than 2147483 seconds, the longest a timer can wait" },
+      { variable: "KNOCK_HOOK_TIMEOUT", message: "is more than 2147483 seconds, the longest a timer can wait" },
+    ]);
+    assert.deepEqual(messagesFor(problemsOf({ ...SSH, KNOCK_HOOK_TIMEOUT: "0" }), "KNOCK_HOOK_TIMEOUT"), ["must be more than 0 seconds: a hook that hangs must be killed some time"]);
+    const longest = parseConfig({ ...SSH, KNOCK_RECONCILE_INTERVAL: "2147483", KNOCK_HOOK_TIMEOUT: "0.001" });
+    assert.deepEqual([longest.reconcileIntervalMs, longest.hookTimeoutMs], [2_147_483_000, 1]);
+  });
+
   test("a sequence with a udp knock in the middle is parsed port by port", () => {
     const door = onlyDoor(parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000:udp,9000" }));
     assert.deepEqual(door.sequence, [
@@ -165,6 +176,13 @@ describe("parseConfig", () => {
     ]);
     assert.equal(door.seqTimeoutMs, 2500);
     assert.equal(door.openForMs, 600_000);
+  });
+
+  test("OPEN_FOR beyond what a kernel set timeout holds (2,147,483 s) is a problem; up to it is fine", () => {
+    assert.deepEqual(messagesFor(problemsOf({ ...SSH, KNOCK_DOOR_SSH_OPEN_FOR: "2147484" }), "KNOCK_DOOR_SSH_OPEN_FOR"), [
+      "is more than 2147483 seconds, the longest timeout a kernel set entry holds",
+    ]);
+    assert.equal(onlyDoor(parseConfig({ ...SSH, KNOCK_DOOR_SSH_OPEN_FOR: "2147483" })).openForMs, 2_147_483_000);
   });
 
   test("OPEN_FOR=0 without a close sequence is a problem", () => {

@@ -406,8 +406,9 @@ test("a grant that must make room closes the replaced one like any other: revoke
     [["198.18.0.2", "replaced", "prefix_full", "198.18.0.3"]],
   );
   assert.deepEqual(
-    hooks.map((h) => [h.kind, h.ip]),
-    [["on_close", "198.18.0.2"]],
+    hooks.map((h) => [h.kind, h.ip, h.replaced]),
+    [["on_close", "198.18.0.2", true]],
+    "marked as a replaced grant's, which a full hook queue drops first",
   );
   const text = await metrics.registry.metrics();
   assert.match(text, /knockgate_grants_replaced_total\{door="SSH",reason="prefix_full"\} 1/);

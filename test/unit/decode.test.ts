@@ -589,13 +589,15 @@ describe("sources no client has", () => {
     return new Decoder("ETHERNET").decode(frame, frame.length);
   };
 
-  const BOGUS = ["0.0.0.0", "0.1.2.3", "127.0.0.1", "127.255.255.254", "224.0.0.1", "239.255.255.255", "240.0.0.1", "255.255.255.255"];
-  const BOGUS6 = ["::", "::1", "ff02::1", "ff05::2", "::ffff:198.18.0.2", "::198.18.0.2"];
+  const BOGUS = ["0.0.0.0", "0.1.2.3", "127.0.0.1", "127.255.255.254", "169.254.0.1", "169.254.255.255", "224.0.0.1", "239.255.255.255", "240.0.0.1", "255.255.255.255"];
+  // Link-local, and NAT64 addresses that carry a refused IPv4 address (loopback, link-local, unspecified, multicast).
+  const BOGUS6 = ["::", "::1", "fe80::1", "febf:ffff::1", "ff02::1", "ff05::2", "::ffff:198.18.0.2", "::198.18.0.2", "64:ff9b::7f00:1", "64:ff9b::a9fe:1", "64:ff9b::", "64:ff9b::e000:1"];
   for (const src of [...BOGUS, ...BOGUS6]) {
     test(`a knock from ${src} is bogus_source, never a knock`, () => assert.equal(outcome(src), "bogus_source"));
   }
 
-  const FINE = ["1.0.0.0", "126.255.255.255", "128.0.0.1", "198.18.0.2", "223.255.255.255", "fe80::1", "fd00:198:18::2", "2001:db8::1", "::1:0:0:1", "64:ff9b::c612:2"];
+  // Carrier-grade NAT space (100.64/10) is where clients behind CGNAT knock from.
+  const FINE = ["1.0.0.0", "100.64.0.1", "100.127.255.254", "126.255.255.255", "128.0.0.1", "169.253.255.255", "169.255.0.1", "198.18.0.2", "223.255.255.255", "fec0::1", "fe7f::1", "fd00:198:18::2", "2001:db8::1", "::1:0:0:1", "64:ff9b::c612:2", "64:ff9b:0:0:1::7f00:1"];
   for (const src of FINE) {
     test(`a knock from ${src} (the edge of a bogus range, or an ordinary address) is a knock`, () => assert.equal(outcome(src), "knock"));
   }

@@ -1,12 +1,14 @@
 /** The HTTP adapter: which /metrics set a request gets, and the bounds on connections. */
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Counter, Registry } from "prom-client";
 import type { Server } from "node:http";
-import { MAX_CONNECTIONS, startHttp } from "../../src/adapters/http.js";
+import { startHttp } from "../../src/adapters/http.js";
+import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS_PER_PEER } from "../../src/adapters/http-connections.js";
 import { sharedRead } from "../../src/app/shared-read.js";
 import { FakeClock } from "../support/fake-clock.js";
+import { METRICS } from "../../src/adapters/metrics/table.js";
 
 function registries() {
   const publicRegistry = new Registry();
@@ -53,9 +55,9 @@ describe("/metrics with a token configured", () => {
     }
   });
 
-  test("the server bounds connections and slow requests", () => {
-    assert.equal(s.server.maxConnections, MAX_CONNECTIONS);
-    assert.ok(s.server.headersTimeout <= 5000 && s.server.requestTimeout <= 10_000);
+  test("the server bounds slow requests and idle connections", () => {
+    assert.deepEqual([s.server.headersTimeout, s.server.requestTimeout, s.server.keepAliveTimeout], [HTTP_TIMEOUTS.headersTimeout, HTTP_TIMEOUTS.requestTimeout, HTTP_TIMEOUTS.keepAliveTimeout]);
+    assert.equal(s.server.maxConnections, HARD_CONNECTION_LIMIT);
   });
 });
 
@@ -111,6 +113,64 @@ test("/readyz: an advisory check that fails is shown but does not make the answe
     assert.equal(failing.status, 503);
     assert.deepEqual(((await failing.json()) as { reasons: string[] }).reasons, ["firewall: chain missing"]);
   } finally {
+    server.close();
+  }
+});
+
+test("/readyz names what is wrong, never who: addresses and KnockGrant names in a check's message are not shown", async () => {
+  const secrets = ["198.18.0.2", "fd00:198:18::2", "2001:db8:0:0:1:2:3:4", "ssh.4.c6120002", "web.6.fd000198001800000000000000000002.443-udp"];
+  let checks = [
+    { name: "grants", ok: false, detail: "grant failed: exit code 1: ipset add knockgate-ssh-4 198.18.0.2 timeout 30: ipset v7.11: Hash is full, cannot add more elements" },
+    { name: "spa", ok: false, detail: "recording failed: nft add element inet knockgate grants6 { fd00:198:18::2 . 22 timeout 30s }; also 2001:db8:0:0:1:2:3:4" },
+    { name: "cluster", ok: false, advisory: true, detail: 'knockgrants.knockgate.io "ssh.4.c6120002" and "web.6.fd000198001800000000000000000002.443-udp" already exist' },
+    { name: "docker", ok: true, detail: "event stream down since 2026-12-06T10:00:00.000Z; the last known ports stay protected" },
+  ];
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } });
+  const { port } = server.address() as AddressInfo;
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/readyz`)).text();
+    for (const secret of secrets) assert.ok(!text.includes(secret), `${secret} in ${text}`);
+    assert.match(text, /ipset add knockgate-ssh-4 <address> timeout 30: ipset v7\.11: Hash is full/, "what is wrong stays");
+    assert.match(text, /<knockgrant>\\" and \\"<knockgrant>\\" already exist/);
+    assert.match(text, /since 2026-12-06T10:00:00\.000Z/, "times are not addresses");
+    checks = [];
+    const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error("listing failed for 198.18.0.9")), metrics: { ...registries(), token: null } });
+    try {
+      const body = await (await fetch(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/readyz`)).text();
+      assert.doesNotMatch(body, /198\.18\.0\.9/);
+    } finally {
+      failing.close();
+    }
+  } finally {
+    server.close();
+  }
+});
+
+test("the public /metrics labels its series by door, reason, operation, hook and build only: never by address or object", () => {
+  const allowed = new Set(["door", "reason", "operation", "hook", "version", "revision", "backend", "nodejs"]);
+  const publicLabels = Object.values(METRICS).filter((m) => m.set === "public").flatMap((m) => m.labels.map((l) => `${m.name}{${l}}`));
+  assert.deepEqual(publicLabels.filter((l) => !allowed.has(l.slice(l.indexOf("{") + 1, -1))), []);
+});
+
+test("connections over a peer's share are closed idle-longest first; another peer keeps its own", async () => {
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token: null } });
+  const { port } = server.address() as AddressInfo;
+  const open = (localAddress: string) =>
+    new Promise<Socket>((resolve, reject) => {
+      const s = connect({ host: "127.0.0.1", port, localAddress }, () => resolve(s));
+      s.on("error", reject);
+    });
+  const hog: Socket[] = [];
+  const other: Socket[] = [];
+  try {
+    for (let i = 0; i < MAX_CONNECTIONS_PER_PEER + 8; i++) hog.push(await open("127.0.0.2"));
+    for (let i = 0; i < 4; i++) other.push(await open("127.0.0.3"));
+    await new Promise((resolve) => setTimeout(resolve, EVICT_AFTER_MS * 10));
+    const closed = (sockets: Socket[]) => sockets.map((s) => s.readyState === "closed" || s.readableEnded);
+    assert.deepEqual(closed(hog), [...Array<boolean>(8).fill(true), ...Array<boolean>(MAX_CONNECTIONS_PER_PEER).fill(false)], "the hog's oldest eight closed");
+    assert.deepEqual(closed(other), [false, false, false, false]);
+  } finally {
+    for (const s of [...hog, ...other]) s.destroy();
     server.close();
   }
 });

@@ -153,6 +153,17 @@ describe("signed doors", () => {
     );
   });
 
+  test("two signed doors on one port with the same HMAC key are refused: the second could never open", () => {
+    const second = { KNOCK_DOOR_WEB_SPA_KEY: Buffer.alloc(32, 7).toString("base64"), KNOCK_DOOR_WEB_SPA_HMAC_KEY: HMAC, KNOCK_DOOR_WEB_PORTS: "443/tcp" };
+    const problems = problemsOf({ ...SIGNED, ...second });
+    assert.deepEqual(problems.map((p) => p.variable), ["KNOCK_DOOR_WEB_SPA_HMAC_KEY"]);
+    assert.match(problems[0]?.message ?? "", /KNOCK_DOOR_SSH_SPA_HMAC_KEY/);
+    assertNoKey(problems[0]?.message ?? "");
+    // Told apart by another port, or by another digest (the HMAC's length differs): both can open.
+    assert.equal(parseConfig({ ...SIGNED, ...second, KNOCK_DOOR_WEB_SPA_PORT: "62202" }).doors.length, 2);
+    assert.equal(parseConfig({ ...SIGNED, ...second, KNOCK_DOOR_WEB_SPA_HMAC_DIGEST: "sha512" }).doors.length, 2);
+  });
+
   test("a misspelt SPA field gets a suggestion", () => {
     const problems = problemsOf({ ...SIGNED, KNOCK_DOOR_SSH_SPA_MAX_AEG: "10" });
     assert.match(problems[0]?.message ?? "", /did you mean KNOCK_DOOR_SSH_SPA_MAX_AGE\?/);

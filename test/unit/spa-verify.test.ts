@@ -185,9 +185,23 @@ describe("datagrams the client cannot write (knockgate's encoder, held byte-equa
   });
 
   test("IPv6 addresses no grant may name: address_refused", () => {
-    for (const a of ["::1", "::", "ff02::1", "::ffff:198.18.0.2"]) {
+    for (const a of ["::1", "::", "ff02::1", "::ffff:198.18.0.2", "fe80::1", "64:ff9b::7f00:1", "64:ff9b::127.0.0.1"]) {
       assert.equal(resultOf(verify(make({ username: "root", timestamp: now, type: 1, message: `${a},tcp/22` }), { now })), "address_refused", a);
     }
+  });
+
+  test("IPv4 link-local is refused, carrier-grade NAT space is not", () => {
+    assert.equal(resultOf(verify(make({ username: "root", timestamp: now, type: 1, message: "169.254.1.1,tcp/22" }), { now })), "address_refused");
+    assert.equal(resultOf(verify(make({ username: "root", timestamp: now, type: 1, message: "100.64.0.9,tcp/22" }), { now })), "accepted");
+  });
+
+  test("a port named twice in the access message is one port", () => {
+    const r = verify(make({ username: "root", timestamp: now, type: 1, message: "198.18.0.2,tcp/22,udp/53,tcp/22,tcp/22" }), { now });
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.deepEqual(r.request.ports, [
+      { proto: "tcp", port: 22 },
+      { proto: "udp", port: 53 },
+    ]);
   });
 
   test("a digest that does not match: bad_digest; malformed fields: bad_format", () => {

@@ -56,7 +56,7 @@ export const METRICS = {
   packets: {
     name: "knockgate_packets_total",
     type: "counter",
-    help: "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), bogus_source (loopback, multicast, broadcast, unspecified or IPv4-mapped sender), malformed (truncated or invalid).",
+    help: "Captured packets: seen by capture, decoded as TCP/UDP, ignored (not a candidate), bogus_source (a sender no client has: loopback, link-local, multicast, broadcast, unspecified, IPv4-mapped, or NAT64 of such an IPv4 address), malformed (truncated or invalid).",
     labels: ["result"],
     set: "token",
     cells: true,

@@ -30,7 +30,7 @@ export interface ClusterGrant {
   ports: string[] | null;
 }
 
-export const REJECT_REASONS = ["malformed", "unknown_door", "not_signed", "bad_address", "expired", "too_long", "bad_ports"] as const;
+export const REJECT_REASONS = ["malformed", "unknown_door", "not_signed", "no_sequence", "bad_address", "expired", "too_long", "bad_ports", "wrong_name"] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** door: the door the grant names, as this node has it. */
@@ -132,16 +132,21 @@ export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, po
   if (!door) return bad("unknown_door", `no door ${doorName} on this node`);
 
   const parsed = parseAddress(address);
-  if (!parsed || parsed.family !== family || isBogusSource(parsed.addr, 0, family)) return bad("bad_address", `${address} is not a unicast IPv${family} address`);
+  if (!parsed || parsed.family !== family || isBogusSource(parsed.addr, 0, family)) return bad("bad_address", `${address} is not an IPv${family} address a remote client can have`);
   // Canonical text, so the kernel set, the grant book and the object name agree on one spelling.
   const canonical = family === 4 ? formatIPv4(parsed.addr, 0) : formatIPv6(parsed.addr, 0);
 
   if (how === "signed" && door.spa === null) return bad("not_signed", `door ${door.name} is not signed on this node`);
+  if (how === "sequence" && door.sequence.length === 0) return bad("no_sequence", `door ${door.name} has no knock sequence on this node`);
   if (expiresAt !== null && expiresAt <= now) return bad("expired", `expired ${new Date(expiresAt).toISOString()}`);
+  // Only a sequence grant of a door open until its close sequence lasts without end.
+  if (expiresAt === null && !(how === "sequence" && door.openForMs === 0)) {
+    return bad("too_long", `door ${door.name}'s ${how} grants expire, and this object has no expiresAt`);
+  }
   // A signed grant always ends (a datagram cannot ask for "until the close sequence"), and lasts as
   // long as a datagram may get: its -f up to SPA_MAX_OPEN_FOR, or without -f the door's OPEN_FOR.
   const maxMs = how === "signed" ? Math.max(door.openForMs, (door.spa?.maxOpenForS ?? 0) * 1000) : door.openForMs;
-  if ((how === "signed" || maxMs > 0) && (expiresAt === null || expiresAt - now > maxMs + CLOCK_SKEW_MS)) {
+  if (expiresAt !== null && maxMs > 0 && expiresAt - now > maxMs + CLOCK_SKEW_MS) {
     return bad("too_long", `door ${door.name} grants at most ${maxMs / 1000} s${how === "signed" ? " to a signed datagram" : ""}`);
   }
 
@@ -158,7 +163,12 @@ export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, po
   // signed sets hold single ports, so a signed grant must say which.
   if (how === "sequence" && ports !== null && ports.length < own.size) return bad("bad_ports", `a sequence grant opens all of door ${door.name}'s ports`);
   if (how === "signed" && ports === null) return bad("bad_ports", `a signed grant names the ports it opens, among door ${door.name}'s ${[...own].join(",")}`);
-  return { ok: true, grant: { door: door.name, address: canonical, family, expiresAt, grantedAt, origin, how, ports }, door };
+  const grant: ClusterGrant = { door: door.name, address: canonical, family, expiresAt, grantedAt, origin, how, ports };
+  // A close sequence and the collector find an object by the name its grant gives: one under
+  // another name would outlive them, or its deletion would revoke a grant it does not describe.
+  const expected = grantName(grant);
+  if (nameOf(obj) !== expected) return bad("wrong_name", `its grant's object is named ${expected}`);
+  return { ok: true, grant, door };
 }
 
 /** Who made an object and when it runs out, for collecting it whatever else is wrong with it. */

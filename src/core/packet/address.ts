@@ -71,23 +71,35 @@ export function formatIPv6(buf: Uint8Array, off: number): string {
   return out;
 }
 
-/** A source address held as bytes, with its canonical text made on first read and cached. */
 /**
  * A source no knock can honestly come from, and no grant should name: unspecified, loopback,
- * multicast, broadcast and reserved IPv4 (0/8, 127/8, 224/4, 240/4), and in IPv6 the unspecified
- * and loopback addresses, multicast (ff00::/8) and IPv4-mapped or -compatible addresses (::ffff:0:0/96,
- * ::/96), which would sneak an IPv4 address into an IPv6 set. Spoofed floods love them.
+ * link-local, multicast, broadcast and reserved IPv4 (0/8, 127/8, 169.254/16, 224/4, 240/4), and in
+ * IPv6 the unspecified and loopback addresses, link-local (fe80::/10), multicast (ff00::/8),
+ * IPv4-mapped or -compatible addresses (::ffff:0:0/96, ::/96), which would sneak an IPv4 address into
+ * an IPv6 set, and NAT64 addresses (64:ff9b::/96) whose IPv4 address is one of the refused ones.
+ * Link-local addresses never cross a router, so they are never a remote client's; carrier-grade NAT
+ * space (100.64/10) is, and stays allowed. Spoofed floods love the rest.
  */
 export function isBogusSource(buf: Uint8Array, off: number, family: Family): boolean {
-  if (family === 4) {
-    const first = buf[off]!;
-    return first === 0 || first === 127 || first >= 224;
+  if (family === 4) return isBogusV4(buf, off);
+  const first = buf[off]!;
+  if (first === 0xff) return true;
+  if (first === 0xfe) return (buf[off + 1]! & 0xc0) === 0x80;
+  if (first !== 0) return false;
+  if (buf[off + 1] === 0x64 && buf[off + 2] === 0xff && buf[off + 3] === 0x9b) {
+    for (let i = 4; i < 12; i++) if (buf[off + i] !== 0) return false;
+    return isBogusV4(buf, off + 12);
   }
-  if (buf[off] === 0xff) return true;
-  for (let i = 0; i < 10; i++) if (buf[off + i] !== 0) return false;
+  for (let i = 1; i < 10; i++) if (buf[off + i] !== 0) return false;
   return (buf[off + 10] === 0 && buf[off + 11] === 0) || (buf[off + 10] === 0xff && buf[off + 11] === 0xff);
 }
 
+function isBogusV4(buf: Uint8Array, off: number): boolean {
+  const first = buf[off]!;
+  return first === 0 || first === 127 || first >= 224 || (first === 169 && buf[off + 1] === 254);
+}
+
+/** A source address held as bytes, with its canonical text made on first read and cached. */
 export class SourceAddress {
   family: Family = 4;
   /** The first 4 bytes for IPv4, all 16 for IPv6. */

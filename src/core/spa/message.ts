@@ -5,7 +5,7 @@
  * its length).
  */
 import { createHash } from "node:crypto";
-import type { PortSpec } from "../types.js";
+import { hasPort, type PortSpec } from "../types.js";
 import { b64, unb64 } from "./wire.js";
 
 /** libfko's message types. */
@@ -126,7 +126,9 @@ export function parseAccessMessage(message: string): { address: string; ports: P
     const m = /^(tcp|udp)\/([0-9]{1,5})$/.exec(spec);
     const port = Number(m?.[2]);
     if (!m || port < 1 || port > 65535) return null;
-    ports.push({ proto: m[1] as PortSpec["proto"], port });
+    // The same port twice is one port: it must not count twice against the door's or a grant's bounds.
+    const given: PortSpec = { proto: m[1] as PortSpec["proto"], port };
+    if (!hasPort(ports, given)) ports.push(given);
   }
   return { address, ports };
 }

@@ -154,7 +154,7 @@ export function verifySpa(datagram: SpaDatagram, keys: SpaKeys, limits: SpaLimit
     const parsedAddress = parseAddress(access.address);
     if (!parsedAddress) return refuse("bad_format", "the address in the access message is not an IP address");
     family = parsedAddress.family;
-    if (isBogusSource(parsedAddress.addr, 0, family)) return refuse("address_refused", `${access.address} is an address no grant may name (unspecified, loopback, multicast or reserved)`);
+    if (isBogusSource(parsedAddress.addr, 0, family)) return refuse("address_refused", `${access.address} is an address no grant may name (unspecified, loopback, link-local, multicast or reserved)`);
     address = family === 4 ? formatIPv4(parsedAddress.addr, 0) : formatIPv6(parsedAddress.addr, 0);
   }
 

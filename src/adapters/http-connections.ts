@@ -1,0 +1,89 @@
+/**
+ * Who may hold a connection to the HTTP port. A liveness probe that cannot get in restarts the pod,
+ * so a full house must never turn a newcomer away while someone merely sits on a connection. Over
+ * a limit, the connections that have sat idle longest (no request in progress: never sent one,
+ * trickling headers, or kept alive after one) are closed, first among the peer's own that is over
+ * its share, then among those of the peer holding the most. That happens a moment after the
+ * connection that went over, not at once: a prober sends its request as soon as it is connected,
+ * and by then it is being answered, while whoever just sits there is not. Short header, request and
+ * keep-alive timeouts close what sits idle anyway.
+ */
+import type { Server } from "node:http";
+import type { Socket } from "node:net";
+
+/** Probes and scrapers need a handful; more at once is someone hammering the port. */
+export const MAX_CONNECTIONS = 64;
+/** One address's share: a prober elsewhere never loses its place to one busy peer. */
+export const MAX_CONNECTIONS_PER_PEER = 16;
+/**
+ * Node's own cap, past which it closes new connections unseen: only a bound on file descriptors
+ * between two passes that close idle connections, far above what the limits above allow.
+ */
+export const HARD_CONNECTION_LIMIT = MAX_CONNECTIONS * 4;
+/** How long a connection that went over a limit waits before idle ones are closed: time for a prober's request to arrive. */
+export const EVICT_AFTER_MS = 20;
+
+/** Timeouts for `createServer`: a probe sends its request at once and is answered at once. */
+export const HTTP_TIMEOUTS = {
+  headersTimeout: 2_000,
+  requestTimeout: 5_000,
+  keepAliveTimeout: 2_000,
+  // How often Node looks for connections past those timeouts (its default, 30 s, let idle sockets sit 20-35 s).
+  connectionsCheckingInterval: 500,
+} as const;
+
+export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer = MAX_CONNECTIONS_PER_PEER): void {
+  // Sets keep insertion order: the first idle one found is the one idle longest.
+  const all = new Set<Socket>();
+  const byPeer = new Map<string, Set<Socket>>();
+  const peerOf = new WeakMap<Socket, string>();
+  const busy = new Set<Socket>();
+  let pass: NodeJS.Timeout | null = null;
+  const forget = (socket: Socket): void => {
+    const peer = peerOf.get(socket) ?? "";
+    all.delete(socket);
+    busy.delete(socket);
+    const mine = byPeer.get(peer);
+    mine?.delete(socket);
+    if (mine?.size === 0) byPeer.delete(peer);
+  };
+  /** Closes the longest-idle connection among `sockets`; false if all of them are busy. */
+  const evictFrom = (sockets: Iterable<Socket>): boolean => {
+    for (const s of sockets) {
+      if (busy.has(s)) continue;
+      forget(s);
+      s.destroy();
+      return true;
+    }
+    return false;
+  };
+  const mostCrowded = (): Set<Socket> => {
+    let crowded = new Set<Socket>();
+    for (const sockets of byPeer.values()) if (sockets.size > crowded.size) crowded = sockets;
+    return crowded;
+  };
+  const overLimit = (): boolean => all.size > max || [...byPeer.values()].some((sockets) => sockets.size > perPeer);
+  /** Down to the limits, as far as idle connections allow: busy ones finish first. */
+  const evict = (): void => {
+    pass = null;
+    for (const sockets of [...byPeer.values()]) while (sockets.size > perPeer && evictFrom(sockets));
+    while (all.size > max && (evictFrom(mostCrowded()) || evictFrom(all)));
+  };
+  server.maxConnections = HARD_CONNECTION_LIMIT;
+  server.on("connection", (socket: Socket) => {
+    const peer = socket.remoteAddress ?? "";
+    peerOf.set(socket, peer);
+    let mine = byPeer.get(peer);
+    if (!mine) byPeer.set(peer, (mine = new Set()));
+    all.add(socket);
+    mine.add(socket);
+    socket.once("close", () => forget(socket));
+    if (pass === null && overLimit()) pass = setTimeout(evict, EVICT_AFTER_MS).unref();
+  });
+  server.on("request", (req, res) => {
+    const { socket } = req;
+    busy.add(socket);
+    res.once("close", () => busy.delete(socket));
+  });
+  server.on("close", () => pass !== null && clearTimeout(pass));
+}

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { OTHER_V4, SERVER_V4, removeStaleNamespaces, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
+import { CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, removeStaleNamespaces, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
 
 const SEQ = "7000,8000,9000";
 /** Loopback: the veth's own address goes with it when it is deleted. */
@@ -118,6 +118,36 @@ for (const backend of ["iptables", "nftables"] as const) {
         await lab.readyzTurns(200, HTTP);
         running(daemon);
         assert.equal(await lab.canConnect(SERVER_V4), false);
+        await lab.knock(SERVER_V4, SEQ);
+        await daemon.waitFor("open");
+        assert.equal(await lab.canConnect(SERVER_V4), true);
+      }));
+
+    test("without KNOCK_INTERFACE the captures follow the default routes of both families as they move", () =>
+      withLab(async (lab) => {
+        const at = async (...argv: string[]) => assert.equal((await lab.exec(lab.server, argv)).code, 0, argv.join(" "));
+        await at("ip", "route", "add", "default", "via", CLIENT_V4);
+        await at("ip", "-6", "route", "add", "default", "via", CLIENT_V6);
+        // A second way out (a veth pair inside the server namespace: this kernel may lack dummy).
+        await at("ip", "link", "add", "kgd0", "type", "veth", "peer", "name", "kgd1");
+        for (const iface of ["kgd0", "kgd1"]) await at("ip", "link", "set", iface, "up");
+        await lab.startService();
+        const daemon = await lab.startDaemon({ ...env, KNOCK_INTERFACE: undefined });
+        const watched = async () => [...(await lab.readyzTurns(200, HTTP)).body.matchAll(/"capture:([^"]+)"/g)].map((m) => m[1]);
+        const moved = async (to: string[]) => {
+          await daemon.waitFor("interfaces_changed", 5000, (l) => JSON.stringify(l["to"]) === JSON.stringify(to));
+          await daemon.waitFor("capture_started", 5000, (l) => l["iface"] === to[0]);
+          assert.deepEqual(await watched(), to);
+        };
+        assert.deepEqual(await watched(), [lab.serverIface]);
+        await at("ip", "route", "replace", "default", "dev", "kgd0");
+        await moved(["kgd0", lab.serverIface]);
+        await at("ip", "-6", "route", "replace", "default", "dev", "kgd0");
+        await moved(["kgd0"]);
+        await at("ip", "route", "replace", "default", "via", CLIENT_V4);
+        await at("ip", "-6", "route", "replace", "default", "via", CLIENT_V6);
+        await moved([lab.serverIface]);
+        running(daemon);
         await lab.knock(SERVER_V4, SEQ);
         await daemon.waitFor("open");
         assert.equal(await lab.canConnect(SERVER_V4), true);

@@ -107,7 +107,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
         handler = onFrame;
         return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
       },
-      interfaceLinkType: () => "ETHERNET",
+      interfaceState: () => ({ index: 2, up: true, linkType: "ETHERNET" }),
       clock: systemClock,
       runHook: dryRunHooks(log),
     });

@@ -11,8 +11,20 @@
  *  - no pcap_setdirection: on Ethernet the host's own outgoing SYNs would be seen as knocks.
  *  - no pcap_stats: the kernel's count of packets dropped because the ring was full stays hidden.
  * The edits add optional arguments open(device, filter, bufSize, buffer, snaplen, promisc, inboundOnly)
- * (defaults keep cap's behaviour) and a stats() method. Each edit states the exact text it replaces;
- * if cap's source differs (another version), this fails rather than guessing.
+ * (defaults keep cap's behaviour) and a stats() method.
+ *
+ * And two crashes, for a daemon whose interfaces come and go:
+ *  - Interface down or deleted: the packet socket reports an error, libuv hands the poll callback a
+ *    non-zero status, and cap's `assert(status == 0)` aborts the process. Patched, the capture ends
+ *    instead: polling stops and the Cap emits "error" (a pcap_dispatch error ends it the same way).
+ *  - An open that fails after pcap_create ("No such device") left a half-made handle whose poll was
+ *    never initialised; its close(), at the latest from the destructor at garbage collection, stopped
+ *    that poll and dropped a reference never taken: SIGSEGV. Patched, a failed open closes its handle.
+ * The module exports `knockgatePatch` (PATCH_LEVEL) so that the build and the daemon can tell.
+ *
+ * Each edit states the exact text it replaces and is skipped when its result is already there, so
+ * this runs again harmlessly (and upgrades an earlier level in place); if cap's source differs
+ * (another version), this fails rather than guessing.
  *
  * cap is an optional dependency: only the daemon captures, and the client must install where there
  * is no compiler or libpcap. Without cap, or when it cannot be built, this says so in one line and
@@ -23,7 +35,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 
+/** In the first edit: marks a patched source (the text is unchanged since level 1, so that a level-1 source is recognised). */
 const MARK = "/* knockgate patch v1 */";
+/** Bumped with every change to EDITS: a build of an older level is rebuilt. */
+const PATCH_LEVEL = 2;
 
 const EDITS = [
   {
@@ -82,6 +97,137 @@ const EDITS = [
     replace: `      Nan::SetPrototypeMethod(tpl, "close", Close);
       Nan::SetPrototypeMethod(tpl, "stats", Stats);`,
   },
+  {
+    what: "sys/socket.h for SO_ERROR",
+    find: `# include <sys/ioctl.h>
+#endif`,
+    replace: `# include <sys/ioctl.h>
+# include <sys/socket.h>
+#endif`,
+  },
+  {
+    what: "polling flag",
+    find: `    bool handling_packets;
+#ifdef _WIN32`,
+    replace: `    bool handling_packets;
+    // knockgate: whether poll_handle was started (and Ref() taken) for the current pcap_handle.
+    bool polling = false;
+#ifdef _WIN32`,
+  },
+  {
+    what: "cleanup clears the polling flag",
+    find: `        buffer_length = 0;
+        Unref();`,
+    replace: `        buffer_length = 0;
+        polling = false;
+        Unref();`,
+  },
+  {
+    what: "a capture ends instead of aborting the process",
+    find: `    static void cb_packets(uv_poll_t* handle, int status, int events) {
+      assert(status == 0);
+      Pcap *obj = (Pcap*)handle->data;
+      int packet_count;
+
+      if (obj->closing)
+        return obj->cleanup();
+
+      if (events & UV_READABLE) {`,
+    replace: `    // knockgate: the capture cannot go on (its interface went down or away): stop polling and
+    // tell JavaScript with an "error" event; close() still releases the handle.
+    static void ended(Pcap *obj, const char *why) {
+      uv_poll_stop(&obj->poll_handle);
+      Nan::HandleScope scope;
+      Local<Value> emit_argv[2] = {
+        Nan::New<String>("error").ToLocalChecked(),
+        Nan::Error(why)
+      };
+      obj->async_res.runInAsyncScope(
+        Nan::New<Object>(obj->persistent()),
+        Nan::New<Function>(obj->Emit),
+        2,
+        emit_argv
+      );
+    }
+
+    static void cb_packets(uv_poll_t* handle, int status, int events) {
+      Pcap *obj = (Pcap*)handle->data;
+      int packet_count;
+
+      if (obj->closing)
+        return obj->cleanup();
+
+      // An error on the socket (ENETDOWN when the interface went down or was deleted), which libuv
+      // reports as a status after it stopped the poll: the end of this capture, not of the process.
+      if (status != 0) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(obj->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+          return ended(obj, uv_strerror(status));
+        return ended(obj, strerror(err));
+      }
+
+      if (events & UV_READABLE) {`,
+  },
+  {
+    what: "a pcap_dispatch error ends the capture",
+    find: `        obj->handling_packets = false;
+        if (obj->closing)
+          obj->cleanup();
+      }
+    }
+#endif`,
+    replace: `        obj->handling_packets = false;
+        if (obj->closing)
+          obj->cleanup();
+        else if (packet_count == PCAP_ERROR)
+          ended(obj, pcap_geterr(obj->pcap_handle));
+      }
+    }
+#endif`,
+  },
+  {
+    what: "a failed open closes its half-made handle",
+    find: `    static NAN_METHOD(Open) {
+      Pcap *obj = Nan::ObjectWrap::Unwrap<Pcap>(info.This());
+`,
+    replace: `    // knockgate: an open that failed after pcap_create closes its handle here, at once, instead
+    // of leaving close() (or the destructor) to stop a poll that was never initialised.
+    static NAN_METHOD(Open) {
+      Pcap *obj = Nan::ObjectWrap::Unwrap<Pcap>(info.This());
+      OpenHandle(info);
+      if (obj->pcap_handle && !obj->polling) {
+        pcap_close(obj->pcap_handle);
+        obj->pcap_handle = nullptr;
+        obj->buffer_data = nullptr;
+        obj->buffer_length = 0;
+      }
+    }
+
+    static NAN_METHOD(OpenHandle) {
+      Pcap *obj = Nan::ObjectWrap::Unwrap<Pcap>(info.This());
+`,
+  },
+  {
+    what: "the open poll sets the polling flag",
+    find: `      obj->poll_handle.data = obj;
+#endif
+`,
+    replace: `      obj->poll_handle.data = obj;
+      obj->polling = true;
+#endif
+`,
+  },
+  {
+    what: "patch level export",
+    find: `    Pcap::Initialize(target);
+`,
+    replace: `    Pcap::Initialize(target);
+    Nan::Set(target,
+             Nan::New<String>("knockgatePatch").ToLocalChecked(),
+             Nan::New<Number>(${PATCH_LEVEL})).FromJust();
+`,
+  },
 ];
 
 const require = createRequire(import.meta.url);
@@ -99,22 +245,22 @@ if (version !== "0.2.1") {
 }
 
 const file = join(capDir, "src", "binding.cc");
-let source = readFileSync(file, "utf8");
-if (!source.includes(MARK)) {
-  for (const edit of EDITS) {
-    const at = source.indexOf(edit.find);
-    if (at === -1 || source.indexOf(edit.find, at + 1) !== -1) {
-      console.error(`patches/cap.mjs: ${edit.what}: the text to replace is not in ${file} exactly once`);
-      process.exit(1);
-    }
-    source = source.replace(edit.find, () => edit.replace);
+const original = readFileSync(file, "utf8");
+let source = original;
+for (const edit of EDITS) {
+  if (source.includes(edit.replace)) continue;
+  const at = source.indexOf(edit.find);
+  if (at === -1 || source.indexOf(edit.find, at + 1) !== -1) {
+    console.error(`patches/cap.mjs: ${edit.what}: the text to replace is not in ${file} exactly once`);
+    process.exit(1);
   }
-  writeFileSync(file, source);
+  source = source.replace(edit.find, () => edit.replace);
 }
+if (source !== original) writeFileSync(file, source);
 
 // In a child process: a native addon, once loaded, stays loaded in this one.
 const built = () => {
-  const probe = `process.exit(typeof require(${JSON.stringify(capDir)}).Cap.prototype.stats === "function" ? 0 : 1)`;
+  const probe = `process.exit(require(${JSON.stringify(capDir)}).knockgatePatch === ${PATCH_LEVEL} ? 0 : 1)`;
   try {
     execFileSync(process.execPath, ["-e", probe], { stdio: "ignore" });
     return true;
@@ -135,8 +281,8 @@ if (!built()) {
     process.exit(0);
   }
   if (!built()) {
-    console.error("patches/cap.mjs: rebuilt cap, but its stats() method is still missing");
+    console.error(`patches/cap.mjs: rebuilt cap, but it does not report knockgate patch level ${PATCH_LEVEL}`);
     process.exit(1);
   }
 }
-console.log(`patches/cap.mjs: cap ${version} patched (snaplen, promisc, inbound-only, stats)`);
+console.log(`patches/cap.mjs: cap ${version} patched, level ${PATCH_LEVEL} (snaplen, promisc, inbound-only, stats, interfaces that go away)`);

@@ -5,12 +5,16 @@ import { CaptureError } from "../core/errors.js";
 import { isLinkType, type LinkType } from "../core/packet/decode.js";
 import { KNOCK_SNAPLEN } from "../core/packet/bpf.js";
 
-/** npm cap as patched by patches/cap.mjs (postinstall): snaplen, promisc and direction arguments, stats(). */
+/**
+ * npm cap as patched by patches/cap.mjs (postinstall): snaplen, promisc and direction arguments,
+ * stats(), and an "error" event instead of an abort when the interface goes down or away.
+ */
 interface CapHandle {
   open(device: string, filter: string, bufSize: number, buffer: Buffer, snaplen: number, promisc: boolean, inboundOnly: boolean): string;
   close(): void;
-  stats?(): CaptureStats;
+  stats(): CaptureStats;
   on(event: "packet", listener: (nbytes: number, truncated: boolean) => void): void;
+  on(event: "error", listener: (err: Error) => void): void;
 }
 
 /** libpcap's counters since the capture was opened. */
@@ -20,14 +24,16 @@ export interface CaptureStats {
   /** Packets the kernel dropped because the capture ring was full. */
   dropped: number;
 }
-type CapModule = { Cap: new () => CapHandle };
+/** What patches/cap.mjs's PATCH_LEVEL is: an older build would abort the process when an interface goes down. */
+const CAP_PATCH_LEVEL = 2;
+type CapModule = { Cap: new () => CapHandle; knockgatePatch?: number };
 
 const require = createRequire(import.meta.url);
 
 export interface Capture {
   readonly iface: string;
   readonly linkType: LinkType;
-  /** False once the interface has gone away; capture must be reopened. */
+  /** False once the interface went down or away; the capture must be reopened. */
   alive(): boolean;
   stats(): CaptureStats;
   close(): void;
@@ -41,20 +47,23 @@ export type FrameHandler = (frame: Buffer, length: number) => void;
  */
 const ringBytes = (snaplen: number) => Math.max(8 * 1024 * 1024, snaplen * 20_000);
 
-/** Link type of an interface before opening it, so the BPF filter can include VLAN clauses on Ethernet. */
-export function interfaceLinkType(iface: string): LinkType | undefined {
-  if (iface === "any") return "LINKTYPE_LINUX_SLL";
-  try {
-    return readFileSync(`/sys/class/net/${iface}/type`, "utf8").trim() === "1" ? "ETHERNET" : undefined;
-  } catch {
-    return undefined;
-  }
+/** An interface as the kernel shows it now, read before opening a capture on it. */
+export interface InterfaceState {
+  index: number;
+  /** Administratively up (IFF_UP): a capture cannot be opened on an interface that is down. */
+  up: boolean;
+  /** So that the BPF filter can include VLAN clauses on Ethernet; undefined: not Ethernet. */
+  linkType: LinkType | undefined;
 }
 
-function ifindex(iface: string): string | undefined {
-  if (iface === "any") return "any";
+const IFF_UP = 0x1;
+
+/** undefined: no interface of that name (now). A few small sysfs reads, cheap enough for every second. */
+export function interfaceState(iface: string): InterfaceState | undefined {
+  if (iface === "any") return { index: 0, up: true, linkType: "LINKTYPE_LINUX_SLL" };
+  const read = (what: string) => readFileSync(`/sys/class/net/${iface}/${what}`, "utf8").trim();
   try {
-    return readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim();
+    return { index: Number(read("ifindex")), up: (Number(read("flags")) & IFF_UP) !== 0, linkType: read("type") === "1" ? "ETHERNET" : undefined };
   } catch {
     return undefined;
   }
@@ -73,10 +82,13 @@ export function openCapture(iface: string, filter: string, onFrame: FrameHandler
       { cause: err },
     );
   }
-  const handle = new cap.Cap();
-  if (typeof handle.stats !== "function") {
-    throw new CaptureError(iface, "npm cap lacks knockgate's patch (patches/cap.mjs); reinstall with npm ci, whose postinstall applies it");
+  if (cap.knockgatePatch !== CAP_PATCH_LEVEL) {
+    throw new CaptureError(
+      iface,
+      `npm cap lacks knockgate's patch (level ${CAP_PATCH_LEVEL} of patches/cap.mjs); reinstall with npm ci, whose postinstall applies it, or run node patches/cap.mjs`,
+    );
   }
+  const handle = new cap.Cap();
   const buffer = Buffer.alloc(snaplen);
   let linkType: string;
   try {
@@ -90,12 +102,15 @@ export function openCapture(iface: string, filter: string, onFrame: FrameHandler
     throw new CaptureError(iface, `link type ${linkType} is not supported`);
   }
   handle.on("packet", (nbytes) => onFrame(buffer, nbytes));
+  // The interface went down or away: this handle sees nothing more, even when it comes back.
+  let ended = false;
+  handle.on("error", () => (ended = true));
   let closed = false;
   let last: CaptureStats = { received: 0, dropped: 0 };
-  const index = ifindex(iface);
+  const index = interfaceState(iface)?.index;
   const read = (): CaptureStats => {
     try {
-      last = handle.stats!();
+      last = handle.stats();
     } catch {
       // Counters of a vanished interface: keep the counts read last.
     }
@@ -104,8 +119,8 @@ export function openCapture(iface: string, filter: string, onFrame: FrameHandler
   return {
     iface,
     linkType,
-    // A handle on a deleted interface stays open but sees nothing, even if a namesake comes back.
-    alive: () => !closed && ifindex(iface) === index,
+    // A namesake of a deleted interface has a new index: this handle would not see its packets.
+    alive: () => !closed && !ended && interfaceState(iface)?.index === index,
     // After close: the final counts.
     stats: () => (closed ? last : read()),
     close: () => {

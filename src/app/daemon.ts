@@ -6,33 +6,24 @@
 import { randomInt } from "node:crypto";
 import type { Clock, Cancel } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
-import { hasPort, portName, portsText, type Door, type Config, type Family, type GrantVia, type PortSpec } from "../core/types.js";
-import { buildBpfFilter, capturedPorts, captureSnaplen } from "../core/packet/bpf.js";
-import { Decoder, type LinkType } from "../core/packet/decode.js";
+import { hasPort, portName, portsText, type Door, type Family, type GrantVia, type PortSpec } from "../core/types.js";
+import { buildBpfFilter, capturedPorts } from "../core/packet/bpf.js";
+import type { Decoder } from "../core/packet/decode.js";
 import { GrantBook, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
 import { SpaPath, type SignedGrant } from "./spa-path.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
-import type { Capture, FrameHandler } from "../adapters/capture.js";
 import type { Firewall, ListedGrant, ListedSpaGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
 import type { ClusterGrant, GrantHow } from "../core/cluster/knock-grant.js";
-import type { Logger } from "../adapters/log.js";
-import type { Metrics } from "../adapters/metrics/metrics.js";
 import type { FirewallOperation } from "../adapters/metrics/table.js";
 import { Reconciler } from "./reconcile.js";
 import { sharedRead, type SharedRead } from "./shared-read.js";
 import type { DoorPorts } from "./protection.js";
+import { Captures, type CapturesDeps } from "./captures.js";
 
-export interface Deps {
-  config: Config;
-  interfaces: readonly string[];
+export interface Deps extends CapturesDeps {
   firewall: Firewall;
-  log: Logger;
-  metrics: Metrics;
-  openCapture(iface: string, filter: string, onFrame: FrameHandler, snaplen: number): Capture;
-  interfaceLinkType(iface: string): LinkType | undefined;
-  clock: Clock;
   runHook: HookRunner;
   /** Each door's ports now (configuration and Docker labels): what a grant opens, what a datagram may ask for. */
   protection: DoorPorts;
@@ -63,8 +54,7 @@ export class Daemon {
   private readonly spaGrants: GrantBook;
   /** null: no door is signed. */
   private readonly spa: SpaPath | null;
-  private readonly captures = new Map<string, Capture>();
-  private readonly captureErrors = new Map<string, string>();
+  private readonly captures: Captures;
   private grantError: string | null = null;
   private cancelReconcile: Cancel | null = null;
   private cancelSweep: Cancel | null = null;
@@ -73,8 +63,6 @@ export class Daemon {
   private stopped = false;
   /** Probes share one look at the kernel per READ_CACHE_MS. */
   private readonly liveCheck: SharedRead<string[]>;
-  /** Drop counts of closed captures per interface (a reopened capture counts from zero). */
-  private readonly droppedBefore = new Map<string, number>();
   private droppedWarned = 0;
   private dropWarnedAt = -Infinity;
 
@@ -87,6 +75,12 @@ export class Daemon {
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
     this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);
     this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
+    this.captures = new Captures(
+      deps,
+      (linkType) => buildBpfFilter(capturedPorts(this.machine.knockPorts(), doors), linkType),
+      (decoder, frame, length) => this.onPacket(decoder, frame, length),
+      () => deps.log.info({ event: "ready", backend: deps.firewall.backend }, "knockgate is protecting"),
+    );
   }
 
   get tracked(): number {
@@ -95,23 +89,18 @@ export class Daemon {
 
   /** Packets the kernel dropped because a capture ring was full, per interface, since start. */
   captureDropped(): Map<string, number> {
-    const dropped = new Map(this.droppedBefore);
-    for (const [iface, capture] of this.captures) dropped.set(iface, (dropped.get(iface) ?? 0) + capture.stats().dropped);
-    return dropped;
+    return this.captures.dropped();
   }
 
-  private closeCapture(iface: string, capture: Capture): void {
-    capture.close();
-    this.droppedBefore.set(iface, (this.droppedBefore.get(iface) ?? 0) + capture.stats().dropped);
-    this.captures.delete(iface);
-  }
-
-  /** Installs the firewall (failure is fatal: we cannot protect), adopts its grants, then captures. */
+  /**
+   * Installs the firewall (failure is fatal: we cannot protect), adopts its grants, then captures;
+   * logs `ready` once every capture is open, now or later.
+   */
   async start(): Promise<void> {
     await this.reconciler.run(true);
     if (this.reconciler.error !== null) throw new Error(this.reconciler.error);
     await this.adoptGrants();
-    for (const iface of this.deps.interfaces) this.openCaptureOn(iface);
+    this.captures.start();
     this.scheduleReconcile();
     this.cancelSweep = this.clock.every(SWEEP_MS, () => this.sweep());
   }
@@ -154,13 +143,7 @@ export class Daemon {
   async readiness(): Promise<Check[]> {
     const check = (name: string, problem: string | null | undefined): Check =>
       problem ? { name, ok: false, detail: problem } : { name, ok: true };
-    const captureProblem = (iface: string): string | null => {
-      const capture = this.captures.get(iface);
-      // Not open yet (start is still installing the firewall): a knock now would be missed.
-      if (!capture) return this.captureErrors.get(iface) ?? "not capturing yet";
-      return capture.alive() ? null : "interface went away";
-    };
-    const checks = this.deps.interfaces.map((iface) => check(`capture:${iface}`, captureProblem(iface)));
+    const checks = this.captures.checks();
     const problems = await this.liveCheck().catch((err: Error) => [err.message]);
     checks.push(check("firewall", problems.join("; ")));
     checks.push(check("reconcile", this.reconciler.error));
@@ -178,7 +161,7 @@ export class Daemon {
     this.stopped = true;
     this.cancelReconcile?.();
     this.cancelSweep?.();
-    for (const [iface, capture] of this.captures) this.closeCapture(iface, capture);
+    this.captures.stop();
     const { firewall, log, metrics } = this.deps;
     firewall.close();
     if (this.deps.config.onExit !== "remove") {
@@ -197,40 +180,20 @@ export class Daemon {
     return true;
   }
 
-  private openCaptureOn(iface: string): void {
-    const { log, metrics } = this.deps;
-    try {
-      const linkType = this.deps.interfaceLinkType(iface);
-      const { doors } = this.deps.config;
-      const filter = buildBpfFilter(capturedPorts(this.machine.knockPorts(), doors), linkType);
-      let decoder: Decoder | null = null;
-      const spa = this.spa;
-      const onFrame: FrameHandler = (frame, length) => {
-        this.packetAt = this.clock.now();
-        metrics.packets.seen.n++;
-        if (decoder === null) return;
-        const outcome = decoder.decode(frame, length);
-        if (outcome !== "knock") {
-          metrics.packets[outcome].n++;
-          return;
-        }
-        metrics.packets.decoded.n++;
-        // SPA ports are never knock ports (configuration checks it).
-        if (spa !== null && decoder.knock.proto === "udp" && spa.handles(decoder.knock.dstPort)) spa.handle(decoder, frame, this.packetAt);
-        else this.machine.handle(decoder.knock, this.packetAt);
-      };
-      const capture = this.deps.openCapture(iface, filter, onFrame, captureSnaplen(doors));
-      decoder = new Decoder(capture.linkType);
-      this.captures.set(iface, capture);
-      this.captureErrors.delete(iface);
-      log.info({ event: "capture_started", iface, linkType: capture.linkType }, `capturing knocks on ${iface}`);
-      // The filter names every knock port: at info level it would hand out most of the secret.
-      log.debug({ event: "capture_filter", iface, filter }, "capture filter");
-    } catch (err) {
-      const fields = errorFields(err, "KNOCK_E_CAPTURE");
-      if (this.captureErrors.get(iface) !== fields.err) log.error({ event: "capture_failed", iface, ...fields }, fields.err);
-      this.captureErrors.set(iface, fields.err);
+  /** One captured frame; a throw here is caught, counted and logged by Captures. */
+  private onPacket(decoder: Decoder, frame: Buffer, length: number): void {
+    const { metrics } = this.deps;
+    this.packetAt = this.clock.now();
+    metrics.packets.seen.n++;
+    const outcome = decoder.decode(frame, length);
+    if (outcome !== "knock") {
+      metrics.packets[outcome].n++;
+      return;
     }
+    metrics.packets.decoded.n++;
+    // SPA ports are never knock ports (configuration checks it).
+    if (this.spa !== null && decoder.knock.proto === "udp" && this.spa.handles(decoder.knock.dstPort)) this.spa.handle(decoder, frame, this.packetAt);
+    else this.machine.handle(decoder.knock, this.packetAt);
   }
 
   private onKnockEvent(event: KnockEvent): void {
@@ -514,21 +477,10 @@ export class Daemon {
     });
   }
 
-  /** The periodic pass: the firewall as planned, and every capture open. */
+  /** The periodic pass: the firewall as planned (Captures keeps the captures open). */
   private async reconcile(): Promise<void> {
     await this.reconciler.run(false);
     // What /readyz last saw may predate a repair just made.
     this.liveCheck.invalidate();
-    const { log } = this.deps;
-    for (const iface of this.deps.interfaces) {
-      const capture = this.captures.get(iface);
-      if (capture?.alive()) continue;
-      if (capture) {
-        this.closeCapture(iface, capture);
-        this.captureErrors.set(iface, "interface went away");
-        log.warn({ event: "capture_lost", iface }, `interface ${iface} went away; reopening`);
-      }
-      this.openCaptureOn(iface);
-    }
   }
 }

@@ -1,5 +1,5 @@
 /** `knockgate run`: configuration, then firewall, then capture and HTTP; signals and exit policy. */
-import { interfaceLinkType, openCapture } from "../adapters/capture.js";
+import { interfaceState, openCapture } from "../adapters/capture.js";
 import { parseConfig } from "../config/config.js";
 import { listenAddrText } from "../core/types.js";
 import { Daemon, READ_CACHE_MS } from "./daemon.js";
@@ -67,7 +67,9 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     firewall.close();
     return EXIT_CONFIG;
   }
-  daemon = new Daemon({ config, interfaces, firewall, protection, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
+  // Without KNOCK_INTERFACE the watched set follows the default routes as they move.
+  const follow = config.interfaces ? {} : { followDefaultRoutes: defaultInterfaces };
+  daemon = new Daemon({ config, interfaces, ...follow, firewall, protection, log, metrics, openCapture, interfaceState, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
   const running = daemon;
   const server = await startHttp(config.httpAddr, {
     readiness: async () => [...(await running.readiness()), ...docker.checks(), ...protection.checks()],
@@ -91,7 +93,6 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   void protection.follow(firewall, installed);
   docker.follow();
   cluster?.start();
-  log.info({ event: "ready", backend: firewall.backend }, "knockgate is protecting");
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -36,22 +36,6 @@ before(() => {
 });
 after(() => removeStaleNamespaces());
 
-/**
- * /readyz as soon as it answers `status`: a look at the kernel serves probes for up to a second
- * (READ_CACHE_MS), so a change shows within that, not on the very next probe.
- */
-async function readyzTurns(lab: Lab, status: number): Promise<{ status: number; body: string }> {
-  const deadline = Date.now() + 2500;
-  for (;;) {
-    const r = await lab.http("/readyz");
-    if (r.status === status || Date.now() > deadline) {
-      assert.equal(r.status, status, r.body);
-      return r;
-    }
-    await sleep(100);
-  }
-}
-
 async function macOf(lab: Lab, where: string, iface: string): Promise<string> {
   const r = await lab.exec(where, ["cat", `/sys/class/net/${iface}/address`]);
   return r.stdout.trim();
@@ -469,7 +453,7 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       const ready = await lab.http("/readyz");
       assert.equal(ready.status, 200, ready.body);
       assert.equal((await lab.exec(lab.server, ["iptables", "-t", "mangle", "-D", "PREROUTING", "-j", "KNOCKGATE"])).code, 0);
-      const broken = await readyzTurns(lab, 503);
+      const broken = await lab.readyzTurns(503);
       assert.match(broken.body, /jump PREROUTING -> KNOCKGATE missing \(IPv4\)/);
       await daemon.waitFor("firewall_repaired", 5000);
       assert.equal((await lab.http("/readyz")).status, 200);
@@ -530,7 +514,7 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       const bypass = ["iptables", "-t", "mangle", "-I", "PREROUTING", "1", "-p", "tcp", "--dport", String(SERVICE_PORT), "-j", "ACCEPT"];
       assert.equal((await lab.exec(lab.server, bypass)).code, 0);
       assert.equal(await lab.canConnect(SERVER_V4, { timeoutMs: 300 }), true, "the ACCEPT above us opened the port (precondition)");
-      const broken = await readyzTurns(lab, 503);
+      const broken = await lab.readyzTurns(503);
       assert.match(broken.body, /jump PREROUTING -> KNOCKGATE is not first \(IPv4\); above it: -A PREROUTING -p tcp -m tcp --dport 22 -j ACCEPT/);
       const repaired = await daemon.waitFor("firewall_repaired", 5000);
       assert.match(String(repaired["changes"]), /is not first/);

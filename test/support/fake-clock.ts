@@ -12,6 +12,8 @@ interface Timer {
 
 export class FakeClock implements Clock {
   private t = 0;
+  /** How far the wall clock was stepped (set back or forward) by hand. */
+  private wallStep = 0;
   private seq = 0;
   private readonly timers = new Set<Timer>();
 
@@ -22,7 +24,12 @@ export class FakeClock implements Clock {
   }
 
   wallNow(): number {
-    return this.epochMs + this.t;
+    return this.epochMs + this.t + this.wallStep;
+  }
+
+  /** Sets the wall clock `ms` forward (negative: back), as a person or a bad NTP server would; now() does not move. */
+  stepWall(ms: number): void {
+    this.wallStep += ms;
   }
 
   after(ms: number, fn: () => void): Cancel {

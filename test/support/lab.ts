@@ -170,19 +170,34 @@ export class Lab {
 
   static create(): Lab {
     const lab = new Lab();
-    const { server, client } = lab;
-    ns(["netns", "add", server]);
-    ns(["netns", "add", client]);
-    ns(["link", "add", lab.serverIface, "netns", server, "type", "veth", "peer", "name", lab.clientIface, "netns", client]);
+    ns(["netns", "add", lab.server]);
+    ns(["netns", "add", lab.client]);
+    for (const name of [lab.server, lab.client]) ns(["-n", name, "link", "set", "lo", "up"]);
+    lab.addLink();
+    return lab;
+  }
+
+  /** The veth pair between the namespaces, addressed and up; made again after removeLink, it has new indexes. */
+  addLink(): void {
+    const { server, client } = this;
+    ns(["link", "add", this.serverIface, "netns", server, "type", "veth", "peer", "name", this.clientIface, "netns", client]);
     for (const [name, iface, addrs] of [
-      [server, lab.serverIface, [`${SERVER_V4}/24`, `${SERVER_V6}/64`]],
-      [client, lab.clientIface, [`${CLIENT_V4}/24`, `${OTHER_V4}/24`, `${CLIENT_V6}/64`]],
+      [server, this.serverIface, [`${SERVER_V4}/24`, `${SERVER_V6}/64`]],
+      [client, this.clientIface, [`${CLIENT_V4}/24`, `${OTHER_V4}/24`, `${CLIENT_V6}/64`]],
     ] as const) {
       for (const addr of addrs) ns(["-n", name, "addr", "add", addr, "dev", iface, ...(addr.includes(":") ? ["nodad"] : [])]);
       ns(["-n", name, "link", "set", iface, "up"]);
-      ns(["-n", name, "link", "set", "lo", "up"]);
     }
-    return lab;
+  }
+
+  /** Deletes the veth pair (both ends go). */
+  removeLink(): void {
+    ns(["-n", this.server, "link", "del", this.serverIface]);
+  }
+
+  /** `ip link set <iface> ...args` in the server namespace: up, down, name. */
+  setServerLink(iface: string, ...args: string[]): void {
+    ns(["-n", this.server, "link", "set", iface, ...args]);
   }
 
   /** Runs a command inside a namespace (argv, no shell). */
@@ -273,6 +288,22 @@ export class Lab {
     const r = await this.exec(where, [process.execPath, "-e", script]);
     if (r.code !== 0) throw new Error(`GET ${path} failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as { status: number; body: string };
+  }
+
+  /**
+   * /readyz as soon as it answers `status`: a look at the kernel serves probes for up to a second
+   * (READ_CACHE_MS), so a change shows within that, not on the very next probe.
+   */
+  async readyzTurns(status: number, addr = HTTP_ADDR, timeoutMs = 2500): Promise<{ status: number; body: string }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.http("/readyz", {}, this.server, addr);
+      if (r.status === status || Date.now() > deadline) {
+        if (r.status !== status) throw new Error(`/readyz answered ${r.status}, not ${status}: ${r.body}`);
+        return r;
+      }
+      await sleep(100);
+    }
   }
 
   /** The full /metrics text, as an authenticated scrape sees it. */

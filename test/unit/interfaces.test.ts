@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { defaultRouteInterfacesV4, defaultRouteInterfacesV6 } from "../../src/adapters/interfaces.js";
+import { interfaceState } from "../../src/adapters/capture.js";
 
 // As the kernel prints it: tab-separated, a trailing tab and spaces on every line.
 const PROC_NET_ROUTE = [
@@ -41,5 +42,13 @@ describe("default route interfaces", () => {
   test("IPv6: no default route gives no interface", () => {
     assert.deepEqual(defaultRouteInterfacesV6(PROC_NET_IPV6_ROUTE.split("\n").slice(0, 2).join("\n")), []);
     assert.deepEqual(defaultRouteInterfacesV6(""), []);
+  });
+});
+
+describe("interface state, as the captures read it before opening one", () => {
+  test("lo is there, up, and not Ethernet; a missing name is undefined; any is always there", () => {
+    assert.deepEqual(interfaceState("lo"), { index: 1, up: true, linkType: undefined });
+    assert.equal(interfaceState("kg-none0"), undefined);
+    assert.deepEqual(interfaceState("any"), { index: 0, up: true, linkType: "LINKTYPE_LINUX_SLL" });
   });
 });

@@ -61,7 +61,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
       hooks.push(request);
       return Promise.resolve({ ok: true, code: 0 });
     },
-    interfaceLinkType: () => "ETHERNET",
+    interfaceState: () => ({ index: 2, up: true, linkType: "ETHERNET" }),
     ...(cluster ? { cluster } : {}),
     openCapture: (iface, filter, handler, snaplen) => {
       onFrame = handler;
@@ -151,6 +151,32 @@ test("the same datagram again opens nothing: refused from memory, and after a re
   assert.equal(await second.spaCount("replay"), 1);
   assert.equal(second.events("open").length, 0);
   assert.deepEqual(await first.firewall.listSpaGrants(), [], "the first grant expired and nothing reopened it");
+  await second.daemon.stop();
+});
+
+test("the wall clock set an hour forward or back: a datagram accepted before is still refused, by the kernel's replay set too", async () => {
+  const clock = new FakeClock();
+  const first = setup({}, undefined, clock);
+  await first.daemon.start();
+  const payload = first.datagram();
+  await first.send(payload);
+  clock.stepWall(3_600_000);
+  await first.send(payload);
+  assert.equal(await first.spaCount("stale"), 1, "an hour forward: too old");
+  // An hour back from where it was: the memory cache's entry (wall time) holds again.
+  clock.stepWall(-7_200_000);
+  await first.send(payload);
+  clock.stepWall(3_600_000);
+  await clock.advance(60_000);
+  await first.send(payload);
+  assert.equal(await first.spaCount("replay"), 2);
+  await first.daemon.stop();
+  // A new daemon (its memory cache empty) on the same kernel, whose entry lives on monotonic time.
+  const second = setup({}, () => first.firewall, clock);
+  await second.daemon.start();
+  await second.send(payload);
+  assert.equal(await second.spaCount("replay"), 1);
+  assert.equal(first.events("open").length + second.events("open").length, 1);
   await second.daemon.stop();
 });
 

@@ -123,6 +123,8 @@ export class Metrics {
   /** How each metric made so far starts a series at zero. */
   private readonly starts: [MetricSpec, (labels: Record<string, string>) => void][] = [];
   readonly packets: Record<PacketResult, Cell>;
+  /** Packets dropped because handling them threw (a bug, never a packet's fault): rare, so a plain counter. */
+  readonly packetErrors: Counter;
   private readonly knocks: CellCounter;
   private readonly spaPackets: CellCounter;
   private readonly opens: Counter<Labels<typeof METRICS.opens>>;
@@ -158,6 +160,7 @@ export class Metrics {
       this.reset();
       for (const [iface, n] of sources.captureDropped()) this.inc({ interface: iface }, n);
     });
+    this.packetErrors = this.counter(METRICS.packetErrors);
     this.gauge(METRICS.trackedSources, function () {
       this.set(sources.tracked());
     });

@@ -149,6 +149,14 @@ export const METRICS = {
     labels: ["interface"],
     set: "token",
   },
+  // Token-only like the packets: a count that moves with one crafted packet tells its sender so.
+  packetErrors: {
+    name: "knockgate_packet_errors_total",
+    type: "counter",
+    help: "Captured packets dropped because handling them failed (an exception in the decoder, the knock machine, the signed-door path or metrics); each is a bug worth reporting.",
+    labels: [],
+    set: "token",
+  },
   trackedSources: {
     name: "knockgate_tracked_sources",
     type: "gauge",

@@ -51,7 +51,9 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       captureDropped: () => daemon?.captureDropped() ?? new Map(),
     },
   );
-  registerDockerMetrics(metrics.publicRegistry, docker);
+  // The full set is a merge made when Metrics was built: what is registered later goes into both
+  // (registered on the public set alone, the Docker metrics were missing from a scrape with the token).
+  for (const registry of [metrics.publicRegistry, metrics.registry]) registerDockerMetrics(registry, docker);
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
   const cluster = await startClusterSync(config, log, metrics.cluster, () => running);

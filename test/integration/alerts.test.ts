@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import * as yaml from "js-yaml";
-import { assertHelm, one, render } from "../support/chart.js";
+import { ALL_MONITORING, assertHelm, one, render } from "../support/chart.js";
 import type { Manifest } from "../support/helm-manifests.js";
 
 interface Rule {
@@ -41,15 +41,6 @@ async function promtool(args: string[]): Promise<{ code: number; output: string 
   }
 }
 
-// Every alert: both monitors (two job labels) and the token (the capture-drop alert needs it).
-const VALUES = [
-  "--set", "http.bindAddress=0.0.0.0",
-  "--set", "metrics.service.enabled=true",
-  "--set", "metrics.serviceMonitor.enabled=true",
-  "--set", "metrics.podMonitor.enabled=true",
-  "--set", "metrics.prometheusRule.enabled=true",
-  "--set", "metrics.tokenSecret.name=knockgate-metrics",
-];
 /** The job labels the chart's ServiceMonitor and PodMonitor give their targets. */
 const SERVICE_JOB = "kg-knockgate-metrics";
 const POD_JOB = "knockgate/kg-knockgate";
@@ -60,7 +51,8 @@ const RULES_FILE = "rules.yaml";
 
 before(() => {
   assertHelm();
-  const rule = one(render(VALUES), "PrometheusRule") as Manifest & { spec: { groups: { rules: Rule[] }[] } };
+  // Every alert: both monitors (two job labels) and the token (the capture-drop alert needs it).
+  const rule = one(render(ALL_MONITORING), "PrometheusRule") as Manifest & { spec: { groups: { rules: Rule[] }[] } };
   rules = new Map(rule.spec.groups.flatMap((g) => g.rules).map((r) => [r.alert, r]));
   // A PrometheusRule's spec is a Prometheus rule file.
   writeFileSync(join(dir, RULES_FILE), yaml.dump({ groups: rule.spec.groups }));

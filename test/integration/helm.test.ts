@@ -15,7 +15,7 @@ import * as yaml from "js-yaml";
 import { parseConfig } from "../../src/config/config.js";
 import type { Config } from "../../src/core/types.js";
 import { checkCustomResource, checkManifest, checkManifests, parseManifests, type Manifest } from "../support/helm-manifests.js";
-import { CHART, assertHelm, helm, one, render } from "../support/chart.js";
+import { ALL_MONITORING, CHART, assertHelm, helm, one, render } from "../support/chart.js";
 import { ROOT } from "../support/docker-host.js";
 
 const FULL_VALUES = join(CHART, "ci", "full-values.yaml");
@@ -473,15 +473,7 @@ describe("helm chart", { concurrency: false }, () => {
   test("metrics.tokenSecret: a read-only mounted key in KNOCK_METRICS_TOKEN_FILE, sent by both monitors, never rendered", async () => {
     const token = "d41d8cd98f00b204e9800998ecf8427e";
     const objects: Objects = { "Secret/knockgate-metrics": { token } };
-    const r = helm([
-      "template", "kg", CHART, "--namespace", "knockgate",
-      "--set", "http.bindAddress=0.0.0.0",
-      "--set", "metrics.service.enabled=true",
-      "--set", "metrics.serviceMonitor.enabled=true",
-      "--set", "metrics.podMonitor.enabled=true",
-      "--set", "metrics.prometheusRule.enabled=true",
-      "--set", "metrics.tokenSecret.name=knockgate-metrics",
-    ]);
+    const r = helm(["template", "kg", CHART, "--namespace", "knockgate", ...ALL_MONITORING]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes(token), "the Secret is referenced, never read");
     const docs = parseManifests(r.stdout);

@@ -26,6 +26,16 @@ export function render(args: string[] = []): Manifest[] {
   return parseManifests(r.stdout);
 }
 
+/** Values for every monitoring object: the Service with its ServiceMonitor, the PodMonitor, the rules and the token. */
+export const ALL_MONITORING = [
+  "--set", "http.bindAddress=0.0.0.0",
+  "--set", "metrics.service.enabled=true",
+  "--set", "metrics.serviceMonitor.enabled=true",
+  "--set", "metrics.podMonitor.enabled=true",
+  "--set", "metrics.prometheusRule.enabled=true",
+  "--set", "metrics.tokenSecret.name=knockgate-metrics",
+];
+
 export function one(docs: Manifest[], kind: string): Manifest {
   const found = docs.filter((d) => d.kind === kind);
   assert.equal(found.length, 1, `expected one ${kind}, got ${found.length}`);

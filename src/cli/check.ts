@@ -256,7 +256,6 @@ function spaLines(spa: SpaReport): string {
   return keys.join("") + spa.settings.map(settingLine).join("");
 }
 
-/** "no such file or directory" out of Node's "ENOENT: no such file or directory, open 'x'". */
 /** How long check waits for the Docker engine before reporting it out of reach. */
 const CHECK_DOCKER_MS = 3000;
 

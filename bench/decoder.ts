@@ -6,6 +6,7 @@
  * from spoofed sources (IPv4 random, IPv6 all distinct), the worst case for the state table.
  */
 import { parseConfig } from "../src/config/config.js";
+import { ProtectionService } from "../src/app/protection.js";
 import { Daemon } from "../src/app/daemon.js";
 import { Decoder } from "../src/core/packet/decode.js";
 import { createFirewall } from "../src/adapters/firewall/index.js";
@@ -86,7 +87,8 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
   const run = async (frameOf: (i: number) => Buffer) => {
     const config = parseConfig(env);
     const log = createLogger(config);
-    const firewall = await createFirewall(config, log, systemClock);
+    const protection = new ProtectionService({ config, log, clock: systemClock });
+    const firewall = await createFirewall(config, protection.targets(), log, systemClock);
     let handler: FrameHandler | null = null;
     let daemon: Daemon | null = null;
     const metrics = new Metrics(config.doors.map((d) => d.name), { version: "bench", revision: "bench", backend: firewall.backend }, {
@@ -98,6 +100,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
       config,
       interfaces: ["bench0"],
       firewall,
+      protection,
       log,
       metrics,
       openCapture: (iface, _filter, onFrame) => {

@@ -4,11 +4,13 @@
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { EffectiveDoor } from "../core/docker/desired.js";
+import type { Conflict } from "../core/protection/targets.js";
 
 export interface DockerMetricSources {
   readonly enabled: boolean;
   effective(): EffectiveDoor[];
-  readonly reconnects: number;
+  conflicts(): readonly Conflict[];
+  reconnects(): number;
 }
 
 export function registerDockerMetrics(registry: Registry, source: DockerMetricSources): void {
@@ -38,7 +40,18 @@ export function registerDockerMetrics(registry: Registry, source: DockerMetricSo
     registers,
     collect() {
       this.reset();
-      this.inc(source.reconnects);
+      this.inc(source.reconnects());
+    },
+  });
+  new Gauge({
+    name: "knockgate_label_conflicts",
+    help: "Docker label claims refused right now because another door owns the target (label_conflict in the log), by the door the label named.",
+    labelNames: ["door"],
+    registers,
+    collect() {
+      this.reset();
+      for (const d of source.effective()) this.set({ door: d.door }, 0);
+      for (const c of source.conflicts()) this.inc({ door: c.claim.door });
     },
   });
 }

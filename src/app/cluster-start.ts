@@ -6,12 +6,13 @@ import type { ClusterMetrics } from "../adapters/cluster-metrics.js";
 import type { Logger } from "../adapters/log.js";
 import { systemClock } from "../adapters/clock.js";
 import { ClusterSync, type RemoteGrants } from "./cluster-sync.js";
+import type { DoorPorts } from "./protection.js";
 
 /**
  * null when KNOCK_CLUSTER=off; "failed" (logged) when no credentials are found: neither in-cluster
  * service account files nor a usable KUBECONFIG. `daemon` is read only once grants arrive.
  */
-export async function startClusterSync(config: Config, log: Logger, metrics: ClusterMetrics, daemon: () => RemoteGrants): Promise<ClusterSync | null | "failed"> {
+export async function startClusterSync(config: Config, ports: DoorPorts, log: Logger, metrics: ClusterMetrics, daemon: () => RemoteGrants): Promise<ClusterSync | null | "failed"> {
   const { cluster } = config;
   if (cluster.mode === "off") return null;
   let kube;
@@ -32,6 +33,7 @@ export async function startClusterSync(config: Config, log: Logger, metrics: Clu
     nodeName: cluster.nodeName,
     namespace: cluster.namespace,
     doors: config.doors,
+    ports,
     target: {
       applyRemote: (...args) => daemon().applyRemote(...args),
       revokeRemote: (...args) => daemon().revokeRemote(...args),

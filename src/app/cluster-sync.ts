@@ -24,10 +24,11 @@ import {
   type GrantHow,
 } from "../core/cluster/knock-grant.js";
 import { errorFields } from "../core/errors.js";
-import { portName, type Door, type Family, type PortSpec } from "../core/types.js";
+import type { Door, Family, PortSpec } from "../core/types.js";
 import type { ClusterMetrics } from "../adapters/cluster-metrics.js";
 import type { Check } from "../adapters/http.js";
 import type { KubeGrants, WatchEvent } from "../adapters/kube.js";
+import type { DoorPorts } from "./protection.js";
 import type { Logger } from "../adapters/log.js";
 
 /**
@@ -48,8 +49,8 @@ export interface RemoteGrants {
    * a signed grant's, for the per-port sets; null: a sequence grant of the whole door.
    */
   applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string, ports: readonly PortSpec[] | null): Promise<boolean>;
-  /** Resolves true if this node held the grant (of that path). */
-  revokeRemote(door: Door, family: Family, src: string, how: GrantHow): Promise<boolean>;
+  /** Resolves true if this node held the grant (of that path). `ports`: a signed grant's, the ones its object named. */
+  revokeRemote(door: Door, family: Family, src: string, how: GrantHow, ports: readonly PortSpec[] | null): Promise<boolean>;
 }
 
 export interface ClusterSyncDeps {
@@ -57,6 +58,8 @@ export interface ClusterSyncDeps {
   nodeName: string;
   namespace: string;
   doors: readonly Door[];
+  /** Each door's ports on this node now: what a remote grant may name. */
+  ports: DoorPorts;
   target: RemoteGrants;
   clock: Clock;
   log: Logger;
@@ -143,12 +146,11 @@ export class ClusterSync {
   }
 
   /**
-   * A close sequence here (the kernel no longer has the grants): revoke them everywhere. It closes
-   * the source's sequence grant and signed grants alike, and another node may hold either.
+   * A close sequence here (the kernel no longer has the grant): revoke it everywhere. It closes the
+   * source's sequence grant only: a signed grant ends by its time, never by knocks anyone can forge.
    */
   closed(door: Door, family: Family, src: string): void {
     this.enqueue(objectName(door.name, family, src), { kind: "delete" });
-    if (door.spa !== null) for (const p of door.ports) this.enqueue(objectName(door.name, family, src, [portName(p)]), { kind: "delete" });
   }
 
   get pendingWrites(): number {
@@ -343,7 +345,7 @@ export class ClusterSync {
     const name = nameOf(obj);
     if (name === null) return;
     const lifetime = lifetimeOf(obj);
-    const result = validateGrant(obj, this.doors, clock.wallNow());
+    const result = validateGrant(obj, this.doors, (door) => this.deps.ports.portsOf(door), clock.wallNow());
     const grant = result.ok ? result.grant : null;
     this.known.set(name, { lifetime, grant });
     if ((grant?.origin ?? lifetime?.origin) === nodeName) return;
@@ -353,7 +355,7 @@ export class ClusterSync {
       return;
     }
     const { grant: g, door } = result;
-    target.applyRemote(door, g.family, g.address, g.expiresAt, g.origin, g.how === "signed" ? grantPorts(door, g.ports) : null).then(
+    target.applyRemote(door, g.family, g.address, g.expiresAt, g.origin, g.how === "signed" ? grantPorts(this.deps.ports.portsOf(door.name), g.ports) : null).then(
       (changed) => {
         if (!changed) return;
         metrics.applied.inc();
@@ -372,11 +374,11 @@ export class ClusterSync {
     const g = known?.grant;
     const door = g ? this.doors.get(g.door) : undefined;
     if (!g || !door) return;
-    // A signed object deleted at its expiry (by its origin's clock) ends only its own ports, which
-    // the kernel times out by itself: revoking would take every port of the address, some of them
-    // perhaps still held by a longer datagram. A deletion before then is a close sequence.
+    // A signed object deleted at its expiry (by its origin's clock) ends its port, which the kernel
+    // times out by itself. A deletion before then (by hand) takes out exactly the ports it named.
     if (g.how === "signed" && g.expiresAt !== null && g.expiresAt <= this.deps.clock.wallNow() + CLOCK_SKEW_MS) return;
-    this.deps.target.revokeRemote(door, g.family, g.address, g.how).then(
+    const ports = g.how === "signed" ? grantPorts(this.deps.ports.portsOf(door.name), g.ports) : null;
+    this.deps.target.revokeRemote(door, g.family, g.address, g.how, ports).then(
       (held) => {
         if (held) this.deps.metrics.revoked.inc();
       },

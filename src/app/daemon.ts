@@ -6,7 +6,7 @@
 import { randomInt } from "node:crypto";
 import type { Clock, Cancel } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
-import { portName, portsText, type Door, type Config, type Family, type GrantVia, type PortSpec } from "../core/types.js";
+import { hasPort, portName, portsText, type Door, type Config, type Family, type GrantVia, type PortSpec } from "../core/types.js";
 import { buildBpfFilter, capturedPorts, captureSnaplen } from "../core/packet/bpf.js";
 import { Decoder, type LinkType } from "../core/packet/decode.js";
 import { GrantBook, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
@@ -21,6 +21,7 @@ import type { Logger } from "../adapters/log.js";
 import type { FirewallOperation, Metrics } from "../adapters/metrics.js";
 import { Reconciler } from "./reconcile.js";
 import { sharedRead, type SharedRead } from "./shared-read.js";
+import type { DoorPorts } from "./protection.js";
 
 export interface Deps {
   config: Config;
@@ -32,6 +33,8 @@ export interface Deps {
   interfaceLinkType(iface: string): LinkType | undefined;
   clock: Clock;
   runHook: HookRunner;
+  /** Each door's ports now (configuration and Docker labels): what a grant opens, what a datagram may ask for. */
+  protection: DoorPorts;
   /** KNOCK_CLUSTER: where grants made here go, after the kernel has them. */
   cluster?: ClusterLink;
 }
@@ -131,13 +134,13 @@ export class Daemon {
     const doors = new Map(this.deps.config.doors.map((d) => [d.name, d]));
     const now = this.clock.now();
     let adopted = 0;
-    const adopt = (book: GrantBook, g: ListedGrant, ports?: readonly PortSpec[]) => {
+    const adopt = (book: GrantBook, g: ListedGrant, ports: readonly PortSpec[]) => {
       const door = doors.get(g.door);
       if (!door) return;
       book.adopt(door, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs, ports);
       adopted++;
     };
-    for (const g of listed) adopt(this.grants, g);
+    for (const g of listed) adopt(this.grants, g, this.deps.protection.portsOf(g.door));
     for (const g of signed) adopt(this.spaGrants, g, g.ports);
     if (adopted > 0) log.info({ event: "grants_adopted", grants: adopted }, `adopted ${adopted} grant${adopted === 1 ? "" : "s"} already in the kernel`);
   }
@@ -261,7 +264,7 @@ export class Daemon {
     const previous = book.get(door, src);
     if (previous && previous.expiresAt <= now) this.expired(previous);
     const refresh = previous !== undefined && previous.expiresAt > now;
-    const { record: grant, replaced } = book.open(door, src, family, now, signed ?? undefined);
+    const { record: grant, replaced } = book.open(door, src, family, now, signed ?? { ports: this.deps.protection.portsOf(door.name), openForMs: door.openForMs });
     for (const { record, reason } of replaced) this.replaced(record, reason, src);
     const change = signed ? this.deps.firewall.grantPorts(door, family, src, signed.ports, signed.openForMs) : this.deps.firewall.grant(door, family, src);
     change
@@ -279,9 +282,9 @@ export class Daemon {
     return via === "spa" ? this.spaGrants : this.grants;
   }
 
-  /** Takes every port of a grant of that path to `src` out of the kernel. */
-  private kernelRevoke(via: GrantVia, door: Door, family: Family, src: string): Promise<void> {
-    return via === "spa" ? this.deps.firewall.revokePorts(door, family, src) : this.deps.firewall.revoke(door, family, src);
+  /** Takes a grant of that path to `src` out of the kernel: a signed one's `ports`, the ones it opened. */
+  private kernelRevoke(via: GrantVia, door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void> {
+    return via === "spa" ? this.deps.firewall.revokePorts(door, family, src, ports) : this.deps.firewall.revoke(door, family, src);
   }
 
   /** A grant taken out to make room: revoked in the kernel, closed like any other, and counted. */
@@ -294,7 +297,7 @@ export class Daemon {
       { event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason: "replaced", because: reason, by },
       `grant for ${g.src} replaced (${reason}) to make room for ${by}`,
     );
-    this.kernelRevoke(g.via, g.door, g.family, g.src).catch((err: unknown) => this.firewallFailed("revoke", err, { door: g.door.name, src: g.src }));
+    this.kernelRevoke(g.via, g.door, g.family, g.src, g.ports).catch((err: unknown) => this.firewallFailed("revoke", err, { door: g.door.name, src: g.src }));
   }
 
   /** The kernel has the grant: measure, audit, run ON_OPEN. */
@@ -303,7 +306,7 @@ export class Daemon {
     const { door, src } = grant;
     const seconds = (this.clock.now() - capturedAt) / 1000;
     const openForMs = signed?.openForMs ?? door.openForMs;
-    const ports = portsText(signed ?? door);
+    const ports = portsText(signed ?? grant);
     metrics.knockToOpen.observe(seconds);
     metrics.opened(door.name);
     this.grantError = null;
@@ -337,32 +340,37 @@ export class Daemon {
   }
 
   /**
-   * A close sequence: revokes the source's grants on the door that this daemon knows of, of both
-   * paths (the sequence grant and the signed datagrams' ports), and on every other node. With no
-   * grant here there is nothing to close here, but another node may hold one (it knew of the grant
-   * while this node did not).
+   * A close sequence: revokes the source's sequence grant on the door, here and on every other
+   * node. Only that: a signed grant ends by its time, never by knocks, which anyone can forge with
+   * the client's address. With no grant here there is nothing to close here, but another node may
+   * hold one (it knew of the grant while this node did not).
    */
   private close(door: Door, family: Family, src: string): void {
-    const held = (["sequence", "spa"] as const).filter((via) => this.bookOf(via).has(door, src));
-    if (held.length === 0) {
+    if (!this.grants.has(door, src)) {
       this.deps.cluster?.closed(door, family, src);
       this.deps.log.info({ event: "close_ignored", door: door.name, src, reason: "no_grant" }, `close sequence from ${src}, which has no grant`);
       return;
     }
-    Promise.all(held.map((via) => this.revoke(via, door, family, src, false)))
+    this.revoke("sequence", door, family, src, false)
       .then(() => this.deps.cluster?.closed(door, family, src))
       .catch((err: unknown) => this.followUpFailed("close", err, door, src));
   }
 
-  /** Takes a grant of one path out of the kernel and the book; `remote`: its KnockGrant was deleted elsewhere. */
-  private revoke(via: GrantVia, door: Door, family: Family, src: string, remote: boolean): Promise<void> {
+  /**
+   * Takes a grant of one path out of the kernel and the book: the ports it opened, or `only` those
+   * of them; `remote`: its KnockGrant was deleted elsewhere.
+   */
+  private revoke(via: GrantVia, door: Door, family: Family, src: string, remote: boolean, only?: readonly PortSpec[]): Promise<void> {
     const { log, metrics } = this.deps;
     const book = this.bookOf(via);
-    const ports = book.get(door, src)?.ports ?? door.ports;
-    return this.kernelRevoke(via, door, family, src).then(
+    const held = book.get(door, src)?.ports ?? [];
+    const ports = only ? held.filter((p) => hasPort(only, p)) : held;
+    const left = held.filter((p) => !hasPort(ports, p));
+    return this.kernelRevoke(via, door, family, src, ports).then(
       () => {
         this.grantError = null;
-        book.close(door, src);
+        if (left.length === 0) book.close(door, src);
+        else book.keepPorts(door, src, left);
         metrics.closed(door.name, "close_sequence");
         this.hook("on_close", door, src, ports);
         const text = portsText({ ports });
@@ -397,12 +405,13 @@ export class Daemon {
       previous = undefined;
     }
     if (!ports && previous && previous.expiresAt >= now + remainingMs) return false;
+    const opens = ports ?? this.deps.protection.portsOf(door.name);
     const forMs = Number.isFinite(remainingMs) ? Math.ceil(remainingMs / 1000) * 1000 : 0;
     if (ports) {
       for (const { record, reason } of book.open(door, src, family, now, { ports, openForMs: forMs }).replaced) this.replaced(record, reason, src);
     } else {
-      if (!previous) for (const { record, reason } of book.open(door, src, family, now).replaced) this.replaced(record, reason, src);
-      book.adopt(door, src, family, now + remainingMs);
+      if (!previous) for (const { record, reason } of book.open(door, src, family, now, { ports: opens, openForMs: door.openForMs }).replaced) this.replaced(record, reason, src);
+      book.adopt(door, src, family, now + remainingMs, opens);
     }
     try {
       await (ports ? this.deps.firewall.grantPorts(door, family, src, ports, forMs) : this.deps.firewall.grant(door, family, src, forMs));
@@ -412,8 +421,8 @@ export class Daemon {
       throw err;
     }
     this.grantError = null;
-    if (!previous) this.hook("on_open", door, src, ports ?? door.ports);
-    const text = portsText({ ports: ports ?? door.ports });
+    if (!previous) this.hook("on_open", door, src, opens);
+    const text = portsText({ ports: opens });
     this.deps.log.info(
       { event: "open", door: door.name, src, ports: text, via, refresh: previous !== undefined, origin, open_for_s: forMs / 1000 },
       `opened ${text} for ${src} (granted on ${origin})`,
@@ -421,11 +430,14 @@ export class Daemon {
     return true;
   }
 
-  /** A KnockGrant deleted on another node (a close sequence there): revoked here too, if we hold it. */
-  async revokeRemote(door: Door, family: Family, src: string, how: GrantHow = "sequence"): Promise<boolean> {
+  /**
+   * A KnockGrant deleted on another node (a close sequence there, or by hand): revoked here too, if
+   * we hold it; a signed one's `ports` only, the ones its object named.
+   */
+  async revokeRemote(door: Door, family: Family, src: string, how: GrantHow = "sequence", ports: readonly PortSpec[] | null = null): Promise<boolean> {
     const via: GrantVia = how === "signed" ? "spa" : "sequence";
     if (!this.bookOf(via).has(door, src)) return false;
-    await this.revoke(via, door, family, src, true);
+    await this.revoke(via, door, family, src, true, ports ?? undefined);
     return true;
   }
 
@@ -445,7 +457,7 @@ export class Daemon {
    * Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted.
    * `ports`: what the grant opened, for %PORTS% (a signed grant opens only some of the door's).
    */
-  private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[] = door.ports): void {
+  private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[]): void {
     const template = kind === "on_open" ? door.onOpen : door.onClose;
     if (!template) return;
     const { metrics } = this.deps;

@@ -8,25 +8,23 @@
 import type { Cancel, Clock } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
 import { readContainer, type LabelledContainer } from "../core/docker/labels.js";
-import { desiredDoors, protectionKey, type EffectiveDoor } from "../core/docker/desired.js";
-import { portName, targetKey, type Config, type Door, type Family } from "../core/types.js";
+import { portName, type Config, type Family } from "../core/types.js";
 import type { DockerEngine, DockerEvent, EventStream } from "../adapters/docker.js";
-import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Check } from "../adapters/http.js";
 import type { Logger } from "../adapters/log.js";
+import type { ProtectionService } from "./protection.js";
 
 /** How long the start waits for Docker before installing the firewall without label ports. */
 export const INITIAL_LOOK_MS = 5000;
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 10_000;
-/** A failed rewrite of the protected ports is tried again after this long. */
-const APPLY_RETRY_MS = 1000;
-
 export interface DockerWatchDeps {
   config: Config;
   engine: DockerEngine;
   log: Logger;
   clock: Clock;
+  /** Decides what the labels claim and writes it to the firewall: the watcher only proposes. */
+  protection: ProtectionService;
 }
 
 export class DockerWatch {
@@ -37,16 +35,14 @@ export class DockerWatch {
   /** Last problems logged per container, so a container is not reported again on every event. */
   private readonly problemsLogged = new Map<string, string>();
   private readonly dirty = new Set<string>();
-  private firewall: Firewall | null = null;
+  /** Proposals go to the firewall (follow was called): before that, only the first look at start. */
+  private following = false;
   private stream: EventStream | null = null;
-  private appliedKey: string;
-  private desired: { doors: Door[]; effective: EffectiveDoor[] };
   private flushing: Promise<void> | null = null;
   /** A connect (subscribe and re-list) is in flight; events wait for it in `dirty`. */
   private connecting = false;
   private retryMs = FIRST_RETRY_MS;
   private cancelRetry: Cancel | null = null;
-  private cancelApply: Cancel | null = null;
   private stopped = false;
   /** The engine answered at least once since start. */
   private seen = false;
@@ -57,51 +53,35 @@ export class DockerWatch {
   /** Wall-clock ms since the stream is down (null: up, or never up). */
   private downSince: number | null = null;
   private downReason: string | null = null;
-  private applyError: string | null = null;
   /** Successful reconnects after a lost or failed stream. */
   reconnects = 0;
 
-  /** Each door's own ports (KNOCK_DOOR_*_PORTS): the door objects' ports follow the labels once following. */
-  private readonly ownDoors: Door[];
   /** The door names labels may give: the configured doors, which never change. */
   private readonly doorNames: ReadonlySet<string>;
 
   constructor(private readonly deps: DockerWatchDeps) {
-    this.ownDoors = deps.config.doors.map((d) => ({ ...d }));
-    this.doorNames = new Set(this.ownDoors.map((d) => d.name));
-    this.desired = desiredDoors(this.ownDoors, []);
-    this.appliedKey = protectionKey(this.desired.doors);
+    this.doorNames = new Set(deps.config.doors.map((d) => d.name));
   }
 
   get enabled(): boolean {
     return this.deps.config.docker.mode !== "off";
   }
 
-  /** Each door's protected ports and where each came from. */
-  effective(): EffectiveDoor[] {
-    return this.desired.effective;
-  }
-
   /**
    * One attempt to connect and list before the firewall is installed, so that its first install
-   * already protects what labelled containers publish. Returns the doors to install.
+   * already protects what labelled containers publish (the protection has it when this resolves).
    */
-  async initial(timeoutMs: number): Promise<Door[]> {
-    if (this.enabled) {
-      let cancel: Cancel = () => undefined;
-      // An engine that does not answer must not hold up the install; the connect goes on meanwhile.
-      await Promise.race([this.connect(), new Promise<void>((resolve) => (cancel = this.deps.clock.after(timeoutMs, resolve)))]);
-      cancel();
-    }
-    this.appliedKey = protectionKey(this.desired.doors);
-    this.logProtection(null);
-    return this.desired.doors;
+  async initial(timeoutMs: number): Promise<void> {
+    if (!this.enabled) return;
+    let cancel: Cancel = () => undefined;
+    // An engine that does not answer must not hold up the install; the connect goes on meanwhile.
+    await Promise.race([this.connect(), new Promise<void>((resolve) => (cancel = this.deps.clock.after(timeoutMs, resolve)))]);
+    cancel();
   }
 
-  /** From now on, changes go to `firewall`; reconnects are scheduled if the first attempt failed. */
-  follow(firewall: Firewall): void {
-    this.firewall = firewall;
-    this.syncDoorPorts();
+  /** From now on, proposals reach the firewall; reconnects are scheduled if the first attempt failed. */
+  follow(): void {
+    this.following = true;
     if (!this.enabled) return;
     if (!this.connected) this.scheduleRetry();
     this.requestFlush();
@@ -110,14 +90,12 @@ export class DockerWatch {
   stop(): void {
     this.stopped = true;
     this.cancelRetry?.();
-    this.cancelApply?.();
     this.stream?.close();
   }
 
   checks(): Check[] {
     if (!this.enabled) return [];
     const { mode, host } = this.deps.config.docker;
-    if (this.applyError !== null) return [{ name: "docker", ok: false, detail: `could not apply the protected ports: ${this.applyError}` }];
     if (this.connected) return [{ name: "docker", ok: true, detail: `following ${host}: ${this.containers.size} labelled container(s)` }];
     const since = this.downSince === null ? "" : ` since ${new Date(this.downSince).toISOString()}`;
     const reason = this.downReason === null ? "" : ` (${this.downReason})`;
@@ -140,7 +118,7 @@ export class DockerWatch {
       stream?.close();
       this.connecting = false;
       this.lost(errorFields(err, "KNOCK_E_DOCKER").err);
-      if (this.firewall !== null) this.scheduleRetry();
+      if (this.following) this.scheduleRetry();
       return;
     }
     this.connecting = false;
@@ -162,7 +140,7 @@ export class DockerWatch {
       () => this.streamEnded(current, "the engine closed the event stream"),
       (err: unknown) => this.streamEnded(current, errorFields(err, "KNOCK_E_DOCKER").err),
     );
-    if (this.firewall !== null) this.requestFlush();
+    if (this.following) this.requestFlush();
   }
 
   private streamEnded(stream: EventStream, reason: string): void {
@@ -209,7 +187,7 @@ export class DockerWatch {
     for (const [id, c] of fresh) this.containers.set(id, c);
     for (const id of this.problemsLogged.keys()) if (!fresh.has(id)) this.problemsLogged.delete(id);
     for (const id of this.atJoin.keys()) if (fresh.get(id)?.running !== false) this.atJoin.delete(id);
-    this.desired = this.current();
+    await this.deps.protection.propose(this.current());
   }
 
   private async read(id: string): Promise<LabelledContainer | null> {
@@ -238,7 +216,7 @@ export class DockerWatch {
    * checked without the inspect: more closed, briefly); the read after the start replaces these.
    */
   private async joining(id: string, network: string): Promise<void> {
-    if (this.firewall === null || this.containers.get(id)?.running === true) return;
+    if (!this.following || this.containers.get(id)?.running === true) return;
     let joining;
     try {
       joining = await this.deps.engine.joining(network, id);
@@ -249,25 +227,24 @@ export class DockerWatch {
     const c = joining && readContainer(joining.container, this.doorNames);
     // Read after its start meanwhile: that read is the better one.
     if (!joining || !c || this.containers.get(id)?.running === true) return;
-    const added = joining.bindings.map((b) => ({ ...b.host, families: [4, 6] as Family[], containerPort: { port: b.containerPort, proto: b.host.proto }, container: c.container }));
+    const added = joining.bindings.map((b) => ({ ...b.host, families: [4, 6] as Family[], hostIp: "", containerPort: { port: b.containerPort, proto: b.host.proto }, container: c.container }));
     if (added.length === 0 || c.doors.length === 0) return;
     this.atJoin.set(id, { ...c, doors: c.doors.map((d) => ({ ...d, hostPorts: added, addresses: [] })) });
     this.deps.log.info(
       { event: "docker_ports_at_join", container: c.container.name, id: c.container.id, ports: added.map(portName) },
       `container ${c.container.name} joins a network: protecting its host ports before it starts`,
     );
-    this.desired = this.current();
-    await this.apply();
+    await this.deps.protection.propose(this.current());
   }
 
   /** The labelled containers, and the ports of those seen joining a network but not yet running. */
-  private current(): { doors: Door[]; effective: EffectiveDoor[] } {
+  private current(): LabelledContainer[] {
     const joined = (id: string, c: LabelledContainer): LabelledContainer => {
       const j = this.atJoin.get(id);
       return j ? { ...c, doors: c.doors.map((d) => ({ ...d, hostPorts: [...d.hostPorts, ...(j.doors.find((x) => x.door === d.door)?.hostPorts ?? [])] })) } : c;
     };
     const unread = [...this.atJoin].filter(([id]) => !this.containers.has(id)).map(([, c]) => c);
-    return desiredDoors(this.ownDoors, [...[...this.containers].map(([id, c]) => joined(id, c)), ...unread]);
+    return [...[...this.containers].map(([id, c]) => joined(id, c)), ...unread];
   }
 
   /** One flush at a time; events that arrive during one are read by the next. */
@@ -294,53 +271,6 @@ export class DockerWatch {
         this.deps.log.debug({ event: "docker_inspect_failed", id: id.slice(0, 12), err: errorFields(err, "KNOCK_E_DOCKER").err });
       }
     }
-    this.desired = this.current();
-    await this.apply();
-  }
-
-  /** Rewrites the firewall when the protected set changed; a failure is retried and shown in /readyz. */
-  private async apply(): Promise<void> {
-    const { firewall } = this;
-    const key = protectionKey(this.desired.doors);
-    if (firewall === null || this.stopped || key === this.appliedKey) return;
-    const { log, clock } = this.deps;
-    const started = clock.now();
-    try {
-      await firewall.protect(this.desired.doors);
-    } catch (err) {
-      const fields = errorFields(err, "KNOCK_E_FIREWALL");
-      if (this.applyError !== fields.err) log.error({ event: "docker_protect_failed", ...fields }, `could not apply the protected ports: ${fields.err}`);
-      this.applyError = fields.err;
-      this.cancelApply ??= clock.after(APPLY_RETRY_MS, () => {
-        this.cancelApply = null;
-        this.requestFlush();
-      });
-      return;
-    }
-    this.applyError = null;
-    this.appliedKey = key;
-    this.syncDoorPorts();
-    this.logProtection(clock.now() - started);
-  }
-
-  /**
-   * The daemon's door objects (the configuration's) take the ports in force, so its open/close
-   * lines and the hooks' %PORTS% name what a grant opens now.
-   */
-  private syncDoorPorts(): void {
-    for (const door of this.deps.config.doors) door.ports = this.desired.doors.find((d) => d.name === door.name)?.ports ?? door.ports;
-  }
-
-  /** `applyMs`: how long the firewall took; null for the ports of the first install. */
-  private logProtection(applyMs: number | null): void {
-    this.deps.log.info(
-      {
-        event: "protected_ports",
-        doors: Object.fromEntries(this.desired.effective.map((d) => [d.door, d.ports])),
-        targets: this.desired.doors.flatMap((d) => (d.targets ?? []).map((t) => `${d.name} ${targetKey(t)}`)),
-        ...(applyMs === null ? { initial: true } : { apply_ms: Math.round(applyMs * 1000) / 1000 }),
-      },
-      applyMs === null ? "protected ports at start" : "protected ports changed",
-    );
+    await this.deps.protection.propose(this.current());
   }
 }

@@ -16,6 +16,7 @@ import { REVISION, VERSION } from "./version.js";
 import { dockerEngine } from "../adapters/docker.js";
 import { registerDockerMetrics } from "../adapters/docker-metrics.js";
 import { DockerWatch, INITIAL_LOOK_MS } from "./docker-watch.js";
+import { ProtectionService } from "./protection.js";
 import { startClusterSync } from "./cluster-start.js";
 
 export async function runDaemon(env: Readonly<Record<string, string | undefined>>): Promise<number> {
@@ -39,8 +40,11 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     return EXIT_CONFIG;
   }
   // Labelled containers are read before the firewall is installed, so its first install covers them.
-  const docker = new DockerWatch({ config, engine: dockerEngine(config.docker.host), log, clock: systemClock });
-  const firewall = await createFirewall({ ...config, doors: await docker.initial(INITIAL_LOOK_MS) }, log, systemClock);
+  const protection = new ProtectionService({ config, log, clock: systemClock });
+  const docker = new DockerWatch({ config, engine: dockerEngine(config.docker.host), log, clock: systemClock, protection });
+  await docker.initial(INITIAL_LOOK_MS);
+  const installed = protection.targets();
+  const firewall = await createFirewall(config, installed, log, systemClock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     config.doors.map((d) => d.name),
@@ -53,20 +57,21 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   );
   // The full set is a merge made when Metrics was built: what is registered later goes into both
   // (registered on the public set alone, the Docker metrics were missing from a scrape with the token).
-  for (const registry of [metrics.publicRegistry, metrics.registry]) registerDockerMetrics(registry, docker);
+  const dockerSource = { enabled: docker.enabled, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => docker.reconnects };
+  for (const registry of [metrics.publicRegistry, metrics.registry]) registerDockerMetrics(registry, dockerSource);
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
-  const cluster = await startClusterSync(config, log, metrics.cluster, () => running);
+  const cluster = await startClusterSync(config, protection, log, metrics.cluster, () => running);
   if (cluster === "failed") {
     docker.stop();
     firewall.close();
     return EXIT_CONFIG;
   }
-  daemon = new Daemon({ config, interfaces, firewall, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
+  daemon = new Daemon({ config, interfaces, firewall, protection, log, metrics, openCapture, interfaceLinkType, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
   const running = daemon;
   const server = await startHttp(config.httpAddr, {
-    readiness: async () => [...(await running.readiness()), ...docker.checks()],
-    details: () => ({ doors: docker.effective() }),
+    readiness: async () => [...(await running.readiness()), ...docker.checks(), ...protection.checks()],
+    details: () => ({ doors: protection.effective() }),
     metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
   });
   log.info(
@@ -83,7 +88,8 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     firewall.close();
     return EXIT_SOFTWARE;
   }
-  docker.follow(firewall);
+  void protection.follow(firewall, installed);
+  docker.follow();
   cluster?.start();
   log.info({ event: "ready", backend: firewall.backend }, "knockgate is protecting");
 
@@ -99,6 +105,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       log.info({ event: "stopping", signal, on_exit: config.onExit }, `got ${signal}`);
       server.close();
       docker.stop();
+      protection.stop();
       cluster?.stop();
       running
         .stop()

@@ -20,6 +20,7 @@ import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics.js";
+import type { DoorPorts } from "./protection.js";
 
 /**
  * What became of a datagram: verifySpa's refusals, and those of this path: `truncated` (the
@@ -47,6 +48,7 @@ interface SignedDoor {
 
 export interface SpaDeps {
   firewall: Firewall;
+  protection: DoorPorts;
   log: Logger;
   metrics: Metrics;
   clock: Clock;
@@ -56,16 +58,16 @@ export interface SpaDeps {
  * A datagram without -f gets the door's OPEN_FOR (fwknopd's FW_ACCESS_TIMEOUT); a door whose
  * OPEN_FOR is 0 ("until the close sequence", which a datagram cannot send) gets SPA_MAX_OPEN_FOR.
  */
-function limitsOf(door: Door, spa: SpaSettings): SpaLimits {
+function limitsOf(door: Door, spa: SpaSettings, ports: DoorPorts): SpaLimits {
   return {
     maxAgeS: spa.maxAgeS,
     defaultOpenForS: door.openForMs > 0 ? door.openForMs / 1000 : spa.maxOpenForS,
     maxOpenForS: spa.maxOpenForS,
     requireSourceAddress: spa.requireSourceAddress,
     username: spa.username,
-    // Read at each datagram: Docker labels replace a door's ports while the daemon runs.
+    // Read at each datagram: Docker labels change a door's ports while the daemon runs.
     get ports() {
-      return door.ports;
+      return ports.portsOf(door.name);
     },
   };
 }
@@ -89,7 +91,7 @@ export class SpaPath {
     for (const door of doors) {
       if (!door.spa) continue;
       const list = this.byPort.get(door.spa.port) ?? [];
-      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa) });
+      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection) });
       this.byPort.set(door.spa.port, list);
       for (const result of ["accepted", "bad_hmac", "replay"] as const) deps.metrics.spa(door.name, result, 0);
     }

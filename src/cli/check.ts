@@ -11,8 +11,9 @@ import { readEnvFile } from "./env-file.js";
 import { ConfigError, EXIT_CONFIG, FirewallError, KnockError, UsageError, problemLines, type ConfigProblem } from "../core/errors.js";
 import { listenAddrText, portsText, tcpFlagsText, type Config, type PortSpec } from "../core/types.js";
 import type { Parsed } from "./command.js";
-import { desiredDoors, type EffectiveDoor, type PortOrigin } from "../core/docker/desired.js";
+import { conflictText, decideDoors, effectiveDoors, type EffectiveDoor, type PortOrigin } from "../core/docker/desired.js";
 import { dockerEngine } from "../adapters/docker.js";
+import { ProtectionService } from "../app/protection.js";
 import { DockerWatch } from "../app/docker-watch.js";
 import { createLogger } from "../adapters/log.js";
 import { systemClock } from "../adapters/clock.js";
@@ -91,9 +92,19 @@ export interface CheckReport {
 export interface HostProbe {
   defaultInterfaces(): Promise<string[]>;
   chooseBackend(config: Config): Promise<BackendChoice>;
-  /** Each door's ports with labelled containers counted, and what Docker looked like; absent: env only. */
-  dockerDoors?(config: Config): Promise<{ effective: EffectiveDoor[]; state: string }>;
+  /** Each door's ports with labelled containers counted, refused label claims, and what Docker looked like; absent: env only. */
+  dockerDoors?(config: Config): Promise<DockerView>;
 }
+
+export interface DockerView {
+  effective: EffectiveDoor[];
+  /** Label claims refused because another door owns the port (conflictText). */
+  conflicts: string[];
+  state: string;
+}
+
+/** The doors' own ports only: Docker not asked, or not followed. */
+const envOnly = (config: Config, state: string): DockerView => ({ effective: effectiveDoors(config.doors, decideDoors(config.doors, []), []), conflicts: [], state });
 
 // A fast hash of a short port list is reversed by trying every sequence; scrypt makes each try
 // costly. The salt is fixed so that the same sequence has the same fingerprint on every host.
@@ -129,7 +140,8 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
     ...(note === undefined ? {} : { note }),
   });
   const warnings: string[] = [];
-  const docker = (await host.dockerDoors?.(config)) ?? { effective: desiredDoors(config.doors, []).effective, state: "not asked" };
+  const docker = (await host.dockerDoors?.(config)) ?? envOnly(config, "not asked");
+  for (const conflict of docker.conflicts) warnings.push(`label conflict: ${conflict}`);
   const portsOf = (name: string) => docker.effective.find((d) => d.door === name)?.ports ?? [];
 
   const doors = config.doors.map((door): DoorReport => {
@@ -260,12 +272,14 @@ function spaLines(spa: SpaReport): string {
 const CHECK_DOCKER_MS = 3000;
 
 /** Lists labelled containers with the daemon's own watcher, once, and stops. */
-async function dockerDoors(config: Config): Promise<{ effective: EffectiveDoor[]; state: string }> {
-  if (config.docker.mode === "off") return { effective: desiredDoors(config.doors, []).effective, state: "labels are not followed" };
-  const watch = new DockerWatch({ config, engine: dockerEngine(config.docker.host, CHECK_DOCKER_MS), log: createLogger({ logLevel: "silent", logFormat: "json" }), clock: systemClock });
+async function dockerDoors(config: Config): Promise<DockerView> {
+  if (config.docker.mode === "off") return envOnly(config, "labels are not followed");
+  const log = createLogger({ logLevel: "silent", logFormat: "json" });
+  const protection = new ProtectionService({ config, log, clock: systemClock });
+  const watch = new DockerWatch({ config, engine: dockerEngine(config.docker.host, CHECK_DOCKER_MS), log, clock: systemClock, protection });
   await watch.initial(CHECK_DOCKER_MS);
   watch.stop();
-  return { effective: watch.effective(), state: watch.checks()[0]?.detail ?? "" };
+  return { effective: protection.effective(), conflicts: protection.conflicts().map(conflictText), state: watch.checks()[0]?.detail ?? "" };
 }
 
 const realHost: HostProbe = { defaultInterfaces, chooseBackend: (config) => chooseBackend(config), dockerDoors };

@@ -68,16 +68,6 @@ export const listenAddrText = (addr: ListenAddr): string => (addr.host.includes(
 /** Set names carry the door name and must fit ipset's 31-character limit ("knockgate-NAME-4"). */
 export const MAX_DOOR_NAME = 19;
 
-/**
- * A labelled container's own address and port on a Docker network: a way in that bypasses the host
- * port, so it needs the same grant (new connections from outside the host only).
- */
-export interface DirectTarget {
-  family: Family;
-  address: string;
-  port: PortSpec;
-}
-
 /** fwknop's HMAC digests (HMAC_DIGEST_TYPE), as a door's SPA_HMAC_DIGEST names them. */
 export type SpaHmacDigest = "sha256" | "sha384" | "sha512";
 
@@ -122,7 +112,8 @@ export interface Door {
   /** Empty for a door opened only by signed datagrams. */
   sequence: PortSpec[];
   closeSequence: PortSpec[] | null;
-  ports: PortSpec[];
+  /** KNOCK_DOOR_<NAME>_PORTS, as configured: what Docker labels add is in the protection (app/protection.ts). */
+  readonly ports: readonly PortSpec[];
   seqTimeoutMs: number;
   /** Grant lifetime; 0 = until the close sequence. */
   openForMs: number;
@@ -130,8 +121,6 @@ export interface Door {
   /** argv templates (shell-word syntax, %IP% %DOOR% %PORTS%) run without a shell; null: none. */
   onOpen: string[] | null;
   onClose: string[] | null;
-  /** Container addresses behind this door (Docker labels); absent or empty: none. */
-  targets?: DirectTarget[];
   /** null: the door has no SPA keys (unsigned). */
   spa: SpaSettings | null;
 }
@@ -148,8 +137,6 @@ export const hasPort = (list: readonly PortSpec[], p: PortSpec): boolean => list
 /** Ports in the order they are shown: by protocol, then number. */
 export const byProtoThenPort = (a: PortSpec, b: PortSpec): number => a.proto.localeCompare(b.proto) || a.port - b.port;
 
-/** A container address and port, one key per target: "172.17.0.2 22/tcp". */
-export const targetKey = (t: DirectTarget): string => `${t.address} ${portName(t.port)}`;
 
 /** KNOCK_DOCKER: auto follows the socket when there is one; on requires it; off never looks. */
 export type DockerMode = "auto" | "on" | "off";

@@ -13,6 +13,7 @@ import type { FrameHandler } from "../../src/adapters/capture.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
 import { Metrics } from "../../src/adapters/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
+import { envPorts, envTargets } from "../support/protection.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 
@@ -23,7 +24,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   const clock = new FakeClock();
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const firewall = new DryRunFirewall(config, log, clock);
+  const firewall = new DryRunFirewall(config, envTargets(config), log, clock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     ["SSH"],
@@ -54,6 +55,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
       return { iface, linkType: "ETHERNET", alive: () => alive, stats: () => ({ received: 0, dropped: ring.dropped }), close: () => undefined };
     },
     ...overrides,
+    protection: overrides.protection ?? envPorts(config),
   });
   const knock = (port: number, src = CLIENT) => {
     const frame = buildFrame({

@@ -18,9 +18,11 @@ function read(name: string, doors: ReadonlySet<string> = DOORS): LabelledContain
   return result;
 }
 
-/** "HOST/PROTO[families]<-CONTAINERPORT" per host port of a door, for compact comparisons. */
+/** "HOST/PROTO[families][@ADDRESS]<-CONTAINERPORT" per host port of a door, for compact comparisons. */
 const hostPorts = (r: LabelledContainer, door: string): string[] =>
-  r.doors.find((d) => d.door === door)!.hostPorts.map((h) => `${h.port}/${h.proto}[${h.families.join(",")}]<-${h.containerPort.port}/${h.containerPort.proto}`);
+  r.doors
+    .find((d) => d.door === door)!
+    .hostPorts.map((h) => `${h.port}/${h.proto}[${h.families.join(",")}]${h.hostIp ? `@${h.hostIp}` : ""}<-${h.containerPort.port}/${h.containerPort.proto}`);
 const specs = (list: { port: number; proto: string }[]): string[] => list.map((p) => `${p.port}/${p.proto}`);
 
 describe("readContainer on the real engine's JSON", () => {
@@ -32,9 +34,9 @@ describe("readContainer on the real engine's JSON", () => {
       r.doors.map((d) => d.door),
       ["SSH"],
     );
-    assert.deepEqual(hostPorts(r, "SSH"), ["2222/tcp[4,6]<-22/tcp", "8443/tcp[4,6]<-443/tcp", "32768/tcp[4,6]<-80/tcp", "32768/udp[4]<-53/udp"]);
+    assert.deepEqual(hostPorts(r, "SSH"), ["2222/tcp[4,6]<-22/tcp", "8443/tcp[4,6]<-443/tcp", "32768/tcp[4,6]<-80/tcp", "32768/udp[4]@127.0.0.1<-53/udp"]);
     assert.deepEqual(specs(r.doors[0]!.containerPorts), ["22/tcp", "80/tcp", "443/tcp", "53/udp"]);
-    assert.deepEqual(r.doors[0]!.addresses, [{ network: "bridge", family: 4, address: "172.17.0.2" }]);
+    assert.deepEqual(r.doors[0]!.addresses, [{ network: "bridge", family: 4, address: "172.17.0.2", prefixLen: 16 }]);
     assert.deepEqual(r.hostPortsAtStart, []);
     assert.deepEqual(r.problems, []);
     assert.deepEqual(r.doors[0]!.hostPorts[0]!.container, r.container);
@@ -59,11 +61,11 @@ describe("readContainer on the real engine's JSON", () => {
 
   test("-P: every exposed port waits for the start, then each family's random port is protected", () => {
     const created = read("publish-all-created");
-    assert.deepEqual(hostPorts(created, "WEB"), ["9002/udp[6]<-9002/udp"]);
+    assert.deepEqual(hostPorts(created, "WEB"), ["9002/udp[6]@::1<-9002/udp"]);
     assert.deepEqual(specs(created.hostPortsAtStart), ["9000/tcp", "9001/udp"]);
     const started = read("publish-all");
     // The engine gave 9001/udp a different random port on each family.
-    assert.deepEqual(hostPorts(started, "WEB"), ["32769/tcp[4,6]<-9000/tcp", "9002/udp[6]<-9002/udp", "32769/udp[6]<-9001/udp", "32770/udp[4]<-9001/udp"]);
+    assert.deepEqual(hostPorts(started, "WEB"), ["32769/tcp[4,6]<-9000/tcp", "9002/udp[6]@::1<-9002/udp", "32769/udp[6]<-9001/udp", "32770/udp[4]<-9001/udp"]);
     assert.deepEqual(started.hostPortsAtStart, []);
   });
 
@@ -98,9 +100,9 @@ describe("readContainer on the real engine's JSON", () => {
   test("addresses on every network the container is on, IPv6 included", () => {
     const r = read("dual-network");
     assert.deepEqual(r.doors[0]!.addresses, [
-      { network: "bridge", family: 4, address: "172.17.0.2" },
-      { network: "kg-fixture-net6", family: 4, address: "172.30.99.2" },
-      { network: "kg-fixture-net6", family: 6, address: "fd00:6b67::2" },
+      { network: "bridge", family: 4, address: "172.17.0.2", prefixLen: 16 },
+      { network: "kg-fixture-net6", family: 4, address: "172.30.99.2", prefixLen: 24 },
+      { network: "kg-fixture-net6", family: 6, address: "fd00:6b67::2", prefixLen: 64 },
     ]);
     assert.deepEqual(hostPorts(r, "WEB"), ["8090/tcp[4,6]<-80/tcp", "8091/tcp[6]<-81/tcp"]);
   });

@@ -13,11 +13,13 @@ import { DockerWatch } from "../../src/app/docker-watch.js";
 import type { DockerEngine, DockerEvent, EventStream } from "../../src/adapters/docker.js";
 import { dockerOptions, parseEvent } from "../../src/adapters/docker.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
-import type { Door } from "../../src/core/types.js";
-import { desiredDoors } from "../../src/core/docker/desired.js";
+import { portName } from "../../src/core/types.js";
+import { decideDoors, effectiveDoors } from "../../src/core/docker/desired.js";
 import { natBindings, type NatBinding } from "../../src/core/docker/nat.js";
 import { readContainer } from "../../src/core/docker/labels.js";
 import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
+import { doorPorts, type Target } from "../../src/core/protection/targets.js";
+import { ProtectionService } from "../../src/app/protection.js";
 import { checkReport, reportText, type HostProbe } from "../../src/cli/check.js";
 import { FakeClock, settle } from "../support/fake-clock.js";
 
@@ -79,24 +81,33 @@ function setup(env: Record<string, string> = {}) {
   const clock = new FakeClock();
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const firewall = new DryRunFirewall(config, pino({ level: "silent" }), clock);
-  const applied: Door[][] = [];
+  const protection = new ProtectionService({ config, log, clock });
+  const firewall = new DryRunFirewall(config, protection.targets(), pino({ level: "silent" }), clock);
+  const applied: (readonly Target[])[] = [];
   const realProtect = firewall.protect.bind(firewall);
   let failures = 0;
-  firewall.protect = (doors) => {
+  firewall.protect = (targets) => {
     if (failures > 0) {
       failures--;
       return Promise.reject(new Error("iptables-restore: exit code 4"));
     }
-    applied.push(doors.map((d) => ({ ...d })));
-    return realProtect(doors);
+    applied.push(targets);
+    return realProtect(targets);
   };
   const engine = new FakeEngine();
-  const watch = new DockerWatch({ config, engine, log, clock });
-  /** Ports of a door in the last protection applied (or the first install's, before any). */
-  const ports = (door: string, doors: readonly Door[] = applied.at(-1) ?? []) =>
-    doors.find((d) => d.name === door)?.ports.map((p) => `${p.port}/${p.proto}`) ?? [];
-  return { config, clock, lines, engine, watch, firewall, applied, ports, failNext: (n: number) => (failures = n) };
+  const watch = new DockerWatch({ config, engine, log, clock, protection });
+  /** Host ports of a door in the last protection applied (or the first install's, before any). */
+  const ports = (door: string, targets: readonly Target[] = applied.at(-1) ?? []) => doorPorts(targets, door).map(portName);
+  /** Container addresses and ports of a door, as "172.17.0.2 22/tcp". */
+  const addresses = (door: string, targets: readonly Target[] = applied.at(-1) ?? []) =>
+    targets.flatMap((t) => (t.door === door && t.dest.kind === "container" ? [`${t.dest.address} ${portName(t.port)}`] : [])).sort();
+  /** The first look, then following: as `knockgate run` does. */
+  const follow = async () => {
+    await protection.follow(firewall, protection.targets());
+    watch.follow();
+    await settle();
+  };
+  return { config, clock, lines, engine, watch, protection, firewall, applied, ports, addresses, follow, failNext: (n: number) => (failures = n) };
 }
 
 const NAT_SAVE = [
@@ -114,52 +125,51 @@ describe("DockerWatch", () => {
     const s = setup({ KNOCK_DOOR_SSH_PORTS: "22/tcp" });
     const running = fixture("running");
     s.engine.containers.set(running.Id, running);
-    const doors = await s.watch.initial(5000);
-    assert.deepEqual(s.ports("SSH", doors), ["22/tcp", "2222/tcp", "8443/tcp", "32768/tcp", "32768/udp"]);
-    assert.deepEqual(s.ports("WEB", doors), []);
-    const ssh = s.watch.effective().find((d) => d.door === "SSH");
+    await s.watch.initial(5000);
+    const targets = s.protection.targets();
+    // 32768/udp is bound to 127.0.0.1 only: out of reach from outside, so no rule.
+    assert.deepEqual(s.ports("SSH", targets), ["22/tcp", "2222/tcp", "8443/tcp", "32768/tcp"]);
+    assert.deepEqual(s.ports("WEB", targets), []);
+    await s.follow();
+    const ssh = s.protection.effective().find((d) => d.door === "SSH");
     assert.deepEqual(ssh?.ports[0], { port: "22/tcp", from: ["env"] });
     assert.deepEqual(ssh?.ports[1], { port: "2222/tcp", from: ["container kg-fixture-running (4253d5ee98b8)"] });
     assert.equal(ssh?.containers, 1);
     // Its own address, on each protected container port, needs the grant too.
-    assert.deepEqual(doors.find((d) => d.name === "SSH")?.targets?.map((t) => `${t.address} ${t.port.port}/${t.port.proto}`).sort(), [
-      "172.17.0.2 22/tcp", "172.17.0.2 443/tcp", "172.17.0.2 53/udp", "172.17.0.2 80/tcp",
-    ]);
+    assert.deepEqual(s.addresses("SSH", targets), ["172.17.0.2 22/tcp", "172.17.0.2 443/tcp", "172.17.0.2 53/udp", "172.17.0.2 80/tcp"]);
     assert.equal(s.lines.find((l) => l["event"] === "protected_ports")?.["initial"], true);
   });
 
   test("explicit ports are protected at create, before the start; random ones when the start is seen", async () => {
     const s = setup();
     await s.watch.initial(5000);
-    s.watch.follow(s.firewall);
-    await settle();
+    await s.follow();
     const id = fixture("created").Id;
     await s.engine.change(id, fixture("created"), "create");
     assert.deepEqual(s.ports("SSH"), ["22/tcp", "2222/tcp", "8443/tcp"], "the requested bindings; 53/udp gets its port at start");
-    assert.deepEqual(s.applied.at(-1)?.find((d) => d.name === "SSH")?.targets, [], "no address before the start");
+    assert.deepEqual(s.addresses("SSH"), [], "no address before the start");
     await s.engine.change(id, { ...fixture("running"), Id: id }, "start");
-    assert.deepEqual(s.ports("SSH"), ["22/tcp", "2222/tcp", "8443/tcp", "32768/tcp", "32768/udp"]);
-    assert.equal(s.config.doors.find((d) => d.name === "SSH")?.ports.length, 5, "the daemon's door names the ports in force (logs, %PORTS%)");
+    assert.deepEqual(s.ports("SSH"), ["22/tcp", "2222/tcp", "8443/tcp", "32768/tcp"]);
+    assert.equal(s.protection.portsOf("SSH").length, 4, "readers see the ports in force (logs, %PORTS%, signed doors)");
+    assert.deepEqual(s.config.doors.find((d) => d.name === "SSH")?.ports, [{ port: 22, proto: "tcp" }], "the configuration is never changed");
   });
 
   test("random ports are protected when the container joins its network, before its start, from Docker's NAT rules", async () => {
     const s = setup();
     await s.watch.initial(5000);
-    s.watch.follow(s.firewall);
-    await settle();
+    await s.follow();
     const created = fixture("publish-all-created");
     await s.engine.change(created.Id, created, "create");
     // What the engine had programmed when the container joined: an unrelated container's rule too.
     s.engine.nat.set(created.Id, natBindings(NAT_SAVE, "172.17.0.4"));
     await s.engine.change(created.Id, created, "connect", "b".repeat(64));
-    assert.deepEqual(s.ports("WEB"), ["32769/tcp", "9002/udp", "32770/udp"], "the explicit port, and the random ones from the NAT rules; not another container's");
+    assert.deepEqual(s.ports("WEB"), ["32769/tcp", "32770/udp"], "the random ones from the NAT rules, not another container's; 9002/udp is on ::1 only");
   });
 
   test("a container joining before its create was read is still protected from the NAT rules, by its labels", async () => {
     const s = setup();
     await s.watch.initial(5000);
-    s.watch.follow(s.firewall);
-    await settle();
+    await s.follow();
     const created = fixture("publish-all-created");
     // The engine has it, but no create event was handled yet (an earlier rewrite kept the watcher busy).
     s.engine.containers.set(created.Id, created);
@@ -174,7 +184,7 @@ describe("DockerWatch", () => {
     const running = fixture("running");
     s.engine.containers.set(running.Id, running);
     await s.watch.initial(5000);
-    s.watch.follow(s.firewall);
+    await s.follow();
     await s.engine.change(running.Id, { ...fixture("exited"), Id: running.Id }, "die");
     assert.deepEqual(s.ports("SSH"), ["22/tcp", "2222/tcp", "8443/tcp"], "random ports go with the stop, explicit ones stay");
     await s.engine.change(running.Id, null, "destroy");
@@ -186,19 +196,19 @@ describe("DockerWatch", () => {
     const [a, b] = [twin("running", "aaaa"), twin("running", "bbbb")];
     s.engine.containers.set(a.Id, a);
     s.engine.containers.set(b.Id, b);
-    const doors = await s.watch.initial(5000);
-    assert.equal(s.watch.effective()[0]?.ports.find((p) => p.port === "2222/tcp")?.from.length, 2);
-    s.watch.follow(s.firewall);
+    await s.watch.initial(5000);
+    const before = s.protection.targets();
+    assert.equal(s.protection.effective()[0]?.ports.find((p) => p.port === "2222/tcp")?.from.length, 2);
+    await s.follow();
     await s.engine.change(a.Id, null, "destroy");
-    assert.deepEqual(s.ports("SSH", s.applied.at(-1) ?? doors), s.ports("SSH", doors), "nothing opened");
-    assert.deepEqual(s.watch.effective()[0]?.ports.find((p) => p.port === "2222/tcp")?.from, ["container bbbb (bbbb00000000)"]);
+    assert.deepEqual(s.ports("SSH", s.applied.at(-1) ?? before), s.ports("SSH", before), "nothing opened");
+    assert.deepEqual(s.protection.effective()[0]?.ports.find((p) => p.port === "2222/tcp")?.from, ["container bbbb (bbbb00000000)"]);
   });
 
   test("unlabelled containers change nothing; bad labels are logged once per container and the rest is still protected", async () => {
     const s = setup();
     await s.watch.initial(5000);
-    s.watch.follow(s.firewall);
-    await settle();
+    await s.follow();
     const before = s.applied.length;
     await s.engine.change(fixture("unlabelled").Id, fixture("unlabelled"), "start");
     assert.equal(s.applied.length, before, "no rewrite for a container without labels");
@@ -216,8 +226,7 @@ describe("DockerWatch", () => {
     const running = fixture("running");
     s.engine.containers.set(running.Id, running);
     await s.watch.initial(5000);
-    s.watch.follow(s.firewall);
-    await settle();
+    await s.follow();
     assert.deepEqual(s.watch.checks(), [{ name: "docker", ok: true, detail: "following unix:///var/run/docker.sock: 1 labelled container(s)" }]);
 
     const rewrites = s.applied.length;
@@ -243,7 +252,7 @@ describe("DockerWatch", () => {
     const auto = setup();
     auto.engine.up = false;
     await auto.watch.initial(5000);
-    auto.watch.follow(auto.firewall);
+    await auto.follow();
     await auto.clock.advance(20_000);
     assert.equal(auto.watch.checks()[0]?.ok, true);
     assert.match(auto.watch.checks()[0]?.detail ?? "", /^no Docker engine at unix:\/\/\/var\/run\/docker\.sock \(connect ENOENT .*\); KNOCK_DOCKER=auto: labels are followed once it appears$/);
@@ -267,14 +276,13 @@ describe("DockerWatch", () => {
   test("a failed rewrite is shown in readiness and retried", async () => {
     const s = setup();
     await s.watch.initial(5000);
-    s.watch.follow(s.firewall);
-    await settle();
+    await s.follow();
     s.failNext(1);
     const running = fixture("running");
     await s.engine.change(running.Id, running, "start");
-    assert.deepEqual(s.watch.checks()[0], { name: "docker", ok: false, detail: "could not apply the protected ports: iptables-restore: exit code 4" });
+    assert.deepEqual(s.protection.checks()[0], { name: "protection", ok: false, detail: "could not apply the protected targets: iptables-restore: exit code 4" });
     await s.clock.advance(1000);
-    assert.equal(s.watch.checks()[0]?.ok, true);
+    assert.deepEqual(s.protection.checks(), []);
     assert.ok(s.ports("SSH").includes("2222/tcp"));
   });
 });
@@ -283,9 +291,9 @@ describe("desired doors and events", () => {
   test("container addresses that are not IPs never become targets", () => {
     const running = fixture("running");
     const c = readContainer(running, new Set(["SSH"]))!;
-    const hostile = { ...c, doors: c.doors.map((d) => ({ ...d, addresses: [{ network: "x", family: 4 as const, address: "1.2.3.4 -j ACCEPT" }] })) };
+    const hostile = { ...c, doors: c.doors.map((d) => ({ ...d, addresses: [{ network: "x", family: 4 as const, address: "1.2.3.4 -j ACCEPT", prefixLen: 16 }] })) };
     const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000" });
-    assert.deepEqual(desiredDoors(config.doors, [hostile]).doors[0]?.targets, []);
+    assert.deepEqual(decideDoors(config.doors, [hostile]).targets.filter((t) => t.dest.kind === "container"), []);
   });
 
   test("event lines: container and network events name a container; anything else is ignored", () => {
@@ -317,27 +325,25 @@ describe("KNOCK_DOCKER configuration", () => {
 
 describe("container addresses in the plan", () => {
   const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_SSH_PORTS: "2222/tcp" });
-  const doors = desiredDoors(config.doors, [readContainer(fixture("running"), new Set(["SSH"]))!]).doors;
-  const planned = { ...config, doors };
+  const targets = decideDoors(config.doors, [readContainer(fixture("running"), new Set(["SSH"]))!]).targets;
 
-  test("iptables: the grant lets the knocker in, Docker's bridges pass, everything else new is dropped, before the host-port drops", () => {
-    const rules = iptablesChainPlan(planned, 4).restore.split("\n");
+  test("iptables: the grant lets the knocker in, the container's own network passes from where it is routed, everything else new is dropped", () => {
+    const rules = iptablesChainPlan(config, targets, 4).restore.split("\n");
     const at = (rule: string) => rules.indexOf(`-A KNOCKGATE ${rule}`);
-    const target = "-d 172.17.0.2/32 -p tcp --dport 22";
-    assert.ok(at(`${target} -m set --match-set knockgate-SSH-4 src -j RETURN`) > 0);
-    assert.ok(at(`-i docker0 ${target} -j RETURN`) > at(`${target} -m set --match-set knockgate-SSH-4 src -j RETURN`));
-    assert.ok(at(`-i br-+ ${target} -j RETURN`) > 0);
-    assert.ok(at(`${target} -j DROP`) > at(`-i br-+ ${target} -j RETURN`));
-    assert.ok(at(`${target} -j DROP`) < rules.findIndex((r) => /--dports 2222,8443,32768 -j DROP/.test(r)));
-    assert.ok(!iptablesChainPlan(planned, 6).restore.includes("172.17.0.2"), "an IPv4 address only in the IPv4 chain");
+    const target = "-d 172.17.0.2/32 -p tcp -m multiport --dports 22,80,443";
+    assert.ok(at(`${target} -m set --match-set knockgate-SSH-4 src -j RETURN`) > 0, rules.join("\n"));
+    assert.ok(at(`${target} -s 172.17.0.0/16 -m rpfilter -j RETURN`) > at(`${target} -m set --match-set knockgate-SSH-4 src -j RETURN`));
+    assert.ok(at(`${target} -j DROP`) > at(`${target} -s 172.17.0.0/16 -m rpfilter -j RETURN`));
+    assert.ok(!rules.some((r) => / -i (?!lo )/.test(r)), "no rule trusts an interface by its name");
+    assert.ok(!iptablesChainPlan(config, targets, 6).restore.includes("172.17.0.2"), "an IPv4 address only in the IPv4 chain");
   });
 
-  test("nftables: the same three steps per address and port", () => {
-    const script = nftPlan(planned).script;
-    assert.match(script, /ip daddr 172\.17\.0\.2 udp dport 53 ip saddr @door_SSH_v4 accept/);
-    assert.match(script, /iifname "docker0" ip daddr 172\.17\.0\.2 tcp dport 22 accept/);
-    assert.match(script, /iifname "br-\*" ip daddr 172\.17\.0\.2 tcp dport 22 accept/);
-    assert.match(script, /\n.* ip daddr 172\.17\.0\.2 tcp dport 22 drop/);
+  test("nftables: the same three steps per address, with the fib for the reverse path", () => {
+    const script = nftPlan(config, targets).script;
+    assert.match(script, /ip daddr 172\.17\.0\.2 udp dport \{ 53 \} ip saddr @door_SSH_v4 accept/);
+    assert.match(script, /ip daddr 172\.17\.0\.2 tcp dport \{ 22, 80, 443 \} ip saddr 172\.17\.0\.0\/16 fib saddr \. iif oif exists accept/);
+    assert.match(script, /\n.* ip daddr 172\.17\.0\.2 tcp dport \{ 22, 80, 443 \} drop/);
+    assert.doesNotMatch(script, /iifname "(?!lo")/, "no rule trusts an interface by its name");
   });
 });
 
@@ -349,7 +355,8 @@ describe("knockgate check with Docker labels", () => {
     const host: HostProbe = {
       defaultInterfaces: () => Promise.resolve(["lo"]),
       chooseBackend: () => Promise.resolve({ backend: "nftables" }),
-      dockerDoors: (c) => Promise.resolve({ effective: desiredDoors(c.doors, [running]).effective, state: "following unix:///var/run/docker.sock: 1 labelled container(s)" }),
+      dockerDoors: (c) =>
+        Promise.resolve({ effective: effectiveDoors(c.doors, decideDoors(c.doors, [running]), [running]), conflicts: [], state: "following unix:///var/run/docker.sock: 1 labelled container(s)" }),
     };
     const report = await checkReport(config, env, "the environment", host);
     assert.deepEqual(report.doors[0]?.ports[0], { port: "2222/tcp", from: ["container kg-fixture-running (4253d5ee98b8)"] });

@@ -3,6 +3,7 @@
  * for the tools, first (and alone) on PATH, keep a little state in files, fail as told and log every
  * call, so the tests see exactly which commands ran how often.
  */
+import { envTargets } from "../support/protection.js";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -162,7 +163,7 @@ test("retries are bounded: a failure that stays transient gives up after three t
 const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "eth0", KNOCK_FIREWALL: "nftables" });
 
 test("the install at start retries a transient failure; later reconciles do not (the loop comes back anyway)", async () => {
-  const firewall = new NftablesFirewall(config, execRunner, log);
+  const firewall = new NftablesFirewall(config, envTargets(config), execRunner, log);
   try {
     failNext("nft", 1, 1, NFT_BUSY);
     assert.deepEqual(await firewall.reconcile(), ["table inet knockgate missing"]);
@@ -188,7 +189,7 @@ test("removal waits for a reconcile in flight, which would otherwise put back wh
     if (command.startsWith("nft -t list")) await reading;
     return { code: 0, stdout: "", stderr: "" };
   };
-  const firewall = new NftablesFirewall(config, run, log);
+  const firewall = new NftablesFirewall(config, envTargets(config), run, log);
   try {
     const reconciled = firewall.reconcile();
     const removed = firewall.remove();

@@ -20,6 +20,8 @@ function door(name: string, openForMs: number): Door {
 }
 
 const SSH = door("SSH", 30_000);
+/** A sequence grant: the door's ports for its OPEN_FOR. */
+const whole = (d: Door) => ({ ports: d.ports, openForMs: d.openForMs });
 const PREFIXES = { v4: 24, v6: 64 };
 const UNBOUNDED = { maxGrants: 1e9, maxPerPrefix: 1e9, prefixes: PREFIXES };
 const A = "198.18.0.2";
@@ -28,7 +30,7 @@ const B = "2001:db8::2";
 describe("GrantBook", () => {
   test("open records the grant with an expiry OPEN_FOR after now", () => {
     const book = new GrantBook(UNBOUNDED);
-    const { record } = book.open(SSH, A, 4, 1000);
+    const { record } = book.open(SSH, A, 4, 1000, whole(SSH));
     assert.deepEqual(record, { door: SSH, src: A, family: 4, expiresAt: 31_000, prefix: "4/c61200", via: "sequence", ports: SSH.ports });
     assert.equal(book.size, 1);
   });
@@ -46,7 +48,7 @@ describe("GrantBook", () => {
 
   test("a grant expires once its time is up, not before", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 1000);
+    book.open(SSH, A, 4, 1000, whole(SSH));
     assert.deepEqual(book.expire(30_999), []);
     assert.equal(book.size, 1);
     const expired = book.expire(31_000);
@@ -60,8 +62,8 @@ describe("GrantBook", () => {
 
   test("expire takes out only the grants whose time is up", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0);
-    book.open(SSH, B, 6, 10_000);
+    book.open(SSH, A, 4, 0, whole(SSH));
+    book.open(SSH, B, 6, 10_000, whole(SSH));
     assert.deepEqual(
       book.expire(35_000).map((r) => r.src),
       [A],
@@ -75,7 +77,7 @@ describe("GrantBook", () => {
 
   test("close removes the grant and returns it", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0);
+    book.open(SSH, A, 4, 0, whole(SSH));
     const closed = book.close(SSH, A);
     assert.equal(closed?.src, A);
     assert.equal(closed?.expiresAt, 30_000);
@@ -85,7 +87,7 @@ describe("GrantBook", () => {
 
   test("close of a grant we do not have returns undefined", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0);
+    book.open(SSH, A, 4, 0, whole(SSH));
     assert.equal(book.close(SSH, B), undefined);
     assert.equal(book.close(door("WEB", 30_000), A), undefined);
     assert.equal(book.size, 1);
@@ -93,8 +95,8 @@ describe("GrantBook", () => {
 
   test("opening again refreshes the expiry instead of adding a second grant", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0);
-    const { record: refreshed } = book.open(SSH, A, 4, 20_000);
+    book.open(SSH, A, 4, 0, whole(SSH));
+    const { record: refreshed } = book.open(SSH, A, 4, 20_000, whole(SSH));
     assert.equal(refreshed.expiresAt, 50_000);
     assert.equal(book.size, 1);
     assert.deepEqual(book.expire(30_000), [], "the old expiry no longer applies");
@@ -104,8 +106,8 @@ describe("GrantBook", () => {
   test("the same source on two doors has two grants", () => {
     const book = new GrantBook(UNBOUNDED);
     const web = door("WEB", 60_000);
-    book.open(SSH, A, 4, 0);
-    book.open(web, A, 4, 0);
+    book.open(SSH, A, 4, 0, whole(SSH));
+    book.open(web, A, 4, 0, whole(web));
     assert.equal(book.size, 2);
     assert.deepEqual(
       book.expire(30_000).map((r) => r.door.name),
@@ -117,7 +119,7 @@ describe("GrantBook", () => {
   test("with OPEN_FOR 0 a grant never expires and lasts until closed", () => {
     const book = new GrantBook(UNBOUNDED);
     const forever = door("VPN", 0);
-    const { record } = book.open(forever, A, 4, 1000);
+    const { record } = book.open(forever, A, 4, 1000, whole(forever));
     assert.equal(record.expiresAt, Infinity);
     assert.deepEqual(book.expire(Number.MAX_SAFE_INTEGER), []);
     assert.equal(book.size, 1);
@@ -130,7 +132,7 @@ describe("GrantBook bounds", () => {
   const fill = (book: GrantBook, srcs: string[], family: 4 | 6 = 4) => {
     const replaced: string[] = [];
     srcs.forEach((src, i) => {
-      for (const r of book.open(SSH, src, family, i).replaced) replaced.push(`${r.record.src} ${r.reason}`);
+      for (const r of book.open(SSH, src, family, i, whole(SSH)).replaced) replaced.push(`${r.record.src} ${r.reason}`);
     });
     return replaced;
   };
@@ -160,13 +162,13 @@ describe("GrantBook bounds", () => {
   test("a refreshed grant is the newest of its prefix again; closing and expiry free room", () => {
     const book = new GrantBook({ maxGrants: 100, maxPerPrefix: 2, prefixes: PREFIXES });
     fill(book, ["198.18.0.1", "198.18.0.2"]);
-    assert.deepEqual(book.open(SSH, "198.18.0.1", 4, 10).replaced, [], "a refresh needs no room");
+    assert.deepEqual(book.open(SSH, "198.18.0.1", 4, 10, whole(SSH)).replaced, [], "a refresh needs no room");
     assert.deepEqual(
-      book.open(SSH, "198.18.0.3", 4, 11).replaced.map((r) => r.record.src),
+      book.open(SSH, "198.18.0.3", 4, 11, whole(SSH)).replaced.map((r) => r.record.src),
       ["198.18.0.2"],
     );
     book.close(SSH, "198.18.0.1");
-    assert.deepEqual(book.open(SSH, "198.18.0.4", 4, 12).replaced, [], "closing freed a place");
+    assert.deepEqual(book.open(SSH, "198.18.0.4", 4, 12, whole(SSH)).replaced, [], "closing freed a place");
   });
 
   test("matches a model through random grants, closes and expiries (counts, caps, who is replaced)", () => {
@@ -201,7 +203,7 @@ describe("GrantBook bounds", () => {
         } else if (model.size >= limits.maxGrants) {
           const top = Math.max(...[...new Set([...model.values()].map(([q]) => q))].map(count));
           const crowded = [...new Set([...model.values()].map(([q]) => q))].filter((q) => count(q) === top);
-          const v = book.open(SSH, src, 4, step).replaced.map((r) => r.record.src);
+          const v = book.open(SSH, src, 4, step, whole(SSH)).replaced.map((r) => r.record.src);
           assert.equal(v.length, 1, `step ${step}`);
           const victim = v[0]!;
           const victimPrefix = model.get(victim)![0];
@@ -211,9 +213,9 @@ describe("GrantBook bounds", () => {
           model.set(src, [prefix, step]);
           continue;
         }
-        assert.deepEqual(book.open(SSH, src, 4, step).replaced.map((r) => r.record.src), expected, `step ${step}`);
+        assert.deepEqual(book.open(SSH, src, 4, step, whole(SSH)).replaced.map((r) => r.record.src), expected, `step ${step}`);
       } else {
-        assert.deepEqual(book.open(SSH, src, 4, step).replaced, [], `step ${step}: a refresh replaces nothing`);
+        assert.deepEqual(book.open(SSH, src, 4, step, whole(SSH)).replaced, [], `step ${step}: a refresh replaces nothing`);
       }
       model.set(src, [prefix, step]);
       assert.equal(book.size, model.size);

@@ -1,30 +1,35 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/config.js";
-import { type Config } from "../../src/core/types.js";
+import type { Config, Family } from "../../src/core/types.js";
 import {
   CHAIN,
   expectedAllowMembers,
   ipsetAllowName,
   ipsetAllowScript,
-  ipsetGrantSets,
   ipsetRebuildScript,
-  ipsetCreateScript,
   ipsetMaxelems,
   ipsetGrantLine,
   ipsetName,
   ipsetRevokeLine,
-  iptablesChainPlan,
   ipsetSizes,
   isOurIpset,
   mangleView,
   nftGrantLine,
-  nftPlan,
   nftRevokeLine,
   nftSetName,
-  planId,
-  planMarker,
 } from "../../src/core/firewall/plan.js";
+import * as plan from "../../src/core/firewall/plan.js";
+import { envTargets } from "../support/protection.js";
+
+/** The plan of a configuration without Docker: its doors' own ports. */
+const ipsetGrantSets = (c: Config, only?: Family) => plan.ipsetGrantSets(c, envTargets(c), only);
+const ipsetCreateScript = (c: Config, only?: readonly string[]) => plan.ipsetCreateScript(c, envTargets(c), only);
+const iptablesChainPlan = (c: Config, f: Family) => plan.iptablesChainPlan(c, envTargets(c), f);
+const nftPlan = (c: Config) => plan.nftPlan(c, envTargets(c));
+const planId = (c: Config) => plan.planId(c, envTargets(c));
+const planMarker = (c: Config) => plan.planMarker(c, envTargets(c));
+
 
 const SSH = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000" };
 
@@ -70,8 +75,8 @@ describe("iptablesChainPlan", () => {
         "-A KNOCKGATE -i lo -j RETURN",
         "-A KNOCKGATE -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
         "-A KNOCKGATE -m set --match-set knockgate-allow-4 src -j RETURN",
-        "-A KNOCKGATE -p tcp -m multiport --dports 22 -m set --match-set knockgate-SSH-4 src -j RETURN",
-        "-A KNOCKGATE -p tcp -m multiport --dports 22 -j DROP",
+        "-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH-4 src -j RETURN",
+        "-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -j DROP",
         `-A KNOCKGATE -m comment --comment "knockgate plan ${planId(c)}" -j RETURN`,
         "COMMIT",
         "",
@@ -84,17 +89,17 @@ describe("iptablesChainPlan", () => {
   test("the IPv6 chain matches the IPv6 sets", () => {
     const rules = rulesOf(iptablesChainPlan(config(), 6).restore);
     assert.equal(rules[2], "-m set --match-set knockgate-allow-6 src -j RETURN");
-    assert.equal(rules[3], "-p tcp -m multiport --dports 22 -m set --match-set knockgate-SSH-6 src -j RETURN");
+    assert.equal(rules[3], "-p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH-6 src -j RETURN");
     assert.ok(!rules.some((r) => r.includes("-4 ")));
   });
 
-  test("ports are grouped by protocol in configuration order", () => {
+  test("ports are grouped by protocol, sorted", () => {
     const plan = iptablesChainPlan(config({ KNOCK_DOOR_SSH_PORTS: "2222/tcp,53/udp,22/tcp" }), 4);
     assert.deepEqual(rulesOf(plan.restore).slice(3, -1), [
-      "-p tcp -m multiport --dports 2222,22 -m set --match-set knockgate-SSH-4 src -j RETURN",
-      "-p udp -m multiport --dports 53 -m set --match-set knockgate-SSH-4 src -j RETURN",
-      "-p tcp -m multiport --dports 22,2222 -j DROP",
-      "-p udp -m multiport --dports 53 -j DROP",
+      "-p tcp -m multiport --dports 22,2222 -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH-4 src -j RETURN",
+      "-p udp -m multiport --dports 53 -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH-4 src -j RETURN",
+      "-p tcp -m multiport --dports 22,2222 -m addrtype --dst-type LOCAL -j DROP",
+      "-p udp -m multiport --dports 53 -m addrtype --dst-type LOCAL -j DROP",
     ]);
     assert.equal(plan.ruleCount, appendLines(plan.restore).length);
   });
@@ -105,25 +110,25 @@ describe("iptablesChainPlan", () => {
     const first15 = ports.slice(0, 15).join(",");
     const rest = ports.slice(15).join(",");
     assert.deepEqual(rulesOf(plan.restore).slice(3, -1), [
-      `-p tcp -m multiport --dports ${first15} -m set --match-set knockgate-SSH-4 src -j RETURN`,
-      `-p tcp -m multiport --dports ${rest} -m set --match-set knockgate-SSH-4 src -j RETURN`,
-      `-p tcp -m multiport --dports ${first15} -j DROP`,
-      `-p tcp -m multiport --dports ${rest} -j DROP`,
+      `-p tcp -m multiport --dports ${first15} -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH-4 src -j RETURN`,
+      `-p tcp -m multiport --dports ${rest} -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH-4 src -j RETURN`,
+      `-p tcp -m multiport --dports ${first15} -m addrtype --dst-type LOCAL -j DROP`,
+      `-p tcp -m multiport --dports ${rest} -m addrtype --dst-type LOCAL -j DROP`,
     ]);
     assert.equal(plan.ruleCount, 8);
     assert.equal(plan.ruleCount, appendLines(plan.restore).length);
   });
 
-  test("two doors sharing a port both return before the single DROP for it", () => {
+  test("two doors whose _PORTS share a port both return before the single DROP for it", () => {
     const plan = iptablesChainPlan(
       config({ KNOCK_DOOR_SSH_PORTS: "22", KNOCK_DOOR_ADMIN_SEQUENCE: "6000,5000", KNOCK_DOOR_ADMIN_PORTS: "22,8443" }),
       4,
     );
     // Doors come in sorted variable order: ADMIN before SSH.
     assert.deepEqual(rulesOf(plan.restore).slice(3, -1), [
-      "-p tcp -m multiport --dports 22,8443 -m set --match-set knockgate-ADMIN-4 src -j RETURN",
-      "-p tcp -m multiport --dports 22 -m set --match-set knockgate-SSH-4 src -j RETURN",
-      "-p tcp -m multiport --dports 22,8443 -j DROP",
+      "-p tcp -m multiport --dports 22,8443 -m addrtype --dst-type LOCAL -m set --match-set knockgate-ADMIN-4 src -j RETURN",
+      "-p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH-4 src -j RETURN",
+      "-p tcp -m multiport --dports 22,8443 -m addrtype --dst-type LOCAL -j DROP",
     ]);
   });
 });
@@ -355,12 +360,12 @@ describe("nftPlan", () => {
       `${p}ct state established,related accept`,
       `${p}ip saddr @allow_v4 accept`,
       `${p}ip6 saddr @allow_v6 accept`,
-      `${p}tcp dport { 22 } ip saddr @door_SSH_v4 accept`,
-      `${p}tcp dport { 22 } ip6 saddr @door_SSH_v6 accept`,
-      `${p}udp dport { 53 } ip saddr @door_SSH_v4 accept`,
-      `${p}udp dport { 53 } ip6 saddr @door_SSH_v6 accept`,
-      `${p}tcp dport { 22 } drop`,
-      `${p}udp dport { 53 } drop`,
+      `${p}tcp dport { 22 } fib daddr type local ip saddr @door_SSH_v4 accept`,
+      `${p}udp dport { 53 } fib daddr type local ip saddr @door_SSH_v4 accept`,
+      `${p}tcp dport { 22 } fib daddr type local ip6 saddr @door_SSH_v6 accept`,
+      `${p}udp dport { 53 } fib daddr type local ip6 saddr @door_SSH_v6 accept`,
+      `${p}tcp dport { 22 } fib daddr type local drop`,
+      `${p}udp dport { 53 } fib daddr type local drop`,
       `${p}counter comment "${planMarker(c)}"`,
     ]);
     assert.equal(plan.ruleCount, 11);

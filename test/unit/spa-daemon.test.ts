@@ -16,8 +16,11 @@ import type { FrameHandler } from "../../src/adapters/capture.js";
 import { Metrics } from "../../src/adapters/metrics.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
 import { SpaType } from "../../src/core/spa/message.js";
-import type { Door } from "../../src/core/types.js";
+import { portName, portsText, type Config, type Door } from "../../src/core/types.js";
 import { FakeClock } from "../support/fake-clock.js";
+import { doorPorts } from "../../src/core/protection/targets.js";
+import type { DoorPorts } from "../../src/app/protection.js";
+import { envPorts, envTargets } from "../support/protection.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
@@ -37,7 +40,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
   const config = parseConfig({ ...base, KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const firewall = firewallOf?.(new DryRunFirewall(config, log, clock)) ?? new DryRunFirewall(config, log, clock);
+  const firewall = firewallOf?.(new DryRunFirewall(config, envTargets(config), log, clock)) ?? new DryRunFirewall(config, envTargets(config), log, clock);
   const metrics = new Metrics(
     config.doors.map((d) => d.name),
     { version: "test", revision: "test", backend: firewall.backend },
@@ -50,6 +53,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
     config,
     interfaces: ["eth0"],
     firewall,
+    protection: envPorts(config),
     log,
     metrics,
     clock,
@@ -178,11 +182,15 @@ test("a request for any port outside the door's PORTS opens nothing at all", asy
 test("ports that Docker labels give the door while it runs can be asked for", async () => {
   const { daemon, firewall, send, datagram, spaCount } = setup();
   await daemon.start();
-  const door = (daemon as unknown as { deps: { config: { doors: Door[] } } }).deps.config.doors[0]!;
-  // What the Docker watcher does when a labelled container publishes 8022.
-  door.ports = [...door.ports, { port: 8022, proto: "tcp" }];
+  const { config, protection } = (daemon as unknown as { deps: { config: Config; protection: DoorPorts } }).deps;
   await send(datagram({ message: `${CLIENT},tcp/8022` }));
-  assert.equal(await spaCount("port_not_allowed"), 0);
+  assert.equal(await spaCount("port_not_allowed"), 1, "not yet a port of the door");
+  // What the protection does when a labelled container publishes 8022: readers and the firewall see it.
+  const labelled = [...envTargets(config), { door: "SSH", dest: { kind: "host" as const }, port: { port: 8022, proto: "tcp" as const }, origins: ["container x (x)"] }];
+  protection.portsOf = (door) => doorPorts(labelled, door);
+  await firewall.protect(labelled);
+  await send(datagram({ message: `${CLIENT},tcp/8022` }));
+  assert.equal(await spaCount("port_not_allowed"), 1);
   assert.deepEqual((await firewall.listSpaGrants())[0]?.ports, [{ port: 8022, proto: "tcp" }]);
   await daemon.stop();
 });
@@ -360,30 +368,28 @@ test("cluster: a signed grant is published with the ports it opened and its own 
   await daemon.stop();
 });
 
-test("cluster: a close sequence closes the source's signed grants on the door as well as its sequence grant, here and on every node", async () => {
+test("a close sequence closes the source's sequence grant only: its signed grant ends by its time, so close knocks forged with its address take nothing", async () => {
   const { closed, link } = clusterLink();
-  const { daemon, firewall, send, datagram, events, hooks } = setup({ ...SEQUENCES, KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %PORTS%" }, undefined, new FakeClock(), SIGNED, link);
+  const { daemon, firewall, send, datagram, events, hooks, clock } = setup({ ...SEQUENCES, KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %PORTS%" }, undefined, new FakeClock(), SIGNED, link);
   await daemon.start();
   await send(datagram({ message: `${CLIENT},tcp/2222` }));
   await send(Buffer.alloc(1), { port: 7000 });
-  await send(datagram({ message: `198.18.0.7,tcp/22` }), { src: "198.18.0.7" });
   await send(Buffer.alloc(1), { port: 7100 });
   assert.deepEqual(await firewall.listGrants(), []);
-  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), ["198.18.0.7"], "another address keeps its grant");
+  assert.deepEqual((await firewall.listSpaGrants()).map((g) => [g.src, g.ports.map(portName)]), [[CLIENT, ["2222/tcp"]]], "the signed grant stays");
   assert.deepEqual(
-    events("close").map((l) => [l["via"], l["ports"], l["reason"], l["remote"]]).sort(),
-    [
-      ["sequence", "22/tcp,2222/tcp", "close_sequence", false],
-      ["spa", "2222/tcp", "close_sequence", false],
-    ],
+    events("close").map((l) => [l["via"], l["ports"], l["reason"]]),
+    [["sequence", "22/tcp,2222/tcp", "close_sequence"]],
   );
-  assert.deepEqual(hooks.filter((h) => h.kind === "on_close").map((h) => h.door.ports.map((p) => p.port).join(",")).sort(), ["22,2222", "2222"]);
-  assert.deepEqual(closed, [`SSH 4 ${CLIENT}`], "one close for every node, which deletes both kinds of object");
-  // Only a signed grant: the close sequence closes it alone.
+  assert.deepEqual(hooks.filter((h) => h.kind === "on_close").map((h) => portsText(h.door)), ["22/tcp,2222/tcp"]);
+  assert.deepEqual(closed, [`SSH 4 ${CLIENT}`], "one close for every node, of the sequence grant");
+  // Only a signed grant: a close sequence (anyone can send one with the client's address) takes nothing.
   await send(datagram({ message: `198.18.0.7,tcp/22` }), { src: "198.18.0.7" });
   await send(Buffer.alloc(1), { port: 7100, src: "198.18.0.7" });
-  assert.deepEqual(await firewall.listSpaGrants(), []);
-  assert.equal(closed.length, 2);
+  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src).sort(), [CLIENT, "198.18.0.7"]);
+  assert.ok(events("close_ignored").some((l) => l["src"] === "198.18.0.7"));
+  await clock.advance(31_000);
+  assert.deepEqual(await firewall.listSpaGrants(), [], "signed grants end by their time");
   await daemon.stop();
 });
 

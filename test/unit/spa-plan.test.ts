@@ -2,7 +2,18 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/config.js";
-import { CHAIN, ipsetCreateScript, ipsetGrantSets, ipsetMembers, iptablesChainPlan, nftPlan, planId } from "../../src/core/firewall/plan.js";
+import { CHAIN, ipsetMembers } from "../../src/core/firewall/plan.js";
+import type { Config, Family } from "../../src/core/types.js";
+import * as plan from "../../src/core/firewall/plan.js";
+import { envTargets } from "../support/protection.js";
+
+/** The plan of a configuration without Docker: its doors' own ports. */
+const ipsetCreateScript = (c: Config, only?: readonly string[]) => plan.ipsetCreateScript(c, envTargets(c), only);
+const ipsetGrantSets = (c: Config, only?: Family) => plan.ipsetGrantSets(c, envTargets(c), only);
+const iptablesChainPlan = (c: Config, f: Family) => plan.iptablesChainPlan(c, envTargets(c), f);
+const nftPlan = (c: Config) => plan.nftPlan(c, envTargets(c));
+const planId = (c: Config) => plan.planId(c, envTargets(c));
+
 import {
   ipsetSpaGrantLines,
   ipsetSpaMembers,
@@ -33,10 +44,11 @@ describe("signed door firewall plan", () => {
     assert.notEqual(ipsetSpaName("SSH", 4), "knockgate-SSH-4");
   });
 
-  test("iptables: one rule per family lets a source through to the (protocol, port) pairs its set holds, before the drops", () => {
+  test("iptables: a rule per target group lets a source through to the (protocol, port) pairs its set holds on this host, before the drops", () => {
     const rules = iptablesChainPlan(signed, 4).restore.split("\n").filter((l) => l.startsWith(`-A ${CHAIN} `));
-    const at = rules.indexOf(`-A ${CHAIN} -m set --match-set knockgate-SSH:4 src,dst -j RETURN`);
+    const at = rules.indexOf(`-A ${CHAIN} -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH:4 src,dst -j RETURN`);
     assert.ok(at > 0, rules.join("\n"));
+    assert.ok(rules.includes(`-A ${CHAIN} -p udp -m multiport --dports 53 -m addrtype --dst-type LOCAL -m set --match-set knockgate-SSH:4 src,dst -j RETURN`));
     assert.ok(rules.findIndex((r) => r.endsWith("-j DROP")) > at);
     assert.ok(iptablesChainPlan(signed, 6).restore.includes("--match-set knockgate-SSH:6 src,dst"));
   });
@@ -54,7 +66,7 @@ describe("signed door firewall plan", () => {
     const { script } = nftPlan(signed);
     assert.match(script, /add set inet knockgate spa_SSH_v4 \{ type ipv4_addr \. inet_proto \. inet_service; flags timeout; size 4048; \}/);
     assert.match(script, /add set inet knockgate spa_SSH_v6 \{ type ipv6_addr \. inet_proto \. inet_service; flags timeout; size 4048; \}/);
-    assert.match(script, /add rule inet knockgate prerouting meta l4proto \{ tcp, udp \} ip6 saddr \. meta l4proto \. th dport @spa_SSH_v6 accept/);
+    assert.match(script, /add rule inet knockgate prerouting tcp dport \{ 22 \} fib daddr type local ip6 saddr \. meta l4proto \. th dport @spa_SSH_v6 accept/);
     assert.match(script, /add set inet knockgate spa_replay \{ type ipv6_addr; flags timeout; size 65536; \}/);
     assert.doesNotMatch(nftPlan(plain).script, /spa_/);
   });
@@ -64,10 +76,9 @@ describe("signed door firewall plan", () => {
     assert.notEqual(planId(both), planId(parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_SSH_PORTS: "22/tcp,53/udp", KNOCK_MAX_GRANTS: "1000" })));
   });
 
-  test("grant lines name each asked-for port with the grant's own timeout; revokes take every port of the door", () => {
-    const door = signed.doors[0]!;
+  test("grant lines name each asked-for port with the grant's own timeout; revokes take the ports the grant opened", () => {
     assert.deepEqual(ipsetSpaGrantLines("SSH", 4, "198.18.0.2", [{ port: 22, proto: "tcp" }], 5000), ["add knockgate-SSH:4 198.18.0.2,tcp:22 timeout 5 -exist"]);
-    assert.deepEqual(ipsetSpaRevokeLines(door, 6, "fd00:198:18::2"), [
+    assert.deepEqual(ipsetSpaRevokeLines("SSH", 6, "fd00:198:18::2", [{ port: 22, proto: "tcp" }, { port: 53, proto: "udp" }]), [
       "del knockgate-SSH:6 fd00:198:18::2,tcp:22 -exist",
       "del knockgate-SSH:6 fd00:198:18::2,udp:53 -exist",
     ]);

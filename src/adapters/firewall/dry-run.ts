@@ -6,7 +6,9 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
+import type { Target } from "../../core/protection/targets.js";
 import { checkedPorts, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import { hasPort } from "../../core/types.js";
 import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
 import { FAMILIES, iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 
@@ -22,7 +24,8 @@ export class DryRunFirewall implements Firewall {
   private readonly replay = new Map<string, number>();
 
   constructor(
-    private config: Config,
+    private readonly config: Config,
+    private targets: readonly Target[],
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {}
@@ -34,17 +37,17 @@ export class DryRunFirewall implements Firewall {
   reconcile(): Promise<string[]> {
     if (!this.planLogged) {
       this.planLogged = true;
-      const iptables = [ipsetCreateScript(this.config), ...FAMILIES.map((f) => iptablesChainPlan(this.config, f).restore)];
-      this.log.info({ event: "dry_run_plan", iptables: iptables.join(""), nftables: nftPlan(this.config).script }, "dry run: would install");
+      const iptables = [ipsetCreateScript(this.config, this.targets), ...FAMILIES.map((f) => iptablesChainPlan(this.config, this.targets, f).restore)];
+      this.log.info({ event: "dry_run_plan", iptables: iptables.join(""), nftables: nftPlan(this.config, this.targets).script }, "dry run: would install");
     }
     this.installed = true;
     return Promise.resolve([]);
   }
 
-  protect(doors: readonly Door[]): Promise<void> {
-    this.config = { ...this.config, doors: [...doors] };
-    const iptables = FAMILIES.map((f) => iptablesChainPlan(this.config, f).restore);
-    this.log.info({ event: "dry_run_protect", iptables: iptables.join(""), nftables: nftPlan(this.config).script }, "dry run: would rewrite the protection");
+  protect(targets: readonly Target[]): Promise<void> {
+    this.targets = targets;
+    const iptables = FAMILIES.map((f) => iptablesChainPlan(this.config, targets, f).restore);
+    this.log.info({ event: "dry_run_protect", iptables: iptables.join(""), nftables: nftPlan(this.config, targets).script }, "dry run: would rewrite the protection");
     return Promise.resolve();
   }
 
@@ -62,14 +65,17 @@ export class DryRunFirewall implements Firewall {
   }
 
   grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
-    this.log.info({ event: "dry_run_grant", door: door.name, src, command: ipsetSpaGrantLines(door.name, family, src, checkedPorts(door, ports), openForMs).join("; ") });
+    this.log.info({ event: "dry_run_grant", door: door.name, src, command: ipsetSpaGrantLines(door.name, family, src, checkedPorts(door, this.targets, ports), openForMs).join("; ") });
     this.spaGrants.set(`${door.name}|${family}|${src}`, { door: door.name, family, src, ports: [...ports], expiresAt: this.clock.now() + openForMs });
     return Promise.resolve();
   }
 
-  revokePorts(door: Door, family: Family, src: string): Promise<void> {
-    this.log.info({ event: "dry_run_revoke", door: door.name, src, command: ipsetSpaRevokeLines(door, family, src).join("; ") });
-    this.spaGrants.delete(`${door.name}|${family}|${src}`);
+  revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void> {
+    this.log.info({ event: "dry_run_revoke", door: door.name, src, command: ipsetSpaRevokeLines(door.name, family, src, ports).join("; ") });
+    const key = `${door.name}|${family}|${src}`;
+    const left = this.spaGrants.get(key)?.ports.filter((p) => !hasPort(ports, p)) ?? [];
+    if (left.length === 0) this.spaGrants.delete(key);
+    else this.spaGrants.set(key, { ...this.spaGrants.get(key)!, ports: left });
     return Promise.resolve();
   }
 

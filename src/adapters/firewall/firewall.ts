@@ -2,7 +2,8 @@
 import { FAMILIES, type KernelGrant } from "../../core/firewall/plan.js";
 import type { KernelSpaGrant } from "../../core/firewall/spa-plan.js";
 import { FirewallError } from "../../core/errors.js";
-import type { Door, Family, PortSpec } from "../../core/types.js";
+import { doorPorts, type Target } from "../../core/protection/targets.js";
+import { hasPort, portName, type Door, type Family, type PortSpec } from "../../core/types.js";
 import type { Logger } from "../log.js";
 import { patientRunner, type Runner } from "./exec.js";
 
@@ -32,21 +33,21 @@ export interface Firewall {
    */
   reconcile(): Promise<string[]>;
   /**
-   * Makes `doors` (same names, other ports or container targets) the protected set: the chain or
-   * table is rewritten in one transaction, the grant sets are kept. A container start waits on
-   * this, so it writes the rules and nothing else; the reconcile loop checks the rest as always.
+   * Makes `targets` the protected set: the chain or table is rewritten in one transaction, the
+   * grant sets are kept. A container start waits on this, so it writes the rules and nothing else;
+   * the reconcile loop checks the rest as always.
    */
-  protect(doors: readonly Door[]): Promise<void>;
+  protect(targets: readonly Target[]): Promise<void>;
   /**
    * Adds or refreshes a grant for `forMs` (whole seconds; 0: until revoked), by default the door's
    * OPEN_FOR; resolves once the kernel has it. A grant from another node passes the time it has left.
    */
   grant(door: Door, family: Family, src: string, forMs?: number): Promise<void>;
   revoke(door: Door, family: Family, src: string): Promise<void>;
-  /** A signed door's grant of some of its ports (each must be one of door.ports), for openForMs. */
+  /** A signed door's grant of some of its ports (each must be one the door protects now), for openForMs. */
   grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void>;
-  /** Takes every port of a signed door's grant to `src` away. */
-  revokePorts(door: Door, family: Family, src: string): Promise<void>;
+  /** Takes these ports of a signed door's grant to `src` away: the ones the grant opened. */
+  revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void>;
   /**
    * Adds a datagram's replay element (spa-plan replayElement) for ttlS seconds, atomically refusing
    * one that is there already: the kernel set outlives the daemon. Throws on any other failure.
@@ -105,10 +106,11 @@ export async function listSpaPerDoor(doors: readonly Door[], readSet: (door: str
   return all;
 }
 
-/** The last check before signed-grant ports reach a command: each must be one of the door's. */
-export function checkedPorts(door: Door, ports: readonly PortSpec[]): readonly PortSpec[] {
-  const foreign = ports.find((p) => !door.ports.some((d) => d.port === p.port && d.proto === p.proto));
-  if (foreign || ports.length === 0) throw new FirewallError(`refusing a grant of ${foreign ? `${foreign.proto}/${foreign.port}` : "no port"}: not among door ${door.name}'s ports`, [], "");
+/** The last check before signed-grant ports reach a command: each must be one the door protects in `targets`. */
+export function checkedPorts(door: Door, targets: readonly Target[], ports: readonly PortSpec[]): readonly PortSpec[] {
+  const own = doorPorts(targets, door.name);
+  const foreign = ports.find((p) => !hasPort(own, p));
+  if (foreign || ports.length === 0) throw new FirewallError(`refusing a grant of ${foreign ? portName(foreign) : "no port"}: not among door ${door.name}'s ports`, [], "");
   return ports;
 }
 

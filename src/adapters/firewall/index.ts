@@ -2,6 +2,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { Config } from "../../core/types.js";
+import type { Target } from "../../core/protection/targets.js";
 import { FirewallError } from "../../core/errors.js";
 import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
 import { DryRunFirewall } from "./dry-run.js";
@@ -31,15 +32,16 @@ export async function chooseBackend(config: Config, run: Runner = execRunner): P
   return { backend: "nftables" };
 }
 
-export async function createFirewall(config: Config, log: Logger, clock: Clock, run: Runner = execRunner): Promise<Firewall> {
+/** `targets`: what to protect at the first install (the configuration's ports and what Docker labels gave at start). */
+export async function createFirewall(config: Config, targets: readonly Target[], log: Logger, clock: Clock, run: Runner = execRunner): Promise<Firewall> {
   const choice = await chooseBackend(config, run);
   switch (choice.backend) {
     case "dry-run":
-      return new DryRunFirewall(config, log, clock);
+      return new DryRunFirewall(config, targets, log, clock);
     case "iptables":
-      return new IptablesFirewall(config, choice.variant, run, log);
+      return new IptablesFirewall(config, targets, choice.variant, run, log);
     case "nftables":
-      return new NftablesFirewall(config, run, log);
+      return new NftablesFirewall(config, targets, run, log);
   }
 }
 

@@ -1,6 +1,7 @@
 /** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
 import { isIP } from "node:net";
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
+import type { Target } from "../../core/protection/targets.js";
 import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
@@ -51,7 +52,8 @@ export class IptablesFirewall implements Firewall {
   private readonly changes: ChangeQueue;
 
   constructor(
-    private config: Config,
+    private readonly config: Config,
+    private targets: readonly Target[],
     private readonly variant: IptablesVariant,
     private readonly run: Runner,
     log: Logger,
@@ -79,10 +81,10 @@ export class IptablesFirewall implements Firewall {
   }
 
   /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
-  protect(doors: readonly Door[]): Promise<void> {
+  protect(targets: readonly Target[]): Promise<void> {
     return this.changes.reconcile(async (run) => {
-      this.config = { ...this.config, doors: [...doors] };
-      await Promise.all(FAMILIES.map((f) => mustRun(run, [this.tool(f, "-restore"), "-w", "--noflush"], iptablesChainPlan(this.config, f).restore)));
+      this.targets = targets;
+      await Promise.all(FAMILIES.map((f) => mustRun(run, [this.tool(f, "-restore"), "-w", "--noflush"], iptablesChainPlan(this.config, targets, f).restore)));
     });
   }
 
@@ -95,11 +97,11 @@ export class IptablesFirewall implements Firewall {
     if (missing.length > 0) {
       findings.push({
         problem: `sets missing: ${missing.join(", ")}`,
-        repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config, missing)),
+        repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config, this.targets, missing)),
       });
     }
     const maxelems = ipsetMaxelems(terse);
-    for (const set of ipsetGrantSets(this.config)) {
+    for (const set of ipsetGrantSets(this.config, this.targets)) {
       const has = maxelems.get(set.name);
       if (has === undefined || has === set.maxelem) continue;
       findings.push({
@@ -125,10 +127,10 @@ export class IptablesFirewall implements Firewall {
     }
     for (const family of FAMILIES) {
       const iptables = this.tool(family);
-      const plan = iptablesChainPlan(this.config, family);
+      const plan = iptablesChainPlan(this.config, this.targets, family);
       // One read of the mangle table shows both our chain and the jumps to it.
       const { chain, rules, jumps, firstPrerouting } = mangleView(await mustRun(run, [this.tool(family, "-save"), "-t", "mangle"]));
-      if (!chain || rules.length !== plan.ruleCount || !rules.some((r) => r.includes(planMarker(this.config)))) {
+      if (!chain || rules.length !== plan.ruleCount || !rules.some((r) => r.includes(planMarker(this.config, this.targets)))) {
         findings.push({
           problem: !chain ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
           repair: () => mustRun(run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore),
@@ -161,7 +163,7 @@ export class IptablesFirewall implements Firewall {
 
   private wantedSets(): string[] {
     const replay = signedDoors(this.config).length > 0 ? [IPSET_REPLAY] : [];
-    return [...FAMILIES.map(ipsetAllowName), ...ipsetGrantSets(this.config).map((s) => s.name), ...replay];
+    return [...FAMILIES.map(ipsetAllowName), ...ipsetGrantSets(this.config, this.targets).map((s) => s.name), ...replay];
   }
 
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
@@ -192,11 +194,11 @@ export class IptablesFirewall implements Firewall {
   }
 
   async grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
-    for (const line of ipsetSpaGrantLines(door.name, family, checkedAddress(src, family), checkedPorts(door, ports), openForMs)) await this.apply(line);
+    for (const line of ipsetSpaGrantLines(door.name, family, checkedAddress(src, family), checkedPorts(door, this.targets, ports), openForMs)) await this.apply(line);
   }
 
-  async revokePorts(door: Door, family: Family, src: string): Promise<void> {
-    for (const line of ipsetSpaRevokeLines(door, family, checkedAddress(src, family))) await this.apply(line);
+  async revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void> {
+    for (const line of ipsetSpaRevokeLines(door.name, family, checkedAddress(src, family), ports)) await this.apply(line);
   }
 
   recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {

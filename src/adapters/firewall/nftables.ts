@@ -1,5 +1,6 @@
 /** nftables backend: one table of our own, `inet knockgate`, with timeout sets for grants. */
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
+import { doorPorts, type Target } from "../../core/protection/targets.js";
 import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
@@ -64,7 +65,8 @@ export class NftablesFirewall implements Firewall {
   private readonly changes: ChangeQueue;
 
   constructor(
-    private config: Config,
+    private readonly config: Config,
+    private targets: readonly Target[],
     private readonly run: Runner,
     log: Logger,
   ) {
@@ -83,7 +85,7 @@ export class NftablesFirewall implements Firewall {
     const size = grantSetSize(this.config);
     const grantSets = FAMILIES.flatMap((f) => [
       ...this.config.doors.map((d) => ({ name: nftSetName(d.name, f), size })),
-      ...signedDoors(this.config).map((d) => ({ name: nftSpaSetName(d.name, f), size: spaSetSize(size, d) })),
+      ...signedDoors(this.config).map((d) => ({ name: nftSpaSetName(d.name, f), size: spaSetSize(size, doorPorts(this.targets, d.name).length) })),
     ]);
     const replay = signedDoors(this.config).length > 0 ? [NFT_REPLAY_SET] : [];
     const sets = [NFT_ACK_SET, ...FAMILIES.map(nftAllowName), ...grantSets.map((g) => g.name), ...replay];
@@ -97,7 +99,7 @@ export class NftablesFirewall implements Firewall {
     }
     const chain = /\tchain (\S+) \{\n([\s\S]*?)\n\t\}/.exec(table.stdout.slice(table.stdout.indexOf(`\tchain ${NFT_CHAIN} {`)));
     if (!chain || chain[1] !== NFT_CHAIN) problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} missing`);
-    else if (countNftRules(chain[2] ?? "") !== nftPlan(this.config).ruleCount || !chain[2]?.includes(planMarker(this.config))) {
+    else if (countNftRules(chain[2] ?? "") !== nftPlan(this.config, this.targets).ruleCount || !chain[2]?.includes(planMarker(this.config, this.targets))) {
       problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} differs from the plan`);
     }
     return problems;
@@ -107,17 +109,17 @@ export class NftablesFirewall implements Firewall {
   reconcile(): Promise<string[]> {
     return this.changes.reconcile(async (run) => {
       const problems = await this.problems(run);
-      if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
+      if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config, this.targets).script);
       this.nft.open();
       return problems;
     });
   }
 
   /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
-  protect(doors: readonly Door[]): Promise<void> {
+  protect(targets: readonly Target[]): Promise<void> {
     return this.changes.reconcile(async (run) => {
-      this.config = { ...this.config, doors: [...doors] };
-      await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config).script);
+      this.targets = targets;
+      await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config, targets).script);
     });
   }
 
@@ -131,11 +133,11 @@ export class NftablesFirewall implements Firewall {
 
   /** Straight to the session, not batched: each signed grant has its own ports and timeout. */
   grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
-    return this.apply(nftSpaGrantLine(door.name, family, checkedAddress(src, family), checkedPorts(door, ports), openForMs));
+    return this.apply(nftSpaGrantLine(door.name, family, checkedAddress(src, family), checkedPorts(door, this.targets, ports), openForMs));
   }
 
-  revokePorts(door: Door, family: Family, src: string): Promise<void> {
-    return this.apply(nftSpaRevokeLine(door, family, checkedAddress(src, family)));
+  revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void> {
+    return this.apply(nftSpaRevokeLine(door.name, family, checkedAddress(src, family), ports));
   }
 
   recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {

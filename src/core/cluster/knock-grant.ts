@@ -80,8 +80,8 @@ export function grantObject(g: ClusterGrant, namespace: string): Record<string, 
   };
 }
 
-/** The door's ports that a validated grant names (null: all of them). */
-export const grantPorts = (door: Door, ports: readonly string[] | null): PortSpec[] => (ports === null ? [...door.ports] : door.ports.filter((p) => ports.includes(portName(p))));
+/** The ports among `own` (the door's here) that a validated grant names (null: all of them). */
+export const grantPorts = (own: readonly PortSpec[], ports: readonly string[] | null): PortSpec[] => (ports === null ? [...own] : own.filter((p) => ports.includes(portName(p))));
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -106,13 +106,14 @@ export function resourceVersionOf(obj: unknown): string | null {
 }
 
 /**
- * Reads an object from the API into a grant this node may apply: its door must be one of ours, its
+ * Reads an object from the API into a grant this node may apply: its door must be one of ours (its
+ * ports, `portsOf`, as this node protects them now), its
  * address a unicast one of the family it names, its time not yet up. A sequence grant opens the
  * whole door for at most its OPEN_FOR (plus CLOCK_SKEW_MS); a signed one needs the door signed here,
  * names some of its ports, and lasts at most what a datagram may get (SPA_MAX_OPEN_FOR, or OPEN_FOR
  * when longer; plus CLOCK_SKEW_MS).
  */
-export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, now: number): Validated {
+export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, portsOf: (door: string) => readonly PortSpec[], now: number): Validated {
   const bad = (reason: RejectReason, detail: string): Validated => ({ ok: false, reason, detail });
   const spec = isRecord(obj) ? obj["spec"] : undefined;
   if (!isRecord(spec)) return bad("malformed", "no spec");
@@ -145,7 +146,7 @@ export function validateGrant(obj: unknown, doors: ReadonlyMap<string, Door>, no
   }
 
   let ports: string[] | null = null;
-  const own = new Set(door.ports.map(portName));
+  const own = new Set(portsOf(door.name).map(portName));
   if (spec["ports"] !== undefined) {
     const given = spec["ports"];
     if (!Array.isArray(given) || given.length === 0 || given.length > own.size || !given.every((p) => typeof p === "string" && own.has(p))) {

@@ -27,6 +27,8 @@ export interface ContainerRef {
 export interface HostPort extends PortSpec {
   /** The families it is bound on: [4], [6] or [4, 6]. */
   families: Family[];
+  /** The one host address it is bound to (`-p 192.0.2.2:2222:22`); "" for every address. */
+  hostIp: string;
   containerPort: PortSpec;
   container: ContainerRef;
 }
@@ -36,6 +38,8 @@ export interface ContainerAddress {
   network: string;
   family: Family;
   address: string;
+  /** The network's prefix length (IPPrefixLen, GlobalIPv6PrefixLen): its other members are peers. */
+  prefixLen: number;
 }
 
 export interface DoorProtection {
@@ -49,6 +53,8 @@ export interface DoorProtection {
 export interface LabelledContainer {
   container: ContainerRef;
   running: boolean;
+  /** When Docker created it (its inspect's Created): of two containers claiming one port, the older keeps it. */
+  created: string;
   /** One entry per configured door the labels name; empty when they name none that is configured. */
   doors: DoorProtection[];
   /**
@@ -82,6 +88,9 @@ function hostFamilies(hostIp: string): Family[] {
   if (hostIp === "") return [4, 6];
   return hostIp.includes(":") ? [6] : [4];
 }
+
+/** "" for a binding to every address of its family ("", 0.0.0.0, ::), else the one address. */
+const boundAddress = (hostIp: string): string => (hostIp === "0.0.0.0" || hostIp === "::" ? "" : hostIp);
 
 /** The doors the labels name; knockgate.door and knockgate.doors are both lists, so either spelling works. */
 function readDoors(labels: unknown, configured: ReadonlySet<string>, problems: string[]): string[] {
@@ -127,7 +136,14 @@ function readAddresses(networks: unknown): ContainerAddress[] {
   return entries(networks).flatMap(([network, settings]) => {
     const v4 = text(field(settings, "IPAddress"));
     const v6 = text(field(settings, "GlobalIPv6Address"));
-    return [...(v4 ? [{ network, family: 4 as const, address: v4 }] : []), ...(v6 ? [{ network, family: 6 as const, address: v6 }] : [])];
+    const prefix = (key: string) => {
+      const n = field(settings, key);
+      return typeof n === "number" && Number.isInteger(n) ? n : 0;
+    };
+    return [
+      ...(v4 ? [{ network, family: 4 as const, address: v4, prefixLen: prefix("IPPrefixLen") }] : []),
+      ...(v6 ? [{ network, family: 6 as const, address: v6, prefixLen: prefix("GlobalIPv6PrefixLen") }] : []),
+    ];
   });
 }
 
@@ -180,9 +196,10 @@ export function readContainer(inspect: unknown, configured: ReadonlySet<string>)
       atStart.set(portName(b.containerPort), b.containerPort);
       continue;
     }
-    // One entry per host port and container port: Docker's IPv4 and IPv6 bindings of it merge.
-    const key = `${portName(spec)}>${portName(b.containerPort)}`;
-    const entry = hostPorts.get(key) ?? { ...spec, families: [], containerPort: b.containerPort, container };
+    // One entry per host address, host port and container port: Docker's IPv4 and IPv6 bindings of it merge.
+    const hostIp = boundAddress(b.hostIp);
+    const key = `${hostIp} ${portName(spec)}>${portName(b.containerPort)}`;
+    const entry = hostPorts.get(key) ?? { ...spec, families: [], hostIp, containerPort: b.containerPort, container };
     entry.families = [...new Set([...entry.families, ...hostFamilies(b.hostIp)])].sort();
     hostPorts.set(key, entry);
   }
@@ -195,6 +212,7 @@ export function readContainer(inspect: unknown, configured: ReadonlySet<string>)
   return {
     container,
     running,
+    created: text(field(c, "Created")),
     doors: doors.map((door) => ({ door, hostPorts: sortedHostPorts, containerPorts: sortedContainerPorts, addresses })),
     hostPortsAtStart,
     problems,

@@ -9,9 +9,9 @@
  *   leave alone; anything else new to a protected port -> drop.
  */
 import { createHash } from "node:crypto";
-import { targetKey, type Config, type DirectTarget, type Door } from "../types.js";
-import type { Family, Proto } from "../types.js";
-import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaRule, ipsetSpaName, ipsetSpaSetSpec, nftSpaRule, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
+import type { Config, Family, Proto } from "../types.js";
+import { doorPorts, type Destination, type Target } from "../protection/targets.js";
+import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaMatch, ipsetSpaName, ipsetSpaSetSpec, nftSpaMatch, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
 
 export const CHAIN = "KNOCKGATE";
 export const NFT_TABLE = "knockgate";
@@ -39,25 +39,27 @@ export function nftAllowName(family: Family): string {
   return `allow_v${family}`;
 }
 
-/** Ports of one door grouped by protocol, in configuration order. */
-function portsByProto(door: Door): [Proto, number[]][] {
-  const groups = new Map<Proto, number[]>();
-  for (const p of door.ports) groups.set(p.proto, [...(groups.get(p.proto) ?? []), p.port]);
-  return [...groups];
+/** Targets that one rule can match together: one destination, one protocol, up to 15 ports (multiport's limit). */
+interface TargetGroup {
+  dest: Destination;
+  proto: Proto;
+  ports: number[];
 }
 
-/** Union of protected ports over all doors, grouped by protocol. */
-function protectedByProto(doors: readonly Door[]): [Proto, number[]][] {
-  const groups = new Map<Proto, Set<number>>();
-  for (const door of doors) for (const p of door.ports) groups.set(p.proto, (groups.get(p.proto) ?? new Set()).add(p.port));
-  return [...groups].map(([proto, ports]) => [proto, [...ports].sort((a, b) => a - b)]);
-}
+/** Whether a destination is reached over `family`: every host address is reached over both. */
+const inFamily = (dest: Destination, family: Family): boolean => dest.kind === "host" || dest.family === family;
 
-/** Every door's container targets of one family, each once (two doors may share a container). */
-function targetsOf(doors: readonly Door[], family: Family): DirectTarget[] {
-  const seen = new Map<string, DirectTarget>();
-  for (const door of doors) for (const t of door.targets ?? []) if (t.family === family) seen.set(targetKey(t), t);
-  return [...seen.values()];
+/** Targets grouped by destination and protocol, in first-seen order, ports sorted, chunked for multiport. */
+function groups(targets: readonly Target[], family: Family): TargetGroup[] {
+  const byKey = new Map<string, { dest: Destination; proto: Proto; ports: Set<number> }>();
+  for (const t of targets) {
+    if (!inFamily(t.dest, family)) continue;
+    const key = `${t.dest.kind === "host" ? "" : t.dest.address} ${t.dest.kind === "container" ? (t.dest.peers ?? "") : ""} ${t.port.proto}`;
+    let g = byKey.get(key);
+    if (!g) byKey.set(key, (g = { dest: t.dest, proto: t.port.proto, ports: new Set() }));
+    g.ports.add(t.port.port);
+  }
+  return [...byKey.values()].flatMap((g) => chunks([...g.ports].sort((a, b) => a - b), 15).map((ports) => ({ dest: g.dest, proto: g.proto, ports })));
 }
 
 /** iptables' multiport takes at most 15 ports per rule. */
@@ -67,32 +69,38 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
+const doorTargets = (targets: readonly Target[], door: string): Target[] => targets.filter((t) => t.door === door);
+/** Signed grants name host ports: a container's own address is not theirs to open. */
+const onHost = (t: Target): boolean => t.dest.kind !== "container";
+
+/**
+ * A packet to one group: the port first (the cheap test), then the destination. Only packets to
+ * this host or to a labelled container are ever matched: forwarded traffic to anywhere else passes.
+ */
+function iptablesMatch(g: TargetGroup, family: Family): string {
+  const ports = `-p ${g.proto} -m multiport --dports ${g.ports.join(",")}`;
+  if (g.dest.kind === "host") return `${ports} -m addrtype --dst-type LOCAL`;
+  return `-d ${g.dest.address}${family === 4 ? "/32" : "/128"} ${ports}`;
+}
+
 /** The rules of our chain, as arguments after "-A KNOCKGATE", without the plan marker. */
-function iptablesRules(config: Config, family: Family): string[] {
+function iptablesRules(config: Config, targets: readonly Target[], family: Family): string[] {
   const rules = [
     "-i lo -j RETURN",
     "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
     `-m set --match-set ${ipsetAllowName(family)} src -j RETURN`,
   ];
-  const cidr = family === 4 ? "/32" : "/128";
-  const target = (t: DirectTarget) => `-d ${t.address}${cidr} -p ${t.port.proto} --dport ${t.port.port}`;
   for (const door of config.doors) {
-    for (const [proto, ports] of portsByProto(door)) {
-      for (const chunk of chunks(ports, 15)) {
-        rules.push(`-p ${proto} -m multiport --dports ${chunk.join(",")} -m set --match-set ${ipsetName(door.name, family)} src -j RETURN`);
-      }
-    }
-    for (const t of (door.targets ?? []).filter((t) => t.family === family)) rules.push(`${target(t)} -m set --match-set ${ipsetName(door.name, family)} src -j RETURN`);
-    if (door.spa) rules.push(iptablesSpaRule(door.name, family));
+    const own = doorTargets(targets, door.name);
+    for (const g of groups(own, family)) rules.push(`${iptablesMatch(g, family)} -m set --match-set ${ipsetName(door.name, family)} src -j RETURN`);
+    if (door.spa) for (const g of groups(own.filter(onHost), family)) rules.push(`${iptablesMatch(g, family)} ${iptablesSpaMatch(door.name, family)} -j RETURN`);
   }
-  // A container's own address: new connections from Docker's bridges (docker0, user networks'
-  // br-<id>: other containers on this host) are left alone, from anywhere else closed like its host port.
-  for (const t of targetsOf(config.doors, family)) {
-    rules.push(`-i docker0 ${target(t)} -j RETURN`, `-i br-+ ${target(t)} -j RETURN`, `${target(t)} -j DROP`);
+  // A container's own network reaches it as before, but only from where that network is routed
+  // (rpfilter): the same source address arriving on any other interface is not let through.
+  for (const g of groups(targets, family)) {
+    if (g.dest.kind === "container" && g.dest.peers !== null) rules.push(`${iptablesMatch(g, family)} -s ${g.dest.peers} -m rpfilter -j RETURN`);
   }
-  for (const [proto, ports] of protectedByProto(config.doors)) {
-    for (const chunk of chunks(ports, 15)) rules.push(`-p ${proto} -m multiport --dports ${chunk.join(",")} -j DROP`);
-  }
+  for (const g of groups(targets, family)) rules.push(`${iptablesMatch(g, family)} -j DROP`);
   return rules;
 }
 
@@ -101,13 +109,13 @@ function iptablesRules(config: Config, family: Family): string[] {
  * tell "our chain, as planned" from "flushed, edited or from another configuration" with one read,
  * without depending on how each iptables/nft version prints rules back.
  */
-export function planId(config: Config): string {
-  const text = JSON.stringify([FAMILIES.map((f) => iptablesRules(config, f)), nftRules(config)]);
+export function planId(config: Config, targets: readonly Target[]): string {
+  const text = JSON.stringify([FAMILIES.map((f) => iptablesRules(config, targets, f)), nftRules(config, targets)]);
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
 }
 
-export function planMarker(config: Config): string {
-  return `knockgate plan ${planId(config)}`;
+export function planMarker(config: Config, targets: readonly Target[]): string {
+  return `knockgate plan ${planId(config, targets)}`;
 }
 
 export interface IptablesChainPlan {
@@ -117,9 +125,9 @@ export interface IptablesChainPlan {
   ruleCount: number;
 }
 
-export function iptablesChainPlan(config: Config, family: Family): IptablesChainPlan {
-  const rules = iptablesRules(config, family);
-  const marker = `-m comment --comment "${planMarker(config)}" -j RETURN`;
+export function iptablesChainPlan(config: Config, targets: readonly Target[], family: Family): IptablesChainPlan {
+  const rules = iptablesRules(config, targets, family);
+  const marker = `-m comment --comment "${planMarker(config, targets)}" -j RETURN`;
   const lines = ["*mangle", `:${CHAIN} - [0:0]`, ...[...rules, marker].map((r) => `-A ${CHAIN} ${r}`), "COMMIT", ""];
   return { restore: lines.join("\n"), ruleCount: rules.length + 1 };
 }
@@ -220,11 +228,11 @@ const ipsetFamily = (family: Family) => (family === 4 ? "inet" : "inet6");
  * (and their grants) are kept. Only missing ones should be named: -exist tolerates a set that
  * exists with the same parameters, not one with another size.
  */
-export function ipsetCreateScript(config: Config, only?: readonly string[]): string {
+export function ipsetCreateScript(config: Config, targets: readonly Target[], only?: readonly string[]): string {
   const lines: [string, string][] = [];
   for (const family of FAMILIES) {
     lines.push([ipsetAllowName(family), allowSetSpec(family)]);
-    for (const set of ipsetGrantSets(config, family)) lines.push([set.name, set.spec]);
+    for (const set of ipsetGrantSets(config, targets, family)) lines.push([set.name, set.spec]);
   }
   if (signedDoors(config).length > 0) lines.push([IPSET_REPLAY, IPSET_REPLAY_SPEC]);
   return lines
@@ -258,13 +266,15 @@ export interface IpsetGrantSet {
 }
 
 /** Every grant set the configuration asks for, with the create spec and size it must have. */
-export function ipsetGrantSets(config: Config, only?: Family): IpsetGrantSet[] {
+export function ipsetGrantSets(config: Config, targets: readonly Target[], only?: Family): IpsetGrantSet[] {
   const size = grantSetSize(config);
   const sets: IpsetGrantSet[] = [];
   for (const family of FAMILIES.filter((f) => only === undefined || f === only)) {
     for (const door of config.doors) {
       sets.push({ name: ipsetName(door.name, family), spec: grantSetSpec(config, family), maxelem: size });
-      if (door.spa) sets.push({ name: ipsetSpaName(door.name, family), spec: ipsetSpaSetSpec(family, spaSetSize(size, door)), maxelem: spaSetSize(size, door) });
+      if (!door.spa) continue;
+      const spaSize = spaSetSize(size, doorPorts(targets, door.name).length);
+      sets.push({ name: ipsetSpaName(door.name, family), spec: ipsetSpaSetSpec(family, spaSize), maxelem: spaSize });
     }
   }
   return sets;
@@ -303,24 +313,33 @@ export function ipsetRevokeLine(door: string, family: Family, src: string): stri
 const nftAddrType = (family: Family) => (family === 4 ? "ipv4_addr" : "ipv6_addr");
 const nftSaddr = (family: Family) => (family === 4 ? "ip saddr" : "ip6 saddr");
 
-function nftRules(config: Config): string[] {
+/** As iptablesMatch, for the inet table: every host address through the fib, of both families. */
+function nftMatch(g: TargetGroup): string {
+  const ports = `${g.proto} dport { ${g.ports.join(", ")} }`;
+  if (g.dest.kind === "host") return `${ports} fib daddr type local`;
+  return `${nftDaddr(g.dest.family)} ${g.dest.address} ${ports}`;
+}
+const nftDaddr = (f: Family) => (f === 4 ? "ip daddr" : "ip6 daddr");
+
+/** Each group once, with the family a source set of it is matched in (host groups: both). */
+function nftGroups(targets: readonly Target[]): { g: TargetGroup; family: Family }[] {
+  return FAMILIES.flatMap((family) => groups(targets, family).map((g) => ({ g, family })));
+}
+
+function nftRules(config: Config, targets: readonly Target[]): string[] {
   const rules = ['iifname "lo" accept', "ct state established,related accept"];
   for (const family of FAMILIES) rules.push(`${nftSaddr(family)} @${nftAllowName(family)} accept`);
-  const nftDaddr = (f: Family) => (f === 4 ? "ip daddr" : "ip6 daddr");
-  const target = (t: DirectTarget) => `${nftDaddr(t.family)} ${t.address} ${t.port.proto} dport ${t.port.port}`;
   for (const door of config.doors) {
-    for (const [proto, ports] of portsByProto(door)) {
-      for (const family of FAMILIES) {
-        rules.push(`${proto} dport { ${ports.join(", ")} } ${nftSaddr(family)} @${nftSetName(door.name, family)} accept`);
-      }
-    }
-    for (const t of door.targets ?? []) rules.push(`${target(t)} ${nftSaddr(t.family)} @${nftSetName(door.name, t.family)} accept`);
-    if (door.spa) for (const family of FAMILIES) rules.push(nftSpaRule(door.name, family));
+    const own = doorTargets(targets, door.name);
+    for (const { g, family } of nftGroups(own)) rules.push(`${nftMatch(g)} ${nftSaddr(family)} @${nftSetName(door.name, family)} accept`);
+    if (door.spa) for (const { g, family } of nftGroups(own.filter(onHost))) rules.push(`${nftMatch(g)} ${nftSpaMatch(door.name, family)} accept`);
   }
-  for (const t of FAMILIES.flatMap((f) => targetsOf(config.doors, f))) {
-    rules.push(`iifname "docker0" ${target(t)} accept`, `iifname "br-*" ${target(t)} accept`, `${target(t)} drop`);
+  for (const { g, family } of nftGroups(targets)) {
+    if (g.dest.kind === "container" && g.dest.peers !== null) rules.push(`${nftMatch(g)} ${nftSaddr(family)} ${g.dest.peers} fib saddr . iif oif exists accept`);
   }
-  for (const [proto, ports] of protectedByProto(config.doors)) rules.push(`${proto} dport { ${ports.join(", ")} } drop`);
+  // A host group appears once per family above; one drop covers both.
+  for (const g of groups(targets, 4)) rules.push(`${nftMatch(g)} drop`);
+  for (const g of groups(targets, 6).filter((g) => g.dest.kind !== "host")) rules.push(`${nftMatch(g)} drop`);
   return rules;
 }
 
@@ -330,7 +349,7 @@ export interface NftPlan {
   ruleCount: number;
 }
 
-export function nftPlan(config: Config): NftPlan {
+export function nftPlan(config: Config, targets: readonly Target[]): NftPlan {
   const t = `inet ${NFT_TABLE}`;
   const lines = [`add table ${t}`];
   for (const family of FAMILIES) {
@@ -342,14 +361,14 @@ export function nftPlan(config: Config): NftPlan {
       lines.push(`add set ${t} ${nftSetName(door.name, family)} { type ${nftAddrType(family)}; flags timeout; size ${grantSetSize(config)}; }`);
     }
   }
-  lines.push(...nftSpaSetLines(config, grantSetSize(config)));
+  lines.push(...nftSpaSetLines(config, targets, grantSetSize(config)));
   lines.push(`add set ${t} ${NFT_ACK_SET} { type ipv4_addr; }`);
   // Priority -150 is "mangle": after conntrack (-200), before DNAT (-100).
   lines.push(`add chain ${t} ${NFT_CHAIN} { type filter hook prerouting priority -150; policy accept; }`);
   lines.push(`flush chain ${t} ${NFT_CHAIN}`);
-  const rules = nftRules(config);
+  const rules = nftRules(config, targets);
   for (const rule of rules) lines.push(`add rule ${t} ${NFT_CHAIN} ${rule}`);
-  lines.push(`add rule ${t} ${NFT_CHAIN} counter comment "${planMarker(config)}"`);
+  lines.push(`add rule ${t} ${NFT_CHAIN} counter comment "${planMarker(config, targets)}"`);
   return { script: lines.join("\n") + "\n", ruleCount: rules.length + 1 };
 }
 

@@ -16,6 +16,7 @@
  * present fails, atomically, in the kernel.
  */
 import type { Config, Door, Family, PortSpec } from "../types.js";
+import { doorPorts, type Target } from "../protection/targets.js";
 import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./plan.js";
 
 export const IPSET_REPLAY = "knockgate-replay";
@@ -35,24 +36,27 @@ export const nftSpaSetName = (door: string, family: Family): string => `spa_${do
 
 export const signedDoors = (config: Config): Door[] => config.doors.filter((d) => d.spa !== null);
 
-/** Each (address, port) is an entry: room for KNOCK_MAX_GRANTS grants of every port of the door. */
-export const spaSetSize = (grantSetSize: number, door: Door): number => grantSetSize * door.ports.length;
+/** Each (address, port) is an entry: room for KNOCK_MAX_GRANTS grants of every port of the door (`ports` of them). */
+export const spaSetSize = (grantSetSize: number, ports: number): number => grantSetSize * Math.max(1, ports);
 
 export const ipsetSpaSetSpec = (family: Family, size: number): string => `hash:ip,port family ${family === 4 ? "inet" : "inet6"} timeout 0 maxelem ${size}`;
 export const IPSET_REPLAY_SPEC = `hash:ip family inet6 timeout 0 maxelem ${REPLAY_SET_SIZE}`;
 
-export const iptablesSpaRule = (door: string, family: Family): string => `-m set --match-set ${ipsetSpaName(door, family)} src,dst -j RETURN`;
+/** The source and destination port in the door's signed set; the rule around it names the target. */
+export const iptablesSpaMatch = (door: string, family: Family): string => `-m set --match-set ${ipsetSpaName(door, family)} src,dst`;
 
 const nftSaddr = (family: Family) => (family === 4 ? "ip saddr" : "ip6 saddr");
-export const nftSpaRule = (door: string, family: Family): string =>
-  `meta l4proto { tcp, udp } ${nftSaddr(family)} . meta l4proto . th dport @${nftSpaSetName(door, family)} accept`;
+export const nftSpaMatch = (door: string, family: Family): string => `${nftSaddr(family)} . meta l4proto . th dport @${nftSpaSetName(door, family)}`;
 
-export function nftSpaSetLines(config: Config, grantSetSize: number): string[] {
+export function nftSpaSetLines(config: Config, targets: readonly Target[], grantSetSize: number): string[] {
   const t = `inet ${NFT_TABLE}`;
   const doors = signedDoors(config);
   if (doors.length === 0) return [];
   const lines = doors.flatMap((door) =>
-    FAMILIES.map((f) => `add set ${t} ${nftSpaSetName(door.name, f)} { type ${f === 4 ? "ipv4" : "ipv6"}_addr . inet_proto . inet_service; flags timeout; size ${spaSetSize(grantSetSize, door)}; }`),
+    FAMILIES.map(
+      (f) =>
+        `add set ${t} ${nftSpaSetName(door.name, f)} { type ${f === 4 ? "ipv4" : "ipv6"}_addr . inet_proto . inet_service; flags timeout; size ${spaSetSize(grantSetSize, doorPorts(targets, door.name).length)}; }`,
+    ),
   );
   lines.push(`add set ${t} ${NFT_REPLAY_SET} { type ipv6_addr; flags timeout; size ${REPLAY_SET_SIZE}; }`);
   return lines;
@@ -65,9 +69,9 @@ const ipsetMember = (src: string, p: PortSpec) => `${src},${p.proto}:${p.port}`;
 export function ipsetSpaGrantLines(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): string[] {
   return ports.map((p) => `add ${ipsetSpaName(door, family)} ${ipsetMember(src, p)} timeout ${seconds(openForMs)} -exist`);
 }
-/** Every port of the door: whatever a grant of this address holds goes. */
-export function ipsetSpaRevokeLines(door: Door, family: Family, src: string): string[] {
-  return door.ports.map((p) => `del ${ipsetSpaName(door.name, family)} ${ipsetMember(src, p)} -exist`);
+/** The ports the grant opened, each: what it holds goes, whatever the door protects now. */
+export function ipsetSpaRevokeLines(door: string, family: Family, src: string, ports: readonly PortSpec[]): string[] {
+  return ports.map((p) => `del ${ipsetSpaName(door, family)} ${ipsetMember(src, p)} -exist`);
 }
 
 const nftElement = (src: string, p: PortSpec) => `${src} . ${p.proto} . ${p.port}`;
@@ -75,8 +79,8 @@ const nftElement = (src: string, p: PortSpec) => `${src} . ${p.proto} . ${p.port
 export function nftSpaGrantLine(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): string {
   return nftPutLine(`inet ${NFT_TABLE} ${nftSpaSetName(door, family)}`, ports.map((p) => nftElement(src, p)), seconds(openForMs));
 }
-export function nftSpaRevokeLine(door: Door, family: Family, src: string): string {
-  return nftTakeOutLine(`inet ${NFT_TABLE} ${nftSpaSetName(door.name, family)}`, door.ports.map((p) => nftElement(src, p)));
+export function nftSpaRevokeLine(door: string, family: Family, src: string, ports: readonly PortSpec[]): string {
+  return nftTakeOutLine(`inet ${NFT_TABLE} ${nftSpaSetName(door, family)}`, ports.map((p) => nftElement(src, p)));
 }
 
 /** The replay set's key for a datagram: the first 128 bits of its SHA-256 (hex), as IPv6 text. */

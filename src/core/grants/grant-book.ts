@@ -125,16 +125,15 @@ export class GrantBook {
    * Records a new or refreshed grant. A source without a grant first gets room under the bounds:
    * what had to go is returned with the reason, for the caller to revoke. A refresh takes no room.
    */
-  open(door: Door, src: string, family: Family, now: number, portGrant?: PortGrant): Opened {
-    const openForMs = portGrant?.openForMs ?? door.openForMs;
-    const expiresAt = openForMs > 0 ? now + openForMs : Infinity;
-    const ports = portGrant?.ports ?? door.ports;
+  open(door: Door, src: string, family: Family, now: number, grant: PortGrant): Opened {
+    const expiresAt = grant.openForMs > 0 ? now + grant.openForMs : Infinity;
+    const { ports } = grant;
     const previous = this.of(door).bySrc.get(src);
     // A signed grant adds ports to what the address holds; each port's kernel entry keeps its own time.
-    if (previous && portGrant) {
+    if (previous && this.via === "spa") {
       return { record: this.insert(door, { ...previous, ports: unionPorts(previous.ports, ports) }, Math.max(previous.expiresAt, expiresAt)), replaced: [] };
     }
-    if (previous) return { record: this.insert(door, previous, expiresAt), replaced: [] };
+    if (previous) return { record: this.insert(door, { ...previous, ports }, expiresAt), replaced: [] };
     const prefix = prefixKey(src, family, this.limits.prefixes);
     const replaced = this.makeRoom(door, prefix);
     return { record: this.insert(door, { door, src, family, expiresAt, prefix, via: this.via, ports }, expiresAt), replaced };
@@ -159,7 +158,7 @@ export class GrantBook {
    * Records a grant found in the kernel at start, expiring at `expiresAt` (Infinity: until the close
    * sequence). The kernel already holds it, so nothing is replaced for it.
    */
-  adopt(door: Door, src: string, family: Family, expiresAt: number, ports: readonly PortSpec[] = door.ports): GrantRecord {
+  adopt(door: Door, src: string, family: Family, expiresAt: number, ports: readonly PortSpec[]): GrantRecord {
     const previous = this.of(door).bySrc.get(src);
     return this.insert(door, previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes), via: this.via, ports }, expiresAt);
   }
@@ -179,6 +178,12 @@ export class GrantBook {
 
   get(door: Door, src: string): GrantRecord | undefined {
     return this.doors.get(door.name)?.bySrc.get(src);
+  }
+
+  /** Narrows a grant to `ports` (the others were revoked), keeping its place and time. */
+  keepPorts(door: Door, src: string, ports: readonly PortSpec[]): void {
+    const record = this.doors.get(door.name)?.bySrc.get(src);
+    if (record) this.doors.get(door.name)?.bySrc.set(src, { ...record, ports });
   }
 
   /** Removes a grant; returns it if we had one. */

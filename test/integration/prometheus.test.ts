@@ -236,7 +236,7 @@ describe("the Grafana dashboard against that Prometheus", { concurrency: false }
     // in src/adapters is what the dashboard must match.
     const unknown = [...new Set(named)].filter((n) => !exported.has(n) && !inSource.has(n));
     assert.deepEqual(unknown, [], "metrics neither exported nor registered");
-    for (const name of ["knockgate_docker_containers", "knockgate_docker_reconnects_total"]) {
+    for (const name of ["knockgate_docker_containers", "knockgate_docker_reconnects_total", "knockgate_label_conflicts"]) {
       assert.ok(families(dockerText).has(name) && !families(fullText).has(name), `${name}: exported with KNOCK_DOCKER on only`);
     }
   });

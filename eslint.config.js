@@ -1,5 +1,6 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import importCycle from "./lint/import-cycle.js";
 
 /** What src/core may not reach: the core is pure, so every effect comes in as an argument. */
 const CORE_MESSAGE = "src/core is pure: pass effects (clock, randomness, I/O) in from src/app or src/adapters";
@@ -45,6 +46,33 @@ export const corePurity = {
   },
 };
 
+/**
+ * The other layers: imports point down, cli -> app -> adapters -> config -> core (core: corePurity
+ * above). Held on relative specifiers, as src writes them; dynamic imports like static ones.
+ */
+const LAYER_MESSAGE = "imports point down the layers: cli -> app -> adapters -> config -> core";
+
+function layer(name, above) {
+  const regex = `^(\\.\\./)+(${above.join("|")})(/|$)`;
+  const message = `src/${name} may not import src/${above.join(" or src/")}: ${LAYER_MESSAGE}`;
+  return {
+    files: [`src/${name}/**/*.ts`],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [{ regex, message }] }],
+      "no-restricted-syntax": ["error", { selector: `ImportExpression[source.value=/${regex.replaceAll("/", "\\/")}/]`, message }],
+    },
+  };
+}
+
+export const layers = [layer("config", ["adapters", "app", "cli"]), layer("adapters", ["app", "cli"]), layer("app", ["cli"])];
+
+/** No file of src imports anything that leads back to it (lint/import-cycle.js). */
+export const noCycles = {
+  files: ["src/**/*.ts"],
+  plugins: { knockgate: importCycle },
+  rules: { "knockgate/import-cycle": "error" },
+};
+
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "bench/results/"] },
   js.configs.recommended,
@@ -57,6 +85,8 @@ export default tseslint.config(
     },
   },
   corePurity,
+  ...layers,
+  noCycles,
   {
     files: ["**/*.js", "**/*.mjs", "**/*.cjs"],
     languageOptions: { globals: { process: "readonly", console: "readonly", require: "readonly", module: "writable", Buffer: "readonly", setTimeout: "readonly" } },

@@ -13,7 +13,7 @@ import { createFirewall } from "../src/adapters/firewall/index.js";
 import { systemClock } from "../src/adapters/clock.js";
 import { dryRunHooks } from "../src/adapters/hooks.js";
 import { createLogger } from "../src/adapters/log.js";
-import { Metrics } from "../src/adapters/metrics.js";
+import { Metrics } from "../src/adapters/metrics/metrics.js";
 import type { FrameHandler } from "../src/adapters/capture.js";
 import { KNOCK_PORTS, Rng, SPOOF_V4_COUNT, SPOOF_V4_FIRST, SynFrame } from "./wire.js";
 
@@ -91,7 +91,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
     const firewall = await createFirewall(config, protection.targets(), log, systemClock);
     let handler: FrameHandler | null = null;
     let daemon: Daemon | null = null;
-    const metrics = new Metrics(config.doors.map((d) => d.name), { version: "bench", revision: "bench", backend: firewall.backend }, {
+    const metrics = new Metrics(config.doors, { version: "bench", revision: "bench", backend: firewall.backend }, {
       tracked: () => daemon?.tracked ?? 0,
       grants: () => firewall.countGrants(),
       captureDropped: () => new Map(),

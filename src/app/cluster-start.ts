@@ -2,7 +2,7 @@
 import { randomInt } from "node:crypto";
 import { errorFields } from "../core/errors.js";
 import type { Config } from "../core/types.js";
-import type { ClusterMetrics } from "../adapters/cluster-metrics.js";
+import type { ClusterMetrics } from "../adapters/metrics/metrics.js";
 import type { Logger } from "../adapters/log.js";
 import { systemClock } from "../adapters/clock.js";
 import { ClusterSync, type RemoteGrants } from "./cluster-sync.js";

@@ -25,7 +25,7 @@ import {
 } from "../core/cluster/knock-grant.js";
 import { errorFields } from "../core/errors.js";
 import type { Door, Family, PortSpec } from "../core/types.js";
-import type { ClusterMetrics } from "../adapters/cluster-metrics.js";
+import type { ClusterMetrics } from "../adapters/metrics/metrics.js";
 import type { Check } from "../adapters/http.js";
 import type { KubeGrants, WatchEvent } from "../adapters/kube.js";
 import type { DoorPorts } from "./protection.js";

@@ -5,7 +5,7 @@
 import { errorFields } from "../core/errors.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
-import type { Metrics } from "../adapters/metrics.js";
+import type { Metrics } from "../adapters/metrics/metrics.js";
 
 export class Reconciler {
   /** Why the last reconcile failed; null when it succeeded. */

@@ -11,10 +11,9 @@ import { createFirewall } from "../adapters/firewall/index.js";
 import { startHttp } from "../adapters/http.js";
 import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { createLogger } from "../adapters/log.js";
-import { Metrics } from "../adapters/metrics.js";
+import { Metrics } from "../adapters/metrics/metrics.js";
 import { REVISION, VERSION } from "./version.js";
 import { dockerEngine } from "../adapters/docker.js";
-import { registerDockerMetrics } from "../adapters/docker-metrics.js";
 import { DockerWatch, INITIAL_LOOK_MS } from "./docker-watch.js";
 import { ProtectionService } from "./protection.js";
 import { startClusterSync } from "./cluster-start.js";
@@ -47,18 +46,15 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const firewall = await createFirewall(config, installed, log, systemClock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
-    config.doors.map((d) => d.name),
+    config.doors,
     { version: VERSION, revision: REVISION, backend: firewall.backend },
     {
       tracked: () => daemon?.tracked ?? 0,
       grants: sharedRead(() => firewall.countGrants(), READ_CACHE_MS, systemClock),
       captureDropped: () => daemon?.captureDropped() ?? new Map(),
+      docker: { enabled: docker.enabled, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => docker.reconnects },
     },
   );
-  // The full set is a merge made when Metrics was built: what is registered later goes into both
-  // (registered on the public set alone, the Docker metrics were missing from a scrape with the token).
-  const dockerSource = { enabled: docker.enabled, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => docker.reconnects };
-  for (const registry of [metrics.publicRegistry, metrics.registry]) registerDockerMetrics(registry, dockerSource);
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
   const cluster = await startClusterSync(config, protection, log, metrics.cluster, () => running);

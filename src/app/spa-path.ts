@@ -15,19 +15,13 @@ import { errorFields } from "../core/errors.js";
 import { REPLAY_SET_SIZE, replayElement } from "../core/firewall/spa-plan.js";
 import type { Decoder } from "../core/packet/decode.js";
 import { ReplayCache } from "../core/spa/replay.js";
-import { verifySpa, type SpaLimits, type SpaRefusal } from "../core/spa/verify.js";
+import { verifySpa, type SpaLimits } from "../core/spa/verify.js";
 import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
-import type { Metrics } from "../adapters/metrics.js";
+import type { Metrics } from "../adapters/metrics/metrics.js";
+import type { SpaResult } from "../adapters/metrics/table.js";
 import type { DoorPorts } from "./protection.js";
-
-/**
- * What became of a datagram: verifySpa's refusals, and those of this path: `truncated` (the
- * capture or the IP packet cut it short), `replay_set_full` (the kernel replay set had no room:
- * refused, fail closed), `replay_check_failed` (the kernel could not be asked: refused).
- */
-export type SpaResult = "accepted" | SpaRefusal | "truncated" | "replay_set_full" | "replay_check_failed";
 
 /** A verified request, for the daemon to grant. */
 export interface SignedGrant {
@@ -93,7 +87,6 @@ export class SpaPath {
       const list = this.byPort.get(door.spa.port) ?? [];
       list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection) });
       this.byPort.set(door.spa.port, list);
-      for (const result of ["accepted", "bad_hmac", "replay"] as const) deps.metrics.spa(door.name, result, 0);
     }
   }
 

@@ -181,7 +181,7 @@ describe("cluster-wide grants through the Kubernetes API", { concurrency: false 
     assert.deepEqual(await reachable(src), [false, false, false]);
   });
 
-  test("a signed datagram to A opens only the port it asks for on B and C, for longer than OPEN_FOR; a close sequence on B closes it everywhere", async (t) => {
+  test("a signed datagram to A opens only the port it asks for on B and C, for longer than OPEN_FOR; a close sequence (anyone can forge one) takes it nowhere", async (t) => {
     const daemons = await startNodes(t, {
       KNOCK_DOOR_SSH_PORTS: `22/tcp,${OTHER_PORT}/tcp`,
       KNOCK_DOOR_SSH_SPA_KEY: SPA.keyBase64,
@@ -220,9 +220,10 @@ describe("cluster-wide grants through the Kubernetes API", { concurrency: false 
     assert.ok(names.some((n) => n.endsWith(".22-tcp")) && !names.some((n) => n.endsWith(`.${OTHER_PORT}-tcp`)), `one object per granted port: ${names.join(" ")}`);
 
     await lab.knock(nodeB.addr, CLOSE, { localAddress: src });
-    await b.waitFor("close", 3000, (l) => l["src"] === src && l["via"] === "spa" && l["remote"] === false);
-    for (const d of [a, c]) await d.waitFor("close", 3000, (l) => l["src"] === src && l["via"] === "spa" && l["remote"] === true);
-    assert.deepEqual(await reachable(src), [false, false, false], "closed everywhere, long before the datagram's 60 s");
+    await b.waitFor("close_ignored", 3000, (l) => l["src"] === src);
+    await sleep(500);
+    for (const d of [a, b, c]) assert.ok(!d.events("close").some((l) => l["src"] === src), "no node closes a signed grant on a close sequence");
+    assert.deepEqual(await reachable(src), [true, true, true], "open everywhere until the datagram's time ends");
   });
 
   test("a KnockGrant written by hand for an unknown door or with a too-long expiry opens nothing", async (t) => {

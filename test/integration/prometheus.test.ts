@@ -6,13 +6,13 @@
  *   evaluated by that Prometheus after knocks, and returns series; no query names a metric the
  *   daemons do not export.
  * A second daemon (a dry run, capture on loopback) follows Docker's labels, so the dashboard's Docker
- * panels have their series; cluster-mode metrics are checked against the daemon's registrations.
+ * panels have their series; cluster-mode metrics are checked against the daemon's metric table.
  *
  * Needs root and Debian's `prometheus` package; fails rather than skips without it.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -28,7 +28,7 @@ const PROMETHEUS_ADDR = "127.0.0.1:9090";
 const DOCKER_HTTP_ADDR = "127.0.0.1:9181";
 /** What the scrape jobs are called, and what each sends. */
 const JOBS = { full: "full", public: "public", wrongToken: "wrong-token", docker: "docker" } as const;
-/** Everything that moves before a grant: for a scrape with the token only (src/adapters/metrics.ts). */
+/** Everything that moves before a grant: for a scrape with the token only (src/adapters/metrics/table.ts). */
 const PRE_GRANT = ["knockgate_capture_dropped_packets_total", "knockgate_knocks_total", "knockgate_packets_total", "knockgate_spa_packets_total", "knockgate_tracked_sources"];
 
 interface Panel {
@@ -57,13 +57,10 @@ function families(text: string): Set<string> {
 /** Metric names a PromQL expression names (knockgate_ ones). */
 const namedIn = (expr: string) => [...new Set([...expr.matchAll(/\bknockgate_[a-z_]+/g)].map((m) => family(m[0])))];
 
-/** Names registered by src/adapters/*metrics*.ts, whichever mode exports them. */
+/** Names the daemon's metric table declares (src/adapters/metrics/table.ts), whichever mode exports them. */
 function registered(): Set<string> {
-  const dir = join(ROOT, "src", "adapters");
-  const names = readdirSync(dir)
-    .filter((f) => /metrics.*\.ts$/.test(f))
-    .flatMap((f) => [...readFileSync(join(dir, f), "utf8").matchAll(/"(knockgate_[a-z_]+)"/g)].map((m) => m[1] as string));
-  return new Set(names);
+  const table = readFileSync(join(ROOT, "src", "adapters", "metrics", "table.ts"), "utf8");
+  return new Set([...table.matchAll(/name: "(knockgate_[a-z_]+)"/g)].map((m) => m[1] as string));
 }
 
 /** A dashboard query as Grafana sends it, for the lab: variables by the jobs and nodes scraped here. */
@@ -233,7 +230,7 @@ describe("the Grafana dashboard against that Prometheus", { concurrency: false }
     const named = [...targets.map((t) => t.expr), ...dashboard.templating.list.map((v) => v.definition ?? "")].flatMap(namedIn);
     assert.ok(named.length > 20, "the dashboard names the metrics it shows");
     // Cluster-mode metrics are exported in every mode today; should that change, their registration
-    // in src/adapters is what the dashboard must match.
+    // in the metric table is what the dashboard must match.
     const unknown = [...new Set(named)].filter((n) => !exported.has(n) && !inSource.has(n));
     assert.deepEqual(unknown, [], "metrics neither exported nor registered");
     for (const name of ["knockgate_docker_containers", "knockgate_docker_reconnects_total", "knockgate_label_conflicts"]) {

@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Registry } from "prom-client";
 import { parseConfig } from "../../src/config/config.js";
 import { ConfigError } from "../../src/core/errors.js";
 import {
@@ -21,7 +20,7 @@ import {
   type GrantHow,
 } from "../../src/core/cluster/knock-grant.js";
 import { portName, type Door, type Family, type PortSpec } from "../../src/core/types.js";
-import { ClusterMetrics } from "../../src/adapters/cluster-metrics.js";
+import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import type { KubeGrants, WatchEvent } from "../../src/adapters/kube.js";
 import { ClusterSync, MAX_PENDING } from "../../src/app/cluster-sync.js";
 import { pino } from "pino";
@@ -228,8 +227,8 @@ class FakeKube implements KubeGrants {
 function syncSetup(dryRun = false) {
   const clock = new FakeClock(NOW);
   const kube = new FakeKube();
-  const registry = new Registry();
-  const metrics = new ClusterMetrics([registry]);
+  const all = new Metrics([], { version: "test", revision: "test", backend: "dry-run" }, { tracked: () => 0, grants: () => Promise.resolve(new Map()), captureDropped: () => new Map() });
+  const { registry, cluster: metrics } = all;
   const applied: string[] = [];
   const revoked: string[] = [];
   const sync = new ClusterSync({

@@ -11,7 +11,7 @@ import { Daemon, type Deps } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
-import { Metrics } from "../../src/adapters/metrics.js";
+import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { envPorts, envTargets } from "../support/protection.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
@@ -27,7 +27,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   const firewall = new DryRunFirewall(config, envTargets(config), log, clock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
-    ["SSH"],
+    config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
     { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );

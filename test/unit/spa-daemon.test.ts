@@ -13,7 +13,7 @@ import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type ClusterLink } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
-import { Metrics } from "../../src/adapters/metrics.js";
+import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import { portName, portsText, type Config, type Door } from "../../src/core/types.js";
@@ -42,7 +42,7 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
   const firewall = firewallOf?.(new DryRunFirewall(config, envTargets(config), log, clock)) ?? new DryRunFirewall(config, envTargets(config), log, clock);
   const metrics = new Metrics(
-    config.doors.map((d) => d.name),
+    config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
     { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => new Map() },
   );

@@ -27,7 +27,7 @@ import {
   REPLAY_SET_SIZE,
 } from "../../src/core/firewall/spa-plan.js";
 import { isIP } from "node:net";
-import { recordThrough } from "../../src/adapters/firewall/iptables.js";
+import { recordThrough } from "../../src/adapters/firewall/firewall.js";
 
 const SIGNED = {
   KNOCK_DOOR_SSH_SPA_KEY: Buffer.alloc(32, 1).toString("base64"),

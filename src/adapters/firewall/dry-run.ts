@@ -10,7 +10,8 @@ import type { Target } from "../../core/protection/targets.js";
 import { checkedPorts, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
 import { hasPort } from "../../core/types.js";
 import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
-import { FAMILIES, iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
+import { FAMILIES } from "../../core/firewall/common.js";
+import { iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 
 export class DryRunFirewall implements Firewall {
   readonly backend = "dry-run";

@@ -1,11 +1,12 @@
 /** The firewall port: what the daemon needs from a backend, whichever it is. */
-import { FAMILIES, type KernelGrant } from "../../core/firewall/plan.js";
-import type { KernelSpaGrant } from "../../core/firewall/spa-plan.js";
+import { isIP } from "node:net";
+import { FAMILIES, type KernelGrant } from "../../core/firewall/common.js";
+import { replayFailure, type KernelSpaGrant } from "../../core/firewall/spa-plan.js";
 import { FirewallError } from "../../core/errors.js";
 import { doorPorts, type Target } from "../../core/protection/targets.js";
 import { hasPort, portName, type Door, type Family, type PortSpec } from "../../core/types.js";
 import type { Logger } from "../log.js";
-import { patientRunner, type Runner } from "./exec.js";
+import { patientRunner, type LineSession, type Runner } from "./exec.js";
 
 export interface ListedGrant extends KernelGrant {
   door: string;
@@ -112,6 +113,32 @@ export function checkedPorts(door: Door, targets: readonly Target[], ports: read
   const foreign = ports.find((p) => !hasPort(own, p));
   if (foreign || ports.length === 0) throw new FirewallError(`refusing a grant of ${foreign ? portName(foreign) : "no port"}: not among door ${door.name}'s ports`, [], "");
   return ports;
+}
+
+/**
+ * Records a datagram through the long-lived session (a spawn per datagram cost ~20 ms); an add that
+ * fails there (present, full, or the session itself) is run again as a command of its own, whose
+ * exit status and message say which. A line that failed only because another line of the session
+ * did may then read as present: such a datagram is refused, never a replay accepted.
+ */
+export async function recordThrough(session: Pick<LineSession, "send">, run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
+  try {
+    await session.send(argv.slice(1).join(" "));
+    return "recorded";
+  } catch {
+    // Told apart below.
+  }
+  const r = await run(argv);
+  if (r.code === 0) return "recorded";
+  const failure = replayFailure(r.stderr);
+  if (failure === null) throw new FirewallError(`exit code ${r.code}`, argv, r.stderr);
+  return failure;
+}
+
+/** The last check before an address reaches a command line: it must be an IP of the family. */
+export function checkedAddress(src: string, family: Family): string {
+  if (isIP(src) !== family) throw new FirewallError(`refusing "${src}": not an IPv${family} address`, [], "");
+  return src;
 }
 
 /**

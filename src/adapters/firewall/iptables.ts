@@ -1,11 +1,9 @@
 /** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
-import { isIP } from "node:net";
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import type { Target } from "../../core/protection/targets.js";
-import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, recordThrough, type ReplayRecord } from "./firewall.js";
 import {
   IPSET_REPLAY,
   ipsetReplayArgv,
@@ -13,13 +11,12 @@ import {
   ipsetSpaMembers,
   ipsetSpaName,
   ipsetSpaRevokeLines,
-  replayFailure,
   signedDoors,
 } from "../../core/firewall/spa-plan.js";
 import type { IptablesVariant } from "./detect.js";
+import { FAMILIES } from "../../core/firewall/common.js";
 import {
   CHAIN,
-  FAMILIES,
   expectedAllowMembers,
   iptablesChainPlan,
   ipsetAllowName,
@@ -261,30 +258,4 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
   for (const name of sets.split("\n")) {
     if (isOurIpset(name)) await mustRun(run, ["ipset", "destroy", name]);
   }
-}
-
-/**
- * Records a datagram through the long-lived session (a spawn per datagram cost ~20 ms); an add that
- * fails there (present, full, or the session itself) is run again as a command of its own, whose
- * exit status and message say which. A line that failed only because another line of the session
- * did may then read as present: such a datagram is refused, never a replay accepted.
- */
-export async function recordThrough(session: Pick<LineSession, "send">, run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
-  try {
-    await session.send(argv.slice(1).join(" "));
-    return "recorded";
-  } catch {
-    // Told apart below.
-  }
-  const r = await run(argv);
-  if (r.code === 0) return "recorded";
-  const failure = replayFailure(r.stderr);
-  if (failure === null) throw new FirewallError(`exit code ${r.code}`, argv, r.stderr);
-  return failure;
-}
-
-/** The last check before an address reaches a command line: it must be an IP of the family. */
-export function checkedAddress(src: string, family: Family): string {
-  if (isIP(src) !== family) throw new FirewallError(`refusing "${src}": not an IPv${family} address`, [], "");
-  return src;
 }

@@ -4,15 +4,13 @@ import { doorPorts, type Target } from "../../core/protection/targets.js";
 import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
-import { checkedAddress, recordThrough } from "./iptables.js";
+import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, recordThrough, type ReplayRecord } from "./firewall.js";
+import { FAMILIES, NFT_TABLE } from "../../core/firewall/common.js";
 import { NFT_REPLAY_SET, nftReplayArgv, nftSpaElements, nftSpaGrantLine, nftSpaRevokeLine, nftSpaSetName, signedDoors, spaSetSize } from "../../core/firewall/spa-plan.js";
 import {
-  FAMILIES,
   grantSetSize,
   NFT_ACK_SET,
   NFT_CHAIN,
-  NFT_TABLE,
   nftAllowName,
   nftElements,
   nftGrantLine,

@@ -11,16 +11,14 @@
 import { createHash } from "node:crypto";
 import type { Config, Family, Proto } from "../types.js";
 import { doorPorts, type Destination, type Target } from "../protection/targets.js";
+import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./common.js";
 import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaMatch, ipsetSpaName, ipsetSpaSetSpec, nftSpaMatch, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
 
 export const CHAIN = "KNOCKGATE";
-export const NFT_TABLE = "knockgate";
 export const NFT_CHAIN = "prerouting";
 /** An always-empty set: listing it is how the long-lived nft session confirms a command. */
 export const NFT_ACK_SET = "ack";
 const SET_PREFIX = "knockgate-";
-
-export const FAMILIES: readonly Family[] = [4, 6];
 
 export function ipsetName(door: string, family: Family): string {
   return `${SET_PREFIX}${door}-${family}`;
@@ -153,12 +151,6 @@ function perSet(terse: string, field: RegExp, missing?: number): Map<string, num
   return values;
 }
 
-/** An address in a kernel set, with the time it has left; null when it stays until revoked. */
-export interface KernelGrant {
-  src: string;
-  remainingMs: number | null;
-}
-
 /** Members of `ipset list NAME`; "timeout 0" (or none) is an entry without expiry. */
 export function ipsetMembers(listing: string): KernelGrant[] {
   const at = listing.indexOf("Members:\n");
@@ -176,20 +168,6 @@ export function ipsetMembers(listing: string): KernelGrant[] {
 /** Elements of `nft -j list set ...`: a bare value has no timeout, an object says when it `expires`. */
 export function nftElements(json: string): KernelGrant[] {
   return nftSetElements(json).flatMap(({ val, remainingMs }) => (typeof val === "string" ? [{ src: val, remainingMs }] : []));
-}
-
-/** Every element of `nft -j list set` output: its value as nft gives it, and the time it has left. */
-export function nftSetElements(json: string): { val: unknown; remainingMs: number | null }[] {
-  type Elem = string | { elem?: { val?: unknown; expires?: unknown } };
-  const parsed = JSON.parse(json) as { nftables?: { set?: { elem?: Elem[] } }[] };
-  const elements: { val: unknown; remainingMs: number | null }[] = [];
-  for (const item of parsed.nftables ?? []) {
-    for (const e of item.set?.elem ?? []) {
-      if (typeof e === "string") elements.push({ val: e, remainingMs: null });
-      else if (e.elem !== undefined) elements.push({ val: e.elem.val, remainingMs: typeof e.elem.expires === "number" ? e.elem.expires * 1000 : null });
-    }
-  }
-  return elements;
 }
 
 /** Each set's `maxelem` from `ipset list -t`: how many entries its kernel set takes at most. */
@@ -382,14 +360,4 @@ export function nftGrantLine(door: string, family: Family, srcs: readonly string
 }
 export function nftRevokeLine(door: string, family: Family, srcs: readonly string[]): string {
   return nftTakeOutLine(`inet ${NFT_TABLE} ${nftSetName(door, family)}`, srcs);
-}
-/** Takes elements out of a set as one transaction; adding first makes one that already expired no error. */
-export function nftTakeOutLine(set: string, elements: readonly string[]): string {
-  const all = elements.join(", ");
-  return `add element ${set} { ${all} }; delete element ${set} { ${all} }`;
-}
-/** Puts elements in with a fresh timeout (null: none): taken out first, so a repeat refreshes it. */
-export function nftPutLine(set: string, elements: readonly string[], timeoutS: number | null): string {
-  const timeout = timeoutS === null ? "" : ` timeout ${timeoutS}s`;
-  return `${nftTakeOutLine(set, elements)}; add element ${set} { ${elements.map((e) => e + timeout).join(", ")} }`;
 }

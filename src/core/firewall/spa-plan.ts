@@ -17,7 +17,7 @@
  */
 import type { Config, Door, Family, PortSpec } from "../types.js";
 import { doorPorts, type Target } from "../protection/targets.js";
-import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./plan.js";
+import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./common.js";
 
 export const IPSET_REPLAY = "knockgate-replay";
 export const NFT_REPLAY_SET = "spa_replay";

@@ -1,0 +1,168 @@
+/**
+ * Who owns which target: the configuration's ports first, then labelled containers oldest first;
+ * a label never puts an owned target behind a second door. And what the firewall plan makes of
+ * targets: only packets to this host or to a labelled container are ever matched.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { pino } from "pino";
+import { parseConfig } from "../../src/config/config.js";
+import { conflictText, containerOrigin, decideDoors } from "../../src/core/docker/desired.js";
+import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
+import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
+import { doorPorts, hostDestination, networkOf, overlaps, targetText } from "../../src/core/protection/targets.js";
+import { portName, type Family } from "../../src/core/types.js";
+import { ProtectionService } from "../../src/app/protection.js";
+import { Metrics } from "../../src/adapters/metrics/metrics.js";
+import { FakeClock } from "../support/fake-clock.js";
+
+const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_WEB_SEQUENCE: "7001,8001", KNOCK_DOOR_WEB_PORTS: "none" });
+
+/** A labelled container naming `door`, publishing host ports ("22", "192.0.2.2:2222", "127.0.0.1:53") to container port 80. */
+function container(name: string, door: string, ports: string[], created = "2026-01-01T00:00:00Z", running = false): LabelledContainer {
+  const ref = { name, id: name.padEnd(12, "0").slice(0, 12) };
+  const hostPorts: HostPort[] = ports.map((p) => {
+    const at = p.lastIndexOf(":");
+    const hostIp = at < 0 ? "" : p.slice(0, at);
+    const families: Family[] = hostIp === "" ? [4, 6] : hostIp.includes(":") ? [6] : [4];
+    return { port: Number(p.slice(at + 1)), proto: "tcp", families, hostIp, containerPort: { port: 80, proto: "tcp" }, container: ref };
+  });
+  const addresses = running ? [{ network: "bridge", family: 4 as const, address: "172.17.0.9", prefixLen: 16 }] : [];
+  return { container: ref, running, created, doors: [{ door, hostPorts, containerPorts: [{ port: 80, proto: "tcp" }], addresses }], hostPortsAtStart: [], problems: [] };
+}
+
+const ports = (door: string, containers: LabelledContainer[]) => doorPorts(decideDoors(config.doors, containers).targets, door).map(portName);
+
+describe("who owns a target", () => {
+  test("a label cannot put a port that a door's _PORTS protects behind another door: refused, and the owner keeps it", () => {
+    const weak = container("weak", "WEB", ["22"]);
+    const decided = decideDoors(config.doors, [weak]);
+    assert.deepEqual(ports("WEB", [weak]), [], "WEB's knock opens nothing on 22");
+    assert.deepEqual(ports("SSH", [weak]), ["22/tcp"]);
+    assert.equal(decided.conflicts.length, 1);
+    assert.equal(conflictText(decided.conflicts[0]!), "container weak (weak00000000) claims 22/tcp for door WEB, which door SSH owns (env): refused");
+  });
+
+  test("a port bound to one host address lies inside the same port on every address: refused too", () => {
+    const bound = container("bound", "WEB", ["192.0.2.2:22"]);
+    assert.deepEqual(ports("WEB", [bound]), []);
+    assert.equal(decideDoors(config.doors, [bound]).conflicts[0]?.owner.door, "SSH");
+  });
+
+  test("a port bound to loopback only is out of reach from outside: no target, no claim", () => {
+    assert.equal(hostDestination("127.0.0.1"), null);
+    assert.equal(hostDestination("::1"), null);
+    const local = container("local", "WEB", ["127.0.0.1:22", "::1:2222"]);
+    assert.deepEqual(decideDoors(config.doors, [local]), decideDoors(config.doors, []));
+  });
+
+  test("between containers the older keeps a port; the younger gets it once the older is gone", () => {
+    const older = container("older", "SSH", ["2222"], "2026-01-01T00:00:00Z");
+    const younger = container("younger", "WEB", ["2222"], "2026-01-02T00:00:00Z");
+    // The order they are listed in does not matter: their age does.
+    assert.deepEqual(ports("WEB", [younger, older]), []);
+    assert.deepEqual(ports("SSH", [younger, older]), ["22/tcp", "2222/tcp"]);
+    assert.deepEqual(ports("WEB", [younger]), ["2222/tcp"]);
+  });
+
+  test("two containers of one door publishing one port share it; the origins name both", () => {
+    const [a, b] = [container("a", "WEB", ["8080"]), container("b", "WEB", ["8080"])];
+    const { targets, conflicts } = decideDoors(config.doors, [a, b]);
+    assert.deepEqual(conflicts, []);
+    assert.deepEqual(targets.find((t) => t.door === "WEB")?.origins, [containerOrigin(a.container), containerOrigin(b.container)]);
+  });
+
+  test("ports bound to different host addresses are different targets; the same address is the same", () => {
+    const host = { kind: "host" as const };
+    const at = (address: string) => ({ kind: "bound" as const, family: 4 as const, address });
+    const p = { port: 8080, proto: "tcp" as const };
+    assert.equal(overlaps({ dest: at("192.0.2.2"), port: p }, { dest: at("192.0.2.3"), port: p }), false);
+    assert.equal(overlaps({ dest: at("192.0.2.2"), port: p }, { dest: at("192.0.2.2"), port: p }), true);
+    assert.equal(overlaps({ dest: host, port: p }, { dest: at("192.0.2.2"), port: p }), true);
+    assert.equal(overlaps({ dest: host, port: p }, { dest: host, port: { port: 8080, proto: "udp" } }), false);
+    assert.equal(overlaps({ dest: host, port: p }, { dest: { kind: "container", family: 4, address: "192.0.2.2", peers: null }, port: p }), false);
+    const a = container("a", "SSH", ["192.0.2.2:8080"]);
+    const b = container("b", "WEB", ["192.0.2.3:8080"], "2026-01-02T00:00:00Z");
+    assert.deepEqual(decideDoors(config.doors, [a, b]).conflicts, []);
+  });
+
+  test("only the operator shares a port between doors: two doors' _PORTS may name it", () => {
+    const shared = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_ADMIN_SEQUENCE: "7001,8001" });
+    const { targets, conflicts } = decideDoors(shared.doors, []);
+    assert.deepEqual(conflicts, []);
+    assert.deepEqual(targets.map((t) => `${t.door} ${targetText(t)}`), ["ADMIN 22/tcp", "SSH 22/tcp"]);
+  });
+
+  test("a container's network from its address and prefix length", () => {
+    assert.equal(networkOf("172.17.5.9", 16), "172.17.0.0/16");
+    assert.equal(networkOf("172.17.21.9", 20), "172.17.16.0/20");
+    assert.equal(networkOf("fd00:6b67::2", 64), "fd00:6b67::/64");
+    assert.equal(networkOf("172.17.0.2", 0), null, "an unknown prefix gives no peers");
+    assert.equal(networkOf("not an address", 16), null);
+  });
+});
+
+describe("targets in the plan", () => {
+  const bound = container("bound", "WEB", ["192.0.2.2:8080", "2001:db8::5:8081"]);
+  const targets = decideDoors(config.doors, [bound]).targets;
+
+  test("iptables: a host port matches local destinations only; a bound port its address only, in its family's chain", () => {
+    const rules4 = iptablesChainPlan(config, targets, 4).restore;
+    assert.match(rules4, /-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -j DROP/);
+    assert.match(rules4, /-A KNOCKGATE -d 192\.0\.2\.2\/32 -p tcp -m multiport --dports 8080 -m set --match-set knockgate-WEB-4 src -j RETURN/);
+    assert.match(rules4, /-A KNOCKGATE -d 192\.0\.2\.2\/32 -p tcp -m multiport --dports 8080 -j DROP/);
+    assert.doesNotMatch(rules4, /2001:db8/);
+    const rules6 = iptablesChainPlan(config, targets, 6).restore;
+    assert.match(rules6, /-A KNOCKGATE -d 2001:db8::5\/128 -p tcp -m multiport --dports 8081 -j DROP/);
+    assert.doesNotMatch(rules6, /192\.0\.2\.2/);
+    for (const rule of [...rules4.split("\n"), ...rules6.split("\n")].filter((r) => / -j DROP$/.test(r))) {
+      assert.match(rule, /--dst-type LOCAL| -d /, `every drop names its destination: ${rule}`);
+    }
+  });
+
+  test("nftables: the same, through the fib for every local address", () => {
+    const script = nftPlan(config, targets).script;
+    assert.match(script, /add rule inet knockgate prerouting tcp dport \{ 22 \} fib daddr type local drop/);
+    assert.match(script, /add rule inet knockgate prerouting ip daddr 192\.0\.2\.2 tcp dport \{ 8080 \} ip saddr @door_WEB_v4 accept/);
+    assert.match(script, /add rule inet knockgate prerouting ip6 daddr 2001:db8::5 tcp dport \{ 8081 \} drop/);
+    for (const rule of script.split("\n").filter((r) => / drop$/.test(r))) assert.match(rule, /fib daddr type local|ip6? daddr /, `every drop names its destination: ${rule}`);
+  });
+});
+
+describe("ProtectionService", () => {
+  const setup = () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const protection = new ProtectionService({ config, log, clock: new FakeClock() });
+    const docker = { enabled: true, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => 0 };
+    const metrics = new Metrics(config.doors, { version: "test", revision: "test", backend: "dry-run" }, { tracked: () => 0, grants: () => Promise.resolve(new Map()), captureDropped: () => new Map(), docker });
+    const gauge = async (door: string) => (await metrics.publicRegistry.getSingleMetric("knockgate_label_conflicts")!.get()).values.find((v) => v.labels["door"] === door)?.value;
+    return { protection, lines, gauge };
+  };
+
+  test("a refused claim is logged once (label_conflict), counted, and shown as an advisory; it clears when the container goes", async () => {
+    const { protection, lines, gauge } = setup();
+    const weak = container("weak", "WEB", ["22"]);
+    await protection.propose([weak]);
+    await protection.propose([weak]);
+    const logged = lines.filter((l) => l["event"] === "label_conflict");
+    assert.equal(logged.length, 1);
+    assert.deepEqual([logged[0]?.["container"], logged[0]?.["door"], logged[0]?.["port"], logged[0]?.["owner"]], ["container weak (weak00000000)", "WEB", "22/tcp", "SSH"]);
+    assert.equal(await gauge("WEB"), 1);
+    assert.deepEqual(protection.checks(), [{ name: "label_conflicts", ok: true, detail: conflictText(protection.conflicts()[0]!) }]);
+    assert.deepEqual(protection.portsOf("WEB"), []);
+    await protection.propose([]);
+    assert.equal(await gauge("WEB"), 0);
+    assert.deepEqual(protection.checks(), []);
+    await protection.propose([weak]);
+    assert.equal(lines.filter((l) => l["event"] === "label_conflict").length, 2, "logged again when it comes back");
+  });
+
+  test("the configuration's doors are never changed: readers get a door's ports from the protection", async () => {
+    const { protection } = setup();
+    const before = JSON.stringify(config.doors);
+    await protection.propose([container("app", "WEB", ["8080"])]);
+    assert.deepEqual(protection.portsOf("WEB"), [{ port: 8080, proto: "tcp" }]);
+    assert.equal(JSON.stringify(config.doors), before);
+  });
+});

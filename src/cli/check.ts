@@ -4,12 +4,11 @@
  * capture, no listener, so it is safe on a live host and in CI.
  */
 import { scryptSync } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { chooseBackend, type BackendChoice } from "../adapters/firewall/index.js";
 import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
 import { GLOBAL_VARIABLES, parseConfig } from "../config/config.js";
-import { parseEnvFile } from "../config/env-file.js";
-import { ConfigError, EXIT_CONFIG, FirewallError, UsageError, problemLines } from "../core/errors.js";
+import { readEnvFile } from "./env-file.js";
+import { ConfigError, EXIT_CONFIG, FirewallError, KnockError, UsageError, problemLines, type ConfigProblem } from "../core/errors.js";
 import { listenAddrText, portsText, tcpFlagsText, type Config, type PortSpec } from "../core/types.js";
 import type { Parsed } from "./command.js";
 import { conflictText, decideDoors, effectiveDoors, type EffectiveDoor, type PortOrigin } from "../core/docker/desired.js";
@@ -26,7 +25,8 @@ amount to, "(default)" where a default applies. Each knock sequence is shown as 
 fingerprint (a one-way hash: equal sequences have equal fingerprints), never as ports. Also shows
 the interfaces and the firewall backend the daemon would use on this host. Changes nothing.
 
-Exit status: 0 valid, 78 invalid (every problem listed) or FILE unreadable.
+Exit status: 0 valid, 78 invalid (every problem listed, FILE's lines that are not KEY=VALUE
+too) or FILE unreadable.
 
       --env-file FILE  read the variables from FILE, an env file (KEY=VALUE lines, the format of
                        docker --env-file), instead of the environment; --config FILE is the same.
@@ -268,12 +268,6 @@ function spaLines(spa: SpaReport): string {
   return keys.join("") + spa.settings.map(settingLine).join("");
 }
 
-/** "no such file or directory" out of Node's "ENOENT: no such file or directory, open 'x'". */
-function readFailure(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  return message.replace(/^E[A-Z]+: /, "").replace(/, \w+ '.*'$/, "");
-}
-
 /** How long check waits for the Docker engine before reporting it out of reach. */
 const CHECK_DOCKER_MS = 3000;
 
@@ -294,22 +288,28 @@ export async function runCheck(values: Parsed<typeof CHECK_OPTIONS>["values"], p
   if (values["env-file"] !== undefined && values.config !== undefined) throw new UsageError("give --env-file or --config, not both");
   const file = values["env-file"] ?? values.config;
   let env = processEnv;
+  // Lines of the file that are not KEY=VALUE, reported with the configuration's own problems.
+  let problems: ConfigProblem[] = [];
   if (file !== undefined) {
     try {
-      env = parseEnvFile(readFileSync(file, "utf8"));
+      ({ env, problems } = readEnvFile(file));
     } catch (err) {
-      process.stderr.write(`knockgate check: cannot read ${file}: ${readFailure(err)}\n`);
+      if (!(err instanceof KnockError)) throw err;
+      process.stderr.write(`knockgate check: ${err.message}\n`);
       return EXIT_CONFIG;
     }
   }
   const source = file === undefined ? "the environment" : file;
-  let config: Config;
+  let config: Config | null = null;
   try {
     config = parseConfig(env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    if (values.json) process.stdout.write(`${JSON.stringify({ valid: false, source, problems: err.problems }, null, 2)}\n`);
-    else process.stderr.write(`knockgate check: the configuration from ${source} is invalid:\n${problemLines(err.problems)}`);
+    problems = [...problems, ...err.problems];
+  }
+  if (config === null || problems.length > 0) {
+    if (values.json) process.stdout.write(`${JSON.stringify({ valid: false, source, problems }, null, 2)}\n`);
+    else process.stderr.write(`knockgate check: the configuration from ${source} is invalid:\n${problemLines(problems)}`);
     return EXIT_CONFIG;
   }
   const report = await checkReport(config, env, source, realHost);

@@ -6,7 +6,7 @@ import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parsePorts, parseSequence } from "../config/values.js";
-import { parseEnvFile } from "../config/env-file.js";
+import { readEnvFile } from "./env-file.js";
 import { resolveSecretFiles, type ReadFile } from "../config/secret-files.js";
 import { ConfigError, UsageError } from "../core/errors.js";
 import type { Parsed } from "./command.js";
@@ -44,6 +44,13 @@ Signed doors only (fwknop's options of the same letters):
   -f, --fw-timeout S      ask for a grant of S seconds (the door caps it)
   -U, --user NAME         the username in the datagram (default: your login name)
 `;
+
+/** The variables of --config FILE; a line that is not KEY=VALUE may be the door's, so it is an error here too. */
+function envOfFile(file: string, readFile: ReadFile): Record<string, string> {
+  const { env, problems } = readEnvFile(file, readFile);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return env;
+}
 
 function portArg(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -110,7 +117,7 @@ export async function runKnock(
     if (values["env-file"] !== undefined && values.config !== undefined) throw new UsageError("give --env-file or --config, not both");
     const readFile = (path: string) => readFileSync(path, "utf8");
     const file = values["env-file"] ?? values.config;
-    const env = file !== undefined ? parseEnvFile(readFile(file)) : processEnv;
+    const env = file !== undefined ? envOfFile(file, readFile) : processEnv;
     const signed = values.door !== undefined ? readSignedDoor(env, values.door.toUpperCase(), readFile) : null;
     const sequence = signed ? null : sequenceFrom(ports, values.door, env, values.udp ?? false, readFile);
     if (signed && ports.length > 0) throw new UsageError(`door ${values.door} is signed: give HOST only, not ports`);

@@ -7,7 +7,6 @@
  * Needs `helm` on PATH (CI: bash ../shared/containers/install-helm.sh): fails rather than skips without.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,39 +15,15 @@ import * as yaml from "js-yaml";
 import { parseConfig } from "../../src/config/config.js";
 import type { Config } from "../../src/core/types.js";
 import { checkCustomResource, checkManifest, checkManifests, parseManifests, type Manifest } from "../support/helm-manifests.js";
+import { ALL_MONITORING, CHART, assertHelm, helm, one, render } from "../support/chart.js";
 import { ROOT } from "../support/docker-host.js";
 
-const CHART = join(ROOT, "helm", "knockgate");
 const FULL_VALUES = join(CHART, "ci", "full-values.yaml");
 
 interface SchemaNode {
   $ref?: string;
   properties?: Record<string, SchemaNode>;
   items?: SchemaNode;
-}
-
-interface Helm {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function helm(args: string[]): Helm {
-  const r = spawnSync("helm", args, { encoding: "utf8", timeout: 60_000 });
-  if (r.error) throw r.error;
-  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function render(args: string[] = []): Manifest[] {
-  const r = helm(["template", "kg", CHART, "--namespace", "knockgate", ...args]);
-  assert.equal(r.code, 0, `helm template ${args.join(" ")} failed:\n${r.stderr}`);
-  return parseManifests(r.stdout);
-}
-
-function one(docs: Manifest[], kind: string): Manifest {
-  const found = docs.filter((d) => d.kind === kind);
-  assert.equal(found.length, 1, `expected one ${kind}, got ${found.length}`);
-  return found[0] as Manifest;
 }
 
 interface KeyRef {
@@ -178,10 +153,7 @@ async function assertValid(docs: Manifest[]): Promise<void> {
   assert.deepEqual(problems, [], `rendered manifests do not match the Kubernetes API:\n${problems.join("\n")}`);
 }
 
-before(() => {
-  const r = spawnSync("helm", ["version", "--short"], { encoding: "utf8" });
-  assert.ok(!r.error && r.status === 0, "helm is not on PATH: run bash ../shared/containers/install-helm.sh");
-});
+before(assertHelm);
 
 describe("helm chart", { concurrency: false }, () => {
   test("helm lint --strict passes with the default and the full values", () => {
@@ -256,7 +228,7 @@ describe("helm chart", { concurrency: false }, () => {
   test("full values: every object valid, metrics Service and ServiceMonitor, all door fields reach the daemon", async () => {
     const docs = render(["-f", FULL_VALUES]);
     await assertValid(docs);
-    assert.deepEqual(docs.map((d) => d.kind).sort(), ["DaemonSet", "PodMonitor", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]);
+    assert.deepEqual(docs.map((d) => d.kind).sort(), ["ConfigMap", "DaemonSet", "PodMonitor", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"]);
     assert.equal(await checkManifest(one(docs, "ServiceMonitor")), null, "custom resources are skipped, not failed");
     const spec = podSpec(docs);
     assert.equal(spec["priorityClassName"], "system-node-critical");
@@ -275,8 +247,8 @@ describe("helm chart", { concurrency: false }, () => {
     assert.equal(config.onExit, "remove");
     assert.equal(config.allow.length, 3);
     assert.deepEqual(
-      [config.maxTrackedPerPrefix, config.maxGrants, config.maxGrantsPerPrefix, config.sourcePrefixes, config.hookConcurrency],
-      [4096, 1_000_000, 64, { v4: 32, v6: 56 }, 8],
+      [config.maxTracked, config.maxTrackedPerPrefix, config.maxGrants, config.maxGrantsPerPrefix, config.sourcePrefixes, config.hookConcurrency],
+      [100_000, 4096, 1_000_000, 64, { v4: 32, v6: 56 }, 8],
     );
     assert.equal(config.metricsToken, FULL_VALUES_OBJECTS["Secret/knockgate-metrics"]?.["scrape-token"]);
     assert.ok((spec.containers[0] as Container).env.some((e) => e.name === "NODE_NAME" && e.valueFrom), "extraEnv passes EnvVar objects through");
@@ -501,15 +473,7 @@ describe("helm chart", { concurrency: false }, () => {
   test("metrics.tokenSecret: a read-only mounted key in KNOCK_METRICS_TOKEN_FILE, sent by both monitors, never rendered", async () => {
     const token = "d41d8cd98f00b204e9800998ecf8427e";
     const objects: Objects = { "Secret/knockgate-metrics": { token } };
-    const r = helm([
-      "template", "kg", CHART, "--namespace", "knockgate",
-      "--set", "http.bindAddress=0.0.0.0",
-      "--set", "metrics.service.enabled=true",
-      "--set", "metrics.serviceMonitor.enabled=true",
-      "--set", "metrics.podMonitor.enabled=true",
-      "--set", "metrics.prometheusRule.enabled=true",
-      "--set", "metrics.tokenSecret.name=knockgate-metrics",
-    ]);
+    const r = helm(["template", "kg", CHART, "--namespace", "knockgate", ...ALL_MONITORING]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes(token), "the Secret is referenced, never read");
     const docs = parseManifests(r.stdout);
@@ -550,6 +514,10 @@ describe("helm chart", { concurrency: false }, () => {
       "revisionHistoryLimit=-1",
       "commonLabels.team=1",
       "limits.sourcePrefixV4=33",
+      "limits.maxTracked=0",
+      "limits.maxTracked=10000001",
+      "metrics.grafanaDashboard.namespace=Not_A_Namespace",
+      "metrics.grafanaDashboard.enabled=yes",
       "limits.hookConcurrency=0",
       "limits.maxGrants=1.5",
       "metrics.tokenSecret.name=Not_A_Name",
@@ -559,6 +527,48 @@ describe("helm chart", { concurrency: false }, () => {
       assert.notEqual(r.code, 0, `helm template accepted --set ${bad}`);
       assert.match(r.stderr, /values don't meet the specifications of the schema/, bad);
     }
+  });
+
+  test("resources fit cluster mode: the memory request covers the benchmark's cluster-mode RSS, the limit leaves room above the peak", () => {
+    // bench/results/latest.json: two daemons in cluster mode against a real API server, before and
+    // with 10,000 live KnockGrants (RSS in MiB). A re-measured figure above the chart's fails here.
+    const bench = JSON.parse(readFileSync(join(ROOT, "bench", "results", "latest.json"), "utf8")) as { cluster: { rssBeforeMb: number[]; rssLoadedMb: number[] } };
+    const idle = Math.max(...bench.cluster.rssBeforeMb);
+    const loaded = Math.max(...bench.cluster.rssLoadedMb);
+    assert.ok(idle > 100 && loaded > 100, `implausible figures ${idle}/${loaded}`);
+    const { resources } = podSpec(render()).containers[0] as Container & { resources: { requests: Record<string, string>; limits: Record<string, string> } };
+    const mib = (q: string | undefined): number => {
+      const m = /^(\d+)(Mi|Gi)$/.exec(q ?? "");
+      assert.ok(m, `memory ${q} is not in Mi or Gi`);
+      return Number(m[1]) * (m[2] === "Gi" ? 1024 : 1);
+    };
+    assert.ok(mib(resources.requests["memory"]) >= idle, `request ${resources.requests["memory"]} is below the ${idle} MiB a cluster-mode daemon holds idle`);
+    assert.ok(mib(resources.limits["memory"]) >= 2 * loaded, `limit ${resources.limits["memory"]} leaves less than twice the ${loaded} MiB peak`);
+    assert.equal(resources.limits["cpu"], undefined, "no CPU limit: throttling would delay knocks");
+  });
+
+  test("limits.maxTracked sets KNOCK_MAX_TRACKED, which the daemon reads", () => {
+    const spec = podSpec(render(["--set", "limits.maxTracked=250000"]));
+    assert.equal(envOf(spec)["KNOCK_MAX_TRACKED"], "250000");
+    assert.equal(daemonConfig(spec, {}).maxTracked, 250_000);
+  });
+
+  test("metrics.grafanaDashboard: a ConfigMap labelled for the Grafana sidecar holding the chart's dashboard file byte for byte", async () => {
+    const file = readFileSync(join(CHART, "dashboards", "knockgate.json"), "utf8");
+    const dashboard = JSON.parse(file) as { uid: string; panels: unknown[] };
+    assert.equal(dashboard.uid, "knockgate");
+    assert.ok(!render().some((d) => d.kind === "ConfigMap"), "off by default");
+    const docs = render(["--set", "metrics.grafanaDashboard.enabled=true"]);
+    await assertValid(docs);
+    const map = one(docs, "ConfigMap") as Manifest & { data: Record<string, string> };
+    assert.equal(map.metadata?.labels?.["grafana_dashboard"], "1");
+    assert.equal(map.metadata?.namespace, "knockgate");
+    assert.deepEqual(Object.keys(map.data), ["knockgate.json"]);
+    assert.equal(map.data["knockgate.json"], file);
+    const elsewhere = one(render(["-f", FULL_VALUES]), "ConfigMap") as Manifest & { metadata: { annotations: Record<string, string> } };
+    assert.equal(elsewhere.metadata.namespace, "monitoring");
+    assert.equal(elsewhere.metadata.labels?.["release"], "kube-prometheus-stack");
+    assert.deepEqual(elsewhere.metadata.annotations, { grafana_folder: "knockgate" });
   });
 
   test("the manifest check is not vacuous: it catches a misspelt field, a wrong type, a removed API", async () => {
@@ -633,11 +643,27 @@ test("NOTES.txt: Pod Security, how to knock, and the exit policy in force", () =
   const remove = renderNotes(["-f", FULL_VALUES]);
   assert.match(remove, /onExit=remove/);
   assert.match(remove, /open to everybody/);
-  assert.match(remove, /Metrics: Service knockgate-metrics/);
+  assert.match(remove, /behind Service knockgate-metrics/);
   assert.doesNotMatch(keep, /KnockGrant/);
   const cluster = renderNotes(["--set", "cluster.enabled=true"]);
   assert.match(cluster, /kubectl -n knockgate get knockgrants/);
   assert.doesNotMatch(keep + remove + cluster, /<no value>|%!/, "no unresolved template values");
+});
+
+test("NOTES.txt: where the metrics token is, or how to give one, and the dashboard's ConfigMap", () => {
+  const without = renderNotes(["--set", "http.bindAddress=0.0.0.0", "--set", "metrics.podMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"]);
+  assert.match(without, /No metrics token \(metrics\.tokenSecret\): \/metrics serves only the public set/);
+  assert.match(without, /The KnockgateCaptureDrops alert is left out/);
+  assert.match(without, /kubectl -n knockgate create secret generic knockgate-metrics --from-literal=token="\$\(openssl rand -hex 32\)"\n\s+helm upgrade kg <chart> --reuse-values --set metrics\.tokenSecret\.name=knockgate-metrics/);
+  assert.match(without, /Allow only your monitoring to reach that port/);
+  assert.doesNotMatch(renderNotes(), /Allow only your monitoring/, "loopback: nothing to allow");
+  const withToken = renderNotes(["-f", FULL_VALUES]);
+  assert.match(withToken, /The metrics token is key scrape-token of Secret knockgate-metrics\./);
+  assert.match(withToken, /The chart's monitors send it\./);
+  assert.match(withToken, /kubectl -n knockgate rollout restart ds\/knockgate/);
+  assert.match(withToken, /Grafana: ConfigMap knockgate-dashboard in namespace monitoring/);
+  assert.doesNotMatch(withToken, /No metrics token|3f9c1e0b/, "the token itself is never shown");
+  assert.doesNotMatch(without + withToken, /<no value>|%!/);
 });
 
 test("NOTES.txt names where a door's sequence is kept, never its value", () => {

@@ -553,7 +553,7 @@ describe("migration from knockd, client and hooks", { concurrency: false }, () =
         const envFile = join(dir, "knockgate.env");
         writeFileSync(envFile, converted.stdout);
         await lab.startService();
-        const daemon = await lab.startDaemon(parseEnvFile(converted.stdout));
+        const daemon = await lab.startDaemon(parseEnvFile(converted.stdout, "converted").env);
         assert.equal(await lab.canConnect(SERVER_V4), false);
         const client = (args: string[]) => lab.exec(lab.client, [process.execPath, CLI, "knock", ...args]);
         const open = await client(["--door", "SSH", "--config", envFile, "--wait", "22", SERVER_V4]);

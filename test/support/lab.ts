@@ -30,7 +30,8 @@ export const SERVICE_PORT = 22;
 export const HTTP_ADDR = `${SERVER_V4}:9180`;
 /** Every daemon the lab starts serves its full /metrics to this token (see Lab#metrics). */
 const METRICS_TOKEN = `lab-token-${process.pid}`;
-const METRICS_TOKEN_FILE = join(tmpdir(), `knockgate-lab-${process.pid}.token`);
+/** Where that token is, for a scraper of its own (test/integration/prometheus.test.ts). */
+export const METRICS_TOKEN_FILE = join(tmpdir(), `knockgate-lab-${process.pid}.token`);
 writeFileSync(METRICS_TOKEN_FILE, METRICS_TOKEN, { mode: 0o600 });
 process.on("exit", () => rmSync(METRICS_TOKEN_FILE, { force: true }));
 

@@ -41,7 +41,7 @@ FW_ACCESS_TIMEOUT       60
 REQUIRE_SOURCE_ADDRESS  Y
 `;
 
-const vars = (env: string): Record<string, string> => parseEnvFile(env);
+const vars = (env: string): Record<string, string> => parseEnvFile(env, "converted").env;
 const convert = (text: string) => convertAccessConf(parseAccessConf(text));
 
 function run(text: string, args: string[] = ["access.conf"]) {
@@ -202,7 +202,7 @@ HMAC_KEY_BASE64 ${HMAC}
 
 describe("converted doors and the daemon's parser", () => {
   test("the tutorial's env is a configuration the daemon accepts, with the stanza's settings", () => {
-    const config = parseConfig(parseEnvFile(convert(TUTORIAL).env));
+    const config = parseConfig(parseEnvFile(convert(TUTORIAL).env, "converted").env);
     const door = config.doors.find((d) => d.name === "FWKNOP");
     assert.ok(door?.spa, "a signed door FWKNOP");
     assert.deepEqual(door.ports, [{ port: 22, proto: "tcp" }]);

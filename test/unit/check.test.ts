@@ -97,6 +97,30 @@ describe("knockgate check", () => {
     assert.deepEqual(r.calls, []);
   });
 
+  test("lines of the --env-file that are not KEY=VALUE are problems beside the configuration's, by line number only", () => {
+    const text = `KNOCK_DOOR_SSH_SEQUENCE=7123,8234\nKNOCK_INTERFACE lo\nKNOCK_DOOR_SSH_OPEN_FOR=soon\n# fine\nKNOCK_ALLOW: 198.18.0.0/24\n`;
+    const file = cli.file("broken.env", text);
+    const r = cli.run(["check", "--env-file", file], {});
+    assert.equal(r.status, 78);
+    assert.equal(
+      r.stderr,
+      `knockgate check: the configuration from ${file} is invalid:\n` +
+        `  ${file}:2: not a KEY=VALUE line (a name of letters, digits and _, then =); the line is not shown, it may hold a secret\n` +
+        `  ${file}:5: not a KEY=VALUE line (a name of letters, digits and _, then =); the line is not shown, it may hold a secret\n` +
+        '  KNOCK_DOOR_SSH_OPEN_FOR: "soon" is not a number of seconds\n',
+    );
+    const json = cli.run(["check", "--json", "--env-file", file], {});
+    assert.equal(json.status, 78);
+    const out = JSON.parse(json.stdout) as { valid: boolean; problems: { variable: string }[] };
+    assert.deepEqual(out.problems.map((p) => p.variable), [`${file}:2`, `${file}:5`, "KNOCK_DOOR_SSH_OPEN_FOR"]);
+    // A file whose configuration is otherwise valid is still refused.
+    const onlyLine = cli.file("one-bad-line.env", Object.entries(VALID).map(([k, v]) => `${k}=${v}\n`).join("") + "oops\n");
+    const invalid = cli.run(["check", "--config", onlyLine], {});
+    assert.equal(invalid.status, 78);
+    assert.match(invalid.stderr, /one-bad-line\.env:8: not a KEY=VALUE line/);
+    assert.equal(invalid.stdout, "");
+  });
+
   test("--env-file is the same as --config; both at once is a usage error", () => {
     const file = cli.file("knockgate-env-file.env", Object.entries(VALID).map(([k, v]) => `${k}=${v}\n`).join(""));
     const r = cli.run(["check", "--env-file", file], {});

@@ -83,6 +83,16 @@ describe("knockgate", () => {
     assert.match(missing.stderr, /^knockgate knock: KNOCK_DOOR_SSH_SEQUENCE_FILE: cannot read \/nonexistent\/sequence \(ENOENT\)/);
   });
 
+  test("knock --config names a file it cannot read, and lines of it that are not KEY=VALUE", () => {
+    const missing = cli.run(["knock", "--config", "/nonexistent/knockgate.env", "127.0.0.1", "7000"]);
+    assert.equal(missing.status, 1);
+    assert.equal(missing.stderr, "knockgate knock: cannot read /nonexistent/knockgate.env: no such file or directory\n");
+    const file = cli.file("client.env", "KNOCK_DOOR_SSH_SEQUENCE 7000,8000\n");
+    const broken = cli.run(["knock", "--env-file", file, "--door", "ssh", "127.0.0.1"]);
+    assert.equal(broken.status, 1);
+    assert.equal(broken.stderr, `knockgate knock: ${file}:1: not a KEY=VALUE line (a name of letters, digits and _, then =); the line is not shown, it may hold a secret\n`);
+  });
+
   test("knock still reports its own semantic usage errors with exit 64", () => {
     const r = cli.run(["knock", "-4", "-6", "localhost", "7000"]);
     assert.equal(r.status, 64);

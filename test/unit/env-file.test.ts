@@ -1,6 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { parseEnvFile } from "../../src/config/env-file.js";
+import { parseEnvFile as parseWithProblems } from "../../src/config/env-file.js";
+
+const parseEnvFile = (text: string) => parseWithProblems(text, "f.env").env;
 
 describe("parseEnvFile", () => {
   test("KEY=VALUE lines become entries, blank lines and # comments are skipped", () => {
@@ -42,8 +44,12 @@ describe("parseEnvFile", () => {
     assert.deepEqual(parseEnvFile("  KNOCK_LOG_LEVEL =  debug  "), { KNOCK_LOG_LEVEL: "debug" });
   });
 
-  test("lines that are not KEY=VALUE are skipped", () => {
-    assert.deepEqual(parseEnvFile("just words\n1BAD=x\n=x\nGOOD=y"), { GOOD: "y" });
+  test("lines that are not KEY=VALUE are problems naming the file and line, never the line's text", () => {
+    const { env, problems } = parseWithProblems("# ok\njust words\n1BAD=7123\n\n=x\nGOOD=y\nKNOCK_DOOR_SSH_SEQUENCE 7123,8234", "f.env");
+    assert.deepEqual(env, { GOOD: "y" });
+    assert.deepEqual(problems.map((p) => p.variable), ["f.env:2", "f.env:3", "f.env:5", "f.env:7"]);
+    assert.doesNotMatch(problems.map((p) => p.message).join(), /7123|words/);
+    assert.match(problems[0]?.message ?? "", /^not a KEY=VALUE line/);
   });
 
   test("a later line overrides an earlier one, and the value may contain =", () => {

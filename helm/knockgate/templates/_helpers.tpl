@@ -114,6 +114,7 @@ Nothing when the door has none of them.
 
 {{/* limits: value key -> daemon variable. */}}
 {{- define "knockgate.limitVars" -}}
+maxTracked: KNOCK_MAX_TRACKED
 maxTrackedPerPrefix: KNOCK_MAX_TRACKED_PER_PREFIX
 maxGrants: KNOCK_MAX_GRANTS
 maxGrantsPerPrefix: KNOCK_MAX_GRANTS_PER_PREFIX

@@ -100,7 +100,7 @@ export function convertAccessConf(conf: ParsedAccessConf, source = "access.conf"
     out.push("", ...lines);
     // The daemon's own parser has the last word (key sizes, two equal keys...).
     try {
-      parseConfig(parseEnvFile(lines.join("\n")), () => "");
+      parseConfig(parseEnvFile(lines.join("\n"), source).env, () => "");
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       for (const p of err.problems) problems.push({ line: stanza.source.line, message: `${p.variable} ${p.message} — knockgate refuses this door as converted` });

@@ -298,6 +298,27 @@ describe("Docker labels", { concurrency: false }, () => {
   });
   }
 
+  test("containers on a user-defined network and on the default bridge reach another host's port that a door protects here; this host's stays closed", { timeout: 120_000 }, async () => {
+    await removeRunContainers();
+    const port = 22305;
+    const far = await net.listen(port);
+    const here = await listen(port);
+    try {
+      await withKnockgate({ KNOCK_DOCKER: "on", [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${port}/tcp` }, async () => {
+        assert.equal(await reaches(HOST_V4, port), false, "this host's port stays closed to the client");
+        const probe = `const s = require("net").connect(${port}, "${CLIENT_V4}"); s.setTimeout(3000, () => process.exit(1)); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1));`;
+        for (const network of [NETWORK, "bridge"]) {
+          const r = await run(["docker", "run", "--rm", "--name", `${RUN_NAME}-egress`, "--network", network, IMAGE, "node", "-e", probe], { timeoutMs: 60_000 });
+          assert.equal(r.code, 0, `a container on ${network} must reach ${CLIENT_V4}:${port}: ${r.stderr}`);
+        }
+        assert.equal(far.seen.filter((l) => l.startsWith("tcp ")).length, 2, "both connections arrived at the other host");
+      });
+    } finally {
+      await far.stop();
+      here.close();
+    }
+  });
+
   test("a label claiming a port another door owns is refused: the claimant's knock opens nothing there, the owner's still does; logged, counted, shown", { timeout: 120_000 }, async () => {
     await removeRunContainers();
     const owned = 22303;

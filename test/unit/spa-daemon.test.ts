@@ -19,7 +19,7 @@ import { SpaType } from "../../src/core/spa/message.js";
 import { portName, portsText, type Config, type Door } from "../../src/core/types.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { doorPorts } from "../../src/core/protection/targets.js";
-import type { DoorPorts } from "../../src/app/protection.js";
+import { ProtectionService, type DoorPorts } from "../../src/app/protection.js";
 import { envPorts, envTargets } from "../support/protection.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
 import { buildFrame, macBytes } from "../support/frames.js";
@@ -218,6 +218,32 @@ test("ports that Docker labels give the door while it runs can be asked for", as
   await send(datagram({ message: `${CLIENT},tcp/8022` }));
   assert.equal(await spaCount("port_not_allowed"), 1);
   assert.deepEqual((await firewall.listSpaGrants())[0]?.ports, [{ port: 8022, proto: "tcp" }]);
+  await daemon.stop();
+});
+
+test("a label's claim on a port another door owns gives the signed door nothing: a datagram asking for it is refused", async () => {
+  const { daemon, firewall, send, datagram, spaCount, clock } = setup({ KNOCK_DOOR_ADMIN_SEQUENCE: "6000,6001", KNOCK_DOOR_ADMIN_PORTS: "8022/tcp" });
+  await daemon.start();
+  const { config, protection } = (daemon as unknown as { deps: { config: Config; protection: DoorPorts } }).deps;
+  // A container labelled for SSH publishing 8022, which ADMIN's _PORTS owns: refused, as the daemon's protection decides it.
+  const decided = new ProtectionService({ config, log: pino({ level: "silent" }), clock });
+  const ref = { name: "claimant", id: "c1a1a1a1a1a1" };
+  await decided.propose([
+    {
+      container: ref,
+      running: false,
+      created: "2026-01-01T00:00:00Z",
+      doors: [{ door: "SSH", hostPorts: [{ port: 8022, proto: "tcp", families: [4, 6], hostIp: "", containerPort: { port: 22, proto: "tcp" }, container: ref }], containerPorts: [], addresses: [] }],
+      hostPortsAtStart: [],
+      problems: [],
+    },
+  ]);
+  assert.equal(decided.conflicts().length, 1);
+  protection.portsOf = (door) => decided.portsOf(door);
+  await firewall.protect(decided.targets());
+  await send(datagram({ message: `${CLIENT},tcp/8022` }));
+  assert.equal(await spaCount("port_not_allowed"), 1);
+  assert.deepEqual(await firewall.listSpaGrants(), []);
   await daemon.stop();
 });
 

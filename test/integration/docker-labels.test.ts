@@ -298,103 +298,6 @@ describe("Docker labels", { concurrency: false }, () => {
   });
   }
 
-  test("containers on a user-defined network and on the default bridge reach another host's port that a door protects here; this host's stays closed", { timeout: 120_000 }, async () => {
-    await removeRunContainers();
-    const port = 22305;
-    const far = await net.listen(port);
-    const here = await listen(port);
-    try {
-      await withKnockgate({ KNOCK_DOCKER: "on", [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${port}/tcp` }, async () => {
-        assert.equal(await reaches(HOST_V4, port), false, "this host's port stays closed to the client");
-        const probe = `const s = require("net").connect(${port}, "${CLIENT_V4}"); s.setTimeout(3000, () => process.exit(1)); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1));`;
-        for (const network of [NETWORK, "bridge"]) {
-          const r = await run(["docker", "run", "--rm", "--name", `${RUN_NAME}-egress`, "--network", network, IMAGE, "node", "-e", probe], { timeoutMs: 60_000 });
-          assert.equal(r.code, 0, `a container on ${network} must reach ${CLIENT_V4}:${port}: ${r.stderr}`);
-        }
-        assert.equal(far.seen.filter((l) => l.startsWith("tcp ")).length, 2, "both connections arrived at the other host");
-      });
-    } finally {
-      await far.stop();
-      here.close();
-    }
-  });
-
-  test("a label claiming a port another door owns is refused: the claimant's knock opens nothing there, the owner's still does; logged, counted, shown", { timeout: 120_000 }, async () => {
-    await removeRunContainers();
-    const owned = 22303;
-    // The test's door owns 22303 by its _PORTS; a second door, WEB, is what the label names.
-    const env = { [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${owned}/tcp`, KNOCK_DOOR_WEB_SEQUENCE: "7121,7122,7123" };
-    const service = await listen(owned);
-    try {
-      await withKnockgate({ KNOCK_DOCKER: "on", ...env }, async (daemon) => {
-        // Created only: never started, so it needs no free port; that is enough to claim one.
-        await must(["docker", "create", "--name", `${RUN_NAME}-claimant`, "--network", NETWORK, "--label", "knockgate.door=WEB", "-p", `${owned}:8080`, IMAGE, "true"]);
-        const conflict = await daemon.waitFor("label_conflict", 10_000);
-        assert.deepEqual([conflict["door"], conflict["port"], conflict["owner"]], ["WEB", `${owned}/tcp`, TEST_DOOR]);
-        assert.equal(await reaches(HOST_V4, owned), false);
-        const web = await net.knock([HOST_V4, "7121", "7122", "7123"]);
-        assert.equal(web.code, 0, web.stderr);
-        await daemon.waitFor("open", 5000, (l) => l["door"] === "WEB");
-        assert.equal(await reaches(HOST_V4, owned), false, "WEB's knock must not open a port its label only claimed");
-        const r = await readyz(HTTP.main);
-        assert.equal(r.status, 200, r.body.reasons.join("\n"));
-        assert.match(r.body.checks.find((c) => c.name === "label_conflicts")?.detail ?? "", new RegExp(`claims ${owned}/tcp for door WEB, which door ${TEST_DOOR} owns \\(env\\): refused`));
-        assert.equal(await metric(HTTP.main, `knockgate_label_conflicts{door="WEB"}`), 1);
-        await knockIn(daemon);
-        assert.equal(await reaches(HOST_V4, owned), true, "the owner's knock still opens it");
-      });
-    } finally {
-      service.close();
-    }
-  });
-
-  for (const backend of ["nftables", "iptables"]) {
-    test(`${backend}: restarted while the engine is away (no socket; a socket that never answers), a labelled port stays closed and /readyz says so`, { timeout: 180_000 }, async () => {
-      await removeRunContainers();
-      const port = 22304;
-      const first = startKnockgate({ KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend, KNOCK_ON_EXIT: "keep" });
-      try {
-        await first.waitFor("ready", 20_000);
-        await container("kept", ["-p", `${port}:8080`]);
-        await protecting(first, port);
-      } finally {
-        await stopKnockgate(first);
-      }
-      const missing = `/run/knockgate-test-${process.pid}-missing.sock`;
-      const silentPath = `/run/knockgate-test-${process.pid}-silent.sock`;
-      rmSync(silentPath, { force: true });
-      // Accepts and never answers: an engine that hangs.
-      const silent = createServer((s) => s.on("error", () => undefined));
-      await new Promise<void>((resolve) => silent.listen(silentPath, resolve));
-      try {
-        for (const [mode, host, status] of [["auto", missing, 200], ["on", missing, 503], ["auto", silentPath, 200]] as const) {
-          const again = startKnockgate({ KNOCK_DOCKER: mode, KNOCK_DOCKER_HOST: `unix://${host}`, KNOCK_FIREWALL: backend, KNOCK_ON_EXIT: "keep" });
-          try {
-            await again.waitFor("ready", 30_000);
-            assert.ok(again.events("targets_kept").some((l) => JSON.stringify(l["targets"]).includes(`${port}/tcp`)), `${mode} ${host}: the port is kept`);
-            assert.equal(await reaches(HOST_V4, port), false, `${mode} ${host}: the labelled port must stay closed while Docker is away`);
-            const r = await readyz(HTTP.main);
-            assert.equal(r.status, status, r.body.reasons.join("\n"));
-            assert.match(r.body.checks.find((c) => c.name === "kept_targets")?.detail ?? "", new RegExp(`${port}/tcp`));
-          } finally {
-            await stopKnockgate(again);
-          }
-        }
-      } finally {
-        silent.close();
-        rmSync(silentPath, { force: true });
-      }
-      // The engine back: it lists the container, which replaces what was kept; the port stays closed, and the last run cleans up.
-      await withKnockgate({ KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend }, async (daemon) => {
-        assert.ok(daemon.events("kept_released").length + daemon.events("targets_kept").length > 0);
-        assert.equal(await reaches(HOST_V4, port), false);
-        const r = await readyz(HTTP.main);
-        assert.equal(r.status, 200, r.body.reasons.join("\n"));
-        assert.equal(r.body.checks.find((c) => c.name === "kept_targets"), undefined);
-      });
-    });
-  }
-
   test("recreated with another host port: the new port is protected before it answers, the old one is released", { timeout: 120_000 }, async () => {
     await withKnockgate({ KNOCK_DOCKER: "on" }, async (daemon) => {
       await protecting(daemon, 22301);
@@ -485,6 +388,106 @@ describe("Docker labels", { concurrency: false }, () => {
     assert.ok(worst(windows.random) < 100, `a random port answered without a grant for ${worst(windows.random)} ms`);
     });
   });
+
+  // The tests below remove this run's containers: the ones above build on each other's.
+  test("containers on a user-defined network and on the default bridge reach another host's port that a door protects here; this host's stays closed", { timeout: 120_000 }, async () => {
+    await removeRunContainers();
+    const port = 22306;
+    const far = await net.listen(port);
+    const here = await listen(port);
+    try {
+      await withKnockgate({ KNOCK_DOCKER: "on", [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${port}/tcp` }, async () => {
+        assert.equal(await reaches(HOST_V4, port), false, "this host's port stays closed to the client");
+        const probe = `const s = require("net").connect(${port}, "${CLIENT_V4}"); s.setTimeout(3000, () => process.exit(1)); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1));`;
+        for (const network of [NETWORK, "bridge"]) {
+          const r = await run(["docker", "run", "--rm", "--name", `${RUN_NAME}-egress`, "--network", network, IMAGE, "node", "-e", probe], { timeoutMs: 60_000 });
+          assert.equal(r.code, 0, `a container on ${network} must reach ${CLIENT_V4}:${port}: ${r.stderr}`);
+        }
+        assert.equal(far.seen.filter((l) => l.startsWith("tcp ")).length, 2, "both connections arrived at the other host");
+      });
+    } finally {
+      await far.stop();
+      here.close();
+    }
+  });
+
+  test("a label claiming a port another door owns is refused: the claimant's knock opens nothing there, the owner's still does; logged, counted, shown", { timeout: 120_000 }, async () => {
+    await removeRunContainers();
+    const owned = 22307;
+    // The test's door owns 22303 by its _PORTS; a second door, WEB, is what the label names.
+    const env = { [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${owned}/tcp`, KNOCK_DOOR_WEB_SEQUENCE: "7121,7122,7123" };
+    const service = await listen(owned);
+    try {
+      await withKnockgate({ KNOCK_DOCKER: "on", ...env }, async (daemon) => {
+        // Created only: never started, so it needs no free port; that is enough to claim one.
+        await must(["docker", "create", "--name", `${RUN_NAME}-claimant`, "--network", NETWORK, "--label", "knockgate.door=WEB", "-p", `${owned}:8080`, IMAGE, "true"]);
+        const conflict = await daemon.waitFor("label_conflict", 10_000);
+        assert.deepEqual([conflict["door"], conflict["port"], conflict["owner"]], ["WEB", `${owned}/tcp`, TEST_DOOR]);
+        assert.equal(await reaches(HOST_V4, owned), false);
+        const web = await net.knock([HOST_V4, "7121", "7122", "7123"]);
+        assert.equal(web.code, 0, web.stderr);
+        await daemon.waitFor("open", 5000, (l) => l["door"] === "WEB");
+        assert.equal(await reaches(HOST_V4, owned), false, "WEB's knock must not open a port its label only claimed");
+        const r = await readyz(HTTP.main);
+        assert.equal(r.status, 200, r.body.reasons.join("\n"));
+        assert.match(r.body.checks.find((c) => c.name === "label_conflicts")?.detail ?? "", new RegExp(`claims ${owned}/tcp for door WEB, which door ${TEST_DOOR} owns \\(env\\): refused`));
+        assert.equal(await metric(HTTP.main, `knockgate_label_conflicts{door="WEB"}`), 1);
+        await knockIn(daemon);
+        assert.equal(await reaches(HOST_V4, owned), true, "the owner's knock still opens it");
+      });
+    } finally {
+      service.close();
+      await removeRunContainers();
+    }
+  });
+
+  for (const backend of ["nftables", "iptables"]) {
+    test(`${backend}: restarted while the engine is away (no socket; a socket that never answers), a labelled port stays closed and /readyz says so`, { timeout: 180_000 }, async () => {
+      await removeRunContainers();
+      const port = 22308;
+      const first = startKnockgate({ KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend, KNOCK_ON_EXIT: "keep" });
+      try {
+        await first.waitFor("ready", 20_000);
+        await container("kept", ["-p", `${port}:8080`]);
+        await protecting(first, port);
+      } finally {
+        await stopKnockgate(first);
+      }
+      const missing = `/run/knockgate-test-${process.pid}-missing.sock`;
+      const silentPath = `/run/knockgate-test-${process.pid}-silent.sock`;
+      rmSync(silentPath, { force: true });
+      // Accepts and never answers: an engine that hangs.
+      const silent = createServer((s) => s.on("error", () => undefined));
+      await new Promise<void>((resolve) => silent.listen(silentPath, resolve));
+      try {
+        for (const [mode, host, status] of [["auto", missing, 200], ["on", missing, 503], ["auto", silentPath, 200]] as const) {
+          const again = startKnockgate({ KNOCK_DOCKER: mode, KNOCK_DOCKER_HOST: `unix://${host}`, KNOCK_FIREWALL: backend, KNOCK_ON_EXIT: "keep" });
+          try {
+            await again.waitFor("ready", 30_000);
+            assert.ok(again.events("targets_kept").some((l) => JSON.stringify(l["targets"]).includes(`${port}/tcp`)), `${mode} ${host}: the port is kept`);
+            assert.equal(await reaches(HOST_V4, port), false, `${mode} ${host}: the labelled port must stay closed while Docker is away`);
+            const r = await readyz(HTTP.main);
+            assert.equal(r.status, status, r.body.reasons.join("\n"));
+            assert.match(r.body.checks.find((c) => c.name === "kept_targets")?.detail ?? "", new RegExp(`${port}/tcp`));
+          } finally {
+            await stopKnockgate(again);
+          }
+        }
+      } finally {
+        silent.close();
+        rmSync(silentPath, { force: true });
+      }
+      // The engine back: it lists the container, which replaces what was kept; the port stays closed, and the last run cleans up.
+      await withKnockgate({ KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend }, async (daemon) => {
+        assert.ok(daemon.events("kept_released").length + daemon.events("targets_kept").length > 0);
+        assert.equal(await reaches(HOST_V4, port), false);
+        const r = await readyz(HTTP.main);
+        assert.equal(r.status, 200, r.body.reasons.join("\n"));
+        assert.equal(r.body.checks.find((c) => c.name === "kept_targets"), undefined);
+      });
+      await removeRunContainers();
+    });
+  }
 });
 
 const PROBE_EVERY_MS = 2;

@@ -311,6 +311,7 @@ export class ClusterSync {
         if (ended) return;
         this.watchAttempt = 0;
         this.watchProblem = null;
+        this.deps.metrics.connected.set(1);
         this.stopWatch = stop;
         // A connection that went silent (a half-open TCP) never ends by itself.
         cancelDeadline = this.deps.clock.after(WATCH_TIMEOUT_S * 1000 + WATCH_SLACK_MS, stop);
@@ -325,6 +326,7 @@ export class ClusterSync {
     const { err: message } = errorFields(err);
     const delay = backoffMs(this.watchAttempt, RETRY_BASE_MS * 5, RETRY_MAX_MS, this.deps.random());
     this.watchProblem = `${what} of KnockGrants failed: ${message}`;
+    this.deps.metrics.connected.set(0);
     const level = this.watchAttempt === 1 || this.watchAttempt % 10 === 0 ? "warn" : "debug";
     this.deps.log[level]({ event: `cluster_${what}_failed`, attempt: this.watchAttempt, retry_ms: delay, err: message }, `${what} of KnockGrants failed; retrying`);
     this.cancelWatchRetry = this.deps.clock.after(delay, retry);

@@ -49,7 +49,7 @@ export class DockerWatch {
   /** The engine answered at least once since start. */
   private seen = false;
   /** Following the engine's events now. */
-  private get connected(): boolean {
+  get connected(): boolean {
     return this.stream !== null;
   }
   /** Wall-clock ms since the stream is down (null: up, or never up). */

@@ -56,7 +56,13 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
       tracked: () => daemon?.tracked ?? 0,
       grants: sharedRead(() => firewall.countGrants(), READ_CACHE_MS, systemClock),
       captureDropped: () => daemon?.captureDropped() ?? new Map(),
-      docker: { enabled: docker.enabled, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => docker.reconnects },
+      docker: {
+        enabled: docker.enabled,
+        effective: () => protection.effective(),
+        conflicts: () => protection.conflicts(),
+        connected: () => docker.connected,
+        reconnects: () => docker.reconnects,
+      },
     },
   );
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.

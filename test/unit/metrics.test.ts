@@ -13,7 +13,7 @@ import { parseConfig } from "../../src/config/config.js";
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 
 /** A sequence door and a signed one, with the Docker watcher on: every metric there is. */
-function everything(docker: DockerMetricSources = { enabled: true, effective: () => [], conflicts: () => [], reconnects: () => 0 }) {
+function everything(docker: DockerMetricSources = { enabled: true, effective: () => [], conflicts: () => [], connected: () => true, reconnects: () => 0 }) {
   const config = parseConfig({
     KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000",
     KNOCK_DOOR_WEB_SPA_KEY: Buffer.alloc(32, 1).toString("base64"),
@@ -157,11 +157,12 @@ test("a series bumped on the packet path reads its count at scrape time", async 
 
 test("the Docker watcher's metrics come with the watcher: protected ports always, containers and reconnects only when it is on", async () => {
   const effective = () => [{ door: "SSH", ports: [], containers: 2 }];
-  const on = await everything({ enabled: true, effective, conflicts: () => [], reconnects: () => 3 }).registry.metrics();
+  const on = await everything({ enabled: true, effective, conflicts: () => [], connected: () => true, reconnects: () => 3 }).registry.metrics();
   assert.match(on, /\nknockgate_docker_containers\{door="SSH"\} 2\n/);
   assert.match(on, /\nknockgate_docker_reconnects_total 3\n/);
+  assert.match(on, /\nknockgate_docker_connected 1\n/);
   assert.match(on, /\nknockgate_protected_ports\{door="SSH"\} 0\n/);
-  const off = await everything({ enabled: false, effective, conflicts: () => [], reconnects: () => 0 }).registry.metrics();
+  const off = await everything({ enabled: false, effective, conflicts: () => [], connected: () => false, reconnects: () => 0 }).registry.metrics();
   assert.doesNotMatch(off, /knockgate_docker_/);
   assert.match(off, /\nknockgate_protected_ports\{door="SSH"\} 0\n/);
 });

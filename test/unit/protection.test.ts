@@ -138,7 +138,7 @@ describe("ProtectionService", () => {
     const lines: Record<string, unknown>[] = [];
     const log = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
     const protection = new ProtectionService({ config, log, clock: new FakeClock() });
-    const docker = { enabled: true, effective: () => protection.effective(), conflicts: () => protection.conflicts(), reconnects: () => 0 };
+    const docker = { enabled: true, effective: () => protection.effective(), conflicts: () => protection.conflicts(), connected: () => true, reconnects: () => 0 };
     const metrics = new Metrics(config.doors, { version: "test", revision: "test", backend: "dry-run" }, { tracked: () => 0, grants: () => Promise.resolve(new Map()), captureDropped: () => new Map(), docker });
     const gauge = async (door: string) => (await metrics.publicRegistry.getSingleMetric("knockgate_label_conflicts")!.get()).values.find((v) => v.labels["door"] === door)?.value;
     return { protection, lines, gauge };

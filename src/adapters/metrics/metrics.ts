@@ -77,6 +77,8 @@ export interface DockerMetricSources {
   effective(): EffectiveDoor[];
   /** Label claims refused right now (another door owns the target). */
   conflicts(): readonly Conflict[];
+  /** Following the engine's event stream now. */
+  connected(): boolean;
   reconnects(): number;
 }
 
@@ -98,6 +100,8 @@ export interface ClusterMetrics {
   readonly revoked: Counter;
   rejected(reason: RejectReason): void;
   readonly watchRestarts: Counter;
+  /** 1 while the watch of KnockGrants is up. */
+  readonly connected: Gauge;
   readonly lag: Histogram;
 }
 
@@ -183,6 +187,9 @@ export class Metrics {
           this.reset();
           this.inc(docker.reconnects());
         });
+        this.gauge(METRICS.dockerConnected, function () {
+          this.set(docker.connected() ? 1 : 0);
+        });
         this.gauge(METRICS.labelConflicts, function () {
           this.reset();
           for (const d of docker.effective()) this.set({ door: d.door }, 0);
@@ -199,6 +206,7 @@ export class Metrics {
       revoked: this.counter(METRICS.clusterRevoked),
       rejected: (reason) => rejected.labels(reason).inc(),
       watchRestarts: this.counter(METRICS.clusterWatchRestarts),
+      connected: this.gauge(METRICS.clusterConnected),
       lag: this.histogram(METRICS.clusterLag),
     };
     this.registry = Registry.merge([this.publicRegistry, this.tokenRegistry]);

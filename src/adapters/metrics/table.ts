@@ -202,6 +202,14 @@ export const METRICS = {
     set: "public",
     docker: true,
   },
+  dockerConnected: {
+    name: "knockgate_docker_connected",
+    type: "gauge",
+    help: "1 while the Docker event stream is followed, else 0 (the last known ports stay protected meanwhile).",
+    labels: [],
+    set: "public",
+    docker: true,
+  },
   labelConflicts: {
     name: "knockgate_label_conflicts",
     type: "gauge",
@@ -259,6 +267,13 @@ export const METRICS = {
     name: "knockgate_cluster_watch_restarts_total",
     type: "counter",
     help: "Times the watch of KnockGrant objects ended and was started again (a full re-list after 410 Gone counts too).",
+    labels: [],
+    set: "public",
+  },
+  clusterConnected: {
+    name: "knockgate_cluster_connected",
+    type: "gauge",
+    help: "1 while this node follows the KnockGrant objects on the API server (KNOCK_CLUSTER=kubernetes), else 0.",
     labels: [],
     set: "public",
   },

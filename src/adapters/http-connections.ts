@@ -3,10 +3,11 @@
  * so a full house must never turn a newcomer away while someone merely sits on a connection. Over
  * a limit, the connections that have sat idle longest (no request in progress: never sent one,
  * trickling headers, or kept alive after one) are closed, first among the peer's own that is over
- * its share, then among those of the peer holding the most. That happens a moment after the
- * connection that went over, not at once: a prober sends its request as soon as it is connected,
- * and by then it is being answered, while whoever just sits there is not. Short header, request and
- * keep-alive timeouts close what sits idle anyway.
+ * its share, then among those of the peer holding the most. That happens at once for connections
+ * older than EVICT_AFTER_MS, so a storm of reconnects never piles up towards Node's own cap (past
+ * which it refuses newcomers unseen); a newer one gets that long to send its request, as a prober
+ * does at once, and is looked at again then. Short header, request and keep-alive timeouts close
+ * what sits idle anyway.
  */
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
@@ -20,7 +21,7 @@ export const MAX_CONNECTIONS_PER_PEER = 16;
  * between two passes that close idle connections, far above what the limits above allow.
  */
 export const HARD_CONNECTION_LIMIT = MAX_CONNECTIONS * 4;
-/** How long a connection that went over a limit waits before idle ones are closed: time for a prober's request to arrive. */
+/** How long a new connection may sit without a request before it may be closed: time for a prober's request to arrive. */
 export const EVICT_AFTER_MS = 20;
 
 /** Timeouts for `createServer`: a probe sends its request at once and is answered at once. */
@@ -38,6 +39,7 @@ export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer 
   const byPeer = new Map<string, Set<Socket>>();
   const peerOf = new WeakMap<Socket, string>();
   const busy = new Set<Socket>();
+  const since = new WeakMap<Socket, number>();
   let pass: NodeJS.Timeout | null = null;
   const forget = (socket: Socket): void => {
     const peer = peerOf.get(socket) ?? "";
@@ -47,10 +49,11 @@ export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer 
     mine?.delete(socket);
     if (mine?.size === 0) byPeer.delete(peer);
   };
-  /** Closes the longest-idle connection among `sockets`; false if all of them are busy. */
+  /** Closes the longest-idle connection among `sockets`; false if all of them are busy or too new. */
+  let now = 0;
   const evictFrom = (sockets: Iterable<Socket>): boolean => {
     for (const s of sockets) {
-      if (busy.has(s)) continue;
+      if (busy.has(s) || now - (since.get(s) ?? 0) < EVICT_AFTER_MS) continue;
       forget(s);
       s.destroy();
       return true;
@@ -63,11 +66,17 @@ export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer 
     return crowded;
   };
   const overLimit = (): boolean => all.size > max || [...byPeer.values()].some((sockets) => sockets.size > perPeer);
-  /** Down to the limits, as far as idle connections allow: busy ones finish first. */
+  /** Down to the limits, as far as idle connections old enough allow; what is left is looked at again. */
   const evict = (): void => {
-    pass = null;
+    now = performance.now();
     for (const sockets of [...byPeer.values()]) while (sockets.size > perPeer && evictFrom(sockets));
     while (all.size > max && (evictFrom(mostCrowded()) || evictFrom(all)));
+    if (pass === null && overLimit()) {
+      pass = setTimeout(() => {
+        pass = null;
+        evict();
+      }, EVICT_AFTER_MS).unref();
+    }
   };
   server.maxConnections = HARD_CONNECTION_LIMIT;
   server.on("connection", (socket: Socket) => {
@@ -77,8 +86,9 @@ export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer 
     if (!mine) byPeer.set(peer, (mine = new Set()));
     all.add(socket);
     mine.add(socket);
+    since.set(socket, performance.now());
     socket.once("close", () => forget(socket));
-    if (pass === null && overLimit()) pass = setTimeout(evict, EVICT_AFTER_MS).unref();
+    if (overLimit()) evict();
   });
   server.on("request", (req, res) => {
     const { socket } = req;

@@ -72,7 +72,10 @@ export class Daemon {
     this.grants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes });
     this.spaGrants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes }, "spa");
     this.spa = SpaPath.forDoors(doors, deps, (g) => this.open(g.door, g.family, g.src, g.capturedAt, g));
-    this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
+    this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics, {
+      held: () => [...this.grants.records(), ...this.spaGrants.records()],
+      putBack: (lost) => this.putBackLostGrants(lost),
+    });
     this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);
     this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
     this.captures = new Captures(
@@ -240,6 +243,27 @@ export class Daemon {
         },
       )
       .catch((err: unknown) => this.followUpFailed("open", err, door, src));
+  }
+
+  /**
+   * The kernel lost these grants (a set or table removed underneath): each goes back for the time
+   * the book gives it. One that fails is logged like any failed grant and stays in the book, whose
+   * sweep closes it on time.
+   */
+  private async putBackLostGrants(lost: readonly GrantRecord[]): Promise<GrantRecord[]> {
+    const now = this.clock.now();
+    const restored: GrantRecord[] = [];
+    const putBack = async (g: GrantRecord) => {
+      const forMs = Number.isFinite(g.expiresAt) ? Math.ceil((g.expiresAt - now) / 1000) * 1000 : 0;
+      try {
+        await (g.via === "spa" ? this.deps.firewall.grantPorts(g.door, g.family, g.src, g.ports, forMs) : this.deps.firewall.grant(g.door, g.family, g.src, forMs));
+        restored.push(g);
+      } catch (err) {
+        this.firewallFailed("grant", err, { door: g.door.name, src: g.src });
+      }
+    };
+    await Promise.all(lost.filter((g) => g.expiresAt > now).map(putBack));
+    return restored;
   }
 
   private bookOf(via: GrantVia): GrantBook {

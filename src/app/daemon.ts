@@ -73,7 +73,7 @@ export class Daemon {
     this.spaGrants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes }, "spa");
     this.spa = SpaPath.forDoors(doors, deps, (g) => this.open(g.door, g.family, g.src, g.capturedAt, g));
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics, {
-      held: () => [...this.grants.records(), ...this.spaGrants.records()],
+      held: () => [...this.grants.records(), ...this.spaGrants.records()].filter((g) => g.expiresAt > this.clock.now()),
       putBack: (lost) => this.putBackLostGrants(lost),
     });
     this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);

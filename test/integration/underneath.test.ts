@@ -227,13 +227,15 @@ for (const backend of ["iptables", "nftables"] as const) {
           assert.ok(Date.now() - lockedAt < LOCK_MS, "the knock opened while the lock was held");
           assert.equal(await lab.canConnect(SERVER_V6, { timeoutMs: 300 }), true, "a grant needs no xtables lock");
         })();
-        await survives(lab, backend, s, unhook, {
-          name: "xtables lock held 10 s",
-          repair: backend === "iptables" ? /jump PREROUTING -> KNOCKGATE missing/ : /differs from the plan/,
-          lost: false,
-          limitMs: backend === "iptables" ? LOCK_MS + 2 * INTERVAL_MS + 3000 : undefined,
-        });
-        await knockDuringLock;
+        await Promise.all([
+          survives(lab, backend, s, unhook, {
+            name: "xtables lock held 10 s",
+            repair: backend === "iptables" ? /jump PREROUTING -> KNOCKGATE missing/ : /differs from the plan/,
+            lost: false,
+            limitMs: backend === "iptables" ? LOCK_MS + 2 * INTERVAL_MS + 3000 : undefined,
+          }),
+          knockDuringLock,
+        ]);
         assert.equal(s.daemon.events("firewall_reconcile_failed").length, 0, "waiting for the lock is no failure");
       }));
 

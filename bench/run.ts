@@ -31,7 +31,7 @@ const USAGE = `usage: node dist/bench/run.js [--smoke] [--only=ID,...] [--scenar
                  starts a real kube-apiserver, built on first use: about 3.5 min once)
   --out          report directory (default: bench/results)
 
-Runs as root; the full run takes about 6-7 minutes. See docs/bench.md.
+Runs as root; the full run takes about 11 minutes. See docs/bench.md.
 `;
 const args = process.argv.slice(2);
 if (args.includes("--help") || args.includes("-h")) {

@@ -15,7 +15,7 @@ export interface Check {
   name: string;
   ok: boolean;
   detail?: string;
-  /** Shown, but a failure does not make /readyz fail (the cluster check: see README, Clusters). */
+  /** Shown, but a failure does not make /readyz fail (the cluster check: see docs/clusters.md, Readiness). */
   advisory?: boolean;
 }
 

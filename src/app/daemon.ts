@@ -9,7 +9,7 @@ import { errorFields } from "../core/errors.js";
 import { hasPort, portName, portsText, type Door, type Family, type GrantVia, type PortSpec } from "../core/types.js";
 import { buildBpfFilter, capturedPorts } from "../core/packet/bpf.js";
 import type { Decoder } from "../core/packet/decode.js";
-import { GrantBook, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
+import { GrantBook, type GrantRecord, type PortGrant, type ReplaceReason } from "../core/grants/grant-book.js";
 import { SpaPath, type SignedGrant } from "./spa-path.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
 import type { Firewall, ListedGrant, ListedSpaGrant } from "../adapters/firewall/firewall.js";
@@ -230,13 +230,19 @@ export class Daemon {
     // whose time ran out before the sweep saw it is closed first, so ON_CLOSE pairs with ON_OPEN.
     const previous = book.get(door, src);
     if (previous && previous.expiresAt <= now) this.expired(previous);
-    const refresh = previous !== undefined && previous.expiresAt > now;
-    const { record: grant, replaced } = book.open(door, src, family, now, signed ?? { ports: this.deps.protection.portsOf(door.name), openForMs: door.openForMs });
+    const live = previous !== undefined && previous.expiresAt > now ? previous : undefined;
+    const refresh = live !== undefined;
+    const { lifetime, heldLonger } = this.lifetime(door, now, live, signed);
+    const { record: grant, replaced } = book.open(door, src, family, now, lifetime);
     for (const { record, reason } of replaced) this.replaced(record, reason, src);
-    const change = signed ? this.deps.firewall.grantPorts(door, family, src, signed.ports, signed.openForMs) : this.deps.firewall.grant(door, family, src);
+    const change = !signed
+      ? this.deps.firewall.grant(door, family, src, lifetime.openForMs)
+      : lifetime.ports.length > 0
+        ? this.deps.firewall.grantPorts(door, family, src, lifetime.ports, lifetime.openForMs)
+        : Promise.resolve();
     change
       .then(
-        () => this.opened(grant, refresh, capturedAt, signed),
+        () => this.opened(grant, refresh, capturedAt, signed, lifetime, heldLonger),
         (err: unknown) => {
           if (!refresh) book.close(door, src);
           this.firewallFailed("grant", err, { door: door.name, src });
@@ -246,23 +252,49 @@ export class Daemon {
   }
 
   /**
+   * What a new grant or refresh writes: a refresh never shortens a grant, in the kernel or the book.
+   * A sequence grant held longer (another node's, say) keeps its time; a signed datagram writes only
+   * the ports it extends, and the others (`heldLonger`) keep theirs.
+   */
+  private lifetime(door: Door, now: number, live: GrantRecord | undefined, signed: SignedGrant | null): { lifetime: PortGrant; heldLonger: PortSpec[] } {
+    if (signed) {
+      const ends = now + signed.openForMs;
+      const heldLonger = signed.ports.filter((p) => (live?.until?.get(portName(p)) ?? -Infinity) >= ends);
+      return { lifetime: { ports: signed.ports.filter((p) => !hasPort(heldLonger, p)), openForMs: signed.openForMs }, heldLonger };
+    }
+    const left = live ? live.expiresAt - now : 0;
+    // Whole seconds, rounded up, as the kernel keeps them.
+    const openForMs = door.openForMs > 0 && left > door.openForMs ? (Number.isFinite(left) ? Math.ceil(left / 1000) * 1000 : 0) : door.openForMs;
+    return { lifetime: { ports: this.deps.protection.portsOf(door.name), openForMs }, heldLonger: [] };
+  }
+
+  /**
    * The kernel lost these grants (a set or table removed underneath): each goes back for the time
-   * the book gives it. One that fails is logged like any failed grant and stays in the book, whose
-   * sweep closes it on time.
+   * the book gives it, a signed grant's ports each for its own. One that fails is logged like any
+   * failed grant and stays in the book, whose sweep closes it on time.
    */
   private async putBackLostGrants(lost: readonly GrantRecord[]): Promise<GrantRecord[]> {
     const now = this.clock.now();
-    const restored: GrantRecord[] = [];
-    const putBack = async (g: GrantRecord) => {
-      const forMs = Number.isFinite(g.expiresAt) ? Math.ceil((g.expiresAt - now) / 1000) * 1000 : 0;
-      try {
-        await (g.via === "spa" ? this.deps.firewall.grantPorts(g.door, g.family, g.src, g.ports, forMs) : this.deps.firewall.grant(g.door, g.family, g.src, forMs));
-        restored.push(g);
-      } catch (err) {
-        this.firewallFailed("grant", err, { door: g.door.name, src: g.src });
-      }
+    // Whole seconds, rounded up, as the kernel keeps them; 0 (no timeout) for a grant until the close sequence.
+    const left = (until: number) => (Number.isFinite(until) ? Math.ceil((until - now) / 1000) * 1000 : 0);
+    const write = (g: GrantRecord): Promise<unknown> => {
+      if (g.via === "sequence") return this.deps.firewall.grant(g.door, g.family, g.src, left(g.expiresAt));
+      const ports = g.ports.map((p) => ({ p, until: g.until?.get(portName(p)) ?? g.expiresAt })).filter((e) => e.until > now);
+      return Promise.all(ports.map((e) => this.deps.firewall.grantPorts(g.door, g.family, g.src, [e.p], left(e.until))));
     };
-    await Promise.all(lost.filter((g) => g.expiresAt > now).map(putBack));
+    const restored: GrantRecord[] = [];
+    await Promise.all(
+      lost
+        .filter((g) => g.expiresAt > now)
+        .map(async (g) => {
+          try {
+            await write(g);
+            restored.push(g);
+          } catch (err) {
+            this.firewallFailed("grant", err, { door: g.door.name, src: g.src });
+          }
+        }),
+    );
     return restored;
   }
 
@@ -289,27 +321,30 @@ export class Daemon {
   }
 
   /** The kernel has the grant: measure, audit, run ON_OPEN. */
-  private opened(grant: GrantRecord, refresh: boolean, capturedAt: number, signed: SignedGrant | null): void {
+  private opened(grant: GrantRecord, refresh: boolean, capturedAt: number, signed: SignedGrant | null, lifetime: PortGrant, heldLonger: readonly PortSpec[]): void {
     const { log, metrics } = this.deps;
     const { door, src } = grant;
     const seconds = (this.clock.now() - capturedAt) / 1000;
-    const openForMs = signed?.openForMs ?? door.openForMs;
+    const { openForMs } = lifetime;
     const ports = portsText(signed ?? grant);
     metrics.knockToOpen.observe(seconds);
     metrics.opened(door.name);
     this.grantError = null;
     if (!refresh) this.hook("on_open", door, src, grant.ports);
     const wallNow = this.clock.wallNow();
-    this.deps.cluster?.opened({
-      door: door.name,
-      address: src,
-      family: grant.family,
-      // A signed grant's own ports and time, not the book's (which span every port the address holds).
-      expiresAt: signed ? wallNow + signed.openForMs : Number.isFinite(grant.expiresAt) ? wallNow + door.openForMs : null,
-      grantedAt: wallNow,
-      how: signed ? "signed" : "sequence",
-      ports: signed ? signed.ports.map(portName) : null,
-    });
+    // A signed grant's own ports and time, not the book's (which span every port the address holds);
+    // ports held longer are not published again with a shorter time.
+    if (!signed || lifetime.ports.length > 0) {
+      this.deps.cluster?.opened({
+        door: door.name,
+        address: src,
+        family: grant.family,
+        expiresAt: signed || Number.isFinite(grant.expiresAt) ? wallNow + openForMs : null,
+        grantedAt: wallNow,
+        how: signed ? "signed" : "sequence",
+        ports: signed ? lifetime.ports.map(portName) : null,
+      });
+    }
     log.info(
       {
         event: "open",
@@ -320,6 +355,7 @@ export class Daemon {
         ...(signed ? { username: signed.username } : {}),
         refresh,
         open_for_s: openForMs / 1000,
+        ...(heldLonger.length > 0 ? { held_longer: portsText({ ports: heldLonger }) } : {}),
         expires: Number.isFinite(grant.expiresAt) ? new Date(this.clock.wallNow() + openForMs).toISOString() : null,
         latency_ms: Math.round(seconds * 1e6) / 1e3,
       },

@@ -1,5 +1,5 @@
 /**
- * The metrics as exported: the README's table (what users build dashboards and alerts on) against
+ * The metrics as exported: docs/metrics.md's table (what users build dashboards and alerts on) against
  * the registries, which set serves what, and the series that exist before the first event.
  */
 import { test } from "node:test";
@@ -35,12 +35,12 @@ interface Described {
   set: "public" | "token";
 }
 
-/** The rows of README.md's metric table: names, type, label names (backquoted), and the *token* mark. */
+/** The rows of docs/metrics.md's metric table: names, type, label names (backquoted), and the *token* mark. */
 function documented(): Described[] {
-  const readme = readFileSync(`${ROOT}README.md`, "utf8");
-  const start = readme.indexOf("### Metrics (`/metrics`");
-  assert.ok(start >= 0, "README.md has no Metrics section");
-  const section = readme.slice(start, readme.indexOf("\n#", start + 1));
+  const doc = readFileSync(`${ROOT}docs/metrics.md`, "utf8");
+  const start = doc.indexOf("## Metrics (`/metrics`");
+  assert.ok(start >= 0, "docs/metrics.md has no Metrics section");
+  const section = doc.slice(start, doc.indexOf("\n#", start + 1));
   const rows = section.split("\n").filter((l) => l.startsWith("| `"));
   assert.ok(rows.length >= 20, `expected the metric table, found ${rows.length} rows`);
   const quoted = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1] as string);
@@ -68,7 +68,7 @@ function registered(registry: Registry): Registered[] {
 /** A documented name with a `*` covers a family (prom-client's default metrics). */
 const covers = (pattern: string, name: string) => (pattern.endsWith("*") ? name.startsWith(pattern.slice(0, -1)) : pattern === name);
 
-test("every registered metric is in the README's table with its type, labels and set, and every documented one is registered", () => {
+test("every registered metric is in docs/metrics.md's table with its type, labels and set, and every documented one is registered", () => {
   const metrics = everything();
   const docs = documented();
   const publicNames = new Set(registered(metrics.publicRegistry).map((m) => m.name));
@@ -91,7 +91,7 @@ test("every registered metric is in the README's table with its type, labels and
   assert.deepEqual(problems, []);
 });
 
-test("the README's table is read as written: names, type, labels without their explanations, the token mark", () => {
+test("docs/metrics.md's table is read as written: names, type, labels without their explanations, the token mark", () => {
   const docs = documented();
   const build = docs.find((d) => d.names.includes("knockgate_build_info"));
   assert.deepEqual(build, { names: ["knockgate_build_info"], type: "gauge", labels: ["version", "revision", "backend", "nodejs"], set: "public" });

@@ -7,8 +7,8 @@ import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import type { OwnedTarget } from "../../core/protection/targets.js";
-import { checkedPorts, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
-import { hasPort } from "../../core/types.js";
+import { checkedPorts, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import { portName } from "../../core/types.js";
 import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
 import { FAMILIES } from "../../core/firewall/common.js";
 import { iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
@@ -20,7 +20,8 @@ export class DryRunFirewall implements Firewall {
   /** Key `door|family|src` -> monotonic expiry (Infinity: until revoked). */
   private readonly grants = new Map<string, { door: string; family: Family; src: string; expiresAt: number }>();
   /** Signed grants, key `door|family|src`: ports and monotonic expiry. */
-  private readonly spaGrants = new Map<string, { door: string; family: Family; src: string; ports: PortSpec[]; expiresAt: number }>();
+  /** Signed grants as the kernel keeps them, one entry per port, key `door|family|src|port`. */
+  private readonly spaGrants = new Map<string, { door: string; family: Family; src: string; port: PortSpec; expiresAt: number }>();
   /** The replay set: element -> monotonic expiry, at most REPLAY_SET_SIZE live ones as in the kernel. */
   private readonly replay = new Map<string, number>();
 
@@ -67,16 +68,13 @@ export class DryRunFirewall implements Firewall {
 
   grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
     this.log.info({ event: "dry_run_grant", door: door.name, src, command: ipsetSpaGrantLines(door.name, family, src, checkedPorts(door, this.targets, ports), openForMs).join("; ") });
-    this.spaGrants.set(`${door.name}|${family}|${src}`, { door: door.name, family, src, ports: [...ports], expiresAt: this.clock.now() + openForMs });
+    for (const port of ports) this.spaGrants.set(`${door.name}|${family}|${src}|${portName(port)}`, { door: door.name, family, src, port, expiresAt: this.clock.now() + openForMs });
     return Promise.resolve();
   }
 
   revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void> {
     this.log.info({ event: "dry_run_revoke", door: door.name, src, command: ipsetSpaRevokeLines(door.name, family, src, ports).join("; ") });
-    const key = `${door.name}|${family}|${src}`;
-    const left = this.spaGrants.get(key)?.ports.filter((p) => !hasPort(ports, p)) ?? [];
-    if (left.length === 0) this.spaGrants.delete(key);
-    else this.spaGrants.set(key, { ...this.spaGrants.get(key)!, ports: left });
+    for (const port of ports) this.spaGrants.delete(`${door.name}|${family}|${src}|${portName(port)}`);
     return Promise.resolve();
   }
 
@@ -92,7 +90,9 @@ export class DryRunFirewall implements Firewall {
   listSpaGrants(): Promise<ListedSpaGrant[]> {
     const now = this.clock.now();
     for (const [key, g] of this.spaGrants) if (g.expiresAt <= now) this.spaGrants.delete(key);
-    return Promise.resolve([...this.spaGrants.values()].map((g) => ({ door: g.door, family: g.family, src: g.src, ports: g.ports, remainingMs: g.expiresAt - now })));
+    return listSpaPerDoor(this.config.doors, (door, family) =>
+      Promise.resolve([...this.spaGrants.values()].filter((g) => g.door === door && g.family === family).map((g) => ({ src: g.src, port: g.port, remainingMs: g.expiresAt - now }))),
+    );
   }
 
   async countGrants(): Promise<Map<string, number>> {

@@ -1,7 +1,7 @@
 /**
  * Every metric knockgate exports, declared once: name, type, help, labels, which set serves it, and
  * the series that exist at zero from the start. metrics.ts builds the registries from this table;
- * README.md (Metrics) documents it, and a test holds the two together. Names, labels and meanings
+ * docs/metrics.md (Metrics) documents it, and a test holds the two together. Names, labels and meanings
  * are what users' dashboards and alerts query: change none of them lightly.
  *
  * Labels are doors, results and reasons only, never addresses, so cardinality stays bounded however

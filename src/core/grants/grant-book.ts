@@ -10,7 +10,7 @@
  * whoever fills the set (one network, or a leaked sequence replayed from many) crowds out itself
  * first, and a real client still gets in.
  */
-import { hasPort, type Door, type Family, type GrantVia, type PortSpec, type SourcePrefixes } from "../types.js";
+import { hasPort, portName, type Door, type Family, type GrantVia, type PortSpec, type SourcePrefixes } from "../types.js";
 import { prefixKey } from "./prefix.js";
 
 export interface GrantRecord {
@@ -24,6 +24,15 @@ export interface GrantRecord {
   via: GrantVia;
   /** What the grant opens: the door's ports, or for a signed grant every port asked for while it lasted. */
   ports: readonly PortSpec[];
+  /** A signed grant's end per port ("22/tcp" -> when): each port's kernel entry keeps its own time. */
+  until?: ReadonlyMap<string, number>;
+}
+
+/** Each of `ports` ending at `at`, or later where `previous` already said so. */
+function portsUntil(ports: readonly PortSpec[], at: number, previous?: ReadonlyMap<string, number>): Map<string, number> {
+  const until = new Map(previous);
+  for (const p of ports) until.set(portName(p), Math.max(until.get(portName(p)) ?? -Infinity, at));
+  return until;
 }
 
 /** A grant of some of a door's ports for a time of its own (a signed datagram's). */
@@ -131,12 +140,14 @@ export class GrantBook {
     const previous = this.of(door).bySrc.get(src);
     // A signed grant adds ports to what the address holds; each port's kernel entry keeps its own time.
     if (previous && this.via === "spa") {
-      return { record: this.insert(door, { ...previous, ports: unionPorts(previous.ports, ports) }, Math.max(previous.expiresAt, expiresAt)), replaced: [] };
+      const until = portsUntil(ports, expiresAt, previous.until);
+      return { record: this.insert(door, { ...previous, ports: unionPorts(previous.ports, ports), until }, Math.max(previous.expiresAt, expiresAt)), replaced: [] };
     }
     if (previous) return { record: this.insert(door, { ...previous, ports }, expiresAt), replaced: [] };
     const prefix = prefixKey(src, family, this.limits.prefixes);
     const replaced = this.makeRoom(door, prefix);
-    return { record: this.insert(door, { door, src, family, expiresAt, prefix, via: this.via, ports }, expiresAt), replaced };
+    const until = this.via === "spa" ? { until: portsUntil(ports, expiresAt) } : {};
+    return { record: this.insert(door, { door, src, family, expiresAt, prefix, via: this.via, ports, ...until }, expiresAt), replaced };
   }
 
   /** Takes out what must go so that one more grant from `prefix` fits the bounds, and says why. */
@@ -160,7 +171,8 @@ export class GrantBook {
    */
   adopt(door: Door, src: string, family: Family, expiresAt: number, ports: readonly PortSpec[]): GrantRecord {
     const previous = this.of(door).bySrc.get(src);
-    return this.insert(door, previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes), via: this.via, ports }, expiresAt);
+    const until = this.via === "spa" ? { until: portsUntil(ports, expiresAt) } : {};
+    return this.insert(door, previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes), via: this.via, ports, ...until }, expiresAt);
   }
 
   /** (Re-)inserts, so a refresh makes the grant the newest of its prefix (the last to be replaced). */
@@ -183,7 +195,9 @@ export class GrantBook {
   /** Narrows a grant to `ports` (the others were revoked), keeping its place and time. */
   keepPorts(door: Door, src: string, ports: readonly PortSpec[]): void {
     const record = this.doors.get(door.name)?.bySrc.get(src);
-    if (record) this.doors.get(door.name)?.bySrc.set(src, { ...record, ports });
+    if (!record) return;
+    const until = record.until && { until: new Map([...record.until].filter(([port]) => ports.some((p) => portName(p) === port))) };
+    this.doors.get(door.name)?.bySrc.set(src, { ...record, ports, ...until });
   }
 
   /** Removes a grant; returns it if we had one. */

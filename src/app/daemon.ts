@@ -72,7 +72,10 @@ export class Daemon {
     this.grants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes });
     this.spaGrants = new GrantBook({ maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes }, "spa");
     this.spa = SpaPath.forDoors(doors, deps, (g) => this.open(g.door, g.family, g.src, g.capturedAt, g));
-    this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics);
+    this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics, {
+      held: () => [...this.grants.records(), ...this.spaGrants.records()].filter((g) => g.expiresAt > this.clock.now()),
+      putBack: (lost) => this.putBackLostGrants(lost),
+    });
     this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);
     this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
     this.captures = new Captures(
@@ -263,6 +266,36 @@ export class Daemon {
     // Whole seconds, rounded up, as the kernel keeps them.
     const openForMs = door.openForMs > 0 && left > door.openForMs ? (Number.isFinite(left) ? Math.ceil(left / 1000) * 1000 : 0) : door.openForMs;
     return { lifetime: { ports: this.deps.protection.portsOf(door.name), openForMs }, heldLonger: [] };
+  }
+
+  /**
+   * The kernel lost these grants (a set or table removed underneath): each goes back for the time
+   * the book gives it, a signed grant's ports each for its own. One that fails is logged like any
+   * failed grant and stays in the book, whose sweep closes it on time.
+   */
+  private async putBackLostGrants(lost: readonly GrantRecord[]): Promise<GrantRecord[]> {
+    const now = this.clock.now();
+    // Whole seconds, rounded up, as the kernel keeps them; 0 (no timeout) for a grant until the close sequence.
+    const left = (until: number) => (Number.isFinite(until) ? Math.ceil((until - now) / 1000) * 1000 : 0);
+    const write = (g: GrantRecord): Promise<unknown> => {
+      if (g.via === "sequence") return this.deps.firewall.grant(g.door, g.family, g.src, left(g.expiresAt));
+      const ports = g.ports.map((p) => ({ p, until: g.until?.get(portName(p)) ?? g.expiresAt })).filter((e) => e.until > now);
+      return Promise.all(ports.map((e) => this.deps.firewall.grantPorts(g.door, g.family, g.src, [e.p], left(e.until))));
+    };
+    const restored: GrantRecord[] = [];
+    await Promise.all(
+      lost
+        .filter((g) => g.expiresAt > now)
+        .map(async (g) => {
+          try {
+            await write(g);
+            restored.push(g);
+          } catch (err) {
+            this.firewallFailed("grant", err, { door: g.door.name, src: g.src });
+          }
+        }),
+    );
+    return restored;
   }
 
   private bookOf(via: GrantVia): GrantBook {

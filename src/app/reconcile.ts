@@ -1,20 +1,34 @@
 /**
  * The reconcile step: compare the kernel with the plan, put back what differs, and say so. The
  * kernel is the truth; this keeps it as planned against flushes, firewalld reloads and other tools.
+ * A set or table removed underneath takes its grants with it: after such a repair the daemon's
+ * books say which grants the kernel lost, and they go back with the time they have left.
  */
 import { errorFields } from "../core/errors.js";
+import type { GrantRecord } from "../core/grants/grant-book.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
 
+/** The daemon's side of lost grants: what its books hold, and putting some of them back. */
+export interface GrantKeeper {
+  /** Every grant the books hold now. */
+  held(): GrantRecord[];
+  /** The kernel lost these: put each back for the time it has left; resolves to those put back. */
+  putBack(lost: readonly GrantRecord[]): Promise<GrantRecord[]>;
+}
+
 export class Reconciler {
   /** Why the last reconcile failed; null when it succeeded. */
   error: string | null = "not reconciled yet";
+  /** A repair was made and the grants have not been compared with the books since (a listing failed). */
+  private grantsUnchecked = false;
 
   constructor(
     private readonly firewall: Firewall,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly keeper: GrantKeeper,
   ) {}
 
   /** One pass. `initial`: the install at start, whose changes are the install, not repairs. */
@@ -29,10 +43,12 @@ export class Reconciler {
         else {
           metrics.firewallRepairs.inc(changes.length);
           log.warn({ event: "firewall_repaired", changes }, `put back: ${changes.join("; ")}`);
+          this.grantsUnchecked = true;
         }
       } else if (initial) {
         log.info({ event: "firewall_adopted", backend: firewall.backend }, `firewall already in place (${firewall.backend})`);
       }
+      if (this.grantsUnchecked) await this.restoreLostGrants();
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_FIREWALL");
       metrics.firewallFailed("reconcile");
@@ -40,5 +56,26 @@ export class Reconciler {
       if (this.error !== fields.err) log.error({ event: "firewall_reconcile_failed", ...fields }, fields.err);
       this.error = fields.err;
     }
+  }
+
+  /** Grants in the books and not in the kernel go back; listed only after a repair, not every pass. */
+  private async restoreLostGrants(): Promise<void> {
+    const { firewall, keeper, log, metrics } = this;
+    const held = keeper.held();
+    const inKernel = new Set<string>();
+    if (held.length > 0) {
+      for (const g of await firewall.listGrants()) inKernel.add(`sequence ${g.door} ${g.src}`);
+      if (held.some((g) => g.via === "spa")) for (const g of await firewall.listSpaGrants()) inKernel.add(`spa ${g.door} ${g.src}`);
+    }
+    this.grantsUnchecked = false;
+    const lost = held.filter((g) => !inKernel.has(`${g.via} ${g.door.name} ${g.src}`));
+    if (lost.length === 0) return;
+    const restored = await keeper.putBack(lost);
+    for (const g of restored) metrics.grantsRestored.labels(g.door.name).inc();
+    const doors = [...new Set(restored.map((g) => g.door.name))];
+    log.warn(
+      { event: "grants_restored", grants: restored.length, lost: lost.length, doors },
+      `put back ${restored.length} of ${lost.length} grant${lost.length === 1 ? "" : "s"} the kernel lost, for the time they had left`,
+    );
   }
 }

@@ -13,6 +13,7 @@ let chain = w("tool> ");
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
   chain = chain.then(async () => {
     if (line === "fail") process.stderr.write("no such thing\\n");
+    else if (line === "die") process.kill(process.pid, "SIGKILL");
     else { await w("out:"); await pause(); await w(line + "\\n"); }
     await w("to"); await pause(); await w("ol> ");
   });
@@ -41,4 +42,19 @@ test("output on stderr fails the pending commands; the next command starts a fre
   } finally {
     s.close();
   }
+});
+
+test("a child that dies by itself is reported once by takeLoss; one that failed a command or was closed is not", { timeout: 5000 }, async () => {
+  const s = session();
+  try {
+    await assert.rejects(s.send("fail"), /no such thing/);
+    assert.equal(s.takeLoss(), null);
+    await assert.rejects(s.send("die"), /exited/);
+    assert.match(s.takeLoss() ?? "", /ended \(signal SIGKILL\); started again/);
+    assert.equal(s.takeLoss(), null);
+    await s.send("again");
+  } finally {
+    s.close();
+  }
+  assert.equal(s.takeLoss(), null);
 });

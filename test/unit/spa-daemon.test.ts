@@ -209,6 +209,30 @@ test("a refresh never shortens a grant: a later datagram without -f leaves a por
   await daemon.stop();
 });
 
+test("a signed grant the kernel lost goes back port by port, each for the time it had left", async () => {
+  const { daemon, firewall, events, send, datagram, clock } = setup({ KNOCK_DOOR_SSH_SPA_MAX_OPEN_FOR: "300" });
+  await daemon.start();
+  await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 300 }));
+  await send(datagram({ message: `${CLIENT},tcp/22,tcp/2222` }));
+  await clock.advance(10_000);
+  const written: [string, number][] = [];
+  firewall.grantPorts = (_door, _family, _src, ports, openForMs) => {
+    written.push([ports.map(portName).join(","), openForMs]);
+    return Promise.resolve();
+  };
+  firewall.listSpaGrants = () => Promise.resolve([]);
+  let missing = ["sets missing: knockgate-SSH-spa-4"];
+  firewall.reconcile = () => {
+    const found = missing;
+    missing = [];
+    return Promise.resolve(found);
+  };
+  await clock.advance(100);
+  assert.deepEqual(written.sort(), [["22/tcp", 290_000], ["2222/tcp", 20_000]]);
+  assert.deepEqual(events("grants_restored").map((l) => l["grants"]), [1]);
+  await daemon.stop();
+});
+
 test("a request for any port outside the door's PORTS opens nothing at all", async () => {
   const { daemon, firewall, send, datagram, spaCount, events } = setup();
   await daemon.start();

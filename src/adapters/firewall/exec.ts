@@ -99,8 +99,20 @@ export class LineSession {
   private pending: Pending[] = [];
   private skip = 0;
   private unread = "";
+  /** How the last child ended when we did not end it; null when none did since takeLoss. */
+  private lost: string | null = null;
 
   constructor(private readonly protocol: LineProtocol) {}
+
+  /**
+   * Whether the child died by itself (killed, crashed) since the last call, and how: the next
+   * command starts another, but a reconcile reports it as a repair, so it is logged and counted.
+   */
+  takeLoss(): string | null {
+    const lost = this.lost;
+    this.lost = null;
+    return lost;
+  }
 
   send(line: string): Promise<void> {
     if (line.includes("\n")) return Promise.reject(new Error("a command must be one line"));
@@ -142,8 +154,8 @@ export class LineSession {
     child.stderr.on("data", (chunk: string) => {
       if (this.child === child) this.fail(new FirewallError("command failed", this.protocol.argv, chunk));
     });
-    child.on("error", (err) => this.child === child && this.fail(err));
-    child.on("exit", () => this.child === child && this.fail(new Error(`${file} exited`)));
+    child.on("error", (err) => this.child === child && this.died(err.message, err));
+    child.on("exit", (code, signal) => this.child === child && this.died(signal ? `signal ${signal}` : `exit code ${code}`, new Error(`${file} exited`)));
     child.stdin.on("error", () => undefined); // reported through "exit"
     return child;
   }
@@ -160,6 +172,11 @@ export class LineSession {
     }
     this.unread = text.slice(end).slice(-256);
     return count;
+  }
+
+  private died(how: string, err: Error): void {
+    this.lost = `helper \`${this.protocol.argv.join(" ")}\` ended (${how}); started again`;
+    this.fail(err);
   }
 
   private fail(err: Error): void {

@@ -73,8 +73,9 @@ export class IptablesFirewall implements Firewall {
       const findings = await this.inspect(run);
       for (const f of findings) await f.repair();
       if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
+      const lost = this.ipset.takeLoss();
       this.ipset.open();
-      return findings.map((f) => f.problem);
+      return [...findings.map((f) => f.problem), ...(lost ? [lost] : [])];
     });
   }
 

@@ -109,8 +109,9 @@ export class NftablesFirewall implements Firewall {
     return this.changes.reconcile(async (run) => {
       const problems = await this.problems(run);
       if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config, this.targets).script);
+      const lost = this.nft.takeLoss();
       this.nft.open();
-      return problems;
+      return lost ? [...problems, lost] : problems;
     });
   }
 

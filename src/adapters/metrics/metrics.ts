@@ -135,6 +135,7 @@ export class Metrics {
   private readonly closes: Counter<Labels<typeof METRICS.closes>>;
   readonly knockToOpen: Histogram;
   readonly firewallRepairs: Counter;
+  readonly grantsRestored: Counter<Labels<typeof METRICS.grantsRestored>>;
   private readonly firewallErrors: Counter<Labels<typeof METRICS.firewallErrors>>;
   readonly hookErrors: Counter<Labels<typeof METRICS.hookErrors>>;
   readonly hookDropped: Counter<Labels<typeof METRICS.hookDropped>>;
@@ -156,6 +157,7 @@ export class Metrics {
     this.closes = this.counter(METRICS.closes);
     this.knockToOpen = this.histogram(METRICS.knockToOpen);
     this.firewallRepairs = this.counter(METRICS.firewallRepairs);
+    this.grantsRestored = this.counter(METRICS.grantsRestored);
     this.firewallErrors = this.counter(METRICS.firewallErrors);
     this.hookErrors = this.counter(METRICS.hookErrors);
     this.grantsReplaced = this.counter(METRICS.grantsReplaced);

@@ -112,6 +112,14 @@ export const METRICS = {
     labels: [],
     set: "public",
   },
+  grantsRestored: {
+    name: "knockgate_grants_restored_total",
+    type: "counter",
+    help: "Grants the kernel lost (a set or table removed underneath) and reconcile put back from the daemon's books, with the time they had left.",
+    labels: ["door"],
+    set: "public",
+    zero: { door: "doors" },
+  },
   firewallErrors: {
     name: "knockgate_firewall_errors_total",
     type: "counter",

@@ -218,6 +218,11 @@ export class GrantBook {
     return expired;
   }
 
+  /** Every grant held now, for comparing with what the kernel holds. */
+  records(): GrantRecord[] {
+    return [...this.doors.values()].flatMap((grants) => [...grants.bySrc.values()]);
+  }
+
   get size(): number {
     let n = 0;
     for (const grants of this.doors.values()) n += grants.bySrc.size;

@@ -93,10 +93,18 @@ export class SpaPath {
     }
   }
 
-  /** Reads every signed door's kernel replay set: at start, before capture. */
+  /**
+   * Reads every signed door's kernel replay set: at start, before capture. A door that found its
+   * set empty refuses datagrams stamped in the start's second or before; capture then waits for the
+   * next second (at most 1 s), so that a client who sends once the daemon is up is not refused.
+   */
   async adoptReplaySets(): Promise<void> {
     const { clock, firewall, log } = this.deps;
-    for (const doors of this.byPort.values()) for (const d of doors) await d.replay.adopt(firewall, clock.wallNow() / 1000, clock.now() / 1000, log);
+    let guarded = false;
+    for (const doors of this.byPort.values()) {
+      for (const d of doors) guarded = (await d.replay.adopt(firewall, clock.wallNow() / 1000, clock.now() / 1000, log)) || guarded;
+    }
+    if (guarded) await new Promise<void>((resolve) => clock.after(1000 - (clock.wallNow() % 1000), resolve));
   }
 
   handles(port: number): boolean {

@@ -38,28 +38,30 @@ export class DoorReplay {
 
   /**
    * Reads the door's kernel set at start, before any datagram is read. `nowS` is wall seconds (what
-   * datagrams are stamped in), `monoS` monotonic seconds (what kernel timeouts run on).
+   * datagrams are stamped in), `monoS` monotonic seconds (what kernel timeouts run on). Resolves
+   * whether datagrams stamped before now are refused for a while.
    */
-  async adopt(firewall: Firewall, nowS: number, monoS: number, log: Logger): Promise<void> {
+  async adopt(firewall: Firewall, nowS: number, monoS: number, log: Logger): Promise<boolean> {
     let listed;
     try {
       listed = await firewall.listReplay(this.door);
     } catch (err) {
       log.warn({ event: "spa_replay_not_adopted", door: this.door, ...errorFields(err, "KNOCK_E_FIREWALL") }, `could not list door ${this.door}'s replay set; datagrams stamped before now are refused for ${this.maxAgeS} s`);
       this.guard = { startS: nowS, untilS: nowS + this.maxAgeS };
-      return;
+      return true;
     }
     // A timeout-less entry (put there by hand) is kept as long as any datagram of the door can live.
     for (const e of listed) this.index.add(e.src, monoS + (e.remainingMs === null ? 2 * this.maxAgeS : e.remainingMs / 1000), monoS);
     if (listed.length > 0) {
       log.info({ event: "spa_replay_adopted", door: this.door, datagrams: listed.length }, `adopted ${listed.length} datagram record${listed.length === 1 ? "" : "s"} of door ${this.door}`);
-      return;
+      return false;
     }
     this.guard = { startS: nowS, untilS: nowS + this.maxAgeS };
     log.info(
       { event: "spa_replay_guard", door: this.door, seconds: this.maxAgeS },
       `door ${this.door}'s replay set is empty (new, removed or flushed): datagrams stamped before now are refused for ${this.maxAgeS} s`,
     );
+    return true;
   }
 
   /** Whether a datagram stamped `timestamp` may have been accepted by a run whose record is lost. */
@@ -69,8 +71,8 @@ export class DoorReplay {
       this.guard = null;
       return false;
     }
-    // Whole seconds, as datagrams are stamped: one stamped in the start's own second passes.
-    return timestamp < Math.floor(this.guard.startS);
+    // Whole seconds, as datagrams are stamped: the start's own second may hold the last run's too.
+    return timestamp <= Math.floor(this.guard.startS);
   }
 
   /**

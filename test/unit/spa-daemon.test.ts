@@ -79,6 +79,15 @@ function setup(
       return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
     },
   });
+  // A daemon whose replay set was empty at start waits for the next wall-clock second before it
+  // captures (spa-path.ts): time moves here until it is up.
+  const start = daemon.start.bind(daemon);
+  daemon.start = async () => {
+    let done = false;
+    const started = start().finally(() => (done = true));
+    while (!done) await clock.advance(50);
+    await started;
+  };
   /** Sends `payload` as a UDP datagram from `src` to `port` and lets the daemon's promises settle. */
   const send = async (payload: Buffer, opts: { src?: string; port?: number; cut?: number } = {}) => {
     const src = opts.src ?? CLIENT;

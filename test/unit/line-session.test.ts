@@ -13,6 +13,7 @@ let chain = w("tool> ");
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
   chain = chain.then(async () => {
     if (line === "fail") process.stderr.write("no such thing\\n");
+    else if (line === "split") { await new Promise((r) => process.stderr.write("tool v1: ", r)); await pause(); process.stderr.write("it's already added\\n"); }
     else { await w("out:"); await pause(); await w(line + "\\n"); }
     await w("to"); await pause(); await w("ol> ");
   });
@@ -38,6 +39,15 @@ test("output on stderr fails the pending commands; the next command starts a fre
   try {
     await assert.rejects(s.send("fail"), /no such thing/);
     await s.send("again");
+  } finally {
+    s.close();
+  }
+});
+
+test("a message written to stderr in pieces fails the command with all of it", { timeout: 5000 }, async () => {
+  const s = session();
+  try {
+    await assert.rejects(s.send("split"), (err: Error & { stderr?: string }) => err.stderr === "tool v1: it's already added\n");
   } finally {
     s.close();
   }

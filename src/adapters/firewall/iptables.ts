@@ -45,12 +45,14 @@ interface Finding {
   rewroteChain?: boolean;
 }
 
+/** stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe. */
+const ipsetSession = () => new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+
 export class IptablesFirewall implements Firewall {
   readonly backend: string;
-  // stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe.
-  private readonly ipset = new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+  private readonly ipset = ipsetSession();
   /** Replay records have a session of their own: see ReplayWriter. */
-  private readonly replaySession = new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+  private readonly replaySession = ipsetSession();
   private readonly replay: ReplayWriter;
   private readonly changes: ChangeQueue;
 

@@ -43,29 +43,24 @@ interface Batch {
   waiters: { resolve: () => void; reject: (err: Error) => void }[];
 }
 
-export class NftablesFirewall implements Firewall {
-  readonly backend = "nftables";
-  // nft -i prints nothing on success, so each command is followed by listing the tiny empty ack set,
-  // whose closing brace marks completion. Not --echo: it re-reads the whole grant set on every
-  // transaction (19 ms per grant at 10k grants). stdbuf gets the listing out of nft's stdio buffer.
-  private readonly nft = new LineSession({
+/**
+ * nft -i prints nothing on success, so each command is followed by listing the tiny empty ack set,
+ * whose closing brace marks completion. Not --echo: it re-reads the whole grant set on every
+ * transaction (19 ms per grant at 10k grants). stdbuf gets the listing out of nft's stdio buffer.
+ */
+const nftSession = () =>
+  new LineSession({
     argv: ["stdbuf", "-o0", "nft", "-i"],
     marker: /\n}\n/,
     initial: 0,
     suffix: `list set inet ${NFT_TABLE} ${NFT_ACK_SET}`,
   });
 
-  /**
-   * Each nft transaction costs about 1 ms however many elements it carries, so changes that arrive
-   * while one is in flight queue here and go together: a burst of knocks is not served one by one.
-   */
+export class NftablesFirewall implements Firewall {
+  readonly backend = "nftables";
+  private readonly nft = nftSession();
   /** Replay records have a session of their own: see ReplayWriter. */
-  private readonly replaySession = new LineSession({
-    argv: ["stdbuf", "-o0", "nft", "-i"],
-    marker: /\n}\n/,
-    initial: 0,
-    suffix: `list set inet ${NFT_TABLE} ${NFT_ACK_SET}`,
-  });
+  private readonly replaySession = nftSession();
   private readonly replay: ReplayWriter;
 
   private queue: Batch[] = [];

@@ -80,9 +80,10 @@ export class DoorReplay {
    * replay) and then in the kernel, which first loses what the index pushed out to make room.
    * `monoS`: monotonic seconds, as the kernel's timeouts run, whatever the wall clock does.
    */
-  record(firewall: Firewall, element: string, ttlS: number, monoS: number): Promise<ReplayRecord> {
-    if (this.index.has(element, monoS)) return Promise.resolve("seen");
+  async record(firewall: Firewall, element: string, ttlS: number, monoS: number): Promise<ReplayRecord> {
+    if (this.index.has(element, monoS)) return "seen";
     const evict = this.index.add(element, monoS + ttlS, monoS);
+    // In an async function: a backend that throws at once (a bad element) fails the promise, counted as any failure.
     return firewall.recordDatagram(this.door, element, ttlS, evict);
   }
 }

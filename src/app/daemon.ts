@@ -29,6 +29,8 @@ export interface Deps extends CapturesDeps {
   protection: DoorPorts;
   /** KNOCK_CLUSTER: where grants made here go, after the kernel has them. */
   cluster?: ClusterLink;
+  /** Datagrams each signed door's replay set holds: REPLAY_SET_SIZE, as the kernel set is made, unless a test makes both small. */
+  replaySetSize?: number;
 }
 
 /** Publishing to other nodes (cluster-sync.ts); never awaited, so the API is not in a knock's path. */
@@ -103,6 +105,7 @@ export class Daemon {
     await this.reconciler.run(true);
     if (this.reconciler.error !== null) throw new Error(this.reconciler.error);
     await this.adoptGrants();
+    await this.spa?.adoptReplaySets();
     this.captures.start();
     this.scheduleReconcile();
     this.cancelSweep = this.clock.every(SWEEP_MS, () => this.sweep());

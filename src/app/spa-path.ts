@@ -3,25 +3,26 @@
  * verifySpa (length, HMAC in constant time, the in-memory replay cache, decryption, the checks) ->
  * the kernel's replay set -> a grant of the ports asked for, to the address the message names.
  *
- * Replays. The in-memory ReplayCache turns away a repeat of a datagram this process has seen before
- * it is decrypted; the kernel set (spa-plan.ts) is the authority: recording a datagram there is an
- * atomic add that fails when it is present, and the set outlives the daemon, so a datagram accepted
- * before a restart is refused after it without the daemon loading anything at start (a load would
- * cost a listing of up to 65,536 entries and still race a datagram arriving meanwhile). The
- * memory cache's own bound therefore only costs a kernel round trip, never a replay.
+ * Replays, per door (src/app/spa-replay.ts): the in-memory ReplayCache turns away a repeat of a
+ * datagram this process has seen before it is decrypted; the door's kernel set (spa-plan.ts) is
+ * the authority: recording a datagram there is an atomic add that fails when it is present, and the
+ * set outlives the daemon, so a datagram accepted before a restart is refused after it. The set is
+ * adopted at start (its listing, before capture starts), so the daemon knows what it holds and
+ * makes room in a full set by deleting what expires first: a new datagram is never refused for
+ * want of room, and one door's key holder cannot fill another door's set.
  */
 import type { Clock } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
 import { REPLAY_SET_SIZE, replayElement } from "../core/firewall/spa-plan.js";
 import type { Decoder } from "../core/packet/decode.js";
-import { ReplayCache } from "../core/spa/replay.js";
 import { verifySpa, type SpaLimits } from "../core/spa/verify.js";
 import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
-import type { Firewall } from "../adapters/firewall/firewall.js";
+import type { Firewall, ReplayRecord } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
 import type { SpaResult } from "../adapters/metrics/table.js";
 import type { DoorPorts } from "./protection.js";
+import { DoorReplay } from "./spa-replay.js";
 
 /** A verified request, for the daemon to grant. */
 export interface SignedGrant {
@@ -38,6 +39,7 @@ interface SignedDoor {
   door: Door;
   spa: SpaSettings;
   limits: SpaLimits;
+  replay: DoorReplay;
 }
 
 export interface SpaDeps {
@@ -46,6 +48,7 @@ export interface SpaDeps {
   log: Logger;
   metrics: Metrics;
   clock: Clock;
+  replaySetSize?: number;
 }
 
 /**
@@ -68,7 +71,6 @@ function limitsOf(door: Door, spa: SpaSettings, ports: DoorPorts): SpaLimits {
 
 export class SpaPath {
   private readonly byPort = new Map<number, SignedDoor[]>();
-  private readonly replay = new ReplayCache(REPLAY_SET_SIZE);
   /** Why the last datagram could not be recorded in the kernel's replay set; null once one was. */
   replayError: string | null = null;
 
@@ -85,9 +87,24 @@ export class SpaPath {
     for (const door of doors) {
       if (!door.spa) continue;
       const list = this.byPort.get(door.spa.port) ?? [];
-      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection) });
+      const replay = new DoorReplay(door.name, door.spa.maxAgeS, deps.replaySetSize ?? REPLAY_SET_SIZE);
+      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection), replay });
       this.byPort.set(door.spa.port, list);
     }
+  }
+
+  /**
+   * Reads every signed door's kernel replay set: at start, before capture. A door that found its
+   * set empty refuses datagrams stamped in the start's second or before; capture then waits for the
+   * next second (at most 1 s), so that a client who sends once the daemon is up is not refused.
+   */
+  async adoptReplaySets(): Promise<void> {
+    const { clock, firewall, log } = this.deps;
+    let guarded = false;
+    for (const doors of this.byPort.values()) {
+      for (const d of doors) guarded = (await d.replay.adopt(firewall, clock.wallNow() / 1000, clock.now() / 1000, log)) || guarded;
+    }
+    if (guarded) await new Promise<void>((resolve) => clock.after(1000 - (clock.wallNow() % 1000), resolve));
   }
 
   handles(port: number): boolean {
@@ -112,7 +129,7 @@ export class SpaPath {
       const nowS = this.deps.clock.wallNow() / 1000;
       // Doors sharing a port are told apart by their HMAC keys: the first whose HMAC matches decides.
       for (const d of doors) {
-        const verdict = verifySpa(datagram, d.spa.keys, d.limits, this.replay, nowS);
+        const verdict = verifySpa(datagram, d.spa.keys, d.limits, d.replay.front, nowS);
         if (!verdict.ok && verdict.result === "bad_hmac") {
           this.refused(d.door, "bad_hmac", knock, verdict.detail);
           continue;
@@ -122,6 +139,10 @@ export class SpaPath {
           return;
         }
         const { request } = verdict;
+        if (d.replay.stampedBeforeStart(request.timestamp, nowS)) {
+          this.refused(d.door, "replay", knock, "stamped before this daemon started, and the door's replay set held nothing to adopt (removed or flushed): it may have been accepted before");
+          return;
+        }
         // Kept until the timestamp check would refuse the datagram anyway: at most 2 x max age.
         const ttlS = Math.max(1, Math.ceil(request.timestamp + d.spa.maxAgeS - nowS) + 1);
         const grant: SignedGrant = {
@@ -134,7 +155,7 @@ export class SpaPath {
           capturedAt,
         };
         // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
-        this.record(grant, replayElement(verdict.replayKey), ttlS, knock.src).catch((err: unknown) => this.failed(err));
+        this.record(grant, d.replay.record(this.deps.firewall, replayElement(verdict.replayKey), ttlS, this.deps.clock.now() / 1000), knock.src).catch((err: unknown) => this.failed(err));
         return;
       }
     } catch (err) {
@@ -150,13 +171,13 @@ export class SpaPath {
     }
   }
 
-  /** Records the datagram in the kernel's replay set; only a new one is granted. */
-  private async record(grant: SignedGrant, element: string, ttlS: number, from: string): Promise<void> {
-    const { firewall, log, metrics } = this.deps;
+  /** Waits for the datagram's record in the door's replay set; only a new one is granted. */
+  private async record(grant: SignedGrant, recorded: Promise<ReplayRecord>, from: string): Promise<void> {
+    const { log, metrics } = this.deps;
     const door = grant.door.name;
     let outcome;
     try {
-      outcome = await firewall.recordDatagram(element, ttlS);
+      outcome = await recorded;
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_FIREWALL");
       this.replayError = `recording a datagram failed: ${fields.err}`;
@@ -170,7 +191,8 @@ export class SpaPath {
       return;
     }
     if (outcome === "full") {
-      this.replayError = `the replay set holds ${REPLAY_SET_SIZE} datagrams; signed datagrams are refused until entries expire`;
+      // The index makes room before the kernel set fills; full means something else filled it.
+      this.replayError = `door ${door}'s replay set is full though the daemon made room in it; signed datagrams of the door are refused until entries expire`;
       metrics.spa(door, "replay_set_full");
       log.warn({ event: "spa_refused", door, src: from, result: "replay_set_full" }, this.replayError);
       return;

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import envVar from "env-var";
 import { resolveSecretFiles, type ReadFile } from "./secret-files.js";
 import { ConfigError, type ConfigProblem } from "../core/errors.js";
-import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
+import { MAX_DOOR_NAME, type ClusterConfig, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
 import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
 import { parseDoorSpa, sameHmac, sameKeys, SPA_FIELDS, type SpaField } from "./spa.js";
@@ -270,6 +270,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     cluster: parseClusterConfig(env, readFile, problems),
   };
   checkLabelOnlyDoors(doors, config.docker, problems);
+  checkClusterSpaSources(doors, config.cluster, problems);
   if (config.reconcileIntervalMs < 100) {
     problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });
   }
@@ -360,6 +361,25 @@ function checkSharedSpaKeys(doors: readonly Door[], problems: ConfigProblem[]): 
       });
     }
   });
+}
+
+/**
+ * Each node keeps its own replay record. A datagram bound to its sender's address (fwknop -a) opens
+ * nothing new when replayed to another node: that node's grant goes to the same address, which the
+ * cluster shares anyway. A `0.0.0.0` datagram (fwknop -s) opens for whoever sends it, so one
+ * accepted on node 1 and replayed to node 2 would open node 2 for the replayer: refused here.
+ */
+function checkClusterSpaSources(doors: readonly Door[], cluster: ClusterConfig, problems: ConfigProblem[]): void {
+  if (cluster.mode !== "kubernetes") return;
+  for (const door of doors) {
+    if (door.spa && !door.spa.requireSourceAddress) {
+      problems.push({
+        variable: `KNOCK_DOOR_${door.name}_SPA_REQUIRE_SOURCE_ADDRESS`,
+        message:
+          "is false, which KNOCK_CLUSTER=kubernetes refuses: each node keeps its own replay record, so a 0.0.0.0 datagram (fwknop -s) accepted on one node could be replayed to another from any address; set it to true and have clients name their address (fwknop -a or -R)",
+      });
+    }
+  }
 }
 
 function unknownVariableMessage(variable: string, present: readonly string[]): string {

@@ -158,10 +158,10 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(ready.status, 200, ready.body);
         assert.match(ready.body, /"name":"spa_replay","ok":true/);
         const destroy =
-          backend === "iptables" ? ["ipset", "destroy", "knockgate-replay"] : ["nft", "delete", "set", "inet", "knockgate", "spa_replay"];
+          backend === "iptables" ? ["ipset", "destroy", "knockgate-SSH:r"] : ["nft", "delete", "set", "inet", "knockgate", "spa_SSH_replay"];
         assert.equal((await lab.exec(lab.server, destroy)).code, 0);
         const deadline = Date.now() + 4000;
-        const present = backend === "iptables" ? ["ipset", "list", "-n", "knockgate-replay"] : ["nft", "list", "set", "inet", "knockgate", "spa_replay"];
+        const present = backend === "iptables" ? ["ipset", "list", "-n", "knockgate-SSH:r"] : ["nft", "list", "set", "inet", "knockgate", "spa_SSH_replay"];
         while ((await lab.exec(lab.server, present)).code !== 0) {
           assert.ok(Date.now() < deadline, "the replay set was not put back");
           await sleep(100);

@@ -134,7 +134,7 @@ ENABLE_CMD_EXEC N
     );
     assert.equal(env["KNOCK_DOOR_FWKNOP_SPA_REQUIRE_USERNAME"], "alice");
     assert.equal(env["KNOCK_DOOR_FWKNOP_SPA_REQUIRE_SOURCE_ADDRESS"], "false");
-    assert.ok(r.notes.some((n) => n.line === 10 && /knockgate's default is on/.test(n.message)), JSON.stringify(r.notes));
+    assert.ok(r.warnings.some((n) => n.line === 10 && /KNOCK_DOOR_FWKNOP_SPA_REQUIRE_SOURCE_ADDRESS=false.*KNOCK_CLUSTER=kubernetes refuses/.test(n.message)), JSON.stringify(r.warnings));
   });
 
   test("a passphrase KEY becomes the base64 of its bytes, noted; fwknopd's defaults are written out", () => {
@@ -145,6 +145,13 @@ ENABLE_CMD_EXEC N
     assert.equal(env["KNOCK_DOOR_FWKNOP_OPEN_FOR"], "30");
     assert.equal(env["KNOCK_DOOR_FWKNOP_SPA_REQUIRE_SOURCE_ADDRESS"], "false");
     assert.ok(r.notes.some((n) => n.line === 3 && /passphrase/.test(n.message)));
+    // fwknopd's default, written out: said as a warning, at the stanza's SOURCE line.
+    assert.ok(r.warnings.some((w) => w.line === 1 && /SPA_REQUIRE_SOURCE_ADDRESS=false, as fwknopd defaults to/.test(w.message)), JSON.stringify(r.warnings));
+  });
+
+  test("a stanza that requires the source address gets no warning about it", () => {
+    const r = convert(`SOURCE ANY\nOPEN_PORTS tcp/22\nKEY_BASE64 ${KEY}\nHMAC_KEY_BASE64 ${HMAC}\nREQUIRE_SOURCE_ADDRESS Y\n`);
+    assert.deepEqual(r.warnings, []);
   });
 
   test("what a door cannot express is listed by line, and the door is still written when it works", () => {
@@ -168,11 +175,12 @@ HMAC_KEY_BASE64 ${HMAC}
 `;
     const r = run(text);
     assert.equal(r.code, 1);
-    const problemLines = (r.errLines.filter((l) => /^access\.conf:\d+: (?!note:)/.test(l)) ?? []).map((l) => Number(/:(\d+):/.exec(l)![1]));
+    const problemLines = (r.errLines.filter((l) => /^access\.conf:\d+: (?!note:|warning:)/.test(l)) ?? []).map((l) => Number(/:(\d+):/.exec(l)![1]));
     assert.deepEqual(problemLines, [2, 6, 8, 9, 10, 12, 15]);
     assert.ok(r.errLines.some((l) => /^access\.conf:2: SOURCE 198\.18\.0\.0\/24, 198\.18\.1\.7 — .*KNOCK_ALLOW/.test(l)), r.stderr);
     assert.ok(r.errLines.some((l) => /^access\.conf:15: the stanza has no OPEN_PORTS/.test(l)), r.stderr);
     assert.ok(r.errLines.some((l) => /^access\.conf:7: note: CMD_EXEC_USER/.test(l)), r.stderr);
+    assert.ok(r.errLines.some((l) => /^access\.conf:2: warning: KNOCK_DOOR_FWKNOP_SPA_REQUIRE_SOURCE_ADDRESS=false/.test(l)), r.stderr);
     assert.ok(r.errLines.some((l) => /^access\.conf:13: note: NO_SUCH_SETTING — fwknopd ignores/.test(l)), r.stderr);
     const env = vars(r.stdout);
     // Both stanzas are doors; the second keeps knockgate's default ports.

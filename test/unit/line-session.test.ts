@@ -14,6 +14,7 @@ require("node:readline").createInterface({ input: process.stdin }).on("line", (l
   chain = chain.then(async () => {
     if (line === "fail") process.stderr.write("no such thing\\n");
     else if (line === "die") process.kill(process.pid, "SIGKILL");
+    else if (line === "split") { await new Promise((r) => process.stderr.write("tool v1: ", r)); await pause(); process.stderr.write("it's already added\\n"); }
     else { await w("out:"); await pause(); await w(line + "\\n"); }
     await w("to"); await pause(); await w("ol> ");
   });
@@ -57,4 +58,13 @@ test("a child that dies by itself is reported once by takeLoss; one that failed 
     s.close();
   }
   assert.equal(s.takeLoss(), null);
+});
+
+test("a message written to stderr in pieces fails the command with all of it", { timeout: 5000 }, async () => {
+  const s = session();
+  try {
+    await assert.rejects(s.send("split"), (err: Error & { stderr?: string }) => err.stderr === "tool v1: it's already added\n");
+  } finally {
+    s.close();
+  }
 });

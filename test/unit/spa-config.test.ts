@@ -44,6 +44,18 @@ describe("signed doors", () => {
     assert.deepEqual(Buffer.from(door.spa.keys.hmacKey), Buffer.from(HMAC, "base64"));
   });
 
+  test("cluster mode refuses a door that takes 0.0.0.0 datagrams, naming the variable; a door that requires an address is fine", () => {
+    const cluster = { KNOCK_CLUSTER: "kubernetes", KNOCK_NODE_NAME: "node-1", KNOCK_CLUSTER_NAMESPACE: "knockgate" };
+    const problems = problemsOf({ ...SIGNED, ...cluster, KNOCK_DOOR_SSH_SPA_REQUIRE_SOURCE_ADDRESS: "false" });
+    assert.deepEqual(
+      problems.map((p) => p.variable),
+      ["KNOCK_DOOR_SSH_SPA_REQUIRE_SOURCE_ADDRESS"],
+    );
+    assert.match(problems[0]!.message, /KNOCK_CLUSTER=kubernetes refuses/);
+    assert.equal(parseConfig({ ...SIGNED, ...cluster }).doors[0]?.spa?.requireSourceAddress, true);
+    assert.equal(parseConfig({ ...SIGNED, KNOCK_DOOR_SSH_SPA_REQUIRE_SOURCE_ADDRESS: "false" }).doors[0]?.spa?.requireSourceAddress, false);
+  });
+
   test("every SPA setting is read", () => {
     const door = parseConfig({
       ...SIGNED,

@@ -36,11 +36,20 @@ const SIGNED = {
 const CLIENT = "198.18.0.2";
 const CLIENT6 = "fd00:198:18::2";
 
-function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall) => DryRunFirewall, clock = new FakeClock(), base: Record<string, string> = SIGNED, cluster?: ClusterLink) {
+function setup(
+  env: Record<string, string> = {},
+  firewallOf?: (f: DryRunFirewall) => DryRunFirewall,
+  clock = new FakeClock(),
+  base: Record<string, string> = SIGNED,
+  cluster?: ClusterLink,
+  /** Each door's replay set, in the daemon and the dry-run kernel alike (REPLAY_SET_SIZE by default). */
+  replaySetSize?: number,
+) {
   const config = parseConfig({ ...base, KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const firewall = firewallOf?.(new DryRunFirewall(config, envTargets(config), log, clock)) ?? new DryRunFirewall(config, envTargets(config), log, clock);
+  const dryRun = new DryRunFirewall(config, envTargets(config), log, clock, replaySetSize);
+  const firewall = firewallOf?.(dryRun) ?? dryRun;
   const metrics = new Metrics(
     config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
@@ -63,12 +72,22 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
     },
     interfaceState: () => ({ index: 2, up: true, linkType: "ETHERNET" }),
     ...(cluster ? { cluster } : {}),
+    ...(replaySetSize ? { replaySetSize } : {}),
     openCapture: (iface, filter, handler, snaplen) => {
       onFrame = handler;
       opened.push({ filter, snaplen });
       return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
     },
   });
+  // A daemon whose replay set was empty at start waits for the next wall-clock second before it
+  // captures (spa-path.ts): time moves here until it is up.
+  const start = daemon.start.bind(daemon);
+  daemon.start = async () => {
+    let done = false;
+    const started = start().finally(() => (done = true));
+    while (!done) await clock.advance(50);
+    await started;
+  };
   /** Sends `payload` as a UDP datagram from `src` to `port` and lets the daemon's promises settle. */
   const send = async (payload: Buffer, opts: { src?: string; port?: number; cut?: number } = {}) => {
     const src = opts.src ?? CLIENT;
@@ -94,7 +113,8 @@ function setup(env: Record<string, string> = {}, firewallOf?: (f: DryRunFirewall
     return Buffer.from(encodeSpa(plaintext, KEYS, randomBytes(8)), "latin1");
   };
   const events = (name: string) => lines.filter((l) => l["event"] === name);
-  const spaCount = async (result: string) => Number(new RegExp(`knockgate_spa_packets_total\\{door="SSH",result="${result}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
+  const spaCount = async (result: string, door = "SSH") =>
+    Number(new RegExp(`knockgate_spa_packets_total\\{door="${door}",result="${result}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
   return { daemon, firewall, metrics, clock, lines, events, send, datagram, spaCount, opened, hooks };
 }
 
@@ -151,6 +171,100 @@ test("the same datagram again opens nothing: refused from memory, and after a re
   assert.equal(await second.spaCount("replay"), 1);
   assert.equal(second.events("open").length, 0);
   assert.deepEqual(await first.firewall.listSpaGrants(), [], "the first grant expired and nothing reopened it");
+  await second.daemon.stop();
+});
+
+test("one door's key holder fills only that door's replay set, and a full set makes room: no new datagram is refused", async () => {
+  const TWO = { ...SIGNED, KNOCK_DOOR_WEB_SPA_KEY: SIGNED.KNOCK_DOOR_SSH_SPA_KEY, KNOCK_DOOR_WEB_SPA_HMAC_KEY: SIGNED.KNOCK_DOOR_SSH_SPA_HMAC_KEY, KNOCK_DOOR_WEB_SPA_PORT: "62202", KNOCK_DOOR_WEB_PORTS: "80/tcp" };
+  const { daemon, firewall, send, datagram, spaCount, clock, events } = setup({}, undefined, undefined, TWO, undefined, 4);
+  await daemon.start();
+  const sent: Buffer[] = [];
+  for (let i = 0; i < 10; i++) {
+    sent.push(datagram());
+    await send(sent.at(-1)!);
+    await clock.advance(1000);
+  }
+  assert.equal(await spaCount("accepted"), 10);
+  assert.equal(await spaCount("replay_set_full"), 0);
+  assert.equal((await firewall.listReplay("SSH")).length, 4, "the set holds its bound, the newest");
+  // The newest are still refused as replays, from the kernel's record too.
+  for (const payload of sent.slice(-4)) await send(payload);
+  assert.equal(await spaCount("replay"), 4);
+  // The other door has a set of its own.
+  await send(datagram({ message: `${CLIENT},tcp/80` }), { port: 62202 });
+  assert.equal(await spaCount("accepted", "WEB"), 1);
+  assert.equal(events("spa_replay_failed").length, 0);
+  await daemon.stop();
+});
+
+test("a full replay set drops what can no longer be replayed before anything live", async () => {
+  const { daemon, firewall, send, datagram, spaCount, clock } = setup({}, undefined, undefined, SIGNED, undefined, 3);
+  await daemon.start();
+  // Past the start's guard (the set was new), so a datagram stamped 110 s ago is read.
+  await clock.advance(121_000);
+  const first = datagram();
+  await send(first);
+  // Stamped 110 s ago: replayable for 10 s more, then stale.
+  await send(datagram({ ageS: 110 }));
+  const third = datagram();
+  await send(third);
+  await clock.advance(20_000);
+  // Full, and the second is past its time: it makes room, not the first (the oldest to arrive).
+  await send(datagram());
+  await send(first);
+  await send(third);
+  assert.equal(await spaCount("accepted"), 4);
+  assert.equal(await spaCount("replay"), 2);
+  assert.equal((await firewall.listReplay("SSH")).length, 3);
+  await daemon.stop();
+});
+
+test("after KNOCK_ON_EXIT=remove (or a flush) a restarted daemon refuses datagrams stamped before it started, for one max age", async () => {
+  const clock = new FakeClock();
+  const first = setup({ KNOCK_ON_EXIT: "remove" }, undefined, clock);
+  await first.daemon.start();
+  await clock.advance(1000);
+  const payload = first.datagram();
+  await first.send(payload);
+  assert.equal(first.events("open").length, 1);
+  await first.daemon.stop();
+  assert.deepEqual(await first.firewall.listReplay("SSH"), [], "the replay set went with the rest");
+  await clock.advance(2000);
+  const second = setup({}, () => first.firewall, clock);
+  await second.daemon.start();
+  assert.equal(second.events("spa_replay_guard").length, 1);
+  await second.send(payload);
+  assert.equal(await second.spaCount("replay"), 1);
+  assert.equal(second.events("open").length, 0);
+  // Stamped before the start, never seen: refused all the same (its record may be what was lost).
+  await second.send(second.datagram({ ageS: 5 }));
+  assert.equal(await second.spaCount("replay"), 2);
+  // Stamped after the start: opens.
+  await clock.advance(1000);
+  await second.send(second.datagram());
+  assert.equal(second.events("open").length, 1);
+  // One max age on, whatever was stamped before the start is stale anyway; the guard is gone.
+  await clock.advance(120_000);
+  await second.send(second.datagram({ ageS: 5 }));
+  assert.equal(second.events("open").length, 2);
+  await second.daemon.stop();
+});
+
+test("a replay set found holding entries is adopted: no guard, and what it holds is refused", async () => {
+  const clock = new FakeClock();
+  const first = setup({}, undefined, clock);
+  await first.daemon.start();
+  const payload = first.datagram();
+  await first.send(payload);
+  await first.daemon.stop();
+  const second = setup({}, () => first.firewall, clock);
+  await second.daemon.start();
+  assert.equal(second.events("spa_replay_adopted").length, 1);
+  assert.equal(second.events("spa_replay_guard").length, 0);
+  await second.send(payload);
+  assert.equal(await second.spaCount("replay"), 1);
+  await second.send(second.datagram({ ageS: 5 }));
+  assert.equal(second.events("open").length, 1);
   await second.daemon.stop();
 });
 
@@ -327,7 +441,7 @@ test("command and NAT messages, stale and future stamps, other users and garbage
   await send(Buffer.alloc(20, 0x41));
   await send(datagram(), { cut: 1 });
   const results = ["command_refused", "nat_refused", "stale", "future", "username_refused", "bad_hmac", "too_short", "truncated"];
-  assert.deepEqual(await Promise.all(results.map(spaCount)), results.map(() => 1));
+  assert.deepEqual(await Promise.all(results.map((r) => spaCount(r))), results.map(() => 1));
   assert.deepEqual(await firewall.listSpaGrants(), []);
   const above = lines.filter((l) => Number(l["level"]) > 20 && l["event"] === "spa_refused");
   assert.deepEqual(

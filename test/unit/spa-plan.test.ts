@@ -19,7 +19,10 @@ import {
   ipsetSpaMembers,
   ipsetSpaName,
   ipsetSpaRevokeLines,
-  nftReplayArgv,
+  nftReplayAddLine,
+  nftReplayDelLine,
+  ipsetReplayAddLine,
+  ipsetReplayDelLine,
   nftSpaElements,
   nftSpaGrantLine,
   replayElement,
@@ -27,7 +30,8 @@ import {
   REPLAY_SET_SIZE,
 } from "../../src/core/firewall/spa-plan.js";
 import { isIP } from "node:net";
-import { recordThrough } from "../../src/adapters/firewall/firewall.js";
+import { ReplayWriter } from "../../src/adapters/firewall/firewall.js";
+import { FirewallError } from "../../src/core/errors.js";
 
 const SIGNED = {
   KNOCK_DOOR_SSH_SPA_KEY: Buffer.alloc(32, 1).toString("base64"),
@@ -53,11 +57,11 @@ describe("signed door firewall plan", () => {
     assert.ok(iptablesChainPlan(signed, 6).restore.includes("--match-set knockgate-SSH:6 src,dst"));
   });
 
-  test("ipset: per-port sets sized for every port of KNOCK_MAX_GRANTS grants, and one replay set; none without a signed door", () => {
+  test("ipset: per-port sets sized for every port of KNOCK_MAX_GRANTS grants, and a replay set per signed door; none without a signed door", () => {
     const script = ipsetCreateScript(signed);
     assert.match(script, /^create knockgate-SSH:4 hash:ip,port family inet timeout 0 maxelem 4048$/m);
     assert.match(script, /^create knockgate-SSH:6 hash:ip,port family inet6 timeout 0 maxelem 4048$/m);
-    assert.match(script, new RegExp(`^create knockgate-replay hash:ip family inet6 timeout 0 maxelem ${REPLAY_SET_SIZE}$`, "m"));
+    assert.match(script, new RegExp(`^create knockgate-SSH:r hash:ip family inet6 timeout 0 maxelem ${REPLAY_SET_SIZE}$`, "m"));
     assert.deepEqual(ipsetGrantSets(signed).map((s) => s.name), ["knockgate-SSH-4", "knockgate-SSH:4", "knockgate-SSH-6", "knockgate-SSH:6"]);
     assert.doesNotMatch(ipsetCreateScript(plain), /:4|replay/);
   });
@@ -67,7 +71,7 @@ describe("signed door firewall plan", () => {
     assert.match(script, /add set inet knockgate spa_SSH_v4 \{ type ipv4_addr \. inet_proto \. inet_service; flags timeout; size 4048; \}/);
     assert.match(script, /add set inet knockgate spa_SSH_v6 \{ type ipv6_addr \. inet_proto \. inet_service; flags timeout; size 4048; \}/);
     assert.match(script, /add rule inet knockgate prerouting tcp dport \{ 22 \} fib daddr type local ip6 saddr \. meta l4proto \. th dport @spa_SSH_v6 accept/);
-    assert.match(script, /add set inet knockgate spa_replay \{ type ipv6_addr; flags timeout; size 65536; \}/);
+    assert.match(script, /add set inet knockgate spa_SSH_replay \{ type ipv6_addr; flags timeout; size 65536; \}/);
     assert.doesNotMatch(nftPlan(plain).script, /spa_/);
   });
 
@@ -90,10 +94,15 @@ describe("signed door firewall plan", () => {
 
   test("the replay element is the digest's first 128 bits as an IPv6 address", () => {
     const element = replayElement("0123456789abcdef0123456789abcdef" + "f".repeat(32));
-    assert.equal(element, "0123:4567:89ab:cdef:0123:4567:89ab:cdef");
+    assert.equal(element, "123:4567:89ab:cdef:123:4567:89ab:cdef");
     assert.equal(isIP(element), 6);
+    // Canonical, as the kernels list it: an adopted listing matches what was recorded.
+    assert.equal(replayElement("00000000000000000000000000000001"), "::1");
     assert.throws(() => replayElement("not hex"));
-    assert.deepEqual(nftReplayArgv(element, 240), ["nft", `create element inet knockgate spa_replay { ${element} timeout 240s }`]);
+    assert.equal(nftReplayAddLine("SSH", element, 240), `create element inet knockgate spa_SSH_replay { ${element} timeout 240s }`);
+    assert.equal(nftReplayDelLine("SSH", "::1"), "add element inet knockgate spa_SSH_replay { ::1 }; delete element inet knockgate spa_SSH_replay { ::1 }");
+    assert.equal(ipsetReplayAddLine("SSH", element, 240), `add knockgate-SSH:r ${element} timeout 240`);
+    assert.equal(ipsetReplayDelLine("SSH", "::1"), "del knockgate-SSH:r ::1 -exist");
   });
 
   test("a failed record reads as present, full, or neither, from each tool's message", () => {
@@ -118,7 +127,17 @@ describe("signed door firewall plan", () => {
 });
 
 describe("recording a datagram in the kernel's replay set", () => {
-  const session = (ok: boolean) => ({ send: () => (ok ? Promise.resolve() : Promise.reject(new Error("ipset: command failed"))) });
+  const failed = (stderr: string) => new FirewallError("command failed", ["ipset", "-"], stderr);
+  /** A session that answers each line by `answer`, recording what it was sent. */
+  const session = (answer: (line: string) => Error | null) => {
+    const sent: string[] = [];
+    const send = (line: string) => {
+      sent.push(line);
+      const err = answer(line);
+      return err ? Promise.reject(err) : Promise.resolve();
+    };
+    return { send, sent };
+  };
   const runner = (code: number, stderr: string) => {
     const calls: string[][] = [];
     const run = (argv: readonly string[]) => {
@@ -127,23 +146,59 @@ describe("recording a datagram in the kernel's replay set", () => {
     };
     return { run, calls };
   };
-  const argv = ["ipset", "add", "knockgate-replay", "1::1", "timeout", "240"];
+  const argvOf = (line: string) => ["ipset", ...line.split(" ")];
+  const add = "add knockgate-SSH:r 1::1 timeout 240";
 
   test("an add the session takes is a new datagram, with no command of its own", async () => {
     const { run, calls } = runner(0, "");
-    assert.equal(await recordThrough(session(true), run, argv), "recorded");
+    assert.equal(await new ReplayWriter(session(() => null), run, argvOf).record([], add), "recorded");
     assert.deepEqual(calls, []);
   });
 
-  test("an add the session refuses is run again on its own, whose message tells present from full", async () => {
+  test("the session's message for the line is the line's own: present or full, with no command of its own", async () => {
+    const { run, calls } = runner(0, "");
+    const seen = new ReplayWriter(session(() => failed("ipset v7.17: Element cannot be added to the set: it's already added")), run, argvOf);
+    assert.equal(await seen.record([], add), "seen");
+    const full = new ReplayWriter(session(() => failed("ipset v7.17: Hash is full, cannot add more elements")), run, argvOf);
+    assert.equal(await full.record([], add), "full");
+    assert.deepEqual(calls, []);
+  });
+
+  test("a session that died is replaced by a command of its own, whose message tells present from full", async () => {
+    const died = () => new Error("ipset exited");
     const seen = runner(1, "ipset v7.17: Element cannot be added to the set: it's already added");
-    assert.equal(await recordThrough(session(false), seen.run, argv), "seen");
-    assert.deepEqual(seen.calls, [argv]);
-    assert.equal(await recordThrough(session(false), runner(1, "ipset v7.17: Hash is full, cannot add more elements").run, argv), "full");
-    assert.equal(await recordThrough(session(false), runner(0, "").run, argv), "recorded", "the session died, the add itself was fine");
+    assert.equal(await new ReplayWriter(session(died), seen.run, argvOf).record([], add), "seen");
+    assert.deepEqual(seen.calls, [argvOf(add)]);
+    assert.equal(await new ReplayWriter(session(died), runner(0, "").run, argvOf).record([], add), "recorded", "the session died, the add itself was fine");
+  });
+
+  test("records go one at a time, each line after the last one's answer, deletes before the add", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const sent: string[] = [];
+    const slow = {
+      send: async (line: string) => {
+        sent.push(line);
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setImmediate(r));
+        inFlight--;
+        if (line.includes("2::2")) throw failed("ipset v7.17: Element cannot be added to the set: it's already added");
+      },
+    };
+    const writer = new ReplayWriter(slow, runner(0, "").run, argvOf);
+    const results = await Promise.all([
+      writer.record([], "add knockgate-SSH:r 1::1 timeout 9"),
+      writer.record([], "add knockgate-SSH:r 2::2 timeout 9"),
+      writer.record(["del knockgate-SSH:r 1::1 -exist"], "add knockgate-SSH:r 3::3 timeout 9"),
+    ]);
+    assert.deepEqual(results, ["recorded", "seen", "recorded"], "a failing line is its own element's, never another's");
+    assert.equal(most, 1);
+    assert.deepEqual(sent, ["add knockgate-SSH:r 1::1 timeout 9", "add knockgate-SSH:r 2::2 timeout 9", "del knockgate-SSH:r 1::1 -exist", "add knockgate-SSH:r 3::3 timeout 9"]);
   });
 
   test("any other failure is an error, never a pass", async () => {
-    await assert.rejects(recordThrough(session(false), runner(1, "ipset v7.17: The set with the given name does not exist").run, argv), /does not exist/);
+    const gone = session(() => failed("ipset v7.17: The set with the given name does not exist"));
+    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf).record([], add), /does not exist/);
+    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf).record(["del knockgate-SSH:r 1::1 -exist"], add), /does not exist/);
   });
 });

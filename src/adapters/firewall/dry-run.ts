@@ -10,7 +10,7 @@ import type { OwnedTarget } from "../../core/protection/targets.js";
 import { checkedPorts, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
 import { portName } from "../../core/types.js";
 import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
-import { FAMILIES } from "../../core/firewall/common.js";
+import { FAMILIES, type KernelGrant } from "../../core/firewall/common.js";
 import { iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 
 export class DryRunFirewall implements Firewall {
@@ -22,14 +22,15 @@ export class DryRunFirewall implements Firewall {
   /** Signed grants, key `door|family|src`: ports and monotonic expiry. */
   /** Signed grants as the kernel keeps them, one entry per port, key `door|family|src|port`. */
   private readonly spaGrants = new Map<string, { door: string; family: Family; src: string; port: PortSpec; expiresAt: number }>();
-  /** The replay set: element -> monotonic expiry, at most REPLAY_SET_SIZE live ones as in the kernel. */
-  private readonly replay = new Map<string, number>();
+  /** The replay sets per door: element -> monotonic expiry, at most `replaySetSize` live ones as in the kernel. */
+  private readonly replay = new Map<string, Map<string, number>>();
 
   constructor(
     private readonly config: Config,
     private targets: readonly OwnedTarget[],
     private readonly log: Logger,
     private readonly clock: Clock,
+    private readonly replaySetSize = REPLAY_SET_SIZE,
   ) {}
 
   check(): Promise<string[]> {
@@ -78,13 +79,26 @@ export class DryRunFirewall implements Firewall {
     return Promise.resolve();
   }
 
-  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
-    const now = this.clock.now();
-    for (const [key, expiresAt] of this.replay) if (expiresAt <= now) this.replay.delete(key);
-    if (this.replay.has(element)) return Promise.resolve("seen");
-    if (this.replay.size >= REPLAY_SET_SIZE) return Promise.resolve("full");
-    this.replay.set(element, now + ttlS * 1000);
+  recordDatagram(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord> {
+    const set = this.replaySet(door);
+    for (const e of evict) set.delete(e);
+    if ((set.get(element) ?? -Infinity) > this.clock.now()) return Promise.resolve("seen");
+    // As the kernel does: expired entries make room only when the set is full.
+    if (set.size >= this.replaySetSize) for (const [key, expiresAt] of set) if (expiresAt <= this.clock.now()) set.delete(key);
+    if (set.size >= this.replaySetSize) return Promise.resolve("full");
+    set.set(element, this.clock.now() + ttlS * 1000);
     return Promise.resolve("recorded");
+  }
+
+  listReplay(door: string): Promise<KernelGrant[]> {
+    const now = this.clock.now();
+    return Promise.resolve([...this.replaySet(door)].flatMap(([src, expiresAt]) => (expiresAt > now ? [{ src, remainingMs: expiresAt - now }] : [])));
+  }
+
+  private replaySet(door: string): Map<string, number> {
+    const set = this.replay.get(door) ?? new Map<string, number>();
+    this.replay.set(door, set);
+    return set;
   }
 
   listSpaGrants(): Promise<ListedSpaGrant[]> {

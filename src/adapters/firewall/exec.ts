@@ -92,7 +92,8 @@ interface Pending {
  * One long-lived `ipset -` or `nft -i` child that applies each line as it arrives: a grant costs a
  * write and a read instead of a process spawn (about 1.5 ms here). Any output on stderr is an error;
  * since we cannot tell which queued line it belongs to, every pending line fails and the child is
- * restarted, and callers retry with a one-shot command.
+ * restarted, and callers retry with a one-shot command. The error carries the whole message: it is
+ * gathered until the tool's next completion marker (a message can come in more than one read).
  */
 export class LineSession {
   private child: ChildProcessWithoutNullStreams | null = null;
@@ -101,6 +102,8 @@ export class LineSession {
   private unread = "";
   /** How the last child ended when we did not end it; null when none did since takeLoss. */
   private lost: string | null = null;
+  /** What the current child wrote on stderr since its last completion. */
+  private stderr = "";
 
   constructor(private readonly protocol: LineProtocol) {}
 
@@ -138,6 +141,7 @@ export class LineSession {
     this.child = child;
     this.skip = this.protocol.initial;
     this.unread = "";
+    this.stderr = "";
     child.stdout.setEncoding("utf8");
     child.stderr.setEncoding("utf8");
     child.stdout.on("data", (chunk: string) => {
@@ -145,6 +149,10 @@ export class LineSession {
       // stderr is written before the completion marker; let its read callback run first.
       setImmediate(() => {
         if (this.child !== child) return;
+        if (n > 0 && this.stderr !== "") {
+          this.fail(new FirewallError("command failed", this.protocol.argv, this.stderr));
+          return;
+        }
         for (; n > 0; n--) {
           if (this.skip > 0) this.skip--;
           else this.pending.shift()?.resolve();
@@ -152,10 +160,13 @@ export class LineSession {
       });
     });
     child.stderr.on("data", (chunk: string) => {
-      if (this.child === child) this.fail(new FirewallError("command failed", this.protocol.argv, chunk));
+      if (this.child === child) this.stderr += chunk;
     });
     child.on("error", (err) => this.child === child && this.died(err.message, err));
-    child.on("exit", (code, signal) => this.child === child && this.died(signal ? `signal ${signal}` : `exit code ${code}`, new Error(`${file} exited`)));
+    child.on("exit", (code, signal) =>
+      this.child === child &&
+      this.died(signal ? `signal ${signal}` : `exit code ${code}`, this.stderr ? new FirewallError("command failed", this.protocol.argv, this.stderr) : new Error(`${file} exited`)),
+    );
     child.stdin.on("error", () => undefined); // reported through "exit"
     return child;
   }

@@ -50,10 +50,13 @@ export interface Firewall {
   /** Takes these ports of a signed door's grant to `src` away: the ones the grant opened. */
   revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void>;
   /**
-   * Adds a datagram's replay element (spa-plan replayElement) for ttlS seconds, atomically refusing
-   * one that is there already: the kernel set outlives the daemon. Throws on any other failure.
+   * Adds a datagram's replay element (spa-plan replayElement) to the door's replay set for ttlS
+   * seconds, atomically refusing one that is there already: the kernel set outlives the daemon.
+   * `evict` leaves the set first (to make room: ReplayIndex). Throws on any other failure.
    */
-  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord>;
+  recordDatagram(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord>;
+  /** The door's replay set as the kernel holds it, each element with its time left: what a restarted daemon adopts. */
+  listReplay(door: string): Promise<KernelGrant[]>;
   /** Every signed door's grants in the kernel, for adoption at start. */
   listSpaGrants(): Promise<ListedSpaGrant[]>;
   /** Grants per door as the kernel sets hold them right now. */
@@ -116,23 +119,53 @@ export function checkedPorts(door: Door, targets: readonly OwnedTarget[], ports:
 }
 
 /**
- * Records a datagram through the long-lived session (a spawn per datagram cost ~20 ms); an add that
- * fails there (present, full, or the session itself) is run again as a command of its own, whose
- * exit status and message say which. A line that failed only because another line of the session
- * did may then read as present: such a datagram is refused, never a replay accepted.
+ * Records datagrams in the replay sets through a session of their own (a spawn per datagram cost
+ * ~20 ms), one line at a time. A line that fails is then the only one pending, so the session's
+ * stderr is that line's own: "already added" means this element was there, never that another
+ * line failed (sharing the session, 600 concurrent records refused 303 of 400 new datagrams as
+ * seen). Only when the session itself fails (it exits, or cannot start) is the line run again as a
+ * command of its own; its "already added" can then be the line's own earlier success, and such a
+ * datagram is refused, never a replay accepted.
  */
-export async function recordThrough(session: Pick<LineSession, "send">, run: Runner, argv: readonly string[]): Promise<ReplayRecord> {
-  try {
-    await session.send(argv.slice(1).join(" "));
-    return "recorded";
-  } catch {
-    // Told apart below.
+export class ReplayWriter {
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly session: Pick<LineSession, "send">,
+    private readonly run: Runner,
+    /** The line as a command of its own. */
+    private readonly argvOf: (line: string) => string[],
+  ) {}
+
+  /** Runs `deletes` (each must succeed), then `add`; after every earlier record has finished. */
+  record(deletes: readonly string[], add: string): Promise<ReplayRecord> {
+    const result = this.last.then(() => this.write(deletes, add));
+    this.last = result.catch(() => undefined);
+    return result;
   }
-  const r = await run(argv);
-  if (r.code === 0) return "recorded";
-  const failure = replayFailure(r.stderr);
-  if (failure === null) throw new FirewallError(`exit code ${r.code}`, argv, r.stderr);
-  return failure;
+
+  private async write(deletes: readonly string[], add: string): Promise<ReplayRecord> {
+    for (const line of deletes) {
+      const r = await this.line(line);
+      if (r.code !== 0) throw new FirewallError(`exit code ${r.code}`, this.argvOf(line), r.stderr);
+    }
+    const r = await this.line(add);
+    if (r.code === 0) return "recorded";
+    const failure = replayFailure(r.stderr);
+    if (failure === null) throw new FirewallError(`exit code ${r.code}`, this.argvOf(add), r.stderr);
+    return failure;
+  }
+
+  private async line(line: string): Promise<{ code: number; stderr: string }> {
+    try {
+      await this.session.send(line);
+      return { code: 0, stderr: "" };
+    } catch (err) {
+      // What the tool wrote on stderr for this line, the only one in flight.
+      if (err instanceof FirewallError && err.stderr !== "") return { code: 1, stderr: err.stderr };
+    }
+    return this.run(this.argvOf(line));
+  }
 }
 
 /** The last check before an address reaches a command line: it must be an IP of the family. */

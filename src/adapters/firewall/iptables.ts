@@ -3,10 +3,12 @@ import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import type { OwnedTarget } from "../../core/protection/targets.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, recordThrough, type ReplayRecord } from "./firewall.js";
+import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, ReplayWriter, type ReplayRecord } from "./firewall.js";
+import type { KernelGrant } from "../../core/firewall/common.js";
 import {
-  IPSET_REPLAY,
-  ipsetReplayArgv,
+  ipsetReplayAddLine,
+  ipsetReplayDelLine,
+  ipsetReplayName,
   ipsetSpaGrantLines,
   ipsetSpaMembers,
   ipsetSpaName,
@@ -43,10 +45,15 @@ interface Finding {
   rewroteChain?: boolean;
 }
 
+/** stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe. */
+const ipsetSession = () => new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+
 export class IptablesFirewall implements Firewall {
   readonly backend: string;
-  // stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe.
-  private readonly ipset = new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+  private readonly ipset = ipsetSession();
+  /** Replay records have a session of their own: see ReplayWriter. */
+  private readonly replaySession = ipsetSession();
+  private readonly replay: ReplayWriter;
   private readonly changes: ChangeQueue;
 
   constructor(
@@ -58,6 +65,7 @@ export class IptablesFirewall implements Firewall {
   ) {
     this.backend = `iptables-${variant}`;
     this.changes = new ChangeQueue(run, log);
+    this.replay = new ReplayWriter(this.replaySession, run, (line) => ["ipset", ...line.split(" ")]);
   }
 
   private tool(family: Family, suffix = ""): string {
@@ -75,6 +83,7 @@ export class IptablesFirewall implements Firewall {
       if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
       const lost = this.ipset.takeLoss();
       this.ipset.open();
+      if (signedDoors(this.config).length > 0) this.replaySession.open();
       return [...findings.map((f) => f.problem), ...(lost ? [lost] : [])];
     });
   }
@@ -161,7 +170,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   private wantedSets(): string[] {
-    const replay = signedDoors(this.config).length > 0 ? [IPSET_REPLAY] : [];
+    const replay = signedDoors(this.config).map((d) => ipsetReplayName(d.name));
     return [...FAMILIES.map(ipsetAllowName), ...ipsetGrantSets(this.config, this.targets).map((s) => s.name), ...replay];
   }
 
@@ -200,8 +209,13 @@ export class IptablesFirewall implements Firewall {
     for (const line of ipsetSpaRevokeLines(door.name, family, checkedAddress(src, family), ports)) await this.apply(line);
   }
 
-  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
-    return recordThrough(this.ipset, this.run, ipsetReplayArgv(checkedAddress(element, 6), ttlS));
+  recordDatagram(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord> {
+    const deletes = evict.map((e) => ipsetReplayDelLine(door, checkedAddress(e, 6)));
+    return this.replay.record(deletes, ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS));
+  }
+
+  async listReplay(door: string): Promise<KernelGrant[]> {
+    return ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetReplayName(door)]));
   }
 
   listSpaGrants(): Promise<ListedSpaGrant[]> {
@@ -233,11 +247,13 @@ export class IptablesFirewall implements Firewall {
 
   async remove(): Promise<void> {
     this.ipset.close();
+    this.replaySession.close();
     await this.changes.remove((run) => removeIptables(run, this.variant));
   }
 
   close(): void {
     this.ipset.close();
+    this.replaySession.close();
   }
 }
 

@@ -5,9 +5,9 @@ import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { NFT_KEPT_CHAIN } from "../../core/firewall/kept.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, recordThrough, type ReplayRecord } from "./firewall.js";
-import { FAMILIES, NFT_TABLE } from "../../core/firewall/common.js";
-import { NFT_REPLAY_SET, nftReplayArgv, nftSpaElements, nftSpaGrantLine, nftSpaRevokeLine, nftSpaSetName, signedDoors, spaSetSize } from "../../core/firewall/spa-plan.js";
+import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, ReplayWriter, type ReplayRecord } from "./firewall.js";
+import { FAMILIES, NFT_TABLE, type KernelGrant } from "../../core/firewall/common.js";
+import { nftReplayAddLine, nftReplayDelLine, nftReplaySetName, nftSpaElements, nftSpaGrantLine, nftSpaRevokeLine, nftSpaSetName, signedDoors, spaSetSize } from "../../core/firewall/spa-plan.js";
 import {
   grantSetSize,
   NFT_ACK_SET,
@@ -43,22 +43,26 @@ interface Batch {
   waiters: { resolve: () => void; reject: (err: Error) => void }[];
 }
 
-export class NftablesFirewall implements Firewall {
-  readonly backend = "nftables";
-  // nft -i prints nothing on success, so each command is followed by listing the tiny empty ack set,
-  // whose closing brace marks completion. Not --echo: it re-reads the whole grant set on every
-  // transaction (19 ms per grant at 10k grants). stdbuf gets the listing out of nft's stdio buffer.
-  private readonly nft = new LineSession({
+/**
+ * nft -i prints nothing on success, so each command is followed by listing the tiny empty ack set,
+ * whose closing brace marks completion. Not --echo: it re-reads the whole grant set on every
+ * transaction (19 ms per grant at 10k grants). stdbuf gets the listing out of nft's stdio buffer.
+ */
+const nftSession = () =>
+  new LineSession({
     argv: ["stdbuf", "-o0", "nft", "-i"],
     marker: /\n}\n/,
     initial: 0,
     suffix: `list set inet ${NFT_TABLE} ${NFT_ACK_SET}`,
   });
 
-  /**
-   * Each nft transaction costs about 1 ms however many elements it carries, so changes that arrive
-   * while one is in flight queue here and go together: a burst of knocks is not served one by one.
-   */
+export class NftablesFirewall implements Firewall {
+  readonly backend = "nftables";
+  private readonly nft = nftSession();
+  /** Replay records have a session of their own: see ReplayWriter. */
+  private readonly replaySession = nftSession();
+  private readonly replay: ReplayWriter;
+
   private queue: Batch[] = [];
   private draining = false;
   private readonly changes: ChangeQueue;
@@ -70,6 +74,7 @@ export class NftablesFirewall implements Firewall {
     log: Logger,
   ) {
     this.changes = new ChangeQueue(run, log);
+    this.replay = new ReplayWriter(this.replaySession, run, (line) => ["nft", line]);
   }
 
   check(): Promise<string[]> {
@@ -86,7 +91,7 @@ export class NftablesFirewall implements Firewall {
       ...this.config.doors.map((d) => ({ name: nftSetName(d.name, f), size })),
       ...signedDoors(this.config).map((d) => ({ name: nftSpaSetName(d.name, f), size: spaSetSize(size, doorPorts(this.targets, d.name).length) })),
     ]);
-    const replay = signedDoors(this.config).length > 0 ? [NFT_REPLAY_SET] : [];
+    const replay = signedDoors(this.config).map((d) => nftReplaySetName(d.name));
     const sets = [NFT_ACK_SET, ...FAMILIES.map(nftAllowName), ...grantSets.map((g) => g.name), ...replay];
     const missing = sets.filter((name) => !table.stdout.includes(`\tset ${name} {`));
     if (missing.length > 0) problems.push(`sets missing: ${missing.join(", ")}`);
@@ -111,6 +116,7 @@ export class NftablesFirewall implements Firewall {
       if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], nftPlan(this.config, this.targets).script);
       const lost = this.nft.takeLoss();
       this.nft.open();
+      if (signedDoors(this.config).length > 0) this.replaySession.open();
       return lost ? [...problems, lost] : problems;
     });
   }
@@ -140,8 +146,13 @@ export class NftablesFirewall implements Firewall {
     return this.apply(nftSpaRevokeLine(door.name, family, checkedAddress(src, family), ports));
   }
 
-  recordDatagram(element: string, ttlS: number): Promise<ReplayRecord> {
-    return recordThrough(this.nft, this.run, nftReplayArgv(checkedAddress(element, 6), ttlS));
+  recordDatagram(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord> {
+    const deletes = evict.map((e) => nftReplayDelLine(door, checkedAddress(e, 6)));
+    return this.replay.record(deletes, nftReplayAddLine(door, checkedAddress(element, 6), ttlS));
+  }
+
+  async listReplay(door: string): Promise<KernelGrant[]> {
+    return nftElements(await mustRun(this.run, ["nft", "-j", "list", "set", "inet", NFT_TABLE, nftReplaySetName(door)]));
   }
 
   listSpaGrants(): Promise<ListedSpaGrant[]> {
@@ -208,11 +219,13 @@ export class NftablesFirewall implements Firewall {
 
   async remove(): Promise<void> {
     this.nft.close();
+    this.replaySession.close();
     await this.changes.remove(removeNftables);
   }
 
   close(): void {
     this.nft.close();
+    this.replaySession.close();
   }
 }
 

@@ -79,6 +79,7 @@ const doorName = (index: number): string => (index === 0 ? "FWKNOP" : `FWKNOP_${
 export function convertAccessConf(conf: ParsedAccessConf, source = "access.conf"): ConvertResult {
   const problems: ConfIssue[] = [];
   const notes: ConfIssue[] = [];
+  const warnings: ConfIssue[] = [];
   const out: string[] = [
     `# knockgate environment converted from ${source} by "knockgate convert".`,
     "# Each value runs to the end of its line, as docker --env-file and systemd EnvironmentFile read it.",
@@ -95,7 +96,7 @@ export function convertAccessConf(conf: ParsedAccessConf, source = "access.conf"
   }
   if (conf.stanzas.length === 0) problems.push({ line: 0, message: "no SOURCE stanza — fwknopd refuses an access.conf without one; nothing to convert" });
   conf.stanzas.forEach((stanza, i) => {
-    const lines = convertStanza(stanza, doorName(i), problems, notes);
+    const lines = convertStanza(stanza, doorName(i), problems, notes, warnings);
     if (lines.length === 0) return;
     out.push("", ...lines);
     // The daemon's own parser has the last word (key sizes, two equal keys...).
@@ -110,11 +111,11 @@ export function convertAccessConf(conf: ParsedAccessConf, source = "access.conf"
     out.push("", `# NOT CONVERTED from ${source} (knockgate convert exits 1 for these unless --force):`);
     for (const p of sortIssues(problems)) out.push(`# line ${p.line}: ${p.message}`);
   }
-  return { env: `${out.join("\n")}\n`, problems: sortIssues(problems), notes: sortIssues(notes) };
+  return { env: `${out.join("\n")}\n`, problems: sortIssues(problems), notes: sortIssues(notes), warnings: sortIssues(warnings) };
 }
 
 /** The env lines of one stanza, or none when it cannot make a working door (each reason reported). */
-function convertStanza(stanza: AccessStanza, name: string, problems: ConfIssue[], notes: ConfIssue[]): string[] {
+function convertStanza(stanza: AccessStanza, name: string, problems: ConfIssue[], notes: ConfIssue[], warnings: ConfIssue[]): string[] {
   const at = stanza.source.line;
   const lines: string[] = [`# door ${name}: the SOURCE stanza at line ${at}`];
   const set = (field: string, value: string | number, comment: string): void => {
@@ -224,9 +225,9 @@ function convertStanza(stanza: AccessStanza, name: string, problems: ConfIssue[]
       "false",
       requireSource ? from(requireSource) : "# the stanza sets no REQUIRE_SOURCE_ADDRESS: fwknopd then takes -s (0.0.0.0, the datagram's source)",
     );
-    notes.push({
+    warnings.push({
       line: requireSource?.line ?? at,
-      message: "REQUIRE_SOURCE_ADDRESS is off, as in fwknopd — knockgate's default is on (clients name their address with -a, so a datagram seen on the way opens nothing for whoever sends it first); set it once clients stop using -s",
+      message: `KNOCK_DOOR_${name}_SPA_REQUIRE_SOURCE_ADDRESS=false, as fwknopd ${requireSource ? "was told" : "defaults to"} — knockgate's default is on (clients name their address with -a, so a datagram seen on the way opens nothing for whoever sends it first), and KNOCK_CLUSTER=kubernetes refuses false; set it to true once clients stop using -s`,
     });
   }
   const username = last.get("REQUIRE_USERNAME");

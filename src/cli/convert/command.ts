@@ -85,6 +85,7 @@ export function runConvert(argv: readonly string[], io: ConvertIo): number {
   const where = (i: ConfIssue): string => (i.line > 0 ? `${file}:${i.line}` : file);
   const report = [
     ...result.problems.map((p) => ({ line: p.line, text: `${where(p)}: ${p.message}` })),
+    ...result.warnings.map((w) => ({ line: w.line, text: `${where(w)}: warning: ${w.message}` })),
     ...result.notes.map((n) => ({ line: n.line, text: `${where(n)}: note: ${n.message}` })),
   ].sort((a, b) => a.line - b.line);
   io.stderr(report.map((r) => `${r.text}\n`).join(""));

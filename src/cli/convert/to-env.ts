@@ -15,6 +15,8 @@ export interface ConvertResult {
   problems: ConfIssue[];
   /** Informational: settings without a knockgate counterpart that change nothing that matters. */
   notes: ConfIssue[];
+  /** Converted as asked, but weaker than knockgate's default or refused in some modes: said out loud. */
+  warnings: ConfIssue[];
 }
 
 // knockd's compiled-in defaults (knockd.c SEQ_TIMEOUT, CMD_TIMEOUT): knockgate's differ, so the
@@ -100,7 +102,7 @@ export function convertKnockdConf(conf: ParsedConf, source = "knockd.conf"): Con
     out.push("", `# NOT CONVERTED from ${source} (knockgate convert exits 1 for these unless --force):`);
     for (const p of sortIssues(problems)) out.push(`# line ${p.line}: ${p.message}`);
   }
-  return { env: `${out.join("\n")}\n`, problems: sortIssues(problems), notes: sortIssues(notes) };
+  return { env: `${out.join("\n")}\n`, problems: sortIssues(problems), notes: sortIssues(notes), warnings: [] };
 }
 
 /** Sorts sections into doors by what their commands do, pairing open and close sections. */

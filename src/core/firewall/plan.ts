@@ -13,7 +13,7 @@ import type { Config, Family, Proto } from "../types.js";
 import { doorPorts, type Destination, type OwnedTarget, type Target } from "../protection/targets.js";
 import { KEPT_CHAIN, keptRecords, NFT_KEPT_CHAIN } from "./kept.js";
 import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./common.js";
-import { IPSET_REPLAY, IPSET_REPLAY_SPEC, iptablesSpaMatch, ipsetSpaName, ipsetSpaSetSpec, nftSpaMatch, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
+import { ipsetReplayName, IPSET_REPLAY_SPEC, iptablesSpaMatch, ipsetSpaName, ipsetSpaSetSpec, nftSpaMatch, nftSpaSetLines, signedDoors, spaSetSize } from "./spa-plan.js";
 
 export const CHAIN = "KNOCKGATE";
 export const NFT_CHAIN = "prerouting";
@@ -215,7 +215,7 @@ export function ipsetCreateScript(config: Config, targets: readonly OwnedTarget[
     lines.push([ipsetAllowName(family), allowSetSpec(family)]);
     for (const set of ipsetGrantSets(config, targets, family)) lines.push([set.name, set.spec]);
   }
-  if (signedDoors(config).length > 0) lines.push([IPSET_REPLAY, IPSET_REPLAY_SPEC]);
+  for (const door of signedDoors(config)) lines.push([ipsetReplayName(door.name), IPSET_REPLAY_SPEC]);
   return lines
     .filter(([name]) => only === undefined || only.includes(name))
     .map(([name, spec]) => `create ${name} ${spec}\n`)

@@ -9,30 +9,33 @@
  *   iptables+ipset: `knockgate-<DOOR>:4|6`, hash:ip,port, matched with `--match-set NAME src,dst`
  *   nftables:       `spa_<DOOR>_v4|v6`, ipv4_addr . inet_proto . inet_service
  *
- * Datagrams already accepted are kept in one more kernel set, so that a restarted daemon still
- * refuses them: `knockgate-replay` (hash:ip family inet6) or `spa_replay` (ipv6_addr), holding the
+ * Datagrams already accepted are kept in one more kernel set per signed door, so that a restarted
+ * daemon still refuses them and one door's key holder cannot crowd out another door's datagrams:
+ * `knockgate-<DOOR>:r` (hash:ip family inet6) or `spa_<DOOR>_replay` (ipv6_addr), holding the
  * first 128 bits of each datagram's SHA-256 written as an IPv6 address, each with a timeout that
  * runs until the datagram is stale anyway. Adding is the check: an add that finds the element
- * present fails, atomically, in the kernel.
+ * present fails, atomically, in the kernel. The daemon keeps an index of each set
+ * (core/spa/replay-index.ts) and makes room in a full one itself.
  */
 import type { Config, Door, Family, PortSpec } from "../types.js";
-import { doorPorts, type OwnedTarget } from "../protection/targets.js";
+import { canonicalAddress, doorPorts, type OwnedTarget } from "../protection/targets.js";
 import { FAMILIES, NFT_TABLE, nftPutLine, nftSetElements, nftTakeOutLine, type KernelGrant } from "./common.js";
 
-export const IPSET_REPLAY = "knockgate-replay";
-export const NFT_REPLAY_SET = "spa_replay";
 /**
- * Datagrams remembered at most. Each stays until its timestamp is past the door's max age (at most
- * 2 x SPA_MAX_AGE, 240 s by default), so this admits about 270 accepted datagrams per second,
- * sustained; only datagrams with a valid HMAC get this far, so filling it takes a door's key. At the
- * bound the kernel refuses the add and the datagram is refused with it (fail closed): no entry is
- * ever pushed out before it is useless.
+ * Datagrams remembered per signed door. Each stays until its timestamp is past the door's max age
+ * (at most 2 x SPA_MAX_AGE, 240 s by default), so this holds about 270 accepted datagrams per
+ * second, sustained; only datagrams with a valid HMAC get this far, so filling it takes the door's
+ * key. At the bound the daemon deletes the entry that expires first (ReplayIndex) before adding:
+ * a new datagram is never refused for want of room.
  */
 export const REPLAY_SET_SIZE = 65536;
 
 /** ipset's 31 characters: `knockgate-` + a 19-character door + `:4` just fits, as the door sets do with `-4`. */
 export const ipsetSpaName = (door: string, family: Family): string => `knockgate-${door}:${family}`;
 export const nftSpaSetName = (door: string, family: Family): string => `spa_${door}_v${family}`;
+/** As the door's signed sets: `:r` fits ipset's 31 characters as `:4` does. */
+export const ipsetReplayName = (door: string): string => `knockgate-${door}:r`;
+export const nftReplaySetName = (door: string): string => `spa_${door}_replay`;
 
 export const signedDoors = (config: Config): Door[] => config.doors.filter((d) => d.spa !== null);
 
@@ -58,7 +61,7 @@ export function nftSpaSetLines(config: Config, targets: readonly OwnedTarget[], 
         `add set ${t} ${nftSpaSetName(door.name, f)} { type ${f === 4 ? "ipv4" : "ipv6"}_addr . inet_proto . inet_service; flags timeout; size ${spaSetSize(grantSetSize, doorPorts(targets, door.name).length)}; }`,
     ),
   );
-  lines.push(`add set ${t} ${NFT_REPLAY_SET} { type ipv6_addr; flags timeout; size ${REPLAY_SET_SIZE}; }`);
+  for (const door of doors) lines.push(`add set ${t} ${nftReplaySetName(door.name)} { type ipv6_addr; flags timeout; size ${REPLAY_SET_SIZE}; }`);
   return lines;
 }
 
@@ -83,21 +86,25 @@ export function nftSpaRevokeLine(door: string, family: Family, src: string, port
   return nftTakeOutLine(`inet ${NFT_TABLE} ${nftSpaSetName(door, family)}`, ports.map((p) => nftElement(src, p)));
 }
 
-/** The replay set's key for a datagram: the first 128 bits of its SHA-256 (hex), as IPv6 text. */
+/**
+ * The replay set's key for a datagram: the first 128 bits of its SHA-256 (hex), as canonical IPv6
+ * text, the way both kernels list it, so that a listing adopted at start matches what is recorded.
+ */
 export function replayElement(sha256Hex: string): string {
   if (!/^[0-9a-f]{32}/.test(sha256Hex)) throw new RangeError("replayElement takes a hex SHA-256");
-  return sha256Hex.slice(0, 32).match(/.{4}/g)!.join(":");
+  return canonicalAddress(sha256Hex.slice(0, 32).match(/.{4}/g)!.join(":"), 6)!.address;
 }
 
 /**
- * The command that records a datagram, failing if it is recorded already (ipset add without -exist,
- * nft create). Its arguments after the program, joined, are the same command as a session line.
+ * The lines that change a door's replay set, each one command for `ipset -` or `nft -i`: an add
+ * that fails when the element is there (ipset add without -exist, nft create), and a delete that
+ * is fine when it is gone (the kernel may have expired it already).
  */
-export const ipsetReplayArgv = (element: string, ttlS: number): string[] => ["ipset", "add", IPSET_REPLAY, element, "timeout", String(ttlS)];
-export const nftReplayArgv = (element: string, ttlS: number): string[] => [
-  "nft",
-  `create element inet ${NFT_TABLE} ${NFT_REPLAY_SET} { ${element} timeout ${ttlS}s }`,
-];
+export const ipsetReplayAddLine = (door: string, element: string, ttlS: number): string => `add ${ipsetReplayName(door)} ${element} timeout ${ttlS}`;
+export const ipsetReplayDelLine = (door: string, element: string): string => `del ${ipsetReplayName(door)} ${element} -exist`;
+export const nftReplayAddLine = (door: string, element: string, ttlS: number): string =>
+  `create element inet ${NFT_TABLE} ${nftReplaySetName(door)} { ${element} timeout ${ttlS}s }`;
+export const nftReplayDelLine = (door: string, element: string): string => nftTakeOutLine(`inet ${NFT_TABLE} ${nftReplaySetName(door)}`, [element]);
 
 /** What a failed record says: the element was there (a replay) or the set is full. */
 export function replayFailure(stderr: string): "seen" | "full" | null {

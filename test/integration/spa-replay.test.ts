@@ -1,0 +1,124 @@
+/**
+ * Signed doors' replay records under load, with the real iptables+ipset or nftables: a burst of
+ * new datagrams mixed with replays never has a new one refused as seen, and a restart after
+ * KNOCK_ON_EXIT=remove still refuses a datagram the last run accepted. Datagrams come from
+ * src/core/spa/encode.ts, held byte-equal to the fwknop client by the unit tests.
+ * Needs root.
+ */
+import assert from "node:assert/strict";
+import { createHash, randomBytes, randomInt } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { CLIENT_V4, SERVER_V4, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type Lab } from "../support/lab.js";
+import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
+import { SpaType } from "../../src/core/spa/message.js";
+import { replayElement } from "../../src/core/firewall/spa-plan.js";
+
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string };
+const KEYS = { encryptionKey: Buffer.from(FIXTURE.keyBase64, "base64"), hmacKey: Buffer.from(FIXTURE.hmacKeyBase64, "base64"), hmacDigest: "sha256" as const };
+const SPA_PORT = 62201;
+/** New datagrams in a burst, and replays mixed into it: bounded, so the capture ring keeps up. */
+const NEW = 120;
+const REPLAYS = 40;
+
+before(() => {
+  assert.equal(process.getuid?.(), 0, "the namespace tests need root: run them as root (CI does)");
+  removeStaleNamespaces();
+});
+after(() => removeStaleNamespaces());
+
+/** A datagram for CLIENT_V4's port 22, stamped now, with a fresh salt: never the same twice. */
+const datagram = (): string =>
+  encodeSpa(
+    spaPlaintext({ rand: `${randomInt(1e7, 1e8)}${randomInt(1e7, 1e8)}`, username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.access, message: `${CLIENT_V4},tcp/${SERVICE_PORT}` }),
+    KEYS,
+    randomBytes(8),
+  );
+
+/** All at once: the agent sends each as its request arrives. */
+const burst = (lab: Lab, payloads: readonly string[]) => Promise.all(payloads.map((data) => lab.call({ op: "udp", host: SERVER_V4, port: SPA_PORT, data })));
+
+async function count(lab: Lab, result: string): Promise<number> {
+  return Number(new RegExp(`knockgate_spa_packets_total\\{door="SSH",result="${result}"\\} (\\d+)`).exec(await lab.metrics())?.[1] ?? 0);
+}
+
+/** Waits until `total` datagrams are counted as accepted or replay; returns both counts. */
+async function settled(lab: Lab, total: number): Promise<{ accepted: number; replay: number }> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const got = { accepted: await count(lab, "accepted"), replay: await count(lab, "replay") };
+    if (got.accepted + got.replay >= total) return got;
+    assert.ok(Date.now() < deadline, `only ${got.accepted} accepted and ${got.replay} replays of ${total} datagrams counted`);
+    await sleep(200);
+  }
+}
+
+for (const backend of ["iptables", "nftables"] as const) {
+  describe(`signed doors' replay records, ${backend} backend`, { concurrency: false }, () => {
+    const env = (extra: Record<string, string> = {}) => ({
+      KNOCK_FIREWALL: backend,
+      KNOCK_DOOR_SSH_SPA_KEY: FIXTURE.keyBase64,
+      KNOCK_DOOR_SSH_SPA_HMAC_KEY: FIXTURE.hmacKeyBase64,
+      KNOCK_DOOR_SSH_PORTS: `${SERVICE_PORT}/tcp`,
+      KNOCK_RECONCILE_INTERVAL: "0.5",
+      ...extra,
+    });
+    const addToReplaySet = (element: string) =>
+      backend === "iptables"
+        ? ["ipset", "add", "knockgate-SSH:r", element, "timeout", "240"]
+        : ["nft", `add element inet knockgate spa_SSH_replay { ${element} timeout 240s }`];
+
+    test("a burst after a restart, replays of the last run's datagrams among new ones: every new one is accepted", () =>
+      withLab(async (lab) => {
+        const first = await lab.startDaemon(env());
+        const old = Array.from({ length: REPLAYS }, datagram);
+        await burst(lab, old);
+        assert.deepEqual(await settled(lab, REPLAYS), { accepted: REPLAYS, replay: 0 });
+        assert.equal(await first.stop(), 0);
+        // The new daemon's memory is empty: the kernel set, adopted at start, is the record.
+        await lab.startDaemon(env());
+        const fresh = Array.from({ length: NEW }, datagram);
+        await burst(lab, fresh.flatMap((d, i) => (i % 3 === 0 && old[i / 3] !== undefined ? [d, old[i / 3]!] : [d])));
+        assert.deepEqual(await settled(lab, NEW + REPLAYS), { accepted: NEW, replay: REPLAYS });
+      }));
+
+    test("replays only the kernel knows, concurrent with new datagrams: each failed add is its own, no new datagram is refused as seen", () =>
+      withLab(async (lab) => {
+        await lab.startDaemon(env());
+        // Put into the kernel set behind the daemon's back, so the adds reach the kernel and fail there.
+        const known = Array.from({ length: REPLAYS }, datagram);
+        for (const d of known) {
+          const element = replayElement(createHash("sha256").update(Buffer.from(d, "latin1")).digest("hex"));
+          const r = await lab.exec(lab.server, addToReplaySet(element));
+          assert.equal(r.code, 0, r.stderr);
+        }
+        const fresh = Array.from({ length: NEW }, datagram);
+        await burst(lab, fresh.flatMap((d, i) => (i % 3 === 0 && known[i / 3] !== undefined ? [d, known[i / 3]!] : [d])));
+        assert.deepEqual(await settled(lab, NEW + REPLAYS), { accepted: NEW, replay: REPLAYS });
+      }));
+
+    test("after KNOCK_ON_EXIT=remove and a restart, a datagram the last run accepted opens nothing", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const first = await lab.startDaemon(env({ KNOCK_ON_EXIT: "remove" }));
+        const payload = datagram();
+        await burst(lab, [payload]);
+        await first.waitFor("open");
+        assert.equal(await first.stop(), 0);
+        const second = await lab.startDaemon(env());
+        assert.equal(await lab.canConnect(SERVER_V4), false, "removed with the rest");
+        await burst(lab, [payload]);
+        assert.deepEqual(await settled(lab, 1), { accepted: 0, replay: 1 });
+        assert.equal(second.events("open").length, 0);
+        assert.equal(await lab.canConnect(SERVER_V4), false, "the replay after the restart opened nothing");
+        assert.equal(second.events("spa_replay_guard").length, 1, "the empty set is said");
+        // A datagram stamped after the start opens as ever.
+        await sleep(1100);
+        await burst(lab, [datagram()]);
+        await second.waitFor("open");
+        assert.equal(await lab.canConnect(SERVER_V4), true);
+      }));
+  });
+}

@@ -506,11 +506,36 @@ export class Daemon {
     this.deps.log.error({ event: `${operation}_failed`, ...fields, code, err: message }, `${operation} failed: ${message}`);
   }
 
+  /**
+   * A timer callback: a throw here (a logger, metrics or hook bug) would end the process and its
+   * protection, so each step is caught, and one grant's failure never skips the others' close lines.
+   */
   private sweep(): void {
     const now = this.clock.now();
-    this.machine.sweep(now);
-    for (const g of [...this.grants.expire(now), ...this.spaGrants.expire(now)]) this.expired(g);
-    this.warnOfDrops(now);
+    this.guarded("sweep", () => this.machine.sweep(now));
+    const expired = this.guarded("sweep", () => [...this.grants.expire(now), ...this.spaGrants.expire(now)]) ?? [];
+    for (const g of expired) {
+      try {
+        this.expired(g);
+      } catch (err) {
+        this.followUpFailed("expiry", err, g.door, g.src);
+      }
+    }
+    this.guarded("sweep", () => this.warnOfDrops(now));
+  }
+
+  /** Runs `step`; a throw is logged (`<what>_failed`) instead of escaping. */
+  private guarded<T>(what: string, step: () => T): T | undefined {
+    try {
+      return step();
+    } catch (err) {
+      try {
+        this.deps.log.error({ event: `${what}_failed`, ...errorFields(err) }, `${what}: ${String(err)}`);
+      } catch {
+        // Logging itself failed: nothing left to tell, and nothing may escape.
+      }
+      return undefined;
+    }
   }
 
   private expired(g: GrantRecord): void {

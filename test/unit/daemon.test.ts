@@ -103,6 +103,26 @@ test("a completed sequence grants through the firewall and logs one open line", 
   await daemon.stop();
 });
 
+test("a throw in the timed sweep (a metrics or logging bug) is logged, never escapes, and the other grants still close", async () => {
+  const { daemon, firewall, events, knockAll, metrics, clock } = setup({ KNOCK_DOOR_SSH_OPEN_FOR: "2" });
+  await daemon.start();
+  await knockAll(OPEN);
+  await knockAll(OPEN, "198.18.0.3");
+  const closed = metrics.closed.bind(metrics);
+  let throwsLeft = 1;
+  metrics.closed = (door, reason) => {
+    if (throwsLeft-- > 0) throw new Error("planted");
+    closed(door, reason);
+  };
+  await clock.advance(2000);
+  assert.equal(events("expiry_followup_failed").length, 1);
+  assert.equal(events("close").length, 1, "the other grant still closes with its line");
+  assert.deepEqual(await firewall.listGrants(), [], "the kernel expired both");
+  await knockAll(OPEN);
+  assert.equal(events("open").length, 3, "the daemon goes on");
+  await daemon.stop();
+});
+
 test("no line above debug names a knock port: the ports are as secret as the sequence", async () => {
   const { daemon, lines, knockAll } = setup({ KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9100,9200" });
   await daemon.start();

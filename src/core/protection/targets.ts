@@ -151,11 +151,6 @@ export function hostDestination(hostIp: string): Destination | null {
   return { kind: "bound", ...parsed };
 }
 
-/** A stable order for display and for the plan: door, then destination, then port. */
-export function byTarget(a: Target, b: Target): number {
-  return a.door.localeCompare(b.door) || keyOf(a).localeCompare(keyOf(b)) || byProtoThenPort(a.port, b.port);
-}
-
 /** The part of the targets the firewall plan depends on, to tell whether a rewrite is needed. */
 export function protectionKey(targets: readonly Target[]): string {
   return JSON.stringify(targets.map((t) => `${t.door} ${keyOf(t)} ${t.dest.kind === "container" ? (t.dest.peers ?? "") : ""}`).sort());

@@ -42,6 +42,15 @@ function statusOf(err: unknown): number | undefined {
   return typeof code === "number" ? code : typeof statusCode === "number" ? statusCode : undefined;
 }
 
+/**
+ * A 4xx about the object, not about who asks or when. 401 and 403 are retried: an API server that
+ * has just started accepts requests before its RBAC informers have synced and answers 403 meanwhile
+ * (kubernetes/kubernetes#101422), a token being rotated gives 401; 408 and 429 say "later".
+ */
+function refusesObject(status: number | undefined): boolean {
+  return status !== undefined && status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status);
+}
+
 /** What this node does with grants of other nodes: the daemon. */
 export interface RemoteGrants {
   /**
@@ -200,8 +209,8 @@ export class ClusterSync {
         this.deps.metrics.publishErrors.inc();
         // /readyz is public: it says what fails, the log says which object (its name encodes the address).
         this.publishProblem = `writing KnockGrants failed: ${message}`;
-        // The API refused the object itself (400, 403, 422): trying again cannot help, and would hold up the rest.
-        if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
+        // The API refused the object itself (400, 404, 422): trying again cannot help, and would hold up the rest.
+        if (refusesObject(status)) {
           this.deps.log.error({ event: "cluster_publish_refused", object: name, status, err: message }, `the API refused KnockGrant ${name} (${status}): ${message}`);
           if (this.pending.get(name) === write) this.pending.delete(name);
           continue;

@@ -287,8 +287,9 @@ describe("cluster-wide grants through the Kubernetes API", { concurrency: false 
     assert.equal(clusterCheck(await lab.nodeHttp(nodeA, "/readyz")).ok, false, "but /readyz says so");
     api.restart();
     const afterwards = nextClient();
-    // The watch and the publisher retry with backoff (at most 10 s apart).
-    await waitFor(async () => clusterCheck(await lab.nodeHttp(nodeA, "/readyz")).ok, 20_000, "A's cluster check to pass again");
+    // The watch and the publisher retry with backoff (at most 10 s apart); a server may
+    // answer 403 while still starting (its RBAC caches not filled yet), which costs one more retry.
+    await waitFor(async () => clusterCheck(await lab.nodeHttp(nodeA, "/readyz")).ok, 30_000, "A's cluster check to pass again");
     await lab.knock(nodeA.addr, OPEN, { localAddress: afterwards });
     for (const d of [b, c]) await d.waitFor("open", 20_000, (l) => l["src"] === afterwards);
     assert.deepEqual(await reachable(afterwards), [true, true, true]);

@@ -511,3 +511,27 @@ test("expired objects are collected: our own at once, other nodes' after ORPHAN_
   sync.stop();
   assert.equal(clock.pending, 0, "a stopped sync leaves no timer");
 });
+
+test("401 and 403 are retried (an API server that just started refuses until its RBAC caches fill); a refused object is dropped and the next write that works clears the check", async () => {
+  const { clock, kube, sync } = syncSetup();
+  sync.start();
+  kube.fail = () => new HttpError(403);
+  sync.opened(local);
+  await clock.advance(1000);
+  assert.deepEqual(kube.written, []);
+  kube.fail = null;
+  await clock.advance(10_000);
+  assert.deepEqual(kube.written, ["create ssh.4.c6120002"], "the 403 was retried");
+  assert.equal(sync.check().ok, true);
+  kube.fail = () => new HttpError(422);
+  sync.opened({ ...local, address: "198.18.0.3" });
+  await clock.advance(0);
+  assert.match(sync.check().detail ?? "", /HTTP 422/);
+  kube.fail = null;
+  await clock.advance(10_000);
+  assert.deepEqual(kube.written, ["create ssh.4.c6120002"], "the refused object is not tried again");
+  sync.opened({ ...local, address: "198.18.0.4" });
+  await clock.advance(0);
+  assert.equal(sync.check().ok, true);
+  sync.stop();
+});

@@ -9,7 +9,7 @@ import { parseConfig } from "../src/config/config.js";
 import { ProtectionService } from "../src/app/protection.js";
 import { Daemon } from "../src/app/daemon.js";
 import { Decoder } from "../src/core/packet/decode.js";
-import { createFirewall } from "../src/adapters/firewall/index.js";
+import { countPerDoor, createFirewall } from "../src/adapters/firewall/index.js";
 import { systemClock } from "../src/adapters/clock.js";
 import { dryRunHooks } from "../src/adapters/hooks.js";
 import { createLogger } from "../src/adapters/log.js";
@@ -93,7 +93,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
     let daemon: Daemon | null = null;
     const metrics = new Metrics(config.doors, { version: "bench", revision: "bench", backend: firewall.backend }, {
       tracked: () => daemon?.tracked ?? 0,
-      grants: () => firewall.countGrants(),
+      grants: async () => countPerDoor(await firewall.grants()),
       captureDropped: () => new Map(),
     });
     daemon = new Daemon({

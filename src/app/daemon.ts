@@ -12,7 +12,7 @@ import type { Decoder } from "../core/packet/decode.js";
 import { GrantBook, type GrantRecord, type PortGrant, type ReplaceReason } from "../core/grants/grant-book.js";
 import { SpaPath, type SignedGrant } from "./spa-path.js";
 import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
-import type { Firewall, ListedGrant, ListedSpaGrant } from "../adapters/firewall/firewall.js";
+import type { Firewall, ListedGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
 import type { ClusterGrant, GrantHow } from "../core/cluster/knock-grant.js";
@@ -78,7 +78,7 @@ export class Daemon {
       held: () => [...this.grants.records(), ...this.spaGrants.records()].filter((g) => g.expiresAt > this.clock.now()),
       putBack: (lost) => this.putBackLostGrants(lost),
     });
-    this.liveCheck = sharedRead(() => deps.firewall.check(), READ_CACHE_MS, deps.clock);
+    this.liveCheck = sharedRead(() => deps.firewall.reconcile("check"), READ_CACHE_MS, deps.clock);
     this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
     this.captures = new Captures(
       deps,
@@ -119,10 +119,8 @@ export class Daemon {
   private async adoptGrants(): Promise<void> {
     const { firewall, log } = this.deps;
     let listed: ListedGrant[];
-    let signed: ListedSpaGrant[];
     try {
-      listed = await firewall.listGrants();
-      signed = this.spa ? await firewall.listSpaGrants() : [];
+      listed = await firewall.grants();
     } catch (err) {
       log.warn({ event: "grants_not_adopted", ...errorFields(err, "KNOCK_E_FIREWALL") }, "could not list the grants already in the kernel; they still expire on time, without a close line or ON_CLOSE");
       return;
@@ -130,14 +128,13 @@ export class Daemon {
     const doors = new Map(this.deps.config.doors.map((d) => [d.name, d]));
     const now = this.clock.now();
     let adopted = 0;
-    const adopt = (book: GrantBook, g: ListedGrant, ports: readonly PortSpec[]) => {
+    for (const g of listed) {
       const door = doors.get(g.door);
-      if (!door) return;
-      book.adopt(door, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs, ports);
+      if (!door) continue;
+      const book = g.ports === null ? this.grants : this.spaGrants;
+      book.adopt(door, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs, g.ports ?? this.deps.protection.portsOf(g.door));
       adopted++;
-    };
-    for (const g of listed) adopt(this.grants, g, this.deps.protection.portsOf(g.door));
-    for (const g of signed) adopt(this.spaGrants, g, g.ports);
+    }
     if (adopted > 0) log.info({ event: "grants_adopted", grants: adopted }, `adopted ${adopted} grant${adopted === 1 ? "" : "s"} already in the kernel`);
   }
 
@@ -169,13 +166,13 @@ export class Daemon {
     this.cancelSweep?.();
     this.captures.stop();
     const { firewall, log, metrics } = this.deps;
-    firewall.close();
-    if (this.deps.config.onExit !== "remove") {
-      log.info({ event: "firewall_kept", grants: this.grants.size }, "protection stays in place; grants expire on their own");
-      return true;
-    }
+    const remove = this.deps.config.onExit === "remove";
     try {
-      await firewall.remove();
+      await firewall.shutdown(remove);
+      if (!remove) {
+        log.info({ event: "firewall_kept", grants: this.grants.size }, "protection stays in place; grants expire on their own");
+        return true;
+      }
     } catch (err) {
       metrics.firewallFailed("remove");
       const fields = errorFields(err, "KNOCK_E_FIREWALL");
@@ -239,9 +236,9 @@ export class Daemon {
     const { record: grant, replaced } = book.open(door, src, family, now, lifetime);
     for (const { record, reason } of replaced) this.replaced(record, reason, src);
     const change = !signed
-      ? this.deps.firewall.grant(door, family, src, lifetime.openForMs)
+      ? this.deps.firewall.grant({ door, family, src, ports: null }, lifetime.openForMs)
       : lifetime.ports.length > 0
-        ? this.deps.firewall.grantPorts(door, family, src, lifetime.ports, lifetime.openForMs)
+        ? this.deps.firewall.grant({ door, family, src, ports: lifetime.ports }, lifetime.openForMs)
         : Promise.resolve();
     change
       .then(
@@ -281,9 +278,9 @@ export class Daemon {
     // Whole seconds, rounded up, as the kernel keeps them; 0 (no timeout) for a grant until the close sequence.
     const left = (until: number) => (Number.isFinite(until) ? Math.ceil((until - now) / 1000) * 1000 : 0);
     const write = (g: GrantRecord): Promise<unknown> => {
-      if (g.via === "sequence") return this.deps.firewall.grant(g.door, g.family, g.src, left(g.expiresAt));
+      if (g.via === "sequence") return this.deps.firewall.grant({ door: g.door, family: g.family, src: g.src, ports: null }, left(g.expiresAt));
       const ports = g.ports.map((p) => ({ p, until: g.until?.get(portName(p)) ?? g.expiresAt })).filter((e) => e.until > now);
-      return Promise.all(ports.map((e) => this.deps.firewall.grantPorts(g.door, g.family, g.src, [e.p], left(e.until))));
+      return Promise.all(ports.map((e) => this.deps.firewall.grant({ door: g.door, family: g.family, src: g.src, ports: [e.p] }, left(e.until))));
     };
     const restored: GrantRecord[] = [];
     await Promise.all(
@@ -307,7 +304,7 @@ export class Daemon {
 
   /** Takes a grant of that path to `src` out of the kernel: a signed one's `ports`, the ones it opened. */
   private kernelRevoke(via: GrantVia, door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void> {
-    return via === "spa" ? this.deps.firewall.revokePorts(door, family, src, ports) : this.deps.firewall.revoke(door, family, src);
+    return this.deps.firewall.revoke({ door, family, src, ports: via === "spa" ? ports : null });
   }
 
   /** A grant taken out to make room: revoked in the kernel, closed like any other, and counted. */
@@ -441,7 +438,7 @@ export class Daemon {
       book.adopt(door, src, family, now + remainingMs, opens);
     }
     try {
-      await (ports ? this.deps.firewall.grantPorts(door, family, src, ports, forMs) : this.deps.firewall.grant(door, family, src, forMs));
+      await this.deps.firewall.grant({ door, family, src, ports }, forMs);
     } catch (err) {
       if (!previous) book.close(door, src);
       this.firewallFailed("grant", err, { door: door.name, src });

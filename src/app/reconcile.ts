@@ -35,7 +35,7 @@ export class Reconciler {
   async run(initial: boolean): Promise<void> {
     const { firewall, log, metrics } = this;
     try {
-      const changes = await firewall.reconcile();
+      const changes = await firewall.reconcile("repair");
       if (this.error !== null && !initial) log.info({ event: "firewall_recovered" }, "firewall is in place again");
       this.error = null;
       if (changes.length > 0) {
@@ -64,8 +64,7 @@ export class Reconciler {
     const held = keeper.held();
     const inKernel = new Set<string>();
     if (held.length > 0) {
-      for (const g of await firewall.listGrants()) inKernel.add(`sequence ${g.door} ${g.src}`);
-      if (held.some((g) => g.via === "spa")) for (const g of await firewall.listSpaGrants()) inKernel.add(`spa ${g.door} ${g.src}`);
+      for (const g of await firewall.grants()) inKernel.add(`${g.ports === null ? "sequence" : "spa"} ${g.door} ${g.src}`);
     }
     this.grantsUnchecked = false;
     const lost = held.filter((g) => !inKernel.has(`${g.via} ${g.door.name} ${g.src}`));

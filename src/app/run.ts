@@ -7,7 +7,7 @@ import { sharedRead } from "./shared-read.js";
 import { ConfigError, EXIT_CONFIG, EXIT_SOFTWARE, errorFields, problemLines } from "../core/errors.js";
 import { systemClock } from "../adapters/clock.js";
 import { boundedHooks, dryRunHooks, hookRunner } from "../adapters/hooks.js";
-import { chooseBackend, createFirewall, readKept } from "../adapters/firewall/index.js";
+import { chooseBackend, countPerDoor, createFirewall, readKept } from "../adapters/firewall/index.js";
 import { parseKept } from "../core/firewall/kept.js";
 import { startHttp } from "../adapters/http.js";
 import { defaultInterfaces, NO_DEFAULT_ROUTE } from "../adapters/interfaces.js";
@@ -54,7 +54,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     { version: VERSION, revision: REVISION, backend: firewall.backend },
     {
       tracked: () => daemon?.tracked ?? 0,
-      grants: sharedRead(() => firewall.countGrants(), READ_CACHE_MS, systemClock),
+      grants: sharedRead(async () => countPerDoor(await firewall.grants()), READ_CACHE_MS, systemClock),
       captureDropped: () => daemon?.captureDropped() ?? new Map(),
       docker: {
         enabled: docker.enabled,
@@ -70,7 +70,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const cluster = await startClusterSync(config, protection, log, metrics.cluster, () => running);
   if (cluster === "failed") {
     docker.stop();
-    firewall.close();
+    await firewall.shutdown(false);
     return EXIT_CONFIG;
   }
   // Without KNOCK_INTERFACE the watched set follows the default routes as they move.
@@ -93,7 +93,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     log.fatal({ event: "start_failed", ...fields }, `cannot install the firewall: ${fields.err}`);
     server.close();
     docker.stop();
-    firewall.close();
+    await firewall.shutdown(false);
     return EXIT_SOFTWARE;
   }
   void protection.follow(firewall, installed);

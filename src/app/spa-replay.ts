@@ -44,7 +44,7 @@ export class DoorReplay {
   async adopt(firewall: Firewall, nowS: number, monoS: number, log: Logger): Promise<boolean> {
     let listed;
     try {
-      listed = await firewall.listReplay(this.door);
+      listed = await firewall.replay.list(this.door);
     } catch (err) {
       log.warn({ event: "spa_replay_not_adopted", door: this.door, ...errorFields(err, "KNOCK_E_FIREWALL") }, `could not list door ${this.door}'s replay set; datagrams stamped before now are refused for ${this.maxAgeS} s`);
       this.guard = { startS: nowS, untilS: nowS + this.maxAgeS };
@@ -84,6 +84,6 @@ export class DoorReplay {
     if (this.index.has(element, monoS)) return "seen";
     const evict = this.index.add(element, monoS + ttlS, monoS);
     // In an async function: a backend that throws at once (a bad element) fails the promise, counted as any failure.
-    return firewall.recordDatagram(this.door, element, ttlS, evict);
+    return firewall.replay.record(this.door, element, ttlS, evict);
   }
 }

@@ -9,6 +9,7 @@ import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type Deps } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
+import { countPerDoor, fromBackend } from "../../src/adapters/firewall/firewall.js";
 import type { FrameHandler, InterfaceState } from "../../src/adapters/capture.js";
 import { CAPTURE_CHECK_MS } from "../../src/app/captures.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
@@ -30,7 +31,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   const metrics = new Metrics(
     config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
-    { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => daemon?.captureDropped() ?? new Map() },
+    { tracked: () => 0, grants: async () => countPerDoor(await fromBackend(firewall).grants()), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
   let onFrame: FrameHandler = () => undefined;
   let alive = true;
@@ -44,7 +45,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   daemon = new Daemon({
     config,
     interfaces: ["eth0"],
-    firewall,
+    firewall: fromBackend(firewall),
     log,
     metrics,
     clock,

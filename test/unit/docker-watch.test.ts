@@ -13,6 +13,7 @@ import { DockerWatch } from "../../src/app/docker-watch.js";
 import type { DockerEngine, DockerEvent, EventStream } from "../../src/adapters/docker.js";
 import { dockerOptions, parseEvent } from "../../src/adapters/docker.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
+import { fromBackend } from "../../src/adapters/firewall/firewall.js";
 import { portName } from "../../src/core/types.js";
 import { decideDoors, effectiveDoors } from "../../src/core/docker/desired.js";
 import { natBindings, type NatBinding } from "../../src/core/docker/nat.js";
@@ -103,7 +104,7 @@ function setup(env: Record<string, string> = {}) {
     targets.flatMap((t) => (t.door === door && t.dest.kind === "container" ? [`${t.dest.address} ${portName(t.port)}`] : [])).sort();
   /** The first look, then following: as `knockgate run` does. */
   const follow = async () => {
-    await protection.follow(firewall, protection.targets());
+    await protection.follow(fromBackend(firewall), protection.targets());
     watch.follow();
     await settle();
   };

@@ -12,6 +12,7 @@ import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type ClusterLink } from "../../src/app/daemon.js";
 import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
+import { countPerDoor, fromBackend } from "../../src/adapters/firewall/firewall.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
@@ -53,7 +54,7 @@ function setup(
   const metrics = new Metrics(
     config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
-    { tracked: () => 0, grants: () => firewall.countGrants(), captureDropped: () => new Map() },
+    { tracked: () => 0, grants: async () => countPerDoor(await fromBackend(firewall).grants()), captureDropped: () => new Map() },
   );
   let onFrame: FrameHandler = () => undefined;
   const opened: { filter: string; snaplen: number }[] = [];
@@ -61,7 +62,7 @@ function setup(
   const daemon = new Daemon({
     config,
     interfaces: ["eth0"],
-    firewall,
+    firewall: fromBackend(firewall),
     protection: envPorts(config),
     log,
     metrics,

@@ -7,13 +7,13 @@ import type { Logger } from "pino";
 import type { Clock } from "../../core/clock.js";
 import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import type { OwnedTarget } from "../../core/protection/targets.js";
-import { checkedPorts, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
+import { checkedPorts, listSpaPerDoor, type Backend, type BackendListedGrant, type ListedSpaGrant, type ReplayRecord } from "./firewall.js";
 import { portName } from "../../core/types.js";
 import { ipsetSpaGrantLines, ipsetSpaRevokeLines, REPLAY_SET_SIZE } from "../../core/firewall/spa-plan.js";
 import { FAMILIES, type KernelGrant } from "../../core/firewall/common.js";
 import { iptablesChainPlan, ipsetCreateScript, ipsetGrantLine, ipsetRevokeLine, nftPlan } from "../../core/firewall/plan.js";
 
-export class DryRunFirewall implements Firewall {
+export class DryRunFirewall implements Backend {
   readonly backend = "dry-run";
   private installed = false;
   private planLogged = false;
@@ -109,15 +109,8 @@ export class DryRunFirewall implements Firewall {
     );
   }
 
-  async countGrants(): Promise<Map<string, number>> {
-    const counts = new Map(this.config.doors.map((d) => [d.name, 0]));
-    for (const g of await this.listGrants()) counts.set(g.door, (counts.get(g.door) ?? 0) + 1);
-    for (const g of await this.listSpaGrants()) counts.set(g.door, (counts.get(g.door) ?? 0) + g.ports.length);
-    return counts;
-  }
-
   /** What is left, as the kernel would list it: expired grants are gone. */
-  listGrants(): Promise<ListedGrant[]> {
+  listGrants(): Promise<BackendListedGrant[]> {
     const now = this.clock.now();
     for (const [key, g] of this.grants) if (g.expiresAt <= now) this.grants.delete(key);
     return Promise.resolve(

@@ -8,7 +8,8 @@ import { hasPort, portName, type Door, type Family, type PortSpec } from "../../
 import type { Logger } from "../log.js";
 import { patientRunner, type LineSession, type Runner } from "./exec.js";
 
-export interface ListedGrant extends KernelGrant {
+/** What a backend lists per door kind today; fromBackend turns it into ListedGrant. */
+export interface BackendListedGrant extends KernelGrant {
   door: string;
   family: Family;
 }
@@ -23,16 +24,51 @@ export interface ListedSpaGrant extends KernelGrant {
 /** What recording a datagram in the kernel's replay set found: new, there already, or no room. */
 export type ReplayRecord = "recorded" | "seen" | "full";
 
+/**
+ * Which ports a grant opens: null, the door's (its address set, which follows the door's ports as
+ * they change); a list, those ports only (the door's per-port set).
+ */
+export type GrantPorts = readonly PortSpec[] | null;
+
+/** A grant to write or take away. */
+export interface GrantKey {
+  door: Door;
+  family: Family;
+  src: string;
+  ports: GrantPorts;
+}
+
+/** A grant as the kernel holds it, with the time it has left (null: until revoked). */
+export interface ListedGrant {
+  door: string;
+  family: Family;
+  src: string;
+  ports: PortSpec[] | null;
+  remainingMs: number | null;
+}
+
+/** The signed doors' replay sets: the kernel's record of datagrams accepted, which outlives the daemon. */
+export interface ReplaySets {
+  /**
+   * Adds a datagram's replay element (spa-plan replayElement) to the door's set for ttlS seconds,
+   * atomically refusing one that is there already. `evict` leaves the set first (to make room:
+   * ReplayIndex). Throws on any other failure.
+   */
+  record(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord>;
+  /** The door's set as the kernel holds it, each element with its time left: what a restarted daemon adopts. */
+  list(door: string): Promise<KernelGrant[]>;
+}
+
+/** The firewall port: what the daemon needs from a backend, whichever it is. One grant/revoke pair for every way in. */
 export interface Firewall {
   /** e.g. "iptables-nft", "iptables-legacy", "nftables", "dry-run". */
   readonly backend: string;
-  /** What differs from the plan right now (empty: all in place); changes nothing. */
-  check(): Promise<string[]>;
   /**
-   * Installs what is missing and repairs what differs from the plan; idempotent and cheap when all
-   * is in place. Returns what it found and put right (empty: nothing had to change).
+   * "check": what differs from the plan right now (empty: all in place), changing nothing.
+   * "repair": installs what is missing and repairs what differs; idempotent and cheap when all is
+   * in place; returns what it found and put right (empty: nothing had to change).
    */
-  reconcile(): Promise<string[]>;
+  reconcile(mode: "check" | "repair"): Promise<string[]>;
   /**
    * Makes `targets` the protected set: the chain or table is rewritten in one transaction, the
    * grant sets are kept. A container start waits on this, so it writes the rules and nothing else;
@@ -40,33 +76,58 @@ export interface Firewall {
    */
   protect(targets: readonly OwnedTarget[]): Promise<void>;
   /**
-   * Adds or refreshes a grant for `forMs` (whole seconds; 0: until revoked), by default the door's
-   * OPEN_FOR; resolves once the kernel has it. A grant from another node passes the time it has left.
+   * Adds or refreshes a grant for `forMs` (whole seconds; 0: until revoked); resolves once the
+   * kernel has it. Listed ports must each be one the door protects now.
    */
+  grant(grant: GrantKey, forMs: number): Promise<void>;
+  /** Takes the grant away: the door-wide one, or these ports of the per-port one. */
+  revoke(grant: GrantKey): Promise<void>;
+  /** Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. */
+  grants(): Promise<ListedGrant[]>;
+  readonly replay: ReplaySets;
+  /** Stops long-lived helper processes; with `remove`, first takes away every object of ours. */
+  shutdown(remove: boolean): Promise<void>;
+}
+
+/** What each backend implements today, door kind by door kind; fromBackend adapts it to Firewall. */
+export interface Backend {
+  readonly backend: string;
+  check(): Promise<string[]>;
+  reconcile(): Promise<string[]>;
+  protect(targets: readonly OwnedTarget[]): Promise<void>;
   grant(door: Door, family: Family, src: string, forMs?: number): Promise<void>;
   revoke(door: Door, family: Family, src: string): Promise<void>;
-  /** A signed door's grant of some of its ports (each must be one the door protects now), for openForMs. */
   grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void>;
-  /** Takes these ports of a signed door's grant to `src` away: the ones the grant opened. */
   revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void>;
-  /**
-   * Adds a datagram's replay element (spa-plan replayElement) to the door's replay set for ttlS
-   * seconds, atomically refusing one that is there already: the kernel set outlives the daemon.
-   * `evict` leaves the set first (to make room: ReplayIndex). Throws on any other failure.
-   */
   recordDatagram(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord>;
-  /** The door's replay set as the kernel holds it, each element with its time left: what a restarted daemon adopts. */
   listReplay(door: string): Promise<KernelGrant[]>;
-  /** Every signed door's grants in the kernel, for adoption at start. */
   listSpaGrants(): Promise<ListedSpaGrant[]>;
-  /** Grants per door as the kernel sets hold them right now. */
-  countGrants(): Promise<Map<string, number>>;
-  /** Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. */
-  listGrants(): Promise<ListedGrant[]>;
-  /** Takes away every object of ours: jumps, chains, sets, table. */
+  listGrants(): Promise<BackendListedGrant[]>;
   remove(): Promise<void>;
-  /** Stops long-lived helper processes. */
   close(): void;
+}
+
+export function fromBackend(b: Backend): Firewall {
+  return {
+    backend: b.backend,
+    reconcile: (mode) => (mode === "check" ? b.check() : b.reconcile()),
+    protect: (targets) => b.protect(targets),
+    grant: ({ door, family, src, ports }, forMs) => (ports === null ? b.grant(door, family, src, forMs) : b.grantPorts(door, family, src, ports, forMs)),
+    revoke: ({ door, family, src, ports }) => (ports === null ? b.revoke(door, family, src) : b.revokePorts(door, family, src, ports)),
+    grants: async () => [...(await b.listGrants()).map((g) => ({ ...g, ports: null })), ...(await b.listSpaGrants())],
+    replay: { record: (...args) => b.recordDatagram(...args), list: (door) => b.listReplay(door) },
+    shutdown: async (remove) => {
+      b.close();
+      if (remove) await b.remove();
+    },
+  };
+}
+
+/** Grants per door in a listing: a signed grant counts once per port, as its kernel entries do. */
+export function countPerDoor(listed: readonly ListedGrant[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const g of listed) counts.set(g.door, (counts.get(g.door) ?? 0) + (g.ports?.length ?? 1));
+  return counts;
 }
 
 /** Grants per door: the sum over both address families of what `countSet` reads from the kernel. */
@@ -84,8 +145,8 @@ export async function grantsPerDoor(
 }
 
 /** Every door and family's grants, each set read by `readSet`. */
-export async function listPerDoor(doors: readonly Door[], readSet: (door: string, family: Family) => Promise<KernelGrant[]>): Promise<ListedGrant[]> {
-  const all: ListedGrant[] = [];
+export async function listPerDoor(doors: readonly Door[], readSet: (door: string, family: Family) => Promise<KernelGrant[]>): Promise<BackendListedGrant[]> {
+  const all: BackendListedGrant[] = [];
   for (const door of doors) {
     for (const family of FAMILIES) for (const g of await readSet(door.name, family)) all.push({ ...g, door: door.name, family });
   }

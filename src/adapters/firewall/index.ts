@@ -7,11 +7,11 @@ import { FirewallError } from "../../core/errors.js";
 import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
 import { DryRunFirewall } from "./dry-run.js";
 import { execRunner, patientRunner, type Runner } from "./exec.js";
-import type { Firewall } from "./firewall.js";
+import { fromBackend, type Firewall } from "./firewall.js";
 import { IptablesFirewall, readKeptIptables, removeIptables } from "./iptables.js";
 import { NftablesFirewall, readKeptNftables, removeNftables } from "./nftables.js";
 
-export type { Firewall } from "./firewall.js";
+export { countPerDoor, type Firewall } from "./firewall.js";
 
 /** The backend createFirewall builds; finding it only reads (PATH, and the iptables-*-save listings). */
 export type BackendChoice = { backend: "dry-run" } | { backend: "iptables"; variant: IptablesVariant } | { backend: "nftables" };
@@ -37,11 +37,11 @@ export async function chooseBackend(config: Config, run: Runner = execRunner): P
 export function createFirewall(config: Config, choice: BackendChoice, targets: readonly OwnedTarget[], log: Logger, clock: Clock, run: Runner = execRunner): Firewall {
   switch (choice.backend) {
     case "dry-run":
-      return new DryRunFirewall(config, targets, log, clock);
+      return fromBackend(new DryRunFirewall(config, targets, log, clock));
     case "iptables":
-      return new IptablesFirewall(config, targets, choice.variant, run, log);
+      return fromBackend(new IptablesFirewall(config, targets, choice.variant, run, log));
     case "nftables":
-      return new NftablesFirewall(config, targets, run, log);
+      return fromBackend(new NftablesFirewall(config, targets, run, log));
   }
 }
 

@@ -3,7 +3,7 @@ import type { Config, Door, Family, PortSpec } from "../../core/types.js";
 import type { OwnedTarget } from "../../core/protection/targets.js";
 import type { Logger } from "../log.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, ReplayWriter, type ReplayRecord } from "./firewall.js";
+import { ChangeQueue, checkedAddress, checkedPorts, listPerDoor, listSpaPerDoor, type Backend, type BackendListedGrant, type ListedSpaGrant, ReplayWriter, type ReplayRecord } from "./firewall.js";
 import type { KernelGrant } from "../../core/firewall/common.js";
 import {
   ipsetReplayAddLine,
@@ -48,7 +48,7 @@ interface Finding {
 /** stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe. */
 const ipsetSession = () => new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
 
-export class IptablesFirewall implements Firewall {
+export class IptablesFirewall implements Backend {
   readonly backend: string;
   private readonly ipset = ipsetSession();
   /** Replay records have a session of their own: see ReplayWriter. */
@@ -235,13 +235,7 @@ export class IptablesFirewall implements Firewall {
     }
   }
 
-  async countGrants(): Promise<Map<string, number>> {
-    const sizes = await this.setSizes(this.run);
-    // A signed grant counts once per port: its set holds (address, port) entries, counted without a listing.
-    return grantsPerDoor(this.config.doors, (door, family) => (sizes.get(ipsetName(door, family)) ?? 0) + (sizes.get(ipsetSpaName(door, family)) ?? 0));
-  }
-
-  listGrants(): Promise<ListedGrant[]> {
+  listGrants(): Promise<BackendListedGrant[]> {
     return listPerDoor(this.config.doors, async (door, family) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetName(door, family)])));
   }
 

@@ -5,7 +5,7 @@ import { FirewallError } from "../../core/errors.js";
 import type { Logger } from "../log.js";
 import { NFT_KEPT_CHAIN } from "../../core/firewall/kept.js";
 import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, checkedAddress, checkedPorts, grantsPerDoor, listPerDoor, listSpaPerDoor, type Firewall, type ListedGrant, type ListedSpaGrant, ReplayWriter, type ReplayRecord } from "./firewall.js";
+import { ChangeQueue, checkedAddress, checkedPorts, listPerDoor, listSpaPerDoor, type Backend, type BackendListedGrant, type ListedSpaGrant, ReplayWriter, type ReplayRecord } from "./firewall.js";
 import { FAMILIES, NFT_TABLE, type KernelGrant } from "../../core/firewall/common.js";
 import { nftReplayAddLine, nftReplayDelLine, nftReplaySetName, nftSpaElements, nftSpaGrantLine, nftSpaRevokeLine, nftSpaSetName, signedDoors, spaSetSize } from "../../core/firewall/spa-plan.js";
 import {
@@ -56,7 +56,7 @@ const nftSession = () =>
     suffix: `list set inet ${NFT_TABLE} ${NFT_ACK_SET}`,
   });
 
-export class NftablesFirewall implements Firewall {
+export class NftablesFirewall implements Backend {
   readonly backend = "nftables";
   private readonly nft = nftSession();
   /** Replay records have a session of their own: see ReplayWriter. */
@@ -200,16 +200,7 @@ export class NftablesFirewall implements Firewall {
     }
   }
 
-  countGrants(): Promise<Map<string, number>> {
-    const signed = new Set(signedDoors(this.config).map((d) => d.name));
-    // A signed grant counts once per port, as the iptables backend counts it.
-    return grantsPerDoor(this.config.doors, async (door, family) => {
-      const spa = signed.has(door) ? (await this.spaElements(door, family)).length : 0;
-      return (await this.setElements(door, family)).length + spa;
-    });
-  }
-
-  listGrants(): Promise<ListedGrant[]> {
+  listGrants(): Promise<BackendListedGrant[]> {
     return listPerDoor(this.config.doors, (door, family) => this.setElements(door, family));
   }
 

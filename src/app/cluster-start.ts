@@ -35,8 +35,8 @@ export async function startClusterSync(config: Config, ports: DoorPorts, log: Lo
     doors: config.doors,
     ports,
     target: {
-      applyRemote: (...args) => daemon().applyRemote(...args),
-      revokeRemote: (...args) => daemon().revokeRemote(...args),
+      open: (request) => daemon().open(request),
+      close: (request) => daemon().close(request),
     },
     clock: systemClock,
     log,

@@ -10,12 +10,12 @@ import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
 
-/** The daemon's side of lost grants: what its books hold, and putting some of them back. */
+/** The grant lifecycle's side of lost grants: what its book holds, and putting some of them back. */
 export interface GrantKeeper {
   /** Every grant the books hold now. */
   held(): GrantRecord[];
   /** The kernel lost these: put each back for the time it has left; resolves to those put back. */
-  putBack(lost: readonly GrantRecord[]): Promise<GrantRecord[]>;
+  restore(lost: readonly GrantRecord[]): Promise<GrantRecord[]>;
 }
 
 export class Reconciler {
@@ -64,12 +64,12 @@ export class Reconciler {
     const held = keeper.held();
     const inKernel = new Set<string>();
     if (held.length > 0) {
-      for (const g of await firewall.grants()) inKernel.add(`${g.ports === null ? "sequence" : "spa"} ${g.door} ${g.src}`);
+      for (const g of await firewall.grants()) inKernel.add(`${g.ports === null ? "sequence" : "signed"} ${g.door} ${g.src}`);
     }
     this.grantsUnchecked = false;
     const lost = held.filter((g) => !inKernel.has(`${g.via} ${g.door.name} ${g.src}`));
     if (lost.length === 0) return;
-    const restored = await keeper.putBack(lost);
+    const restored = await keeper.restore(lost);
     for (const g of restored) metrics.grantsRestored.labels(g.door.name).inc();
     const doors = [...new Set(restored.map((g) => g.door.name))];
     log.warn(

@@ -67,7 +67,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   );
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
   const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
-  const cluster = await startClusterSync(config, protection, log, metrics.cluster, () => running);
+  const cluster = await startClusterSync(config, protection, log, metrics.cluster, () => running.grants);
   if (cluster === "failed") {
     docker.stop();
     await firewall.shutdown(false);

@@ -16,24 +16,14 @@ import { errorFields } from "../core/errors.js";
 import { REPLAY_SET_SIZE, replayElement } from "../core/firewall/spa-plan.js";
 import type { Decoder } from "../core/packet/decode.js";
 import { verifySpa, type SpaLimits } from "../core/spa/verify.js";
-import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
+import type { Door, SpaSettings } from "../core/types.js";
 import type { Firewall, ReplayRecord } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
 import type { SpaResult } from "../adapters/metrics/table.js";
 import type { DoorPorts } from "./protection.js";
+import type { GrantRequest } from "./grants.js";
 import { DoorReplay } from "./spa-replay.js";
-
-/** A verified request, for the daemon to grant. */
-export interface SignedGrant {
-  door: Door;
-  family: Family;
-  src: string;
-  ports: PortSpec[];
-  openForMs: number;
-  username: string;
-  capturedAt: number;
-}
 
 interface SignedDoor {
   door: Door;
@@ -75,14 +65,14 @@ export class SpaPath {
   replayError: string | null = null;
 
   /** null when no door is signed. */
-  static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: SignedGrant) => void): SpaPath | null {
+  static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: GrantRequest) => void): SpaPath | null {
     return doors.some((d) => d.spa !== null) ? new SpaPath(doors, deps, grant) : null;
   }
 
   private constructor(
     doors: readonly Door[],
     private readonly deps: SpaDeps,
-    private readonly grant: (g: SignedGrant) => void,
+    private readonly grant: (g: GrantRequest) => void,
   ) {
     for (const door of doors) {
       if (!door.spa) continue;
@@ -145,7 +135,8 @@ export class SpaPath {
         }
         // Kept until the timestamp check would refuse the datagram anyway: at most 2 x max age.
         const ttlS = Math.max(1, Math.ceil(request.timestamp + d.spa.maxAgeS - nowS) + 1);
-        const grant: SignedGrant = {
+        const grant: GrantRequest = {
+          via: "signed",
           door: d.door,
           family: request.family,
           src: request.address,
@@ -172,7 +163,7 @@ export class SpaPath {
   }
 
   /** Waits for the datagram's record in the door's replay set; only a new one is granted. */
-  private async record(grant: SignedGrant, recorded: Promise<ReplayRecord>, from: string): Promise<void> {
+  private async record(grant: GrantRequest, recorded: Promise<ReplayRecord>, from: string): Promise<void> {
     const { log, metrics } = this.deps;
     const door = grant.door.name;
     let outcome;

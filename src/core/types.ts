@@ -104,8 +104,11 @@ export interface SpaSettings {
   username: string | null;
 }
 
-/** Which path opened a grant: a knock sequence (the door's ports) or a signed datagram (the ports it asked for). */
-export type GrantVia = "sequence" | "spa";
+/**
+ * A way in: a knock sequence opens the door's ports, a signed datagram the ports it asks for. A
+ * grant made on another node keeps the way in it came by there.
+ */
+export type WayIn = "sequence" | "signed";
 
 export interface Door {
   name: string;

@@ -17,12 +17,12 @@ import {
   shouldCollect,
   validateGrant,
   type ClusterGrant,
-  type GrantHow,
 } from "../../src/core/cluster/knock-grant.js";
-import { portName, type Door, type Family, type PortSpec } from "../../src/core/types.js";
+import { portName, type Family } from "../../src/core/types.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import type { KubeGrants, WatchEvent } from "../../src/adapters/kube.js";
 import { ClusterSync, MAX_PENDING } from "../../src/app/cluster-sync.js";
+import type { CloseRequest, GrantRequest } from "../../src/app/grants.js";
 import { pino } from "pino";
 import { FakeClock } from "../support/fake-clock.js";
 import { envPorts } from "../support/protection.js";
@@ -271,13 +271,13 @@ function syncSetup(dryRun = false) {
     random: () => 0,
     dryRun,
     target: {
-      applyRemote: (door: Door, family: Family, src: string, expiresAt: number | null, origin: string, ports: readonly PortSpec[] | null) => {
-        const only = ports === null ? "" : ` ${ports.map(portName).join(",")}`;
-        applied.push(`${door.name} ${family} ${src} ${expiresAt === null ? "forever" : expiresAt - clock.wallNow()} ${origin}${only}`);
+      open: (r: GrantRequest) => {
+        const only = r.ports === undefined ? "" : ` ${r.ports.map(portName).join(",")}`;
+        applied.push(`${r.door.name} ${r.family} ${r.src} ${r.openForMs === 0 ? "forever" : r.openForMs} ${r.origin}${only}`);
         return Promise.resolve(true);
       },
-      revokeRemote: (door: Door, family: Family, src: string, how: GrantHow) => {
-        revoked.push(`${door.name} ${family} ${src}${how === "signed" ? " signed" : ""}`);
+      close: (r: CloseRequest) => {
+        revoked.push(`${r.door.name} ${r.family} ${r.src}${r.via === "signed" ? " signed" : ""}`);
         return Promise.resolve(true);
       },
     },

@@ -761,23 +761,23 @@ test("cluster: a local grant is published after the kernel has it, a close seque
 
 test("cluster: another node's grant goes into the kernel for the time it has left, with ON_OPEN once; its deletion revokes it", async () => {
   const { link } = clusterLink();
-  const { daemon, firewall, hooks, clock, events } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" }, { cluster: link });
+  const { daemon, firewall, hooks, events } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" }, { cluster: link });
   await daemon.start();
   const door = (daemon as unknown as { deps: Deps }).deps.config.doors[0]!;
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 12_300, "node-a"), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 12_300, origin: "node-a" }), true);
   assert.deepEqual((await firewall.listGrants()).map((g) => [g.src, g.remainingMs]), [[CLIENT, 13_000]], "whole seconds, rounded up");
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 5_000, "node-c"), false, "a shorter grant changes nothing");
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 20_000, "node-c"), true, "a longer one extends it");
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 5_000, origin: "node-c" }), false, "a shorter grant changes nothing");
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 20_000, origin: "node-c" }), true, "a longer one extends it");
   assert.deepEqual(
     hooks.map((h) => h.kind),
     ["on_open"],
     "ON_OPEN once, pairing with the ON_CLOSE of its end",
   );
   assert.equal(events("open")[0]?.["origin"], "node-a");
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT), true);
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT), false, "nothing left to revoke");
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", origin: "node-a" }), true);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", origin: "node-a" }), false, "nothing left to revoke");
   assert.deepEqual(await firewall.listGrants(), []);
-  assert.equal(events("close")[0]?.["remote"], true);
+  assert.equal(events("close")[0]?.["origin"], "node-a");
   await daemon.stop();
 });
 

@@ -133,7 +133,7 @@ test("a signed datagram opens the port it asks for, for the address it names, wi
   assert.equal(open.length, 1);
   assert.deepEqual(
     [open[0]?.["src"], open[0]?.["ports"], open[0]?.["via"], open[0]?.["username"], open[0]?.["open_for_s"]],
-    [CLIENT, "22/tcp", "spa", "alice", 30],
+    [CLIENT, "22/tcp", "signed", "alice", 30],
   );
   assert.equal(await spaCount("accepted"), 1);
   assert.deepEqual(await failing(daemon), []);
@@ -302,7 +302,7 @@ test("the client's timeout sets the grant's time, capped at SPA_MAX_OPEN_FOR, an
   assert.equal(events("open")[0]?.["open_for_s"], 5);
   await clock.advance(5000);
   assert.deepEqual(await firewall.listSpaGrants(), []);
-  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"], l["ports"]]), [["spa", "expired", "22/tcp"]]);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"], l["ports"]]), [["signed", "expired", "22/tcp"]]);
   await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 86_400 }));
   assert.equal(events("open")[1]?.["open_for_s"], 60);
   await daemon.stop();
@@ -494,7 +494,7 @@ test("signed grants are bounded like sequence grants: a prefix over its share gi
   await send(datagram({ message: `${CLIENT},tcp/22` }));
   await send(datagram({ message: "198.18.0.3,tcp/22" }));
   assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), ["198.18.0.3"]);
-  assert.deepEqual(events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "spa", "replaced"]]);
+  assert.deepEqual(events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "signed", "replaced"]]);
   await daemon.stop();
 });
 
@@ -508,7 +508,7 @@ test("signed grants found in the kernel at start are adopted and close with thei
   await second.daemon.start();
   assert.equal(second.events("grants_adopted")[0]?.["grants"], 1);
   await clock.advance(31_000);
-  assert.deepEqual(second.events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "spa", "expired"]]);
+  assert.deepEqual(second.events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "signed", "expired"]]);
   await second.daemon.stop();
 });
 
@@ -519,7 +519,7 @@ test("a door with a sequence and keys opens both ways, each in its own set", asy
   await send(datagram());
   assert.deepEqual((await firewall.listGrants()).map((g) => g.src), ["198.18.0.9"]);
   assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), [CLIENT]);
-  assert.deepEqual(events("open").map((l) => l["via"]).sort(), ["sequence", "spa"]);
+  assert.deepEqual(events("open").map((l) => l["via"]).sort(), ["sequence", "signed"]);
   await daemon.stop();
 });
 
@@ -538,7 +538,7 @@ test("ON_OPEN and ON_CLOSE of a signed grant see the ports it opened in %PORTS%"
   await daemon.stop();
 });
 
-test("a throw after a datagram was verified is logged, never an unhandled rejection", async () => {
+test("a backend that throws at once on a verified datagram's grant is a failed grant: logged, counted, never an unhandled rejection", async () => {
   const { daemon, send, datagram, events } = setup({}, (f) => {
     f.grantPorts = () => {
       throw new Error("boom");
@@ -547,8 +547,9 @@ test("a throw after a datagram was verified is logged, never an unhandled reject
   });
   await daemon.start();
   await send(datagram());
-  assert.equal(events("spa_failed").length, 1);
-  assert.match(String(events("spa_failed")[0]?.["err"]), /boom/);
+  assert.equal(events("grant_failed").length, 1);
+  assert.match(String(events("grant_failed")[0]?.["err"]), /boom/);
+  assert.match((await daemon.readiness()).find((c) => c.name === "grants")?.detail ?? "", /boom/);
   await daemon.stop();
 });
 
@@ -606,28 +607,28 @@ test("cluster: another node's signed grant opens only its ports for the time lef
   await daemon.start();
   const door = (daemon as unknown as { deps: { config: { doors: Door[] } } }).deps.config.doors[0]!;
   await send(Buffer.alloc(1), { port: 7000 });
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 45_500, "node-a", [{ port: 2222, proto: "tcp" }]), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 2222, proto: "tcp" }], openForMs: 45_500, origin: "node-a" }), true);
   assert.deepEqual(await firewall.listSpaGrants(), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 2222, proto: "tcp" }], remainingMs: 46_000 }]);
   assert.deepEqual(
     events("open").map((l) => [l["via"], l["ports"], l["origin"]]),
     [
       ["sequence", "22/tcp,2222/tcp", undefined],
-      ["spa", "2222/tcp", "node-a"],
+      ["signed", "2222/tcp", "node-a"],
     ],
   );
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT, "signed"), true);
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT, "signed"), false, "nothing left to revoke");
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", origin: "node-a" }), true);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", origin: "node-a" }), false, "nothing left to revoke");
   assert.deepEqual(await firewall.listSpaGrants(), []);
   assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT], "the sequence grant is another object's");
-  assert.deepEqual(events("close").map((l) => [l["via"], l["remote"]]), [["spa", true]]);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["origin"]]), [["signed", "node-a"]]);
   // One that ran out before the sweep saw it closes (expired) before the next opens, ON_OPEN again.
   // The sweep runs each whole second from the start: a grant from 0.3 s to 1.3 s is over at 1.3 s, unswept.
   await clock.advance(300);
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 1_000, "node-a", [{ port: 22, proto: "tcp" }]), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 1_000, origin: "node-a" }), true);
   await clock.advance(1_000);
   assert.equal(events("close").length, 1, "not swept yet");
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 5_000, "node-c", [{ port: 22, proto: "tcp" }]), true);
-  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"]]).slice(1), [["spa", "expired"]]);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 5_000, origin: "node-c" }), true);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"]]).slice(1), [["signed", "expired"]]);
   assert.deepEqual(events("open").slice(2).map((l) => l["refresh"]), [false, false]);
   await daemon.stop();
 });

@@ -228,11 +228,13 @@ class FakeKube implements KubeGrants {
     if (this.hang) return new Promise<() => void>(() => undefined);
     return Promise.resolve(() => end(null));
   }
+  /** Set: writes are recorded at once and answered when it resolves (a slow API). */
+  gate: Promise<void> | null = null;
   private write(what: string) {
     if (this.hang) return new Promise<void>(() => undefined);
     if (this.fail) return Promise.reject(this.fail());
     this.written.push(what);
-    return Promise.resolve();
+    return this.gate ?? Promise.resolve();
   }
   create(body: Record<string, unknown>) {
     const name = (body["metadata"] as { name: string }).name;
@@ -533,5 +535,22 @@ test("401 and 403 are retried (an API server that just started refuses until its
   sync.opened({ ...local, address: "198.18.0.4" });
   await clock.advance(0);
   assert.equal(sync.check().ok, true);
+  sync.stop();
+});
+
+test("a newer write of an object that arrives while the older is in flight still goes out", async () => {
+  const { clock, kube, sync } = syncSetup();
+  let answer = () => undefined as void;
+  kube.gate = new Promise<void>((resolve) => (answer = resolve));
+  sync.opened(local);
+  await clock.advance(0);
+  assert.deepEqual(kube.written, ["create ssh.4.c6120002"]);
+  kube.exists.add("ssh.4.c6120002");
+  sync.opened({ ...local, expiresAt: NOW + 40_000 });
+  kube.gate = null;
+  answer();
+  await clock.advance(0);
+  assert.deepEqual(kube.written, ["create ssh.4.c6120002", "patch ssh.4.c6120002"], "the refresh was not taken for the write that finished");
+  assert.equal(sync.pendingWrites, 0);
   sync.stop();
 });

@@ -384,7 +384,7 @@ export class ClusterSync {
     // times out by itself. A deletion before then (by hand) takes out exactly the ports it named.
     if (g.how === "signed" && g.expiresAt !== null && g.expiresAt <= this.deps.clock.wallNow() + CLOCK_SKEW_MS) return;
     const ports = g.how === "signed" ? { ports: grantPorts(this.deps.ports.portsOf(door.name), g.ports) } : {};
-    void this.deps.target.close({ door, family: g.family, src: g.address, via: g.how, ...ports, origin: g.origin }).then((held) => {
+    void this.deps.target.close({ door, family: g.family, src: g.address, via: g.how, ...ports, remote: true }).then((held) => {
       if (held) this.deps.metrics.revoked.inc();
     });
   }

@@ -3,18 +3,16 @@
  * readiness it reports. Adapters, the clock and timers come in through Deps, so this wiring is
  * tested in isolation with a fake clock and the dry-run firewall.
  */
-import { randomInt } from "node:crypto";
 import type { Clock, Cancel } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
-import { buildBpfFilter, capturedPorts } from "../core/packet/bpf.js";
+import { buildBpfFilter } from "../core/packet/bpf.js";
 import type { Decoder } from "../core/packet/decode.js";
-import { SpaPath } from "./spa-path.js";
-import { KnockMachine, type KnockEvent } from "../core/knock/machine.js";
 import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { HookRunner } from "../adapters/hooks.js";
 import type { Check } from "../adapters/http.js";
 import { Reconciler } from "./reconcile.js";
 import { Grants, type GrantPublisher } from "./grants.js";
+import { waysIn, type Ways } from "./ways/index.js";
 import { guard } from "./guard.js";
 import { sharedRead, type SharedRead } from "./shared-read.js";
 import type { DoorPorts } from "./protection.js";
@@ -45,17 +43,13 @@ const DROP_WARN_MS = 60_000;
 
 export class Daemon {
   private readonly clock: Clock;
-  private readonly machine: KnockMachine;
   private readonly reconciler: Reconciler;
   /** Every way in's grants, one lifecycle. */
   readonly grants: Grants;
-  /** null: no door is signed. */
-  private readonly spa: SpaPath | null;
+  private readonly ways: Ways;
   private readonly captures: Captures;
   private cancelReconcile: Cancel | null = null;
   private cancelSweep: Cancel | null = null;
-  /** Capture time of the packet being handled: knock-to-open runs from here. */
-  private packetAt = 0;
   private stopped = false;
   /** Probes share one look at the kernel per READ_CACHE_MS. */
   private readonly liveCheck: SharedRead<string[]>;
@@ -64,26 +58,25 @@ export class Daemon {
 
   constructor(private readonly deps: Deps) {
     this.clock = deps.clock;
-    const { doors, maxTracked, maxTrackedPerPrefix, maxGrants, maxGrantsPerPrefix, sourcePrefixes } = deps.config;
+    const { maxGrants, maxGrantsPerPrefix, sourcePrefixes } = deps.config;
     this.grants = new Grants({
       ...deps,
       limits: { maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes },
       ...(deps.cluster ? { publisher: deps.cluster } : {}),
     });
-    this.spa = SpaPath.forDoors(doors, deps, (g) => void this.grants.open(g));
+    this.ways = waysIn(deps, this.grants);
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics, this.grants);
     this.liveCheck = sharedRead(() => deps.firewall.reconcile("check"), READ_CACHE_MS, deps.clock);
-    this.machine = new KnockMachine(doors, { maxTracked, maxTrackedPerPrefix, prefixes: sourcePrefixes }, (e) => this.onKnockEvent(e), randomInt(2 ** 31));
     this.captures = new Captures(
       deps,
-      (linkType) => buildBpfFilter(capturedPorts(this.machine.knockPorts(), doors), linkType),
+      (linkType) => buildBpfFilter(this.ways.all.flatMap((w) => w.ports()), linkType),
       (decoder, frame, length) => this.onPacket(decoder, frame, length),
       () => deps.log.info({ event: "ready", backend: deps.firewall.backend }, "knockgate is protecting"),
     );
   }
 
   get tracked(): number {
-    return this.machine.tracked;
+    return this.ways.sequence.tracked;
   }
 
   /** Packets the kernel dropped because a capture ring was full, per interface, since start. */
@@ -99,7 +92,7 @@ export class Daemon {
     await this.reconciler.run(true);
     if (this.reconciler.error !== null) throw new Error(this.reconciler.error);
     await this.grants.adopt(this.deps.config.doors);
-    await this.spa?.adoptReplaySets();
+    for (const way of this.ways.all) await way.start?.();
     this.captures.start();
     this.scheduleReconcile();
     this.cancelSweep = this.clock.every(SWEEP_MS, () => this.sweep());
@@ -118,7 +111,7 @@ export class Daemon {
     checks.push(check("firewall", problems.join("; ")));
     checks.push(check("reconcile", this.reconciler.error));
     checks.push(check("grants", this.grants.error));
-    if (this.spa) checks.push(check("spa_replay", this.spa.replayError));
+    for (const way of this.ways.all) checks.push(...(way.checks?.() ?? []));
     if (this.deps.cluster) checks.push(this.deps.cluster.check());
     return checks;
   }
@@ -153,7 +146,7 @@ export class Daemon {
   /** One captured frame; a throw here is caught, counted and logged by Captures. */
   private onPacket(decoder: Decoder, frame: Buffer, length: number): void {
     const { metrics } = this.deps;
-    this.packetAt = this.clock.now();
+    const capturedAt = this.clock.now();
     metrics.packets.seen.n++;
     const outcome = decoder.decode(frame, length);
     if (outcome !== "knock") {
@@ -161,23 +154,11 @@ export class Daemon {
       return;
     }
     metrics.packets.decoded.n++;
-    // SPA ports are never knock ports (configuration checks it).
-    if (this.spa !== null && decoder.knock.proto === "udp" && this.spa.handles(decoder.knock.dstPort)) this.spa.handle(decoder, frame, this.packetAt);
-    else this.machine.handle(decoder.knock, this.packetAt);
-  }
-
-  private onKnockEvent(event: KnockEvent): void {
-    const { log, metrics } = this.deps;
-    metrics.knock(event.door.name, event.result);
-    // Guarded: under a flood this runs per packet, and building the object is the cost.
-    if (log.isLevelEnabled("debug")) {
-      log.debug({ event: "knock", door: event.door.name, src: event.src, sequence: event.kind, result: event.result, stage: event.stage });
+    for (const way of this.ways.all) {
+      if (!way.takes(decoder.knock)) continue;
+      way.handle(decoder, frame, capturedAt);
+      return;
     }
-    if (event.result !== "completed") return;
-    // The machine reuses `event`; what the grant needs is copied out here.
-    const { door, src, family } = event;
-    if (event.kind === "open") void this.grants.open({ door, family, src, via: "sequence", openForMs: door.openForMs, capturedAt: this.packetAt });
-    else void this.grants.closeSequence(door, family, src);
   }
 
   /**
@@ -187,7 +168,7 @@ export class Daemon {
   private sweep(): void {
     const now = this.clock.now();
     const { log } = this.deps;
-    guard(log, "sweep", {}, () => this.machine.sweep(now));
+    for (const way of this.ways.all) guard(log, "sweep", {}, () => way.sweep?.(now));
     guard(log, "sweep", {}, () => this.grants.sweep(now));
     guard(log, "sweep", {}, () => this.warnOfDrops(now));
   }

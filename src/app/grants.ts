@@ -43,8 +43,8 @@ export interface CloseRequest {
   src: string;
   via: WayIn;
   ports?: readonly PortSpec[];
-  /** Deleted on another node: that node, when its object says. */
-  origin?: string;
+  /** Its KnockGrant was deleted elsewhere (a close sequence on another node, or by hand). */
+  remote?: boolean;
 }
 
 /** Where grants made here go once the kernel has them (cluster-sync.ts); never awaited. */
@@ -231,8 +231,7 @@ export class Grants {
     else this.book.keepPorts(record, left);
     guard(this.deps.log, "close_followup", { door: door.name, src }, () => {
       const text = portsText({ ports });
-      const origin: Record<string, string> = req.origin === undefined ? {} : { origin: req.origin };
-      this.closedLine({ ...record, ports }, "close_sequence", origin, `closed ${text} for ${src}`);
+      this.closedLine({ ...record, ports }, "close_sequence", { remote: req.remote ?? false }, `closed ${text} for ${src}`);
     });
     return true;
   }
@@ -309,7 +308,7 @@ export class Grants {
   }
 
   /** One close line for every reason, with its metric and ON_CLOSE. */
-  private closedLine(g: GrantRecord, reason: CloseReason, fields: Record<string, string>, message: string, replaced = false): void {
+  private closedLine(g: GrantRecord, reason: CloseReason, fields: Record<string, string | boolean>, message: string, replaced = false): void {
     this.deps.metrics.closed(g.door.name, reason);
     this.hook("on_close", g.door, g.src, g.ports, replaced);
     this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason, ...fields }, message);

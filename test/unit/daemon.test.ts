@@ -776,10 +776,10 @@ test("cluster: another node's grant goes into the kernel for the time it has lef
     "ON_OPEN once, pairing with the ON_CLOSE of its end",
   );
   assert.equal(events("open")[0]?.["origin"], "node-a");
-  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", origin: "node-a" }), true);
-  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", origin: "node-a" }), false, "nothing left to revoke");
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", remote: true }), true);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", remote: true }), false, "nothing left to revoke");
   assert.deepEqual(await firewall.listGrants(), []);
-  assert.equal(events("close")[0]?.["origin"], "node-a");
+  assert.equal(events("close")[0]?.["remote"], true);
   await daemon.stop();
 });
 

@@ -81,7 +81,7 @@ function setup(
     },
   });
   // A daemon whose replay set was empty at start waits for the next wall-clock second before it
-  // captures (spa-path.ts): time moves here until it is up.
+  // captures (ways/signed/signed-way.ts): time moves here until it is up.
   const start = daemon.start.bind(daemon);
   daemon.start = async () => {
     let done = false;
@@ -616,11 +616,11 @@ test("cluster: another node's signed grant opens only its ports for the time lef
       ["signed", "2222/tcp", "node-a"],
     ],
   );
-  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", origin: "node-a" }), true);
-  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", origin: "node-a" }), false, "nothing left to revoke");
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", remote: true }), true);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", remote: true }), false, "nothing left to revoke");
   assert.deepEqual(await firewall.listSpaGrants(), []);
   assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT], "the sequence grant is another object's");
-  assert.deepEqual(events("close").map((l) => [l["via"], l["origin"]]), [["signed", "node-a"]]);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["remote"]]), [["signed", true]]);
   // One that ran out before the sweep saw it closes (expired) before the next opens, ON_OPEN again.
   // The sweep runs each whole second from the start: a grant from 0.3 s to 1.3 s is over at 1.3 s, unswept.
   await clock.advance(300);

@@ -85,6 +85,8 @@ export class Grants {
   error: string | null = null;
   /** Errors `failed` has logged and counted: `settled` does not log them again. */
   private readonly logged = new Set<unknown>();
+  /** Grants (door, way in, address) with a kernel write in flight, and how many. */
+  private readonly writing = new Map<string, number>();
 
   constructor(private readonly deps: GrantsDeps) {
     this.book = new GrantBook(deps.limits);
@@ -94,10 +96,23 @@ export class Grants {
     return this.book.size;
   }
 
-  /** Every grant the book holds and whose time has not run out. */
+  /** Every grant the book holds whose time has not run out and whose kernel write has finished. */
   held(): GrantRecord[] {
     const now = this.deps.clock.now();
-    return this.book.records().filter((g) => g.expiresAt > now);
+    return this.book.records().filter((g) => g.expiresAt > now && !this.writing.has(g.door.name + "\0" + g.via + "\0" + g.src));
+  }
+
+  /** Runs a kernel write of the grant, which `held` leaves out meanwhile. */
+  private async write<T>(door: Door, via: WayIn, src: string, work: () => Promise<T>): Promise<T> {
+    const key = door.name + "\0" + via + "\0" + src;
+    this.writing.set(key, (this.writing.get(key) ?? 0) + 1);
+    try {
+      return await work();
+    } finally {
+      const n = (this.writing.get(key) ?? 1) - 1;
+      if (n === 0) this.writing.delete(key);
+      else this.writing.set(key, n);
+    }
   }
 
   /**
@@ -129,7 +144,9 @@ export class Grants {
     for (const r of replaced) this.replaced(r.record, r.reason, src);
     const entries = entriesOf(record, via === "signed" ? asked : null);
     try {
-      for (const [end, ports] of entries) await this.deps.firewall.grant({ door, family, src, ports }, kernelMs(end, now));
+      await this.write(door, via, src, async () => {
+        for (const [end, ports] of entries) await this.deps.firewall.grant({ door, family, src, ports }, kernelMs(end, now));
+      });
     } catch (err) {
       if (!live) this.book.close(door, via, src);
       this.failed("grant", err, door, src);
@@ -221,7 +238,7 @@ export class Grants {
     const ports = req.ports ? record.ports.filter((p) => req.ports?.some((q) => portName(q) === portName(p))) : record.ports;
     const left = record.ports.filter((p) => !ports.includes(p));
     try {
-      await this.deps.firewall.revoke({ door, family, src, ports: via === "signed" ? ports : null });
+      await this.write(door, via, src, () => this.deps.firewall.revoke({ door, family, src, ports: via === "signed" ? ports : null }));
     } catch (err) {
       this.failed("revoke", err, door, src);
       throw err;
@@ -280,9 +297,14 @@ export class Grants {
       lost
         .filter((g) => g.expiresAt > now)
         .map(async (g) => {
+          const key = { door: g.door, family: g.family, src: g.src };
           try {
-            for (const [end, ports] of entriesOf(g, null)) if (end > now) await this.deps.firewall.grant({ door: g.door, family: g.family, src: g.src, ports }, kernelMs(end, now));
-            restored.push(g);
+            await this.write(g.door, g.via, g.src, async () => {
+              for (const [end, ports] of entriesOf(g, null)) if (end > now) await this.deps.firewall.grant({ ...key, ports }, kernelMs(end, now));
+            });
+            // Closed while it went back (a close sequence, a replacement): taken away again.
+            if (this.book.get(g.door, g.via, g.src) === undefined) await this.deps.firewall.revoke({ ...key, ports: g.via === "signed" ? g.ports : null });
+            else restored.push(g);
           } catch (err) {
             this.failed("grant", err, g.door, g.src);
           }

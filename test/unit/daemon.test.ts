@@ -213,6 +213,55 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   await daemon.stop();
 });
 
+test("a grant set emptied in place (no repair to make) is noticed: its grants go back on the next pass", async () => {
+  const { daemon, firewall, events, clock, knockAll } = setup();
+  await daemon.start();
+  await knockAll(OPEN);
+  const granted: string[] = [];
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = (door, family, src, forMs) => {
+    granted.push(src);
+    return grant(door, family, src, forMs);
+  };
+  // `ipset flush` / `nft flush set`: the plan is all there, the entries are gone.
+  const listGrants = firewall.listGrants.bind(firewall);
+  firewall.listGrants = () => Promise.resolve([]);
+  await clock.advance(100);
+  assert.deepEqual(granted, [CLIENT]);
+  assert.deepEqual(events("firewall_repaired"), []);
+  assert.deepEqual(events("grants_restored").map((l) => l["grants"]), [1]);
+  firewall.listGrants = listGrants;
+  await clock.advance(300);
+  assert.deepEqual(granted, [CLIENT], "put back once");
+  await daemon.stop();
+});
+
+test("a grant whose kernel write is still in flight, or that was closed while it went back, is not put back", async () => {
+  const { daemon, firewall, events, clock, knockAll } = setup({ KNOCK_DOOR_SSH_OPEN_FOR: "0", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9100,9200" });
+  await daemon.start();
+  let release = () => undefined as void;
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = (door, family, src, forMs) => new Promise<void>((resolve) => (release = resolve)).then(() => grant(door, family, src, forMs));
+  await knockAll(OPEN);
+  await clock.advance(300);
+  assert.deepEqual(events("grants_restored"), [], "a write in flight is not a lost grant");
+  release();
+  await clock.advance(0);
+  assert.equal(events("open").length, 1);
+  // Now lost; the pass puts it back, and a close sequence lands while that write is in flight.
+  const listGrants = firewall.listGrants.bind(firewall);
+  firewall.listGrants = () => Promise.resolve([]);
+  await clock.advance(100);
+  firewall.listGrants = listGrants;
+  await knockAll([9100, 9200]);
+  assert.deepEqual(events("close").map((l) => l["reason"]), ["close_sequence"]);
+  release();
+  await clock.advance(0);
+  assert.deepEqual(await firewall.listGrants(), [], "the closed grant is not left in the kernel");
+  assert.deepEqual(events("grants_restored").map((l) => [l["grants"], l["lost"]]), [[0, 1]]);
+  await daemon.stop();
+});
+
 test("an expired grant the sweep has not closed yet is not put back", async () => {
   const { daemon, firewall, clock, knockAll } = setup();
   await daemon.start();

@@ -1,0 +1,137 @@
+/**
+ * What both backends render, byte for byte, for a few configurations: doors with several ports and
+ * protocols (more than multiport's 15), a signed door beside a sequence door sharing a port,
+ * labelled containers (host ports, ports bound to one address of either family, containers'
+ * own addresses with their peer networks, kept records), IPv6 allow lists. An upgrade adopts what
+ * an earlier version installed only while the rules, the names and the plan id stay the same, so
+ * the text is held against test/fixtures/firewall/rendered.txt. A change that means to render
+ * otherwise writes the file anew: KNOCK_WRITE_RENDERED=1 node --test dist/test/unit/firewall-render.test.js
+ */
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+import { parseConfig } from "../../src/config/config.js";
+import { decideDoors } from "../../src/core/docker/desired.js";
+import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
+import type { OwnedTarget } from "../../src/core/protection/targets.js";
+import type { Config, Family, PortSpec } from "../../src/core/types.js";
+import { FAMILIES } from "../../src/core/firewall/common.js";
+import * as plan from "../../src/core/firewall/plan.js";
+import * as spa from "../../src/core/firewall/spa-plan.js";
+
+const FIXTURE = fileURLToPath(new URL("../../../test/fixtures/firewall/rendered.txt", import.meta.url));
+const KEY = { KNOCK_DOOR_SSH_SPA_KEY: Buffer.alloc(32, 1).toString("base64"), KNOCK_DOOR_SSH_SPA_HMAC_KEY: Buffer.alloc(64, 2).toString("base64") };
+
+/** A labelled container of `door`: host ports ("8080", "192.0.2.2:8081", "2001:db8::5:8082") to its port 80, and its own addresses. */
+function container(name: string, door: string, ports: string[], addresses: LabelledContainer["doors"][number]["addresses"]): LabelledContainer {
+  const ref = { name, id: Buffer.from(name).toString("hex").padEnd(12, "0").slice(0, 12) };
+  const hostPorts: HostPort[] = ports.map((p) => {
+    const at = p.lastIndexOf(":");
+    const hostIp = at < 0 ? "" : p.slice(0, at);
+    const families: Family[] = hostIp === "" ? [4, 6] : hostIp.includes(":") ? [6] : [4];
+    return { port: Number(p.slice(at + 1)), proto: "tcp", families, hostIp, containerPort: { port: 80, proto: "tcp" }, container: ref };
+  });
+  return { container: ref, running: true, created: "2026-01-01T00:00:00Z", doors: [{ door, hostPorts, containerPorts: [{ port: 80, proto: "tcp" }, { port: 53, proto: "udp" }], addresses }], hostPortsAtStart: [], problems: [] };
+}
+
+interface Case {
+  name: string;
+  config: Config;
+  containers: LabelledContainer[];
+}
+
+const seventeen = Array.from({ length: 17 }, (_, i) => 10001 + i).join(",");
+const CASES: Case[] = [
+  { name: "one door, defaults", config: parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000" }), containers: [] },
+  {
+    name: "doors with several ports, both protocols, more than 15, a shared port, allow lists of both families",
+    config: parseConfig({
+      KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000",
+      KNOCK_DOOR_SSH_PORTS: `2222/tcp,53/udp,22/tcp,${seventeen}`,
+      KNOCK_DOOR_ADMIN_SEQUENCE: "6000,5000",
+      KNOCK_DOOR_ADMIN_PORTS: "22,8443,123/udp",
+      KNOCK_ALLOW: "10.1.2.3/8,192.0.2.7,fd00::1/64,2001:db8::1",
+      KNOCK_MAX_GRANTS: "5000",
+    }),
+    containers: [],
+  },
+  {
+    name: "a signed door beside a sequence door",
+    config: parseConfig({ ...KEY, KNOCK_DOOR_SSH_PORTS: "22/tcp,53/udp", KNOCK_DOOR_WEB_SEQUENCE: "1111,2222", KNOCK_DOOR_WEB_PORTS: "443,22", KNOCK_MAX_GRANTS: "1000" }),
+    containers: [],
+  },
+  {
+    name: "a door both signed and knocked",
+    config: parseConfig({ ...KEY, KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_SSH_PORTS: "22" }),
+    containers: [],
+  },
+  {
+    name: "labelled containers: host ports, bound addresses, container addresses with peers, a signed door",
+    config: parseConfig({ ...KEY, KNOCK_DOOR_SSH_PORTS: "22", KNOCK_DOOR_WEB_SEQUENCE: "7001,8001", KNOCK_DOOR_WEB_PORTS: "none", KNOCK_ALLOW: "198.18.0.0/15" }),
+    containers: [
+      container("app", "WEB", ["8080", "192.0.2.2:8081", "2001:db8::5:8082"], [
+        { network: "bridge", family: 4, address: "172.17.0.9", prefixLen: 16 },
+        { network: "v6net", family: 6, address: "fd00:6b67::9", prefixLen: 64 },
+      ]),
+      container("lone", "WEB", ["9090"], [{ network: "none", family: 4, address: "172.18.0.4", prefixLen: 0 }]),
+      container("signed", "SSH", ["2022", "192.0.2.3:2023"], [{ network: "bridge", family: 4, address: "172.17.0.10", prefixLen: 16 }]),
+    ],
+  },
+];
+
+const PORTS: PortSpec[] = [{ port: 22, proto: "tcp" }, { port: 53, proto: "udp" }];
+const SRC: Record<Family, string> = { 4: "198.18.0.2", 6: "fd00:198:18::2" };
+
+/** Everything the backends render for one case, in sections. */
+function render({ config, containers }: Case): string {
+  const targets: OwnedTarget[] = decideDoors(config.doors, containers).targets;
+  const out: [string, string][] = [];
+  const add = (name: string, text: string) => out.push([name, text]);
+  add("plan id", plan.planId(config, targets));
+  add("ipset create", plan.ipsetCreateScript(config, targets));
+  add("ipset grant sets", plan.ipsetGrantSets(config, targets).map((s) => `${s.name} ${s.spec} ${s.maxelem}`).join("\n"));
+  for (const f of FAMILIES) {
+    const chain = plan.iptablesChainPlan(config, targets, f);
+    add(`iptables-restore IPv${f} (${chain.ruleCount} rules)`, chain.restore);
+    add(`ipset allow IPv${f}`, plan.ipsetAllowScript(config, f));
+    add(`ipset allow members IPv${f}`, plan.expectedAllowMembers(config, f).join("\n"));
+  }
+  const nft = plan.nftPlan(config, targets);
+  add(`nft -f (${nft.ruleCount} rules)`, nft.script);
+  add("ipset rebuild", plan.ipsetRebuildScript(plan.ipsetGrantSets(config, targets)[0]!, [{ src: SRC[4], remainingMs: 12_300 }, { src: "198.18.0.3", remainingMs: null }]));
+  for (const door of config.doors) {
+    for (const f of FAMILIES) {
+      const src = SRC[f];
+      add(`grant ${door.name} IPv${f}`, [
+        plan.ipsetGrantLine(door.name, f, src, 30_000),
+        plan.ipsetGrantLine(door.name, f, src, 0),
+        plan.ipsetRevokeLine(door.name, f, src),
+        plan.nftGrantLine(door.name, f, [src], 30_000),
+        plan.nftGrantLine(door.name, f, [src, f === 4 ? "198.18.0.3" : "fd00:198:18::3"], 0),
+        plan.nftRevokeLine(door.name, f, [src]),
+      ].join("\n"));
+      if (door.spa === null) continue;
+      add(`signed grant ${door.name} IPv${f}`, [
+        ...spa.ipsetSpaGrantLines(door.name, f, src, PORTS, 300_000),
+        ...spa.ipsetSpaRevokeLines(door.name, f, src, PORTS),
+        spa.nftSpaGrantLine(door.name, f, src, PORTS, 300_000),
+        spa.nftSpaRevokeLine(door.name, f, src, PORTS),
+      ].join("\n"));
+    }
+    if (door.spa === null) continue;
+    const element = spa.replayElement("0123456789abcdef0123456789abcdef");
+    add(`replay ${door.name}`, [spa.ipsetReplayAddLine(door.name, element, 240), spa.ipsetReplayDelLine(door.name, element), spa.nftReplayAddLine(door.name, element, 240), spa.nftReplayDelLine(door.name, element)].join("\n"));
+  }
+  return out.map(([name, text]) => `--- ${name}\n${text}${text.endsWith("\n") ? "" : "\n"}`).join("");
+}
+
+const rendered = CASES.map((c) => `=== ${c.name}\n${render(c)}`).join("");
+
+test("both backends render the rules, sets, scripts and grant lines of every case byte for byte as before", () => {
+  if (process.env["KNOCK_WRITE_RENDERED"] === "1") writeFileSync(FIXTURE, rendered);
+  const expected = readFileSync(FIXTURE, "utf8");
+  const [got, want] = [rendered.split("\n"), expected.split("\n")];
+  const at = got.findIndex((l, i) => l !== want[i]);
+  assert.equal(at === -1 && got.length === want.length, true, `first difference at line ${at + 1}:\n  rendered: ${got[at]}\n  fixture:  ${want[at]}`);
+});

@@ -14,11 +14,15 @@ import { test } from "node:test";
 import { parseConfig } from "../../src/config/config.js";
 import { decideDoors } from "../../src/core/docker/desired.js";
 import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
-import type { OwnedTarget } from "../../src/core/protection/targets.js";
 import type { Config, Family, PortSpec } from "../../src/core/types.js";
 import { FAMILIES } from "../../src/core/firewall/common.js";
-import * as plan from "../../src/core/firewall/plan.js";
-import * as spa from "../../src/core/firewall/spa-plan.js";
+import { firewallPlan, planMarker } from "../../src/core/firewall/plan.js";
+import { replayElement } from "../../src/core/firewall/spa-plan.js";
+import { planId } from "../../src/adapters/firewall/plan-id.js";
+import { iptablesChainPlan } from "../../src/adapters/firewall/iptables/rules.js";
+import * as ipset from "../../src/adapters/firewall/iptables/sets.js";
+import { nftPlan } from "../../src/adapters/firewall/nftables/rules.js";
+import * as nft from "../../src/adapters/firewall/nftables/sets.js";
 
 const FIXTURE = fileURLToPath(new URL("../../../test/fixtures/firewall/rendered.txt", import.meta.url));
 const KEY = { KNOCK_DOOR_SSH_SPA_KEY: Buffer.alloc(32, 1).toString("base64"), KNOCK_DOOR_SSH_SPA_HMAC_KEY: Buffer.alloc(64, 2).toString("base64") };
@@ -85,43 +89,44 @@ const SRC: Record<Family, string> = { 4: "198.18.0.2", 6: "fd00:198:18::2" };
 
 /** Everything the backends render for one case, in sections. */
 function render({ config, containers }: Case): string {
-  const targets: OwnedTarget[] = decideDoors(config.doors, containers).targets;
+  const plan = firewallPlan(config, decideDoors(config.doors, containers).targets);
+  const marker = planMarker(planId(plan));
   const out: [string, string][] = [];
   const add = (name: string, text: string) => out.push([name, text]);
-  add("plan id", plan.planId(config, targets));
-  add("ipset create", plan.ipsetCreateScript(config, targets));
-  add("ipset grant sets", plan.ipsetGrantSets(config, targets).map((s) => `${s.name} ${s.spec} ${s.maxelem}`).join("\n"));
+  add("plan id", planId(plan));
+  add("ipset create", ipset.ipsetCreateScript(plan));
+  add("ipset grant sets", ipset.ipsetGrantSets(plan).map((s) => `${s.name} ${s.spec} ${s.maxelem}`).join("\n"));
   for (const f of FAMILIES) {
-    const chain = plan.iptablesChainPlan(config, targets, f);
+    const chain = iptablesChainPlan(plan, f, marker);
     add(`iptables-restore IPv${f} (${chain.ruleCount} rules)`, chain.restore);
-    add(`ipset allow IPv${f}`, plan.ipsetAllowScript(config, f));
-    add(`ipset allow members IPv${f}`, plan.expectedAllowMembers(config, f).join("\n"));
+    add(`ipset allow IPv${f}`, ipset.ipsetAllowScript(plan, f));
+    add(`ipset allow members IPv${f}`, ipset.expectedAllowMembers(plan, f).join("\n"));
   }
-  const nft = plan.nftPlan(config, targets);
-  add(`nft -f (${nft.ruleCount} rules)`, nft.script);
-  add("ipset rebuild", plan.ipsetRebuildScript(plan.ipsetGrantSets(config, targets)[0]!, [{ src: SRC[4], remainingMs: 12_300 }, { src: "198.18.0.3", remainingMs: null }]));
+  const script = nftPlan(plan, marker);
+  add(`nft -f (${script.ruleCount} rules)`, script.script);
+  add("ipset rebuild", ipset.ipsetRebuildScript(ipset.ipsetGrantSets(plan)[0]!, [{ src: SRC[4], remainingMs: 12_300 }, { src: "198.18.0.3", remainingMs: null }]));
   for (const door of config.doors) {
     for (const f of FAMILIES) {
       const src = SRC[f];
       add(`grant ${door.name} IPv${f}`, [
-        plan.ipsetGrantLine(door.name, f, src, 30_000),
-        plan.ipsetGrantLine(door.name, f, src, 0),
-        plan.ipsetRevokeLine(door.name, f, src),
-        plan.nftGrantLine(door.name, f, [src], 30_000),
-        plan.nftGrantLine(door.name, f, [src, f === 4 ? "198.18.0.3" : "fd00:198:18::3"], 0),
-        plan.nftRevokeLine(door.name, f, [src]),
+        ipset.ipsetGrantLine(door.name, f, src, 30_000),
+        ipset.ipsetGrantLine(door.name, f, src, 0),
+        ipset.ipsetRevokeLine(door.name, f, src),
+        nft.nftGrantLine(door.name, f, [src], 30_000),
+        nft.nftGrantLine(door.name, f, [src, f === 4 ? "198.18.0.3" : "fd00:198:18::3"], 0),
+        nft.nftRevokeLine(door.name, f, [src]),
       ].join("\n"));
       if (door.spa === null) continue;
       add(`signed grant ${door.name} IPv${f}`, [
-        ...spa.ipsetSpaGrantLines(door.name, f, src, PORTS, 300_000),
-        ...spa.ipsetSpaRevokeLines(door.name, f, src, PORTS),
-        spa.nftSpaGrantLine(door.name, f, src, PORTS, 300_000),
-        spa.nftSpaRevokeLine(door.name, f, src, PORTS),
+        ...ipset.ipsetSpaGrantLines(door.name, f, src, PORTS, 300_000),
+        ...ipset.ipsetSpaRevokeLines(door.name, f, src, PORTS),
+        nft.nftSpaGrantLine(door.name, f, src, PORTS, 300_000),
+        nft.nftSpaRevokeLine(door.name, f, src, PORTS),
       ].join("\n"));
     }
     if (door.spa === null) continue;
-    const element = spa.replayElement("0123456789abcdef0123456789abcdef");
-    add(`replay ${door.name}`, [spa.ipsetReplayAddLine(door.name, element, 240), spa.ipsetReplayDelLine(door.name, element), spa.nftReplayAddLine(door.name, element, 240), spa.nftReplayDelLine(door.name, element)].join("\n"));
+    const element = replayElement("0123456789abcdef0123456789abcdef");
+    add(`replay ${door.name}`, [ipset.ipsetReplayAddLine(door.name, element, 240), ipset.ipsetReplayDelLine(door.name, element), nft.nftReplayAddLine(door.name, element, 240), nft.nftReplayDelLine(door.name, element)].join("\n"));
   }
   return out.map(([name, text]) => `--- ${name}\n${text}${text.endsWith("\n") ? "" : "\n"}`).join("");
 }

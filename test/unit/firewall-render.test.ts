@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { parseConfig } from "../../src/config/config.js";
 import { decideDoors } from "../../src/core/docker/desired.js";
-import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
+import type { ContainerAddress, LabelledContainer } from "../../src/core/docker/labels.js";
+import { labelledContainer } from "../support/containers.js";
 import type { Config, Family, PortSpec } from "../../src/core/types.js";
 import { FAMILIES } from "../../src/core/firewall/common.js";
 import { firewallPlan, planMarker } from "../../src/core/firewall/plan.js";
@@ -27,17 +28,9 @@ import * as nft from "../../src/adapters/firewall/nftables/sets.js";
 const FIXTURE = fileURLToPath(new URL("../../../test/fixtures/firewall/rendered.txt", import.meta.url));
 const KEY = { KNOCK_DOOR_SSH_SPA_KEY: Buffer.alloc(32, 1).toString("base64"), KNOCK_DOOR_SSH_SPA_HMAC_KEY: Buffer.alloc(64, 2).toString("base64") };
 
-/** A labelled container of `door`: host ports ("8080", "192.0.2.2:8081", "2001:db8::5:8082") to its port 80, and its own addresses. */
-function container(name: string, door: string, ports: string[], addresses: LabelledContainer["doors"][number]["addresses"]): LabelledContainer {
-  const ref = { name, id: Buffer.from(name).toString("hex").padEnd(12, "0").slice(0, 12) };
-  const hostPorts: HostPort[] = ports.map((p) => {
-    const at = p.lastIndexOf(":");
-    const hostIp = at < 0 ? "" : p.slice(0, at);
-    const families: Family[] = hostIp === "" ? [4, 6] : hostIp.includes(":") ? [6] : [4];
-    return { port: Number(p.slice(at + 1)), proto: "tcp", families, hostIp, containerPort: { port: 80, proto: "tcp" }, container: ref };
-  });
-  return { container: ref, running: true, created: "2026-01-01T00:00:00Z", doors: [{ door, hostPorts, containerPorts: [{ port: 80, proto: "tcp" }, { port: 53, proto: "udp" }], addresses }], hostPortsAtStart: [], problems: [] };
-}
+/** A labelled container of `door`, running with `addresses`, its ports 80/tcp and 53/udp. */
+const container = (name: string, door: string, ports: string[], addresses: ContainerAddress[]): LabelledContainer =>
+  labelledContainer(name, door, ports, { addresses, containerPorts: [{ port: 80, proto: "tcp" }, { port: 53, proto: "udp" }] });
 
 interface Case {
   name: string;

@@ -8,13 +8,14 @@ import { describe, test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { conflictText, containerOrigin, decideDoors } from "../../src/core/docker/desired.js";
-import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
+import type { LabelledContainer } from "../../src/core/docker/labels.js";
+import { labelledContainer } from "../support/containers.js";
 import { iptablesChain, nftScript } from "../support/render.js";
 import { keptRecords, parseKept } from "../../src/core/firewall/kept.js";
 import { keptComments } from "../../src/adapters/firewall/iptables/listing.js";
 import { ruleComments } from "../../src/adapters/firewall/nftables/listing.js";
 import { doorPorts, hostDestination, networkOf, overlaps, protectionKey, targetText } from "../../src/core/protection/targets.js";
-import { portName, type Family } from "../../src/core/types.js";
+import { portName } from "../../src/core/types.js";
 import { ProtectionService } from "../../src/app/protection.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
@@ -22,18 +23,8 @@ import { FakeClock } from "../support/fake-clock.js";
 const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_WEB_SEQUENCE: "7001,8001", KNOCK_DOOR_WEB_PORTS: "none" });
 
 /** A labelled container naming `door`, publishing host ports ("22", "192.0.2.2:2222", "127.0.0.1:53") to container port 80. */
-function container(name: string, door: string, ports: string[], created = "2026-01-01T00:00:00Z", running = false): LabelledContainer {
-  // Docker's ids are hex: the name's bytes in hex, padded.
-  const ref = { name, id: Buffer.from(name).toString("hex").padEnd(12, "0").slice(0, 12) };
-  const hostPorts: HostPort[] = ports.map((p) => {
-    const at = p.lastIndexOf(":");
-    const hostIp = at < 0 ? "" : p.slice(0, at);
-    const families: Family[] = hostIp === "" ? [4, 6] : hostIp.includes(":") ? [6] : [4];
-    return { port: Number(p.slice(at + 1)), proto: "tcp", families, hostIp, containerPort: { port: 80, proto: "tcp" }, container: ref };
-  });
-  const addresses = running ? [{ network: "bridge", family: 4 as const, address: "172.17.0.9", prefixLen: 16 }] : [];
-  return { container: ref, running, created, doors: [{ door, hostPorts, containerPorts: [{ port: 80, proto: "tcp" }], addresses }], hostPortsAtStart: [], problems: [] };
-}
+const container = (name: string, door: string, ports: string[], created = "2026-01-01T00:00:00Z", running = false): LabelledContainer =>
+  labelledContainer(name, door, ports, { created, addresses: running ? [{ network: "bridge", family: 4, address: "172.17.0.9", prefixLen: 16 }] : [] });
 
 const ports = (door: string, containers: LabelledContainer[]) => doorPorts(decideDoors(config.doors, containers).targets, door).map(portName);
 

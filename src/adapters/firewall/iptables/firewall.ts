@@ -2,13 +2,14 @@
 import type { Family } from "../../../core/types.js";
 import type { OwnedTarget } from "../../../core/protection/targets.js";
 import { FAMILIES } from "../../../core/firewall/common.js";
-import { firewallPlan, planMarker, type FirewallPlan } from "../../../core/firewall/plan.js";
+import { planMarker, type FirewallPlan } from "../../../core/firewall/plan.js";
 import { signedDoors } from "../../../core/firewall/spa-plan.js";
 import { LineSession, mustRun, type Runner } from "../exec.js";
 import { saveArgv, type IptablesVariant } from "../detect.js";
 import { ChangeQueue, ReplayWriter } from "../changes.js";
 import { checkedAddress, checkedPorts } from "../checked.js";
 import { listGrants } from "../listed.js";
+import { Planned } from "../planned.js";
 import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets } from "../firewall.js";
 import { CHAIN, iptablesChainPlan, JUMP_RULE, KEPT_CHAIN } from "./rules.js";
 import {
@@ -71,20 +72,14 @@ export class IptablesFirewall implements Firewall {
   /** Replay records have a session of their own: see ReplayWriter. */
   private readonly replaySession = ipsetSession();
   private readonly changes: ChangeQueue;
-  private readonly config: BackendOptions["config"];
+  private readonly planned: Planned;
   private readonly run: Runner;
-  private readonly planId: PlanId;
-  private targets: readonly OwnedTarget[];
-  private plan: FirewallPlan;
 
   constructor(
     { config, targets, planId, run, log }: BackendOptions,
     private readonly variant: IptablesVariant,
   ) {
-    this.config = config;
-    this.targets = targets;
-    this.plan = firewallPlan(config, targets);
-    this.planId = planId;
+    this.planned = new Planned({ config, targets }, planId);
     this.run = run;
     this.backend = `iptables-${variant}`;
     this.changes = new ChangeQueue(run, log);
@@ -99,7 +94,7 @@ export class IptablesFirewall implements Firewall {
   }
 
   private chainPlan(family: Family) {
-    return iptablesChainPlan(this.plan, family, planMarker(this.planId(this.plan)));
+    return iptablesChainPlan(this.planned.plan, family, this.planned.marker);
   }
 
   reconcile(mode: "check" | "repair"): Promise<string[]> {
@@ -110,7 +105,7 @@ export class IptablesFirewall implements Firewall {
       if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
       const lost = this.ipset.takeLoss();
       this.ipset.open();
-      if (signedDoors(this.config).length > 0) this.replaySession.open();
+      if (signedDoors(this.planned.config).length > 0) this.replaySession.open();
       return [...findings.map((f) => f.problem), ...(lost ? [lost] : [])];
     });
   }
@@ -118,8 +113,7 @@ export class IptablesFirewall implements Firewall {
   /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
   protect(targets: readonly OwnedTarget[]): Promise<void> {
     return this.changes.reconcile(async (run) => {
-      this.targets = targets;
-      this.plan = firewallPlan(this.config, targets);
+      this.planned.retarget(targets);
       await Promise.all(FAMILIES.map((f) => mustRun(run, [tool(this.variant, f, "-restore"), "-w", "--noflush"], this.chainPlan(f).restore)));
     });
   }
@@ -127,7 +121,7 @@ export class IptablesFirewall implements Firewall {
   /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */
   private async inspect(run: Runner): Promise<Finding[]> {
     const findings: Finding[] = [];
-    const plan = this.plan;
+    const plan = this.planned.plan;
     const terse = await mustRun(run, ["ipset", "list", "-t"]);
     const sizes = ipsetSizes(terse);
     const missing = ipsetNames(plan).filter((n) => !sizes.has(n));
@@ -162,7 +156,7 @@ export class IptablesFirewall implements Firewall {
         });
       }
     }
-    const marker = planMarker(this.planId(plan));
+    const marker = this.planned.marker;
     for (const family of FAMILIES) {
       const iptables = tool(this.variant, family);
       const chainPlan = this.chainPlan(family);
@@ -201,7 +195,7 @@ export class IptablesFirewall implements Firewall {
 
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
   private async destroyStaleSets(run: Runner): Promise<void> {
-    const wanted = new Set(ipsetNames(this.plan));
+    const wanted = new Set(ipsetNames(this.planned.plan));
     for (const name of ipsetSizes(await mustRun(run, ["ipset", "list", "-t"])).keys()) {
       if (isOurIpset(name) && !wanted.has(name)) await run(["ipset", "destroy", name]);
     }
@@ -215,7 +209,7 @@ export class IptablesFirewall implements Firewall {
 
   async grant(grant: GrantKey, forMs: number): Promise<void> {
     const src = checkedAddress(grant.src, grant.family);
-    const ports = grant.ports === null ? null : checkedPorts(grant.door, this.targets, grant.ports);
+    const ports = grant.ports === null ? null : checkedPorts(grant.door, this.planned.targets, grant.ports);
     for (const line of grantLines({ ...grant, src, ports }, forMs)) await this.apply(line);
   }
 
@@ -226,7 +220,7 @@ export class IptablesFirewall implements Firewall {
   grants(): Promise<ListedGrant[]> {
     const members = async (set: string) => ipsetMembers(await mustRun(this.run, ["ipset", "list", set]));
     return listGrants(
-      this.config.doors,
+      this.planned.config.doors,
       (door, family) => members(ipsetName(door, family)),
       async (door, family) => ipsetSpaMembers(await members(ipsetSpaName(door, family))),
     );

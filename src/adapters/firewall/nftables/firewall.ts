@@ -3,12 +3,13 @@ import type { Door, Family } from "../../../core/types.js";
 import type { OwnedTarget } from "../../../core/protection/targets.js";
 import { FirewallError } from "../../../core/errors.js";
 import { FAMILIES } from "../../../core/firewall/common.js";
-import { firewallPlan, grantSets, planMarker, type FirewallPlan } from "../../../core/firewall/plan.js";
+import { grantSets, planMarker, type FirewallPlan } from "../../../core/firewall/plan.js";
 import { signedDoors } from "../../../core/firewall/spa-plan.js";
 import { LineSession, mustRun, type Runner } from "../exec.js";
 import { ChangeQueue, ReplayWriter } from "../changes.js";
 import { checkedAddress, checkedPorts } from "../checked.js";
 import { listGrants } from "../listed.js";
+import { Planned } from "../planned.js";
 import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
 import {
@@ -78,17 +79,11 @@ export class NftablesFirewall implements Firewall {
   private queue: Batch[] = [];
   private draining = false;
   private readonly changes: ChangeQueue;
-  private readonly config: BackendOptions["config"];
+  private readonly planned: Planned;
   private readonly run: Runner;
-  private readonly planId: PlanId;
-  private targets: readonly OwnedTarget[];
-  private plan: FirewallPlan;
 
   constructor({ config, targets, planId, run, log }: BackendOptions) {
-    this.config = config;
-    this.targets = targets;
-    this.plan = firewallPlan(config, targets);
-    this.planId = planId;
+    this.planned = new Planned({ config, targets }, planId);
     this.run = run;
     this.changes = new ChangeQueue(run, log);
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["nft", line], nftReplayFailure);
@@ -102,7 +97,7 @@ export class NftablesFirewall implements Firewall {
   }
 
   private script(): { script: string; ruleCount: number } {
-    return nftPlan(this.plan, planMarker(this.planId(this.plan)));
+    return nftPlan(this.planned.plan, this.planned.marker);
   }
 
   private async problems(run: Runner): Promise<string[]> {
@@ -110,7 +105,7 @@ export class NftablesFirewall implements Firewall {
     const table = await run(["nft", "-t", "list", "table", "inet", NFT_TABLE]);
     if (table.code !== 0) return [`table inet ${NFT_TABLE} missing`];
     const problems: string[] = [];
-    const plan = this.plan;
+    const plan = this.planned.plan;
     // Per family: the door-wide sets, then the per-port ones.
     const sized = FAMILIES.flatMap((f) => {
       const own = grantSets(plan, f);
@@ -130,7 +125,7 @@ export class NftablesFirewall implements Firewall {
       if (at >= 0 && !block.includes(`\tsize ${wanted}\n`)) problems.push(`set ${name} is not sized for KNOCK_MAX_GRANTS (${wanted})`);
     }
     const chain = /\tchain (\S+) \{\n([\s\S]*?)\n\t\}/.exec(table.stdout.slice(table.stdout.indexOf(`\tchain ${NFT_CHAIN} {`)));
-    const marker = planMarker(this.planId(plan));
+    const marker = this.planned.marker;
     if (!chain || chain[1] !== NFT_CHAIN) problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} missing`);
     else if (countNftRules(chain[2] ?? "") !== this.script().ruleCount || !chain[2]?.includes(marker)) {
       problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} differs from the plan`);
@@ -146,7 +141,7 @@ export class NftablesFirewall implements Firewall {
       if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], this.script().script);
       const lost = this.nft.takeLoss();
       this.nft.open();
-      if (signedDoors(this.config).length > 0) this.replaySession.open();
+      if (signedDoors(this.planned.config).length > 0) this.replaySession.open();
       return lost ? [...problems, lost] : problems;
     });
   }
@@ -154,8 +149,7 @@ export class NftablesFirewall implements Firewall {
   /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
   protect(targets: readonly OwnedTarget[]): Promise<void> {
     return this.changes.reconcile(async (run) => {
-      this.targets = targets;
-      this.plan = firewallPlan(this.config, targets);
+      this.planned.retarget(targets);
       await mustRun(run, ["nft", "-f", "-"], this.script().script);
     });
   }
@@ -164,7 +158,7 @@ export class NftablesFirewall implements Firewall {
   grant(grant: GrantKey, forMs: number): Promise<void> {
     const src = checkedAddress(grant.src, grant.family);
     if (grant.ports === null) return this.enqueue(false, grant.door, grant.family, src, forMs);
-    return this.apply(grantLine({ ...grant, src, ports: checkedPorts(grant.door, this.targets, grant.ports) }, forMs));
+    return this.apply(grantLine({ ...grant, src, ports: checkedPorts(grant.door, this.planned.targets, grant.ports) }, forMs));
   }
 
   revoke(grant: GrantKey): Promise<void> {
@@ -175,7 +169,7 @@ export class NftablesFirewall implements Firewall {
 
   grants(): Promise<ListedGrant[]> {
     return listGrants(
-      this.config.doors,
+      this.planned.config.doors,
       async (door, family) => nftElements(await this.elements(nftSetName(door, family))),
       async (door, family) => nftSpaElements(await this.elements(nftSpaSetName(door, family))),
     );

@@ -123,7 +123,7 @@ const fromFile = (config: Config, variable: string): { file?: string } => {
 function describeBackend(choice: BackendChoice): string {
   switch (choice.backend) {
     case "dry-run":
-      return "dry run: plans are logged, the firewall is not touched";
+      return `dry run: the ${choice.renders} plan is logged, the firewall is not touched`;
     case "iptables":
       return `iptables with ipset, ${choice.variant === "nft" ? "nf_tables" : "legacy"} variant, on this host`;
     case "nftables":

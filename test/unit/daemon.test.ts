@@ -8,14 +8,14 @@ import { test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type Deps } from "../../src/app/daemon.js";
-import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
-import { countPerDoor, fromBackend } from "../../src/adapters/firewall/firewall.js";
+import { countPerDoor } from "../../src/adapters/firewall/firewall.js";
 import type { FrameHandler, InterfaceState } from "../../src/adapters/capture.js";
 import { CAPTURE_CHECK_MS } from "../../src/app/captures.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { envPorts, envTargets } from "../support/protection.js";
+import { envPorts } from "../support/protection.js";
+import { doorWide, dryRunFirewall } from "../support/dry-run.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 
@@ -26,12 +26,12 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   const clock = new FakeClock();
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const firewall = new DryRunFirewall(config, envTargets(config), log, clock);
+  const firewall = dryRunFirewall(config, log, clock);
   let daemon: Daemon | null = null;
   const metrics = new Metrics(
     config.doors,
     { version: "test", revision: "test", backend: firewall.backend },
-    { tracked: () => 0, grants: async () => countPerDoor(await fromBackend(firewall).grants()), captureDropped: () => daemon?.captureDropped() ?? new Map() },
+    { tracked: () => 0, grants: async () => countPerDoor(await firewall.grants()), captureDropped: () => daemon?.captureDropped() ?? new Map() },
   );
   let onFrame: FrameHandler = () => undefined;
   let alive = true;
@@ -45,7 +45,7 @@ function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) 
   daemon = new Daemon({
     config,
     interfaces: ["eth0"],
-    firewall: fromBackend(firewall),
+    firewall,
     log,
     metrics,
     clock,
@@ -95,7 +95,7 @@ test("a completed sequence grants through the firewall and logs one open line", 
   const { daemon, firewall, events, knockAll } = setup();
   await daemon.start();
   await knockAll(OPEN);
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), [CLIENT]);
   const opens = events("open");
   assert.equal(opens.length, 1);
   assert.equal(opens[0]?.["src"], CLIENT);
@@ -118,7 +118,7 @@ test("a throw in the timed sweep (a metrics or logging bug) is logged, never esc
   await clock.advance(2000);
   assert.equal(events("expiry_followup_failed").length, 1);
   assert.equal(events("close").length, 1, "the other grant still closes with its line");
-  assert.deepEqual(await firewall.listGrants(), [], "the kernel expired both");
+  assert.deepEqual(await doorWide(firewall), [], "the kernel expired both");
   await knockAll(OPEN);
   assert.equal(events("open").length, 3, "the daemon goes on");
   await daemon.stop();
@@ -160,8 +160,8 @@ test("a firewall object that went missing fails /readyz at once and is repaired 
   const { daemon, firewall, events, metrics, clock } = setup();
   await daemon.start();
   let lost = ["jump PREROUTING -> KNOCKGATE missing (IPv4)"];
-  firewall.check = () => Promise.resolve([...lost]);
-  firewall.reconcile = () => {
+  firewall.reconcile = (mode) => {
+    if (mode === "check") return Promise.resolve([...lost]);
     const found = lost;
     lost = [];
     return Promise.resolve(found);
@@ -183,15 +183,17 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   // The set was destroyed and made again empty: the kernel lists nothing until a grant puts it back.
   const granted: [string, number | undefined][] = [];
   const grant = firewall.grant.bind(firewall);
-  firewall.grant = (door, family, src, forMs) => {
-    granted.push([src, forMs]);
-    return grant(door, family, src, forMs);
+  firewall.grant = (key, forMs) => {
+    granted.push([key.src, forMs]);
+    return grant(key, forMs);
   };
-  const listGrants = firewall.listGrants.bind(firewall);
+  const listGrants = firewall.grants.bind(firewall);
   let listings = 0;
-  firewall.listGrants = () => (listings++ === 0 ? Promise.reject(new Error("ipset: busy")) : Promise.resolve([]));
+  firewall.grants = () => (listings++ === 0 ? Promise.reject(new Error("ipset: busy")) : Promise.resolve([]));
   let missing = ["sets missing: knockgate-SSH-4"];
-  firewall.reconcile = () => {
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => {
+    if (mode === "check") return reconcile(mode);
     const found = missing;
     missing = [];
     return Promise.resolve(found);
@@ -202,7 +204,7 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   assert.equal(events("firewall_reconcile_failed").length, 1);
   await clock.advance(100);
   assert.deepEqual(granted, [[CLIENT, 20_000]], "OPEN_FOR 30 s, 10.6 s gone: 19.4 s left, in whole seconds");
-  firewall.listGrants = listGrants;
+  firewall.grants = listGrants;
   await clock.advance(300);
   assert.equal(granted.length, 1, "put back once");
   assert.deepEqual(
@@ -219,18 +221,18 @@ test("a grant set emptied in place (no repair to make) is noticed: its grants go
   await knockAll(OPEN);
   const granted: string[] = [];
   const grant = firewall.grant.bind(firewall);
-  firewall.grant = (door, family, src, forMs) => {
-    granted.push(src);
-    return grant(door, family, src, forMs);
+  firewall.grant = (key, forMs) => {
+    granted.push(key.src);
+    return grant(key, forMs);
   };
   // `ipset flush` / `nft flush set`: the plan is all there, the entries are gone.
-  const listGrants = firewall.listGrants.bind(firewall);
-  firewall.listGrants = () => Promise.resolve([]);
+  const listGrants = firewall.grants.bind(firewall);
+  firewall.grants = () => Promise.resolve([]);
   await clock.advance(100);
   assert.deepEqual(granted, [CLIENT]);
   assert.deepEqual(events("firewall_repaired"), []);
   assert.deepEqual(events("grants_restored").map((l) => l["grants"]), [1]);
-  firewall.listGrants = listGrants;
+  firewall.grants = listGrants;
   await clock.advance(300);
   assert.deepEqual(granted, [CLIENT], "put back once");
   await daemon.stop();
@@ -241,7 +243,7 @@ test("a grant whose kernel write is still in flight, or that was closed while it
   await daemon.start();
   let release = () => undefined as void;
   const grant = firewall.grant.bind(firewall);
-  firewall.grant = (door, family, src, forMs) => new Promise<void>((resolve) => (release = resolve)).then(() => grant(door, family, src, forMs));
+  firewall.grant = (key, forMs) => new Promise<void>((resolve) => (release = resolve)).then(() => grant(key, forMs));
   await knockAll(OPEN);
   await clock.advance(300);
   assert.deepEqual(events("grants_restored"), [], "a write in flight is not a lost grant");
@@ -249,15 +251,15 @@ test("a grant whose kernel write is still in flight, or that was closed while it
   await clock.advance(0);
   assert.equal(events("open").length, 1);
   // Now lost; the pass puts it back, and a close sequence lands while that write is in flight.
-  const listGrants = firewall.listGrants.bind(firewall);
-  firewall.listGrants = () => Promise.resolve([]);
+  const listGrants = firewall.grants.bind(firewall);
+  firewall.grants = () => Promise.resolve([]);
   await clock.advance(100);
-  firewall.listGrants = listGrants;
+  firewall.grants = listGrants;
   await knockAll([9100, 9200]);
   assert.deepEqual(events("close").map((l) => l["reason"]), ["close_sequence"]);
   release();
   await clock.advance(0);
-  assert.deepEqual(await firewall.listGrants(), [], "the closed grant is not left in the kernel");
+  assert.deepEqual(await doorWide(firewall), [], "the closed grant is not left in the kernel");
   assert.deepEqual(events("grants_restored").map((l) => [l["grants"], l["lost"]]), [[0, 1]]);
   await daemon.stop();
 });
@@ -269,11 +271,12 @@ test("an expired grant the sweep has not closed yet is not put back", async () =
   await clock.advance(500);
   await knockAll(OPEN);
   await clock.advance(29_900);
-  firewall.listGrants = () => Promise.resolve([]);
-  firewall.reconcile = () => Promise.resolve(["sets missing: knockgate-SSH-4"]);
+  firewall.grants = () => Promise.resolve([]);
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => (mode === "check" ? reconcile(mode) : Promise.resolve(["sets missing: knockgate-SSH-4"]));
   const granted: string[] = [];
-  firewall.grant = (_door, _family, src) => {
-    granted.push(src);
+  firewall.grant = (key) => {
+    granted.push(key.src);
     return Promise.resolve();
   };
   await clock.advance(100);
@@ -284,7 +287,8 @@ test("an expired grant the sweep has not closed yet is not put back", async () =
 test("a failing reconcile is logged once, with its code, and reported by /readyz", async () => {
   const { daemon, firewall, events, metrics, clock } = setup();
   await daemon.start();
-  firewall.reconcile = () => Promise.reject(new Error("iptables: permission denied"));
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => (mode === "check" ? reconcile(mode) : Promise.reject(new Error("iptables: permission denied")));
   await clock.advance(300);
   assert.deepEqual(await failing(daemon), ["reconcile"]);
   const failed = events("firewall_reconcile_failed");
@@ -296,7 +300,8 @@ test("a failing reconcile is logged once, with its code, and reported by /readyz
 
 test("start fails when the firewall cannot be installed", async () => {
   const { daemon, firewall } = setup();
-  firewall.reconcile = () => Promise.reject(new Error("iptables: permission denied"));
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => (mode === "check" ? reconcile(mode) : Promise.reject(new Error("iptables: permission denied")));
   await assert.rejects(daemon.start(), /permission denied/);
 });
 
@@ -397,13 +402,13 @@ test("an interface that goes down keeps every grant, says so once, and is captur
   );
   assert.equal(events("capture_waiting").length, 0, "the loss said it already");
   assert.deepEqual(await problems(daemon), [["capture:eth0", "interface is down"]]);
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), [CLIENT]);
   link.state = UP;
   await clock.advance(CAPTURE_CHECK_MS);
   assert.equal(events("capture_started").length, 2);
   assert.deepEqual(await failing(daemon), []);
   await knockAll(OPEN, "198.18.0.3");
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src).sort(), [CLIENT, "198.18.0.3"]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src).sort(), [CLIENT, "198.18.0.3"]);
   assert.equal(events("ready").length, 1);
   await daemon.stop();
 });
@@ -476,7 +481,7 @@ test("a throw while handling a packet drops that packet, is counted, and is logg
   );
   broken = false;
   await knockAll(OPEN, "198.18.0.3");
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), ["198.18.0.3"]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), ["198.18.0.3"]);
   await daemon.stop();
 });
 
@@ -487,10 +492,10 @@ test("the wall clock set an hour back or forward: grants still end on time, and 
     await knockAll(OPEN);
     clock.stepWall(step);
     await clock.advance(29_000);
-    assert.equal((await firewall.listGrants()).length, 1, `step ${step}: not before its time`);
+    assert.equal((await doorWide(firewall)).length, 1, `step ${step}: not before its time`);
     assert.equal(events("close").length, 0);
     await clock.advance(2_000);
-    assert.deepEqual(await firewall.listGrants(), [], `step ${step}: on time`);
+    assert.deepEqual(await doorWide(firewall), [], `step ${step}: on time`);
     assert.deepEqual(
       events("close").map((l) => l["reason"]),
       ["expired"],
@@ -523,7 +528,7 @@ test("a grant expires on the clock: one close line and ON_CLOSE, at OPEN_FOR and
 test("grants left in the kernel by an earlier run are adopted: their expiry is logged and runs ON_CLOSE", async () => {
   const { daemon, firewall, events, hooks, clock } = setup({ KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" });
   const [door] = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_DOOR_SSH_OPEN_FOR: "10" }).doors;
-  await firewall.grant(door!, 4, "198.18.0.7"); // what the earlier run left: 10 s to go
+  await firewall.grant({ door: door!, family: 4, src: "198.18.0.7", ports: null }, door!.openForMs); // what the earlier run left: 10 s to go
   await daemon.start();
   assert.deepEqual(
     events("grants_adopted").map((l) => l["grants"]),
@@ -596,7 +601,8 @@ test("a hook runner that rejects is counted as a hook error, not thrown", async 
 test("with KNOCK_ON_EXIT=remove a failed removal is logged with its code, counted, and reported by stop()", async () => {
   const { daemon, firewall, events, metrics } = setup({ KNOCK_ON_EXIT: "remove" });
   await daemon.start();
-  firewall.remove = () => Promise.reject(new Error("ipset v7.17: Set cannot be destroyed: it is in use by a kernel component"));
+  const shutdown = firewall.shutdown.bind(firewall);
+  firewall.shutdown = (remove) => (remove ? Promise.reject(new Error("ipset v7.17: Set cannot be destroyed: it is in use by a kernel component")) : shutdown(remove));
   assert.equal(await daemon.stop(), false);
   assert.deepEqual(
     events("remove_failed").map((l) => l["code"]),
@@ -612,7 +618,7 @@ test("with KNOCK_ON_EXIT=remove a successful removal takes the grants away", asy
   await knockAll(OPEN);
   assert.equal(await daemon.stop(), true);
   assert.equal(events("firewall_removed").length, 1);
-  assert.deepEqual(await firewall.listGrants(), []);
+  assert.deepEqual(await doorWide(firewall), []);
 });
 
 test("a knock that refreshes a live grant extends it without running ON_OPEN again", async () => {
@@ -676,7 +682,7 @@ test("a grant that must make room closes the replaced one like any other: revoke
   await knockAll(OPEN, "198.18.0.2");
   await knockAll(OPEN, "198.18.0.3");
   assert.deepEqual(
-    (await firewall.listGrants()).map((g) => g.src),
+    (await doorWide(firewall)).map((g) => g.src),
     ["198.18.0.3"],
   );
   assert.deepEqual(
@@ -721,10 +727,10 @@ test("/readyz probes share one look at the kernel per second, and a reconcile re
   const { daemon, firewall, clock } = setup({ KNOCK_RECONCILE_INTERVAL: "5" });
   await daemon.start();
   let checks = 0;
-  const check = firewall.check.bind(firewall);
-  firewall.check = () => {
-    checks++;
-    return check();
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => {
+    if (mode === "check") checks++;
+    return reconcile(mode);
   };
   await Promise.all(Array.from({ length: 100 }, () => daemon.readiness()));
   assert.equal(checks, 1);
@@ -747,9 +753,9 @@ test("/readyz probes share one look at the kernel per second, and a reconcile re
 test("/readyz is not ready until capture is open: a knock before that would be missed", async () => {
   let release: () => void = () => undefined;
   const { daemon, firewall } = setup();
-  const listGrants = firewall.listGrants.bind(firewall);
+  const listGrants = firewall.grants.bind(firewall);
   // Hold start() between installing the firewall and opening the capture.
-  firewall.listGrants = () => new Promise((resolve) => (release = () => void listGrants().then(resolve)));
+  firewall.grants = () => new Promise((resolve) => (release = () => void listGrants().then(resolve)));
   const started = daemon.start();
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(
@@ -816,7 +822,7 @@ test("cluster: another node's grant goes into the kernel for the time it has lef
   await daemon.start();
   const door = (daemon as unknown as { deps: Deps }).deps.config.doors[0]!;
   assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 12_300, origin: "node-a" }), true);
-  assert.deepEqual((await firewall.listGrants()).map((g) => [g.src, g.remainingMs]), [[CLIENT, 13_000]], "whole seconds, rounded up");
+  assert.deepEqual((await doorWide(firewall)).map((g) => [g.src, g.remainingMs]), [[CLIENT, 13_000]], "whole seconds, rounded up");
   assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 5_000, origin: "node-c" }), false, "a shorter grant changes nothing");
   assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 20_000, origin: "node-c" }), true, "a longer one extends it");
   assert.deepEqual(
@@ -827,7 +833,7 @@ test("cluster: another node's grant goes into the kernel for the time it has lef
   assert.equal(events("open")[0]?.["origin"], "node-a");
   assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", remote: true }), true);
   assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", remote: true }), false, "nothing left to revoke");
-  assert.deepEqual(await firewall.listGrants(), []);
+  assert.deepEqual(await doorWide(firewall), []);
   assert.equal(events("close")[0]?.["remote"], true);
   await daemon.stop();
 });

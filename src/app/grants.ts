@@ -65,8 +65,12 @@ export interface GrantsDeps {
   publisher?: GrantPublisher;
 }
 
-/** Time left until `end` as the kernel keeps it: whole seconds, rounded up; 0 (no timeout) for a grant until the close sequence. */
-const kernelMs = (end: number, now: number): number => (Number.isFinite(end) ? Math.ceil((end - now) / 1000) * 1000 : 0);
+/**
+ * Time left until `end` as the kernel keeps it: whole seconds, rounded up; 0 (no timeout) for a
+ * grant until the close sequence. Whole milliseconds first: monotonic times are fractional, and
+ * (now + 30000) - now can come out a hair above 30000, which would round up to a second more.
+ */
+const kernelMs = (end: number, now: number): number => (Number.isFinite(end) ? Math.ceil(Math.round(end - now) / 1000) * 1000 : 0);
 
 /** A grant's kernel entries by end: one for a door-wide grant, one per end among a signed grant's ports. */
 function entriesOf(record: GrantRecord, ports: readonly PortSpec[] | null): Map<number, PortSpec[] | null> {

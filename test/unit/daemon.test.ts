@@ -215,6 +215,22 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   await daemon.stop();
 });
 
+test("a grant is written for OPEN_FOR exactly, whatever fraction of a millisecond the monotonic clock reads", async () => {
+  const { daemon, firewall, clock, knockAll } = setup();
+  await daemon.start();
+  const written: (number | undefined)[] = [];
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = (key, forMs) => {
+    written.push(forMs);
+    return grant(key, forMs);
+  };
+  // (2770.19 + 30000) - 2770.19 is 30000.000000000004 in floating point: 31 s once rounded up.
+  await clock.advance(2770.19 - clock.now());
+  await knockAll(OPEN);
+  assert.deepEqual(written, [30_000]);
+  await daemon.stop();
+});
+
 test("a grant set emptied in place (no repair to make) is noticed: its grants go back on the next pass", async () => {
   const { daemon, firewall, events, clock, knockAll } = setup();
   await daemon.start();

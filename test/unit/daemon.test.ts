@@ -5,87 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type Deps } from "../../src/app/daemon.js";
-import { countPerDoor } from "../../src/adapters/firewall/firewall.js";
-import type { FrameHandler, InterfaceState } from "../../src/adapters/capture.js";
+import type { InterfaceState } from "../../src/adapters/capture.js";
 import { CAPTURE_CHECK_MS } from "../../src/app/captures.js";
-import type { HookRequest } from "../../src/adapters/hooks.js";
-import { Metrics } from "../../src/adapters/metrics/metrics.js";
-import { FakeClock } from "../support/fake-clock.js";
-import { envPorts } from "../support/protection.js";
-import { doorWide, dryRunFirewall } from "../support/dry-run.js";
+import { doorWide } from "../support/dry-run.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
-import { buildFrame, macBytes } from "../support/frames.js";
-
-const CLIENT = "198.18.0.2";
+import { CLIENT, daemonHarness, failing } from "../support/daemon-harness.js";
 
 function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) {
-  const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
-  const clock = new FakeClock();
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const firewall = dryRunFirewall(config, log, clock);
-  let daemon: Daemon | null = null;
-  const metrics = new Metrics(
-    config.doors,
-    { version: "test", revision: "test", backend: firewall.backend },
-    { tracked: () => 0, grants: async () => countPerDoor(await firewall.grants()), captureDropped: () => daemon?.captureDropped() ?? new Map() },
-  );
-  let onFrame: FrameHandler = () => undefined;
-  let alive = true;
-  /** The watched interface as the kernel shows it; undefined: it does not exist. */
-  const link: { state: InterfaceState | undefined } = { state: { index: 2, up: true, linkType: "ETHERNET" } };
-  const opened: string[] = [];
-  const closed: string[] = [];
-  /** What the capture opened last reports as dropped by the kernel. */
-  const ring = { dropped: 0 };
-  const hooks: HookRequest[] = [];
-  daemon = new Daemon({
-    config,
-    interfaces: ["eth0"],
-    firewall,
-    log,
-    metrics,
-    clock,
-    runHook: (request) => {
-      hooks.push(request);
-      return Promise.resolve({ ok: true, code: 0 });
-    },
-    interfaceState: () => link.state,
-    openCapture: (iface, _filter, handler) => {
-      onFrame = handler;
-      opened.push(iface);
-      alive = true;
-      ring.dropped = 0;
-      return { iface, linkType: "ETHERNET", alive: () => alive, stats: () => ({ received: 0, dropped: ring.dropped }), close: () => void closed.push(iface) };
-    },
-    ...overrides,
-    protection: overrides.protection ?? envPorts(config),
-  });
-  const knock = (port: number, src = CLIENT) => {
-    const frame = buildFrame({
-      srcMac: macBytes("02:00:00:00:00:02"),
-      dstMac: macBytes("02:00:00:00:00:01"),
-      src,
-      dst: "198.18.0.1",
-      proto: "tcp",
-      srcPort: 40000,
-      dstPort: port,
-    });
-    onFrame(frame, frame.length);
-  };
-  const knockAll = async (ports: number[], src = CLIENT) => {
-    for (const port of ports) knock(port, src);
-    await clock.advance(0);
-  };
-  const raw = (frame: Buffer) => onFrame(frame, frame.length);
-  const events = (name: string) => lines.filter((l) => l["event"] === name);
-  return { daemon, firewall, lines, events, metrics, clock, hooks, knock, knockAll, raw, ring, link, opened, closed, kill: () => (alive = false) };
+  return daemonHarness({ env: { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", ...env }, overrides });
 }
 
-const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
 const OPEN = [7000, 8000, 9000];
 
 /** A rejection nobody handles would end the real process: every test here must leave none. */

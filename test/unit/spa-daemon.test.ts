@@ -9,22 +9,17 @@ import { test } from "node:test";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { parseConfig } from "../../src/config/config.js";
-import { Daemon, type ClusterLink } from "../../src/app/daemon.js";
+import { type ClusterLink } from "../../src/app/daemon.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
-import { countPerDoor } from "../../src/adapters/firewall/firewall.js";
-import { doorWide, dryRunFirewall, perPort } from "../support/dry-run.js";
-import type { FrameHandler } from "../../src/adapters/capture.js";
-import { Metrics } from "../../src/adapters/metrics/metrics.js";
-import type { HookRequest } from "../../src/adapters/hooks.js";
+import { doorWide, perPort } from "../support/dry-run.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import { portName, portsText, type Config, type Door } from "../../src/core/types.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { doorPorts } from "../../src/core/protection/targets.js";
 import { ProtectionService, type DoorPorts } from "../../src/app/protection.js";
-import { envPorts, envTargets } from "../support/protection.js";
+import { envTargets } from "../support/protection.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
-import { buildFrame, macBytes } from "../support/frames.js";
+import { CLIENT, daemonHarness, failing } from "../support/daemon-harness.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -35,7 +30,6 @@ const SIGNED = {
   KNOCK_DOOR_SSH_SPA_HMAC_KEY: FIXTURE.hmacKeyBase64,
   KNOCK_DOOR_SSH_PORTS: "22/tcp,2222/tcp",
 };
-const CLIENT = "198.18.0.2";
 const CLIENT6 = "fd00:198:18::2";
 
 function setup(
@@ -44,43 +38,10 @@ function setup(
   clock = new FakeClock(),
   base: Record<string, string> = SIGNED,
   cluster?: ClusterLink,
-  /** Each door's replay set, in the daemon and the dry-run kernel alike (REPLAY_SET_SIZE by default). */
   replaySetSize?: number,
 ) {
-  const config = parseConfig({ ...base, KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const dryRun = dryRunFirewall(config, log, clock, { replaySetSize });
-  const firewall = firewallOf?.(dryRun) ?? dryRun;
-  const metrics = new Metrics(
-    config.doors,
-    { version: "test", revision: "test", backend: firewall.backend },
-    { tracked: () => 0, grants: async () => countPerDoor(await firewall.grants()), captureDropped: () => new Map() },
-  );
-  let onFrame: FrameHandler = () => undefined;
-  const opened: { filter: string; snaplen: number }[] = [];
-  const hooks: HookRequest[] = [];
-  const daemon = new Daemon({
-    config,
-    interfaces: ["eth0"],
-    firewall,
-    protection: envPorts(config),
-    log,
-    metrics,
-    clock,
-    runHook: (request) => {
-      hooks.push(request);
-      return Promise.resolve({ ok: true, code: 0 });
-    },
-    interfaceState: () => ({ index: 2, up: true, linkType: "ETHERNET" }),
-    ...(cluster ? { cluster } : {}),
-    ...(replaySetSize ? { replaySetSize } : {}),
-    openCapture: (iface, filter, handler, snaplen) => {
-      onFrame = handler;
-      opened.push({ filter, snaplen });
-      return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
-    },
-  });
+  const h = daemonHarness({ env: { ...base, ...env }, clock, ...(firewallOf ? { firewallOf } : {}), ...(replaySetSize ? { replaySetSize } : {}), overrides: cluster ? { cluster } : {} });
+  const { daemon, metrics } = h;
   // A daemon whose replay set was empty at start waits for the next wall-clock second before it
   // captures (ways/signed/signed-way.ts): time moves here until it is up.
   const start = daemon.start.bind(daemon);
@@ -90,22 +51,6 @@ function setup(
     while (!done) await clock.advance(50);
     await started;
   };
-  /** Sends `payload` as a UDP datagram from `src` to `port` and lets the daemon's promises settle. */
-  const send = async (payload: Buffer, opts: { src?: string; port?: number; cut?: number } = {}) => {
-    const src = opts.src ?? CLIENT;
-    const frame = buildFrame({
-      srcMac: macBytes("02:00:00:00:00:02"),
-      dstMac: macBytes("02:00:00:00:00:01"),
-      src,
-      dst: src.includes(":") ? "fd00:198:18::1" : "198.18.0.1",
-      proto: "udp",
-      srcPort: 40000,
-      dstPort: opts.port ?? 62201,
-      payload,
-    });
-    onFrame(frame, frame.length - (opts.cut ?? 0));
-    await clock.advance(0);
-  };
   /** A datagram stamped with the daemon's wall clock (or `ageS` seconds before it). */
   const datagram = (fields: Partial<SpaFields> & { ageS?: number } = {}) => {
     const { ageS = 0, ...rest } = fields;
@@ -114,13 +59,11 @@ function setup(
     // A fresh salt each time, as a client draws it: two datagrams are never the same.
     return Buffer.from(encodeSpa(plaintext, KEYS, randomBytes(8)), "latin1");
   };
-  const events = (name: string) => lines.filter((l) => l["event"] === name);
   const spaCount = async (result: string, door = "SSH") =>
     Number(new RegExp(`knockgate_spa_packets_total\\{door="${door}",result="${result}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
-  return { daemon, firewall, metrics, clock, lines, events, send, datagram, spaCount, opened, hooks };
+  return { ...h, datagram, spaCount };
 }
 
-const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
 
 forbidUnhandledRejections();
 
@@ -144,13 +87,13 @@ test("a signed datagram opens the port it asks for, for the address it names, wi
 test("capture keeps whole datagrams and sees the SPA port only when a door is signed", async () => {
   const signed = setup();
   await signed.daemon.start();
-  assert.equal(signed.opened[0]?.snaplen, 1600);
-  assert.match(signed.opened[0]?.filter ?? "", /udp dst port 62201/);
+  assert.equal(signed.filters[0]?.snaplen, 1600);
+  assert.match(signed.filters[0]?.filter ?? "", /udp dst port 62201/);
   await signed.daemon.stop();
   const plain = setup({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000" }, undefined, new FakeClock(), {});
   await plain.daemon.start();
-  assert.equal(plain.opened[0]?.snaplen, 256);
-  assert.doesNotMatch(plain.opened[0]?.filter ?? "", /62201/);
+  assert.equal(plain.filters[0]?.snaplen, 256);
+  assert.doesNotMatch(plain.filters[0]?.filter ?? "", /62201/);
   assert.ok(!(await plain.daemon.readiness()).some((c) => c.name === "spa_replay"));
   await plain.daemon.stop();
 });

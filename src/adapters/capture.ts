@@ -25,7 +25,7 @@ export interface CaptureStats {
   dropped: number;
 }
 /** What patches/cap.mjs's PATCH_LEVEL is: an older build would abort the process when an interface goes down. */
-const CAP_PATCH_LEVEL = 2;
+const CAP_PATCH_LEVEL = 3;
 type CapModule = { Cap: new () => CapHandle; knockgatePatch?: number };
 
 const require = createRequire(import.meta.url);

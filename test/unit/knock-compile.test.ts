@@ -2,31 +2,10 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { compileDoors, compileSequence, kernelRefusal, MAX_KERNEL_SEQUENCE, type KnockProgram, type KnockSet } from "../../src/core/knock/compile.js";
 import { KnockMachine } from "../../src/core/knock/machine.js";
-import { TcpFlag, type Door, type PortSpec, type Proto } from "../../src/core/types.js";
+import { TcpFlag, type Door } from "../../src/core/types.js";
 import { ipBytes } from "../support/frames.js";
+import { door, seq } from "../support/doors.js";
 import { knockStream, type StreamKnock } from "../support/knock-streams.js";
-
-const seq = (text: string): PortSpec[] =>
-  text.split(",").map((item) => {
-    const [port = "", proto = "tcp"] = item.split(":");
-    return { port: Number(port), proto: proto as Proto };
-  });
-
-function door(name: string, sequence: string, extra: Partial<Door> = {}): Door {
-  return {
-    name,
-    sequence: seq(sequence),
-    closeSequence: null,
-    ports: [{ port: 22, proto: "tcp" }],
-    seqTimeoutMs: 3000,
-    openForMs: 30000,
-    tcpFlags: { set: TcpFlag.syn, clear: TcpFlag.ack },
-    onOpen: null,
-    onClose: null,
-    spa: null,
-    ...extra,
-  };
-}
 
 /**
  * The programs run as the kernel runs them: per set, each source's expiry; `add` keeps an existing
@@ -79,14 +58,14 @@ const A = "198.18.0.2";
 
 describe("kernel engine compilation", () => {
   test("the sequence in order within the timeout completes; the same knocks slower than SEQ_TIMEOUT from the first do not", () => {
-    const doors = [door("SSH", "7000,8000,9000")];
+    const doors = [door("SSH", "7000,8000,9000", { seqTimeoutMs: 3000 })];
     assert.deepEqual(run(doors, at(A, [0, 7000], [1000, 8000], [2900, 9000])), ["SSH open 198.18.0.2"]);
     // Each step within the timeout of the one before, the whole longer than it: refused.
     assert.deepEqual(run(doors, at(A, [0, 7000], [1600, 8000], [3200, 9000])), []);
   });
 
   test("a knock out of place ends the attempt and counts as a first knock; an abandoned attempt's later stage never completes a wrong order", () => {
-    const doors = [door("SSH", "7000,8000,9000")];
+    const doors = [door("SSH", "7000,8000,9000", { seqTimeoutMs: 3000 })];
     assert.deepEqual(run(doors, at(A, [0, 7000], [10, 9000], [20, 8000], [30, 9000])), []);
     assert.deepEqual(run(doors, at(A, [0, 7000], [10, 8000], [20, 7000], [30, 9000])), []);
     assert.deepEqual(run(doors, at(A, [0, 7000], [10, 8000], [2500, 7000], [2510, 8000], [4000, 9000])), ["SSH open 198.18.0.2"]);

@@ -17,8 +17,9 @@ import { guard } from "./guard.js";
 import { sharedRead, type SharedRead } from "./shared-read.js";
 import type { DoorPorts } from "./protection.js";
 import { Captures, type CapturesDeps } from "./captures.js";
+import type { KernelDeps } from "./ways/kernel/kernel-way.js";
 
-export interface Deps extends CapturesDeps {
+export interface Deps extends CapturesDeps, Pick<KernelDeps, "openNflog"> {
   firewall: Firewall;
   runHook: HookRunner;
   /** Each door's ports now (configuration and Docker labels): what a grant opens, what a datagram may ask for. */
@@ -67,8 +68,12 @@ export class Daemon {
     this.ways = waysIn(deps, this.grants);
     this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics, this.grants);
     this.liveCheck = sharedRead(() => deps.firewall.reconcile("check"), READ_CACHE_MS, deps.clock);
+    // No way listens on the interfaces (the kernel engine, no signed door): nothing to capture there.
+    const listening = this.ways.all.some((w) => w.ports().length > 0);
+    const quiet: CapturesDeps = { ...deps, interfaces: [] };
+    delete quiet.followDefaultRoutes;
     this.captures = new Captures(
-      deps,
+      listening ? deps : quiet,
       (linkType) => buildBpfFilter(this.ways.all.flatMap((w) => w.ports()), linkType),
       (decoder, frame, length) => this.onPacket(decoder, frame, length),
       () => deps.log.info({ event: "ready", backend: deps.firewall.backend }, "knockgate is protecting"),

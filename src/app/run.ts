@@ -1,5 +1,5 @@
 /** `knockgate run`: configuration, then firewall, then capture and HTTP; signals and exit policy. */
-import { interfaceState, openCapture } from "../adapters/capture.js";
+import { interfaceState, openCapture, openNflog } from "../adapters/capture.js";
 import { parseConfig } from "../config/config.js";
 import { listenAddrText } from "../core/types.js";
 import { Daemon, READ_CACHE_MS } from "./daemon.js";
@@ -75,7 +75,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   }
   // Without KNOCK_INTERFACE the watched set follows the default routes as they move.
   const follow = config.interfaces ? {} : { followDefaultRoutes: defaultInterfaces };
-  daemon = new Daemon({ config, interfaces, ...follow, firewall, protection, log, metrics, openCapture, interfaceState, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
+  daemon = new Daemon({ config, interfaces, ...follow, firewall, protection, log, metrics, openCapture, openNflog, interfaceState, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
   const running = daemon;
   const server = await startHttp(config.httpAddr, {
     readiness: async () => [...(await running.readiness()), ...docker.checks(), ...protection.checks()],

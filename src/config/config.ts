@@ -11,6 +11,7 @@ import { splitShellWords } from "./shellwords.js";
 import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
 import { checkSignedDoors, parseDoorSpa, SPA_FIELDS, type SpaField } from "./spa.js";
 import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
+import { DEFAULT_ENGINE, ENGINE_VARIABLES, parseEngine } from "./engine.js";
 import {
   MAX_GRANT_SECONDS,
   MAX_TIMER_MS,
@@ -51,11 +52,13 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_LOG_FORMAT",
   ...DOCKER_VARIABLES,
   ...CLUSTER_VARIABLES,
+  ...ENGINE_VARIABLES,
 ] as const;
 
 export const DEFAULTS = {
   KNOCK_HTTP_ADDR: "127.0.0.1:9180",
   KNOCK_FIREWALL: "auto",
+  KNOCK_ENGINE: DEFAULT_ENGINE,
   KNOCK_ON_EXIT: "keep",
   KNOCK_DRY_RUN: "false",
   KNOCK_MAX_TRACKED: "65536",
@@ -218,6 +221,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     });
   }
   checkSequenceClashes(doors, problems);
+  const firewall = read("KNOCK_FIREWALL", () => getOr("KNOCK_FIREWALL", DEFAULTS.KNOCK_FIREWALL).asFirewall(), "auto");
 
   const config: Config = {
     interfaces: read("KNOCK_INTERFACE", () => get("KNOCK_INTERFACE").asInterfaces() ?? null, null),
@@ -227,7 +231,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
       host: "127.0.0.1",
       port: 9180,
     }),
-    firewall: read("KNOCK_FIREWALL", () => getOr("KNOCK_FIREWALL", DEFAULTS.KNOCK_FIREWALL).asFirewall(), "auto"),
+    ...parseEngine(env, firewall, doors, problems),
     onExit: read("KNOCK_ON_EXIT", () => getOr("KNOCK_ON_EXIT", DEFAULTS.KNOCK_ON_EXIT).asOnExit(), "keep"),
     dryRun: read("KNOCK_DRY_RUN", () => getOr("KNOCK_DRY_RUN", DEFAULTS.KNOCK_DRY_RUN).asFlag(), false),
     maxTracked: read("KNOCK_MAX_TRACKED", () => getOr("KNOCK_MAX_TRACKED", DEFAULTS.KNOCK_MAX_TRACKED).asMaxTracked(), 1),

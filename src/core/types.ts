@@ -155,6 +155,8 @@ export interface DockerConfig {
 export type ClusterConfig = { mode: "off" } | { mode: "kubernetes"; nodeName: string; namespace: string };
 
 export type FirewallChoice = "auto" | "iptables" | "nftables";
+/** KNOCK_ENGINE: knocks recognised by the daemon from captured packets, or by the kernel's rules (nftables). */
+export type KnockEngine = "capture" | "kernel";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 export interface Config {
@@ -164,6 +166,7 @@ export interface Config {
   allow: Cidr[];
   httpAddr: ListenAddr;
   firewall: FirewallChoice;
+  engine: KnockEngine;
   onExit: "keep" | "remove";
   dryRun: boolean;
   maxTracked: number;

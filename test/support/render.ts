@@ -1,13 +1,13 @@
 /** What the backends render for a configuration and its targets, marker included, as they build it. */
 import type { OwnedTarget } from "../../src/core/protection/targets.js";
-import type { Config, Family } from "../../src/core/types.js";
-import { firewallPlan, planMarker, type FirewallPlan } from "../../src/core/firewall/plan.js";
+import type { Family } from "../../src/core/types.js";
+import { firewallPlan, planMarker, type FirewallPlan, type PlanConfig } from "../../src/core/firewall/plan.js";
 import { planId } from "../../src/adapters/firewall/plan-id.js";
 import { iptablesChainPlan, type IptablesChainPlan } from "../../src/adapters/firewall/iptables/rules.js";
 import { nftPlan, type NftPlan } from "../../src/adapters/firewall/nftables/rules.js";
 import { envTargets } from "./protection.js";
 
-type Planned = Pick<Config, "doors" | "allow" | "maxGrants">;
+type Planned = PlanConfig;
 
 /** The plan of `config` (by default without Docker: its doors' own ports). */
 export const planOf = (config: Planned, targets: readonly OwnedTarget[] = envTargets(config)): FirewallPlan => firewallPlan(config, targets);

@@ -10,7 +10,8 @@
  * leave alone; a container's own network from where it is routed -> leave alone; anything else new
  * to a protected target -> drop.
  */
-import type { Config, Family, Proto } from "../types.js";
+import type { Config, Family, Proto, TcpFlagMatch } from "../types.js";
+import { compileDoors, type KnockProgram } from "../knock/compile.js";
 import { doorPorts, type Destination, type OwnedTarget, type Target } from "../protection/targets.js";
 import { keptRecords } from "./kept.js";
 import { FAMILIES } from "./common.js";
@@ -35,7 +36,21 @@ export type Rule =
   | { kind: "ports"; door: string; match: TargetGroup }
   /** A container's own network (`peers`), from where that network is routed (reverse path). */
   | { kind: "peers"; match: TargetGroup; peers: string }
-  | { kind: "drop"; match: TargetGroup };
+  | { kind: "drop"; match: TargetGroup }
+  | KnockEntry;
+
+/**
+ * The kernel engine's entry into a knock program (FirewallPlan.knock, by index): knocks of the
+ * family on these ports, TCP ones with these flags, go through it. Only nftables renders it.
+ */
+export interface KnockEntry {
+  kind: "knock";
+  program: number;
+  proto: Proto;
+  ports: number[];
+  /** null: UDP, or no flag condition. */
+  tcpFlags: TcpFlagMatch | null;
+}
 
 /**
  * The rules in sections, each with its rules for either family. A table per family (iptables)
@@ -65,10 +80,16 @@ export interface FirewallPlan {
   sets: PlannedSet[];
   /** What labels gave, kept in the kernel across a restart (kept.ts). */
   kept: string[];
+  /** KNOCK_ENGINE=kernel: each door sequence's program (core/knock/compile.ts); none for capture. */
+  knock: KnockProgram[];
 }
 
-export function firewallPlan(config: Pick<Config, "doors" | "allow" | "maxGrants">, targets: readonly OwnedTarget[]): FirewallPlan {
-  return { sections: ruleSections(config, targets), sets: plannedSets(config, targets), kept: keptRecords(targets) };
+/** What the plan reads of the configuration; without an engine, capture's. */
+export type PlanConfig = Pick<Config, "doors" | "allow" | "maxGrants"> & ({ engine?: "capture" } | Pick<Config, "engine" | "maxTracked">);
+
+export function firewallPlan(config: PlanConfig, targets: readonly OwnedTarget[]): FirewallPlan {
+  const knock = config.engine === "kernel" ? compileDoors(config.doors, config.maxTracked) : [];
+  return { sections: ruleSections(config, targets, knock), sets: plannedSets(config, targets), kept: keptRecords(targets), knock };
 }
 
 /** Every rule of `family`'s table, in order. */
@@ -109,8 +130,21 @@ const onHost = (t: Target): boolean => t.dest.kind !== "container";
 /** One section: `rules(family)` for each family. */
 const section = (rules: (family: Family) => Rule[]): RuleSection => ({ 4: rules(4), 6: rules(6) });
 
-function ruleSections(config: Pick<Config, "doors">, targets: readonly Target[]): RuleSection[] {
-  const sections = [section(() => [{ kind: "loopback" }]), section(() => [{ kind: "established" }]), section(() => [{ kind: "allow" }])];
+/** Each program's entries, per protocol: right after loopback, so that every knock reaches them, whatever follows. */
+function knockEntries(knock: readonly KnockProgram[]): KnockEntry[] {
+  return knock.flatMap((p, program) =>
+    (["tcp", "udp"] as const).flatMap((proto): KnockEntry[] => {
+      const ports = p.ports.filter((q) => q.proto === proto).map((q) => q.port);
+      const flags = proto === "tcp" && (p.tcpFlags.set | p.tcpFlags.clear) !== 0 ? p.tcpFlags : null;
+      return ports.length > 0 ? [{ kind: "knock", program, proto, ports, tcpFlags: flags }] : [];
+    }),
+  );
+}
+
+function ruleSections(config: Pick<Config, "doors">, targets: readonly Target[], knock: readonly KnockProgram[]): RuleSection[] {
+  const sections: RuleSection[] = [section(() => [{ kind: "loopback" }])];
+  if (knock.length > 0) sections.push(section(() => knockEntries(knock)));
+  sections.push(section(() => [{ kind: "established" }]), section(() => [{ kind: "allow" }]));
   for (const door of config.doors) {
     const own = targets.filter((t) => t.door === door.name);
     sections.push(section((f) => groups(own, f).map((match) => ({ kind: "door", door: door.name, match }))));
@@ -133,7 +167,7 @@ export function grantSetSize(config: Pick<Config, "maxGrants">): number {
 }
 const GRANT_SET_HEADROOM = 1024;
 
-function plannedSets(config: Pick<Config, "doors" | "allow" | "maxGrants">, targets: readonly OwnedTarget[]): PlannedSet[] {
+function plannedSets(config: PlanConfig, targets: readonly OwnedTarget[]): PlannedSet[] {
   const size = grantSetSize(config);
   const sets: PlannedSet[] = [];
   for (const family of FAMILIES) {

@@ -3,7 +3,7 @@
  * each family, jumped to first from PREROUTING, and the kept records in chain KNOCKGATE-KEPT.
  */
 import type { Family } from "../../../core/types.js";
-import { familyRules, type FirewallPlan, type Rule, type TargetGroup } from "../../../core/firewall/plan.js";
+import { familyRules, type FirewallPlan, type KnockEntry, type Rule, type TargetGroup } from "../../../core/firewall/plan.js";
 import { ipsetAllowName, ipsetName, ipsetSpaName } from "./sets.js";
 
 export const CHAIN = "KNOCKGATE";
@@ -23,7 +23,7 @@ function match(g: TargetGroup, family: Family): string {
   return `-d ${g.dest.address}${family === 4 ? "/32" : "/128"} ${ports}`;
 }
 
-function ruleText(rule: Rule, family: Family): string {
+function ruleText(rule: Exclude<Rule, KnockEntry>, family: Family): string {
   switch (rule.kind) {
     case "loopback":
       return "-i lo -j RETURN";
@@ -47,7 +47,8 @@ function ruleText(rule: Rule, family: Family): string {
 
 /** The rules of our chain, as arguments after "-A KNOCKGATE", without the plan marker. */
 export function iptablesRules(plan: FirewallPlan, family: Family): string[] {
-  return familyRules(plan, family).map((r) => ruleText(r, family));
+  // The kernel engine's entries are nftables' only: the configuration refuses it with iptables.
+  return familyRules(plan, family).flatMap((r) => (r.kind === "knock" ? [] : [ruleText(r, family)]));
 }
 
 export interface IptablesChainPlan {

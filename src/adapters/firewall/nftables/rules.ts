@@ -5,6 +5,7 @@
 import { FAMILIES } from "../../../core/firewall/common.js";
 import type { FirewallPlan, Rule, TargetGroup } from "../../../core/firewall/plan.js";
 import type { Family } from "../../../core/types.js";
+import { knockEntryText, knockLines } from "./knock.js";
 import { addSetLine, NFT_ACK_SET, NFT_TABLE, nftAllowName, nftSetName, nftSpaSetName } from "./sets.js";
 
 export const NFT_CHAIN = "prerouting";
@@ -21,8 +22,10 @@ function match(g: TargetGroup): string {
   return `${daddr(g.dest.family)} ${g.dest.address} ${ports}`;
 }
 
-function ruleText(rule: Rule, family: Family): string {
+function ruleText(rule: Rule, family: Family, plan: FirewallPlan): string {
   switch (rule.kind) {
+    case "knock":
+      return knockEntryText(rule, plan, family);
     case "loopback":
       return 'iifname "lo" accept';
     case "established":
@@ -45,7 +48,7 @@ const eitherFamily = (rule: Rule): boolean => rule.kind === "loopback" || rule.k
 
 /** The chain's rules, without the plan marker: each section's IPv4 rules, then its IPv6 ones. */
 export function nftRules(plan: FirewallPlan): string[] {
-  return plan.sections.flatMap((s) => FAMILIES.flatMap((f) => s[f].filter((r) => f === 4 || !eitherFamily(r)).map((r) => ruleText(r, f))));
+  return plan.sections.flatMap((s) => FAMILIES.flatMap((f) => s[f].filter((r) => f === 4 || !eitherFamily(r)).map((r) => ruleText(r, f, plan))));
 }
 
 export interface NftPlan {
@@ -73,6 +76,8 @@ export function nftPlan(plan: FirewallPlan, marker: string): NftPlan {
   for (const door of new Set(ports.map((s) => s.door))) lines.push(...ports.filter((s) => s.door === door).map(addSetLine));
   lines.push(...plan.sets.filter((s) => s.kind === "replay").map(addSetLine));
   lines.push(`add set ${t} ${NFT_ACK_SET} { type ipv4_addr; }`);
+  // The knock chains before prerouting, which jumps to them.
+  lines.push(...knockLines(plan));
   // Priority -150 is "mangle": after conntrack (-200), before DNAT (-100).
   lines.push(`add chain ${t} ${NFT_CHAIN} { type filter hook prerouting priority -150; policy accept; }`);
   lines.push(`flush chain ${t} ${NFT_CHAIN}`);

@@ -66,7 +66,7 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
     },
   );
   // A dry run touches nothing, and that includes the hooks: they are logged, not run.
-  const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log), config.hookConcurrency, log);
+  const runHook = boundedHooks(config.dryRun ? dryRunHooks(log) : hookRunner(config.hookTimeoutMs, log, systemClock), config.hookConcurrency, log);
   const cluster = await startClusterSync(config, protection, log, metrics.cluster, () => running.grants);
   if (cluster === "failed") {
     docker.stop();
@@ -77,11 +77,15 @@ export async function runDaemon(env: Readonly<Record<string, string | undefined>
   const follow = config.interfaces ? {} : { followDefaultRoutes: defaultInterfaces };
   daemon = new Daemon({ config, interfaces, ...follow, firewall, protection, log, metrics, openCapture, interfaceState, clock: systemClock, runHook, ...(cluster ? { cluster } : {}) });
   const running = daemon;
-  const server = await startHttp(config.httpAddr, {
-    readiness: async () => [...(await running.readiness()), ...docker.checks(), ...protection.checks()],
-    details: () => ({ doors: protection.effective() }),
-    metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
-  });
+  const server = await startHttp(
+    config.httpAddr,
+    {
+      readiness: async () => [...(await running.readiness()), ...docker.checks(), ...protection.checks()],
+      details: () => ({ doors: protection.effective() }),
+      metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
+    },
+    systemClock,
+  );
   log.info(
     { event: "starting", version: VERSION, revision: REVISION, doors: config.doors.map((d) => d.name), interfaces, http: listenAddrText(config.httpAddr) },
     "knockgate starting",

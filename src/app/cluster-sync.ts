@@ -61,7 +61,6 @@ export interface ClusterSyncDeps {
   doors: readonly Door[];
   /** Each door's ports on this node now: what a remote grant may name. */
   ports: DoorPorts;
-  target: RemoteGrants;
   clock: Clock;
   log: Logger;
   metrics: ClusterMetrics;
@@ -112,13 +111,16 @@ export class ClusterSync {
   private stopped = false;
   private watchProblem: string | null = "not connected to the API server yet";
   private publishProblem: string | null = null;
+  /** The grant lifecycle, given at start: other nodes' grants are applied only once this node protects itself. */
+  private target: RemoteGrants | null = null;
 
   constructor(private readonly deps: ClusterSyncDeps) {
     this.doors = new Map(deps.doors.map((d) => [d.name, d]));
   }
 
-  /** Starts listing and watching in the background: the daemon does not wait for the API. */
-  start(): void {
+  /** Starts listing and watching in the background, applying what it finds to `target`: the daemon does not wait for the API. */
+  start(target: RemoteGrants): void {
+    this.target = target;
     this.relist();
     this.cancelCollect = this.deps.clock.every(COLLECT_MS, () => this.collect());
   }
@@ -345,7 +347,7 @@ export class ClusterSync {
 
   /** An object as listed or watched: remembered for collection; another node's grant applied if valid here. */
   private upsert(obj: unknown, live: boolean): void {
-    const { log, metrics, nodeName, target, clock } = this.deps;
+    const { log, metrics, nodeName, clock } = this.deps;
     const name = nameOf(obj);
     if (name === null) return;
     const lifetime = lifetimeOf(obj);
@@ -364,7 +366,8 @@ export class ClusterSync {
     const ports = g.how === "signed" ? { ports: grantPorts(this.deps.ports.portsOf(door.name), g.ports) } : {};
     const request = { door, family: g.family, src: g.address, via: g.how, ...ports, openForMs: Number.isFinite(remainingMs) ? remainingMs : 0, origin: g.origin };
     // Failures are logged and counted by the grant lifecycle, with the address.
-    void target.open(request).then((changed) => {
+    // Objects arrive only after start, which gave the target.
+    void this.target?.open(request).then((changed) => {
       if (!changed) return;
       metrics.applied.inc();
       // Objects found by a list may be old: only live events measure the lag.
@@ -384,7 +387,7 @@ export class ClusterSync {
     // times out by itself. A deletion before then (by hand) takes out exactly the ports it named.
     if (g.how === "signed" && g.expiresAt !== null && g.expiresAt <= this.deps.clock.wallNow() + CLOCK_SKEW_MS) return;
     const ports = g.how === "signed" ? { ports: grantPorts(this.deps.ports.portsOf(door.name), g.ports) } : {};
-    void this.deps.target.close({ door, family: g.family, src: g.address, via: g.how, ...ports, remote: true }).then((held) => {
+    void this.target?.close({ door, family: g.family, src: g.address, via: g.how, ...ports, remote: true }).then((held) => {
       if (held) this.deps.metrics.revoked.inc();
     });
   }

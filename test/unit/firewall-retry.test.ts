@@ -12,7 +12,8 @@ import { afterEach, beforeEach, test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { FirewallError } from "../../src/core/errors.js";
-import { execRunner, type Runner } from "../../src/adapters/firewall/exec.js";
+import { execRunner, patientRunner, type Runner } from "../../src/adapters/firewall/exec.js";
+import { FakeClock } from "../support/fake-clock.js";
 import { removeEverything } from "../../src/adapters/firewall/index.js";
 import { NftablesFirewall } from "../../src/adapters/firewall/nftables/firewall.js";
 import { planId } from "../../src/adapters/firewall/plan-id.js";
@@ -202,4 +203,19 @@ test("removal waits for a reconcile in flight, which would otherwise put back wh
   } finally {
     await firewall.shutdown(false);
   }
+});
+
+test("the pause before a retry runs on the injected clock", async () => {
+  const clock = new FakeClock();
+  const calls: string[] = [];
+  const once: Runner = (argv) => {
+    calls.push(argv.join(" "));
+    return Promise.resolve(calls.length === 1 ? { stdout: "", stderr: XTABLES_LOCK, code: 4 } : { stdout: "done", stderr: "", code: 0 });
+  };
+  const result = patientRunner(once, log, [100], clock)(["iptables", "-F", "KNOCKGATE"]);
+  await clock.advance(99);
+  assert.equal(calls.length, 1, "still pausing");
+  await clock.advance(1);
+  assert.equal(calls.length, 2, "tried again once the pause is over");
+  assert.deepEqual(await result, { stdout: "done", stderr: "", code: 0 });
 });

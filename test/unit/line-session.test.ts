@@ -68,3 +68,22 @@ test("a message written to stderr in pieces fails the command with all of it", {
     s.close();
   }
 });
+
+test("stderr read together with the start's prompt belongs to the first command, whole", { timeout: 5000 }, async () => {
+  // A tool slow to start: the first piece of the first command's error, then its start prompt, both there at one read.
+  const slow = `
+const pause = () => new Promise((r) => setTimeout(r, 20));
+require("node:readline").createInterface({ input: process.stdin }).once("line", async () => {
+  process.stderr.write("tool v1: ");
+  process.stdout.write("tool> ");
+  await pause();
+  process.stderr.write("it's already added\\n");
+  process.stdout.write("tool> ");
+});`;
+  const s = new LineSession({ argv: [process.execPath, "-e", slow], marker: /tool> /, initial: 1 });
+  try {
+    await assert.rejects(s.send("split"), (err: Error & { stderr?: string }) => err.stderr === "tool v1: it's already added\n");
+  } finally {
+    s.close();
+  }
+});

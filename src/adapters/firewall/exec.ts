@@ -150,14 +150,14 @@ export class LineSession {
       // stderr is written before the completion marker; let its read callback run first.
       setImmediate(() => {
         if (this.child !== child) return;
+        // The start's prompts end no command: stderr read with them belongs to the command after,
+        // and failing on it would cut that command's message short.
+        for (; n > 0 && this.skip > 0; n--) this.skip--;
         if (n > 0 && this.stderr !== "") {
           this.fail(new FirewallError("command failed", this.protocol.argv, this.stderr));
           return;
         }
-        for (; n > 0; n--) {
-          if (this.skip > 0) this.skip--;
-          else this.pending.shift()?.resolve();
-        }
+        for (; n > 0; n--) this.pending.shift()?.resolve();
       });
     });
     child.stderr.on("data", (chunk: string) => {

@@ -30,7 +30,7 @@ export interface Deps extends CapturesDeps, Pick<KernelDeps, "openNflog"> {
   replaySetSize?: number;
 }
 
-/** Publishing to other nodes (cluster-sync.ts); never awaited, so the API is not in a knock's path. */
+/** Publishing to other nodes (ways/cluster/cluster-sync.ts); never awaited, so the API is not in a knock's path. */
 export interface ClusterLink extends GrantPublisher {
   check(): Check;
 }

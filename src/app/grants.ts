@@ -47,7 +47,7 @@ export interface CloseRequest {
   remote?: boolean;
 }
 
-/** Where grants made here go once the kernel has them (cluster-sync.ts); never awaited. */
+/** Where grants made here go once the kernel has them (ways/cluster/cluster-sync.ts); never awaited. */
 export interface GrantPublisher {
   opened(grant: Omit<ClusterGrant, "origin">): void;
   closed(door: Door, family: Family, src: string): void;

@@ -20,7 +20,7 @@ import { REVISION, VERSION } from "./version.js";
 import { dockerEngine, type DockerEngine } from "../adapters/docker.js";
 import { DockerWatch } from "./docker-watch.js";
 import { ProtectionService } from "./protection.js";
-import { clusterClient, clusterSync, type ClusterClient } from "./cluster-start.js";
+import { clusterClient, clusterSync, type ClusterClient } from "./ways/cluster/cluster-start.js";
 import { serve, type Lifecycle, type Signals } from "./service.js";
 import { clusterService, daemonService, dockerService, hooksService, httpService, protectionService } from "./services.js";
 

@@ -8,7 +8,7 @@ import type { StoppableHookRunner } from "../adapters/hooks.js";
 import { startHttp, type HttpSources } from "../adapters/http.js";
 import type { Logger } from "../adapters/log.js";
 import type { OwnedTarget } from "../core/protection/targets.js";
-import type { ClusterSync } from "./cluster-sync.js";
+import type { ClusterSync } from "./ways/cluster/cluster-sync.js";
 import type { Daemon } from "./daemon.js";
 import { INITIAL_LOOK_MS, type DockerWatch } from "./docker-watch.js";
 import type { ProtectionService } from "./protection.js";

@@ -21,7 +21,7 @@ import {
 import { portName, type Family } from "../../src/core/types.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import type { KubeGrants, WatchEvent } from "../../src/adapters/kube.js";
-import { ClusterSync, MAX_PENDING, type RemoteGrants } from "../../src/app/cluster-sync.js";
+import { ClusterSync, MAX_PENDING, type RemoteGrants } from "../../src/app/ways/cluster/cluster-sync.js";
 import type { CloseRequest, GrantRequest } from "../../src/app/grants.js";
 import { pino } from "pino";
 import { FakeClock } from "../support/fake-clock.js";

@@ -7,7 +7,7 @@
  * time they have left; a deleted object (a close sequence on some node) is revoked everywhere. The
  * watch resumes from its last resourceVersion, and re-lists after 410 Gone.
  */
-import type { Cancel, Clock } from "../core/clock.js";
+import type { Cancel, Clock } from "../../../core/clock.js";
 import {
   backoffMs,
   CLOCK_SKEW_MS,
@@ -21,15 +21,15 @@ import {
   shouldCollect,
   validateGrant,
   type ClusterGrant,
-} from "../core/cluster/knock-grant.js";
-import { errorFields } from "../core/errors.js";
-import type { Door, Family } from "../core/types.js";
-import type { ClusterMetrics } from "../adapters/metrics/metrics.js";
-import type { Check } from "../adapters/http.js";
-import type { KubeGrants, WatchEvent } from "../adapters/kube.js";
-import type { DoorPorts } from "./protection.js";
-import type { Grants } from "./grants.js";
-import type { Logger } from "../adapters/log.js";
+} from "../../../core/cluster/knock-grant.js";
+import { errorFields } from "../../../core/errors.js";
+import type { Door, Family } from "../../../core/types.js";
+import type { ClusterMetrics } from "../../../adapters/metrics/metrics.js";
+import type { Check } from "../../../adapters/http.js";
+import type { KubeGrants, WatchEvent } from "../../../adapters/kube.js";
+import type { DoorPorts } from "../../protection.js";
+import type { Grants } from "../../grants.js";
+import type { Logger } from "../../../adapters/log.js";
 
 /**
  * The HTTP status of a failed call (404, 409, 410, ...), or undefined when there was no answer. The

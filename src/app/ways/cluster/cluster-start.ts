@@ -1,13 +1,13 @@
 /** KNOCK_CLUSTER=kubernetes: the Kubernetes client, found before anything starts, and the sync built on it. */
 import { randomInt } from "node:crypto";
-import type { Clock } from "../core/clock.js";
-import { errorFields } from "../core/errors.js";
-import type { Config } from "../core/types.js";
-import type { KubeGrants } from "../adapters/kube.js";
-import type { ClusterMetrics } from "../adapters/metrics/metrics.js";
-import type { Logger } from "../adapters/log.js";
+import type { Clock } from "../../../core/clock.js";
+import { errorFields } from "../../../core/errors.js";
+import type { Config } from "../../../core/types.js";
+import type { KubeGrants } from "../../../adapters/kube.js";
+import type { ClusterMetrics } from "../../../adapters/metrics/metrics.js";
+import type { Logger } from "../../../adapters/log.js";
 import { ClusterSync } from "./cluster-sync.js";
-import type { DoorPorts } from "./protection.js";
+import type { DoorPorts } from "../../protection.js";
 
 /** The client, and where it shares grants. */
 export interface ClusterClient {
@@ -26,7 +26,7 @@ export async function clusterClient(config: Config, log: Logger): Promise<Cluste
   let kube;
   try {
     // Loaded only here: the client takes over a second to import, which no other command should pay.
-    const { kubeGrants } = await import("../adapters/kube.js");
+    const { kubeGrants } = await import("../../../adapters/kube.js");
     kube = kubeGrants(cluster.namespace);
   } catch (err) {
     log.error(

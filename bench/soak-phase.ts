@@ -513,7 +513,8 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
       }
       result.warnings = daemon.logs.filter((l) => l.level === 40).length;
       result.errors = daemon.logs.filter((l) => l.level >= 50).map((l) => JSON.stringify(l).slice(0, 300));
-      if (result.failures.length > 0 || result.misses.length > 0) for (const line of daemon.lastWords("daemon")) log(line);
+      // A crash printed them as it happened.
+      if (!result.crashed && (result.failures.length > 0 || result.misses.length > 0)) for (const line of daemon.lastWords("daemon")) log(line);
     }
     removeContainers();
     stopApi();

@@ -147,7 +147,7 @@ function summary(r: PhaseResult): { lines: string[]; failed: boolean } {
     lines.push(`   ${kind.padEnd(14)} sent ${t.sent}, opened ${t.opened}, connect after knock p50 ${percentile(t.ms, 50)} ms p99 ${percentile(t.ms, 99)} ms`);
   }
   if (!r.kube) lines.push("   knockgrant-v4  skipped (see the start of the run)");
-  lines.push(`   faults: ${r.faults.flaps} interface flaps, ${r.faults.chainFlushes} chain flushes, ${r.faults.firewallRemovals} chain+set removals; floods: ${r.floods.bursts} bursts, ${r.floods.packets} packets`);
+  lines.push(`   faults: ${r.faults.flaps} interface flaps, ${r.faults.chainFlushes} chain flushes, ${r.faults.firewallRemovals} chain+set removals (${r.faults.rewrittenByDocker} mended by a Docker change before the reconcile pass); floods: ${r.floods.bursts} bursts, ${r.floods.packets} packets`);
   if (r.docker) lines.push(`   docker: ${r.docker.started} containers started, ports followed ${r.docker.followed}, released ${r.docker.released}; ${r.docker.skipped} rounds skipped (docker run failed)`);
   lines.push(`   daemon: ${r.crashed ? "CRASHED" : "ran throughout"}; ${r.warnings} warning lines, ${r.errors.length} error lines${r.errors.length ? `, last: ${r.errors.at(-1)}` : ""}`);
   for (const f of failures) lines.push(`   FAIL ${f}`);

@@ -447,7 +447,7 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
           result.floods.packets += r.sent - r.sendErrors;
         } catch (err) {
           // The sender is the soak's, not the daemon's: a broken burst is noted, the next one runs.
-          log(`note: flood burst ${i + 1}: ${(err as Error).message.split("\n")[0]}`);
+          if (running()) log(`note: flood burst ${i + 1}: ${(err as Error).message.split("\n")[0]}`);
         }
         await pause(o.durationMs < 2 * 60_000 ? 4000 : 15_000);
       }

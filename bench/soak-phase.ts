@@ -42,6 +42,8 @@ const REUSE_AFTER_MS = (OPEN_FOR_S + 3) * 1000;
 /** Recovery from a fault must be seen within this, or it is a failure. */
 const RECOVER_WITHIN_MS = 15_000;
 const DOCKER_WITHIN_MS = 30_000;
+/** After the first sign of a mend, time for one more reconcile pass (KNOCK_RECONCILE_INTERVAL=1) and its commands. */
+const MEND_GRACE_MS = 2500;
 const DOCKER_IMAGE = "debian:bookworm-slim";
 /** Addresses per way in (disjoint ranges of the lab's legitimate addresses) and the outsider's. */
 const POOL = 40;
@@ -243,7 +245,10 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
     }
     const d = new DaemonProcess(lab.spawnIn(lab.server, [process.execPath, CLI, "run"], env));
     daemon = d;
-    await d.waitFor("ready", 30_000);
+    await d.waitFor("ready", 30_000).catch((err: unknown) => {
+      for (const line of d.lastWords("daemon")) log(line);
+      throw err;
+    });
     const pid = d.child.pid!;
     const readyAt = performance.now();
     const deadline = readyAt + o.durationMs;
@@ -430,7 +435,10 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseResult> {
           while (d.events("firewall_repaired").length === repairs && d.events("protected_ports").length === rewrites && performance.now() < until) await sleep(100);
           if (d.events("firewall_repaired").length === repairs && d.events("protected_ports").length === rewrites) fail(`${what}: not mended within ${RECOVER_WITHIN_MS} ms (no firewall_repaired, no protected_ports)`);
           else if (d.events("firewall_repaired").length === repairs) result.faults.rewrittenByDocker++;
-          if (await probe(SERVER_V4, SERVICE_PORT, OUTSIDER, 300)) fail(`${what}, then mended: ${OUTSIDER} (no grant) still gets in`);
+          // A rewrite may mend only part (the sets stay gone), and the next reconcile pass the rest:
+          // until then the port is open to everyone (docs/faults.md). Rounds wait that long too.
+          await sleep(MEND_GRACE_MS);
+          if (await probe(SERVER_V4, SERVICE_PORT, OUTSIDER, 300)) fail(`${what}, then mended: ${OUTSIDER} (no grant) still gets in ${MEND_GRACE_MS} ms later`);
         });
         await pause(every);
       }

@@ -11,12 +11,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { KubeConfig } from "@kubernetes/client-node";
 import { grantObject } from "../src/core/cluster/knock-grant.js";
 import { kubeGrants } from "../src/adapters/kube.js";
 import { ApiServer } from "../test/support/kube-api.js";
+import { freePort } from "../test/support/connect.js";
 import { parseManifests } from "../test/support/helm-manifests.js";
 import { ROOT } from "./lab.js";
 import { rssMb } from "./proc.js";
@@ -49,14 +49,6 @@ export interface ClusterResult {
 export const NAMESPACE = "knockgate";
 const CLI = `${ROOT}dist/src/cli/main.js`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** One daemon: its "open" lines' times by address. */
 class Node {

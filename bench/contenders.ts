@@ -17,7 +17,7 @@ import { createInterface } from "node:readline";
 import type { BenchLab } from "./lab.js";
 import { ROOT } from "./lab.js";
 import { HTTP_PORT, KNOCK_PORTS, SERVER_V4, SERVICE_PORT } from "./wire.js";
-import { ipsetSpaName } from "../src/core/firewall/spa-plan.js";
+import { ipsetSpaName } from "../src/adapters/firewall/iptables/sets.js";
 
 export type ContenderId = "knockgate" | "knockgate-nft" | "knockd" | "kernel" | "knockgate-spa" | "fwknopd";
 export type ScenarioName = "idle" | "latency" | "flood" | "sweep" | "grants";

@@ -88,7 +88,7 @@ export async function decoderBench(frames: number): Promise<DecoderResult> {
     const config = parseConfig(env);
     const log = createLogger(config);
     const protection = new ProtectionService({ config, log, clock: systemClock });
-    const firewall = createFirewall(config, { backend: "dry-run" }, protection.targets(), log, systemClock);
+    const firewall = createFirewall(config, { backend: "dry-run", renders: "iptables" }, protection.targets(), log, systemClock);
     let handler: FrameHandler | null = null;
     let daemon: Daemon | null = null;
     const metrics = new Metrics(config.doors, { version: "bench", revision: "bench", backend: firewall.backend }, {

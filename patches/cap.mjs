@@ -20,10 +20,14 @@
  *  - An open that fails after pcap_create ("No such device") left a half-made handle whose poll was
  *    never initialised; its close(), at the latest from the destructor at garbage collection, stopped
  *    that poll and dropped a reference never taken: SIGSEGV. Patched, a failed open closes its handle.
+ * And NFLOG (the kernel engine reads `nflog:N`): libpcap's reader reports a nonblocking read with
+ * nothing left as an error (EAGAIN), which ended the capture after its first burst; patched, it
+ * does not end it.
  * The module exports `knockgatePatch` (PATCH_LEVEL) so that the build and the daemon can tell.
  *
  * Each edit states the exact text it replaces and is skipped when its result is already there, so
- * this runs again harmlessly (and upgrades an earlier level in place); if cap's source differs
+ * this runs again harmlessly (and upgrades an earlier level in place: UPGRADES rewrites what a
+ * later level changed, and an earlier level's export is dropped); if cap's source differs
  * (another version), this fails rather than guessing.
  *
  * cap is an optional dependency: only the daemon captures, and the client must install where there
@@ -38,7 +42,7 @@ import { dirname, join } from "node:path";
 /** In the first edit: marks a patched source (the text is unchanged since level 1, so that a level-1 source is recognised). */
 const MARK = "/* knockgate patch v1 */";
 /** Bumped with every change to EDITS: a build of an older level is rebuilt. */
-const PATCH_LEVEL = 2;
+const PATCH_LEVEL = 3;
 
 const EDITS = [
   {
@@ -180,11 +184,21 @@ const EDITS = [
     replace: `        obj->handling_packets = false;
         if (obj->closing)
           obj->cleanup();
-        else if (packet_count == PCAP_ERROR)
+        // knockgate: libpcap's NFLOG reader (the kernel engine's nflog:N) reports a nonblocking
+        // read with nothing left as an error (EAGAIN), where the packet socket's returns 0.
+        else if (packet_count == PCAP_ERROR && errno != EAGAIN && errno != EWOULDBLOCK)
           ended(obj, pcap_geterr(obj->pcap_handle));
       }
     }
 #endif`,
+  },
+  {
+    what: "errno.h for EAGAIN",
+    find: `#include <string.h>
+`,
+    replace: `#include <string.h>
+#include <errno.h>
+`,
   },
   {
     what: "a failed open closes its half-made handle",
@@ -246,7 +260,23 @@ if (version !== "0.2.1") {
 
 const file = join(capDir, "src", "binding.cc");
 const original = readFileSync(file, "utf8");
-let source = original;
+/** An earlier level's text, rewritten to this level's before the edits (each skipped when not there). */
+const UPGRADES = [
+  {
+    what: "level 2 ended an NFLOG capture at its first empty read",
+    find: `        else if (packet_count == PCAP_ERROR)
+          ended(obj, pcap_geterr(obj->pcap_handle));`,
+    replace: `        // knockgate: libpcap's NFLOG reader (the kernel engine's nflog:N) reports a nonblocking
+        // read with nothing left as an error (EAGAIN), where the packet socket's returns 0.
+        else if (packet_count == PCAP_ERROR && errno != EAGAIN && errno != EWOULDBLOCK)
+          ended(obj, pcap_geterr(obj->pcap_handle));`,
+  },
+];
+
+// An earlier level's export goes first, or the upgraded build would set both and report the old one.
+const EXPORT = /\n {4}Nan::Set\(target,\n {13}Nan::New<String>\("knockgatePatch"\)\.ToLocalChecked\(\),\n {13}Nan::New<Number>\((\d+)\)\)\.FromJust\(\);/g;
+let source = original.replace(EXPORT, (line, level) => (Number(level) === PATCH_LEVEL ? line : ""));
+for (const upgrade of UPGRADES) source = source.replace(upgrade.find, () => upgrade.replace);
 for (const edit of EDITS) {
   if (source.includes(edit.replace)) continue;
   const at = source.indexOf(edit.find);
@@ -285,4 +315,4 @@ if (!built()) {
     process.exit(1);
   }
 }
-console.log(`patches/cap.mjs: cap ${version} patched, level ${PATCH_LEVEL} (snaplen, promisc, inbound-only, stats, interfaces that go away)`);
+console.log(`patches/cap.mjs: cap ${version} patched, level ${PATCH_LEVEL} (snaplen, promisc, inbound-only, stats, interfaces that go away, NFLOG)`);

@@ -25,7 +25,7 @@ export interface CaptureStats {
   dropped: number;
 }
 /** What patches/cap.mjs's PATCH_LEVEL is: an older build would abort the process when an interface goes down. */
-const CAP_PATCH_LEVEL = 2;
+const CAP_PATCH_LEVEL = 3;
 type CapModule = { Cap: new () => CapHandle; knockgatePatch?: number };
 
 const require = createRequire(import.meta.url);
@@ -40,9 +40,9 @@ const require = createRequire(import.meta.url);
  */
 const keptForever: CapHandle[] = [];
 
-export interface Capture {
+export interface Capture<L extends string = LinkType> {
   readonly iface: string;
-  readonly linkType: LinkType;
+  readonly linkType: L;
   /** False once the interface went down or away; the capture must be reopened. */
   alive(): boolean;
   stats(): CaptureStats;
@@ -79,8 +79,24 @@ export function interfaceState(iface: string): InterfaceState | undefined {
   }
 }
 
+/** cap's name for LINKTYPE_NFLOG, which it has no name for. */
+const NFLOG_LINK_TYPE = "Unknown linktype 239";
+
+/**
+ * The kernel engine's reports: NFLOG group `group` (libpcap's `nflog:N`), each message whole
+ * (core/packet/nflog.ts reads it). No direction: NFLOG has none.
+ */
+export function openNflog(group: number, onFrame: FrameHandler): Capture<string> {
+  return openDevice(`nflog:${group}`, "", onFrame, 65535, false, (linkType): linkType is string => linkType === NFLOG_LINK_TYPE);
+}
+
 /** `snaplen`: bytes kept per packet (core/packet/bpf.ts captureSnaplen). */
 export function openCapture(iface: string, filter: string, onFrame: FrameHandler, snaplen = KNOCK_SNAPLEN): Capture {
+  // Inbound only: our own SYNs are no knocks.
+  return openDevice(iface, filter, onFrame, snaplen, true, isLinkType);
+}
+
+function openDevice<L extends string>(iface: string, filter: string, onFrame: FrameHandler, snaplen: number, inboundOnly: boolean, supported: (linkType: string) => linkType is L): Capture<L> {
   // Loaded here, not at import: cap is an optional dependency, and only the daemon's capture needs it.
   let cap: CapModule;
   try {
@@ -103,12 +119,12 @@ export function openCapture(iface: string, filter: string, onFrame: FrameHandler
   const buffer = Buffer.alloc(snaplen);
   let linkType: string;
   try {
-    // Not promiscuous: knocks are addressed to this host. Inbound only: our own SYNs are no knocks.
-    linkType = handle.open(iface, filter, ringBytes(snaplen), buffer, snaplen, false, true);
+    // Not promiscuous: knocks are addressed to this host.
+    linkType = handle.open(iface, filter, ringBytes(snaplen), buffer, snaplen, false, inboundOnly);
   } catch (err) {
     throw new CaptureError(iface, `${(err as Error).message} (does the interface exist, and is NET_RAW granted?)`, { cause: err });
   }
-  if (!isLinkType(linkType)) {
+  if (!supported(linkType)) {
     handle.close();
     throw new CaptureError(iface, `link type ${linkType} is not supported`);
   }

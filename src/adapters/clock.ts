@@ -14,3 +14,20 @@ export const systemClock: Clock = {
     return () => clearInterval(timer);
   },
 };
+
+/**
+ * The real clock with timers that hold the process: for a pause inside work that someone awaits (a
+ * retry of a firewall command in `knockgate cleanup`), where nothing else may be left to keep the
+ * process running, which would end with the work half done.
+ */
+export const holdingClock: Clock = {
+  ...systemClock,
+  after(ms, fn) {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+  every(ms, fn) {
+    const timer = setInterval(fn, ms);
+    return () => clearInterval(timer);
+  },
+};

@@ -6,7 +6,8 @@ import type Docker from "dockerode";
 import { createInterface } from "node:readline";
 import { hasKnockLabel } from "../core/docker/labels.js";
 import { natBindings, type NatBinding } from "../core/docker/nat.js";
-import { execRunner, mustRun } from "./firewall/exec.js";
+import { execRunner, mustRun, type Runner } from "./firewall/exec.js";
+import { detectVariant, saveArgv, type IptablesVariant } from "./firewall/detect.js";
 
 /** One container (or network attachment) change: the watcher reads that container again. */
 export interface DockerEvent {
@@ -63,6 +64,7 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
   // No API version pinned: the engine serves its own, whatever it is (20.10 speaks 1.41).
   let client: Docker | null = null;
   const connect = async () => (client ??= new (await dockerode())({ ...dockerOptions(host), timeout: timeoutMs }));
+  const nat = natRules();
   return {
     async labelled() {
       const list = await (await connect()).listContainers({ all: true });
@@ -104,11 +106,20 @@ export function dockerEngine(host: string, timeoutMs = 10_000): DockerEngine {
       const endpoints = ((await docker.getNetwork(network).inspect()) as { Containers?: Record<string, { IPv4Address?: string }> }).Containers;
       const address = endpoints?.[id]?.IPv4Address?.split("/")[0];
       if (!address) return null;
-      // Docker writes its rules with the host's default iptables; only read, never changed.
-      const bindings = natBindings(await mustRun(execRunner, ["iptables-save", "-t", "nat"]), address);
+      const bindings = natBindings(await nat(), address);
       return { container: { Id: listed.Id, Name: listed.Names?.[0] ?? "", Config: { Labels: listed.Labels } }, bindings };
     },
   };
+}
+
+/**
+ * Reads Docker's NAT rules (only reads, never changes them) with the save command of the iptables
+ * variant that holds the host's rules (firewall/detect.ts, found at the first read): the plain
+ * `iptables-save` may list the other variant's tables, not the ones Docker wrote to.
+ */
+export function natRules(run: Runner = execRunner): () => Promise<string> {
+  let variant: Promise<IptablesVariant> | null = null;
+  return async () => mustRun(run, saveArgv(await (variant ??= detectVariant(run)), "nat"));
 }
 
 /** The container an event line is about; null for anything else. Never throws. */

@@ -5,6 +5,7 @@
  * never rejects (a hook cannot take the daemon down).
  */
 import { spawn } from "node:child_process";
+import type { Clock } from "../core/clock.js";
 import { portsText, type Door } from "../core/types.js";
 import type { Logger } from "./log.js";
 import { substituteArgv } from "../config/shellwords.js";
@@ -42,8 +43,8 @@ export interface StoppableHookRunner extends HookRunner {
   stop(): Promise<void>;
 }
 
-export function hookRunner(timeoutMs: number, log: Logger): HookRunner {
-  return (request) => runHook(request, timeoutMs, log);
+export function hookRunner(timeoutMs: number, log: Logger, clock: Clock): HookRunner {
+  return (request) => runHook(request, timeoutMs, log, clock);
 }
 
 /**
@@ -175,7 +176,7 @@ function collect(stream: NodeJS.ReadableStream | null): () => string {
   return () => text.trim();
 }
 
-export function runHook(request: HookRequest, timeoutMs: number, log: Logger): Promise<HookReport> {
+export function runHook(request: HookRequest, timeoutMs: number, log: Logger, clock: Clock): Promise<HookReport> {
   const { kind, ip, door } = request;
   return new Promise((resolve) => {
     let argv: string[] = [];
@@ -201,14 +202,14 @@ export function runHook(request: HookRequest, timeoutMs: number, log: Logger): P
           process.on("exit", () => liveGroups.forEach(killGroup));
         }
       }
-      const timer = setTimeout(() => {
+      const cancelTimeout = clock.after(timeoutMs, () => {
         timedOut = true;
         if (pid !== undefined) killGroup(pid);
-      }, timeoutMs);
+      });
       const settle = (code: number | null, error: string | null) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        cancelTimeout();
         if (pid !== undefined) liveGroups.delete(pid);
         // What the hook printed, and how it was called, may hold anything: debug only, bounded.
         log.debug({ ...fields(), argv, stdout: stdout(), stderr: stderr() }, `${kind} command output`);

@@ -11,6 +11,7 @@
  */
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
+import type { Cancel, Clock } from "../core/clock.js";
 
 /** Probes and scrapers need a handful; more at once is someone hammering the port. */
 export const MAX_CONNECTIONS = 64;
@@ -33,14 +34,14 @@ export const HTTP_TIMEOUTS = {
   connectionsCheckingInterval: 500,
 } as const;
 
-export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer = MAX_CONNECTIONS_PER_PEER): void {
+export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECTIONS, perPeer = MAX_CONNECTIONS_PER_PEER): void {
   // Sets keep insertion order: the first idle one found is the one idle longest.
   const all = new Set<Socket>();
   const byPeer = new Map<string, Set<Socket>>();
   const peerOf = new WeakMap<Socket, string>();
   const busy = new Set<Socket>();
   const since = new WeakMap<Socket, number>();
-  let pass: NodeJS.Timeout | null = null;
+  let pass: Cancel | null = null;
   const forget = (socket: Socket): void => {
     const peer = peerOf.get(socket) ?? "";
     all.delete(socket);
@@ -68,14 +69,14 @@ export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer 
   const overLimit = (): boolean => all.size > max || [...byPeer.values()].some((sockets) => sockets.size > perPeer);
   /** Down to the limits, as far as idle connections old enough allow; what is left is looked at again. */
   const evict = (): void => {
-    now = performance.now();
+    now = clock.now();
     for (const sockets of [...byPeer.values()]) while (sockets.size > perPeer && evictFrom(sockets));
     while (all.size > max && (evictFrom(mostCrowded()) || evictFrom(all)));
     if (pass === null && overLimit()) {
-      pass = setTimeout(() => {
+      pass = clock.after(EVICT_AFTER_MS, () => {
         pass = null;
         evict();
-      }, EVICT_AFTER_MS).unref();
+      });
     }
   };
   server.maxConnections = HARD_CONNECTION_LIMIT;
@@ -86,7 +87,7 @@ export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer 
     if (!mine) byPeer.set(peer, (mine = new Set()));
     all.add(socket);
     mine.add(socket);
-    since.set(socket, performance.now());
+    since.set(socket, clock.now());
     socket.once("close", () => forget(socket));
     if (overLimit()) evict();
   });
@@ -95,5 +96,5 @@ export function limitConnections(server: Server, max = MAX_CONNECTIONS, perPeer 
     busy.add(socket);
     res.once("close", () => busy.delete(socket));
   });
-  server.on("close", () => pass !== null && clearTimeout(pass));
+  server.on("close", () => pass?.());
 }

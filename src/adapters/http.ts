@@ -8,6 +8,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Registry } from "prom-client";
+import type { Clock } from "../core/clock.js";
 import type { ListenAddr } from "../core/types.js";
 import { HTTP_TIMEOUTS, limitConnections } from "./http-connections.js";
 
@@ -60,7 +61,7 @@ function access(req: IncomingMessage, token: string | null): Access {
   return timingSafeEqual(digest(presented), digest(token)) ? "full" : "denied";
 }
 
-export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Server> {
+export function startHttp(addr: ListenAddr, sources: HttpSources, clock: Clock): Promise<Server> {
   const { connectionsCheckingInterval, ...timeouts } = HTTP_TIMEOUTS;
   const server = createServer({ connectionsCheckingInterval }, (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -97,7 +98,7 @@ export function startHttp(addr: ListenAddr, sources: HttpSources): Promise<Serve
     }
   });
   Object.assign(server, timeouts);
-  limitConnections(server);
+  limitConnections(server, clock);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(addr.port, addr.host, () => {

@@ -1,5 +1,6 @@
 /** pino logger: JSON with stable fields (event, door, src) by default; pino-pretty when asked. */
 import { pino, type Logger } from "pino";
+import type { Clock } from "../core/clock.js";
 import type { Config } from "../core/types.js";
 
 export type { Logger } from "pino";
@@ -45,13 +46,16 @@ export function createLogger(config: Pick<Config, "logLevel" | "logFormat">, fd:
   return log;
 }
 
-/** Writes out every logger's queued lines, but never waits more than `timeoutMs` on a stuck reader. */
-export function flushLogs(timeoutMs = 2000): Promise<void> {
+/**
+ * Writes out every logger's queued lines, but never waits more than `timeoutMs` on a stuck reader.
+ * The clock's timer does not hold the process: a flush in progress does (pino's writes and retries).
+ */
+export function flushLogs(clock: Clock, timeoutMs = 2000): Promise<void> {
   const flushed = [...loggers].map((log) => new Promise<void>((resolve) => log.flush(() => resolve())));
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
+    const cancel = clock.after(timeoutMs, resolve);
     void Promise.all(flushed).then(() => {
-      clearTimeout(timer);
+      cancel();
       resolve();
     });
   });

@@ -1,18 +1,26 @@
-/** KNOCK_CLUSTER=kubernetes: the Kubernetes client and the sync, built before the daemon starts. */
+/** KNOCK_CLUSTER=kubernetes: the Kubernetes client, found before anything starts, and the sync built on it. */
 import { randomInt } from "node:crypto";
+import type { Clock } from "../core/clock.js";
 import { errorFields } from "../core/errors.js";
 import type { Config } from "../core/types.js";
+import type { KubeGrants } from "../adapters/kube.js";
 import type { ClusterMetrics } from "../adapters/metrics/metrics.js";
 import type { Logger } from "../adapters/log.js";
-import { systemClock } from "../adapters/clock.js";
-import { ClusterSync, type RemoteGrants } from "./cluster-sync.js";
+import { ClusterSync } from "./cluster-sync.js";
 import type { DoorPorts } from "./protection.js";
+
+/** The client, and where it shares grants. */
+export interface ClusterClient {
+  kube: KubeGrants;
+  nodeName: string;
+  namespace: string;
+}
 
 /**
  * null when KNOCK_CLUSTER=off; "failed" (logged) when no credentials are found: neither in-cluster
- * service account files nor a usable KUBECONFIG. `daemon` is read only once grants arrive.
+ * service account files nor a usable KUBECONFIG.
  */
-export async function startClusterSync(config: Config, ports: DoorPorts, log: Logger, metrics: ClusterMetrics, daemon: () => RemoteGrants): Promise<ClusterSync | null | "failed"> {
+export async function clusterClient(config: Config, log: Logger): Promise<ClusterClient | null | "failed"> {
   const { cluster } = config;
   if (cluster.mode === "off") return null;
   let kube;
@@ -28,17 +36,15 @@ export async function startClusterSync(config: Config, ports: DoorPorts, log: Lo
     return "failed";
   }
   log.info({ event: "cluster", node: cluster.nodeName, namespace: cluster.namespace }, `sharing grants through KnockGrants in namespace ${cluster.namespace}`);
+  return { kube, nodeName: cluster.nodeName, namespace: cluster.namespace };
+}
+
+export function clusterSync(client: ClusterClient, config: Config, ports: DoorPorts, log: Logger, metrics: ClusterMetrics, clock: Clock): ClusterSync {
   return new ClusterSync({
-    kube,
-    nodeName: cluster.nodeName,
-    namespace: cluster.namespace,
+    ...client,
     doors: config.doors,
     ports,
-    target: {
-      applyRemote: (...args) => daemon().applyRemote(...args),
-      revokeRemote: (...args) => daemon().revokeRemote(...args),
-    },
-    clock: systemClock,
+    clock,
     log,
     metrics,
     random: () => randomInt(1_000_000) / 1_000_000,

@@ -21,14 +21,14 @@ import {
   shouldCollect,
   validateGrant,
   type ClusterGrant,
-  type GrantHow,
 } from "../core/cluster/knock-grant.js";
 import { errorFields } from "../core/errors.js";
-import type { Door, Family, PortSpec } from "../core/types.js";
+import type { Door, Family } from "../core/types.js";
 import type { ClusterMetrics } from "../adapters/metrics/metrics.js";
 import type { Check } from "../adapters/http.js";
 import type { KubeGrants, WatchEvent } from "../adapters/kube.js";
 import type { DoorPorts } from "./protection.js";
+import type { Grants } from "./grants.js";
 import type { Logger } from "../adapters/log.js";
 
 /**
@@ -51,16 +51,8 @@ function refusesObject(status: number | undefined): boolean {
   return status !== undefined && status >= 400 && status < 500 && ![401, 403, 408, 429].includes(status);
 }
 
-/** What this node does with grants of other nodes: the daemon. */
-export interface RemoteGrants {
-  /**
-   * Puts the grant into the book and the kernel; resolves true if that changed anything. `ports`:
-   * a signed grant's, for the per-port sets; null: a sequence grant of the whole door.
-   */
-  applyRemote(door: Door, family: Family, src: string, expiresAt: number | null, origin: string, ports: readonly PortSpec[] | null): Promise<boolean>;
-  /** Resolves true if this node held the grant (of that path). `ports`: a signed grant's, the ones its object named. */
-  revokeRemote(door: Door, family: Family, src: string, how: GrantHow, ports: readonly PortSpec[] | null): Promise<boolean>;
-}
+/** What this node does with grants of other nodes: the grant lifecycle (grants.ts), as for its own. */
+export type RemoteGrants = Pick<Grants, "open" | "close">;
 
 export interface ClusterSyncDeps {
   kube: KubeGrants;
@@ -69,7 +61,6 @@ export interface ClusterSyncDeps {
   doors: readonly Door[];
   /** Each door's ports on this node now: what a remote grant may name. */
   ports: DoorPorts;
-  target: RemoteGrants;
   clock: Clock;
   log: Logger;
   metrics: ClusterMetrics;
@@ -120,13 +111,16 @@ export class ClusterSync {
   private stopped = false;
   private watchProblem: string | null = "not connected to the API server yet";
   private publishProblem: string | null = null;
+  /** The grant lifecycle, given at start: other nodes' grants are applied only once this node protects itself. */
+  private target: RemoteGrants | null = null;
 
   constructor(private readonly deps: ClusterSyncDeps) {
     this.doors = new Map(deps.doors.map((d) => [d.name, d]));
   }
 
-  /** Starts listing and watching in the background: the daemon does not wait for the API. */
-  start(): void {
+  /** Starts listing and watching in the background, applying what it finds to `target`: the daemon does not wait for the API. */
+  start(target: RemoteGrants): void {
+    this.target = target;
     this.relist();
     this.cancelCollect = this.deps.clock.every(COLLECT_MS, () => this.collect());
   }
@@ -353,7 +347,7 @@ export class ClusterSync {
 
   /** An object as listed or watched: remembered for collection; another node's grant applied if valid here. */
   private upsert(obj: unknown, live: boolean): void {
-    const { log, metrics, nodeName, target, clock } = this.deps;
+    const { log, metrics, nodeName, clock } = this.deps;
     const name = nameOf(obj);
     if (name === null) return;
     const lifetime = lifetimeOf(obj);
@@ -367,15 +361,18 @@ export class ClusterSync {
       return;
     }
     const { grant: g, door } = result;
-    target.applyRemote(door, g.family, g.address, g.expiresAt, g.origin, g.how === "signed" ? grantPorts(this.deps.ports.portsOf(door.name), g.ports) : null).then(
-      (changed) => {
-        if (!changed) return;
-        metrics.applied.inc();
-        // Objects found by a list may be old: only live events measure the lag.
-        if (live) metrics.lag.observe(Math.max(0, clock.wallNow() - g.grantedAt) / 1000);
-      },
-      (err: unknown) => log.error({ event: "cluster_apply_failed", object: name, ...errorFields(err, "KNOCK_E_FIREWALL") }, `could not apply KnockGrant ${name}`),
-    );
+    const remainingMs = g.expiresAt === null ? Infinity : g.expiresAt - clock.wallNow();
+    if (remainingMs <= 0) return;
+    const ports = g.how === "signed" ? { ports: grantPorts(this.deps.ports.portsOf(door.name), g.ports) } : {};
+    const request = { door, family: g.family, src: g.address, via: g.how, ...ports, openForMs: Number.isFinite(remainingMs) ? remainingMs : 0, origin: g.origin };
+    // Failures are logged and counted by the grant lifecycle, with the address.
+    // Objects arrive only after start, which gave the target.
+    void this.target?.open(request).then((changed) => {
+      if (!changed) return;
+      metrics.applied.inc();
+      // Objects found by a list may be old: only live events measure the lag.
+      if (live) metrics.lag.observe(Math.max(0, clock.wallNow() - g.grantedAt) / 1000);
+    });
   }
 
   private removed(name: string): void {
@@ -389,13 +386,10 @@ export class ClusterSync {
     // A signed object deleted at its expiry (by its origin's clock) ends its port, which the kernel
     // times out by itself. A deletion before then (by hand) takes out exactly the ports it named.
     if (g.how === "signed" && g.expiresAt !== null && g.expiresAt <= this.deps.clock.wallNow() + CLOCK_SKEW_MS) return;
-    const ports = g.how === "signed" ? grantPorts(this.deps.ports.portsOf(door.name), g.ports) : null;
-    this.deps.target.revokeRemote(door, g.family, g.address, g.how, ports).then(
-      (held) => {
-        if (held) this.deps.metrics.revoked.inc();
-      },
-      (err: unknown) => this.deps.log.error({ event: "cluster_revoke_failed", object: name, ...errorFields(err, "KNOCK_E_FIREWALL") }, `could not revoke KnockGrant ${name}`),
-    );
+    const ports = g.how === "signed" ? { ports: grantPorts(this.deps.ports.portsOf(door.name), g.ports) } : {};
+    void this.target?.close({ door, family: g.family, src: g.address, via: g.how, ...ports, remote: true }).then((held) => {
+      if (held) this.deps.metrics.revoked.inc();
+    });
   }
 
   /** Deletes this node's expired objects, and anyone's expired long ago. */

@@ -1,8 +1,8 @@
 /**
  * The reconcile step: compare the kernel with the plan, put back what differs, and say so. The
  * kernel is the truth; this keeps it as planned against flushes, firewalld reloads and other tools.
- * A set or table removed underneath takes its grants with it: after such a repair the daemon's
- * books say which grants the kernel lost, and they go back with the time they have left.
+ * A set or table removed underneath, or a set emptied in place, takes its grants with it: the book
+ * says which grants the kernel lost, and they go back with the time they have left.
  */
 import { errorFields } from "../core/errors.js";
 import type { GrantRecord } from "../core/grants/grant-book.js";
@@ -10,19 +10,17 @@ import type { Firewall } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
 
-/** The daemon's side of lost grants: what its books hold, and putting some of them back. */
+/** The grant lifecycle's side of lost grants: what its book holds, and putting some of them back. */
 export interface GrantKeeper {
-  /** Every grant the books hold now. */
+  /** Every live grant the book holds whose kernel write has finished. */
   held(): GrantRecord[];
   /** The kernel lost these: put each back for the time it has left; resolves to those put back. */
-  putBack(lost: readonly GrantRecord[]): Promise<GrantRecord[]>;
+  restore(lost: readonly GrantRecord[]): Promise<GrantRecord[]>;
 }
 
 export class Reconciler {
   /** Why the last reconcile failed; null when it succeeded. */
   error: string | null = "not reconciled yet";
-  /** A repair was made and the grants have not been compared with the books since (a listing failed). */
-  private grantsUnchecked = false;
 
   constructor(
     private readonly firewall: Firewall,
@@ -43,12 +41,11 @@ export class Reconciler {
         else {
           metrics.firewallRepairs.inc(changes.length);
           log.warn({ event: "firewall_repaired", changes }, `put back: ${changes.join("; ")}`);
-          this.grantsUnchecked = true;
         }
       } else if (initial) {
         log.info({ event: "firewall_adopted", backend: firewall.backend }, `firewall already in place (${firewall.backend})`);
       }
-      if (this.grantsUnchecked) await this.restoreLostGrants();
+      await this.restoreLostGrants();
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_FIREWALL");
       metrics.firewallFailed("reconcile");
@@ -58,18 +55,22 @@ export class Reconciler {
     }
   }
 
-  /** Grants in the books and not in the kernel go back; listed only after a repair, not every pass. */
+  /**
+   * Grants in the book and not in the kernel go back, every pass: a set removed with its table and
+   * made again by the repair above, or emptied in place (`ipset flush`, `nft flush set`), which no
+   * repair notices. Only grants the book held unchanged before and after the listing count: one
+   * opened, refreshed or closed meanwhile is not lost, its own write or revoke says what it is.
+   */
   private async restoreLostGrants(): Promise<void> {
     const { firewall, keeper, log, metrics } = this;
-    const held = keeper.held();
+    const before = keeper.held();
+    if (before.length === 0) return;
     const inKernel = new Set<string>();
-    if (held.length > 0) {
-      for (const g of await firewall.grants()) inKernel.add(`${g.ports === null ? "sequence" : "spa"} ${g.door} ${g.src}`);
-    }
-    this.grantsUnchecked = false;
-    const lost = held.filter((g) => !inKernel.has(`${g.via} ${g.door.name} ${g.src}`));
+    for (const g of await firewall.grants()) inKernel.add(`${g.ports === null ? "sequence" : "signed"} ${g.door} ${g.src}`);
+    const after = new Set(keeper.held());
+    const lost = before.filter((g) => after.has(g) && !inKernel.has(`${g.via} ${g.door.name} ${g.src}`));
     if (lost.length === 0) return;
-    const restored = await keeper.putBack(lost);
+    const restored = await keeper.restore(lost);
     for (const g of restored) metrics.grantsRestored.labels(g.door.name).inc();
     const doors = [...new Set(restored.map((g) => g.door.name))];
     log.warn(

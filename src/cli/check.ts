@@ -123,7 +123,7 @@ const fromFile = (config: Config, variable: string): { file?: string } => {
 function describeBackend(choice: BackendChoice): string {
   switch (choice.backend) {
     case "dry-run":
-      return "dry run: plans are logged, the firewall is not touched";
+      return `dry run: the ${choice.renders} plan is logged, the firewall is not touched`;
     case "iptables":
       return `iptables with ipset, ${choice.variant === "nft" ? "nf_tables" : "legacy"} variant, on this host`;
     case "nftables":
@@ -197,6 +197,7 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
     KNOCK_ALLOW: setting("KNOCK_ALLOW", config.allow.map((c) => c.text).join(",")),
     KNOCK_HTTP_ADDR: setting("KNOCK_HTTP_ADDR", listenAddrText(config.httpAddr)),
     KNOCK_FIREWALL: setting("KNOCK_FIREWALL", config.firewall, backend),
+    KNOCK_ENGINE: setting("KNOCK_ENGINE", config.engine, config.engine === "kernel" ? "knocks recognised by nftables rules, which hold the sequences' ports" : undefined),
     KNOCK_ON_EXIT: setting("KNOCK_ON_EXIT", config.onExit),
     KNOCK_DRY_RUN: setting("KNOCK_DRY_RUN", String(config.dryRun)),
     KNOCK_MAX_TRACKED: setting("KNOCK_MAX_TRACKED", String(config.maxTracked)),

@@ -6,6 +6,7 @@ import { CHECK_OPTIONS, CHECK_USAGE, runCheck } from "./check.js";
 import { command, type Command } from "./command.js";
 import { EXIT_CONFIG, EXIT_SOFTWARE, EXIT_USAGE, ConfigError, UsageError } from "../core/errors.js";
 import { createLogger, flushLogs } from "../adapters/log.js";
+import { systemClock } from "../adapters/clock.js";
 import { runDaemon } from "../app/run.js";
 import { KNOCK_OPTIONS, KNOCK_USAGE, runKnock } from "./knock.js";
 import { removeEverything } from "../adapters/firewall/index.js";
@@ -60,7 +61,7 @@ const COMMANDS = new Map<string, Command>([
         const code = await runDaemon(process.env);
         // Exit explicitly: a libpcap or child-process handle left behind must not keep a stopped daemon
         // alive. Logging is asynchronous, so write out what is queued first.
-        await flushLogs();
+        await flushLogs(systemClock);
         return process.exit(code);
       },
     ),
@@ -86,7 +87,7 @@ const COMMANDS = new Map<string, Command>([
       // Stdout is for the result line; retries of transient failures are logged on stderr.
       const removed = await removeEverything(createLogger({ logLevel: "warn", logFormat: "json" }, 2));
       process.stdout.write(`removed knockgate objects from: ${removed.join(", ") || "nothing (no firewall tools found)"}\n`);
-      await flushLogs();
+      await flushLogs(systemClock);
       return 0;
     }),
   ],

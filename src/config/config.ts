@@ -6,11 +6,12 @@ import { readFileSync } from "node:fs";
 import envVar from "env-var";
 import { resolveSecretFiles, type ReadFile } from "./secret-files.js";
 import { ConfigError, type ConfigProblem } from "../core/errors.js";
-import { MAX_DOOR_NAME, type ClusterConfig, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
+import { MAX_DOOR_NAME, type Config, type Door, type FirewallChoice, type LogLevel, type PortSpec } from "../core/types.js";
 import { splitShellWords } from "./shellwords.js";
 import { checkLabelOnlyDoors, DOCKER_VARIABLES, NO_PORTS, parseDocker } from "./docker.js";
-import { parseDoorSpa, sameHmac, sameKeys, SPA_FIELDS, type SpaField } from "./spa.js";
+import { checkSignedDoors, parseDoorSpa, SPA_FIELDS, type SpaField } from "./spa.js";
 import { CLUSTER_VARIABLES, parseClusterConfig } from "./cluster.js";
+import { DEFAULT_ENGINE, ENGINE_VARIABLES, parseEngine } from "./engine.js";
 import {
   MAX_GRANT_SECONDS,
   MAX_TIMER_MS,
@@ -51,11 +52,13 @@ export const GLOBAL_VARIABLES = [
   "KNOCK_LOG_FORMAT",
   ...DOCKER_VARIABLES,
   ...CLUSTER_VARIABLES,
+  ...ENGINE_VARIABLES,
 ] as const;
 
 export const DEFAULTS = {
   KNOCK_HTTP_ADDR: "127.0.0.1:9180",
   KNOCK_FIREWALL: "auto",
+  KNOCK_ENGINE: DEFAULT_ENGINE,
   KNOCK_ON_EXIT: "keep",
   KNOCK_DRY_RUN: "false",
   KNOCK_MAX_TRACKED: "65536",
@@ -191,9 +194,6 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
         },
       ),
     };
-    if (door.spa && sameKeys(door.spa)) {
-      problems.push({ variable: v("SPA_HMAC_KEY"), message: `is the same key as ${v("SPA_KEY")}; fwknop needs two different keys (fwknop --key-gen makes both)` });
-    }
     if (fields.has("SEQ_TIMEOUT") && door.seqTimeoutMs === 0) {
       problems.push({ variable: v("SEQ_TIMEOUT"), message: "must be more than 0 seconds" });
     }
@@ -221,8 +221,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     });
   }
   checkSequenceClashes(doors, problems);
-  checkSpaPorts(doors, problems);
-  checkSharedSpaKeys(doors, problems);
+  const firewall = read("KNOCK_FIREWALL", () => getOr("KNOCK_FIREWALL", DEFAULTS.KNOCK_FIREWALL).asFirewall(), "auto");
 
   const config: Config = {
     interfaces: read("KNOCK_INTERFACE", () => get("KNOCK_INTERFACE").asInterfaces() ?? null, null),
@@ -232,7 +231,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
       host: "127.0.0.1",
       port: 9180,
     }),
-    firewall: read("KNOCK_FIREWALL", () => getOr("KNOCK_FIREWALL", DEFAULTS.KNOCK_FIREWALL).asFirewall(), "auto"),
+    ...parseEngine(env, firewall, doors, problems),
     onExit: read("KNOCK_ON_EXIT", () => getOr("KNOCK_ON_EXIT", DEFAULTS.KNOCK_ON_EXIT).asOnExit(), "keep"),
     dryRun: read("KNOCK_DRY_RUN", () => getOr("KNOCK_DRY_RUN", DEFAULTS.KNOCK_DRY_RUN).asFlag(), false),
     maxTracked: read("KNOCK_MAX_TRACKED", () => getOr("KNOCK_MAX_TRACKED", DEFAULTS.KNOCK_MAX_TRACKED).asMaxTracked(), 1),
@@ -270,7 +269,7 @@ export function parseConfig(given: Readonly<Record<string, string | undefined>>,
     cluster: parseClusterConfig(env, readFile, problems),
   };
   checkLabelOnlyDoors(doors, config.docker, problems);
-  checkClusterSpaSources(doors, config.cluster, problems);
+  checkSignedDoors(doors, config.cluster, problems);
   if (config.reconcileIntervalMs < 100) {
     problems.push({ variable: "KNOCK_RECONCILE_INTERVAL", message: "must be at least 0.1 seconds" });
   }
@@ -329,57 +328,6 @@ function doorlessMessage(name: string, field: DoorField, fields: ReadonlyMap<Doo
   // KNOCK_DOOR_X_CLOSE_SEQUENCE always reads as door X's close sequence, never as door X_CLOSE.
   const hint = field === "CLOSE_SEQUENCE" ? ` (a door name cannot end in _CLOSE: this is door ${name}'s close sequence)` : "";
   return `door ${name} has no ${v("SEQUENCE")}, so this setting belongs to nothing${hint}`;
-}
-
-/**
- * An SPA port that is also a knock port would be read two ways; doors may share an SPA port (the
- * HMAC tells their datagrams apart), as fwknopd's stanzas share its one port.
- */
-function checkSpaPorts(doors: readonly Door[], problems: ConfigProblem[]): void {
-  const knockPorts = new Map<number, string>();
-  for (const door of doors) {
-    for (const p of [...door.sequence, ...(door.closeSequence ?? [])]) if (p.proto === "udp") knockPorts.set(p.port, door.name);
-  }
-  for (const door of doors) {
-    const owner = door.spa && knockPorts.get(door.spa.port);
-    if (owner) problems.push({ variable: `KNOCK_DOOR_${door.name}_SPA_PORT`, message: `is also a udp knock port of door ${owner}; give signed datagrams a port of their own` });
-  }
-}
-
-/**
- * Doors sharing an SPA port are told apart by their HMAC: the first door whose key matches a
- * datagram decides, so a later door with the same HMAC key and digest could never open.
- */
-function checkSharedSpaKeys(doors: readonly Door[], problems: ConfigProblem[]): void {
-  const signed = doors.flatMap((door) => (door.spa && door.spa.keys.hmacKey.length > 0 ? [{ name: door.name, spa: door.spa }] : []));
-  signed.forEach(({ name, spa }, i) => {
-    const first = signed.slice(0, i).find((d) => d.spa.port === spa.port && sameHmac(d.spa, spa));
-    if (first) {
-      problems.push({
-        variable: `KNOCK_DOOR_${name}_SPA_HMAC_KEY`,
-        message: `is the same key as KNOCK_DOOR_${first.name}_SPA_HMAC_KEY on the same SPA port: door ${first.name} takes every datagram, so door ${name} could never open; give each door keys of its own (fwknop --key-gen)`,
-      });
-    }
-  });
-}
-
-/**
- * Each node keeps its own replay record. A datagram bound to its sender's address (fwknop -a) opens
- * nothing new when replayed to another node: that node's grant goes to the same address, which the
- * cluster shares anyway. A `0.0.0.0` datagram (fwknop -s) opens for whoever sends it, so one
- * accepted on node 1 and replayed to node 2 would open node 2 for the replayer: refused here.
- */
-function checkClusterSpaSources(doors: readonly Door[], cluster: ClusterConfig, problems: ConfigProblem[]): void {
-  if (cluster.mode !== "kubernetes") return;
-  for (const door of doors) {
-    if (door.spa && !door.spa.requireSourceAddress) {
-      problems.push({
-        variable: `KNOCK_DOOR_${door.name}_SPA_REQUIRE_SOURCE_ADDRESS`,
-        message:
-          "is false, which KNOCK_CLUSTER=kubernetes refuses: each node keeps its own replay record, so a 0.0.0.0 datagram (fwknop -s) accepted on one node could be replayed to another from any address; set it to true and have clients name their address (fwknop -a or -R)",
-      });
-    }
-  }
 }
 
 function unknownVariableMessage(variable: string, present: readonly string[]): string {

@@ -2,7 +2,8 @@
  * A door's signed-datagram settings (KNOCK_DOOR_<NAME>_SPA_*): fwknop's access.conf stanza as
  * variables. The keys are secrets: no message here ever shows a value, only what is wrong with it.
  */
-import { SpaKeyMaterial, type SpaHmacDigest, type SpaSettings } from "../core/types.js";
+import type { ConfigProblem } from "../core/errors.js";
+import { SpaKeyMaterial, type ClusterConfig, type Door, type SpaHmacDigest, type SpaSettings } from "../core/types.js";
 import { parseBool, parseCount, parseEnum, parsePort } from "./values.js";
 
 export const SPA_FIELDS = [
@@ -95,9 +96,72 @@ export function parseDoorSpa(has: (field: SpaField) => boolean, read: FieldReade
 }
 
 /** Whether both keys decoded to the same bytes: fwknop refuses an HMAC key equal to the encryption key. */
-export const sameKeys = (spa: SpaSettings): boolean =>
+const sameKeys = (spa: SpaSettings): boolean =>
   spa.keys.encryptionKey.length > 0 && Buffer.from(spa.keys.encryptionKey).equals(Buffer.from(spa.keys.hmacKey));
 
 /** Whether two doors' datagrams authenticate alike: the same HMAC key under the same digest. */
-export const sameHmac = (a: SpaSettings, b: SpaSettings): boolean =>
+const sameHmac = (a: SpaSettings, b: SpaSettings): boolean =>
   a.keys.hmacDigest === b.keys.hmacDigest && Buffer.from(a.keys.hmacKey).equals(Buffer.from(b.keys.hmacKey));
+
+/** The checks a signed door needs beyond its own variables: its keys, its port, the cluster. */
+export function checkSignedDoors(doors: readonly Door[], cluster: ClusterConfig, problems: ConfigProblem[]): void {
+  for (const door of doors) {
+    if (door.spa && sameKeys(door.spa)) {
+      problems.push({ variable: `KNOCK_DOOR_${door.name}_SPA_HMAC_KEY`, message: `is the same key as KNOCK_DOOR_${door.name}_SPA_KEY; fwknop needs two different keys (fwknop --key-gen makes both)` });
+    }
+  }
+  checkSpaPorts(doors, problems);
+  checkSharedSpaKeys(doors, problems);
+  checkClusterSpaSources(doors, cluster, problems);
+}
+
+/**
+ * An SPA port that is also a knock port would be read two ways; doors may share an SPA port (the
+ * HMAC tells their datagrams apart), as fwknopd's stanzas share its one port.
+ */
+function checkSpaPorts(doors: readonly Door[], problems: ConfigProblem[]): void {
+  const knockPorts = new Map<number, string>();
+  for (const door of doors) {
+    for (const p of [...door.sequence, ...(door.closeSequence ?? [])]) if (p.proto === "udp") knockPorts.set(p.port, door.name);
+  }
+  for (const door of doors) {
+    const owner = door.spa && knockPorts.get(door.spa.port);
+    if (owner) problems.push({ variable: `KNOCK_DOOR_${door.name}_SPA_PORT`, message: `is also a udp knock port of door ${owner}; give signed datagrams a port of their own` });
+  }
+}
+
+/**
+ * Doors sharing an SPA port are told apart by their HMAC: the first door whose key matches a
+ * datagram decides, so a later door with the same HMAC key and digest could never open.
+ */
+function checkSharedSpaKeys(doors: readonly Door[], problems: ConfigProblem[]): void {
+  const signed = doors.flatMap((door) => (door.spa && door.spa.keys.hmacKey.length > 0 ? [{ name: door.name, spa: door.spa }] : []));
+  signed.forEach(({ name, spa }, i) => {
+    const first = signed.slice(0, i).find((d) => d.spa.port === spa.port && sameHmac(d.spa, spa));
+    if (first) {
+      problems.push({
+        variable: `KNOCK_DOOR_${name}_SPA_HMAC_KEY`,
+        message: `is the same key as KNOCK_DOOR_${first.name}_SPA_HMAC_KEY on the same SPA port: door ${first.name} takes every datagram, so door ${name} could never open; give each door keys of its own (fwknop --key-gen)`,
+      });
+    }
+  });
+}
+
+/**
+ * Each node keeps its own replay record. A datagram bound to its sender's address (fwknop -a) opens
+ * nothing new when replayed to another node: that node's grant goes to the same address, which the
+ * cluster shares anyway. A `0.0.0.0` datagram (fwknop -s) opens for whoever sends it, so one
+ * accepted on node 1 and replayed to node 2 would open node 2 for the replayer: refused here.
+ */
+function checkClusterSpaSources(doors: readonly Door[], cluster: ClusterConfig, problems: ConfigProblem[]): void {
+  if (cluster.mode !== "kubernetes") return;
+  for (const door of doors) {
+    if (door.spa && !door.spa.requireSourceAddress) {
+      problems.push({
+        variable: `KNOCK_DOOR_${door.name}_SPA_REQUIRE_SOURCE_ADDRESS`,
+        message:
+          "is false, which KNOCK_CLUSTER=kubernetes refuses: each node keeps its own replay record, so a 0.0.0.0 datagram (fwknop -s) accepted on one node could be replayed to another from any address; set it to true and have clients name their address (fwknop -a or -R)",
+      });
+    }
+  }
+}

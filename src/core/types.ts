@@ -104,8 +104,11 @@ export interface SpaSettings {
   username: string | null;
 }
 
-/** Which path opened a grant: a knock sequence (the door's ports) or a signed datagram (the ports it asked for). */
-export type GrantVia = "sequence" | "spa";
+/**
+ * A way in: a knock sequence opens the door's ports, a signed datagram the ports it asks for. A
+ * grant made on another node keeps the way in it came by there.
+ */
+export type WayIn = "sequence" | "signed";
 
 export interface Door {
   name: string;
@@ -152,6 +155,8 @@ export interface DockerConfig {
 export type ClusterConfig = { mode: "off" } | { mode: "kubernetes"; nodeName: string; namespace: string };
 
 export type FirewallChoice = "auto" | "iptables" | "nftables";
+/** KNOCK_ENGINE: knocks recognised by the daemon from captured packets, or by the kernel's rules (nftables). */
+export type KnockEngine = "capture" | "kernel";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 export interface Config {
@@ -161,6 +166,7 @@ export interface Config {
   allow: Cidr[];
   httpAddr: ListenAddr;
   firewall: FirewallChoice;
+  engine: KnockEngine;
   onExit: "keep" | "remove";
   dryRun: boolean;
   maxTracked: number;

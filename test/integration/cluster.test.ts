@@ -201,10 +201,10 @@ describe("cluster-wide grants through the Kubernetes API", { concurrency: false 
       const plaintext = spaPlaintext({ rand: "1234567890123456", username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.clientTimeoutAccess, clientTimeoutS: 60, message: `${src},tcp/22` });
       await lab.call({ op: "udp", host: nodeA.addr, port: SPA_PORT, data: encodeSpa(plaintext, keys, randomBytes(8)), localAddress: src });
       const local = await a.waitFor("open", 3000, (l) => l["src"] === src);
-      assert.equal(local["via"], "spa");
+      assert.equal(local["via"], "signed");
       for (const d of [b, c]) {
         const remote = await d.waitFor("open", 3000, (l) => l["src"] === src);
-        assert.deepEqual([remote["origin"], remote["via"], remote["ports"]], ["node-a", "spa", "22/tcp"]);
+        assert.deepEqual([remote["origin"], remote["via"], remote["ports"]], ["node-a", "signed", "22/tcp"]);
         assert.ok(Number(remote["open_for_s"]) > OPEN_FOR_S, `${String(remote["open_for_s"])} s: the datagram's time, not OPEN_FOR`);
         lags.push(Number(remote["time"]) - Number(local["time"]));
       }

@@ -15,6 +15,7 @@ import { after, before, describe, test, type TestContext } from "node:test";
 import type { Server } from "node:http";
 import { Registry } from "prom-client";
 import { startHttp } from "../../src/adapters/http.js";
+import { systemClock } from "../../src/adapters/clock.js";
 
 /** Probes per scenario, one every PROBE_EVERY_MS, each given PROBE_TIMEOUT_MS (a kubelet's default is 1 s). */
 const PROBES = 20;
@@ -123,7 +124,7 @@ let port = 0;
 const holders: Holder[] = [];
 
 before(async () => {
-  server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { public: new Registry(), full: new Registry(), token: null } });
+  server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { public: new Registry(), full: new Registry(), token: null } }, systemClock);
   port = (server.address() as AddressInfo).port;
 });
 after(() => {

@@ -381,15 +381,26 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       );
     }));
 
-  test("KNOCK_DRY_RUN logs the plan and the grants and changes nothing", () =>
+  test("KNOCK_DRY_RUN logs the chosen backend's plan and grants and changes nothing", () =>
     withLab(async (lab) => {
       const before = await lab.firewallSnapshot();
       const daemon = await lab.startDaemon(door({ KNOCK_DRY_RUN: "true" }));
       const plan = daemon.events("dry_run_plan")[0];
-      assert.match(String(plan?.["iptables"]), /-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -j DROP/);
+      assert.equal(plan?.["backend"], "iptables", "auto, with iptables and ipset on PATH");
+      assert.match(String(plan?.["plan"]), /-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -j DROP/);
+      assert.doesNotMatch(String(plan?.["plan"]), /add table inet knockgate/);
       await lab.knock(SERVER_V4, SEQ);
       const grant = await daemon.waitFor("dry_run_grant");
       assert.equal(grant["command"], `add knockgate-SSH-4 ${CLIENT_V4} timeout 30 -exist`);
+      assert.equal(await daemon.stop(), 0);
+      const nft = await lab.startDaemon(door({ KNOCK_DRY_RUN: "true", KNOCK_FIREWALL: "nftables" }));
+      const nftPlan = nft.events("dry_run_plan")[0];
+      assert.equal(nftPlan?.["backend"], "nftables");
+      assert.match(String(nftPlan?.["plan"]), /add rule inet knockgate prerouting tcp dport \{ 22 \} fib daddr type local drop/);
+      assert.doesNotMatch(String(nftPlan?.["plan"]), /KNOCKGATE/);
+      await lab.knock(SERVER_V4, SEQ);
+      const nftGrant = await nft.waitFor("dry_run_grant");
+      assert.match(String(nftGrant["command"]), new RegExp(`^add element inet knockgate door_SSH_v4 \\{ ${CLIENT_V4.replaceAll(".", "\\.")} \\}; `));
       assert.equal(await lab.firewallSnapshot(), before);
     }));
 

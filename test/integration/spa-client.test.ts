@@ -240,7 +240,7 @@ describe("knockgate knock opens knockgate's own signed door", { concurrency: fal
         const r = await knockgateKnock(lab, clientEnv(), ["--door", "ssh", "-A", "22/tcp", "-U", "alice", server, "--wait", "22", "--timeout", "3000"]);
         assert.equal(r.code, 0, r.stderr);
         const open = await daemon.waitFor("open", 3000);
-        assert.deepEqual([open["via"], open["src"], open["username"]], ["spa", client, "alice"]);
+        assert.deepEqual([open["via"], open["src"], open["username"]], ["signed", client, "alice"]);
         assert.equal(await lab.canConnect(server, { port: 2222 }), false, "a port not asked for stays closed");
         if (family === "IPv4") assert.equal(await lab.canConnect(server, { localAddress: OTHER_V4 }), false, "another address stays out");
       }));

@@ -84,7 +84,7 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(await lab.canConnect(SERVER_V4), false, "closed before the datagram");
         await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-U", "alice"]);
         const open = await daemon.waitFor("open");
-        assert.deepEqual([open["src"], open["via"], open["username"], open["ports"], open["open_for_s"]], [CLIENT_V4, "spa", "alice", "22/tcp", 30]);
+        assert.deepEqual([open["src"], open["via"], open["username"], open["ports"], open["open_for_s"]], [CLIENT_V4, "signed", "alice", "22/tcp", 30]);
         assert.equal(await lab.canConnect(SERVER_V4), true, "the named address gets in");
         assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), false, "a second address stays out");
         assert.equal(await lab.canConnect(SERVER_V4, { port: OTHER_PORT }), false, "a port of the door it did not ask for stays closed");
@@ -146,7 +146,7 @@ for (const backend of ["iptables", "nftables"] as const) {
         const plaintext = spaPlaintext({ rand: "1234567890123456", username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.access, message: `${CLIENT_V6},tcp/${SERVICE_PORT}` });
         await sendUdp(lab, SERVER_V6, encodeSpa(plaintext, keys, randomBytes(8)));
         const open = await daemon.waitFor("open");
-        assert.deepEqual([open["src"], open["via"]], [CLIENT_V6, "spa"]);
+        assert.deepEqual([open["src"], open["via"]], [CLIENT_V6, "signed"]);
         assert.equal(await lab.canConnect(SERVER_V6), true);
         assert.equal(await lab.canConnect(SERVER_V4), false, "an IPv6 grant does not open IPv4");
       }));

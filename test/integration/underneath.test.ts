@@ -199,6 +199,25 @@ for (const backend of ["iptables", "nftables"] as const) {
         await survives(lab, backend, s, destroy, { name: "sets destroyed", repair: /sets missing/, lost: true });
       }));
 
+    test("a grant set emptied in place (ipset flush, nft flush set): no repair to make, the grants go back within the reconcile interval", () =>
+      withLab(async (lab) => {
+        const s = await knocked(lab, backend);
+        const since = Date.now();
+        for (const family of [4, 6]) {
+          await must(lab, backend === "iptables" ? ["ipset", "flush", `knockgate-SSH-${family}`] : ["nft", "flush", "set", "inet", "knockgate", `door_SSH_v${family}`]);
+        }
+        const w = await watch(lab, since, 2 * INTERVAL_MS + 3000, () => s.daemon.events("grants_restored").length > 0);
+        console.log(`# ${backend}, grant set flushed: the knocker refused in ${w.clientRefused} probe(s), settled after ${w.settledMs} ms`);
+        await sleep(2 * INTERVAL_MS + 200);
+        assert.deepEqual(s.daemon.events("firewall_repaired"), [], "the plan was all there");
+        assert.deepEqual(s.daemon.events("grants_restored").map((l) => l["grants"]), [1], "put back once");
+        const left = await kernelSecondsLeft(lab, backend);
+        const due = OPEN_FOR_S - (Date.now() - s.knockedAt) / 1000;
+        assert.ok(left !== null && left <= due + 1.5 && left >= due - 3, `the grant is back for the ${due.toFixed(1)} s it had left, not ${left} s`);
+        assert.equal(await lab.canConnect(SERVER_V4), true, "the knocker is in");
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), false, "nobody else is");
+      }));
+
     test("the xtables lock held for 10 s: knocks still open, the hook removed meanwhile comes back once the lock is free", () =>
       withLab(async (lab) => {
         if (backend === "iptables") {

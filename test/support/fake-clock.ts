@@ -1,5 +1,4 @@
 /** A Clock for tests: time moves only when the test calls advance(), and timers fire in order. */
-import { setImmediate as tick } from "node:timers/promises";
 import type { Cancel, Clock } from "../../src/core/clock.js";
 
 interface Timer {
@@ -45,6 +44,16 @@ export class FakeClock implements Clock {
     return this.timers.size;
   }
 
+  /** Changes whenever a timer is armed or one goes (fired or cancelled). */
+  get timerState(): string {
+    return `${this.seq}/${this.timers.size}`;
+  }
+
+  /** settle(), also waiting for this clock's timers to stop changing. */
+  settle(): Promise<void> {
+    return settle(this);
+  }
+
   private add(timer: Timer): Cancel {
     this.timers.add(timer);
     return () => this.timers.delete(timer);
@@ -57,7 +66,7 @@ export class FakeClock implements Clock {
   async advance(ms: number): Promise<void> {
     const end = this.t + ms;
     for (;;) {
-      await settle();
+      await settle(this);
       let next: Timer | undefined;
       for (const timer of this.timers) if (timer.at <= end && (!next || timer.at < next.at || (timer.at === next.at && timer.seq < next.seq))) next = timer;
       if (!next) break;
@@ -67,11 +76,56 @@ export class FakeClock implements Clock {
       next.fn();
     }
     this.t = end;
-    await settle();
+    await settle(this);
   }
 }
 
-/** Lets promise chains and child-free I/O callbacks run: a few turns of the real event loop. */
-export async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await tick();
+/** Event-loop turns settle() waits at most: work that keeps going that long never ends by itself. */
+const MAX_TURNS = 10_000;
+/**
+ * What process.getActiveResourcesInfo() lists that completes by itself: immediates, and I/O
+ * requests in flight (a file read, a lookup, a write or connect on a socket). Handles (servers,
+ * sockets, child processes, real timers) wait on the world, not on the test, and do not count.
+ */
+const SELF_COMPLETING = /Req|^Immediate$|^(Write|Shutdown|Send|Connect|TCPConnect|PipeConnect)Wrap$/;
+
+/** Turns that settle() calls (several may run at once) are waiting for: their immediates are not the test's work. */
+let ownTurns = 0;
+
+function turn(): Promise<void> {
+  ownTurns++;
+  return new Promise((resolve) =>
+    setImmediate(() => {
+      ownTurns--;
+      resolve();
+    }),
+  );
+}
+
+function pendingWork(): string[] {
+  const work = process.getActiveResourcesInfo().filter((r) => SELF_COMPLETING.test(r));
+  // Listed once per immediate: as many as settle() itself waits for are not counted.
+  let own = ownTurns;
+  return work.filter((r) => r !== "Immediate" || own-- <= 0);
+}
+
+/**
+ * Waits until nothing the test could observe is still on its way: every promise chain has run,
+ * every immediate and I/O request has completed, and `clock`'s timers have stopped changing. Each
+ * turn of the real event loop runs all microtasks; two quiet turns in a row are required, because
+ * a microtask queued behind the check of the first runs before the second. Throws, instead of
+ * hanging, when the work never goes quiet.
+ */
+export async function settle(clock?: FakeClock): Promise<void> {
+  let timers = clock?.timerState;
+  let quiet = 0;
+  for (let turns = 0; turns < MAX_TURNS; turns++) {
+    await turn();
+    const now = clock?.timerState;
+    quiet = pendingWork().length === 0 && now === timers ? quiet + 1 : 0;
+    timers = now;
+    if (quiet === 2) return;
+  }
+  const busy = pendingWork();
+  throw new Error(`settle: still busy after ${MAX_TURNS} event-loop turns (${busy.length > 0 ? busy.join(", ") : "fake timers armed and cancelled on every turn"}): work that never goes quiet`);
 }

@@ -6,20 +6,12 @@
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "./connect.js";
 
 /** Beside the repository, as .ci/run expects ../shared (from dist/test/support: three levels up). */
 const START = fileURLToPath(new URL("../../../../shared/kube/start-apiserver.sh", import.meta.url));
-
-async function freePort(host: string): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export interface Kubectl {
   code: number;

@@ -150,7 +150,7 @@ describe("knockgate check", () => {
     assert.equal(report.valid, true);
     assert.deepEqual(report.doors.map((d) => [d.name, d.sequence.knocks]), [["SSH", 3]]);
     assert.deepEqual(report.settings.find((s) => s.variable === "KNOCK_DRY_RUN"), { variable: "KNOCK_DRY_RUN", value: "true", default: false });
-    assert.equal(report.settings.find((s) => s.variable === "KNOCK_FIREWALL")?.note, "dry run: plans are logged, the firewall is not touched");
+    assert.equal(report.settings.find((s) => s.variable === "KNOCK_FIREWALL")?.note, "dry run: the iptables plan is logged, the firewall is not touched", "auto, with the iptables and ipset shims on PATH");
     for (const port of SECRET_PORTS) assert.doesNotMatch(r.stdout, new RegExp(`\\b${port}\\b`));
   });
 

@@ -17,12 +17,12 @@ import {
   shouldCollect,
   validateGrant,
   type ClusterGrant,
-  type GrantHow,
 } from "../../src/core/cluster/knock-grant.js";
-import { portName, type Door, type Family, type PortSpec } from "../../src/core/types.js";
+import { portName, type Family } from "../../src/core/types.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import type { KubeGrants, WatchEvent } from "../../src/adapters/kube.js";
-import { ClusterSync, MAX_PENDING } from "../../src/app/cluster-sync.js";
+import { ClusterSync, MAX_PENDING, type RemoteGrants } from "../../src/app/cluster-sync.js";
+import type { CloseRequest, GrantRequest } from "../../src/app/grants.js";
 import { pino } from "pino";
 import { FakeClock } from "../support/fake-clock.js";
 import { envPorts } from "../support/protection.js";
@@ -228,11 +228,13 @@ class FakeKube implements KubeGrants {
     if (this.hang) return new Promise<() => void>(() => undefined);
     return Promise.resolve(() => end(null));
   }
+  /** Set: writes are recorded at once and answered when it resolves (a slow API). */
+  gate: Promise<void> | null = null;
   private write(what: string) {
     if (this.hang) return new Promise<void>(() => undefined);
     if (this.fail) return Promise.reject(this.fail());
     this.written.push(what);
-    return Promise.resolve();
+    return this.gate ?? Promise.resolve();
   }
   create(body: Record<string, unknown>) {
     const name = (body["metadata"] as { name: string }).name;
@@ -270,23 +272,24 @@ function syncSetup(dryRun = false) {
     metrics,
     random: () => 0,
     dryRun,
-    target: {
-      applyRemote: (door: Door, family: Family, src: string, expiresAt: number | null, origin: string, ports: readonly PortSpec[] | null) => {
-        const only = ports === null ? "" : ` ${ports.map(portName).join(",")}`;
-        applied.push(`${door.name} ${family} ${src} ${expiresAt === null ? "forever" : expiresAt - clock.wallNow()} ${origin}${only}`);
-        return Promise.resolve(true);
-      },
-      revokeRemote: (door: Door, family: Family, src: string, how: GrantHow) => {
-        revoked.push(`${door.name} ${family} ${src}${how === "signed" ? " signed" : ""}`);
-        return Promise.resolve(true);
-      },
-    },
   });
+  const target: RemoteGrants = {
+    open: (r: GrantRequest) => {
+      const only = r.ports === undefined ? "" : ` ${r.ports.map(portName).join(",")}`;
+      applied.push(`${r.door.name} ${r.family} ${r.src} ${r.openForMs === 0 ? "forever" : r.openForMs} ${r.origin}${only}`);
+      return Promise.resolve(true);
+    },
+    close: (r: CloseRequest) => {
+      revoked.push(`${r.door.name} ${r.family} ${r.src}${r.via === "signed" ? " signed" : ""}`);
+      return Promise.resolve(true);
+    },
+  };
+  const start = () => sync.start(target);
   const metric = async (name: string) => {
     const m = await registry.getSingleMetric(name)?.get();
     return Object.fromEntries((m?.values ?? []).map((v) => [JSON.stringify(v.labels), v.value]));
   };
-  return { clock, kube, sync, applied, revoked, metric };
+  return { clock, kube, sync, start, applied, revoked, metric };
 }
 
 const local = { door: "SSH", address: "198.18.0.2", family: 4 as const, expiresAt: NOW + 30_000, grantedAt: NOW, how: "sequence" as const, ports: null };
@@ -340,9 +343,9 @@ test("the queue of unsent writes is bounded: beyond MAX_PENDING the oldest is gi
 });
 
 test("other nodes' objects are applied with the time they have left; ours and invalid ones are not", async () => {
-  const { clock, kube, sync, applied, metric } = syncSetup();
+  const { clock, kube, sync, applied, metric, start } = syncSetup();
   kube.objects = [object({}), object({ originNode: "node-b" }, "own"), object({ door: "TELNET" }, "telnet")];
-  sync.start();
+  start();
   await clock.advance(0);
   assert.deepEqual(applied, ["SSH 4 198.18.0.2 20000 node-a"]);
   assert.equal((await metric("knockgate_cluster_grants_rejected_total"))[JSON.stringify({ reason: "unknown_door" })], 1);
@@ -382,9 +385,9 @@ test("a signed grant is published as one object per port with its own expiry; a 
 });
 
 test("other nodes' signed objects are applied to their ports only; deleted early they are revoked, at their expiry left to the kernel", async () => {
-  const { clock, kube, sync, applied, revoked } = syncSetup();
+  const { clock, kube, sync, applied, revoked, start } = syncSetup();
   kube.objects = [signedObject({}, "web.4.c6120002.443-udp", "1")];
-  sync.start();
+  start();
   await clock.advance(0);
   assert.deepEqual(applied, ["WEB 4 198.18.0.2 90000 node-a 443/udp"]);
   kube.lastWatch.emit({ type: "ADDED", object: signedObject({ address: "198.18.0.3", expiresAt: iso(NOW + 10_000) }, "web.4.c6120003.443-udp", "2") });
@@ -404,9 +407,9 @@ test("other nodes' signed objects are applied to their ports only; deleted early
 });
 
 test("a deleted object is revoked here; the watch resumes from the last resourceVersion, and re-lists after 410 Gone", async () => {
-  const { clock, kube, sync, revoked, metric } = syncSetup();
+  const { clock, kube, sync, revoked, metric, start } = syncSetup();
   kube.objects = [object({})];
-  sync.start();
+  start();
   await clock.advance(0);
   kube.lastWatch.emit({ type: "DELETED", object: object({}, "ssh.4.c6120002", "15") });
   await clock.advance(0);
@@ -435,9 +438,9 @@ test("a deleted object is revoked here; the watch resumes from the last resource
 });
 
 test("a write or a watch that never answers is given up after a few seconds and tried again", async () => {
-  const { clock, kube, sync, applied } = syncSetup();
+  const { clock, kube, sync, applied, start } = syncSetup();
   kube.hang = true;
-  sync.start();
+  start();
   sync.opened(local);
   await clock.advance(4_999);
   assert.equal(kube.watches.length, 1);
@@ -456,9 +459,9 @@ test("a write or a watch that never answers is given up after a few seconds and 
 });
 
 test("a write waiting past its grant's expiry, or for an object deleted elsewhere meanwhile, is not sent", async () => {
-  const { clock, kube, sync } = syncSetup();
+  const { clock, kube, sync, start } = syncSetup();
   kube.objects = [object({ address: "198.18.0.4" }, "ssh.4.c6120004")];
-  sync.start();
+  start();
   await clock.advance(0);
   kube.fail = () => new Error("down");
   sync.opened({ ...local, expiresAt: NOW + 2_000 });
@@ -476,9 +479,9 @@ test("a write waiting past its grant's expiry, or for an object deleted elsewher
 });
 
 test("a dry run applies other nodes' grants but writes nothing, not even to collect", async () => {
-  const { clock, kube, sync, applied } = syncSetup(true);
+  const { clock, kube, sync, applied, start } = syncSetup(true);
   kube.objects = [object({}), object({ originNode: "node-b", expiresAt: iso(NOW + 1000) }, "own")];
-  sync.start();
+  start();
   sync.opened(local);
   sync.closed(DOORS.get("SSH")!, 4, "198.18.0.2");
   await clock.advance(ORPHAN_AFTER_MS * 2);
@@ -488,9 +491,9 @@ test("a dry run applies other nodes' grants but writes nothing, not even to coll
 });
 
 test("a re-list revokes objects deleted while the watch was down", async () => {
-  const { clock, kube, sync, revoked } = syncSetup();
+  const { clock, kube, sync, revoked, start } = syncSetup();
   kube.objects = [object({})];
-  sync.start();
+  start();
   await clock.advance(0);
   kube.objects = [];
   kube.lastWatch.emit({ type: "ERROR", object: { code: 410 } });
@@ -501,9 +504,9 @@ test("a re-list revokes objects deleted while the watch was down", async () => {
 });
 
 test("expired objects are collected: our own at once, other nodes' after ORPHAN_AFTER_MS", async () => {
-  const { clock, kube, sync } = syncSetup();
+  const { clock, kube, sync, start } = syncSetup();
   kube.objects = [object({ originNode: "node-b", expiresAt: iso(NOW + 1000) }, "own"), object({ expiresAt: iso(NOW + 1000) }, "other")];
-  sync.start();
+  start();
   await clock.advance(5_000);
   assert.deepEqual(kube.written, ["delete own"]);
   await clock.advance(ORPHAN_AFTER_MS);
@@ -513,8 +516,8 @@ test("expired objects are collected: our own at once, other nodes' after ORPHAN_
 });
 
 test("401 and 403 are retried (an API server that just started refuses until its RBAC caches fill); a refused object is dropped and the next write that works clears the check", async () => {
-  const { clock, kube, sync } = syncSetup();
-  sync.start();
+  const { clock, kube, sync, start } = syncSetup();
+  start();
   kube.fail = () => new HttpError(403);
   sync.opened(local);
   await clock.advance(1000);
@@ -533,5 +536,22 @@ test("401 and 403 are retried (an API server that just started refuses until its
   sync.opened({ ...local, address: "198.18.0.4" });
   await clock.advance(0);
   assert.equal(sync.check().ok, true);
+  sync.stop();
+});
+
+test("a newer write of an object that arrives while the older is in flight still goes out", async () => {
+  const { clock, kube, sync } = syncSetup();
+  let answer = () => undefined as void;
+  kube.gate = new Promise<void>((resolve) => (answer = resolve));
+  sync.opened(local);
+  await clock.advance(0);
+  assert.deepEqual(kube.written, ["create ssh.4.c6120002"]);
+  kube.exists.add("ssh.4.c6120002");
+  sync.opened({ ...local, expiresAt: NOW + 40_000 });
+  kube.gate = null;
+  answer();
+  await clock.advance(0);
+  assert.deepEqual(kube.written, ["create ssh.4.c6120002", "patch ssh.4.c6120002"], "the refresh was not taken for the write that finished");
+  assert.equal(sync.pendingWrites, 0);
   sync.stop();
 });

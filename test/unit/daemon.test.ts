@@ -5,87 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type Deps } from "../../src/app/daemon.js";
-import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
-import { countPerDoor, fromBackend } from "../../src/adapters/firewall/firewall.js";
-import type { FrameHandler, InterfaceState } from "../../src/adapters/capture.js";
+import type { InterfaceState } from "../../src/adapters/capture.js";
 import { CAPTURE_CHECK_MS } from "../../src/app/captures.js";
-import type { HookRequest } from "../../src/adapters/hooks.js";
-import { Metrics } from "../../src/adapters/metrics/metrics.js";
-import { FakeClock } from "../support/fake-clock.js";
-import { envPorts, envTargets } from "../support/protection.js";
+import { doorWide } from "../support/dry-run.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
-import { buildFrame, macBytes } from "../support/frames.js";
-
-const CLIENT = "198.18.0.2";
+import { CLIENT, daemonHarness, failing } from "../support/daemon-harness.js";
 
 function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) {
-  const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
-  const clock = new FakeClock();
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const firewall = new DryRunFirewall(config, envTargets(config), log, clock);
-  let daemon: Daemon | null = null;
-  const metrics = new Metrics(
-    config.doors,
-    { version: "test", revision: "test", backend: firewall.backend },
-    { tracked: () => 0, grants: async () => countPerDoor(await fromBackend(firewall).grants()), captureDropped: () => daemon?.captureDropped() ?? new Map() },
-  );
-  let onFrame: FrameHandler = () => undefined;
-  let alive = true;
-  /** The watched interface as the kernel shows it; undefined: it does not exist. */
-  const link: { state: InterfaceState | undefined } = { state: { index: 2, up: true, linkType: "ETHERNET" } };
-  const opened: string[] = [];
-  const closed: string[] = [];
-  /** What the capture opened last reports as dropped by the kernel. */
-  const ring = { dropped: 0 };
-  const hooks: HookRequest[] = [];
-  daemon = new Daemon({
-    config,
-    interfaces: ["eth0"],
-    firewall: fromBackend(firewall),
-    log,
-    metrics,
-    clock,
-    runHook: (request) => {
-      hooks.push(request);
-      return Promise.resolve({ ok: true, code: 0 });
-    },
-    interfaceState: () => link.state,
-    openCapture: (iface, _filter, handler) => {
-      onFrame = handler;
-      opened.push(iface);
-      alive = true;
-      ring.dropped = 0;
-      return { iface, linkType: "ETHERNET", alive: () => alive, stats: () => ({ received: 0, dropped: ring.dropped }), close: () => void closed.push(iface) };
-    },
-    ...overrides,
-    protection: overrides.protection ?? envPorts(config),
-  });
-  const knock = (port: number, src = CLIENT) => {
-    const frame = buildFrame({
-      srcMac: macBytes("02:00:00:00:00:02"),
-      dstMac: macBytes("02:00:00:00:00:01"),
-      src,
-      dst: "198.18.0.1",
-      proto: "tcp",
-      srcPort: 40000,
-      dstPort: port,
-    });
-    onFrame(frame, frame.length);
-  };
-  const knockAll = async (ports: number[], src = CLIENT) => {
-    for (const port of ports) knock(port, src);
-    await clock.advance(0);
-  };
-  const raw = (frame: Buffer) => onFrame(frame, frame.length);
-  const events = (name: string) => lines.filter((l) => l["event"] === name);
-  return { daemon, firewall, lines, events, metrics, clock, hooks, knock, knockAll, raw, ring, link, opened, closed, kill: () => (alive = false) };
+  return daemonHarness({ env: { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", ...env }, overrides });
 }
 
-const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
 const OPEN = [7000, 8000, 9000];
 
 /** A rejection nobody handles would end the real process: every test here must leave none. */
@@ -95,7 +26,7 @@ test("a completed sequence grants through the firewall and logs one open line", 
   const { daemon, firewall, events, knockAll } = setup();
   await daemon.start();
   await knockAll(OPEN);
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), [CLIENT]);
   const opens = events("open");
   assert.equal(opens.length, 1);
   assert.equal(opens[0]?.["src"], CLIENT);
@@ -118,7 +49,7 @@ test("a throw in the timed sweep (a metrics or logging bug) is logged, never esc
   await clock.advance(2000);
   assert.equal(events("expiry_followup_failed").length, 1);
   assert.equal(events("close").length, 1, "the other grant still closes with its line");
-  assert.deepEqual(await firewall.listGrants(), [], "the kernel expired both");
+  assert.deepEqual(await doorWide(firewall), [], "the kernel expired both");
   await knockAll(OPEN);
   assert.equal(events("open").length, 3, "the daemon goes on");
   await daemon.stop();
@@ -160,8 +91,8 @@ test("a firewall object that went missing fails /readyz at once and is repaired 
   const { daemon, firewall, events, metrics, clock } = setup();
   await daemon.start();
   let lost = ["jump PREROUTING -> KNOCKGATE missing (IPv4)"];
-  firewall.check = () => Promise.resolve([...lost]);
-  firewall.reconcile = () => {
+  firewall.reconcile = (mode) => {
+    if (mode === "check") return Promise.resolve([...lost]);
     const found = lost;
     lost = [];
     return Promise.resolve(found);
@@ -183,15 +114,17 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   // The set was destroyed and made again empty: the kernel lists nothing until a grant puts it back.
   const granted: [string, number | undefined][] = [];
   const grant = firewall.grant.bind(firewall);
-  firewall.grant = (door, family, src, forMs) => {
-    granted.push([src, forMs]);
-    return grant(door, family, src, forMs);
+  firewall.grant = (key, forMs) => {
+    granted.push([key.src, forMs]);
+    return grant(key, forMs);
   };
-  const listGrants = firewall.listGrants.bind(firewall);
+  const listGrants = firewall.grants.bind(firewall);
   let listings = 0;
-  firewall.listGrants = () => (listings++ === 0 ? Promise.reject(new Error("ipset: busy")) : Promise.resolve([]));
+  firewall.grants = () => (listings++ === 0 ? Promise.reject(new Error("ipset: busy")) : Promise.resolve([]));
   let missing = ["sets missing: knockgate-SSH-4"];
-  firewall.reconcile = () => {
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => {
+    if (mode === "check") return reconcile(mode);
     const found = missing;
     missing = [];
     return Promise.resolve(found);
@@ -202,7 +135,7 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   assert.equal(events("firewall_reconcile_failed").length, 1);
   await clock.advance(100);
   assert.deepEqual(granted, [[CLIENT, 20_000]], "OPEN_FOR 30 s, 10.6 s gone: 19.4 s left, in whole seconds");
-  firewall.listGrants = listGrants;
+  firewall.grants = listGrants;
   await clock.advance(300);
   assert.equal(granted.length, 1, "put back once");
   assert.deepEqual(
@@ -213,6 +146,71 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   await daemon.stop();
 });
 
+test("a grant is written for OPEN_FOR exactly, whatever fraction of a millisecond the monotonic clock reads", async () => {
+  const { daemon, firewall, clock, knockAll } = setup();
+  await daemon.start();
+  const written: (number | undefined)[] = [];
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = (key, forMs) => {
+    written.push(forMs);
+    return grant(key, forMs);
+  };
+  // (2770.19 + 30000) - 2770.19 is 30000.000000000004 in floating point: 31 s once rounded up.
+  await clock.advance(2770.19 - clock.now());
+  await knockAll(OPEN);
+  assert.deepEqual(written, [30_000]);
+  await daemon.stop();
+});
+
+test("a grant set emptied in place (no repair to make) is noticed: its grants go back on the next pass", async () => {
+  const { daemon, firewall, events, clock, knockAll } = setup();
+  await daemon.start();
+  await knockAll(OPEN);
+  const granted: string[] = [];
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = (key, forMs) => {
+    granted.push(key.src);
+    return grant(key, forMs);
+  };
+  // `ipset flush` / `nft flush set`: the plan is all there, the entries are gone.
+  const listGrants = firewall.grants.bind(firewall);
+  firewall.grants = () => Promise.resolve([]);
+  await clock.advance(100);
+  assert.deepEqual(granted, [CLIENT]);
+  assert.deepEqual(events("firewall_repaired"), []);
+  assert.deepEqual(events("grants_restored").map((l) => l["grants"]), [1]);
+  firewall.grants = listGrants;
+  await clock.advance(300);
+  assert.deepEqual(granted, [CLIENT], "put back once");
+  await daemon.stop();
+});
+
+test("a grant whose kernel write is still in flight, or that was closed while it went back, is not put back", async () => {
+  const { daemon, firewall, events, clock, knockAll } = setup({ KNOCK_DOOR_SSH_OPEN_FOR: "0", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9100,9200" });
+  await daemon.start();
+  let release = () => undefined as void;
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = (key, forMs) => new Promise<void>((resolve) => (release = resolve)).then(() => grant(key, forMs));
+  await knockAll(OPEN);
+  await clock.advance(300);
+  assert.deepEqual(events("grants_restored"), [], "a write in flight is not a lost grant");
+  release();
+  await clock.advance(0);
+  assert.equal(events("open").length, 1);
+  // Now lost; the pass puts it back, and a close sequence lands while that write is in flight.
+  const listGrants = firewall.grants.bind(firewall);
+  firewall.grants = () => Promise.resolve([]);
+  await clock.advance(100);
+  firewall.grants = listGrants;
+  await knockAll([9100, 9200]);
+  assert.deepEqual(events("close").map((l) => l["reason"]), ["close_sequence"]);
+  release();
+  await clock.advance(0);
+  assert.deepEqual(await doorWide(firewall), [], "the closed grant is not left in the kernel");
+  assert.deepEqual(events("grants_restored").map((l) => [l["grants"], l["lost"]]), [[0, 1]]);
+  await daemon.stop();
+});
+
 test("an expired grant the sweep has not closed yet is not put back", async () => {
   const { daemon, firewall, clock, knockAll } = setup();
   await daemon.start();
@@ -220,11 +218,12 @@ test("an expired grant the sweep has not closed yet is not put back", async () =
   await clock.advance(500);
   await knockAll(OPEN);
   await clock.advance(29_900);
-  firewall.listGrants = () => Promise.resolve([]);
-  firewall.reconcile = () => Promise.resolve(["sets missing: knockgate-SSH-4"]);
+  firewall.grants = () => Promise.resolve([]);
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => (mode === "check" ? reconcile(mode) : Promise.resolve(["sets missing: knockgate-SSH-4"]));
   const granted: string[] = [];
-  firewall.grant = (_door, _family, src) => {
-    granted.push(src);
+  firewall.grant = (key) => {
+    granted.push(key.src);
     return Promise.resolve();
   };
   await clock.advance(100);
@@ -235,7 +234,8 @@ test("an expired grant the sweep has not closed yet is not put back", async () =
 test("a failing reconcile is logged once, with its code, and reported by /readyz", async () => {
   const { daemon, firewall, events, metrics, clock } = setup();
   await daemon.start();
-  firewall.reconcile = () => Promise.reject(new Error("iptables: permission denied"));
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => (mode === "check" ? reconcile(mode) : Promise.reject(new Error("iptables: permission denied")));
   await clock.advance(300);
   assert.deepEqual(await failing(daemon), ["reconcile"]);
   const failed = events("firewall_reconcile_failed");
@@ -247,7 +247,8 @@ test("a failing reconcile is logged once, with its code, and reported by /readyz
 
 test("start fails when the firewall cannot be installed", async () => {
   const { daemon, firewall } = setup();
-  firewall.reconcile = () => Promise.reject(new Error("iptables: permission denied"));
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => (mode === "check" ? reconcile(mode) : Promise.reject(new Error("iptables: permission denied")));
   await assert.rejects(daemon.start(), /permission denied/);
 });
 
@@ -289,7 +290,9 @@ test("kernel capture drops are counted per interface across a reopen, and warned
   ring.dropped = 2;
   assert.match(await metrics.registry.metrics(), /knockgate_capture_dropped_packets_total\{interface="eth0"\} 7/);
   // The sweep right after the reopen warned of the first 5; the next warning waits a minute.
-  await clock.advance(60_000);
+  await clock.advance(30_000);
+  assert.deepEqual(events("capture_dropped").length, 1, "at most one warning a minute");
+  await clock.advance(30_000);
   assert.deepEqual(
     events("capture_dropped").map((l) => [l["dropped"], l["total"]]),
     [
@@ -346,13 +349,13 @@ test("an interface that goes down keeps every grant, says so once, and is captur
   );
   assert.equal(events("capture_waiting").length, 0, "the loss said it already");
   assert.deepEqual(await problems(daemon), [["capture:eth0", "interface is down"]]);
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), [CLIENT]);
   link.state = UP;
   await clock.advance(CAPTURE_CHECK_MS);
   assert.equal(events("capture_started").length, 2);
   assert.deepEqual(await failing(daemon), []);
   await knockAll(OPEN, "198.18.0.3");
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src).sort(), [CLIENT, "198.18.0.3"]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src).sort(), [CLIENT, "198.18.0.3"]);
   assert.equal(events("ready").length, 1);
   await daemon.stop();
 });
@@ -425,7 +428,7 @@ test("a throw while handling a packet drops that packet, is counted, and is logg
   );
   broken = false;
   await knockAll(OPEN, "198.18.0.3");
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), ["198.18.0.3"]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), ["198.18.0.3"]);
   await daemon.stop();
 });
 
@@ -436,10 +439,10 @@ test("the wall clock set an hour back or forward: grants still end on time, and 
     await knockAll(OPEN);
     clock.stepWall(step);
     await clock.advance(29_000);
-    assert.equal((await firewall.listGrants()).length, 1, `step ${step}: not before its time`);
+    assert.equal((await doorWide(firewall)).length, 1, `step ${step}: not before its time`);
     assert.equal(events("close").length, 0);
     await clock.advance(2_000);
-    assert.deepEqual(await firewall.listGrants(), [], `step ${step}: on time`);
+    assert.deepEqual(await doorWide(firewall), [], `step ${step}: on time`);
     assert.deepEqual(
       events("close").map((l) => l["reason"]),
       ["expired"],
@@ -472,7 +475,7 @@ test("a grant expires on the clock: one close line and ON_CLOSE, at OPEN_FOR and
 test("grants left in the kernel by an earlier run are adopted: their expiry is logged and runs ON_CLOSE", async () => {
   const { daemon, firewall, events, hooks, clock } = setup({ KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" });
   const [door] = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_DOOR_SSH_OPEN_FOR: "10" }).doors;
-  await firewall.grant(door!, 4, "198.18.0.7"); // what the earlier run left: 10 s to go
+  await firewall.grant({ door: door!, family: 4, src: "198.18.0.7", ports: null }, door!.openForMs); // what the earlier run left: 10 s to go
   await daemon.start();
   assert.deepEqual(
     events("grants_adopted").map((l) => l["grants"]),
@@ -545,7 +548,8 @@ test("a hook runner that rejects is counted as a hook error, not thrown", async 
 test("with KNOCK_ON_EXIT=remove a failed removal is logged with its code, counted, and reported by stop()", async () => {
   const { daemon, firewall, events, metrics } = setup({ KNOCK_ON_EXIT: "remove" });
   await daemon.start();
-  firewall.remove = () => Promise.reject(new Error("ipset v7.17: Set cannot be destroyed: it is in use by a kernel component"));
+  const shutdown = firewall.shutdown.bind(firewall);
+  firewall.shutdown = (remove) => (remove ? Promise.reject(new Error("ipset v7.17: Set cannot be destroyed: it is in use by a kernel component")) : shutdown(remove));
   assert.equal(await daemon.stop(), false);
   assert.deepEqual(
     events("remove_failed").map((l) => l["code"]),
@@ -561,7 +565,7 @@ test("with KNOCK_ON_EXIT=remove a successful removal takes the grants away", asy
   await knockAll(OPEN);
   assert.equal(await daemon.stop(), true);
   assert.equal(events("firewall_removed").length, 1);
-  assert.deepEqual(await firewall.listGrants(), []);
+  assert.deepEqual(await doorWide(firewall), []);
 });
 
 test("a knock that refreshes a live grant extends it without running ON_OPEN again", async () => {
@@ -625,7 +629,7 @@ test("a grant that must make room closes the replaced one like any other: revoke
   await knockAll(OPEN, "198.18.0.2");
   await knockAll(OPEN, "198.18.0.3");
   assert.deepEqual(
-    (await firewall.listGrants()).map((g) => g.src),
+    (await doorWide(firewall)).map((g) => g.src),
     ["198.18.0.3"],
   );
   assert.deepEqual(
@@ -670,10 +674,10 @@ test("/readyz probes share one look at the kernel per second, and a reconcile re
   const { daemon, firewall, clock } = setup({ KNOCK_RECONCILE_INTERVAL: "5" });
   await daemon.start();
   let checks = 0;
-  const check = firewall.check.bind(firewall);
-  firewall.check = () => {
-    checks++;
-    return check();
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => {
+    if (mode === "check") checks++;
+    return reconcile(mode);
   };
   await Promise.all(Array.from({ length: 100 }, () => daemon.readiness()));
   assert.equal(checks, 1);
@@ -696,9 +700,9 @@ test("/readyz probes share one look at the kernel per second, and a reconcile re
 test("/readyz is not ready until capture is open: a knock before that would be missed", async () => {
   let release: () => void = () => undefined;
   const { daemon, firewall } = setup();
-  const listGrants = firewall.listGrants.bind(firewall);
+  const listGrants = firewall.grants.bind(firewall);
   // Hold start() between installing the firewall and opening the capture.
-  firewall.listGrants = () => new Promise((resolve) => (release = () => void listGrants().then(resolve)));
+  firewall.grants = () => new Promise((resolve) => (release = () => void listGrants().then(resolve)));
   const started = daemon.start();
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(
@@ -761,22 +765,22 @@ test("cluster: a local grant is published after the kernel has it, a close seque
 
 test("cluster: another node's grant goes into the kernel for the time it has left, with ON_OPEN once; its deletion revokes it", async () => {
   const { link } = clusterLink();
-  const { daemon, firewall, hooks, clock, events } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" }, { cluster: link });
+  const { daemon, firewall, hooks, events } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" }, { cluster: link });
   await daemon.start();
   const door = (daemon as unknown as { deps: Deps }).deps.config.doors[0]!;
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 12_300, "node-a"), true);
-  assert.deepEqual((await firewall.listGrants()).map((g) => [g.src, g.remainingMs]), [[CLIENT, 13_000]], "whole seconds, rounded up");
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 5_000, "node-c"), false, "a shorter grant changes nothing");
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 20_000, "node-c"), true, "a longer one extends it");
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 12_300, origin: "node-a" }), true);
+  assert.deepEqual((await doorWide(firewall)).map((g) => [g.src, g.remainingMs]), [[CLIENT, 13_000]], "whole seconds, rounded up");
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 5_000, origin: "node-c" }), false, "a shorter grant changes nothing");
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 20_000, origin: "node-c" }), true, "a longer one extends it");
   assert.deepEqual(
     hooks.map((h) => h.kind),
     ["on_open"],
     "ON_OPEN once, pairing with the ON_CLOSE of its end",
   );
   assert.equal(events("open")[0]?.["origin"], "node-a");
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT), true);
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT), false, "nothing left to revoke");
-  assert.deepEqual(await firewall.listGrants(), []);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", remote: true }), true);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "sequence", remote: true }), false, "nothing left to revoke");
+  assert.deepEqual(await doorWide(firewall), []);
   assert.equal(events("close")[0]?.["remote"], true);
   await daemon.stop();
 });

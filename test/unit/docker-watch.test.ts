@@ -12,13 +12,12 @@ import { parseConfig } from "../../src/config/config.js";
 import { DockerWatch } from "../../src/app/docker-watch.js";
 import type { DockerEngine, DockerEvent, EventStream } from "../../src/adapters/docker.js";
 import { dockerOptions, parseEvent } from "../../src/adapters/docker.js";
-import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
-import { fromBackend } from "../../src/adapters/firewall/firewall.js";
+import { dryRunFirewall } from "../support/dry-run.js";
 import { portName } from "../../src/core/types.js";
 import { decideDoors, effectiveDoors } from "../../src/core/docker/desired.js";
 import { natBindings, type NatBinding } from "../../src/core/docker/nat.js";
 import { readContainer } from "../../src/core/docker/labels.js";
-import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
+import { iptablesChain, nftScript } from "../support/render.js";
 import { doorPorts, type Target } from "../../src/core/protection/targets.js";
 import { ProtectionService } from "../../src/app/protection.js";
 import { checkReport, reportText, type HostProbe } from "../../src/cli/check.js";
@@ -83,7 +82,7 @@ function setup(env: Record<string, string> = {}) {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
   const protection = new ProtectionService({ config, log, clock });
-  const firewall = new DryRunFirewall(config, protection.targets(), pino({ level: "silent" }), clock);
+  const firewall = dryRunFirewall(config, pino({ level: "silent" }), clock, { targets: protection.targets() });
   const applied: (readonly Target[])[] = [];
   const realProtect = firewall.protect.bind(firewall);
   let failures = 0;
@@ -104,7 +103,7 @@ function setup(env: Record<string, string> = {}) {
     targets.flatMap((t) => (t.door === door && t.dest.kind === "container" ? [`${t.dest.address} ${portName(t.port)}`] : [])).sort();
   /** The first look, then following: as `knockgate run` does. */
   const follow = async () => {
-    await protection.follow(fromBackend(firewall), protection.targets());
+    await protection.follow(firewall, protection.targets());
     watch.follow();
     await settle();
   };
@@ -329,18 +328,18 @@ describe("container addresses in the plan", () => {
   const targets = decideDoors(config.doors, [readContainer(fixture("running"), new Set(["SSH"]))!]).targets;
 
   test("iptables: the grant lets the knocker in, the container's own network passes from where it is routed, everything else new is dropped", () => {
-    const rules = iptablesChainPlan(config, targets, 4).restore.split("\n");
+    const rules = iptablesChain(config, 4, targets).restore.split("\n");
     const at = (rule: string) => rules.indexOf(`-A KNOCKGATE ${rule}`);
     const target = "-d 172.17.0.2/32 -p tcp -m multiport --dports 22,80,443";
     assert.ok(at(`${target} -m set --match-set knockgate-SSH-4 src -j RETURN`) > 0, rules.join("\n"));
     assert.ok(at(`${target} -s 172.17.0.0/16 -m rpfilter -j RETURN`) > at(`${target} -m set --match-set knockgate-SSH-4 src -j RETURN`));
     assert.ok(at(`${target} -j DROP`) > at(`${target} -s 172.17.0.0/16 -m rpfilter -j RETURN`));
     assert.ok(!rules.some((r) => / -i (?!lo )/.test(r)), "no rule trusts an interface by its name");
-    assert.ok(!iptablesChainPlan(config, targets, 6).restore.includes("172.17.0.2"), "an IPv4 address only in the IPv4 chain");
+    assert.ok(!iptablesChain(config, 6, targets).restore.includes("172.17.0.2"), "an IPv4 address only in the IPv4 chain");
   });
 
   test("nftables: the same three steps per address, with the fib for the reverse path", () => {
-    const script = nftPlan(config, targets).script;
+    const script = nftScript(config, targets).script;
     assert.match(script, /ip daddr 172\.17\.0\.2 udp dport \{ 53 \} ip saddr @door_SSH_v4 accept/);
     assert.match(script, /ip daddr 172\.17\.0\.2 tcp dport \{ 22, 80, 443 \} ip saddr 172\.17\.0\.0\/16 fib saddr \. iif oif exists accept/);
     assert.match(script, /\n.* ip daddr 172\.17\.0\.2 tcp dport \{ 22, 80, 443 \} drop/);

@@ -12,9 +12,11 @@ import { afterEach, beforeEach, test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { FirewallError } from "../../src/core/errors.js";
-import { execRunner, type Runner } from "../../src/adapters/firewall/exec.js";
+import { execRunner, patientRunner, type Runner } from "../../src/adapters/firewall/exec.js";
+import { FakeClock } from "../support/fake-clock.js";
 import { removeEverything } from "../../src/adapters/firewall/index.js";
-import { NftablesFirewall } from "../../src/adapters/firewall/nftables.js";
+import { NftablesFirewall } from "../../src/adapters/firewall/nftables/firewall.js";
+import { planId } from "../../src/adapters/firewall/plan-id.js";
 
 const XTABLES_LOCK = "Another app is currently holding the xtables lock. Perhaps you want to use the -w option?";
 const SET_IN_USE = "ipset v7.17: Set cannot be destroyed: it is in use by a kernel component";
@@ -163,19 +165,19 @@ test("retries are bounded: a failure that stays transient gives up after three t
 const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", KNOCK_INTERFACE: "eth0", KNOCK_FIREWALL: "nftables" });
 
 test("the install at start retries a transient failure; later reconciles do not (the loop comes back anyway)", async () => {
-  const firewall = new NftablesFirewall(config, envTargets(config), execRunner, log);
+  const firewall = new NftablesFirewall({ config, targets: envTargets(config), planId, run: execRunner, log });
   try {
     failNext("nft", 1, 1, NFT_BUSY);
-    assert.deepEqual(await firewall.reconcile(), ["table inet knockgate missing"]);
+    assert.deepEqual(await firewall.reconcile("repair"), ["table inet knockgate missing"]);
     assert.equal(calls("nft -f -"), 2);
     assert.equal(warnings.length, 1);
 
     rmSync(join(dir, "nft.table"));
     failNext("nft", 1, 1, NFT_BUSY);
-    await assert.rejects(firewall.reconcile(), new RegExp(NFT_BUSY));
+    await assert.rejects(firewall.reconcile("repair"), new RegExp(NFT_BUSY));
     assert.equal(calls("nft -f -"), 3);
   } finally {
-    firewall.close();
+    await firewall.shutdown(false);
   }
 });
 
@@ -189,16 +191,31 @@ test("removal waits for a reconcile in flight, which would otherwise put back wh
     if (command.startsWith("nft -t list")) await reading;
     return { code: 0, stdout: "", stderr: "" };
   };
-  const firewall = new NftablesFirewall(config, envTargets(config), run, log);
+  const firewall = new NftablesFirewall({ config, targets: envTargets(config), planId, run, log });
   try {
-    const reconciled = firewall.reconcile();
-    const removed = firewall.remove();
+    const reconciled = firewall.reconcile("repair");
+    const removed = firewall.shutdown(true);
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.deepEqual(order, ["nft -t list table inet knockgate"], "removal must not start while the reconcile reads");
     release();
     await Promise.all([reconciled, removed]);
     assert.deepEqual(order, ["nft -t list table inet knockgate", "nft -f -", "nft delete table inet knockgate"]);
   } finally {
-    firewall.close();
+    await firewall.shutdown(false);
   }
+});
+
+test("the pause before a retry runs on the injected clock", async () => {
+  const clock = new FakeClock();
+  const calls: string[] = [];
+  const once: Runner = (argv) => {
+    calls.push(argv.join(" "));
+    return Promise.resolve(calls.length === 1 ? { stdout: "", stderr: XTABLES_LOCK, code: 4 } : { stdout: "done", stderr: "", code: 0 });
+  };
+  const result = patientRunner(once, log, [100], clock)(["iptables", "-F", "KNOCKGATE"]);
+  await clock.advance(99);
+  assert.equal(calls.length, 1, "still pausing");
+  await clock.advance(1);
+  assert.equal(calls.length, 2, "tried again once the pause is over");
+  assert.deepEqual(await result, { stdout: "done", stderr: "", code: 0 });
 });

@@ -30,25 +30,25 @@ const B = "2001:db8::2";
 describe("GrantBook", () => {
   test("open records the grant with an expiry OPEN_FOR after now", () => {
     const book = new GrantBook(UNBOUNDED);
-    const { record } = book.open(SSH, A, 4, 1000, whole(SSH));
+    const { record } = book.open(SSH, "sequence", A, 4, 1000, whole(SSH));
     assert.deepEqual(record, { door: SSH, src: A, family: 4, expiresAt: 31_000, prefix: "4/c61200", via: "sequence", ports: SSH.ports });
     assert.equal(book.size, 1);
   });
 
   test("a signed grant books the ports asked for with its own time, and a second one adds ports and keeps the later expiry", () => {
-    const book = new GrantBook(UNBOUNDED, "spa");
+    const book = new GrantBook(UNBOUNDED);
     const web = { ...SSH, ports: [{ port: 22, proto: "tcp" as const }, { port: 443, proto: "tcp" as const }] };
-    assert.deepEqual(book.open(web, A, 4, 1000, { ports: [{ port: 443, proto: "tcp" }], openForMs: 5000 }).record.ports, [{ port: 443, proto: "tcp" }]);
-    const { record, replaced } = book.open(web, A, 4, 2000, { ports: [{ port: 22, proto: "tcp" }], openForMs: 1000 });
+    assert.deepEqual(book.open(web, "signed", A, 4, 1000, { ports: [{ port: 443, proto: "tcp" }], openForMs: 5000 }).record.ports, [{ port: 443, proto: "tcp" }]);
+    const { record, replaced } = book.open(web, "signed", A, 4, 2000, { ports: [{ port: 22, proto: "tcp" }], openForMs: 1000 });
     assert.deepEqual(replaced, []);
-    assert.equal(record.via, "spa");
+    assert.equal(record.via, "signed");
     assert.deepEqual(record.ports, [{ port: 443, proto: "tcp" }, { port: 22, proto: "tcp" }]);
     assert.equal(record.expiresAt, 6000);
   });
 
   test("a grant expires once its time is up, not before", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 1000, whole(SSH));
+    book.open(SSH, "sequence", A, 4, 1000, whole(SSH));
     assert.deepEqual(book.expire(30_999), []);
     assert.equal(book.size, 1);
     const expired = book.expire(31_000);
@@ -62,8 +62,8 @@ describe("GrantBook", () => {
 
   test("expire takes out only the grants whose time is up", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0, whole(SSH));
-    book.open(SSH, B, 6, 10_000, whole(SSH));
+    book.open(SSH, "sequence", A, 4, 0, whole(SSH));
+    book.open(SSH, "sequence", B, 6, 10_000, whole(SSH));
     assert.deepEqual(
       book.expire(35_000).map((r) => r.src),
       [A],
@@ -77,8 +77,8 @@ describe("GrantBook", () => {
 
   test("close removes the grant and returns it", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0, whole(SSH));
-    const closed = book.close(SSH, A);
+    book.open(SSH, "sequence", A, 4, 0, whole(SSH));
+    const closed = book.close(SSH, "sequence", A);
     assert.equal(closed?.src, A);
     assert.equal(closed?.expiresAt, 30_000);
     assert.equal(book.size, 0);
@@ -87,27 +87,46 @@ describe("GrantBook", () => {
 
   test("close of a grant we do not have returns undefined", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0, whole(SSH));
-    assert.equal(book.close(SSH, B), undefined);
-    assert.equal(book.close(door("WEB", 30_000), A), undefined);
+    book.open(SSH, "sequence", A, 4, 0, whole(SSH));
+    assert.equal(book.close(SSH, "sequence", B), undefined);
+    assert.equal(book.close(door("WEB", 30_000), "sequence", A), undefined);
     assert.equal(book.size, 1);
   });
 
   test("opening again refreshes the expiry instead of adding a second grant", () => {
     const book = new GrantBook(UNBOUNDED);
-    book.open(SSH, A, 4, 0, whole(SSH));
-    const { record: refreshed } = book.open(SSH, A, 4, 20_000, whole(SSH));
+    book.open(SSH, "sequence", A, 4, 0, whole(SSH));
+    const { record: refreshed } = book.open(SSH, "sequence", A, 4, 20_000, whole(SSH));
     assert.equal(refreshed.expiresAt, 50_000);
     assert.equal(book.size, 1);
     assert.deepEqual(book.expire(30_000), [], "the old expiry no longer applies");
     assert.equal(book.expire(50_000).length, 1);
   });
 
+  test("a refresh never shortens: the later of the two ends holds", () => {
+    const book = new GrantBook(UNBOUNDED);
+    book.open(SSH, "sequence", A, 4, 0, whole(SSH));
+    assert.equal(book.open(SSH, "sequence", A, 4, 1000, { ports: SSH.ports, openForMs: 5000 }).record.expiresAt, 30_000);
+    const web = { ...SSH, ports: [{ port: 22, proto: "tcp" as const }, { port: 443, proto: "tcp" as const }] };
+    book.open(web, "signed", A, 4, 0, { ports: web.ports, openForMs: 60_000 });
+    const { record } = book.open(web, "signed", A, 4, 1000, { ports: [{ port: 443, proto: "tcp" }], openForMs: 5000 });
+    assert.deepEqual([...(record.until ?? [])], [["22/tcp", 60_000], ["443/tcp", 60_000]]);
+  });
+
+  test("a sequence grant and a signed grant of one address are two grants, each in its own bounds", () => {
+    const book = new GrantBook({ maxGrants: 1, maxPerPrefix: 1, prefixes: PREFIXES });
+    book.open(SSH, "sequence", A, 4, 0, whole(SSH));
+    assert.deepEqual(book.open(SSH, "signed", A, 4, 0, { ports: SSH.ports, openForMs: 1000 }).replaced, []);
+    assert.equal(book.size, 2);
+    assert.equal(book.close(SSH, "signed", A)?.via, "signed");
+    assert.equal(book.get(SSH, "sequence", A)?.via, "sequence");
+  });
+
   test("the same source on two doors has two grants", () => {
     const book = new GrantBook(UNBOUNDED);
     const web = door("WEB", 60_000);
-    book.open(SSH, A, 4, 0, whole(SSH));
-    book.open(web, A, 4, 0, whole(web));
+    book.open(SSH, "sequence", A, 4, 0, whole(SSH));
+    book.open(web, "sequence", A, 4, 0, whole(web));
     assert.equal(book.size, 2);
     assert.deepEqual(
       book.expire(30_000).map((r) => r.door.name),
@@ -119,11 +138,11 @@ describe("GrantBook", () => {
   test("with OPEN_FOR 0 a grant never expires and lasts until closed", () => {
     const book = new GrantBook(UNBOUNDED);
     const forever = door("VPN", 0);
-    const { record } = book.open(forever, A, 4, 1000, whole(forever));
+    const { record } = book.open(forever, "sequence", A, 4, 1000, whole(forever));
     assert.equal(record.expiresAt, Infinity);
     assert.deepEqual(book.expire(Number.MAX_SAFE_INTEGER), []);
     assert.equal(book.size, 1);
-    assert.equal(book.close(forever, A)?.expiresAt, Infinity);
+    assert.equal(book.close(forever, "sequence", A)?.expiresAt, Infinity);
     assert.equal(book.size, 0);
   });
 });
@@ -132,7 +151,7 @@ describe("GrantBook bounds", () => {
   const fill = (book: GrantBook, srcs: string[], family: 4 | 6 = 4) => {
     const replaced: string[] = [];
     srcs.forEach((src, i) => {
-      for (const r of book.open(SSH, src, family, i, whole(SSH)).replaced) replaced.push(`${r.record.src} ${r.reason}`);
+      for (const r of book.open(SSH, "sequence", src, family, i, whole(SSH)).replaced) replaced.push(`${r.record.src} ${r.reason}`);
     });
     return replaced;
   };
@@ -141,7 +160,7 @@ describe("GrantBook bounds", () => {
     const book = new GrantBook({ maxGrants: 100, maxPerPrefix: 2, prefixes: PREFIXES });
     const replaced = fill(book, ["198.18.0.1", "203.0.113.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"]);
     assert.deepEqual(replaced, ["198.18.0.1 prefix_full", "198.18.0.2 prefix_full"]);
-    assert.ok(book.has(SSH, "203.0.113.1"));
+    assert.ok(book.get(SSH, "sequence", "203.0.113.1"));
     assert.equal(book.size, 3);
   });
 
@@ -152,23 +171,23 @@ describe("GrantBook bounds", () => {
     assert.deepEqual(replaced, []);
     const crowd = fill(book, ["2001:db8:1:1::1", "2001:db8:1:1::2", "2001:db8:1:1::3", "2001:db8:1:1::4", "2001:db8:1:1::5"], 6);
     assert.deepEqual(crowd, ["2001:db8:1:1::1 set_full", "2001:db8:1:1::2 set_full"]);
-    assert.ok(book.has(SSH, "203.0.113.9"), "the lone client outlasts the crowd");
+    assert.ok(book.get(SSH, "sequence", "203.0.113.9"), "the lone client outlasts the crowd");
     assert.equal(book.size, 4);
     // A newcomer from elsewhere still gets in, at the crowd's expense.
     assert.deepEqual(fill(book, ["198.51.100.7"]), ["2001:db8:1:1::3 set_full"]);
-    assert.ok(book.has(SSH, "198.51.100.7") && book.has(SSH, "203.0.113.9"));
+    assert.ok(book.get(SSH, "sequence", "198.51.100.7") && book.get(SSH, "sequence", "203.0.113.9"));
   });
 
   test("a refreshed grant is the newest of its prefix again; closing and expiry free room", () => {
     const book = new GrantBook({ maxGrants: 100, maxPerPrefix: 2, prefixes: PREFIXES });
     fill(book, ["198.18.0.1", "198.18.0.2"]);
-    assert.deepEqual(book.open(SSH, "198.18.0.1", 4, 10, whole(SSH)).replaced, [], "a refresh needs no room");
+    assert.deepEqual(book.open(SSH, "sequence", "198.18.0.1", 4, 10, whole(SSH)).replaced, [], "a refresh needs no room");
     assert.deepEqual(
-      book.open(SSH, "198.18.0.3", 4, 11, whole(SSH)).replaced.map((r) => r.record.src),
+      book.open(SSH, "sequence", "198.18.0.3", 4, 11, whole(SSH)).replaced.map((r) => r.record.src),
       ["198.18.0.2"],
     );
-    book.close(SSH, "198.18.0.1");
-    assert.deepEqual(book.open(SSH, "198.18.0.4", 4, 12, whole(SSH)).replaced, [], "closing freed a place");
+    book.close(SSH, "sequence", "198.18.0.1");
+    assert.deepEqual(book.open(SSH, "sequence", "198.18.0.4", 4, 12, whole(SSH)).replaced, [], "closing freed a place");
   });
 
   test("matches a model through random grants, closes and expiries (counts, caps, who is replaced)", () => {
@@ -185,7 +204,7 @@ describe("GrantBook bounds", () => {
       const src = `198.18.${rnd(6)}.${rnd(12)}`;
       const prefix = src.split(".").slice(0, 3).join(".");
       if (rnd(5) === 0) {
-        assert.equal(book.close(SSH, src)?.src, model.has(src) ? src : undefined);
+        assert.equal(book.close(SSH, "sequence", src)?.src, model.has(src) ? src : undefined);
         model.delete(src);
         continue;
       }
@@ -203,7 +222,7 @@ describe("GrantBook bounds", () => {
         } else if (model.size >= limits.maxGrants) {
           const top = Math.max(...[...new Set([...model.values()].map(([q]) => q))].map(count));
           const crowded = [...new Set([...model.values()].map(([q]) => q))].filter((q) => count(q) === top);
-          const v = book.open(SSH, src, 4, step, whole(SSH)).replaced.map((r) => r.record.src);
+          const v = book.open(SSH, "sequence", src, 4, step, whole(SSH)).replaced.map((r) => r.record.src);
           assert.equal(v.length, 1, `step ${step}`);
           const victim = v[0]!;
           const victimPrefix = model.get(victim)![0];
@@ -213,9 +232,9 @@ describe("GrantBook bounds", () => {
           model.set(src, [prefix, step]);
           continue;
         }
-        assert.deepEqual(book.open(SSH, src, 4, step, whole(SSH)).replaced.map((r) => r.record.src), expected, `step ${step}`);
+        assert.deepEqual(book.open(SSH, "sequence", src, 4, step, whole(SSH)).replaced.map((r) => r.record.src), expected, `step ${step}`);
       } else {
-        assert.deepEqual(book.open(SSH, src, 4, step, whole(SSH)).replaced, [], `step ${step}: a refresh replaces nothing`);
+        assert.deepEqual(book.open(SSH, "sequence", src, 4, step, whole(SSH)).replaced, [], `step ${step}: a refresh replaces nothing`);
       }
       model.set(src, [prefix, step]);
       assert.equal(book.size, model.size);

@@ -6,6 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HOOK_QUEUE_PER_SLOT, boundedHooks, dryRunHooks, hookRunner, runHook, type HookRequest, type HookRunner } from "../../src/adapters/hooks.js";
 import type { Door } from "../../src/core/types.js";
+import { systemClock } from "../../src/adapters/clock.js";
+import { FakeClock } from "../support/fake-clock.js";
 
 const door: Door = {
   name: "SSH",
@@ -36,7 +38,7 @@ function capture(level: string) {
 
 test("a hook gets %IP%, %DOOR% and %PORTS% substituted inside its arguments", async () => {
   const { log, lines, stdout } = capture("debug");
-  const r = await runHook({ kind: "on_open", template: [...printArgv, "ip=%IP%", "%DOOR%", "%PORTS%"], ip: "198.18.0.2", door }, 5000, log);
+  const r = await runHook({ kind: "on_open", template: [...printArgv, "ip=%IP%", "%DOOR%", "%PORTS%"], ip: "198.18.0.2", door }, 5000, log, systemClock);
   assert.deepEqual(r, { ok: true, code: 0 });
   assert.deepEqual(
     lines.map((l) => [l["event"], l["hook"], l["level"]]),
@@ -51,7 +53,7 @@ test("a hook gets %IP%, %DOOR% and %PORTS% substituted inside its arguments", as
 test("shell metacharacters in a substituted value stay inside one argument and are never run", async () => {
   const { log, stdout } = capture("debug");
   const evil = "1.2.3.4; touch /tmp/knockgate-pwned $(id) `id` | cat";
-  await runHook({ kind: "on_open", template: [...printArgv, "%IP%"], ip: evil, door }, 5000, log);
+  await runHook({ kind: "on_open", template: [...printArgv, "%IP%"], ip: evil, door }, 5000, log, systemClock);
   assert.deepEqual(JSON.parse(stdout()), [evil]);
 });
 
@@ -60,7 +62,7 @@ test("a hook's environment is PATH and what its arguments say, never the daemon'
   process.env["KNOCK_DOOR_SSH_SPA_HMAC_KEY"] = "a-secret-the-hook-must-not-see";
   try {
     const printEnv = [process.execPath, "-e", "process.stdout.write(JSON.stringify(process.env))"];
-    await runHook({ kind: "on_close", template: printEnv, ip: "198.18.0.2", door }, 5000, log);
+    await runHook({ kind: "on_close", template: printEnv, ip: "198.18.0.2", door }, 5000, log, systemClock);
   } finally {
     delete process.env["KNOCK_DOOR_SSH_SPA_HMAC_KEY"];
   }
@@ -76,26 +78,29 @@ test("a hook's environment is PATH and what its arguments say, never the daemon'
 test("a hook's output and argv are logged at debug only, and bounded", async () => {
   const info = capture("info");
   const chatty = [process.execPath, "-e", "process.stdout.write('secret-output '.repeat(100000)); process.stderr.write('x'.repeat(100000))", "%IP%"];
-  assert.equal((await runHook({ kind: "on_open", template: chatty, ip: "198.18.0.2", door }, 5000, info.log)).ok, true);
+  assert.equal((await runHook({ kind: "on_open", template: chatty, ip: "198.18.0.2", door }, 5000, info.log, systemClock)).ok, true);
   assert.equal(info.lines.length, 1);
   assert.doesNotMatch(JSON.stringify(info.lines), /secret-output|-e/, "no output, no command line at info");
   const debug = capture("debug");
-  await runHook({ kind: "on_open", template: chatty, ip: "198.18.0.2", door }, 5000, debug.log);
+  await runHook({ kind: "on_open", template: chatty, ip: "198.18.0.2", door }, 5000, debug.log, systemClock);
   const out = debug.lines.find((l) => "stdout" in l);
   assert.ok(out && String(out["stdout"]).length <= 4096 && String(out["stderr"]).length <= 4096 && String(out["stdout"]).startsWith("secret-output"));
 });
 
 test("a failing hook reports its exit code", async () => {
-  const r = await runHook({ kind: "on_close", template: [process.execPath, "-e", "process.exit(3)"], ip: "198.18.0.2", door }, 5000, silent);
+  const r = await runHook({ kind: "on_close", template: [process.execPath, "-e", "process.exit(3)"], ip: "198.18.0.2", door }, 5000, silent, systemClock);
   assert.deepEqual(r, { ok: false, code: 3, error: "exit code 3" });
 });
 
-test("a hook that outlives the timeout is killed and reported", async () => {
-  const started = Date.now();
-  const r = await runHook({ kind: "on_open", template: [process.execPath, "-e", "setTimeout(() => {}, 10000)"], ip: "198.18.0.2", door }, 300, silent);
+// The bound only turns a timeout that ignores the clock (an hour, in real time) into a failure.
+test("a hook that outlives the timeout is killed and reported, at the time the clock says", { timeout: 20_000 }, async () => {
+  const clock = new FakeClock();
+  const hour = 3_600_000;
+  const report = runHook({ kind: "on_open", template: [process.execPath, "-e", "setInterval(() => {}, 1000)"], ip: "198.18.0.2", door }, hour, silent, clock);
+  await clock.advance(hour);
+  const r = await report;
   assert.equal(r.ok, false);
-  assert.equal(r.error, "timed out after 300 ms");
-  assert.ok(Date.now() - started < 5000);
+  assert.equal(r.error, `timed out after ${hour} ms`);
 });
 
 /** No such process, or only its zombie (killed, waiting for whoever inherited it to reap it). */
@@ -111,7 +116,7 @@ test("a hook that outlives the timeout is killed with everything it started (its
   const { log, stdout } = capture("debug");
   // The hook starts a child of its own, tells its pid, and hangs.
   const script = "const c = require('child_process').spawn('sleep', ['30'], { stdio: 'ignore' }); process.stdout.write(String(c.pid)); setInterval(() => {}, 1000)";
-  const r = await runHook({ kind: "on_open", template: [process.execPath, "-e", script], ip: "198.18.0.2", door }, 500, log);
+  const r = await runHook({ kind: "on_open", template: [process.execPath, "-e", script], ip: "198.18.0.2", door }, 500, log, systemClock);
   const grandchild = Number(stdout());
   t.after(() => !gone(grandchild) && process.kill(grandchild, "SIGKILL"));
   assert.equal(r.error, "timed out after 500 ms");
@@ -122,7 +127,7 @@ test("a hook that outlives the timeout is killed with everything it started (its
 test("stop: hooks not started yet are dropped; a running one is waited for, and killed at its timeout", async () => {
   const dir = mkdtempSync(join(tmpdir(), "knockgate-hooks-"));
   try {
-    const run = boundedHooks(hookRunner(1000, silent), 1, silent);
+    const run = boundedHooks(hookRunner(1000, silent, systemClock), 1, silent);
     // The first finishes on its own after 200 ms; the second would hang for 30 s.
     const finishes = [process.execPath, "-e", `setTimeout(() => require('fs').writeFileSync(${JSON.stringify(join(dir, "done"))}, ''), 200)`];
     const hangs = [process.execPath, "-e", `require('fs').writeFileSync(${JSON.stringify(join(dir, "pid"))}, String(process.pid)); setInterval(() => {}, 1000)`];
@@ -134,10 +139,13 @@ test("stop: hooks not started yet are dropped; a running one is waited for, and 
     assert.equal((await queued).dropped, true, "the one not started is dropped");
     assert.equal((await run({ kind: "on_open", template: finishes, ip: "198.18.0.4", door })).dropped, true, "nothing starts once stopping");
 
-    const again = boundedHooks(hookRunner(500, silent), 1, silent);
+    const clock = new FakeClock();
+    const again = boundedHooks(hookRunner(500, silent, clock), 1, silent);
     const hung = again({ kind: "on_open", template: hangs, ip: "198.18.0.2", door });
     while (!existsSync(join(dir, "pid"))) await new Promise((resolve) => setTimeout(resolve, 20));
-    await again.stop();
+    const stopped = again.stop();
+    await clock.advance(500);
+    await stopped;
     assert.equal((await hung).error, "timed out after 500 ms");
     assert.ok(gone(Number(readFileSync(join(dir, "pid"), "utf8"))), "killed, not left behind");
   } finally {
@@ -146,14 +154,14 @@ test("stop: hooks not started yet are dropped; a running one is waited for, and 
 });
 
 test("a hook whose program does not exist is reported, not thrown", async () => {
-  const r = await runHook({ kind: "on_open", template: ["/nonexistent/knockgate-hook"], ip: "198.18.0.2", door }, 1000, silent);
+  const r = await runHook({ kind: "on_open", template: ["/nonexistent/knockgate-hook"], ip: "198.18.0.2", door }, 1000, silent, systemClock);
   assert.equal(r.ok, false);
   assert.match(r.error ?? "", /ENOENT/);
 });
 
 test("a hook that cannot even start (an empty program name) resolves as a failure and never rejects", async () => {
   const { log, lines } = capture("info");
-  const r = await runHook({ kind: "on_open", template: [""], ip: "198.18.0.2", door }, 1000, log);
+  const r = await runHook({ kind: "on_open", template: [""], ip: "198.18.0.2", door }, 1000, log, systemClock);
   assert.equal(r.ok, false);
   assert.match(r.error ?? "", /could not start/);
   assert.deepEqual([lines[0]?.["event"], lines[0]?.["code"]], ["hook", "KNOCK_E_HOOK"]);

@@ -5,6 +5,7 @@ import { after, before, describe, test } from "node:test";
 import { Counter, Registry } from "prom-client";
 import type { Server } from "node:http";
 import { startHttp } from "../../src/adapters/http.js";
+import { systemClock } from "../../src/adapters/clock.js";
 import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS_PER_PEER } from "../../src/adapters/http-connections.js";
 import { sharedRead } from "../../src/app/shared-read.js";
 import { FakeClock } from "../support/fake-clock.js";
@@ -19,7 +20,7 @@ function registries() {
 }
 
 async function serve(token: string | null): Promise<{ server: Server; get: (headers?: Record<string, string>) => Promise<{ status: number; body: string }> }> {
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token } });
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token } }, systemClock);
   const { port } = server.address() as AddressInfo;
   const get = async (headers: Record<string, string> = {}) => {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers });
@@ -101,7 +102,7 @@ test("/readyz: an advisory check that fails is shown but does not make the answe
     { name: "firewall", ok: true },
     { name: "cluster", ok: false, detail: "watch of KnockGrants failed", advisory: true },
   ];
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } });
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } }, systemClock);
   const { port } = server.address() as AddressInfo;
   try {
     const res = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -125,7 +126,7 @@ test("/readyz names what is wrong, never who: addresses and KnockGrant names in 
     { name: "cluster", ok: false, advisory: true, detail: 'knockgrants.knockgate.io "ssh.4.c6120002" and "web.6.fd000198001800000000000000000002.443-udp" already exist' },
     { name: "docker", ok: true, detail: "event stream down since 2026-12-06T10:00:00.000Z; the last known ports stay protected" },
   ];
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } });
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } }, systemClock);
   const { port } = server.address() as AddressInfo;
   try {
     const text = await (await fetch(`http://127.0.0.1:${port}/readyz`)).text();
@@ -134,7 +135,7 @@ test("/readyz names what is wrong, never who: addresses and KnockGrant names in 
     assert.match(text, /<knockgrant>\\" and \\"<knockgrant>\\" already exist/);
     assert.match(text, /since 2026-12-06T10:00:00\.000Z/, "times are not addresses");
     checks = [];
-    const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error("listing failed for 198.18.0.9")), metrics: { ...registries(), token: null } });
+    const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error("listing failed for 198.18.0.9")), metrics: { ...registries(), token: null } }, systemClock);
     try {
       const body = await (await fetch(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/readyz`)).text();
       assert.doesNotMatch(body, /198\.18\.0\.9/);
@@ -152,23 +153,31 @@ test("the public /metrics labels its series by door, reason, operation, hook and
   assert.deepEqual(publicLabels.filter((l) => !allowed.has(l.slice(l.indexOf("{") + 1, -1))), []);
 });
 
-test("connections over a peer's share are closed idle-longest first; another peer keeps its own", async () => {
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token: null } });
+test("connections over a peer's share are closed idle-longest first, on the server's clock; another peer keeps its own", async () => {
+  const clock = new FakeClock();
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token: null } }, clock);
   const { port } = server.address() as AddressInfo;
   const open = (localAddress: string) =>
     new Promise<Socket>((resolve, reject) => {
       const s = connect({ host: "127.0.0.1", port, localAddress }, () => resolve(s));
       s.on("error", reject);
     });
+  const closedSoon = (s: Socket) => (s.closed ? Promise.resolve() : new Promise((resolve) => s.once("close", resolve)));
   const hog: Socket[] = [];
   const other: Socket[] = [];
   try {
     for (let i = 0; i < MAX_CONNECTIONS_PER_PEER + 8; i++) hog.push(await open("127.0.0.2"));
     for (let i = 0; i < 4; i++) other.push(await open("127.0.0.3"));
-    await new Promise((resolve) => setTimeout(resolve, EVICT_AFTER_MS * 10));
+    // A client's connect can complete before the server has accepted: wait until it has all of them.
+    const count = () => new Promise<number>((resolve) => server.getConnections((_, n) => resolve(n)));
+    while ((await count()) < hog.length + other.length) await clock.settle();
+    assert.equal(clock.pending, 1, "all are too new to close: one pass is due once the oldest may be");
+    await clock.advance(EVICT_AFTER_MS);
+    await Promise.all(hog.slice(0, 8).map(closedSoon));
     const closed = (sockets: Socket[]) => sockets.map((s) => s.readyState === "closed" || s.readableEnded);
     assert.deepEqual(closed(hog), [...Array<boolean>(8).fill(true), ...Array<boolean>(MAX_CONNECTIONS_PER_PEER).fill(false)], "the hog's oldest eight closed");
     assert.deepEqual(closed(other), [false, false, false, false]);
+    assert.equal(clock.pending, 0, "down to the limits: no further pass");
   } finally {
     for (const s of [...hog, ...other]) s.destroy();
     server.close();

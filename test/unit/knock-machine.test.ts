@@ -3,34 +3,12 @@ import assert from "node:assert/strict";
 import { TcpFlag, type Door, type Family, type Knock, type PortSpec, type Proto } from "../../src/core/types.js";
 import { KnockMachine, REPEAT_WINDOW_MS, type KnockEvent } from "../../src/core/knock/machine.js";
 import { ipBytes } from "../support/frames.js";
+import { door, seq } from "../support/doors.js";
 
 const SYN = TcpFlag.syn;
 const ACK = TcpFlag.ack;
 const A = "198.18.0.2";
 const B = "198.18.0.3";
-
-function seq(text: string): PortSpec[] {
-  return text.split(",").map((item) => {
-    const [port = "", proto = "tcp"] = item.split(":");
-    return { port: Number(port), proto: proto as Proto };
-  });
-}
-
-function door(name: string, sequence: string, extra: Partial<Door> = {}): Door {
-  return {
-    name,
-    sequence: seq(sequence),
-    closeSequence: null,
-    ports: [{ port: 22, proto: "tcp" }],
-    seqTimeoutMs: 5000,
-    openForMs: 30000,
-    tcpFlags: { set: SYN, clear: ACK },
-    onOpen: null,
-    onClose: null,
-    spa: null,
-    ...extra,
-  };
-}
 
 function knock(dstPort: number, src = A, opts: { proto?: Proto; tcpFlags?: number; family?: Family } = {}): Knock {
   const proto = opts.proto ?? "tcp";

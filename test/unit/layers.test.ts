@@ -67,6 +67,32 @@ test("the layer rule allows imports down the layers and packages", async () => {
   for (const [file, code] of allowed) assert.deepEqual(await problems(code, file), [], file);
 });
 
+const APART: [string, string][] = [
+  ["src/adapters/firewall/nftables/violation.ts", `import { CHAIN } from "../iptables/rules.js";\nexport const f = CHAIN;`],
+  ["src/adapters/firewall/iptables/violation.ts", `import type { NftPlan } from "../nftables/rules.js";\nexport type P = NftPlan;`],
+  ["src/adapters/firewall/iptables/violation.ts", `export { nftPlan } from "../../firewall/nftables/rules.js";`],
+];
+
+for (const [file, code] of APART) {
+  test(`the backend rule fires on ${code.split("\n")[0]} in ${file}`, async () => {
+    assert.deepEqual(await problems(code, file), ["no-restricted-imports@1"]);
+    assert.match((await messages(code, file))[0] ?? "", /src\/adapters\/firewall\/(iptables|nftables) may not import src\/adapters\/firewall\/(nftables|iptables): each backend stands alone/);
+  });
+}
+
+test("the backend rule fires on a dynamic import of the other backend, and the layer rule still holds in a backend's folder", async () => {
+  assert.deepEqual(await problems(`export const f = () => import("../iptables/firewall.js");`, "src/adapters/firewall/nftables/violation.ts"), ["no-restricted-syntax@1"]);
+  assert.deepEqual(await problems(`import type { Daemon } from "../../../app/daemon.js";\nexport type D = Daemon;`, "src/adapters/firewall/nftables/violation.ts"), ["no-restricted-imports@1"]);
+  assert.deepEqual(await problems(`export const f = () => import("../../../cli/main.js");`, "src/adapters/firewall/iptables/violation.ts"), ["no-restricted-syntax@1"]);
+});
+
+test("the backend rule allows a backend the shared firewall modules, its own files and core", async () => {
+  const code = `import { ChangeQueue } from "../changes.js";\nimport { mustRun } from "../exec.js";\nimport { CHAIN } from "./rules.js";\nimport { FAMILIES } from "../../../core/firewall/common.js";\nexport const f = [ChangeQueue, mustRun, CHAIN, FAMILIES];`;
+  assert.deepEqual(await problems(code, "src/adapters/firewall/iptables/allowed.ts"), []);
+  const nft = `import { nftPlan } from "./rules.js";\nimport { checkedAddress } from "../checked.js";\nexport const f = [nftPlan, checkedAddress];`;
+  assert.deepEqual(await problems(nft, "src/adapters/firewall/nftables/allowed.ts"), []);
+});
+
 test("the cycle rule fires on an import that leads back to the importing file, and names the chain", async () => {
   // On disk, core/knock/machine.ts imports core/types.ts.
   const code = `import { KnockMachine } from "./knock/machine.js";\nexport const f = KnockMachine;`;
@@ -87,7 +113,7 @@ test("the cycle rule counts type-only imports, re-exports and dynamic imports", 
 });
 
 test("the cycle rule finds a cycle through several files", async () => {
-  // On disk: adapters/firewall/index.ts -> iptables.ts -> firewall.ts -> exec.ts -> ../log.ts.
+  // On disk: adapters/firewall/index.ts -> iptables/firewall.ts -> ../exec.ts -> ../log.ts.
   const code = `import { createFirewall } from "./firewall/index.js";\nexport const f = createFirewall;`;
   const [message] = await messages(code, "src/adapters/log.ts");
   assert.match(message ?? "", /^import cycle: src\/adapters\/log\.ts -> src\/adapters\/firewall\/index\.ts -> .* -> src\/adapters\/log\.ts/);

@@ -9,12 +9,14 @@ const HOSTILE = "eve\n[12:00:00.000] INFO (1): opened 22/tcp for 203.0.113.66\u0
 /** Logs one line with HOSTILE as the message and as fields, in a process of its own, and returns what it wrote. */
 function logged(format: "json" | "pretty"): string {
   const logModule = new URL("../../src/adapters/log.js", import.meta.url).href;
+  const clockModule = new URL("../../src/adapters/clock.js", import.meta.url).href;
   const script = `
     const { createLogger, flushLogs } = await import(${JSON.stringify(logModule)});
+    const { systemClock } = await import(${JSON.stringify(clockModule)});
     const log = createLogger({ logLevel: "info", logFormat: ${JSON.stringify(format)} });
     const hostile = ${JSON.stringify(HOSTILE)};
     log.info({ event: "open", username: hostile, interface: hostile }, \`opened for user \${hostile}\`);
-    await flushLogs();
+    await flushLogs(systemClock);
   `;
   return execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", env: { PATH: process.env["PATH"] ?? "" } });
 }

@@ -8,12 +8,14 @@ import { describe, test } from "node:test";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { conflictText, containerOrigin, decideDoors } from "../../src/core/docker/desired.js";
-import type { HostPort, LabelledContainer } from "../../src/core/docker/labels.js";
-import { iptablesChainPlan, nftPlan } from "../../src/core/firewall/plan.js";
+import type { LabelledContainer } from "../../src/core/docker/labels.js";
+import { labelledContainer } from "../support/containers.js";
+import { iptablesChain, nftScript } from "../support/render.js";
 import { keptRecords, parseKept } from "../../src/core/firewall/kept.js";
-import { keptComments } from "../../src/adapters/firewall/iptables.js";
+import { keptComments } from "../../src/adapters/firewall/iptables/listing.js";
+import { ruleComments } from "../../src/adapters/firewall/nftables/listing.js";
 import { doorPorts, hostDestination, networkOf, overlaps, protectionKey, targetText } from "../../src/core/protection/targets.js";
-import { portName, type Family } from "../../src/core/types.js";
+import { portName } from "../../src/core/types.js";
 import { ProtectionService } from "../../src/app/protection.js";
 import { Metrics } from "../../src/adapters/metrics/metrics.js";
 import { FakeClock } from "../support/fake-clock.js";
@@ -21,18 +23,8 @@ import { FakeClock } from "../support/fake-clock.js";
 const config = parseConfig({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000", KNOCK_DOOR_WEB_SEQUENCE: "7001,8001", KNOCK_DOOR_WEB_PORTS: "none" });
 
 /** A labelled container naming `door`, publishing host ports ("22", "192.0.2.2:2222", "127.0.0.1:53") to container port 80. */
-function container(name: string, door: string, ports: string[], created = "2026-01-01T00:00:00Z", running = false): LabelledContainer {
-  // Docker's ids are hex: the name's bytes in hex, padded.
-  const ref = { name, id: Buffer.from(name).toString("hex").padEnd(12, "0").slice(0, 12) };
-  const hostPorts: HostPort[] = ports.map((p) => {
-    const at = p.lastIndexOf(":");
-    const hostIp = at < 0 ? "" : p.slice(0, at);
-    const families: Family[] = hostIp === "" ? [4, 6] : hostIp.includes(":") ? [6] : [4];
-    return { port: Number(p.slice(at + 1)), proto: "tcp", families, hostIp, containerPort: { port: 80, proto: "tcp" }, container: ref };
-  });
-  const addresses = running ? [{ network: "bridge", family: 4 as const, address: "172.17.0.9", prefixLen: 16 }] : [];
-  return { container: ref, running, created, doors: [{ door, hostPorts, containerPorts: [{ port: 80, proto: "tcp" }], addresses }], hostPortsAtStart: [], problems: [] };
-}
+const container = (name: string, door: string, ports: string[], created = "2026-01-01T00:00:00Z", running = false): LabelledContainer =>
+  labelledContainer(name, door, ports, { created, addresses: running ? [{ network: "bridge", family: 4, address: "172.17.0.9", prefixLen: 16 }] : [] });
 
 const ports = (door: string, containers: LabelledContainer[]) => doorPorts(decideDoors(config.doors, containers).targets, door).map(portName);
 
@@ -111,12 +103,12 @@ describe("targets in the plan", () => {
 
   test("iptables: a host port matches local destinations only; a bound port its address only, in its family's chain", () => {
     const chain = (restore: string) => restore.split("\n").filter((l) => l.startsWith("-A KNOCKGATE ")).join("\n");
-    const rules4 = chain(iptablesChainPlan(config, targets, 4).restore);
+    const rules4 = chain(iptablesChain(config, 4, targets).restore);
     assert.match(rules4, /-A KNOCKGATE -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -j DROP/);
     assert.match(rules4, /-A KNOCKGATE -d 192\.0\.2\.2\/32 -p tcp -m multiport --dports 8080 -m set --match-set knockgate-WEB-4 src -j RETURN/);
     assert.match(rules4, /-A KNOCKGATE -d 192\.0\.2\.2\/32 -p tcp -m multiport --dports 8080 -j DROP/);
     assert.doesNotMatch(rules4, /2001:db8/);
-    const rules6 = chain(iptablesChainPlan(config, targets, 6).restore);
+    const rules6 = chain(iptablesChain(config, 6, targets).restore);
     assert.match(rules6, /-A KNOCKGATE -d 2001:db8::5\/128 -p tcp -m multiport --dports 8081 -j DROP/);
     assert.doesNotMatch(rules6, /192\.0\.2\.2/);
     for (const rule of [...rules4.split("\n"), ...rules6.split("\n")].filter((r) => / -j DROP$/.test(r))) {
@@ -125,7 +117,7 @@ describe("targets in the plan", () => {
   });
 
   test("nftables: the same, through the fib for every local address", () => {
-    const script = nftPlan(config, targets).script;
+    const script = nftScript(config, targets).script;
     assert.match(script, /add rule inet knockgate prerouting tcp dport \{ 22 \} fib daddr type local drop/);
     assert.match(script, /add rule inet knockgate prerouting ip daddr 192\.0\.2\.2 tcp dport \{ 8080 \} ip saddr @door_WEB_v4 accept/);
     assert.match(script, /add rule inet knockgate prerouting ip6 daddr 2001:db8::5 tcp dport \{ 8081 \} drop/);
@@ -209,9 +201,13 @@ describe("targets kept across a restart", () => {
   test("iptables-save and nft print the records back as comments", () => {
     const save = ["*mangle", ":KNOCKGATE-KEPT - [0:0]", '-A KNOCKGATE-KEPT -m comment --comment "kept WEB host tcp/8080 617070000000 app" -j RETURN', "-A KNOCKGATE -j RETURN", "COMMIT"].join("\n");
     assert.deepEqual(keptComments(save), ["kept WEB host tcp/8080 617070000000 app"]);
-    assert.match(iptablesChainPlan(config, labelled, 4).restore, /^-A KNOCKGATE-KEPT -m comment --comment "kept WEB host tcp\/8080 617070000000 app" -j RETURN$/m);
-    assert.doesNotMatch(iptablesChainPlan(config, labelled, 6).restore, /KEPT/, "one copy, in the IPv4 table");
-    assert.match(nftPlan(config, labelled).script, /^add rule inet knockgate kept counter comment "kept WEB host tcp\/8080 617070000000 app"$/m);
+    const json = JSON.stringify({
+      nftables: [{ metainfo: {} }, { chain: { name: "kept" } }, { rule: { chain: "kept", comment: "kept WEB host tcp/8080 617070000000 app", expr: [{ counter: {} }] } }, { rule: { chain: "kept", expr: [] } }],
+    });
+    assert.deepEqual(ruleComments(json), ["kept WEB host tcp/8080 617070000000 app"]);
+    assert.match(iptablesChain(config, 4, labelled).restore, /^-A KNOCKGATE-KEPT -m comment --comment "kept WEB host tcp\/8080 617070000000 app" -j RETURN$/m);
+    assert.doesNotMatch(iptablesChain(config, 6, labelled).restore, /KEPT/, "one copy, in the IPv4 table");
+    assert.match(nftScript(config, labelled).script, /^add rule inet knockgate kept counter comment "kept WEB host tcp\/8080 617070000000 app"$/m);
   });
 
   test("kept targets stay protected until Docker answers; on: not ready meanwhile, auto: ready with an advisory", async () => {

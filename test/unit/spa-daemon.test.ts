@@ -9,21 +9,17 @@ import { test } from "node:test";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { parseConfig } from "../../src/config/config.js";
-import { Daemon, type ClusterLink } from "../../src/app/daemon.js";
-import { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
-import { countPerDoor, fromBackend } from "../../src/adapters/firewall/firewall.js";
-import type { FrameHandler } from "../../src/adapters/capture.js";
-import { Metrics } from "../../src/adapters/metrics/metrics.js";
-import type { HookRequest } from "../../src/adapters/hooks.js";
+import { type ClusterLink } from "../../src/app/daemon.js";
+import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
+import { doorWide, perPort } from "../support/dry-run.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import { portName, portsText, type Config, type Door } from "../../src/core/types.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { doorPorts } from "../../src/core/protection/targets.js";
 import { ProtectionService, type DoorPorts } from "../../src/app/protection.js";
-import { envPorts, envTargets } from "../support/protection.js";
+import { envTargets } from "../support/protection.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
-import { buildFrame, macBytes } from "../support/frames.js";
+import { CLIENT, daemonHarness, failing } from "../support/daemon-harness.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -34,7 +30,6 @@ const SIGNED = {
   KNOCK_DOOR_SSH_SPA_HMAC_KEY: FIXTURE.hmacKeyBase64,
   KNOCK_DOOR_SSH_PORTS: "22/tcp,2222/tcp",
 };
-const CLIENT = "198.18.0.2";
 const CLIENT6 = "fd00:198:18::2";
 
 function setup(
@@ -43,67 +38,18 @@ function setup(
   clock = new FakeClock(),
   base: Record<string, string> = SIGNED,
   cluster?: ClusterLink,
-  /** Each door's replay set, in the daemon and the dry-run kernel alike (REPLAY_SET_SIZE by default). */
   replaySetSize?: number,
 ) {
-  const config = parseConfig({ ...base, KNOCK_INTERFACE: "eth0", KNOCK_RECONCILE_INTERVAL: "0.1", ...env });
-  const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: "debug" }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const dryRun = new DryRunFirewall(config, envTargets(config), log, clock, replaySetSize);
-  const firewall = firewallOf?.(dryRun) ?? dryRun;
-  const metrics = new Metrics(
-    config.doors,
-    { version: "test", revision: "test", backend: firewall.backend },
-    { tracked: () => 0, grants: async () => countPerDoor(await fromBackend(firewall).grants()), captureDropped: () => new Map() },
-  );
-  let onFrame: FrameHandler = () => undefined;
-  const opened: { filter: string; snaplen: number }[] = [];
-  const hooks: HookRequest[] = [];
-  const daemon = new Daemon({
-    config,
-    interfaces: ["eth0"],
-    firewall: fromBackend(firewall),
-    protection: envPorts(config),
-    log,
-    metrics,
-    clock,
-    runHook: (request) => {
-      hooks.push(request);
-      return Promise.resolve({ ok: true, code: 0 });
-    },
-    interfaceState: () => ({ index: 2, up: true, linkType: "ETHERNET" }),
-    ...(cluster ? { cluster } : {}),
-    ...(replaySetSize ? { replaySetSize } : {}),
-    openCapture: (iface, filter, handler, snaplen) => {
-      onFrame = handler;
-      opened.push({ filter, snaplen });
-      return { iface, linkType: "ETHERNET", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
-    },
-  });
+  const h = daemonHarness({ env: { ...base, ...env }, clock, ...(firewallOf ? { firewallOf } : {}), ...(replaySetSize ? { replaySetSize } : {}), overrides: cluster ? { cluster } : {} });
+  const { daemon, metrics } = h;
   // A daemon whose replay set was empty at start waits for the next wall-clock second before it
-  // captures (spa-path.ts): time moves here until it is up.
+  // captures (ways/signed/signed-way.ts): time moves here until it is up.
   const start = daemon.start.bind(daemon);
   daemon.start = async () => {
     let done = false;
     const started = start().finally(() => (done = true));
     while (!done) await clock.advance(50);
     await started;
-  };
-  /** Sends `payload` as a UDP datagram from `src` to `port` and lets the daemon's promises settle. */
-  const send = async (payload: Buffer, opts: { src?: string; port?: number; cut?: number } = {}) => {
-    const src = opts.src ?? CLIENT;
-    const frame = buildFrame({
-      srcMac: macBytes("02:00:00:00:00:02"),
-      dstMac: macBytes("02:00:00:00:00:01"),
-      src,
-      dst: src.includes(":") ? "fd00:198:18::1" : "198.18.0.1",
-      proto: "udp",
-      srcPort: 40000,
-      dstPort: opts.port ?? 62201,
-      payload,
-    });
-    onFrame(frame, frame.length - (opts.cut ?? 0));
-    await clock.advance(0);
   };
   /** A datagram stamped with the daemon's wall clock (or `ageS` seconds before it). */
   const datagram = (fields: Partial<SpaFields> & { ageS?: number } = {}) => {
@@ -113,13 +59,11 @@ function setup(
     // A fresh salt each time, as a client draws it: two datagrams are never the same.
     return Buffer.from(encodeSpa(plaintext, KEYS, randomBytes(8)), "latin1");
   };
-  const events = (name: string) => lines.filter((l) => l["event"] === name);
   const spaCount = async (result: string, door = "SSH") =>
     Number(new RegExp(`knockgate_spa_packets_total\\{door="${door}",result="${result}"\\} (\\d+)`).exec(await metrics.registry.metrics())?.[1] ?? 0);
-  return { daemon, firewall, metrics, clock, lines, events, send, datagram, spaCount, opened, hooks };
+  return { ...h, datagram, spaCount };
 }
 
-const failing = async (d: Daemon) => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
 
 forbidUnhandledRejections();
 
@@ -127,13 +71,13 @@ test("a signed datagram opens the port it asks for, for the address it names, wi
   const { daemon, firewall, events, send, datagram, spaCount } = setup();
   await daemon.start();
   await send(datagram(), { src: "203.0.113.9" });
-  assert.deepEqual(await firewall.listSpaGrants(), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 22, proto: "tcp" }], remainingMs: 30_000 }]);
-  assert.deepEqual(await firewall.listGrants(), [], "the door's all-ports set is not touched");
+  assert.deepEqual(await perPort(firewall), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 22, proto: "tcp" }], remainingMs: 30_000 }]);
+  assert.deepEqual(await doorWide(firewall), [], "the door's all-ports set is not touched");
   const open = events("open");
   assert.equal(open.length, 1);
   assert.deepEqual(
     [open[0]?.["src"], open[0]?.["ports"], open[0]?.["via"], open[0]?.["username"], open[0]?.["open_for_s"]],
-    [CLIENT, "22/tcp", "spa", "alice", 30],
+    [CLIENT, "22/tcp", "signed", "alice", 30],
   );
   assert.equal(await spaCount("accepted"), 1);
   assert.deepEqual(await failing(daemon), []);
@@ -143,13 +87,13 @@ test("a signed datagram opens the port it asks for, for the address it names, wi
 test("capture keeps whole datagrams and sees the SPA port only when a door is signed", async () => {
   const signed = setup();
   await signed.daemon.start();
-  assert.equal(signed.opened[0]?.snaplen, 1600);
-  assert.match(signed.opened[0]?.filter ?? "", /udp dst port 62201/);
+  assert.equal(signed.filters[0]?.snaplen, 1600);
+  assert.match(signed.filters[0]?.filter ?? "", /udp dst port 62201/);
   await signed.daemon.stop();
   const plain = setup({ KNOCK_DOOR_SSH_SEQUENCE: "7000,8000" }, undefined, new FakeClock(), {});
   await plain.daemon.start();
-  assert.equal(plain.opened[0]?.snaplen, 256);
-  assert.doesNotMatch(plain.opened[0]?.filter ?? "", /62201/);
+  assert.equal(plain.filters[0]?.snaplen, 256);
+  assert.doesNotMatch(plain.filters[0]?.filter ?? "", /62201/);
   assert.ok(!(await plain.daemon.readiness()).some((c) => c.name === "spa_replay"));
   await plain.daemon.stop();
 });
@@ -171,7 +115,7 @@ test("the same datagram again opens nothing: refused from memory, and after a re
   await second.send(payload);
   assert.equal(await second.spaCount("replay"), 1);
   assert.equal(second.events("open").length, 0);
-  assert.deepEqual(await first.firewall.listSpaGrants(), [], "the first grant expired and nothing reopened it");
+  assert.deepEqual(await perPort(first.firewall), [], "the first grant expired and nothing reopened it");
   await second.daemon.stop();
 });
 
@@ -187,7 +131,7 @@ test("one door's key holder fills only that door's replay set, and a full set ma
   }
   assert.equal(await spaCount("accepted"), 10);
   assert.equal(await spaCount("replay_set_full"), 0);
-  assert.equal((await firewall.listReplay("SSH")).length, 4, "the set holds its bound, the newest");
+  assert.equal((await firewall.replay.list("SSH")).length, 4, "the set holds its bound, the newest");
   // The newest are still refused as replays, from the kernel's record too.
   for (const payload of sent.slice(-4)) await send(payload);
   assert.equal(await spaCount("replay"), 4);
@@ -216,7 +160,7 @@ test("a full replay set drops what can no longer be replayed before anything liv
   await send(third);
   assert.equal(await spaCount("accepted"), 4);
   assert.equal(await spaCount("replay"), 2);
-  assert.equal((await firewall.listReplay("SSH")).length, 3);
+  assert.equal((await firewall.replay.list("SSH")).length, 3);
   await daemon.stop();
 });
 
@@ -229,7 +173,7 @@ test("after KNOCK_ON_EXIT=remove (or a flush) a restarted daemon refuses datagra
   await first.send(payload);
   assert.equal(first.events("open").length, 1);
   await first.daemon.stop();
-  assert.deepEqual(await first.firewall.listReplay("SSH"), [], "the replay set went with the rest");
+  assert.deepEqual(await first.firewall.replay.list("SSH"), [], "the replay set went with the rest");
   await clock.advance(2000);
   const second = setup({}, () => first.firewall, clock);
   await second.daemon.start();
@@ -301,8 +245,8 @@ test("the client's timeout sets the grant's time, capped at SPA_MAX_OPEN_FOR, an
   await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 5 }));
   assert.equal(events("open")[0]?.["open_for_s"], 5);
   await clock.advance(5000);
-  assert.deepEqual(await firewall.listSpaGrants(), []);
-  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"], l["ports"]]), [["spa", "expired", "22/tcp"]]);
+  assert.deepEqual(await perPort(firewall), []);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"], l["ports"]]), [["signed", "expired", "22/tcp"]]);
   await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 86_400 }));
   assert.equal(events("open")[1]?.["open_for_s"], 60);
   await daemon.stop();
@@ -316,10 +260,10 @@ test("a refresh never shortens a grant: a later datagram without -f leaves a por
   await send(datagram({ message: `${CLIENT},tcp/22,tcp/2222` }));
   assert.equal(events("open")[1]?.["held_longer"], "22/tcp");
   await clock.advance(31_000);
-  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.ports.map(portName)), [["22/tcp"]], "2222 ended on time, 22 did not");
+  assert.deepEqual((await perPort(firewall)).map((g) => g.ports.map(portName)), [["22/tcp"]], "2222 ended on time, 22 did not");
   assert.deepEqual(events("close"), [], "the book still holds the address: its longest port is open");
   await clock.advance(270_000);
-  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.deepEqual(await perPort(firewall), []);
   assert.equal(events("close").length, 1);
   await daemon.stop();
 });
@@ -331,13 +275,18 @@ test("a signed grant the kernel lost goes back port by port, each for the time i
   await send(datagram({ message: `${CLIENT},tcp/22,tcp/2222` }));
   await clock.advance(10_000);
   const written: [string, number][] = [];
-  firewall.grantPorts = (_door, _family, _src, ports, openForMs) => {
-    written.push([ports.map(portName).join(","), openForMs]);
+  const grant = firewall.grant.bind(firewall);
+  firewall.grant = (key, openForMs) => {
+    if (key.ports === null) return grant(key, openForMs);
+    written.push([key.ports.map(portName).join(","), openForMs]);
     return Promise.resolve();
   };
-  firewall.listSpaGrants = () => Promise.resolve([]);
+  const grants = firewall.grants.bind(firewall);
+  firewall.grants = async () => (await grants()).filter((g) => g.ports === null);
   let missing = ["sets missing: knockgate-SSH-spa-4"];
-  firewall.reconcile = () => {
+  const reconcile = firewall.reconcile.bind(firewall);
+  firewall.reconcile = (mode) => {
+    if (mode === "check") return reconcile(mode);
     const found = missing;
     missing = [];
     return Promise.resolve(found);
@@ -352,11 +301,11 @@ test("a request for any port outside the door's PORTS opens nothing at all", asy
   const { daemon, firewall, send, datagram, spaCount, events } = setup();
   await daemon.start();
   await send(datagram({ message: `${CLIENT},tcp/22,tcp/23` }));
-  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.deepEqual(await perPort(firewall), []);
   assert.equal(await spaCount("port_not_allowed"), 1);
   assert.equal(events("spa_refused")[0]?.["level"], 20, "refusals are logged at debug");
   await send(datagram({ message: `${CLIENT},tcp/22,tcp/2222` }));
-  assert.deepEqual((await firewall.listSpaGrants())[0]?.ports, [{ port: 22, proto: "tcp" }, { port: 2222, proto: "tcp" }]);
+  assert.deepEqual((await perPort(firewall))[0]?.ports, [{ port: 22, proto: "tcp" }, { port: 2222, proto: "tcp" }]);
   await daemon.stop();
 });
 
@@ -372,7 +321,7 @@ test("ports that Docker labels give the door while it runs can be asked for", as
   await firewall.protect(labelled);
   await send(datagram({ message: `${CLIENT},tcp/8022` }));
   assert.equal(await spaCount("port_not_allowed"), 1);
-  assert.deepEqual((await firewall.listSpaGrants())[0]?.ports, [{ port: 8022, proto: "tcp" }]);
+  assert.deepEqual((await perPort(firewall))[0]?.ports, [{ port: 8022, proto: "tcp" }]);
   await daemon.stop();
 });
 
@@ -398,7 +347,7 @@ test("a label's claim on a port another door owns gives the signed door nothing:
   await firewall.protect(decided.targets());
   await send(datagram({ message: `${CLIENT},tcp/8022` }));
   assert.equal(await spaCount("port_not_allowed"), 1);
-  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.deepEqual(await perPort(firewall), []);
   await daemon.stop();
 });
 
@@ -408,7 +357,7 @@ test("IPv6: an IPv6 address in the message is granted in the IPv6 set, and datag
   await send(datagram({ message: `${CLIENT6},tcp/22` }));
   await send(datagram({ message: "fd00:198:18::3,tcp/2222" }), { src: CLIENT6 });
   assert.deepEqual(
-    (await firewall.listSpaGrants()).map((g) => [g.family, g.src, g.ports.map((p) => p.port)]),
+    (await perPort(firewall)).map((g) => [g.family, g.src, g.ports.map((p) => p.port)]),
     [
       [6, CLIENT6, [22]],
       [6, "fd00:198:18::3", [2222]],
@@ -426,7 +375,7 @@ test("0.0.0.0 is refused while a source address is required, and means the sende
   const loose = setup({ KNOCK_DOOR_SSH_SPA_REQUIRE_SOURCE_ADDRESS: "false" });
   await loose.daemon.start();
   await loose.send(loose.datagram({ message: "0.0.0.0,tcp/22" }), { src: "198.18.0.7" });
-  assert.deepEqual((await loose.firewall.listSpaGrants()).map((g) => g.src), ["198.18.0.7"]);
+  assert.deepEqual((await perPort(loose.firewall)).map((g) => g.src), ["198.18.0.7"]);
   await loose.daemon.stop();
 });
 
@@ -443,7 +392,7 @@ test("command and NAT messages, stale and future stamps, other users and garbage
   await send(datagram(), { cut: 1 });
   const results = ["command_refused", "nat_refused", "stale", "future", "username_refused", "bad_hmac", "too_short", "truncated"];
   assert.deepEqual(await Promise.all(results.map((r) => spaCount(r))), results.map(() => 1));
-  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.deepEqual(await perPort(firewall), []);
   const above = lines.filter((l) => Number(l["level"]) > 20 && l["event"] === "spa_refused");
   assert.deepEqual(
     above.map((l) => [l["level"], l["result"]]),
@@ -469,7 +418,7 @@ test("SPA packet counts are served to the token holder only", async () => {
 test("a full replay set refuses the datagram and fails /readyz; a failing one too, counted as a grant error", async () => {
   let answer: () => Promise<"recorded" | "seen" | "full"> = () => Promise.resolve("full");
   const { daemon, firewall, send, datagram, spaCount, metrics } = setup({}, (f) => {
-    f.recordDatagram = () => answer();
+    f.replay.record = () => answer();
     return f;
   });
   await daemon.start();
@@ -480,11 +429,11 @@ test("a full replay set refuses the datagram and fails /readyz; a failing one to
   await send(datagram());
   assert.equal(await spaCount("replay_check_failed"), 1);
   assert.match(await metrics.registry.metrics(), /knockgate_firewall_errors_total\{operation="grant"\} 1/);
-  assert.deepEqual(await firewall.listSpaGrants(), []);
+  assert.deepEqual(await perPort(firewall), []);
   answer = () => Promise.resolve("recorded");
   await send(datagram());
   assert.deepEqual(await failing(daemon), []);
-  assert.equal((await firewall.listSpaGrants()).length, 1);
+  assert.equal((await perPort(firewall)).length, 1);
   await daemon.stop();
 });
 
@@ -493,8 +442,8 @@ test("signed grants are bounded like sequence grants: a prefix over its share gi
   await daemon.start();
   await send(datagram({ message: `${CLIENT},tcp/22` }));
   await send(datagram({ message: "198.18.0.3,tcp/22" }));
-  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), ["198.18.0.3"]);
-  assert.deepEqual(events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "spa", "replaced"]]);
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), ["198.18.0.3"]);
+  assert.deepEqual(events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "signed", "replaced"]]);
   await daemon.stop();
 });
 
@@ -508,7 +457,7 @@ test("signed grants found in the kernel at start are adopted and close with thei
   await second.daemon.start();
   assert.equal(second.events("grants_adopted")[0]?.["grants"], 1);
   await clock.advance(31_000);
-  assert.deepEqual(second.events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "spa", "expired"]]);
+  assert.deepEqual(second.events("close").map((l) => [l["src"], l["via"], l["reason"]]), [[CLIENT, "signed", "expired"]]);
   await second.daemon.stop();
 });
 
@@ -517,9 +466,9 @@ test("a door with a sequence and keys opens both ways, each in its own set", asy
   await daemon.start();
   await send(Buffer.alloc(1), { port: 7000, src: "198.18.0.9" });
   await send(datagram());
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), ["198.18.0.9"]);
-  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src), [CLIENT]);
-  assert.deepEqual(events("open").map((l) => l["via"]).sort(), ["sequence", "spa"]);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), ["198.18.0.9"]);
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), [CLIENT]);
+  assert.deepEqual(events("open").map((l) => l["via"]).sort(), ["sequence", "signed"]);
   await daemon.stop();
 });
 
@@ -538,17 +487,20 @@ test("ON_OPEN and ON_CLOSE of a signed grant see the ports it opened in %PORTS%"
   await daemon.stop();
 });
 
-test("a throw after a datagram was verified is logged, never an unhandled rejection", async () => {
+test("a backend that throws at once on a verified datagram's grant is a failed grant: logged, counted, never an unhandled rejection", async () => {
   const { daemon, send, datagram, events } = setup({}, (f) => {
-    f.grantPorts = () => {
+    const grant = f.grant.bind(f);
+    f.grant = (key, forMs) => {
+      if (key.ports === null) return grant(key, forMs);
       throw new Error("boom");
     };
     return f;
   });
   await daemon.start();
   await send(datagram());
-  assert.equal(events("spa_failed").length, 1);
-  assert.match(String(events("spa_failed")[0]?.["err"]), /boom/);
+  assert.equal(events("grant_failed").length, 1);
+  assert.match(String(events("grant_failed")[0]?.["err"]), /boom/);
+  assert.match((await daemon.readiness()).find((c) => c.name === "grants")?.detail ?? "", /boom/);
   await daemon.stop();
 });
 
@@ -582,8 +534,8 @@ test("a close sequence closes the source's sequence grant only: its signed grant
   await send(datagram({ message: `${CLIENT},tcp/2222` }));
   await send(Buffer.alloc(1), { port: 7000 });
   await send(Buffer.alloc(1), { port: 7100 });
-  assert.deepEqual(await firewall.listGrants(), []);
-  assert.deepEqual((await firewall.listSpaGrants()).map((g) => [g.src, g.ports.map(portName)]), [[CLIENT, ["2222/tcp"]]], "the signed grant stays");
+  assert.deepEqual(await doorWide(firewall), []);
+  assert.deepEqual((await perPort(firewall)).map((g) => [g.src, g.ports.map(portName)]), [[CLIENT, ["2222/tcp"]]], "the signed grant stays");
   assert.deepEqual(
     events("close").map((l) => [l["via"], l["ports"], l["reason"]]),
     [["sequence", "22/tcp,2222/tcp", "close_sequence"]],
@@ -593,10 +545,10 @@ test("a close sequence closes the source's sequence grant only: its signed grant
   // Only a signed grant: a close sequence (anyone can send one with the client's address) takes nothing.
   await send(datagram({ message: `198.18.0.7,tcp/22` }), { src: "198.18.0.7" });
   await send(Buffer.alloc(1), { port: 7100, src: "198.18.0.7" });
-  assert.deepEqual((await firewall.listSpaGrants()).map((g) => g.src).sort(), [CLIENT, "198.18.0.7"]);
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src).sort(), [CLIENT, "198.18.0.7"]);
   assert.ok(events("close_ignored").some((l) => l["src"] === "198.18.0.7"));
   await clock.advance(31_000);
-  assert.deepEqual(await firewall.listSpaGrants(), [], "signed grants end by their time");
+  assert.deepEqual(await perPort(firewall), [], "signed grants end by their time");
   await daemon.stop();
 });
 
@@ -606,28 +558,28 @@ test("cluster: another node's signed grant opens only its ports for the time lef
   await daemon.start();
   const door = (daemon as unknown as { deps: { config: { doors: Door[] } } }).deps.config.doors[0]!;
   await send(Buffer.alloc(1), { port: 7000 });
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 45_500, "node-a", [{ port: 2222, proto: "tcp" }]), true);
-  assert.deepEqual(await firewall.listSpaGrants(), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 2222, proto: "tcp" }], remainingMs: 46_000 }]);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 2222, proto: "tcp" }], openForMs: 45_500, origin: "node-a" }), true);
+  assert.deepEqual(await perPort(firewall), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 2222, proto: "tcp" }], remainingMs: 46_000 }]);
   assert.deepEqual(
     events("open").map((l) => [l["via"], l["ports"], l["origin"]]),
     [
       ["sequence", "22/tcp,2222/tcp", undefined],
-      ["spa", "2222/tcp", "node-a"],
+      ["signed", "2222/tcp", "node-a"],
     ],
   );
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT, "signed"), true);
-  assert.equal(await daemon.revokeRemote(door, 4, CLIENT, "signed"), false, "nothing left to revoke");
-  assert.deepEqual(await firewall.listSpaGrants(), []);
-  assert.deepEqual((await firewall.listGrants()).map((g) => g.src), [CLIENT], "the sequence grant is another object's");
-  assert.deepEqual(events("close").map((l) => [l["via"], l["remote"]]), [["spa", true]]);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", remote: true }), true);
+  assert.equal(await daemon.grants.close({ door, family: 4, src: CLIENT, via: "signed", remote: true }), false, "nothing left to revoke");
+  assert.deepEqual(await perPort(firewall), []);
+  assert.deepEqual((await doorWide(firewall)).map((g) => g.src), [CLIENT], "the sequence grant is another object's");
+  assert.deepEqual(events("close").map((l) => [l["via"], l["remote"]]), [["signed", true]]);
   // One that ran out before the sweep saw it closes (expired) before the next opens, ON_OPEN again.
   // The sweep runs each whole second from the start: a grant from 0.3 s to 1.3 s is over at 1.3 s, unswept.
   await clock.advance(300);
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 1_000, "node-a", [{ port: 22, proto: "tcp" }]), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 1_000, origin: "node-a" }), true);
   await clock.advance(1_000);
   assert.equal(events("close").length, 1, "not swept yet");
-  assert.equal(await daemon.applyRemote(door, 4, CLIENT, clock.wallNow() + 5_000, "node-c", [{ port: 22, proto: "tcp" }]), true);
-  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"]]).slice(1), [["spa", "expired"]]);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 5_000, origin: "node-c" }), true);
+  assert.deepEqual(events("close").map((l) => [l["via"], l["reason"]]).slice(1), [["signed", "expired"]]);
   assert.deepEqual(events("open").slice(2).map((l) => l["refresh"]), [false, false]);
   await daemon.stop();
 });

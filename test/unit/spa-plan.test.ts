@@ -2,35 +2,24 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/config.js";
-import { CHAIN, ipsetMembers } from "../../src/core/firewall/plan.js";
 import type { Config, Family } from "../../src/core/types.js";
-import * as plan from "../../src/core/firewall/plan.js";
-import { envTargets } from "../support/protection.js";
+import { CHAIN } from "../../src/adapters/firewall/iptables/rules.js";
+import * as sets from "../../src/adapters/firewall/iptables/sets.js";
+import { ipsetReplayAddLine, ipsetReplayDelLine, ipsetReplayFailure, ipsetSpaGrantLines, ipsetSpaName, ipsetSpaRevokeLines } from "../../src/adapters/firewall/iptables/sets.js";
+import { ipsetMembers, ipsetSpaMembers } from "../../src/adapters/firewall/iptables/listing.js";
+import { nftReplayAddLine, nftReplayDelLine, nftReplayFailure, nftSpaGrantLine } from "../../src/adapters/firewall/nftables/sets.js";
+import { nftSpaElements } from "../../src/adapters/firewall/nftables/listing.js";
+import { replayElement, REPLAY_SET_SIZE } from "../../src/core/firewall/spa-plan.js";
+import { isIP } from "node:net";
+import { ReplayWriter } from "../../src/adapters/firewall/changes.js";
+import { iptablesChain, nftScript, planIdOf, planOf } from "../support/render.js";
 
 /** The plan of a configuration without Docker: its doors' own ports. */
-const ipsetCreateScript = (c: Config, only?: readonly string[]) => plan.ipsetCreateScript(c, envTargets(c), only);
-const ipsetGrantSets = (c: Config, only?: Family) => plan.ipsetGrantSets(c, envTargets(c), only);
-const iptablesChainPlan = (c: Config, f: Family) => plan.iptablesChainPlan(c, envTargets(c), f);
-const nftPlan = (c: Config) => plan.nftPlan(c, envTargets(c));
-const planId = (c: Config) => plan.planId(c, envTargets(c));
-
-import {
-  ipsetSpaGrantLines,
-  ipsetSpaMembers,
-  ipsetSpaName,
-  ipsetSpaRevokeLines,
-  nftReplayAddLine,
-  nftReplayDelLine,
-  ipsetReplayAddLine,
-  ipsetReplayDelLine,
-  nftSpaElements,
-  nftSpaGrantLine,
-  replayElement,
-  replayFailure,
-  REPLAY_SET_SIZE,
-} from "../../src/core/firewall/spa-plan.js";
-import { isIP } from "node:net";
-import { ReplayWriter } from "../../src/adapters/firewall/firewall.js";
+const ipsetCreateScript = (c: Config, only?: readonly string[]) => sets.ipsetCreateScript(planOf(c), only);
+const ipsetGrantSets = (c: Config, only?: Family) => sets.ipsetGrantSets(planOf(c), only);
+const iptablesChainPlan = (c: Config, f: Family) => iptablesChain(c, f);
+const nftPlan = (c: Config) => nftScript(c);
+const planId = (c: Config) => planIdOf(c);
 import { FirewallError } from "../../src/core/errors.js";
 
 const SIGNED = {
@@ -106,11 +95,12 @@ describe("signed door firewall plan", () => {
   });
 
   test("a failed record reads as present, full, or neither, from each tool's message", () => {
-    assert.equal(replayFailure("ipset v7.17: Element cannot be added to the set: it's already added"), "seen");
-    assert.equal(replayFailure("ipset v7.17: Hash is full, cannot add more elements"), "full");
-    assert.equal(replayFailure("Error: Could not process rule: File exists"), "seen");
-    assert.equal(replayFailure("Error: Could not process rule: Too many open files in system"), "full");
-    assert.equal(replayFailure("ipset v7.17: The set with the given name does not exist"), null);
+    assert.equal(ipsetReplayFailure("ipset v7.17: Element cannot be added to the set: it's already added"), "seen");
+    assert.equal(ipsetReplayFailure("ipset v7.17: Hash is full, cannot add more elements"), "full");
+    assert.equal(nftReplayFailure("Error: Could not process rule: File exists"), "seen");
+    assert.equal(nftReplayFailure("Error: Could not process rule: Too many open files in system"), "full");
+    assert.equal(ipsetReplayFailure("ipset v7.17: The set with the given name does not exist"), null);
+    assert.equal(nftReplayFailure("Error: Could not process rule: No such file or directory"), null);
   });
 
   test("the kernel's listings of per-port sets read back as address, port and time left", () => {
@@ -151,15 +141,15 @@ describe("recording a datagram in the kernel's replay set", () => {
 
   test("an add the session takes is a new datagram, with no command of its own", async () => {
     const { run, calls } = runner(0, "");
-    assert.equal(await new ReplayWriter(session(() => null), run, argvOf).record([], add), "recorded");
+    assert.equal(await new ReplayWriter(session(() => null), run, argvOf, ipsetReplayFailure).record([], add), "recorded");
     assert.deepEqual(calls, []);
   });
 
   test("the session's message for the line is the line's own: present or full, with no command of its own", async () => {
     const { run, calls } = runner(0, "");
-    const seen = new ReplayWriter(session(() => failed("ipset v7.17: Element cannot be added to the set: it's already added")), run, argvOf);
+    const seen = new ReplayWriter(session(() => failed("ipset v7.17: Element cannot be added to the set: it's already added")), run, argvOf, ipsetReplayFailure);
     assert.equal(await seen.record([], add), "seen");
-    const full = new ReplayWriter(session(() => failed("ipset v7.17: Hash is full, cannot add more elements")), run, argvOf);
+    const full = new ReplayWriter(session(() => failed("ipset v7.17: Hash is full, cannot add more elements")), run, argvOf, ipsetReplayFailure);
     assert.equal(await full.record([], add), "full");
     assert.deepEqual(calls, []);
   });
@@ -167,9 +157,9 @@ describe("recording a datagram in the kernel's replay set", () => {
   test("a session that died is replaced by a command of its own, whose message tells present from full", async () => {
     const died = () => new Error("ipset exited");
     const seen = runner(1, "ipset v7.17: Element cannot be added to the set: it's already added");
-    assert.equal(await new ReplayWriter(session(died), seen.run, argvOf).record([], add), "seen");
+    assert.equal(await new ReplayWriter(session(died), seen.run, argvOf, ipsetReplayFailure).record([], add), "seen");
     assert.deepEqual(seen.calls, [argvOf(add)]);
-    assert.equal(await new ReplayWriter(session(died), runner(0, "").run, argvOf).record([], add), "recorded", "the session died, the add itself was fine");
+    assert.equal(await new ReplayWriter(session(died), runner(0, "").run, argvOf, ipsetReplayFailure).record([], add), "recorded", "the session died, the add itself was fine");
   });
 
   test("records go one at a time, each line after the last one's answer, deletes before the add", async () => {
@@ -185,7 +175,7 @@ describe("recording a datagram in the kernel's replay set", () => {
         if (line.includes("2::2")) throw failed("ipset v7.17: Element cannot be added to the set: it's already added");
       },
     };
-    const writer = new ReplayWriter(slow, runner(0, "").run, argvOf);
+    const writer = new ReplayWriter(slow, runner(0, "").run, argvOf, ipsetReplayFailure);
     const results = await Promise.all([
       writer.record([], "add knockgate-SSH:r 1::1 timeout 9"),
       writer.record([], "add knockgate-SSH:r 2::2 timeout 9"),
@@ -198,7 +188,7 @@ describe("recording a datagram in the kernel's replay set", () => {
 
   test("any other failure is an error, never a pass", async () => {
     const gone = session(() => failed("ipset v7.17: The set with the given name does not exist"));
-    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf).record([], add), /does not exist/);
-    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf).record(["del knockgate-SSH:r 1::1 -exist"], add), /does not exist/);
+    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf, ipsetReplayFailure).record([], add), /does not exist/);
+    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf, ipsetReplayFailure).record(["del knockgate-SSH:r 1::1 -exist"], add), /does not exist/);
   });
 });

@@ -4,6 +4,7 @@
  * variant with more rules in it wins, nf_tables on a tie (Debian's default since bullseye).
  */
 import { access } from "node:fs/promises";
+import type { Family } from "../../core/types.js";
 import type { Runner } from "./exec.js";
 
 export type IptablesVariant = "nft" | "legacy";
@@ -14,6 +15,11 @@ export function chooseVariant(legacyRules: number, nftRules: number): IptablesVa
 
 export function countRuleLines(save: string): number {
   return save.split("\n").filter((l) => l.startsWith("-")).length;
+}
+
+/** The command that lists `table` of `family` in the variant's kernel tables: every reader of iptables rules runs this one. */
+export function saveArgv(variant: IptablesVariant, table: string, family: Family = 4): string[] {
+  return [`${family === 4 ? "iptables" : "ip6tables"}-${variant}-save`, "-t", table];
 }
 
 async function ruleCount(run: Runner, variant: IptablesVariant): Promise<number> {

@@ -3,8 +3,9 @@
  * a command line unvalidated: addresses come from the decoder as canonical IP text.
  */
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { setTimeout as sleep } from "node:timers/promises";
+import type { Clock } from "../../core/clock.js";
 import { FirewallError } from "../../core/errors.js";
+import { holdingClock } from "../clock.js";
 import type { Logger } from "../log.js";
 
 export interface RunResult {
@@ -54,7 +55,7 @@ const TRANSIENT = /xtables lock|resource temporarily unavailable|resource busy|i
  * install at start and for removal, where one such failure would end the daemon or leave objects
  * behind. Each retry is logged at warn with the command and its stderr.
  */
-export function patientRunner(run: Runner, log: Logger, delaysMs: readonly number[] = RETRY_DELAYS_MS): Runner {
+export function patientRunner(run: Runner, log: Logger, delaysMs: readonly number[] = RETRY_DELAYS_MS, clock: Clock = holdingClock): Runner {
   return async (argv, input) => {
     for (const delay of delaysMs) {
       const r = await run(argv, input);
@@ -62,7 +63,7 @@ export function patientRunner(run: Runner, log: Logger, delaysMs: readonly numbe
       const command = argv.join(" ");
       const stderr = r.stderr.trim();
       log.warn({ event: "firewall_retry", command, code: r.code, stderr, retry_in_ms: delay }, `${command} failed (${stderr}); trying again in ${delay} ms`);
-      await sleep(delay);
+      await new Promise<void>((resolve) => clock.after(delay, resolve));
     }
     return run(argv, input);
   };

@@ -7,20 +7,24 @@ import { FirewallError } from "../../core/errors.js";
 import { detectVariant, onPath, type IptablesVariant } from "./detect.js";
 import { DryRunFirewall } from "./dry-run.js";
 import { execRunner, patientRunner, type Runner } from "./exec.js";
-import { fromBackend, type Firewall } from "./firewall.js";
-import { IptablesFirewall, readKeptIptables, removeIptables } from "./iptables.js";
-import { NftablesFirewall, readKeptNftables, removeNftables } from "./nftables.js";
+import type { Firewall } from "./firewall.js";
+import { planId } from "./plan-id.js";
+import { IptablesFirewall, iptablesText, readKeptIptables, removeIptables } from "./iptables/firewall.js";
+import { NftablesFirewall, nftablesText, readKeptNftables, removeNftables } from "./nftables/firewall.js";
 
 export { countPerDoor, type Firewall } from "./firewall.js";
 
-/** The backend createFirewall builds; finding it only reads (PATH, and the iptables-*-save listings). */
-export type BackendChoice = { backend: "dry-run" } | { backend: "iptables"; variant: IptablesVariant } | { backend: "nftables" };
+/**
+ * The backend createFirewall builds; finding it only reads (PATH, and the iptables-*-save listings).
+ * A dry run names the backend whose plan it logs: the one a real run would pick here.
+ */
+export type BackendChoice = { backend: "dry-run"; renders: "iptables" | "nftables" } | { backend: "iptables"; variant: IptablesVariant } | { backend: "nftables" };
 
-/** Which backend `config` gets on this host; a FirewallError when the tools it needs are missing. */
+/** Which backend `config` gets on this host; a FirewallError when the tools it needs are missing (a dry run needs none). */
 export async function chooseBackend(config: Config, run: Runner = execRunner): Promise<BackendChoice> {
-  if (config.dryRun) return { backend: "dry-run" };
   const hasIptables = (await onPath("iptables")) && (await onPath("ipset"));
   const choice = config.firewall === "auto" ? (hasIptables ? "iptables" : "nftables") : config.firewall;
+  if (config.dryRun) return { backend: "dry-run", renders: choice };
   if (choice === "iptables") {
     if (!hasIptables) throw new FirewallError("KNOCK_FIREWALL=iptables needs iptables and ipset on PATH", [], "");
     return { backend: "iptables", variant: await detectVariant(run) };
@@ -32,16 +36,19 @@ export async function chooseBackend(config: Config, run: Runner = execRunner): P
   return { backend: "nftables" };
 }
 
-/** `targets`: what to protect at the first install (the configuration's ports and what Docker labels gave at start). */
-/** `choice`: chooseBackend's answer for `config`. Builds the backend; nothing is touched until its first reconcile. */
+/**
+ * `choice`: chooseBackend's answer for `config`; `targets`: what to protect at the first install
+ * (the configuration's ports and what Docker labels gave at start). Builds the backend; nothing is
+ * touched until its first reconcile.
+ */
 export function createFirewall(config: Config, choice: BackendChoice, targets: readonly OwnedTarget[], log: Logger, clock: Clock, run: Runner = execRunner): Firewall {
   switch (choice.backend) {
     case "dry-run":
-      return fromBackend(new DryRunFirewall(config, targets, log, clock));
+      return new DryRunFirewall({ config, targets, log, clock, text: choice.renders === "iptables" ? iptablesText(planId) : nftablesText(planId) });
     case "iptables":
-      return fromBackend(new IptablesFirewall(config, targets, choice.variant, run, log));
+      return new IptablesFirewall({ config, targets, planId, run, log }, choice.variant);
     case "nftables":
-      return fromBackend(new NftablesFirewall(config, targets, run, log));
+      return new NftablesFirewall({ config, targets, planId, run, log });
   }
 }
 

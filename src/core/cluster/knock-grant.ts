@@ -5,14 +5,12 @@
  * a grant reaches the kernel, and what fails is counted by reason.
  */
 import { formatIPv4, formatIPv6, isBogusSource, parseAddress } from "../packet/address.js";
-import { portName, type Door, type Family, type PortSpec } from "../types.js";
+import { portName, type Door, type Family, type PortSpec, type WayIn } from "../types.js";
 
 export const GROUP = "knockgate.io";
 export const VERSION = "v1alpha1";
 export const PLURAL = "knockgrants";
 export const KIND = "KnockGrant";
-
-export type GrantHow = "sequence" | "signed";
 
 /** A grant as it travels between nodes. */
 export interface ClusterGrant {
@@ -25,7 +23,7 @@ export interface ClusterGrant {
   /** Wall-clock ms of the local grant on the origin node: the cross-node lag runs from here. */
   grantedAt: number;
   origin: string;
-  how: GrantHow;
+  how: WayIn;
   /** A signed grant's ports among the door's ("22/tcp"); null: a sequence grant, of all of them. */
   ports: string[] | null;
 }

@@ -2,8 +2,7 @@
  * Targets that Docker labels gave, written into the kernel beside the rules, so that a restarted
  * daemon keeps them protected before (and whether or not) the engine answers: fail closed across a
  * compose restart, an image update or a rollout. One record per target, each a rule comment in a
- * chain of ours that no packet ever enters (iptables: KNOCKGATE-KEPT in the IPv4 mangle table;
- * nftables: chain `kept` in our table, without a hook):
+ * chain of ours that no packet ever enters (each backend names it):
  *
  *   kept DOOR DEST PROTO/PORT ID [NAME]    DEST: host | bound=ADDR | container=ADDR,PEERS (PEERS: CIDR or -)
  *
@@ -13,8 +12,6 @@
 import { canonicalAddress, ENV_ORIGIN, networkOf, type Claim, type Destination, type OwnedTarget } from "../protection/targets.js";
 import type { Proto } from "../types.js";
 
-export const KEPT_CHAIN = "KNOCKGATE-KEPT";
-export const NFT_KEPT_CHAIN = "kept";
 /** nftables' limit on a comment; iptables allows 256. */
 const MAX_RECORD = 128;
 const PREFIX = "kept ";

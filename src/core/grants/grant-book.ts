@@ -10,7 +10,7 @@
  * whoever fills the set (one network, or a leaked sequence replayed from many) crowds out itself
  * first, and a real client still gets in.
  */
-import { hasPort, portName, type Door, type Family, type GrantVia, type PortSpec, type SourcePrefixes } from "../types.js";
+import { hasPort, portName, type Door, type Family, type WayIn, type PortSpec, type SourcePrefixes } from "../types.js";
 import { prefixKey } from "./prefix.js";
 
 export interface GrantRecord {
@@ -20,8 +20,8 @@ export interface GrantRecord {
   /** Infinity when OPEN_FOR is 0 (until the close sequence). */
   expiresAt: number;
   prefix: string;
-  /** The book's path: "sequence" grants open the door's ports, "spa" grants the ports they asked for. */
-  via: GrantVia;
+  /** How it came: a sequence grant opens the door's ports, a signed grant the ports it asked for. */
+  via: WayIn;
   /** What the grant opens: the door's ports, or for a signed grant every port asked for while it lasted. */
   ports: readonly PortSpec[];
   /** A signed grant's end per port ("22/tcp" -> when): each port's kernel entry keeps its own time. */
@@ -112,21 +112,23 @@ function unionPorts(a: readonly PortSpec[], b: readonly PortSpec[]): PortSpec[] 
   return [...a, ...b.filter((p) => !hasPort(a, p))];
 }
 
+/** Where a way in's grants live: per door, per way in, as the kernel keeps them in sets of their own. */
+const bookKey = (door: Door, via: WayIn): string => `${door.name}\0${via}`;
+
 /**
- * One book per path: the daemon keeps sequence grants and signed grants apart, as the kernel keeps
- * them in different sets; each book has the bounds to itself.
+ * Every grant, of every way in. Bounds hold per door and way in, as each has its kernel set. A
+ * refresh never shortens: a door-wide grant keeps the later of its two ends, a signed grant each
+ * port's later end, so the book says what the kernel must hold.
  */
 export class GrantBook {
-  private readonly doors = new Map<string, DoorGrants>();
+  private readonly sets = new Map<string, DoorGrants>();
 
-  constructor(
-    private readonly limits: GrantLimits,
-    private readonly via: GrantVia = "sequence",
-  ) {}
+  constructor(private readonly limits: GrantLimits) {}
 
-  private of(door: Door): DoorGrants {
-    let grants = this.doors.get(door.name);
-    if (!grants) this.doors.set(door.name, (grants = new DoorGrants()));
+  private of(door: Door, via: WayIn): DoorGrants {
+    const key = bookKey(door, via);
+    let grants = this.sets.get(key);
+    if (!grants) this.sets.set(key, (grants = new DoorGrants()));
     return grants;
   }
 
@@ -134,25 +136,25 @@ export class GrantBook {
    * Records a new or refreshed grant. A source without a grant first gets room under the bounds:
    * what had to go is returned with the reason, for the caller to revoke. A refresh takes no room.
    */
-  open(door: Door, src: string, family: Family, now: number, grant: PortGrant): Opened {
-    const expiresAt = grant.openForMs > 0 ? now + grant.openForMs : Infinity;
+  open(door: Door, via: WayIn, src: string, family: Family, now: number, grant: PortGrant): Opened {
+    const ends = grant.openForMs > 0 ? now + grant.openForMs : Infinity;
     const { ports } = grant;
-    const previous = this.of(door).bySrc.get(src);
+    const previous = this.of(door, via).bySrc.get(src);
     // A signed grant adds ports to what the address holds; each port's kernel entry keeps its own time.
-    if (previous && this.via === "spa") {
-      const until = portsUntil(ports, expiresAt, previous.until);
-      return { record: this.insert(door, { ...previous, ports: unionPorts(previous.ports, ports), until }, Math.max(previous.expiresAt, expiresAt)), replaced: [] };
+    if (previous && via === "signed") {
+      const until = portsUntil(ports, ends, previous.until);
+      return { record: this.insert({ ...previous, ports: unionPorts(previous.ports, ports), until }, Math.max(previous.expiresAt, ends)), replaced: [] };
     }
-    if (previous) return { record: this.insert(door, { ...previous, ports }, expiresAt), replaced: [] };
+    if (previous) return { record: this.insert({ ...previous, ports }, Math.max(previous.expiresAt, ends)), replaced: [] };
     const prefix = prefixKey(src, family, this.limits.prefixes);
-    const replaced = this.makeRoom(door, prefix);
-    const until = this.via === "spa" ? { until: portsUntil(ports, expiresAt) } : {};
-    return { record: this.insert(door, { door, src, family, expiresAt, prefix, via: this.via, ports, ...until }, expiresAt), replaced };
+    const replaced = this.makeRoom(door, via, prefix);
+    const until = via === "signed" ? { until: portsUntil(ports, ends) } : {};
+    return { record: this.insert({ door, src, family, expiresAt: ends, prefix, via, ports, ...until }, ends), replaced };
   }
 
   /** Takes out what must go so that one more grant from `prefix` fits the bounds, and says why. */
-  private makeRoom(door: Door, prefix: string): Replaced[] {
-    const grants = this.of(door);
+  private makeRoom(door: Door, via: WayIn, prefix: string): Replaced[] {
+    const grants = this.of(door, via);
     const replaced: Replaced[] = [];
     const take = (record: GrantRecord | undefined, reason: ReplaceReason): boolean => {
       if (!record) return false;
@@ -169,40 +171,36 @@ export class GrantBook {
    * Records a grant found in the kernel at start, expiring at `expiresAt` (Infinity: until the close
    * sequence). The kernel already holds it, so nothing is replaced for it.
    */
-  adopt(door: Door, src: string, family: Family, expiresAt: number, ports: readonly PortSpec[]): GrantRecord {
-    const previous = this.of(door).bySrc.get(src);
-    const until = this.via === "spa" ? { until: portsUntil(ports, expiresAt) } : {};
-    return this.insert(door, previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes), via: this.via, ports, ...until }, expiresAt);
+  adopt(door: Door, via: WayIn, src: string, family: Family, expiresAt: number, ports: readonly PortSpec[]): GrantRecord {
+    const previous = this.of(door, via).bySrc.get(src);
+    const until = via === "signed" ? { until: portsUntil(ports, expiresAt) } : {};
+    return this.insert(previous ?? { door, src, family, expiresAt, prefix: prefixKey(src, family, this.limits.prefixes), via, ports, ...until }, expiresAt);
   }
 
   /** (Re-)inserts, so a refresh makes the grant the newest of its prefix (the last to be replaced). */
-  private insert(door: Door, record: GrantRecord, expiresAt: number): GrantRecord {
-    const grants = this.of(door);
+  private insert(record: GrantRecord, expiresAt: number): GrantRecord {
+    const grants = this.of(record.door, record.via);
     grants.delete(record);
     const inserted = { ...record, expiresAt };
     grants.add(inserted);
     return inserted;
   }
 
-  has(door: Door, src: string): boolean {
-    return this.doors.get(door.name)?.bySrc.has(src) ?? false;
-  }
-
-  get(door: Door, src: string): GrantRecord | undefined {
-    return this.doors.get(door.name)?.bySrc.get(src);
+  get(door: Door, via: WayIn, src: string): GrantRecord | undefined {
+    return this.sets.get(bookKey(door, via))?.bySrc.get(src);
   }
 
   /** Narrows a grant to `ports` (the others were revoked), keeping its place and time. */
-  keepPorts(door: Door, src: string, ports: readonly PortSpec[]): void {
-    const record = this.doors.get(door.name)?.bySrc.get(src);
-    if (!record) return;
+  keepPorts(record: GrantRecord, ports: readonly PortSpec[]): void {
+    const grants = this.sets.get(bookKey(record.door, record.via));
+    if (grants?.bySrc.get(record.src) !== record) return;
     const until = record.until && { until: new Map([...record.until].filter(([port]) => ports.some((p) => portName(p) === port))) };
-    this.doors.get(door.name)?.bySrc.set(src, { ...record, ports, ...until });
+    grants.bySrc.set(record.src, { ...record, ports, ...until });
   }
 
   /** Removes a grant; returns it if we had one. */
-  close(door: Door, src: string): GrantRecord | undefined {
-    const grants = this.doors.get(door.name);
+  close(door: Door, via: WayIn, src: string): GrantRecord | undefined {
+    const grants = this.sets.get(bookKey(door, via));
     const record = grants?.bySrc.get(src);
     if (record) grants?.delete(record);
     return record;
@@ -211,21 +209,21 @@ export class GrantBook {
   /** Takes out and returns every grant whose time is up. */
   expire(now: number): GrantRecord[] {
     const expired: GrantRecord[] = [];
-    for (const grants of this.doors.values()) {
+    for (const grants of this.sets.values()) {
       for (const record of grants.bySrc.values()) if (record.expiresAt <= now) expired.push(record);
     }
-    for (const record of expired) this.of(record.door).delete(record);
+    for (const record of expired) this.of(record.door, record.via).delete(record);
     return expired;
   }
 
   /** Every grant held now, for comparing with what the kernel holds. */
   records(): GrantRecord[] {
-    return [...this.doors.values()].flatMap((grants) => [...grants.bySrc.values()]);
+    return [...this.sets.values()].flatMap((grants) => [...grants.bySrc.values()]);
   }
 
   get size(): number {
     let n = 0;
-    for (const grants of this.doors.values()) n += grants.bySrc.size;
+    for (const grants of this.sets.values()) n += grants.bySrc.size;
     return n;
   }
 }

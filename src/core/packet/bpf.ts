@@ -17,11 +17,6 @@ export const KNOCK_SNAPLEN = 256;
 export const SPA_SNAPLEN = 1600;
 export const captureSnaplen = (doors: readonly Door[]): number => (doors.some((d) => d.spa !== null) ? SPA_SNAPLEN : KNOCK_SNAPLEN);
 
-/** Every port capture must see: the knock ports, and each signed door's SPA port (UDP). */
-export function capturedPorts(knockPorts: readonly PortSpec[], doors: readonly Door[]): PortSpec[] {
-  return [...knockPorts, ...doors.flatMap((d): PortSpec[] => (d.spa ? [{ port: d.spa.port, proto: "udp" }] : []))];
-}
-
 /**
  * IPv6 packets whose first next-header is one the decoder walks (hop-by-hop 0,
  * routing 43, fragment 44, AH 51, destination options 60). libpcap's

@@ -3,7 +3,7 @@
  * verifySpa (length, HMAC in constant time, the in-memory replay cache, decryption, the checks) ->
  * the kernel's replay set -> a grant of the ports asked for, to the address the message names.
  *
- * Replays, per door (src/app/spa-replay.ts): the in-memory ReplayCache turns away a repeat of a
+ * Replays, per door (replay.ts): the in-memory ReplayCache turns away a repeat of a
  * datagram this process has seen before it is decrypted; the door's kernel set (spa-plan.ts) is
  * the authority: recording a datagram there is an atomic add that fails when it is present, and the
  * set outlives the daemon, so a datagram accepted before a restart is refused after it. The set is
@@ -11,29 +11,21 @@
  * makes room in a full set by deleting what expires first: a new datagram is never refused for
  * want of room, and one door's key holder cannot fill another door's set.
  */
-import type { Clock } from "../core/clock.js";
-import { errorFields } from "../core/errors.js";
-import { REPLAY_SET_SIZE, replayElement } from "../core/firewall/spa-plan.js";
-import type { Decoder } from "../core/packet/decode.js";
-import { verifySpa, type SpaLimits } from "../core/spa/verify.js";
-import type { Door, Family, PortSpec, SpaSettings } from "../core/types.js";
-import type { Firewall, ReplayRecord } from "../adapters/firewall/firewall.js";
-import type { Logger } from "../adapters/log.js";
-import type { Metrics } from "../adapters/metrics/metrics.js";
-import type { SpaResult } from "../adapters/metrics/table.js";
-import type { DoorPorts } from "./protection.js";
-import { DoorReplay } from "./spa-replay.js";
-
-/** A verified request, for the daemon to grant. */
-export interface SignedGrant {
-  door: Door;
-  family: Family;
-  src: string;
-  ports: PortSpec[];
-  openForMs: number;
-  username: string;
-  capturedAt: number;
-}
+import type { Clock } from "../../../core/clock.js";
+import { errorFields } from "../../../core/errors.js";
+import { REPLAY_SET_SIZE, replayElement } from "../../../core/firewall/spa-plan.js";
+import type { Decoder } from "../../../core/packet/decode.js";
+import { verifySpa, type SpaLimits } from "../../../core/spa/verify.js";
+import type { Door, Knock, PortSpec, SpaSettings } from "../../../core/types.js";
+import type { Firewall, ReplayRecord } from "../../../adapters/firewall/firewall.js";
+import type { Logger } from "../../../adapters/log.js";
+import type { Metrics } from "../../../adapters/metrics/metrics.js";
+import type { SpaResult } from "../../../adapters/metrics/table.js";
+import type { DoorPorts } from "../../protection.js";
+import type { GrantRequest } from "../../grants.js";
+import { DoorReplay } from "./replay.js";
+import type { PacketWay } from "../way.js";
+import type { Check } from "../../../adapters/http.js";
 
 interface SignedDoor {
   door: Door;
@@ -69,20 +61,20 @@ function limitsOf(door: Door, spa: SpaSettings, ports: DoorPorts): SpaLimits {
   };
 }
 
-export class SpaPath {
+export class SignedWay implements PacketWay {
   private readonly byPort = new Map<number, SignedDoor[]>();
   /** Why the last datagram could not be recorded in the kernel's replay set; null once one was. */
-  replayError: string | null = null;
+  private replayError: string | null = null;
 
   /** null when no door is signed. */
-  static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: SignedGrant) => void): SpaPath | null {
-    return doors.some((d) => d.spa !== null) ? new SpaPath(doors, deps, grant) : null;
+  static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: GrantRequest) => void): SignedWay | null {
+    return doors.some((d) => d.spa !== null) ? new SignedWay(doors, deps, grant) : null;
   }
 
   private constructor(
     doors: readonly Door[],
     private readonly deps: SpaDeps,
-    private readonly grant: (g: SignedGrant) => void,
+    private readonly grant: (g: GrantRequest) => void,
   ) {
     for (const door of doors) {
       if (!door.spa) continue;
@@ -98,7 +90,7 @@ export class SpaPath {
    * set empty refuses datagrams stamped in the start's second or before; capture then waits for the
    * next second (at most 1 s), so that a client who sends once the daemon is up is not refused.
    */
-  async adoptReplaySets(): Promise<void> {
+  async start(): Promise<void> {
     const { clock, firewall, log } = this.deps;
     let guarded = false;
     for (const doors of this.byPort.values()) {
@@ -107,12 +99,21 @@ export class SpaPath {
     if (guarded) await new Promise<void>((resolve) => clock.after(1000 - (clock.wallNow() % 1000), resolve));
   }
 
-  handles(port: number): boolean {
-    return this.byPort.has(port);
+  ports(): PortSpec[] {
+    return [...this.byPort.keys()].map((port) => ({ port, proto: "udp" }));
+  }
+
+  /** SPA ports are never knock ports (configuration checks it). */
+  takes(knock: Knock): boolean {
+    return knock.proto === "udp" && this.byPort.has(knock.dstPort);
+  }
+
+  checks(): Check[] {
+    return [this.replayError === null ? { name: "spa_replay", ok: true } : { name: "spa_replay", ok: false, detail: this.replayError }];
   }
 
   /**
-   * The decoder's UDP datagram, in `frame`, to a port `handles` accepted. Never throws: it runs in
+   * The decoder's UDP datagram, in `frame`, to a port it takes. Never throws: it runs in
    * the capture callback. Everything kept beyond this call is copied out here (the frame is reused).
    */
   handle(decoder: Decoder, frame: Uint8Array, capturedAt: number): void {
@@ -145,7 +146,8 @@ export class SpaPath {
         }
         // Kept until the timestamp check would refuse the datagram anyway: at most 2 x max age.
         const ttlS = Math.max(1, Math.ceil(request.timestamp + d.spa.maxAgeS - nowS) + 1);
-        const grant: SignedGrant = {
+        const grant: GrantRequest = {
+          via: "signed",
           door: d.door,
           family: request.family,
           src: request.address,
@@ -172,7 +174,7 @@ export class SpaPath {
   }
 
   /** Waits for the datagram's record in the door's replay set; only a new one is granted. */
-  private async record(grant: SignedGrant, recorded: Promise<ReplayRecord>, from: string): Promise<void> {
+  private async record(grant: GrantRequest, recorded: Promise<ReplayRecord>, from: string): Promise<void> {
     const { log, metrics } = this.deps;
     const door = grant.door.name;
     let outcome;

@@ -9,11 +9,11 @@
  * start until one max age has passed; by then every such datagram is stale anyway. A set found
  * holding entries is adopted into the index and nothing is refused for it.
  */
-import { errorFields } from "../core/errors.js";
-import { ReplayCache } from "../core/spa/replay.js";
-import { ReplayIndex } from "../core/spa/replay-index.js";
-import type { Firewall, ReplayRecord } from "../adapters/firewall/firewall.js";
-import type { Logger } from "../adapters/log.js";
+import { errorFields } from "../../../core/errors.js";
+import { ReplayCache } from "../../../core/spa/replay.js";
+import { ReplayIndex } from "../../../core/spa/replay-index.js";
+import type { Firewall, ReplayRecord } from "../../../adapters/firewall/firewall.js";
+import type { Logger } from "../../../adapters/log.js";
 
 /**
  * Seconds an index entry outlives its kernel entry: nftables drops expired elements at its next

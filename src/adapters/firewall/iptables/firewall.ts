@@ -1,43 +1,38 @@
 /** iptables + ipset backend: chain KNOCKGATE in mangle (IPv4 and IPv6), grants in ipsets with timeouts. */
-import type { Config, Door, Family, PortSpec } from "../../core/types.js";
-import type { OwnedTarget } from "../../core/protection/targets.js";
-import type { Logger } from "../log.js";
-import { LineSession, mustRun, type Runner } from "./exec.js";
-import { ChangeQueue, checkedAddress, checkedPorts, listPerDoor, listSpaPerDoor, type Backend, type BackendListedGrant, type ListedSpaGrant, ReplayWriter, type ReplayRecord } from "./firewall.js";
-import type { KernelGrant } from "../../core/firewall/common.js";
+import type { Family } from "../../../core/types.js";
+import type { OwnedTarget } from "../../../core/protection/targets.js";
+import { FAMILIES } from "../../../core/firewall/common.js";
+import { planMarker, type FirewallPlan } from "../../../core/firewall/plan.js";
+import { signedDoors } from "../../../core/firewall/spa-plan.js";
+import { LineSession, mustRun, type Runner } from "../exec.js";
+import { saveArgv, type IptablesVariant } from "../detect.js";
+import { ChangeQueue, ReplayWriter } from "../changes.js";
+import { checkedAddress, checkedPorts } from "../checked.js";
+import { listGrants } from "../listed.js";
+import { Planned } from "../planned.js";
+import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets } from "../firewall.js";
+import { CHAIN, iptablesChainPlan, JUMP_RULE, KEPT_CHAIN } from "./rules.js";
 import {
-  ipsetReplayAddLine,
-  ipsetReplayDelLine,
-  ipsetReplayName,
-  ipsetSpaGrantLines,
-  ipsetSpaMembers,
-  ipsetSpaName,
-  ipsetSpaRevokeLines,
-  signedDoors,
-} from "../../core/firewall/spa-plan.js";
-import type { IptablesVariant } from "./detect.js";
-import { KEPT_CHAIN } from "../../core/firewall/kept.js";
-import { FAMILIES } from "../../core/firewall/common.js";
-import {
-  CHAIN,
   expectedAllowMembers,
-  iptablesChainPlan,
   ipsetAllowName,
   ipsetAllowScript,
   ipsetCreateScript,
   ipsetGrantLine,
-  ipsetMembers,
-  ipsetName,
-  ipsetRevokeLine,
-  ipsetSizes,
-  ipsetMaxelems,
-  ipsetRebuildScript,
   ipsetGrantSets,
+  ipsetName,
+  ipsetNames,
+  ipsetRebuildScript,
+  ipsetReplayAddLine,
+  ipsetReplayDelLine,
+  ipsetReplayFailure,
+  ipsetReplayName,
+  ipsetRevokeLine,
+  ipsetSpaGrantLines,
+  ipsetSpaName,
+  ipsetSpaRevokeLines,
   isOurIpset,
-  JUMP_RULE,
-  mangleView,
-  planMarker,
-} from "../../core/firewall/plan.js";
+} from "./sets.js";
+import { ipsetMaxelems, ipsetMembers, ipsetSizes, ipsetSpaMembers, keptComments, mangleView } from "./listing.js";
 
 interface Finding {
   problem: string;
@@ -48,42 +43,69 @@ interface Finding {
 /** stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe. */
 const ipsetSession = () => new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
 
-export class IptablesFirewall implements Backend {
+const tool = (variant: IptablesVariant, family: Family, suffix = ""): string => `${family === 4 ? "iptables" : "ip6tables"}-${variant}${suffix}`;
+
+/** The `ipset -` lines of a grant: its door's address set, or each of its ports in the per-port set. */
+function grantLines({ door, family, src, ports }: GrantKey, forMs: number): string[] {
+  return ports === null ? [ipsetGrantLine(door.name, family, src, forMs)] : ipsetSpaGrantLines(door.name, family, src, ports, forMs);
+}
+function revokeLines({ door, family, src, ports }: GrantKey): string[] {
+  return ports === null ? [ipsetRevokeLine(door.name, family, src)] : ipsetSpaRevokeLines(door.name, family, src, ports);
+}
+
+/** What the dry run logs for this backend. */
+export function iptablesText(planId: PlanId): PlanText {
+  const chains = (plan: FirewallPlan) => FAMILIES.map((f) => iptablesChainPlan(plan, f, planMarker(planId(plan))).restore).join("");
+  return {
+    backend: "iptables",
+    install: (plan) => ipsetCreateScript(plan) + chains(plan),
+    protect: chains,
+    grant: (grant, forMs) => grantLines(grant, forMs).join("; "),
+    revoke: (grant) => revokeLines(grant).join("; "),
+  };
+}
+
+export class IptablesFirewall implements Firewall {
   readonly backend: string;
+  readonly replay: ReplaySets;
   private readonly ipset = ipsetSession();
   /** Replay records have a session of their own: see ReplayWriter. */
   private readonly replaySession = ipsetSession();
-  private readonly replay: ReplayWriter;
   private readonly changes: ChangeQueue;
+  private readonly planned: Planned;
+  private readonly run: Runner;
 
   constructor(
-    private readonly config: Config,
-    private targets: readonly OwnedTarget[],
+    { config, targets, planId, run, log }: BackendOptions,
     private readonly variant: IptablesVariant,
-    private readonly run: Runner,
-    log: Logger,
   ) {
+    this.planned = new Planned({ config, targets }, planId);
+    this.run = run;
     this.backend = `iptables-${variant}`;
     this.changes = new ChangeQueue(run, log);
-    this.replay = new ReplayWriter(this.replaySession, run, (line) => ["ipset", ...line.split(" ")]);
+    const writer = new ReplayWriter(this.replaySession, run, (line) => ["ipset", ...line.split(" ")], ipsetReplayFailure);
+    this.replay = {
+      record: (door, element, ttlS, evict) => {
+        const deletes = evict.map((e) => ipsetReplayDelLine(door, checkedAddress(e, 6)));
+        return writer.record(deletes, ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS));
+      },
+      list: async (door) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetReplayName(door)])),
+    };
   }
 
-  private tool(family: Family, suffix = ""): string {
-    return `${family === 4 ? "iptables" : "ip6tables"}-${this.variant}${suffix}`;
+  private chainPlan(family: Family) {
+    return iptablesChainPlan(this.planned.plan, family, this.planned.marker);
   }
 
-  async check(): Promise<string[]> {
-    return (await this.inspect(this.run)).map((f) => f.problem);
-  }
-
-  reconcile(): Promise<string[]> {
+  reconcile(mode: "check" | "repair"): Promise<string[]> {
+    if (mode === "check") return this.inspect(this.run).then((findings) => findings.map((f) => f.problem));
     return this.changes.reconcile(async (run) => {
       const findings = await this.inspect(run);
       for (const f of findings) await f.repair();
       if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
       const lost = this.ipset.takeLoss();
       this.ipset.open();
-      if (signedDoors(this.config).length > 0) this.replaySession.open();
+      if (signedDoors(this.planned.config).length > 0) this.replaySession.open();
       return [...findings.map((f) => f.problem), ...(lost ? [lost] : [])];
     });
   }
@@ -91,25 +113,26 @@ export class IptablesFirewall implements Backend {
   /** In the change queue, so no reconcile in flight sees the new ports and calls them a repair. */
   protect(targets: readonly OwnedTarget[]): Promise<void> {
     return this.changes.reconcile(async (run) => {
-      this.targets = targets;
-      await Promise.all(FAMILIES.map((f) => mustRun(run, [this.tool(f, "-restore"), "-w", "--noflush"], iptablesChainPlan(this.config, targets, f).restore)));
+      this.planned.retarget(targets);
+      await Promise.all(FAMILIES.map((f) => mustRun(run, [tool(this.variant, f, "-restore"), "-w", "--noflush"], this.chainPlan(f).restore)));
     });
   }
 
   /** What differs from the plan, in the order repairs must run: sets, then chains, then jumps. */
   private async inspect(run: Runner): Promise<Finding[]> {
     const findings: Finding[] = [];
+    const plan = this.planned.plan;
     const terse = await mustRun(run, ["ipset", "list", "-t"]);
     const sizes = ipsetSizes(terse);
-    const missing = this.wantedSets().filter((n) => !sizes.has(n));
+    const missing = ipsetNames(plan).filter((n) => !sizes.has(n));
     if (missing.length > 0) {
       findings.push({
         problem: `sets missing: ${missing.join(", ")}`,
-        repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetCreateScript(this.config, this.targets, missing)),
+        repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetCreateScript(plan, missing)),
       });
     }
     const maxelems = ipsetMaxelems(terse);
-    for (const set of ipsetGrantSets(this.config, this.targets)) {
+    for (const set of ipsetGrantSets(plan)) {
       const has = maxelems.get(set.name);
       if (has === undefined || has === set.maxelem) continue;
       findings.push({
@@ -122,26 +145,27 @@ export class IptablesFirewall implements Backend {
     }
     for (const family of FAMILIES) {
       const name = ipsetAllowName(family);
-      const expected = expectedAllowMembers(this.config, family);
+      const expected = expectedAllowMembers(plan, family);
       const size = sizes.get(name) ?? 0;
       // Members are read only when the count cannot tell: with no KNOCK_ALLOW, never.
       const differs = size !== expected.length || (size > 0 && (await this.setMembers(run, name)).join(",") !== expected.join(","));
       if (differs) {
         findings.push({
           problem: `set ${name} differs from KNOCK_ALLOW`,
-          repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetAllowScript(this.config, family)),
+          repair: () => mustRun(run, ["ipset", "restore", "-exist"], ipsetAllowScript(plan, family)),
         });
       }
     }
+    const marker = this.planned.marker;
     for (const family of FAMILIES) {
-      const iptables = this.tool(family);
-      const plan = iptablesChainPlan(this.config, this.targets, family);
+      const iptables = tool(this.variant, family);
+      const chainPlan = this.chainPlan(family);
       // One read of the mangle table shows both our chain and the jumps to it.
-      const { chain, rules, jumps, firstPrerouting } = mangleView(await mustRun(run, [this.tool(family, "-save"), "-t", "mangle"]));
-      if (!chain || rules.length !== plan.ruleCount || !rules.some((r) => r.includes(planMarker(this.config, this.targets)))) {
+      const { chain, rules, jumps, firstPrerouting } = mangleView(await mustRun(run, saveArgv(this.variant, "mangle", family)));
+      if (!chain || rules.length !== chainPlan.ruleCount || !rules.some((r) => r.includes(marker))) {
         findings.push({
           problem: !chain ? `chain ${CHAIN} missing (IPv${family})` : `chain ${CHAIN} differs from the plan (IPv${family})`,
-          repair: () => mustRun(run, [this.tool(family, "-restore"), "-w", "--noflush"], plan.restore),
+          repair: () => mustRun(run, [tool(this.variant, family, "-restore"), "-w", "--noflush"], chainPlan.restore),
           rewroteChain: true,
         });
       }
@@ -169,22 +193,12 @@ export class IptablesFirewall implements Backend {
     return findings;
   }
 
-  private wantedSets(): string[] {
-    const replay = signedDoors(this.config).map((d) => ipsetReplayName(d.name));
-    return [...FAMILIES.map(ipsetAllowName), ...ipsetGrantSets(this.config, this.targets).map((s) => s.name), ...replay];
-  }
-
   /** Sets of doors that are no longer configured; the rewritten chains no longer use them. */
   private async destroyStaleSets(run: Runner): Promise<void> {
-    const wanted = new Set(this.wantedSets());
-    for (const name of (await this.setSizes(run)).keys()) {
+    const wanted = new Set(ipsetNames(this.planned.plan));
+    for (const name of ipsetSizes(await mustRun(run, ["ipset", "list", "-t"])).keys()) {
       if (isOurIpset(name) && !wanted.has(name)) await run(["ipset", "destroy", name]);
     }
-  }
-
-  /** Every set and its entry count in one exec: the reconcile loop runs it every few seconds. */
-  private async setSizes(run: Runner): Promise<Map<string, number>> {
-    return ipsetSizes(await mustRun(run, ["ipset", "list", "-t"]));
   }
 
   private async setMembers(run: Runner, name: string): Promise<string[]> {
@@ -193,33 +207,23 @@ export class IptablesFirewall implements Backend {
       .sort();
   }
 
-  grant(door: Door, family: Family, src: string, forMs = door.openForMs): Promise<void> {
-    return this.apply(ipsetGrantLine(door.name, family, checkedAddress(src, family), forMs));
+  async grant(grant: GrantKey, forMs: number): Promise<void> {
+    const src = checkedAddress(grant.src, grant.family);
+    const ports = grant.ports === null ? null : checkedPorts(grant.door, this.planned.targets, grant.ports);
+    for (const line of grantLines({ ...grant, src, ports }, forMs)) await this.apply(line);
   }
 
-  revoke(door: Door, family: Family, src: string): Promise<void> {
-    return this.apply(ipsetRevokeLine(door.name, family, checkedAddress(src, family)));
+  async revoke(grant: GrantKey): Promise<void> {
+    for (const line of revokeLines({ ...grant, src: checkedAddress(grant.src, grant.family) })) await this.apply(line);
   }
 
-  async grantPorts(door: Door, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): Promise<void> {
-    for (const line of ipsetSpaGrantLines(door.name, family, checkedAddress(src, family), checkedPorts(door, this.targets, ports), openForMs)) await this.apply(line);
-  }
-
-  async revokePorts(door: Door, family: Family, src: string, ports: readonly PortSpec[]): Promise<void> {
-    for (const line of ipsetSpaRevokeLines(door.name, family, checkedAddress(src, family), ports)) await this.apply(line);
-  }
-
-  recordDatagram(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord> {
-    const deletes = evict.map((e) => ipsetReplayDelLine(door, checkedAddress(e, 6)));
-    return this.replay.record(deletes, ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS));
-  }
-
-  async listReplay(door: string): Promise<KernelGrant[]> {
-    return ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetReplayName(door)]));
-  }
-
-  listSpaGrants(): Promise<ListedSpaGrant[]> {
-    return listSpaPerDoor(this.config.doors, async (door, family) => ipsetSpaMembers(ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetSpaName(door, family)]))));
+  grants(): Promise<ListedGrant[]> {
+    const members = async (set: string) => ipsetMembers(await mustRun(this.run, ["ipset", "list", set]));
+    return listGrants(
+      this.planned.config.doors,
+      (door, family) => members(ipsetName(door, family)),
+      async (door, family) => ipsetSpaMembers(await members(ipsetSpaName(door, family))),
+    );
   }
 
   /**
@@ -235,26 +239,17 @@ export class IptablesFirewall implements Backend {
     }
   }
 
-  listGrants(): Promise<BackendListedGrant[]> {
-    return listPerDoor(this.config.doors, async (door, family) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetName(door, family)])));
-  }
-
-  async remove(): Promise<void> {
+  async shutdown(remove: boolean): Promise<void> {
     this.ipset.close();
     this.replaySession.close();
-    await this.changes.remove((run) => removeIptables(run, this.variant));
-  }
-
-  close(): void {
-    this.ipset.close();
-    this.replaySession.close();
+    if (remove) await this.changes.remove((run) => removeIptables(run, this.variant));
   }
 }
 
 /** Removes our jumps, chains and sets; what is already gone is fine. */
 export async function removeIptables(run: Runner, variant: IptablesVariant): Promise<void> {
   for (const family of FAMILIES) {
-    const iptables = `${family === 4 ? "iptables" : "ip6tables"}-${variant}`;
+    const iptables = tool(variant, family);
     // Bounded: a jump we cannot delete must not spin forever.
     for (let i = 0; i < 100; i++) {
       const r = await run([iptables, "-w", "-t", "mangle", "-D", "PREROUTING", "-j", CHAIN]);
@@ -276,13 +271,5 @@ export async function removeIptables(run: Runner, variant: IptablesVariant): Pro
 
 /** The kept records (core/firewall/kept.ts) in the IPv4 mangle table; none when the chain is not there. */
 export async function readKeptIptables(run: Runner, variant: IptablesVariant): Promise<string[]> {
-  return keptComments(await mustRun(run, [`iptables-${variant}-save`, "-t", "mangle"]));
-}
-
-/** The comments of KNOCKGATE-KEPT's rules in `iptables-save` output. */
-export function keptComments(save: string): string[] {
-  return save.split("\n").flatMap((l) => {
-    const m = l.startsWith(`-A ${KEPT_CHAIN} `) ? /--comment (?:"([^"]*)"|(\S+))/.exec(l) : null;
-    return m ? [m[1] ?? m[2] ?? ""] : [];
-  });
+  return keptComments(await mustRun(run, saveArgv(variant, "mangle")));
 }

@@ -1,0 +1,95 @@
+/** How the backends change the kernel: big changes one at a time, replay records one line at a time. */
+import { FirewallError } from "../../core/errors.js";
+import type { Logger } from "../log.js";
+import { patientRunner, type LineSession, type Runner } from "./exec.js";
+import type { ReplayRecord } from "./firewall.js";
+
+/**
+ * Records datagrams in the replay sets through a session of their own (a spawn per datagram cost
+ * ~20 ms), one line at a time. A line that fails is then the only one pending, so the session's
+ * stderr is that line's own: "already added" means this element was there, never that another
+ * line failed (sharing the session, 600 concurrent records refused 303 of 400 new datagrams as
+ * seen). Only when the session itself fails (it exits, or cannot start) is the line run again as a
+ * command of its own; its "already added" can then be the line's own earlier success, and such a
+ * datagram is refused, never a replay accepted.
+ */
+export class ReplayWriter {
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly session: Pick<LineSession, "send">,
+    private readonly run: Runner,
+    /** The line as a command of its own. */
+    private readonly argvOf: (line: string) => string[],
+    /** What the tool's message for a failed add says: the element was there, the set is full, or neither. */
+    private readonly failure: (stderr: string) => "seen" | "full" | null,
+  ) {}
+
+  /** Runs `deletes` (each must succeed), then `add`; after every earlier record has finished. */
+  record(deletes: readonly string[], add: string): Promise<ReplayRecord> {
+    const result = this.last.then(() => this.write(deletes, add));
+    this.last = result.catch(() => undefined);
+    return result;
+  }
+
+  private async write(deletes: readonly string[], add: string): Promise<ReplayRecord> {
+    for (const line of deletes) {
+      const r = await this.line(line);
+      if (r.code !== 0) throw new FirewallError(`exit code ${r.code}`, this.argvOf(line), r.stderr);
+    }
+    const r = await this.line(add);
+    if (r.code === 0) return "recorded";
+    const failure = this.failure(r.stderr);
+    if (failure === null) throw new FirewallError(`exit code ${r.code}`, this.argvOf(add), r.stderr);
+    return failure;
+  }
+
+  private async line(line: string): Promise<{ code: number; stderr: string }> {
+    try {
+      await this.session.send(line);
+      return { code: 0, stderr: "" };
+    } catch (err) {
+      // What the tool wrote on stderr for this line, the only one in flight.
+      if (err instanceof FirewallError && err.stderr !== "") return { code: 1, stderr: err.stderr };
+    }
+    return this.run(this.argvOf(line));
+  }
+}
+
+/**
+ * How both backends make their big changes. One at a time: a periodic reconcile still in flight when
+ * removal starts reads a half-removed firewall and puts back the jump that removal just deleted, so
+ * deleting the chain fails ("Device or resource busy") and the daemon exits 70 with objects left.
+ * And with transient tool failures retried where one costs the most: the install and removal.
+ */
+export class ChangeQueue {
+  private last: Promise<unknown> = Promise.resolve();
+  private installed = false;
+  private readonly patient: Runner;
+
+  constructor(
+    private readonly run: Runner,
+    log: Logger,
+  ) {
+    this.patient = patientRunner(run, log);
+  }
+
+  /** Retries transient failures until a reconcile has succeeded once: that one is the install at start. */
+  reconcile<T>(pass: (run: Runner) => Promise<T>): Promise<T> {
+    return this.next(async () => {
+      const result = await pass(this.installed ? this.run : this.patient);
+      this.installed = true;
+      return result;
+    });
+  }
+
+  remove(removal: (run: Runner) => Promise<void>): Promise<void> {
+    return this.next(() => removal(this.patient));
+  }
+
+  private next<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.last.then(change);
+    this.last = result.catch(() => undefined);
+    return result;
+  }
+}

@@ -1,0 +1,369 @@
+/**
+ * The grant lifecycle. Every way in (a knock sequence, a signed datagram, another node's
+ * KnockGrant) hands a GrantRequest to `open`, and this one component does what follows: bounds and
+ * replacement, refresh (never shorter, in the book or the kernel), the kernel write, the audit line,
+ * hooks, the cluster object, expiry, adoption at start, repair and close. The kernel set is the
+ * truth and expires grants by itself; the book (core/grants) is what we granted and until when.
+ */
+import type { Clock } from "../core/clock.js";
+import { errorFields } from "../core/errors.js";
+import { GrantBook, type GrantLimits, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
+import type { ClusterGrant } from "../core/cluster/knock-grant.js";
+import { portName, portsText, type Door, type Family, type PortSpec, type WayIn } from "../core/types.js";
+import type { Firewall, ListedGrant } from "../adapters/firewall/firewall.js";
+import type { HookKind, HookRunner } from "../adapters/hooks.js";
+import type { Logger } from "../adapters/log.js";
+import type { Metrics } from "../adapters/metrics/metrics.js";
+import type { CloseReason, FirewallOperation } from "../adapters/metrics/table.js";
+import { guard } from "./guard.js";
+import type { DoorPorts } from "./protection.js";
+
+/** What a way in asks for. */
+export interface GrantRequest {
+  door: Door;
+  family: Family;
+  src: string;
+  via: WayIn;
+  /** A signed grant's ports (each one the door protects); a sequence grant opens the door's ports, whatever they are now. */
+  ports?: readonly PortSpec[];
+  /** 0: until the close sequence. */
+  openForMs: number;
+  /** When the knock or datagram was captured: knock-to-open runs from here. None for another node's grant. */
+  capturedAt?: number;
+  /** Another node's grant: that node. It is not published again, nor counted as an open of ours. */
+  origin?: string;
+  /** A signed datagram's username, for the audit line. */
+  username?: string;
+}
+
+/** Which grant to take away: a signed one's `ports` only, when given. */
+export interface CloseRequest {
+  door: Door;
+  family: Family;
+  src: string;
+  via: WayIn;
+  ports?: readonly PortSpec[];
+  /** Its KnockGrant was deleted elsewhere (a close sequence on another node, or by hand). */
+  remote?: boolean;
+}
+
+/** Where grants made here go once the kernel has them (cluster-sync.ts); never awaited. */
+export interface GrantPublisher {
+  opened(grant: Omit<ClusterGrant, "origin">): void;
+  closed(door: Door, family: Family, src: string): void;
+}
+
+export interface GrantsDeps {
+  firewall: Firewall;
+  /** Each door's ports now: what a sequence grant opens. */
+  protection: DoorPorts;
+  log: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  runHook: HookRunner;
+  limits: GrantLimits;
+  publisher?: GrantPublisher;
+}
+
+/**
+ * Time left until `end` as the kernel keeps it: whole seconds, rounded up; 0 (no timeout) for a
+ * grant until the close sequence. Whole milliseconds first: monotonic times are fractional, and
+ * (now + 30000) - now can come out a hair above 30000, which would round up to a second more.
+ */
+const kernelMs = (end: number, now: number): number => (Number.isFinite(end) ? Math.ceil(Math.round(end - now) / 1000) * 1000 : 0);
+
+/** A grant's kernel entries by end: one for a door-wide grant, one per end among a signed grant's ports. */
+function entriesOf(record: GrantRecord, ports: readonly PortSpec[] | null): Map<number, PortSpec[] | null> {
+  if (record.via === "sequence") return new Map([[record.expiresAt, null]]);
+  const byEnd = new Map<number, PortSpec[]>();
+  for (const p of ports ?? record.ports) {
+    const end = record.until?.get(portName(p)) ?? record.expiresAt;
+    byEnd.set(end, [...(byEnd.get(end) ?? []), p]);
+  }
+  return byEnd;
+}
+
+export class Grants {
+  private readonly book: GrantBook;
+  /** Why the last grant or revoke failed; null once one succeeded. */
+  error: string | null = null;
+  /** Errors `failed` has logged and counted: `settled` does not log them again. */
+  private readonly logged = new Set<unknown>();
+  /** Grants (door, way in, address) with a kernel write in flight, and how many. */
+  private readonly writing = new Map<string, number>();
+
+  constructor(private readonly deps: GrantsDeps) {
+    this.book = new GrantBook(deps.limits);
+  }
+
+  get size(): number {
+    return this.book.size;
+  }
+
+  /** Every grant the book holds whose time has not run out and whose kernel write has finished. */
+  held(): GrantRecord[] {
+    const now = this.deps.clock.now();
+    return this.book.records().filter((g) => g.expiresAt > now && !this.writing.has(g.door.name + "\0" + g.via + "\0" + g.src));
+  }
+
+  /** Runs a kernel write of the grant, which `held` leaves out meanwhile. */
+  private async write<T>(door: Door, via: WayIn, src: string, work: () => Promise<T>): Promise<T> {
+    const key = door.name + "\0" + via + "\0" + src;
+    this.writing.set(key, (this.writing.get(key) ?? 0) + 1);
+    try {
+      return await work();
+    } finally {
+      const n = (this.writing.get(key) ?? 1) - 1;
+      if (n === 0) this.writing.delete(key);
+      else this.writing.set(key, n);
+    }
+  }
+
+  /**
+   * Books the grant at once (so the bounds count grants in flight too), making room first when the
+   * door or the source's prefix is full, then writes each kernel entry with the later of its two
+   * ends. Resolves true when the kernel has it; false when another node's grant changed nothing
+   * here (a relist repeats every object) or when it failed, which is logged and counted here. Never
+   * rejects: ways in call it from the capture callback and timers.
+   */
+  open(req: GrantRequest): Promise<boolean> {
+    return this.settled("open", req, () => this.tryOpen(req));
+  }
+
+  private async tryOpen(req: GrantRequest): Promise<boolean> {
+    const { door, family, src, via } = req;
+    const now = this.deps.clock.now();
+    // One whose time ran out before the sweep saw it is closed first, so ON_CLOSE pairs with ON_OPEN.
+    const previous = this.book.get(door, via, src);
+    const fields = { door: door.name, src };
+    if (previous && previous.expiresAt <= now) guard(this.deps.log, "open_followup", fields, () => this.expired(previous));
+    const live = previous !== undefined && previous.expiresAt > now ? previous : undefined;
+    const asked = req.ports ?? this.deps.protection.portsOf(door.name);
+    const ends = req.openForMs > 0 ? now + req.openForMs : Infinity;
+    const heldLonger = live ? asked.filter((p) => (via === "signed" ? (live.until?.get(portName(p)) ?? -Infinity) : live.expiresAt) >= ends) : [];
+    // Another node's sequence grant we hold at least as long changes nothing. A signed one is always
+    // written: after a restart the book knows only the longest of an address's port times.
+    if (req.origin !== undefined && via === "sequence" && heldLonger.length > 0) return false;
+    const { record, replaced } = this.book.open(door, via, src, family, now, { ports: asked, openForMs: req.openForMs });
+    for (const r of replaced) this.replaced(r.record, r.reason, src);
+    const entries = entriesOf(record, via === "signed" ? asked : null);
+    try {
+      await this.write(door, via, src, async () => {
+        for (const [end, ports] of entries) await this.deps.firewall.grant({ door, family, src, ports }, kernelMs(end, now));
+      });
+    } catch (err) {
+      if (!live) this.book.close(door, via, src);
+      this.failed("grant", err, door, src);
+      throw err;
+    }
+    guard(this.deps.log, "open_followup", fields, () => this.opened(req, record, asked, live !== undefined, heldLonger, entries));
+    return true;
+  }
+
+  /** The kernel has it: measure, publish, audit, run ON_OPEN. */
+  private opened(req: GrantRequest, record: GrantRecord, asked: readonly PortSpec[], refresh: boolean, heldLonger: readonly PortSpec[], entries: Map<number, PortSpec[] | null>): void {
+    const { log, metrics, clock, publisher } = this.deps;
+    const { door, src, family, via } = req;
+    const now = clock.now();
+    const wallNow = clock.wallNow();
+    this.error = null;
+    const latency = req.capturedAt === undefined ? {} : { latency_ms: Math.round((now - req.capturedAt) * 1e3) / 1e3 };
+    if (req.capturedAt !== undefined) metrics.knockToOpen.observe((now - req.capturedAt) / 1000);
+    if (req.origin === undefined) {
+      metrics.opened(door.name);
+      for (const [end, ports] of entries) {
+        const expiresAt = Number.isFinite(end) ? wallNow + (end - now) : null;
+        publisher?.opened({ door: door.name, address: src, family, expiresAt, grantedAt: wallNow, how: via, ports: ports?.map(portName) ?? null });
+      }
+    }
+    if (!refresh) this.hook("on_open", door, src, record.ports);
+    const end = Math.max(...entries.keys());
+    const text = portsText({ ports: asked });
+    log.info(
+      {
+        event: "open",
+        door: door.name,
+        src,
+        ports: text,
+        via,
+        refresh,
+        open_for_s: kernelMs(end, now) / 1000,
+        expires: Number.isFinite(end) ? new Date(wallNow + (end - now)).toISOString() : null,
+        ...latency,
+        ...(req.origin === undefined ? {} : { origin: req.origin }),
+        ...(req.username === undefined ? {} : { username: req.username }),
+        ...(heldLonger.length > 0 ? { held_longer: portsText({ ports: heldLonger }) } : {}),
+      },
+      req.origin === undefined ? `opened ${text} for ${src}` : `opened ${text} for ${src} (granted on ${req.origin})`,
+    );
+  }
+
+  /**
+   * A close sequence here: closes the source's sequence grant, here and on every other node. Only
+   * that: a signed grant ends by its time, never by knocks, which anyone can forge with the
+   * client's address. With no grant here another node may still hold one, so the close goes out.
+   */
+  closeSequence(door: Door, family: Family, src: string): Promise<boolean> {
+    return this.settled("close", { door, src }, async () => {
+      const publish = () => this.deps.publisher?.closed(door, family, src);
+      if (!this.book.get(door, "sequence", src)) {
+        publish();
+        this.deps.log.info({ event: "close_ignored", door: door.name, src, reason: "no_grant" }, `close sequence from ${src}, which has no grant`);
+        return false;
+      }
+      const closed = await this.tryClose({ door, family, src, via: "sequence" });
+      publish();
+      return closed;
+    });
+  }
+
+  /** Runs `work`; a failure resolves false, logged here unless `failed` logged it already. */
+  private async settled(what: string, req: { door: Door; src: string }, work: () => Promise<boolean>): Promise<boolean> {
+    try {
+      return await work();
+    } catch (err) {
+      if (!this.logged.delete(err)) guard(this.deps.log, `${what}_followup`, { door: req.door.name, src: req.src }, () => this.deps.log.error({ event: `${what}_failed`, door: req.door.name, src: req.src, ...errorFields(err) }, String(err)));
+      return false;
+    }
+  }
+
+  /**
+   * Takes a grant out of the kernel and the book: the ports it opened, or `ports` of them. Resolves
+   * false when there was no such grant or the kernel refused (logged and counted here); never rejects.
+   */
+  close(req: CloseRequest): Promise<boolean> {
+    return this.settled("close", req, () => this.tryClose(req));
+  }
+
+  private async tryClose(req: CloseRequest): Promise<boolean> {
+    const { door, family, src, via } = req;
+    const record = this.book.get(door, via, src);
+    if (!record) return false;
+    const ports = req.ports ? record.ports.filter((p) => req.ports?.some((q) => portName(q) === portName(p))) : record.ports;
+    const left = record.ports.filter((p) => !ports.includes(p));
+    try {
+      await this.write(door, via, src, () => this.deps.firewall.revoke({ door, family, src, ports: via === "signed" ? ports : null }));
+    } catch (err) {
+      this.failed("revoke", err, door, src);
+      throw err;
+    }
+    this.error = null;
+    if (left.length === 0) this.book.close(door, via, src);
+    else this.book.keepPorts(record, left);
+    guard(this.deps.log, "close_followup", { door: door.name, src }, () => {
+      const text = portsText({ ports });
+      this.closedLine({ ...record, ports }, "close_sequence", { remote: req.remote ?? false }, `closed ${text} for ${src}`);
+    });
+    return true;
+  }
+
+  /** The sweep: every grant whose time is up is closed, each on its own (one's failing follow-up never skips the others). */
+  sweep(now: number): void {
+    for (const g of this.book.expire(now)) guard(this.deps.log, "expiry_followup", { door: g.door.name, src: g.src }, () => this.expired(g, false));
+  }
+
+  /**
+   * Grants a previous run left in the kernel go into the book with the time they have left, so their
+   * expiry is logged and runs ON_CLOSE like any other. The kernel expires them regardless: a listing
+   * that fails costs only those lines, and is said so.
+   */
+  async adopt(doors: readonly Door[]): Promise<void> {
+    const { firewall, log, clock, protection } = this.deps;
+    let listed: ListedGrant[];
+    try {
+      listed = await firewall.grants();
+    } catch (err) {
+      log.warn({ event: "grants_not_adopted", ...errorFields(err, "KNOCK_E_FIREWALL") }, "could not list the grants already in the kernel; they still expire on time, without a close line or ON_CLOSE");
+      return;
+    }
+    const byName = new Map(doors.map((d) => [d.name, d]));
+    const now = clock.now();
+    let adopted = 0;
+    for (const g of listed) {
+      const door = byName.get(g.door);
+      if (!door) continue;
+      const via: WayIn = g.ports === null ? "sequence" : "signed";
+      this.book.adopt(door, via, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs, g.ports ?? protection.portsOf(g.door));
+      adopted++;
+    }
+    if (adopted > 0) log.info({ event: "grants_adopted", grants: adopted }, `adopted ${adopted} grant${adopted === 1 ? "" : "s"} already in the kernel`);
+  }
+
+  /**
+   * The kernel lost these grants (a set or table removed underneath): each goes back for the time
+   * the book gives it, a signed grant's ports each for its own. One that fails is logged like any
+   * failed grant and stays in the book, whose sweep closes it on time. Resolves to those put back.
+   */
+  async restore(lost: readonly GrantRecord[]): Promise<GrantRecord[]> {
+    const now = this.deps.clock.now();
+    const restored: GrantRecord[] = [];
+    await Promise.all(
+      lost
+        .filter((g) => g.expiresAt > now)
+        .map(async (g) => {
+          const key = { door: g.door, family: g.family, src: g.src };
+          try {
+            await this.write(g.door, g.via, g.src, async () => {
+              for (const [end, ports] of entriesOf(g, null)) if (end > now) await this.deps.firewall.grant({ ...key, ports }, kernelMs(end, now));
+            });
+            // Closed while it went back (a close sequence, a replacement): taken away again.
+            if (this.book.get(g.door, g.via, g.src) === undefined) await this.deps.firewall.revoke({ ...key, ports: g.via === "signed" ? g.ports : null });
+            else restored.push(g);
+          } catch (err) {
+            this.failed("grant", err, g.door, g.src);
+          }
+        }),
+    );
+    return restored;
+  }
+
+  /** A grant taken out to make room: revoked in the kernel first (the bound holds whatever follows), closed like any other, and counted. */
+  private replaced(g: GrantRecord, reason: ReplaceReason, by: string): void {
+    const ports = g.via === "signed" ? g.ports : null;
+    this.deps.firewall.revoke({ door: g.door, family: g.family, src: g.src, ports }).catch((err: unknown) => this.failed("revoke", err, g.door, g.src));
+    guard(this.deps.log, "open_followup", { door: g.door.name, src: by }, () => {
+      this.deps.metrics.grantsReplaced.labels(g.door.name, reason).inc();
+      this.closedLine(g, "replaced", { because: reason, by }, `grant for ${g.src} replaced (${reason}) to make room for ${by}`, true);
+    });
+  }
+
+  /** Its time is up: out of the book (unless the sweep took it out already), closed. */
+  private expired(g: GrantRecord, inBook = true): void {
+    if (inBook) this.book.close(g.door, g.via, g.src);
+    this.closedLine(g, "expired", {}, `grant for ${g.src} expired`);
+  }
+
+  /** One close line for every reason, with its metric and ON_CLOSE. */
+  private closedLine(g: GrantRecord, reason: CloseReason, fields: Record<string, string | boolean>, message: string, replaced = false): void {
+    this.deps.metrics.closed(g.door.name, reason);
+    this.hook("on_close", g.door, g.src, g.ports, replaced);
+    this.deps.log.info({ event: "close", door: g.door.name, src: g.src, ports: portsText(g), via: g.via, reason, ...fields }, message);
+  }
+
+  /**
+   * Runs the door's ON_OPEN/ON_CLOSE without waiting for it; failures are logged and counted.
+   * `ports`: what the grant opened, for %PORTS% (a signed grant opens only some of the door's).
+   * `replaced`: the ON_CLOSE of a grant taken out to make room, which a full queue drops first.
+   */
+  private hook(kind: HookKind, door: Door, src: string, ports: readonly PortSpec[], replaced = false): void {
+    const template = kind === "on_open" ? door.onOpen : door.onClose;
+    if (!template) return;
+    const { metrics } = this.deps;
+    const request = { kind, template, ip: src, door: ports === door.ports ? door : { ...door, ports: [...ports] } };
+    void this.deps.runHook(replaced ? { ...request, replaced } : request).then(
+      (r) => {
+        if (r.dropped) metrics.hookDropped.labels(door.name, kind).inc();
+        else if (!r.ok) metrics.hookErrors.labels(door.name, kind).inc();
+      },
+      () => metrics.hookErrors.labels(door.name, kind).inc(),
+    );
+  }
+
+  private failed(operation: FirewallOperation, err: unknown, door: Door, src: string): void {
+    this.logged.add(err);
+    const { code, err: message } = errorFields(err, "KNOCK_E_FIREWALL");
+    this.deps.metrics.firewallFailed(operation);
+    this.error = `${operation} failed: ${message}`;
+    this.deps.log.error({ event: `${operation}_failed`, door: door.name, src, code, err: message }, `${operation} failed: ${message}`);
+  }
+}

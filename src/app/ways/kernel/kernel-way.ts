@@ -1,0 +1,105 @@
+/**
+ * The kernel engine (KNOCK_ENGINE=kernel): the doors' sequences run as nftables rules
+ * (core/knock/compile.ts, adapters/firewall/nftables/knock.ts), which write a completed sequence's
+ * grant themselves, at kernel speed and while the daemon is down. Each completion is reported on
+ * an NFLOG group, read here, and handed to the grant lifecycle like any other way in: the audit
+ * line, metrics, hooks and the cluster object follow as in capture mode.
+ *
+ * The book and the kernel agree because the lifecycle writes the grant again: the same door-wide
+ * element with the door's OPEN_FOR from the daemon's now, a refresh a few milliseconds later than
+ * the rule's, never shorter; so the book's end is the kernel's (to the write's latency) and the
+ * sweep's close line comes when the kernel lets the element go. A grant the rules made while the
+ * daemon was down is in the door's set at start, where adoption finds it like any other.
+ */
+import type { Clock } from "../../../core/clock.js";
+import { errorFields } from "../../../core/errors.js";
+import { Decoder } from "../../../core/packet/decode.js";
+import { nflogParts } from "../../../core/packet/nflog.js";
+import type { Config, Door } from "../../../core/types.js";
+import { openNflog, type Capture, type FrameHandler } from "../../../adapters/capture.js";
+import { KNOCK_NFLOG_GROUP, knockReport } from "../../../adapters/firewall/nftables/knock.js";
+import type { Check } from "../../../adapters/http.js";
+import type { Logger } from "../../../adapters/log.js";
+import type { Metrics } from "../../../adapters/metrics/metrics.js";
+import type { Grants } from "../../grants.js";
+import type { PacketWay } from "../way.js";
+
+export interface KernelDeps {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  /** The NFLOG reader: libpcap's, unless a test gives its own. */
+  openNflog?(group: number, onFrame: FrameHandler): Capture<string>;
+}
+
+export class KernelWay implements PacketWay {
+  /** Attempts in progress live in the kernel's sets. */
+  readonly tracked = 0;
+  private readonly doors: Map<string, Door>;
+  private readonly decoder = new Decoder("RAW");
+  private capture: Capture<string> | null = null;
+  private problem: string | null = "not reading the kernel's reports yet";
+
+  constructor(
+    private readonly deps: KernelDeps,
+    private readonly grants: Pick<Grants, "open" | "closeSequence">,
+  ) {
+    this.doors = new Map(deps.config.doors.map((d) => [d.name, d]));
+  }
+
+  /** No captured packet is its own: the kernel reads the knocks. */
+  ports(): [] {
+    return [];
+  }
+  takes(): boolean {
+    return false;
+  }
+  handle(): void {}
+
+  start(): Promise<void> {
+    this.open();
+    return Promise.resolve();
+  }
+
+  /** A lost NFLOG capture is opened again (reports sent meanwhile are missed; the kernel's grants are not). */
+  sweep(): void {
+    if (!this.capture?.alive()) this.open();
+  }
+
+  checks(): Check[] {
+    return [this.problem === null ? { name: "kernel", ok: true } : { name: "kernel", ok: false, detail: this.problem }];
+  }
+
+  private open(): void {
+    const { log } = this.deps;
+    this.capture?.close();
+    try {
+      this.capture = (this.deps.openNflog ?? openNflog)(KNOCK_NFLOG_GROUP, (frame, length) => this.report(frame, length));
+      this.problem = null;
+      log.info({ event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP }, `the kernel recognises knocks; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`);
+    } catch (err) {
+      this.capture = null;
+      const fields = errorFields(err, "KNOCK_E_CAPTURE");
+      if (this.problem !== fields.err) log.error({ event: "kernel_reports_failed", ...fields }, `cannot read the kernel's reports: ${fields.err}; grants still open, without audit lines`);
+      this.problem = fields.err;
+    }
+  }
+
+  /** One completion; runs in the capture callback, so nothing escapes. */
+  private report(frame: Buffer, length: number): void {
+    try {
+      const parts = nflogParts(frame, length);
+      const report = parts && knockReport(parts.prefix);
+      const door = report && this.doors.get(report.door);
+      if (!parts || !report || !door) return;
+      if (this.decoder.decode(frame.subarray(parts.payloadAt, parts.payloadEnd), parts.payloadEnd - parts.payloadAt) !== "knock") return;
+      const { src, family } = this.decoder.knock;
+      this.deps.metrics.knock(door.name, "completed");
+      if (report.kind === "open") void this.grants.open({ door, family, src, via: "sequence", openForMs: door.openForMs, capturedAt: this.deps.clock.now() });
+      else void this.grants.closeSequence(door, family, src);
+    } catch (err) {
+      this.deps.log.error({ event: "kernel_report_failed", ...errorFields(err) }, `a kernel report could not be read: ${String(err)}`);
+    }
+  }
+}

@@ -14,6 +14,7 @@ import { KNOCK_PORTS, Rng, SPA_PORT, SynFrame, UdpFrame, type CapSender } from "
 import { accessPlaintext, encodeSpa } from "../src/core/spa/encode.js";
 import type { SpaKeys } from "../src/core/spa/verify.js";
 import { tryConnect } from "../test/support/connect.js";
+import { knock as knockWithSockets } from "../src/cli/knock-client.js";
 
 let cap: CapSender | null = null;
 const frames = new Map<string, SynFrame>();
@@ -205,6 +206,10 @@ serveRpc(async (r) => {
       for (const src of r["sources"] as string[]) knock(src, r["dst"] as string);
       return { ok: true };
     }
+    case "knock-sockets":
+      // The knock client's way: one real connect per port, from the source asked for.
+      await knockWithSockets({ host: r["dst"] as string, sequence: KNOCK_PORTS.map((port) => ({ port, proto: "tcp" as const })), delayMs: 0, localAddress: r["src"] as string });
+      return { ok: true };
     case "probe":
       return { ok: await tryConnect(r["host"] as string, r["port"] as number, r["timeoutMs"] as number, r["localAddress"] as string | undefined) };
     case "latency": {

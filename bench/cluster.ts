@@ -46,7 +46,7 @@ export interface ClusterResult {
   notes: string[];
 }
 
-const NAMESPACE = "knockgate";
+export const NAMESPACE = "knockgate";
 const CLI = `${ROOT}dist/src/cli/main.js`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -102,6 +102,22 @@ class Node {
   }
 }
 
+/**
+ * The chart's KnockGrant CRD (as `helm template` renders it) and the namespace, applied to `api`;
+ * returns a client for the objects, as another node writes them.
+ */
+export function knockGrantsApi(api: ApiServer): ReturnType<typeof kubeGrants> {
+  const rendered = spawnSync("helm", ["template", "kg", `${ROOT}helm/knockgate`, "--namespace", NAMESPACE, "--set", "cluster.enabled=true"], { encoding: "utf8" });
+  if (rendered.status !== 0) throw new Error(`helm template: ${rendered.stderr}`);
+  const crd = parseManifests(rendered.stdout).filter((d) => d.kind === "CustomResourceDefinition");
+  api.must(["create", "namespace", NAMESPACE]);
+  api.must(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: crd }));
+  api.must(["wait", "--for=condition=Established", "crd/knockgrants.knockgate.io", "--timeout=30s"]);
+  const kc = new KubeConfig();
+  kc.loadFromFile(api.kubeconfig);
+  return kubeGrants(NAMESPACE, kc);
+}
+
 const address = (i: number) => `198.18.${(i >> 8) & 255}.${i & 255}`;
 
 export async function clusterBench(p: ClusterParams, log: (s: string) => void): Promise<ClusterResult> {
@@ -109,15 +125,7 @@ export async function clusterBench(p: ClusterParams, log: (s: string) => void): 
   const api = await ApiServer.start("127.0.0.1");
   const nodes: Node[] = [];
   try {
-    const rendered = spawnSync("helm", ["template", "kg", `${ROOT}helm/knockgate`, "--namespace", NAMESPACE, "--set", "cluster.enabled=true"], { encoding: "utf8" });
-    if (rendered.status !== 0) throw new Error(`helm template: ${rendered.stderr}`);
-    const crd = parseManifests(rendered.stdout).filter((d) => d.kind === "CustomResourceDefinition");
-    api.must(["create", "namespace", NAMESPACE]);
-    api.must(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: crd }));
-    api.must(["wait", "--for=condition=Established", "crd/knockgrants.knockgate.io", "--timeout=30s"]);
-    const kc = new KubeConfig();
-    kc.loadFromFile(api.kubeconfig);
-    const kube = kubeGrants(NAMESPACE, kc);
+    const kube = knockGrantsApi(api);
     const write = (i: number) => {
       const now = Date.now();
       const body = grantObject({ door: "SSH", address: address(i), family: 4, expiresAt: now + 3_000_000, grantedAt: now, origin: "bench-origin", how: "sequence", ports: null }, NAMESPACE);

@@ -67,10 +67,10 @@ export interface Contender {
  */
 const CLI = process.env["KNOCKGATE_BENCH_CLI"] ?? `${ROOT}dist/src/cli/main.js`;
 
-const METRICS_TOKEN = `bench-${process.pid}`;
+export const METRICS_TOKEN = `bench-${process.pid}`;
 let tokenFile: string | null = null;
 /** A file holding METRICS_TOKEN, written once per run and removed when the process exits. */
-function metricsTokenFile(): string {
+export function metricsTokenFile(): string {
   if (tokenFile === null) {
     const path = join(tmpdir(), `knockgate-bench-${process.pid}.token`);
     writeFileSync(path, METRICS_TOKEN, { mode: 0o600 });
@@ -111,7 +111,7 @@ function tail(child: ChildProcess, keep = 50): string[] {
   return lines;
 }
 
-async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
+export async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   child.kill("SIGTERM");

@@ -44,6 +44,8 @@ export interface FloodResult {
   lastAtNs: string;
   /** Ticks in which the sender was behind its schedule by more than 5 ms of traffic. */
   lateTicks: number;
+  /** Frames the kernel would not take (ENOBUFS, ENETDOWN: the interface went down meanwhile). */
+  sendErrors: number;
 }
 
 /** Frames per event-loop turn at most: keeps a stall from turning into one giant burst. */
@@ -63,6 +65,14 @@ function main(): void {
   let sent = 0;
   let onKnock = 0;
   let lateTicks = 0;
+  let sendErrors = 0;
+  const send = (buf: Buffer, n: number): void => {
+    try {
+      cap.send(buf, n);
+    } catch {
+      sendErrors++;
+    }
+  };
   let first = 0n;
   let last = 0n;
 
@@ -73,7 +83,7 @@ function main(): void {
       const length = 180 + rng.below(81);
       udp.randomB64(rng, length);
       const n = udp.set((SPOOF_V4_FIRST + rng.below(SPOOF_V4_COUNT)) >>> 0, sport, SPA_PORT, length, sent);
-      cap.send(udp.buf, n);
+      send(udp.buf, n);
       onKnock++;
       sent++;
       return;
@@ -104,7 +114,7 @@ function main(): void {
       buf = frame.setV4(grantSourceV4(seq), sport, KNOCK_PORTS[sent % KNOCK_PORTS.length]!, 0x02, sent);
       onKnock++;
     }
-    cap.send(buf, buf.length);
+    send(buf, buf.length);
     sent++;
   };
 
@@ -124,6 +134,7 @@ function main(): void {
       firstAtNs: first.toString(),
       lastAtNs: last.toString(),
       lateTicks,
+      sendErrors,
     };
     cap.close();
     process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(0));

@@ -76,6 +76,8 @@ export class BenchLab {
   serverMac = "";
   clientMac = "";
   private readonly children = new Set<ChildProcess>();
+  /** `ip neigh` lines pinning the client's addresses on the server side (a link set down drops them). */
+  private serverNeighbours: string[] = [];
   private serverHelper: RpcClient | null = null;
   private clientAgent: RpcClient | null = null;
   private destroyed = false;
@@ -108,6 +110,8 @@ export class BenchLab {
     // Spoofed sources have a blackhole route back: keep reverse-path filtering out of the way so
     // every contender sees them (knockd and knockgate capture before routing; the kernel door must too).
     sysctl(server, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0");
+    // The soak sets the server's veth down and up: its IPv6 address must survive that, as IPv4's does.
+    sysctl(server, "net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1");
     sysctl(client, "net.ipv4.tcp_tw_reuse=1", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0");
     this.serverMac = execFileSync("ip", ["netns", "exec", server, "cat", `/sys/class/net/${si}/address`], { encoding: "utf8" }).trim();
     this.clientMac = execFileSync("ip", ["netns", "exec", client, "cat", `/sys/class/net/${ci}/address`], { encoding: "utf8" }).trim();
@@ -139,6 +143,7 @@ export class BenchLab {
       cli.push(`addr add ${legitV6(i)}/128 dev ${ci} nodad`);
       srv.push(`neigh replace ${legitV6(i)} lladdr ${this.clientMac} dev ${si} nud permanent`);
     }
+    this.serverNeighbours = srv.filter((l) => l.startsWith("neigh "));
     ip(["-n", server, "-batch", "-"], srv.join("\n") + "\n");
     ip(["-n", client, "-batch", "-"], cli.join("\n") + "\n");
   }
@@ -176,6 +181,16 @@ export class BenchLab {
     child.on("exit", () => this.children.delete(child));
     child.on("error", () => this.children.delete(child));
     return child;
+  }
+
+  /**
+   * Sets the server's veth down for `downMs`, then up again with its neighbour entries pinned anew
+   * (setting a link down flushes them, permanent ones included).
+   */
+  async flapServerLink(downMs: number): Promise<void> {
+    ip(["-n", this.server, "link", "set", this.serverIface, "down"]);
+    await new Promise((r) => setTimeout(r, downMs));
+    ip(["-n", this.server, "-batch", "-"], [`link set ${this.serverIface} up`, ...this.serverNeighbours].join("\n") + "\n");
   }
 
   /** Processes in the server namespace right now (knockd forks one per grant). */

@@ -137,7 +137,7 @@ async function withContender<T>(
 }
 
 /** Spawns the flood sender in the client namespace; resolves with its report. */
-async function flood(lab: BenchLab, job: Omit<FloodJob, "iface" | "srcMac" | "dstMac">): Promise<FloodResult> {
+export async function flood(lab: BenchLab, job: Omit<FloodJob, "iface" | "srcMac" | "dstMac">): Promise<FloodResult> {
   const full: FloodJob = { ...job, iface: lab.clientIface, srcMac: lab.clientMac, dstMac: lab.serverMac };
   const child = lab.spawnIn(lab.client, [process.execPath, `${ROOT}dist/bench/flood.js`, JSON.stringify(full)]);
   let stderr = "";

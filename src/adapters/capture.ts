@@ -30,6 +30,16 @@ type CapModule = { Cap: new () => CapHandle; knockgatePatch?: number };
 
 const require = createRequire(import.meta.url);
 
+/**
+ * Every cap handle that was opened, for the life of the process. cap's close() stops its libuv poll
+ * handle but never uv_close()s it, so the handle stays in the event loop's handle list; once the
+ * garbage collector frees the Pcap object that holds it, that list points into freed memory, and
+ * the next handle added or removed beside it corrupts the heap (SIGSEGV, or "free(): invalid
+ * pointer" seconds after an interface went down and its capture was reopened; found by the soak,
+ * docs/soak.md). Kept here, a closed handle is never freed: about a kilobyte per reopened capture.
+ */
+const keptForever: CapHandle[] = [];
+
 export interface Capture<L extends string = LinkType> {
   readonly iface: string;
   readonly linkType: L;
@@ -105,6 +115,7 @@ function openDevice<L extends string>(iface: string, filter: string, onFrame: Fr
     );
   }
   const handle = new cap.Cap();
+  keptForever.push(handle);
   const buffer = Buffer.alloc(snaplen);
   let linkType: string;
   try {

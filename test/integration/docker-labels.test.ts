@@ -13,8 +13,9 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer, connect, type Server } from "node:net";
-import { rmSync } from "node:fs";
+import { createServer, connect, type Server, type Socket } from "node:net";
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
@@ -154,13 +155,29 @@ async function answering(host: string, port: number, from = CLIENT_V4): Promise<
  */
 function socketProxy(path: string | number): Promise<Server> {
   if (typeof path === "string") rmSync(path, { force: true });
+  const open = new Set<Socket>();
   const server = createServer((client) => {
     const engine = connect("/var/run/docker.sock");
     client.on("error", () => engine.destroy());
     engine.on("error", () => client.destroy());
     client.pipe(engine).pipe(client);
+    open.add(client);
+    client.on("close", () => {
+      open.delete(client);
+      engine.destroy();
+    });
   });
+  proxyConnections.set(server, open);
   return new Promise((resolve) => (typeof path === "string" ? server.listen(path, () => resolve(server)) : server.listen(path, "127.0.0.1", () => resolve(server))));
+}
+
+const proxyConnections = new WeakMap<Server, Set<Socket>>();
+
+/** Stops a socket proxy as a stopped engine goes: its socket file and every connection through it. */
+async function stopProxy(server: Server): Promise<void> {
+  const closed = new Promise((resolve) => server.close(resolve));
+  for (const s of proxyConnections.get(server) ?? []) s.destroy();
+  await closed;
 }
 
 /** A greeting service on the host (the root namespace), as a host's own sshd would be. */
@@ -312,13 +329,15 @@ describe("Docker labels", { concurrency: false }, () => {
     });
   });
 
-  test("dockerd restarted while knockgate runs: the ports stay protected and the event stream comes back", { timeout: 180_000 }, async () => {
+  test("dockerd restarted while knockgate runs: the same process follows the new engine and its new socket; the labelled port stays closed to others throughout, knockgate_docker_connected goes 0 then 1, a knock after opens", { timeout: 180_000 }, async () => {
     await must(["docker", "rm", "-f", `${RUN_NAME}-web`]);
     await container("web", ["--restart", "unless-stopped", "-p", "22304:8080"]);
     await withKnockgate({ KNOCK_DOCKER: "on" }, async (daemon) => {
       await protecting(daemon, 22304);
       await knockIn(daemon);
       await answering(HOST_V4, 22304);
+      assert.equal(await metric(HTTP.main, "knockgate_docker_connected"), 1);
+      const watch = watchPort(22304, 150_000);
 
       const pids = (await must(["pidof", "dockerd"])).trim().split(" ");
       engineStopped = true;
@@ -333,17 +352,26 @@ describe("Docker labels", { concurrency: false }, () => {
       };
       await waitUntil("dockerd to exit", 60_000, () => Promise.resolve(pids.every(gone) ? true : undefined));
       await daemon.waitFor("docker_unavailable", 10_000);
+      assert.equal(await metric(HTTP.main, "knockgate_docker_connected"), 0);
       const down = await readyz(HTTP.main);
       assert.equal(down.status, 503, "KNOCK_DOCKER=on: an event stream that is down makes knockgate unready");
       assert.ok(down.body.reasons.some((r) => /^docker: event stream down since /.test(r)), down.body.reasons.join("\n"));
 
+      // A new engine, a new socket at the same path; the container comes back by its restart policy.
       await must(["bash", SETUP_DOCKER], { timeoutMs: 120_000 });
       engineStopped = false;
       await daemon.waitFor("docker_connected", 30_000, (l) => l["down_since"] !== undefined);
       await answering(HOST_V4, 22304);
+      const greeted = await watch.stop();
+      assert.equal(greeted[OTHER_V4], 0, "the labelled port must stay closed to others while the engine restarts and until knockgate follows it again");
+      assert.ok((greeted[CLIENT_V4] ?? 0) > 0, `the watch must see the service answer the knocker (${JSON.stringify(greeted)})`);
       assert.equal(await reaches(HOST_V4, 22304, OTHER_V4), false, "still protected after the engine's restart");
       await waitUntil("/readyz to be ready again", 10_000, async () => ((await readyz(HTTP.main)).status === 200 ? true : undefined));
+      assert.equal(await metric(HTTP.main, "knockgate_docker_connected"), 1);
       assert.ok((await metric(HTTP.main, "knockgate_docker_reconnects_total")) >= 1);
+      await knockFrom(daemon, OTHER_V4);
+      assert.equal(await reaches(HOST_V4, 22304, OTHER_V4), true, "a knock after the restart opens the labelled port");
+      assert.deepEqual([daemon.child.exitCode, daemon.child.signalCode, daemon.events("starting").length], [null, null, 1], "the same daemon throughout");
     });
   });
 
@@ -488,6 +516,46 @@ describe("Docker labels", { concurrency: false }, () => {
       await removeRunContainers();
     });
   }
+
+  test("the Docker socket replaced (the proxy at KNOCK_DOCKER_HOST stopped, its path gone, a new one started there): the same process follows it again; the labelled port stays closed to others meanwhile; a knock after opens", { timeout: 120_000 }, async () => {
+    await removeRunContainers();
+    const port = 22309;
+    const path = `/run/knockgate-test-${process.pid}-replaced.sock`;
+    let relay = await socketProxy(path);
+    try {
+      await withKnockgate({ KNOCK_DOCKER: "on", KNOCK_DOCKER_HOST: `unix://${path}` }, async (daemon) => {
+        await container("relayed", ["-p", `${port}:8080`]);
+        await protecting(daemon, port);
+        await knockIn(daemon);
+        await answering(HOST_V4, port);
+        assert.equal(await metric(HTTP.main, "knockgate_docker_connected"), 1);
+        const watch = watchPort(port, 60_000);
+
+        await stopProxy(relay);
+        rmSync(path, { force: true });
+        await daemon.waitFor("docker_unavailable", 10_000);
+        assert.equal(await metric(HTTP.main, "knockgate_docker_connected"), 0);
+        assert.equal((await readyz(HTTP.main)).status, 503);
+        // The engine and the container run on: only knockgate is blind, and the port must not notice.
+        await sleep(2000);
+        relay = await socketProxy(path);
+        await daemon.waitFor("docker_connected", 30_000, (l) => l["down_since"] !== undefined);
+        const greeted = await watch.stop();
+        assert.equal(greeted[OTHER_V4], 0, "the labelled port must stay closed to others while the socket is away");
+        assert.ok((greeted[CLIENT_V4] ?? 0) > 0, `the watch must see the service answer the knocker (${JSON.stringify(greeted)})`);
+        await waitUntil("/readyz to be ready again", 10_000, async () => ((await readyz(HTTP.main)).status === 200 ? true : undefined));
+        assert.equal(await metric(HTTP.main, "knockgate_docker_connected"), 1);
+        assert.ok((await metric(HTTP.main, "knockgate_docker_reconnects_total")) >= 1);
+        await knockFrom(daemon, OTHER_V4);
+        assert.equal(await reaches(HOST_V4, port, OTHER_V4), true, "a knock after the socket came back opens the labelled port");
+        assert.deepEqual([daemon.child.exitCode, daemon.child.signalCode, daemon.events("starting").length], [null, null, 1], "the same daemon throughout");
+      });
+    } finally {
+      await stopProxy(relay);
+      rmSync(path, { force: true });
+      await removeRunContainers();
+    }
+  });
 });
 
 const PROBE_EVERY_MS = 2;
@@ -516,4 +584,54 @@ function prober(ports: number[], durationMs: number): string {
         s.on("data", (d) => { if (String(d).startsWith("hello")) (seen[port] ??= []).push(Math.round(at - start)); s.destroy(); });
       }
     }, ${PROBE_EVERY_MS});`;
+}
+
+/**
+ * Connects to HOST_V4:`port` from CLIENT_V4 and OTHER_V4 every 50 ms from the client namespace
+ * until stop() (at most `maxMs`); stop() resolves with how many connections from each source got
+ * the service's greeting.
+ */
+function watchPort(port: number, maxMs: number): { stop: () => Promise<Record<string, number>> } {
+  const stopFile = join(tmpdir(), `knockgate-watch-${process.pid}-${port}`);
+  rmSync(stopFile, { force: true });
+  const script = `
+    const net = require("net"), fs = require("fs");
+    const start = Date.now();
+    const greeted = { "${CLIENT_V4}": 0, "${OTHER_V4}": 0 };
+    let open = 0;
+    const tick = setInterval(() => {
+      if (fs.existsSync(${JSON.stringify(stopFile)}) || Date.now() - start > ${maxMs}) {
+        clearInterval(tick);
+        const wait = setInterval(() => { if (open === 0) { clearInterval(wait); console.log(JSON.stringify(greeted)); } }, 20);
+        return;
+      }
+      for (const from of Object.keys(greeted)) {
+        if (open > 100) return;
+        open++;
+        const s = net.connect({ host: "${HOST_V4}", port: ${port}, localAddress: from });
+        s.on("close", () => open--);
+        s.setTimeout(200, () => s.destroy());
+        s.on("error", () => undefined);
+        s.on("data", (d) => { if (String(d).startsWith("hello")) greeted[from]++; s.destroy(); });
+      }
+    }, 50);`;
+  const running = net.exec([process.execPath, "-e", script], maxMs + 10_000);
+  return {
+    stop: async () => {
+      writeFileSync(stopFile, "");
+      const r = await running;
+      rmSync(stopFile, { force: true });
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as Record<string, number>;
+    },
+  };
+}
+
+/** Knocks from `from` with the knock client's own code (`knockgate knock` has no source option) and waits for the grant. */
+async function knockFrom(daemon: DaemonProcess, from: string): Promise<void> {
+  const sequence = KNOCKS.map((port) => ({ port: Number(port), proto: "tcp" }));
+  const script = `import(${JSON.stringify(`${ROOT}dist/src/cli/knock-client.js`)}).then((m) => m.knock({ host: "${HOST_V4}", sequence: ${JSON.stringify(sequence)}, delayMs: 0, localAddress: "${from}" }))`;
+  const r = await net.exec([process.execPath, "-e", script]);
+  assert.equal(r.code, 0, r.stderr);
+  await daemon.waitFor("open", 5000, (l) => l["src"] === from);
 }

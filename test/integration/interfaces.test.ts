@@ -154,3 +154,33 @@ for (const backend of ["iptables", "nftables"] as const) {
       }));
   });
 }
+
+describe("captures reopened again and again", () => {
+  test("40 flaps of the watched interface while connections to the daemon come and go: the daemon is still the one started, and a knock opens", { timeout: 240_000 }, () =>
+    withLab(async (lab) => {
+      await lab.startService();
+      // The HTTP server on the veth's address: each connection is a handle opened and closed in the
+      // daemon's event loop, beside the closed captures' (a collected one corrupted the heap).
+      const daemon = await lab.startDaemon({ KNOCK_DOOR_SSH_SEQUENCE: SEQ, KNOCK_HTTP_ADDR: `${SERVER_V4}:9180` });
+      let churning = true;
+      const churn = (async () => {
+        while (churning) await lab.call({ op: "connect", host: SERVER_V4, port: 9180, timeoutMs: 100 });
+      })();
+      try {
+        for (let i = 1; i <= 40; i++) {
+          lab.setServerLink(lab.serverIface, "down");
+          await daemon.waitFor("capture_lost", 5000, () => daemon.events("capture_lost").length >= i);
+          lab.setServerLink(lab.serverIface, "up");
+          await daemon.waitFor("capture_started", 5000, () => daemon.events("capture_started").length > i);
+          running(daemon);
+        }
+      } finally {
+        churning = false;
+        await churn;
+      }
+      running(daemon);
+      await lab.knock(SERVER_V4, SEQ);
+      await daemon.waitFor("open");
+      assert.equal(await lab.canConnect(SERVER_V4), true);
+    }));
+});

@@ -12,8 +12,11 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
 import type { Request } from "./agent.js";
-import { explainFailures, tail } from "./failure-report.js";
+import { explainFailures } from "./failure-report.js";
+import { DaemonProcess } from "./daemon-process.js";
 import { killNamespace } from "./netns.js";
+
+export { DaemonProcess, type LogLine } from "./daemon-process.js";
 
 const PREFIX = "kgt-";
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -76,74 +79,6 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     for (const lab of live) lab.destroySync();
     process.exit(128 + (signal === "SIGINT" ? 2 : signal === "SIGTERM" ? 15 : 1));
   });
-}
-
-export interface LogLine {
-  event?: string;
-  level: number;
-  [key: string]: unknown;
-}
-
-export class DaemonProcess {
-  readonly logs: LogLine[] = [];
-  readonly stderr: string[] = [];
-  private readonly exited: Promise<number>;
-  private waiters: (() => void)[] = [];
-
-  constructor(readonly child: ChildProcess) {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      try {
-        this.logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        this.stderr.push(line);
-      }
-      for (const w of this.waiters) w();
-    });
-    createInterface({ input: child.stderr! }).on("line", (line) => this.stderr.push(line));
-    this.exited = once(child, "exit").then(([code, signal]) => (code as number | null) ?? (signal === "SIGKILL" ? 137 : 128));
-  }
-
-  events(name: string): LogLine[] {
-    return this.logs.filter((l) => l.event === name);
-  }
-
-  /** Waits for a log line with this event (and matching fields); rejects after timeoutMs. */
-  async waitFor(event: string, timeoutMs = 5000, match: (l: LogLine) => boolean = () => true): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = this.logs.find((l) => l.event === event && match(l));
-      if (found) return found;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no "${event}" log within ${timeoutMs} ms (the daemon's last log lines follow the failure)`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      this.waiters = [];
-    }
-  }
-
-  stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number> {
-    this.child.kill(signal);
-    return this.exited;
-  }
-
-  get exitCode(): Promise<number> {
-    return this.exited;
-  }
-
-  /** How it ended, and the last of what it logged and wrote to stderr. */
-  lastWords(title: string): string[] {
-    const { exitCode, signalCode } = this.child;
-    const state = exitCode !== null ? `exit code ${exitCode}` : signalCode !== null ? `signal ${signalCode}` : "running";
-    return [
-      ...tail(`${title} (${state}), log`, this.logs.map((l) => JSON.stringify(l))),
-      ...tail(`${title}, stderr`, this.stderr),
-    ];
-  }
 }
 
 export class Lab {

@@ -15,7 +15,7 @@ import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
 import type { CloseReason, FirewallOperation } from "../adapters/metrics/table.js";
-import { guard } from "./guard.js";
+import { guard, logFailure } from "./guard.js";
 import type { DoorPorts } from "./protection.js";
 
 /** What a way in asks for. */
@@ -83,12 +83,13 @@ function entriesOf(record: GrantRecord, ports: readonly PortSpec[] | null): Map<
   return byEnd;
 }
 
+/** A grant's key among the kernel writes in flight: door, way in, address. */
+const writeKey = (door: Door, via: WayIn, src: string): string => `${door.name}\0${via}\0${src}`;
+
 export class Grants {
   private readonly book: GrantBook;
   /** Why the last grant or revoke failed; null once one succeeded. */
   error: string | null = null;
-  /** Errors `failed` has logged and counted: `settled` does not log them again. */
-  private readonly logged = new Set<unknown>();
   /** Grants (door, way in, address) with a kernel write in flight, and how many. */
   private readonly writing = new Map<string, number>();
 
@@ -103,12 +104,12 @@ export class Grants {
   /** Every grant the book holds whose time has not run out and whose kernel write has finished. */
   held(): GrantRecord[] {
     const now = this.deps.clock.now();
-    return this.book.records().filter((g) => g.expiresAt > now && !this.writing.has(g.door.name + "\0" + g.via + "\0" + g.src));
+    return this.book.records().filter((g) => g.expiresAt > now && !this.writing.has(writeKey(g.door, g.via, g.src)));
   }
 
   /** Runs a kernel write of the grant, which `held` leaves out meanwhile. */
   private async write<T>(door: Door, via: WayIn, src: string, work: () => Promise<T>): Promise<T> {
-    const key = door.name + "\0" + via + "\0" + src;
+    const key = writeKey(door, via, src);
     this.writing.set(key, (this.writing.get(key) ?? 0) + 1);
     try {
       return await work();
@@ -154,7 +155,7 @@ export class Grants {
     } catch (err) {
       if (!live) this.book.close(door, via, src);
       this.failed("grant", err, door, src);
-      throw err;
+      return false;
     }
     guard(this.deps.log, "open_followup", fields, () => this.opened(req, record, asked, live !== undefined, heldLonger, entries));
     return true;
@@ -212,17 +213,20 @@ export class Grants {
         return false;
       }
       const closed = await this.tryClose({ door, family, src, via: "sequence" });
-      publish();
+      if (closed) publish();
       return closed;
     });
   }
 
-  /** Runs `work`; a failure resolves false, logged here unless `failed` logged it already. */
+  /**
+   * Runs `work`, which resolves false itself when the kernel refuses (`failed` logs and counts
+   * that); anything else it throws (a bug in a step) is logged here and resolves false too.
+   */
   private async settled(what: string, req: { door: Door; src: string }, work: () => Promise<boolean>): Promise<boolean> {
     try {
       return await work();
     } catch (err) {
-      if (!this.logged.delete(err)) guard(this.deps.log, `${what}_followup`, { door: req.door.name, src: req.src }, () => this.deps.log.error({ event: `${what}_failed`, door: req.door.name, src: req.src, ...errorFields(err) }, String(err)));
+      logFailure(this.deps.log, what, { door: req.door.name, src: req.src }, err);
       return false;
     }
   }
@@ -245,7 +249,7 @@ export class Grants {
       await this.write(door, via, src, () => this.deps.firewall.revoke({ door, family, src, ports: via === "signed" ? ports : null }));
     } catch (err) {
       this.failed("revoke", err, door, src);
-      throw err;
+      return false;
     }
     this.error = null;
     if (left.length === 0) this.book.close(door, via, src);
@@ -360,7 +364,6 @@ export class Grants {
   }
 
   private failed(operation: FirewallOperation, err: unknown, door: Door, src: string): void {
-    this.logged.add(err);
     const { code, err: message } = errorFields(err, "KNOCK_E_FIREWALL");
     this.deps.metrics.firewallFailed(operation);
     this.error = `${operation} failed: ${message}`;

@@ -10,11 +10,16 @@ export function guard<T>(log: Logger, event: string, fields: Record<string, stri
   try {
     return step();
   } catch (err) {
-    try {
-      log.error({ event: `${event}_failed`, ...fields, ...errorFields(err) }, `${event}: ${String(err)}`);
-    } catch {
-      // Logging itself failed: nothing left to tell, and nothing may escape.
-    }
+    logFailure(log, event, fields, err);
     return undefined;
+  }
+}
+
+/** Logs `err` as `<event>_failed` with `fields`; a logger that throws is not let through. */
+export function logFailure(log: Logger, event: string, fields: Record<string, string>, err: unknown): void {
+  try {
+    log.error({ event: `${event}_failed`, ...fields, ...errorFields(err) }, `${event}: ${String(err)}`);
+  } catch {
+    // Logging itself failed: nothing left to tell, and nothing may escape.
   }
 }

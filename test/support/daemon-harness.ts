@@ -7,6 +7,7 @@ import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { Daemon, type Deps } from "../../src/app/daemon.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
+import type { Firewall } from "../../src/adapters/firewall/firewall.js";
 import { countPerDoor } from "../../src/adapters/firewall/firewall.js";
 import type { FrameHandler, InterfaceState } from "../../src/adapters/capture.js";
 import type { HookRequest } from "../../src/adapters/hooks.js";
@@ -110,3 +111,15 @@ export function daemonHarness(opts: HarnessOptions = {}) {
 
 /** The names of the readiness checks that fail. */
 export const failing = async (d: Daemon): Promise<string[]> => (await d.readiness()).filter((c) => !c.ok).map((c) => c.name);
+
+/** The next repair pass reports `changes` (a set made again, say) and the later ones nothing; checks see the dry run as it is. */
+export function repairsOnce(firewall: Firewall, changes: string[]): void {
+  const reconcile = firewall.reconcile.bind(firewall);
+  let missing = changes;
+  firewall.reconcile = (mode) => {
+    if (mode === "check") return reconcile(mode);
+    const found = missing;
+    missing = [];
+    return Promise.resolve(found);
+  };
+}

@@ -11,7 +11,7 @@ import type { InterfaceState } from "../../src/adapters/capture.js";
 import { CAPTURE_CHECK_MS } from "../../src/app/captures.js";
 import { doorWide } from "../support/dry-run.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
-import { CLIENT, daemonHarness, failing } from "../support/daemon-harness.js";
+import { CLIENT, daemonHarness, failing, repairsOnce } from "../support/daemon-harness.js";
 
 function setup(env: Record<string, string> = {}, overrides: Partial<Deps> = {}) {
   return daemonHarness({ env: { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000", ...env }, overrides });
@@ -121,14 +121,7 @@ test("grants the kernel lost in a repaired set go back for the time they had lef
   const listGrants = firewall.grants.bind(firewall);
   let listings = 0;
   firewall.grants = () => (listings++ === 0 ? Promise.reject(new Error("ipset: busy")) : Promise.resolve([]));
-  let missing = ["sets missing: knockgate-SSH-4"];
-  const reconcile = firewall.reconcile.bind(firewall);
-  firewall.reconcile = (mode) => {
-    if (mode === "check") return reconcile(mode);
-    const found = missing;
-    missing = [];
-    return Promise.resolve(found);
-  };
+  repairsOnce(firewall, ["sets missing: knockgate-SSH-4"]);
   await clock.advance(100);
   // The listing failed: tried again on the next pass, though that pass has nothing to repair.
   assert.deepEqual(granted, []);
@@ -747,7 +740,7 @@ function clusterLink(problem: string | null = null) {
 
 test("cluster: a local grant is published after the kernel has it, a close sequence is published as a close", async () => {
   const { published, closed, link } = clusterLink();
-  const { daemon, firewall, knockAll, clock } = setup({ KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9100,9200" }, { cluster: link });
+  const { daemon, firewall, knockAll, clock, events } = setup({ KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9100,9200" }, { cluster: link });
   await daemon.start();
   const grant = firewall.grant.bind(firewall);
   firewall.grant = () => Promise.reject(new Error("ipset: set is full"));
@@ -758,6 +751,12 @@ test("cluster: a local grant is published after the kernel has it, a close seque
   assert.deepEqual(published, [
     { door: "SSH", address: CLIENT, family: 4, expiresAt: clock.wallNow() + 30_000, grantedAt: clock.wallNow(), how: "sequence", ports: null },
   ]);
+  const revoke = firewall.revoke.bind(firewall);
+  firewall.revoke = () => Promise.reject(new Error("ipset: busy"));
+  await knockAll([9100, 9200]);
+  assert.deepEqual(closed, [], "a close the kernel refused is not published: the grant is still here");
+  assert.equal(events("revoke_failed").length, 1);
+  firewall.revoke = revoke;
   await knockAll([9100, 9200]);
   assert.deepEqual(closed, [`SSH 4 ${CLIENT}`]);
   await daemon.stop();

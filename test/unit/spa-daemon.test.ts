@@ -19,7 +19,7 @@ import { doorPorts } from "../../src/core/protection/targets.js";
 import { ProtectionService, type DoorPorts } from "../../src/app/protection.js";
 import { envTargets } from "../support/protection.js";
 import { forbidUnhandledRejections } from "../support/unhandled.js";
-import { CLIENT, daemonHarness, failing } from "../support/daemon-harness.js";
+import { CLIENT, daemonHarness, failing, repairsOnce } from "../support/daemon-harness.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -283,14 +283,7 @@ test("a signed grant the kernel lost goes back port by port, each for the time i
   };
   const grants = firewall.grants.bind(firewall);
   firewall.grants = async () => (await grants()).filter((g) => g.ports === null);
-  let missing = ["sets missing: knockgate-SSH-spa-4"];
-  const reconcile = firewall.reconcile.bind(firewall);
-  firewall.reconcile = (mode) => {
-    if (mode === "check") return reconcile(mode);
-    const found = missing;
-    missing = [];
-    return Promise.resolve(found);
-  };
+  repairsOnce(firewall, ["sets missing: knockgate-SSH-spa-4"]);
   await clock.advance(100);
   assert.deepEqual(written.sort(), [["22/tcp", 290_000], ["2222/tcp", 20_000]]);
   assert.deepEqual(events("grants_restored").map((l) => l["grants"]), [1]);

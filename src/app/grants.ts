@@ -34,6 +34,8 @@ export interface GrantRequest {
   origin?: string;
   /** A signed datagram's username, for the audit line. */
   username?: string;
+  /** The kernel engine made it while no daemon read its reports: found at start, opened late. */
+  whileDown?: true;
 }
 
 /** Which grant to take away: a signed one's `ports` only, when given. */
@@ -194,8 +196,9 @@ export class Grants {
         ...(req.origin === undefined ? {} : { origin: req.origin }),
         ...(req.username === undefined ? {} : { username: req.username }),
         ...(heldLonger.length > 0 ? { held_longer: portsText({ ports: heldLonger }) } : {}),
+        ...(req.whileDown ? { while_down: true } : {}),
       },
-      req.origin === undefined ? `opened ${text} for ${src}` : `opened ${text} for ${src} (granted on ${req.origin})`,
+      `opened ${text} for ${src}${req.origin !== undefined ? ` (granted on ${req.origin})` : req.whileDown ? " (by the kernel while the daemon was down)" : ""}`,
     );
   }
 
@@ -269,7 +272,9 @@ export class Grants {
   /**
    * Grants a previous run left in the kernel go into the book with the time they have left, so their
    * expiry is logged and runs ON_CLOSE like any other. The kernel expires them regardless: a listing
-   * that fails costs only those lines, and is said so.
+   * that fails costs only those lines, and is said so. One the kernel engine made while no daemon
+   * read its reports is opened as if reported now, for the time it has left: its audit line,
+   * ON_OPEN and its cluster object come late rather than never.
    */
   async adopt(doors: readonly Door[]): Promise<void> {
     const { firewall, log, clock, protection } = this.deps;
@@ -283,14 +288,20 @@ export class Grants {
     const byName = new Map(doors.map((d) => [d.name, d]));
     const now = clock.now();
     let adopted = 0;
+    const late: GrantRequest[] = [];
     for (const g of listed) {
       const door = byName.get(g.door);
       if (!door) continue;
+      if (g.unreported) {
+        late.push({ door, family: g.family, src: g.src, via: "sequence", openForMs: g.remainingMs ?? 0, whileDown: true });
+        continue;
+      }
       const via: WayIn = g.ports === null ? "sequence" : "signed";
       this.book.adopt(door, via, g.src, g.family, g.remainingMs === null ? Infinity : now + g.remainingMs, g.ports ?? protection.portsOf(g.door));
       adopted++;
     }
     if (adopted > 0) log.info({ event: "grants_adopted", grants: adopted }, `adopted ${adopted} grant${adopted === 1 ? "" : "s"} already in the kernel`);
+    await Promise.all(late.map((req) => this.open(req)));
   }
 
   /**

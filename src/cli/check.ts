@@ -17,6 +17,8 @@ import { ProtectionService } from "../app/protection.js";
 import { DockerWatch } from "../app/docker-watch.js";
 import { createLogger } from "../adapters/log.js";
 import { systemClock } from "../adapters/clock.js";
+import { describeProgram, type ProgramDescription } from "../adapters/firewall/nftables/knock.js";
+import { compileDoors } from "../core/knock/compile.js";
 
 export const CHECK_USAGE = `usage: knockgate check [--env-file FILE] [--json]
 
@@ -77,6 +79,8 @@ export interface DoorReport {
   onClose: boolean;
   /** null: not a signed door. */
   spa: SpaReport | null;
+  /** KNOCK_ENGINE=kernel: what each sequence compiles to in the kernel (names and sizes, never ports). */
+  kernel: ProgramDescription[];
 }
 
 export interface CheckReport {
@@ -172,6 +176,7 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
           setting(v("SPA_REQUIRE_USERNAME"), spa.username ?? "", spa.username === null ? "any username" : undefined),
         ],
       },
+      kernel: config.engine === "kernel" ? compileDoors([door], config.maxTracked).map((p) => describeProgram(p, door.openForMs)) : [],
     };
   });
 
@@ -253,7 +258,8 @@ export function reportText(report: CheckReport): string {
       `  protected ports: ${door.ports.map((p) => `${p.port} (${p.from.join(", ")})`).join(", ") || "none"}\n` +
       hook("ON_OPEN", door.onOpen) +
       hook("ON_CLOSE", door.onClose) +
-      (door.spa ? spaLines(door.spa) : "")
+      (door.spa ? spaLines(door.spa) : "") +
+      door.kernel.map(kernelLine).join("")
     );
   });
   return (
@@ -261,6 +267,13 @@ export function reportText(report: CheckReport): string {
     doors.join("") +
     `\nglobal settings\n${report.settings.map(settingLine).join("")}` +
     report.warnings.map((w) => `\nwarning: ${w}\n`).join("")
+  );
+}
+
+function kernelLine(p: ProgramDescription): string {
+  return (
+    `  kernel rules of the ${p.sequence} sequence: chains ${p.chains.join(" and ")}, ${p.rules} rules each; ` +
+    `sets ${p.sets.map((s) => `_${s}`).join(", ")} of each, at most ${p.setSize} sources each; a completion is ${p.completion}\n`
   );
 }
 

@@ -41,9 +41,16 @@ async function macOf(lab: Lab, where: string, iface: string): Promise<string> {
   return r.stdout.trim();
 }
 
-for (const backend of ["iptables", "nftables"] as const) {
-  describe(`${backend} backend`, { concurrency: false }, () => {
-    const env = (extra: Record<string, string> = {}) => door({ KNOCK_FIREWALL: backend, ...extra });
+/** What the acceptance tests run against: each firewall with the capture engine, and the kernel engine (nftables only). */
+const SETUPS = [
+  { backend: "iptables", engine: "capture" },
+  { backend: "nftables", engine: "capture" },
+  { backend: "nftables", engine: "kernel" },
+] as const;
+
+for (const { backend, engine } of SETUPS) {
+  describe(`${backend} backend, ${engine} engine`, { concurrency: false }, () => {
+    const env = (extra: Record<string, string> = {}) => door({ KNOCK_FIREWALL: backend, KNOCK_ENGINE: engine, ...extra });
 
     /**
      * The whole sequence from each of `sources` (spoofed: raw frames from the client's link), stage
@@ -139,6 +146,26 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(await lab.canConnect(SERVER_V4), false, "the kernel must expire the grant without the daemon");
       }));
 
+    if (engine === "kernel") {
+      test("with the daemon killed, the kernel still opens for a new knocker and nobody else; the restarted daemon logs, publishes and adopts that grant, which ends on time", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const first = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "4" }));
+          assert.equal(await first.stop("SIGKILL"), 137);
+          await lab.knock(SERVER_V4, SEQ);
+          assert.equal(await lab.canConnect(SERVER_V4), true, "the kernel opens without the daemon");
+          assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), false, "nobody else gets in");
+          const second = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "4" }));
+          const open = await second.waitFor("open");
+          assert.deepEqual([open["src"], open["via"], open["while_down"]], [CLIENT_V4, "sequence", true]);
+          assert.ok(Number(open["open_for_s"]) <= 4, `the time it had left, not a new OPEN_FOR: ${String(open["open_for_s"])}`);
+          assert.equal(await lab.canConnect(SERVER_V4), true);
+          await second.waitFor("close", 5000, (l) => l["reason"] === "expired" && l["src"] === CLIENT_V4);
+          await sleep(300);
+          assert.equal(await lab.canConnect(SERVER_V4), false, "the grant ends on time");
+        }));
+    }
+
     test("a restart adopts the firewall without duplicates and keeps valid grants", () =>
       withLab(async (lab) => {
         await lab.startService();
@@ -159,6 +186,7 @@ for (const backend of ["iptables", "nftables"] as const) {
             .map((l) => l.replace(/counter packets \d+ bytes \d+/, "counter"));
         assert.deepEqual(rules(afterRestart), rules(before), "no duplicate or changed rules after restart");
         assert.equal(await lab.canConnect(SERVER_V4), true, "the grant from before the restart must still work");
+        assert.deepEqual(second.events("open"), [], "a grant the first daemon opened is adopted, not opened again");
       }));
 
     test("a grant adopted after a restart is logged when it expires and runs ON_CLOSE", () =>
@@ -266,99 +294,123 @@ for (const backend of ["iptables", "nftables"] as const) {
   });
 }
 
-describe("knock recognition on the wire", { concurrency: false }, () => {
-  test("knocks in the wrong order do not open", () =>
-    withLab(async (lab) => {
-      await lab.startService();
-      const daemon = await lab.startDaemon(door());
-      await lab.knock(SERVER_V4, "7000,9000,8000");
-      await sleep(300);
-      assert.equal(daemon.events("open").length, 0);
-      assert.equal(await lab.canConnect(SERVER_V4), false);
-    }));
+for (const engine of ["capture", "kernel"] as const) {
+  describe(`knock recognition on the wire, ${engine} engine`, { concurrency: false }, () => {
+    const knockDoor = (extra: Record<string, string | undefined> = {}) => door({ KNOCK_ENGINE: engine, ...extra });
+    test("knocks in the wrong order do not open", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(knockDoor());
+        await lab.knock(SERVER_V4, "7000,9000,8000");
+        await sleep(300);
+        assert.equal(daemon.events("open").length, 0);
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+      }));
 
-  test("a sequence slower than SEQ_TIMEOUT does not open", () =>
-    withLab(async (lab) => {
-      await lab.startService();
-      const daemon = await lab.startDaemon(door({ KNOCK_DOOR_SSH_SEQ_TIMEOUT: "1" }));
-      await lab.knock(SERVER_V4, SEQ, { delayMs: 600 });
-      await sleep(300);
-      assert.equal(daemon.events("open").length, 0);
-      assert.equal(await lab.canConnect(SERVER_V4), false);
-    }));
+    test("a sequence slower than SEQ_TIMEOUT does not open", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(knockDoor({ KNOCK_DOOR_SSH_SEQ_TIMEOUT: "1" }));
+        await lab.knock(SERVER_V4, SEQ, { delayMs: 600 });
+        await sleep(300);
+        assert.equal(daemon.events("open").length, 0);
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+      }));
 
-  test("UDP and mixed TCP/UDP sequences open", () =>
-    withLab(async (lab) => {
-      await lab.startService();
-      const daemon = await lab.startDaemon(door({ KNOCK_DOOR_SSH_SEQUENCE: "7000:udp,8000,9000:udp" }));
-      await lab.knock(SERVER_V4, "7000:udp,8000,9000:udp");
-      await daemon.waitFor("open");
-      assert.equal(await lab.canConnect(SERVER_V4), true);
-    }));
+    test("UDP and mixed TCP/UDP sequences open", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(knockDoor({ KNOCK_DOOR_SSH_SEQUENCE: "7000:udp,8000,9000:udp" }));
+        await lab.knock(SERVER_V4, "7000:udp,8000,9000:udp");
+        await daemon.waitFor("open");
+        assert.equal(await lab.canConnect(SERVER_V4), true);
+      }));
 
-  test("ACK-only packets on the knock ports are ignored and do not open", () =>
-    withLab(async (lab) => {
-      await lab.startService();
-      const daemon = await lab.startDaemon(door());
-      const base = {
-        srcMac: await macOf(lab, lab.client, lab.clientIface),
-        dstMac: await macOf(lab, lab.server, lab.serverIface),
-        src: CLIENT_V4,
-        dst: SERVER_V4,
-        proto: "tcp" as const,
-        srcPort: 40000,
-      };
-      const frames = [7000, 8000, 9000].map((dstPort) => ({ ...base, dstPort, flags: TcpFlag.ack }));
-      await lab.call({ op: "raw", iface: lab.clientIface, frames });
-      await daemon.waitFor("knock", 2000, (l) => l["result"] === "flags_mismatch");
-      await sleep(200);
-      assert.equal(daemon.events("open").length, 0);
-      assert.equal(await lab.canConnect(SERVER_V4), false);
-      // The same frames as SYNs do open: the injection path itself works.
-      await lab.call({ op: "raw", iface: lab.clientIface, frames: frames.map((f) => ({ ...f, flags: TcpFlag.syn })) });
-      await daemon.waitFor("open");
-    }));
+    test("ACK-only packets on the knock ports are ignored and do not open", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(knockDoor());
+        const base = {
+          srcMac: await macOf(lab, lab.client, lab.clientIface),
+          dstMac: await macOf(lab, lab.server, lab.serverIface),
+          src: CLIENT_V4,
+          dst: SERVER_V4,
+          proto: "tcp" as const,
+          srcPort: 40000,
+        };
+        const frames = [7000, 8000, 9000].map((dstPort) => ({ ...base, dstPort, flags: TcpFlag.ack }));
+        await lab.call({ op: "raw", iface: lab.clientIface, frames });
+        // The capture engine says what it made of them; the kernel's rules just let them by.
+        if (engine === "capture") await daemon.waitFor("knock", 2000, (l) => l["result"] === "flags_mismatch");
+        await sleep(engine === "capture" ? 200 : 500);
+        assert.equal(daemon.events("open").length, 0);
+        assert.equal(await lab.canConnect(SERVER_V4), false);
+        // The same frames as SYNs do open: the injection path itself works.
+        await lab.call({ op: "raw", iface: lab.clientIface, frames: frames.map((f) => ({ ...f, flags: TcpFlag.syn })) });
+        await daemon.waitFor("open");
+      }));
 
-  test("the server's own outgoing SYNs to knock ports are no knocks, and capture is not promiscuous", () =>
-    withLab(async (lab) => {
-      await lab.startService();
-      const daemon = await lab.startDaemon(door());
-      const link = await lab.exec(lab.server, ["ip", "-d", "link", "show", lab.serverIface]);
-      assert.match(link.stdout, /promiscuity 0 /);
-      const knock = await lab.exec(lab.server, [process.execPath, CLI, "knock", "--delay", "20", CLIENT_V4, "7000", "8000", "9000"]);
-      assert.equal(knock.code, 0, knock.stderr);
-      // The client knocking the server afterwards is seen: the capture was live all along.
-      await lab.knock(SERVER_V4, SEQ);
-      const open = await daemon.waitFor("open");
-      assert.equal(open["src"], CLIENT_V4);
-      assert.deepEqual(daemon.events("open").map((l) => l["src"]), [CLIENT_V4], "no grant for the server's own address");
-      // Decoded TCP/UDP: the client's three knocks only. (Seen may also count an MLD report: IPv6
-      // with a hop-by-hop header passes the filter for the decoder to look at.)
-      assert.match(await lab.metrics(), /knockgate_packets_total\{result="decoded"\} 3\n/);
-    }));
+    test("the server's own outgoing SYNs to knock ports are no knocks, and capture is not promiscuous", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(knockDoor());
+        const link = await lab.exec(lab.server, ["ip", "-d", "link", "show", lab.serverIface]);
+        assert.match(link.stdout, /promiscuity 0 /);
+        const knock = await lab.exec(lab.server, [process.execPath, CLI, "knock", "--delay", "20", CLIENT_V4, "7000", "8000", "9000"]);
+        assert.equal(knock.code, 0, knock.stderr);
+        // The client knocking the server afterwards is seen: the capture was live all along.
+        await lab.knock(SERVER_V4, SEQ);
+        const open = await daemon.waitFor("open");
+        assert.equal(open["src"], CLIENT_V4);
+        assert.deepEqual(daemon.events("open").map((l) => l["src"]), [CLIENT_V4], "no grant for the server's own address");
+        // Decoded TCP/UDP: the client's three knocks only. (Seen may also count an MLD report: IPv6
+        // with a hop-by-hop header passes the filter for the decoder to look at.) The kernel engine captures nothing.
+        if (engine === "capture") assert.match(await lab.metrics(), /knockgate_packets_total\{result="decoded"\} 3\n/);
+      }));
 
-  test("two clients knocking interleaved both get in", () =>
-    withLab(async (lab) => {
-      await lab.startService();
-      const daemon = await lab.startDaemon(door());
-      for (const port of [7000, 8000, 9000]) {
-        await lab.knock(SERVER_V4, String(port), { localAddress: CLIENT_V4 });
-        await lab.knock(SERVER_V4, String(port), { localAddress: OTHER_V4 });
-      }
-      await daemon.waitFor("open", 3000, (l) => l["src"] === CLIENT_V4);
-      await daemon.waitFor("open", 3000, (l) => l["src"] === OTHER_V4);
-      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: CLIENT_V4 }), true);
-      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), true);
-    }));
+    test("knocks from sources no client can have (link-local, loopback) open nothing; the same knocks from an ordinary address do", () =>
+      withLab(async (lab) => {
+        const daemon = await lab.startDaemon(knockDoor());
+        const base = {
+          srcMac: await macOf(lab, lab.client, lab.clientIface),
+          dstMac: await macOf(lab, lab.server, lab.serverIface),
+          dst: SERVER_V4,
+          proto: "tcp" as const,
+          srcPort: 40000,
+          flags: TcpFlag.syn,
+        };
+        const from = (src: string) => [7000, 8000, 9000].map((dstPort) => ({ ...base, src, dstPort }));
+        await lab.call({ op: "raw", iface: lab.clientIface, frames: [...from("169.254.0.9"), ...from("127.0.0.9")] });
+        await sleep(500);
+        assert.doesNotMatch(await lab.firewallSnapshot(), /169\.254\.0\.9|127\.0\.0\.9/, "no grant for them in any set");
+        assert.equal(daemon.events("open").length, 0);
+        await lab.call({ op: "raw", iface: lab.clientIface, frames: from("198.18.0.9") });
+        assert.equal((await daemon.waitFor("open"))["src"], "198.18.0.9");
+      }));
 
-  test("KNOCK_ALLOW sources pass without knocking", () =>
-    withLab(async (lab) => {
-      await lab.startService();
-      await lab.startDaemon(door({ KNOCK_ALLOW: `${OTHER_V4}/32,fd00:dead::/32` }));
-      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), true);
-      assert.equal(await lab.canConnect(SERVER_V4, { localAddress: CLIENT_V4 }), false);
-    }));
-});
+    test("two clients knocking interleaved both get in", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(knockDoor());
+        for (const port of [7000, 8000, 9000]) {
+          await lab.knock(SERVER_V4, String(port), { localAddress: CLIENT_V4 });
+          await lab.knock(SERVER_V4, String(port), { localAddress: OTHER_V4 });
+        }
+        await daemon.waitFor("open", 3000, (l) => l["src"] === CLIENT_V4);
+        await daemon.waitFor("open", 3000, (l) => l["src"] === OTHER_V4);
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: CLIENT_V4 }), true);
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), true);
+      }));
+
+    test("KNOCK_ALLOW sources pass without knocking", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        await lab.startDaemon(knockDoor({ KNOCK_ALLOW: `${OTHER_V4}/32,fd00:dead::/32` }));
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: OTHER_V4 }), true);
+        assert.equal(await lab.canConnect(SERVER_V4, { localAddress: CLIENT_V4 }), false);
+      }));
+  });
+}
 
 describe("configuration and lifecycle", { concurrency: false }, () => {
   test("KNOCK_INTERFACE=any captures through Linux cooked capture", () =>

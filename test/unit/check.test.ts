@@ -62,6 +62,20 @@ describe("knockgate check", () => {
     assert.doesNotMatch(r.stdout, /logger/, "a hook's command line may hold a secret");
   });
 
+  test("with the kernel engine: what each sequence compiles to, by name and size, and still no sequence port", () => {
+    const r = cli.run(["check"], { ...VALID, KNOCK_ENGINE: "kernel", KNOCK_MAX_TRACKED: "5000" });
+    assert.equal(r.status, 0, r.stderr);
+    for (const port of SECRET_PORTS) assert.doesNotMatch(r.stdout, new RegExp(`\\b${port}\\b`), `sequence port ${port} leaked`);
+    assert.match(
+      r.stdout,
+      /\n {2}kernel rules of the open sequence: chains knock_SSH_open_v4 and knock_SSH_open_v6, 7 rules each; sets _first, _s1, _s2, _recent, _unread of each, at most 5000 sources each; a completion is reported on NFLOG group 19271; the source goes into door_SSH_v4 and door_SSH_v6 for 60 s\n/,
+    );
+    assert.match(r.stdout, /\n {2}kernel rules of the close sequence: chains knock_SSH_close_v4 and knock_SSH_close_v6, 5 rules each; sets _first, _s1, _recent of each, [^\n]*the source leaves door_SSH_v4 and door_SSH_v6\n/);
+    const json = JSON.parse(cli.run(["check", "--json"], { ...VALID, KNOCK_ENGINE: "kernel" }).stdout) as { doors: { kernel: { sequence: string; rules: number }[] }[] };
+    assert.deepEqual(json.doors[0]?.kernel.map((k) => [k.sequence, k.rules]), [["open", 7], ["close", 5]]);
+    assert.doesNotMatch(cli.run(["check"], VALID).stdout, /kernel rules/, "the capture engine compiles nothing");
+  });
+
   test("an invalid environment: exit 78, every problem in the daemon's format, nothing run", () => {
     const r = cli.run(["check"], { KNOCK_DOOR_SSH_SEQUENCE: "7123,99999", KNOCK_DOOR_SSH_OPEN_FOR: "soon", KNOCK_FIREWAL: "nftables" });
     assert.equal(r.status, 78);

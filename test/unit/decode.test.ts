@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
-import { formatIPv6 } from "../../src/core/packet/address.js";
+import net, { BlockList } from "node:net";
+import { BOGUS_SOURCE_PREFIXES, formatIPv6 } from "../../src/core/packet/address.js";
 import { Decoder, isLinkType, type LinkType } from "../../src/core/packet/decode.js";
 import { TcpFlag, type Knock } from "../../src/core/types.js";
 import { buildFrame, macBytes } from "../support/frames.js";
@@ -601,6 +601,20 @@ describe("sources no client has", () => {
   for (const src of FINE) {
     test(`a knock from ${src} (the edge of a bogus range, or an ordinary address) is a knock`, () => assert.equal(outcome(src), "knock"));
   }
+
+  test("the kernel engine's prefixes of refused sources hold the same addresses as the decoder's test", () => {
+    const inPrefixes = (src: string) => {
+      const family = src.includes(":") ? 6 : 4;
+      const list = new BlockList();
+      for (const p of BOGUS_SOURCE_PREFIXES[family]) {
+        const [net, bits] = p.split("/");
+        list.addSubnet(net as string, Number(bits), family === 4 ? "ipv4" : "ipv6");
+      }
+      return list.check(src, family === 4 ? "ipv4" : "ipv6");
+    };
+    assert.deepEqual([...BOGUS, ...BOGUS6].filter((s) => !inPrefixes(s)), []);
+    assert.deepEqual(FINE.filter(inPrefixes), []);
+  });
 });
 
 describe("UDP payload bounds (signed datagrams)", () => {

@@ -5,6 +5,10 @@ import { ConfigError } from "../../src/core/errors.js";
 import { nflogParts } from "../../src/core/packet/nflog.js";
 import { knockPrefix, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
 import { nftScript } from "../support/render.js";
+import type { ClusterLink } from "../../src/app/daemon.js";
+import type { Capture } from "../../src/adapters/capture.js";
+import type { Door } from "../../src/core/types.js";
+import { daemonHarness } from "../support/daemon-harness.js";
 
 const DOOR = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000:udp,9000" };
 const problems = (env: Record<string, string>): string[] => {
@@ -36,7 +40,7 @@ test("the kernel engine's rules enter each sequence's chain with the door's TCP 
   assert.match(script, /add rule inet knockgate prerouting meta nfproto ipv4 tcp dport \{ 7000, 9000 \} tcp flags & \(syn \| ack\) == syn jump knock_SSH_open_v4\n/);
   assert.match(script, /add rule inet knockgate prerouting meta nfproto ipv6 udp dport \{ 8000 \} jump knock_SSH_open_v6\n/);
   assert.match(script, /add set inet knockgate knock_SSH_open_v4_s2 \{ type ipv4_addr; flags dynamic,timeout; size 500; \}/);
-  assert.match(script, /th dport 9000 .*log prefix "knockgate open SSH" group 19271 update @door_SSH_v4 \{ ip saddr timeout 30s \} return\n/);
+  assert.match(script, /th dport 9000 .*log prefix "knockgate open SSH" group 19271 update @door_SSH_v4 \{ ip saddr timeout 30s \} update @knock_SSH_open_v4_unread /);
   assert.doesNotMatch(nftScript(parseConfig(DOOR)).script, /knock_/);
 });
 
@@ -56,4 +60,49 @@ test("an NFLOG message gives its prefix and the logged packet; one that does not
   assert.deepEqual(knockReport(parts.prefix), { kind: "open", door: "SSH" });
   assert.equal(knockReport("somebody else"), null);
   assert.equal(nflogParts(frame, frame.length - 3), null);
+});
+
+test("the kernel engine's rules refuse sources no knock can come from, and mark each grant they make until a daemon takes its report", () => {
+  const script = nftScript(parseConfig({ ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,7000" })).script;
+  // First in each chain: refused sources go back before any set is touched.
+  assert.match(script, /flush chain inet knockgate knock_SSH_open_v4\nadd rule inet knockgate knock_SSH_open_v4 ip saddr \{ 0\.0\.0\.0\/8, 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 224\.0\.0\.0\/3 \} return\n/);
+  assert.match(script, /flush chain inet knockgate knock_SSH_close_v6\nadd rule inet knockgate knock_SSH_close_v6 ip6 saddr \{ ::\/96, [^}]*fe80::\/10, [^}]*64:ff9b::7f00:0\/104[^}]*\} return\n/);
+  // The mark comes after the grant, so a full mark set never costs the grant; a close makes none.
+  assert.match(script, /update @door_SSH_v4 \{ ip saddr timeout 30s \} update @knock_SSH_open_v4_unread \{ ip saddr timeout 30000ms \} return\n/);
+  assert.match(script, /add set inet knockgate knock_SSH_open_v6_unread \{ type ipv6_addr; flags dynamic,timeout; size \d+; \}/);
+  assert.doesNotMatch(script, /knock_SSH_close_v4_unread/);
+  // A door open until its close sequence marks without a timeout too.
+  const untilClosed = nftScript(parseConfig({ ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "0", KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,7000" })).script;
+  assert.match(untilClosed, /add @door_SSH_v4 \{ ip saddr \} update @knock_SSH_open_v4_unread \{ ip saddr \} return\n/);
+});
+
+test("a grant the kernel engine made while no daemon read its reports is opened at start, late: audit line, ON_OPEN and its cluster object; one already reported is adopted quietly", async () => {
+  const published: unknown[] = [];
+  const cluster: ClusterLink = { opened: (g) => void published.push(g), closed: () => undefined, check: () => ({ name: "cluster", ok: true }) };
+  const nflog = (): Capture<string> => ({ iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined });
+  const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" };
+  const { daemon, firewall, events, hooks, clock, config } = daemonHarness({
+    env,
+    overrides: { openNflog: nflog, cluster },
+    firewallOf: (f) => {
+      const grants = f.grants.bind(f);
+      f.grants = async () => (await grants()).map((g) => (g.src === "198.18.0.7" ? { ...g, unreported: true as const } : g));
+      return f;
+    },
+  });
+  const door = config.doors[0] as Door;
+  // What the kernel left: one grant reported to the last daemon, one made after it died (20 s to go).
+  await firewall.grant({ door, family: 4, src: "198.18.0.8", ports: null }, 30_000);
+  await firewall.grant({ door, family: 4, src: "198.18.0.7", ports: null }, 20_000);
+  await daemon.start();
+  await clock.settle();
+  assert.deepEqual(events("grants_adopted").map((l) => l["grants"]), [1]);
+  const opens = events("open");
+  assert.deepEqual(opens.map((l) => [l["src"], l["via"], l["while_down"], l["open_for_s"]]), [["198.18.0.7", "sequence", true, 20]]);
+  assert.deepEqual(hooks.map((h) => [h.kind, h.ip]), [["on_open", "198.18.0.7"]]);
+  assert.deepEqual(published.map((g) => (g as { address: string; expiresAt: number }).address), ["198.18.0.7"]);
+  assert.equal((published[0] as { expiresAt: number }).expiresAt, clock.wallNow() + 20_000);
+  await clock.advance(20_000);
+  assert.deepEqual(events("close").map((l) => [l["src"], l["reason"]]), [["198.18.0.7", "expired"]]);
+  await daemon.stop();
 });

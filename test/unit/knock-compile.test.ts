@@ -81,7 +81,7 @@ describe("kernel engine compilation", () => {
     const programs = compileDoors([door("SSH", "7000,8000:udp,9000", { closeSequence: seq("9000,8000:udp") }), signedOnly], 4242);
     assert.deepEqual(programs.map((p) => [p.door, p.kind, p.stages, p.setSize]), [["SSH", "open", 2, 4242], ["SSH", "close", 1, 4242]]);
     assert.deepEqual(programs[0]?.ports, seq("7000,8000:udp,9000"));
-    assert.deepEqual(compileSequence(door("ONE", "7000"), "open", seq("7000"), 1).rules.map((r) => r.then.map((a) => a.op)), [["report", "grant"]]);
+    assert.deepEqual(compileSequence(door("ONE", "7000"), "open", seq("7000"), 1).rules.map((r) => r.then.map((a) => a.op)), [["report", "grant", "update"]]);
   });
 
   test("a sequence longer than the kernel engine takes is refused with the reason", () => {

@@ -30,6 +30,8 @@ export interface ListedGrant {
   src: string;
   ports: PortSpec[] | null;
   remainingMs: number | null;
+  /** The kernel engine made it and no daemon has taken its report: made while the daemon was down. */
+  unreported?: true;
 }
 
 /** The signed doors' replay sets: the kernel's record of datagrams accepted, which outlives the daemon. */

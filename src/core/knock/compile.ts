@@ -7,7 +7,9 @@
  *            still in it proves its first knock was recent enough (the timeout runs from there);
  *   stage k  (1 <= k < n) matched the first k knocks, with SEQ_TIMEOUT (only to bound them: an
  *            attempt is live while its source is in `first` too);
- *   recent   its last knock was less than REPEAT_WINDOW_MS ago (refreshed by each knock taken).
+ *   recent   its last knock was less than REPEAT_WINDOW_MS ago (refreshed by each knock taken);
+ *   unread   (open sequences) granted by the kernel, whose report no daemon has taken yet: what a
+ *            daemon that was down finds at start, to log and publish (its grant write clears it).
  * The rules, first match wins (each ends the sequence's evaluation), for a knock on a port of the
  * sequence whose TCP flags match (other packets never reach them):
  *   progress  in first and stage k, on port k: on to stage k+1, or at the last port, completed;
@@ -21,13 +23,13 @@ import { REPEAT_WINDOW_MS, type SequenceKind } from "./machine.js";
 import type { Door, PortSpec, TcpFlagMatch } from "../types.js";
 
 /** A set of one sequence's program. */
-export type KnockSet = { role: "first" } | { role: "stage"; stage: number } | { role: "recent" };
+export type KnockSet = { role: "first" } | { role: "stage"; stage: number } | { role: "recent" } | { role: "unread" };
 
 /** What a rule does, in order. */
 export type KnockAction =
   /** Puts the source in the set (a source there already keeps its timeout). */
   | { op: "add"; set: KnockSet; timeoutMs: number }
-  /** Puts the source in the set, or refreshes its timeout. */
+  /** Puts the source in the set, or refreshes its timeout (0: none). */
   | { op: "update"; set: KnockSet; timeoutMs: number }
   | { op: "delete"; set: KnockSet }
   /** The door-wide grant: the door's grant set, for OPEN_FOR (0: until closed). */
@@ -54,6 +56,8 @@ export interface KnockProgram {
   setSize: number;
   /** Stage sets: 1 .. stages. */
   stages: number;
+  /** Every set the rules use, in order. */
+  sets: KnockSet[];
   rules: KnockRule[];
 }
 
@@ -78,12 +82,17 @@ export function compileDoors(doors: readonly Door[], maxTracked: number): KnockP
 
 const first: KnockSet = { role: "first" };
 const recent: KnockSet = { role: "recent" };
+const unread: KnockSet = { role: "unread" };
 const stage = (k: number): KnockSet => ({ role: "stage", stage: k });
 
 export function compileSequence(door: Door, kind: SequenceKind, sequence: readonly PortSpec[], maxTracked: number): KnockProgram {
   const n = sequence.length;
   const T = door.seqTimeoutMs;
-  const done: KnockAction[] = kind === "open" ? [{ op: "report" }, { op: "grant", openForMs: door.openForMs }] : [{ op: "report" }, { op: "revoke" }];
+  // The mark comes last: a full unread set stops the rule there, after the grant.
+  const done: KnockAction[] =
+    kind === "open"
+      ? [{ op: "report" }, { op: "grant", openForMs: door.openForMs }, { op: "update", set: unread, timeoutMs: door.openForMs }]
+      : [{ op: "report" }, { op: "revoke" }];
   const stages = Array.from({ length: n - 1 }, (_, i) => i + 1);
   const leaveAll: KnockAction[] = [first, ...stages.map(stage)].map((set) => ({ op: "delete", set }));
   const touch: KnockAction = { op: "update", set: recent, timeoutMs: REPEAT_WINDOW_MS };
@@ -98,5 +107,6 @@ export function compileSequence(door: Door, kind: SequenceKind, sequence: readon
   rules.push({ in: [], port: sequence[0] as PortSpec, then: start });
   if (n > 1) rules.push({ in: [], port: null, then: leaveAll });
   const ports = [...new Map(sequence.map((p) => [`${p.port}/${p.proto}`, p])).values()];
-  return { door: door.name, kind, ports, tcpFlags: door.tcpFlags, setSize: maxTracked, stages: n - 1, rules };
+  const sets = [first, ...stages.map(stage), recent, ...(kind === "open" ? [unread] : [])];
+  return { door: door.name, kind, ports, tcpFlags: door.tcpFlags, setSize: maxTracked, stages: n - 1, sets, rules };
 }

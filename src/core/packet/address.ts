@@ -94,6 +94,12 @@ export function isBogusSource(buf: Uint8Array, off: number, family: Family): boo
   return (buf[off + 10] === 0 && buf[off + 11] === 0) || (buf[off + 10] === 0xff && buf[off + 11] === 0xff);
 }
 
+/** isBogusSource's addresses as prefixes, for rules that filter in the kernel (the kernel engine's). */
+export const BOGUS_SOURCE_PREFIXES: Readonly<Record<Family, readonly string[]>> = {
+  4: ["0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3"],
+  6: ["::/96", "::ffff:0:0/96", "fe80::/10", "ff00::/8", "64:ff9b::/104", "64:ff9b::7f00:0/104", "64:ff9b::a9fe:0/112", "64:ff9b::e000:0/99"],
+};
+
 function isBogusV4(buf: Uint8Array, off: number): boolean {
   const first = buf[off]!;
   return first === 0 || first === 127 || first >= 224 || (first === 169 && buf[off + 1] === 254);

@@ -12,7 +12,9 @@ import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
 import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
+import { kernelGrantDoors, unreadSetName } from "./knock.js";
 import {
+  inTable,
   NFT_ACK_SET,
   NFT_TABLE,
   nftGrantLine,
@@ -26,6 +28,7 @@ import {
   nftSpaRevokeLine,
   nftSpaSetName,
   setName,
+  takeOutLine,
 } from "./sets.js";
 import { countNftRules, nftElements, nftSpaElements, ruleComments } from "./listing.js";
 
@@ -167,12 +170,17 @@ export class NftablesFirewall implements Firewall {
     return this.apply(revokeLine({ ...grant, src }));
   }
 
-  grants(): Promise<ListedGrant[]> {
-    return listGrants(
+  async grants(): Promise<ListedGrant[]> {
+    const listed = await listGrants(
       this.planned.config.doors,
       async (door, family) => nftElements(await this.elements(nftSetName(door, family))),
       async (door, family) => nftSpaElements(await this.elements(nftSpaSetName(door, family))),
     );
+    const unread = new Set<string>();
+    for (const door of kernelGrantDoors(this.planned.plan)) {
+      for (const family of FAMILIES) for (const e of nftElements(await this.elements(unreadSetName(door, family)))) unread.add(`${door} ${family} ${e.src}`);
+    }
+    return unread.size === 0 ? listed : listed.map((g) => (g.ports === null && unread.has(`${g.door} ${g.family} ${g.src}`) ? { ...g, unreported: true } : g));
   }
 
   private elements(set: string): Promise<string> {
@@ -197,7 +205,7 @@ export class NftablesFirewall implements Firewall {
     for (let batch = this.queue.shift(); batch; batch = this.queue.shift()) {
       const { door, family } = batch;
       const srcs = [...batch.srcs];
-      const line = batch.revoke ? nftRevokeLine(door.name, family, srcs) : nftGrantLine(door.name, family, srcs, batch.forMs);
+      const line = batch.revoke ? nftRevokeLine(door.name, family, srcs) : this.grantLine(door, family, srcs, batch.forMs);
       try {
         await this.apply(line);
         for (const w of batch.waiters) w.resolve();
@@ -206,6 +214,12 @@ export class NftablesFirewall implements Firewall {
       }
     }
     this.draining = false;
+  }
+
+  /** Door-wide grants; where the kernel makes the door's grants, their marks go in the same transaction: the report is taken. */
+  private grantLine(door: Door, family: Family, srcs: readonly string[], forMs: number): string {
+    const line = nftGrantLine(door.name, family, srcs, forMs);
+    return kernelGrantDoors(this.planned.plan).has(door.name) ? `${line}; ${takeOutLine(inTable(unreadSetName(door.name, family)), srcs)}` : line;
   }
 
   private async apply(line: string): Promise<void> {

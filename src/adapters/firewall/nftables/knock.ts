@@ -6,6 +6,7 @@
  * NFLOG group KNOCK_NFLOG_GROUP, prefix "knockgate open DOOR" (or close), which the daemon reads.
  */
 import { FAMILIES } from "../../../core/firewall/common.js";
+import { BOGUS_SOURCE_PREFIXES } from "../../../core/packet/address.js";
 import type { FirewallPlan, KnockEntry } from "../../../core/firewall/plan.js";
 import type { KnockAction, KnockProgram, KnockSet } from "../../../core/knock/compile.js";
 import type { SequenceKind } from "../../../core/knock/machine.js";
@@ -25,10 +26,17 @@ export function knockReport(prefix: string): { kind: SequenceKind; door: string 
 }
 
 export const knockChainName = (p: Pick<KnockProgram, "door" | "kind">, family: Family): string => `knock_${p.door}_${p.kind}_v${family}`;
-const setOf = (p: KnockProgram, family: Family, set: KnockSet): string => `${knockChainName(p, family)}_${set.role === "stage" ? `s${set.stage}` : set.role}`;
+const setOf = (p: Pick<KnockProgram, "door" | "kind">, family: Family, set: KnockSet): string => `${knockChainName(p, family)}_${set.role === "stage" ? `s${set.stage}` : set.role}`;
+
+/** A door's grants that the kernel made and no daemon has taken the report of (its `unread` set). */
+export const unreadSetName = (door: string, family: Family): string => setOf({ door, kind: "open" }, family, { role: "unread" });
+
+/** The doors whose grants the kernel makes: those with an open program. */
+export const kernelGrantDoors = (plan: FirewallPlan): Set<string> => new Set(plan.knock.filter((p) => p.kind === "open").map((p) => p.door));
 
 const saddr = (family: Family) => (family === 4 ? "ip saddr" : "ip6 saddr");
-const timeout = (ms: number) => `${Math.max(1, Math.round(ms))}ms`;
+/** 0: none (a grant until the close sequence, and its mark). */
+const timeout = (ms: number) => (ms > 0 ? ` timeout ${Math.max(1, Math.round(ms))}ms` : "");
 
 function flagsText(match: TcpFlagMatch): string {
   const names = (bits: number) => Object.entries(TcpFlag).flatMap(([name, bit]) => (bits & bit ? [name] : []));
@@ -48,7 +56,7 @@ function actionText(p: KnockProgram, family: Family, a: KnockAction): string {
   switch (a.op) {
     case "add":
     case "update":
-      return `${a.op} @${setOf(p, family, a.set)} { ${src} timeout ${timeout(a.timeoutMs)} }`;
+      return `${a.op} @${setOf(p, family, a.set)} { ${src}${timeout(a.timeoutMs)} }`;
     case "delete":
       return `delete @${setOf(p, family, a.set)} { ${src} }`;
     case "grant":
@@ -61,6 +69,35 @@ function actionText(p: KnockProgram, family: Family, a: KnockAction): string {
   }
 }
 
+/** What `knockgate check` says of a program: the objects it makes and what a completion does, never its ports. */
+export interface ProgramDescription {
+  sequence: SequenceKind;
+  /** One per family. */
+  chains: string[];
+  /** Rules per chain. */
+  rules: number;
+  /** Each chain's sets, by the suffix to its name. */
+  sets: string[];
+  /** Sources each set holds at most. */
+  setSize: number;
+  /** What a completed sequence does. */
+  completion: string;
+}
+
+export function describeProgram(p: KnockProgram, openForMs: number): ProgramDescription {
+  const grantSets = FAMILIES.map((f) => nftSetName(p.door, f)).join(" and ");
+  const time = openForMs > 0 ? `for ${Math.ceil(openForMs / 1000)} s` : "until the close sequence";
+  return {
+    sequence: p.kind,
+    chains: FAMILIES.map((f) => knockChainName(p, f)),
+    // The refused-source rule comes first.
+    rules: p.rules.length + 1,
+    sets: p.sets.map((set) => setOf(p, 4, set).slice(knockChainName(p, 4).length + 1)),
+    setSize: p.setSize,
+    completion: `reported on NFLOG group ${KNOCK_NFLOG_GROUP}; ${p.kind === "open" ? `the source goes into ${grantSets} ${time}` : `the source leaves ${grantSets}`}`,
+  };
+}
+
 /** Every program's sets and chains, made if missing and the chains rewritten: lines of the plan's transaction. */
 export function knockLines(plan: FirewallPlan): string[] {
   const t = `inet ${NFT_TABLE}`;
@@ -68,10 +105,11 @@ export function knockLines(plan: FirewallPlan): string[] {
   for (const p of plan.knock) {
     for (const family of FAMILIES) {
       const type = family === 4 ? "ipv4_addr" : "ipv6_addr";
-      const sets: KnockSet[] = [{ role: "first" }, ...Array.from({ length: p.stages }, (_, i): KnockSet => ({ role: "stage", stage: i + 1 })), { role: "recent" }];
-      for (const set of sets) lines.push(`add set ${t} ${setOf(p, family, set)} { type ${type}; flags dynamic,timeout; size ${p.setSize}; }`);
+      for (const set of p.sets) lines.push(`add set ${t} ${setOf(p, family, set)} { type ${type}; flags dynamic,timeout; size ${p.setSize}; }`);
       const chain = knockChainName(p, family);
       lines.push(`add chain ${t} ${chain}`, `flush chain ${t} ${chain}`);
+      // No knock can honestly come from these (core/packet/address.ts): they neither knock nor get a grant.
+      lines.push(`add rule ${t} ${chain} ${saddr(family)} { ${BOGUS_SOURCE_PREFIXES[family].join(", ")} } return`);
       for (const rule of p.rules) {
         const when = [...rule.in.map((s) => `${saddr(family)} @${setOf(p, family, s)}`), ...(rule.port ? [`meta l4proto ${rule.port.proto} th dport ${rule.port.port}`] : [])];
         lines.push(`add rule ${t} ${chain} ${[...when, ...rule.then.map((a) => actionText(p, family, a)), "return"].join(" ")}`);

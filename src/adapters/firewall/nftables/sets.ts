@@ -58,7 +58,7 @@ export function addSetLine(set: PlannedSet): string {
 }
 
 /** Takes elements out of a set as one transaction; adding first makes one that already expired no error. */
-function takeOutLine(set: string, elements: readonly string[]): string {
+export function takeOutLine(set: string, elements: readonly string[]): string {
   const all = elements.join(", ");
   return `add element ${set} { ${all} }; delete element ${set} { ${all} }`;
 }
@@ -72,7 +72,7 @@ function putLine(set: string, elements: readonly string[], timeoutS: number | nu
   return `${takeOutLine(set, elements)}; add element ${set} { ${elements.map((e) => e + timeout).join(", ")} }`;
 }
 
-const inTable = (set: string) => `inet ${NFT_TABLE} ${set}`;
+export const inTable = (set: string): string => `inet ${NFT_TABLE} ${set}`;
 
 /** Door-wide grants of one door and family as one transaction. */
 export function nftGrantLine(door: string, family: Family, srcs: readonly string[], openForMs: number): string {

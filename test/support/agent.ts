@@ -18,10 +18,32 @@ export type Request =
   | { op: "connect"; host: string; port: number; timeoutMs: number; localAddress?: string }
   | { op: "session-open"; host: string; port: number; localAddress?: string }
   | { op: "session-echo"; session: number; data: string }
-  | { op: "raw"; iface: string; frames: (Omit<FrameSpec, "srcMac" | "dstMac"> & { srcMac: string; dstMac: string })[] }
+  | { op: "raw"; iface: string; frames: RawFrame[] }
+  /** Each frame at its time (ms from the call); replies with when each went out, on the same clock. */
+  | { op: "raw-timed"; iface: string; frames: (RawFrame & { at: number })[] }
   | { op: "knock-to-open"; host: string; ports: PortSpec[]; port: number; localAddress: string; probeEveryMs: number; timeoutMs: number }
   /** One UDP datagram whose payload is `data` (latin1 text, as SPA datagrams are). */
   | { op: "udp"; host: string; port: number; data: string; localAddress?: string };
+
+type RawFrame = Omit<FrameSpec, "srcMac" | "dstMac"> & { srcMac: string; dstMac: string };
+const built = (f: RawFrame): Buffer => buildFrame({ ...f, srcMac: macBytes(f.srcMac), dstMac: macBytes(f.dstMac) });
+
+/** Sends each frame at its time: a timer to within 2 ms of it, then a spin, so the times are exact to a few microseconds. */
+async function sendTimed(iface: string, frames: readonly (RawFrame & { at: number })[]): Promise<number[]> {
+  const cap = rawSender(iface);
+  const wire = frames.map(built);
+  const sentAt: number[] = [];
+  const start = performance.now();
+  for (const [i, frame] of wire.entries()) {
+    const due = start + (frames[i]?.at ?? 0);
+    const wait = due - performance.now() - 2;
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    while (performance.now() < due);
+    sentAt.push(performance.now() - start);
+    cap.send(frame, frame.length);
+  }
+  return sentAt;
+}
 
 const sessions = new Map<number, Socket>();
 let nextSession = 1;
@@ -98,12 +120,11 @@ async function handle(r: Request): Promise<unknown> {
     }
     case "raw": {
       const cap = rawSender(r.iface);
-      for (const f of r.frames) {
-        const frame = buildFrame({ ...f, srcMac: macBytes(f.srcMac), dstMac: macBytes(f.dstMac) });
-        cap.send(frame, frame.length);
-      }
+      for (const frame of r.frames.map(built)) cap.send(frame, frame.length);
       return { sent: r.frames.length };
     }
+    case "raw-timed":
+      return { sentAt: await sendTimed(r.iface, r.frames) };
     case "knock-to-open":
       return { ms: await knockToOpen(r) };
     case "udp": {

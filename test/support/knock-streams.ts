@@ -3,8 +3,9 @@
  * sequences, repeats, gaps around the sequence timeout and the repeat window. Seeded, so a failure
  * is replayed from its seed.
  */
-import { REPEAT_WINDOW_MS } from "../../src/core/knock/machine.js";
-import type { Door, Proto } from "../../src/core/types.js";
+import { KnockMachine, REPEAT_WINDOW_MS } from "../../src/core/knock/machine.js";
+import { TcpFlag, type Door, type Proto } from "../../src/core/types.js";
+import { ipBytes } from "./frames.js";
 
 export interface StreamKnock {
   /** Milliseconds since the stream's start. */
@@ -48,4 +49,14 @@ export function knockStream(seed: number, doors: readonly Door[], sources: reado
     knocks.push({ at, src: pick(sources), port: p.port, proto: p.proto });
   }
   return knocks;
+}
+
+/** What the capture engine's machine completes from `knocks`, in order, as "DOOR kind src" (TCP knocks are SYNs). */
+export function machineCompletions(doors: readonly Door[], knocks: readonly StreamKnock[]): string[] {
+  const out: string[] = [];
+  const m = new KnockMachine(doors, { maxTracked: 100_000, maxTrackedPerPrefix: 100_000, prefixes: { v4: 24, v6: 64 } }, (e) => {
+    if (e.result === "completed") out.push(`${e.door.name} ${e.kind} ${e.src}`);
+  }, 1);
+  for (const k of knocks) m.handle({ family: k.src.includes(":") ? 6 : 4, addr: ipBytes(k.src), src: k.src, proto: k.proto, dstPort: k.port, tcpFlags: k.proto === "tcp" ? TcpFlag.syn : 0 }, k.at);
+  return out;
 }

@@ -1,11 +1,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { compileDoors, compileSequence, kernelRefusal, MAX_KERNEL_SEQUENCE, type KnockProgram, type KnockSet } from "../../src/core/knock/compile.js";
-import { KnockMachine } from "../../src/core/knock/machine.js";
-import { TcpFlag, type Door } from "../../src/core/types.js";
-import { ipBytes } from "../support/frames.js";
+import type { Door } from "../../src/core/types.js";
 import { door, seq } from "../support/doors.js";
-import { knockStream, type StreamKnock } from "../support/knock-streams.js";
+import { knockStream, machineCompletions, type StreamKnock } from "../support/knock-streams.js";
 
 /**
  * The programs run as the kernel runs them: per set, each source's expiry; `add` keeps an existing
@@ -38,15 +36,6 @@ class Interpreter {
     }
     return out;
   }
-}
-
-function machineCompletions(doors: Door[], knocks: readonly StreamKnock[]): string[] {
-  const out: string[] = [];
-  const m = new KnockMachine(doors, { maxTracked: 100_000, maxTrackedPerPrefix: 100_000, prefixes: { v4: 24, v6: 64 } }, (e) => {
-    if (e.result === "completed") out.push(`${e.door.name} ${e.kind} ${e.src}`);
-  }, 1);
-  for (const k of knocks) m.handle({ family: k.src.includes(":") ? 6 : 4, addr: ipBytes(k.src), src: k.src, proto: k.proto, dstPort: k.port, tcpFlags: k.proto === "tcp" ? TcpFlag.syn : 0 }, k.at);
-  return out;
 }
 
 const run = (doors: Door[], knocks: readonly StreamKnock[]) => {

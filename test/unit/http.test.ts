@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { connect, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { Counter, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import type { Server } from "node:http";
 import { startHttp } from "../../src/adapters/http.js";
 import { systemClock } from "../../src/adapters/clock.js";
@@ -10,6 +10,19 @@ import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS_P
 import { sharedRead } from "../../src/app/shared-read.js";
 import { FakeClock } from "../support/fake-clock.js";
 import { METRICS } from "../../src/adapters/metrics/table.js";
+import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { pino } from "pino";
+import type { Check } from "../../src/adapters/http.js";
+import type { ClusterLink } from "../../src/app/daemon.js";
+import { ProtectionService } from "../../src/app/protection.js";
+import type { EffectiveDoor } from "../../src/core/docker/desired.js";
+import { FirewallError } from "../../src/core/errors.js";
+import { SpaType } from "../../src/core/spa/message.js";
+import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
+import { CLIENT, daemonHarness } from "../support/daemon-harness.js";
+
+const quiet = pino({ level: "silent" });
 
 function registries() {
   const publicRegistry = new Registry();
@@ -20,7 +33,7 @@ function registries() {
 }
 
 async function serve(token: string | null): Promise<{ server: Server; get: (headers?: Record<string, string>) => Promise<{ status: number; body: string }> }> {
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token } }, systemClock);
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token } }, systemClock, quiet);
   const { port } = server.address() as AddressInfo;
   const get = async (headers: Record<string, string> = {}) => {
     const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers });
@@ -102,7 +115,7 @@ test("/readyz: an advisory check that fails is shown but does not make the answe
     { name: "firewall", ok: true },
     { name: "cluster", ok: false, detail: "watch of KnockGrants failed", advisory: true },
   ];
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } }, systemClock);
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } }, systemClock, quiet);
   const { port } = server.address() as AddressInfo;
   try {
     const res = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -126,7 +139,7 @@ test("/readyz names what is wrong, never who: addresses and KnockGrant names in 
     { name: "cluster", ok: false, advisory: true, detail: 'knockgrants.knockgate.io "ssh.4.c6120002" and "web.6.fd000198001800000000000000000002.443-udp" already exist' },
     { name: "docker", ok: true, detail: "event stream down since 2026-12-06T10:00:00.000Z; the last known ports stay protected" },
   ];
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } }, systemClock);
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve(checks), metrics: { ...registries(), token: null } }, systemClock, quiet);
   const { port } = server.address() as AddressInfo;
   try {
     const text = await (await fetch(`http://127.0.0.1:${port}/readyz`)).text();
@@ -135,13 +148,35 @@ test("/readyz names what is wrong, never who: addresses and KnockGrant names in 
     assert.match(text, /<knockgrant>\\" and \\"<knockgrant>\\" already exist/);
     assert.match(text, /since 2026-12-06T10:00:00\.000Z/, "times are not addresses");
     checks = [];
-    const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error("listing failed for 198.18.0.9")), metrics: { ...registries(), token: null } }, systemClock);
+    const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error("listing failed for 198.18.0.9")), metrics: { ...registries(), token: null } }, systemClock, quiet);
     try {
       const body = await (await fetch(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/readyz`)).text();
       assert.doesNotMatch(body, /198\.18\.0\.9/);
     } finally {
       failing.close();
     }
+  } finally {
+    server.close();
+  }
+});
+
+test("/metrics whose collector fails answers 500 saying what failed; the error, which may quote a command, goes to the log only", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({}, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const failing = new Registry();
+  const error = "exit code 1: ipset list knockgate-ssh-4: ipset v7.11: 198.18.0.2 timeout 30 is odd";
+  new Gauge({ name: "grants", help: "reads the kernel", registers: [failing], collect: () => Promise.reject(new Error(error)) });
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { public: failing, full: failing, token: null } }, systemClock, log);
+  try {
+    const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`);
+    const body = await res.text();
+    assert.equal(res.status, 500);
+    assert.match(body, /^reading the metrics failed/);
+    assert.doesNotMatch(body, /ipset|198\.18/);
+    assert.deepEqual(
+      lines.map((l) => [l["event"], l["err"]]),
+      [["metrics_failed", error]],
+    );
   } finally {
     server.close();
   }
@@ -155,7 +190,7 @@ test("the public /metrics labels its series by door, reason, operation, hook and
 
 test("connections over a peer's share are closed idle-longest first, on the server's clock; another peer keeps its own", async () => {
   const clock = new FakeClock();
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token: null } }, clock);
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token: null } }, clock, quiet);
   const { port } = server.address() as AddressInfo;
   const open = (localAddress: string) =>
     new Promise<Socket>((resolve, reject) => {
@@ -181,5 +216,64 @@ test("connections over a peer's share are closed idle-longest first, on the serv
   } finally {
     for (const s of [...hog, ...other]) s.destroy();
     server.close();
+  }
+});
+
+test("the public /readyz of a daemon whose grants, replay records and cluster writes fail shows doors, ports and what is wrong, never who, what knocks or what signs", async () => {
+  const fixture = JSON.parse(readFileSync(new URL("../../../test/fixtures/spa/vectors.json", import.meta.url), "utf8")) as { keyBase64: string; hmacKeyBase64: string };
+  const hookSecret = "/usr/local/bin/notify-ops --token hook-secret-42";
+  const objectName = `ssh.4.${Buffer.from([198, 18, 0, 2]).toString("hex")}`;
+  const cluster: ClusterLink = {
+    opened: () => undefined,
+    closed: () => undefined,
+    // cluster-sync.ts words a failed write so, quoting the API server.
+    check: () => ({ name: "cluster", ok: false, advisory: true, detail: `writing KnockGrants failed: knockgrants.knockgate.io "${objectName}" already exists` }),
+  };
+  const h = daemonHarness({
+    env: {
+      KNOCK_DOOR_SSH_SEQUENCE: "7101,7202,7303",
+      KNOCK_DOOR_SSH_PORTS: "22/tcp",
+      KNOCK_DOOR_SSH_ON_OPEN: `${hookSecret} %IP%`,
+      KNOCK_DOOR_WEB_SPA_KEY: fixture.keyBase64,
+      KNOCK_DOOR_WEB_SPA_HMAC_KEY: fixture.hmacKeyBase64,
+      KNOCK_DOOR_WEB_PORTS: "8443/tcp",
+    },
+    firewallOf: (f) => {
+      // As the ipset backend words a refused add: its command line, with the client's address.
+      f.grant = ({ src }) => Promise.reject(new FirewallError("exit code 1", ["ipset", "add", "knockgate-ssh-4", src, "timeout", "30"], "ipset v7.11: Hash is full, cannot add more elements"));
+      f.replay.record = (door, element, ttlS) => Promise.reject(new FirewallError("exit code 1", ["ipset", "add", `knockgate-spa-${door}`, element, "timeout", String(ttlS)], "ipset v7.11: Kernel error received: Cannot allocate memory"));
+      return f;
+    },
+    overrides: { cluster },
+  });
+  const protection = new ProtectionService({ config: h.config, log: pino({ level: "silent" }), clock: h.clock });
+  // A signed door's daemon waits for the next wall-clock second before it captures: time moves until it is up.
+  let started = false;
+  const starting = h.daemon.start().finally(() => (started = true));
+  while (!started) await h.clock.advance(50);
+  await starting;
+  await h.knockAll([7101, 7202, 7303]);
+  const plaintext = spaPlaintext({ rand: "1234567890123456", username: "alice", timestamp: Math.floor(h.clock.wallNow() / 1000), type: SpaType.access, message: `${CLIENT},tcp/8443` });
+  await h.send(Buffer.from(encodeSpa(plaintext, { encryptionKey: Buffer.from(fixture.keyBase64, "base64"), hmacKey: Buffer.from(fixture.hmacKeyBase64, "base64"), hmacDigest: "sha256" }, randomBytes(8)), "latin1"));
+  const server = await startHttp(
+    { host: "127.0.0.1", port: 0 },
+    { readiness: () => h.daemon.readiness(), details: () => ({ doors: protection.effective() }), metrics: { ...registries(), token: null } },
+    systemClock,
+    quiet,
+  );
+  try {
+    const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/readyz`);
+    const text = await res.text();
+    assert.equal(res.status, 503);
+    const body = JSON.parse(text) as { checks: Check[]; doors: EffectiveDoor[] };
+    assert.deepEqual(Object.keys(body).sort(), ["checks", "doors", "ready", "reasons"]);
+    assert.deepEqual(body.doors.map((d) => d.door), ["SSH", "WEB"], "door names");
+    assert.deepEqual(body.doors.map((d) => d.ports.map((p) => p.port)), [["22/tcp"], ["8443/tcp"]], "their protected ports");
+    assert.deepEqual(body.checks.filter((c) => !c.ok).map((c) => c.name), ["grants", "spa_replay", "cluster"], "what is wrong");
+    const never = [CLIENT, "7101", "7202", "7303", "notify-ops", "hook-secret", "alice", fixture.keyBase64, fixture.hmacKeyBase64, objectName];
+    assert.deepEqual(never.filter((s) => text.includes(s)), []);
+  } finally {
+    server.close();
+    await h.daemon.stop();
   }
 });

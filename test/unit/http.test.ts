@@ -1,26 +1,25 @@
-/** The HTTP adapter: which /metrics set a request gets, and the bounds on connections. */
+/** The HTTP adapter: which /metrics set a request gets, what /readyz shows anyone, and the bounds on connections. */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { get, type Server } from "node:http";
 import { connect, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { Counter, Gauge, Registry } from "prom-client";
-import type { Server } from "node:http";
-import { startHttp } from "../../src/adapters/http.js";
-import { systemClock } from "../../src/adapters/clock.js";
-import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS_PER_PEER } from "../../src/adapters/http-connections.js";
-import { sharedRead } from "../../src/app/shared-read.js";
-import { FakeClock } from "../support/fake-clock.js";
-import { METRICS } from "../../src/adapters/metrics/table.js";
-import { readFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
 import { pino } from "pino";
-import type { Check } from "../../src/adapters/http.js";
+import { Counter, Gauge, Registry } from "prom-client";
+import { startHttp, type Check } from "../../src/adapters/http.js";
+import { systemClock } from "../../src/adapters/clock.js";
+import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER } from "../../src/adapters/http-connections.js";
+import { METRICS } from "../../src/adapters/metrics/table.js";
 import type { ClusterLink } from "../../src/app/daemon.js";
 import { ProtectionService } from "../../src/app/protection.js";
+import { sharedRead } from "../../src/app/shared-read.js";
 import type { EffectiveDoor } from "../../src/core/docker/desired.js";
 import { FirewallError } from "../../src/core/errors.js";
-import { SpaType } from "../../src/core/spa/message.js";
 import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
+import { SpaType } from "../../src/core/spa/message.js";
 import { CLIENT, daemonHarness } from "../support/daemon-harness.js";
+import { FakeClock } from "../support/fake-clock.js";
 
 const quiet = pino({ level: "silent" });
 
@@ -188,34 +187,107 @@ test("the public /metrics labels its series by door, reason, operation, hook and
   assert.deepEqual(publicLabels.filter((l) => !allowed.has(l.slice(l.indexOf("{") + 1, -1))), []);
 });
 
-test("connections over a peer's share are closed idle-longest first, on the server's clock; another peer keeps its own", async () => {
+/**
+ * A server on a fake clock, and connections to it from chosen loopback addresses (Linux answers on
+ * all of 127.0.0.0/8), each peer's in the order opened.
+ */
+async function connectionLab(readiness: () => Promise<Check[]> = () => Promise.resolve([])) {
   const clock = new FakeClock();
-  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { ...registries(), token: null } }, clock, quiet);
+  const server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness, metrics: { ...registries(), token: null } }, clock, quiet);
   const { port } = server.address() as AddressInfo;
+  const byPeer = new Map<string, Socket[]>();
   const open = (localAddress: string) =>
     new Promise<Socket>((resolve, reject) => {
       const s = connect({ host: "127.0.0.1", port, localAddress }, () => resolve(s));
       s.on("error", reject);
+      byPeer.set(localAddress, [...(byPeer.get(localAddress) ?? []), s]);
     });
+  const count = () => new Promise<number>((resolve) => server.getConnections((_, n) => resolve(n)));
+  /** A client's connect can complete before the server has accepted, and a close before it has seen it: waits until it has `n`. */
+  const holds = async (n: number) => {
+    for (let turn = 0; turn < 100 && (await count()) !== n; turn++) await clock.settle();
+    assert.equal(await count(), n, "connections the server holds");
+  };
+  const closed = (sockets: readonly Socket[]) => sockets.map((s) => s.readyState === "closed" || s.readableEnded);
   const closedSoon = (s: Socket) => (s.closed ? Promise.resolve() : new Promise((resolve) => s.once("close", resolve)));
-  const hog: Socket[] = [];
-  const other: Socket[] = [];
+  const end = () => {
+    for (const s of [...byPeer.values()].flat()) s.destroy();
+    server.close();
+  };
+  return { clock, port, byPeer, open, holds, closed, closedSoon, end };
+}
+
+test("connections over a peer's share are closed idle-longest first, on the server's clock; another peer keeps its own", async () => {
+  const { clock, byPeer, open, holds, closed, closedSoon, end } = await connectionLab();
   try {
-    for (let i = 0; i < MAX_CONNECTIONS_PER_PEER + 8; i++) hog.push(await open("127.0.0.2"));
-    for (let i = 0; i < 4; i++) other.push(await open("127.0.0.3"));
-    // A client's connect can complete before the server has accepted: wait until it has all of them.
-    const count = () => new Promise<number>((resolve) => server.getConnections((_, n) => resolve(n)));
-    while ((await count()) < hog.length + other.length) await clock.settle();
+    for (let i = 0; i < MAX_CONNECTIONS_PER_PEER + 8; i++) await open("127.0.0.2");
+    for (let i = 0; i < 4; i++) await open("127.0.0.3");
+    const hog = byPeer.get("127.0.0.2") ?? [];
+    await holds(MAX_CONNECTIONS_PER_PEER + 12);
     assert.equal(clock.pending, 1, "all are too new to close: one pass is due once the oldest may be");
     await clock.advance(EVICT_AFTER_MS);
     await Promise.all(hog.slice(0, 8).map(closedSoon));
-    const closed = (sockets: Socket[]) => sockets.map((s) => s.readyState === "closed" || s.readableEnded);
     assert.deepEqual(closed(hog), [...Array<boolean>(8).fill(true), ...Array<boolean>(MAX_CONNECTIONS_PER_PEER).fill(false)], "the hog's oldest eight closed");
-    assert.deepEqual(closed(other), [false, false, false, false]);
+    assert.deepEqual(closed(byPeer.get("127.0.0.3") ?? []), [false, false, false, false]);
     assert.equal(clock.pending, 0, "down to the limits: no further pass");
   } finally {
-    for (const s of [...hog, ...other]) s.destroy();
-    server.close();
+    end();
+  }
+});
+
+test("over the overall limit from many peers, each within its share, the most crowded give way, oldest first, and a probe from a new address is answered", async () => {
+  const { clock, port, byPeer, open, holds, closed, end } = await connectionLab();
+  // Half a share each, from more peers than the limit has shares: 80 connections, no peer over its own.
+  const each = MAX_CONNECTIONS_PER_PEER / 2;
+  const peers = Array.from({ length: MAX_CONNECTIONS / each + 2 }, (_, i) => `127.0.0.${10 + i}`);
+  try {
+    for (let i = 0; i < each; i++) for (const peer of peers) await open(peer);
+    await holds(peers.length * each);
+    await clock.advance(EVICT_AFTER_MS);
+    await holds(MAX_CONNECTIONS);
+    assert.equal(clock.pending, 0, "down to the limit: no further pass");
+    const kept = peers.map((peer) => closed(byPeer.get(peer) ?? []).filter((c) => !c).length);
+    assert.ok(Math.max(...kept) - Math.min(...kept) <= 1, `spread over the crowded peers: ${kept.join(" ")}`);
+    for (const peer of peers) {
+      const states = closed(byPeer.get(peer) ?? []);
+      assert.deepEqual(states, [...states].sort().reverse(), `${peer}: its oldest closed first`);
+    }
+    const probe = await new Promise<{ status: number | undefined; body: string }>((resolve, reject) => {
+      get({ host: "127.0.0.1", port, path: "/healthz", localAddress: "127.0.0.200", agent: false }, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (d: string) => (body += d));
+        res.on("end", () => resolve({ status: res.statusCode, body }));
+      }).on("error", reject);
+    });
+    assert.deepEqual(probe, { status: 200, body: "ok\n" });
+  } finally {
+    end();
+  }
+});
+
+test("over the overall limit, when the most crowded peer's connections are all in a request, the longest-idle connections elsewhere give way and its requests are answered", async () => {
+  let release = () => undefined as void;
+  const held = new Promise<Check[]>((resolve) => (release = () => resolve([])));
+  let asked = 0;
+  const { clock, byPeer, open, holds, closed, end } = await connectionLab(() => (asked++, held));
+  const busy = "127.0.0.9";
+  const idle = Array.from({ length: 5 }, (_, i) => `127.0.0.${10 + i}`);
+  try {
+    for (let i = 0; i < MAX_CONNECTIONS_PER_PEER; i++) (await open(busy)).write("GET /readyz HTTP/1.1\r\nhost: knockgate\r\n\r\n");
+    while (asked < MAX_CONNECTIONS_PER_PEER) await clock.settle();
+    // 60 idle connections, 12 from each of five peers: 76 in all.
+    for (let i = 0; i < 12; i++) for (const peer of idle) await open(peer);
+    await holds(MAX_CONNECTIONS_PER_PEER + 60);
+    await clock.advance(EVICT_AFTER_MS);
+    await holds(MAX_CONNECTIONS);
+    assert.deepEqual(closed(byPeer.get(busy) ?? []), Array<boolean>(MAX_CONNECTIONS_PER_PEER).fill(false), "requests in progress are never closed");
+    const closedPerRound = Array.from({ length: 12 }, (_, i) => idle.filter((peer) => closed(byPeer.get(peer) ?? [])[i]).length);
+    assert.deepEqual(closedPerRound, [5, 5, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0], "the twelve idle longest, whoever holds them");
+    const answers = (byPeer.get(busy) ?? []).map((s) => new Promise<string>((resolve) => s.setEncoding("utf8").once("data", resolve)));
+    release();
+    for (const answer of await Promise.all(answers)) assert.match(answer, /^HTTP\/1\.1 200 /);
+  } finally {
+    end();
   }
 });
 

@@ -9,8 +9,10 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Registry } from "prom-client";
 import type { Clock } from "../core/clock.js";
+import { errorFields } from "../core/errors.js";
 import type { ListenAddr } from "../core/types.js";
 import { HTTP_TIMEOUTS, limitConnections } from "./http-connections.js";
+import type { Logger } from "./log.js";
 
 export interface Check {
   name: string;
@@ -61,7 +63,7 @@ function access(req: IncomingMessage, token: string | null): Access {
   return timingSafeEqual(digest(presented), digest(token)) ? "full" : "denied";
 }
 
-export function startHttp(addr: ListenAddr, sources: HttpSources, clock: Clock): Promise<Server> {
+export function startHttp(addr: ListenAddr, sources: HttpSources, clock: Clock, log: Logger): Promise<Server> {
   const { connectionsCheckingInterval, ...timeouts } = HTTP_TIMEOUTS;
   const server = createServer({ connectionsCheckingInterval }, (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -91,7 +93,11 @@ export function startHttp(addr: ListenAddr, sources: HttpSources, clock: Clock):
       const registry = level === "full" ? metrics.full : metrics.public;
       registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`),
+        (err: unknown) => {
+          // A collector's error can quote a kernel listing or a command line: the log has it, the answer does not.
+          log.error({ event: "metrics_failed", ...errorFields(err) }, "reading the metrics failed");
+          res.writeHead(500, { "content-type": "text/plain" }).end("reading the metrics failed: the daemon's log has the error (event metrics_failed)\n");
+        },
       );
     } else {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /healthz, /readyz, /metrics\n");

@@ -129,6 +129,7 @@ async function compose(up: Lifecycle, config: Config, interfaces: string[], clus
         metrics: { public: metrics.publicRegistry, full: metrics.registry, token: config.metricsToken },
       },
       clock,
+      log,
     ),
   );
   log.info(

@@ -35,13 +35,13 @@ export function dockerService(docker: DockerWatch): Service {
   };
 }
 
-export function httpService(addr: ListenAddr, sources: HttpSources, clock: Clock): Service {
+export function httpService(addr: ListenAddr, sources: HttpSources, clock: Clock, log: Logger): Service {
   let server: Server | null = null;
   return {
     name: "http",
     async start() {
       try {
-        server = await startHttp(addr, sources, clock);
+        server = await startHttp(addr, sources, clock, log);
       } catch (err) {
         throw new KnockError("KNOCK_E_CONFIG", `cannot listen on ${listenAddrText(addr)} (KNOCK_HTTP_ADDR): ${errorFields(err).err}`, { cause: err });
       }

@@ -13,6 +13,7 @@ import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { after, before, describe, test, type TestContext } from "node:test";
 import type { Server } from "node:http";
+import { pino } from "pino";
 import { Registry } from "prom-client";
 import { startHttp } from "../../src/adapters/http.js";
 import { systemClock } from "../../src/adapters/clock.js";
@@ -124,7 +125,7 @@ let port = 0;
 const holders: Holder[] = [];
 
 before(async () => {
-  server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { public: new Registry(), full: new Registry(), token: null } }, systemClock);
+  server = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.resolve([]), metrics: { public: new Registry(), full: new Registry(), token: null } }, systemClock, pino({ level: "silent" }));
   port = (server.address() as AddressInfo).port;
 });
 after(() => {

@@ -1,7 +1,7 @@
 /**
  * Signed doors' replay records under load, with the real iptables+ipset or nftables: a burst of
- * new datagrams mixed with replays never has a new one refused as seen, and a restart after
- * KNOCK_ON_EXIT=remove still refuses a datagram the last run accepted. Datagrams come from
+ * new datagrams mixed with replays never has a new one refused as seen, a full set makes room for
+ * a new one, and a restart after KNOCK_ON_EXIT=remove still refuses a datagram the last run accepted. Datagrams come from
  * src/core/spa/encode.ts, held byte-equal to the fwknop client by the unit tests.
  * Needs root.
  */
@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { CLIENT_V4, SERVER_V4, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type Lab } from "../support/lab.js";
 import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
 import { SpaType } from "../../src/core/spa/message.js";
-import { replayElement } from "../../src/core/firewall/spa-plan.js";
+import { REPLAY_SET_SIZE, replayElement } from "../../src/core/firewall/spa-plan.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string };
@@ -36,6 +36,11 @@ const datagram = (): string =>
     KEYS,
     randomBytes(8),
   );
+
+/** A datagram's element in the replay sets. */
+const elementOf = (payload: string): string => replayElement(createHash("sha256").update(Buffer.from(payload, "latin1")).digest("hex"));
+
+const chunks = <T>(items: readonly T[], size: number): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 
 /** All at once: the agent sends each as its request arrives. */
 const burst = (lab: Lab, payloads: readonly string[]) => Promise.all(payloads.map((data) => lab.call({ op: "udp", host: SERVER_V4, port: SPA_PORT, data })));
@@ -65,10 +70,23 @@ for (const backend of ["iptables", "nftables"] as const) {
       KNOCK_RECONCILE_INTERVAL: "0.5",
       ...extra,
     });
-    const addToReplaySet = (element: string) =>
-      backend === "iptables"
-        ? ["ipset", "add", "knockgate-SSH:r", element, "timeout", "240"]
-        : ["nft", `add element inet knockgate spa_SSH_replay { ${element} timeout 240s }`];
+    /** Puts elements into the door's kernel replay set behind the daemon's back, in one transaction. */
+    const addToReplaySet = async (lab: Lab, entries: readonly { element: string; ttlS: number }[]) => {
+      const r =
+        backend === "iptables"
+          ? await lab.exec(lab.server, ["ipset", "restore"], entries.map((e) => `add knockgate-SSH:r ${e.element} timeout ${e.ttlS}\n`).join(""))
+          : await lab.exec(
+              lab.server,
+              ["nft", "-f", "-"],
+              chunks(entries, 4096)
+                .map((part) => `add element inet knockgate spa_SSH_replay { ${part.map((e) => `${e.element} timeout ${e.ttlS}s`).join(", ")} }\n`)
+                .join(""),
+            );
+      assert.equal(r.code, 0, r.stderr);
+    };
+    /** Whether the door's kernel replay set holds `element`. */
+    const inReplaySet = async (lab: Lab, element: string) =>
+      (await lab.exec(lab.server, backend === "iptables" ? ["ipset", "test", "knockgate-SSH:r", element] : ["nft", `get element inet knockgate spa_SSH_replay { ${element} }`])).code === 0;
 
     test("a burst after a restart, replays of the last run's datagrams among new ones: every new one is accepted", () =>
       withLab(async (lab) => {
@@ -89,14 +107,37 @@ for (const backend of ["iptables", "nftables"] as const) {
         await lab.startDaemon(env());
         // Put into the kernel set behind the daemon's back, so the adds reach the kernel and fail there.
         const known = Array.from({ length: REPLAYS }, datagram);
-        for (const d of known) {
-          const element = replayElement(createHash("sha256").update(Buffer.from(d, "latin1")).digest("hex"));
-          const r = await lab.exec(lab.server, addToReplaySet(element));
-          assert.equal(r.code, 0, r.stderr);
-        }
+        await addToReplaySet(lab, known.map((d) => ({ element: elementOf(d), ttlS: 240 })));
         const fresh = Array.from({ length: NEW }, datagram);
         await burst(lab, fresh.flatMap((d, i) => (i % 3 === 0 && known[i / 3] !== undefined ? [d, known[i / 3]!] : [d])));
         assert.deepEqual(await settled(lab, NEW + REPLAYS), { accepted: NEW, replay: REPLAYS });
+      }));
+
+    test("a full replay set, adopted at a restart, makes room for a new datagram (the entry that expires first gives way) and still refuses replays", () =>
+      withLab(async (lab) => {
+        const first = await lab.startDaemon(env());
+        // A key holder's flood, as the kernel keeps it: a recent datagram, four whose window closes
+        // sooner, and random elements up to REPLAY_SET_SIZE, the set's size in both kernels.
+        const recent = datagram();
+        const soonest = Array.from({ length: 4 }, () => replayElement(randomBytes(16).toString("hex")));
+        const flood = Array.from({ length: REPLAY_SET_SIZE - 1 - soonest.length }, () => ({ element: replayElement(randomBytes(16).toString("hex")), ttlS: 240 }));
+        await addToReplaySet(lab, [{ element: elementOf(recent), ttlS: 240 }, ...soonest.map((element) => ({ element, ttlS: 120 })), ...flood]);
+        assert.equal(await first.stop(), 0);
+        const second = await lab.startDaemon(env());
+        assert.equal((await second.waitFor("spa_replay_adopted"))["datagrams"], REPLAY_SET_SIZE, "the set is full");
+        const fresh = datagram();
+        await burst(lab, [fresh]);
+        assert.deepEqual(await settled(lab, 1), { accepted: 1, replay: 0 }, "a new datagram is never refused for want of room");
+        await burst(lab, [fresh]);
+        await burst(lab, [recent]);
+        assert.deepEqual(await settled(lab, 3), { accepted: 1, replay: 2 }, "the new one's copy and the recent one are replays");
+        assert.deepEqual(
+          await Promise.all([elementOf(fresh), elementOf(recent), flood[0]!.element, flood.at(-1)!.element].map((e) => inReplaySet(lab, e))),
+          [true, true, true, true],
+        );
+        const gone = [];
+        for (const e of soonest) if (!(await inReplaySet(lab, e))) gone.push(e);
+        assert.equal(gone.length, 1, "one entry gave way, one of those that expire first");
       }));
 
     test("after KNOCK_ON_EXIT=remove and a restart, a datagram the last run accepted opens nothing", () =>

@@ -25,11 +25,18 @@ for (const format of ["json", "pretty"] as const) {
   test(`${format} logs write control characters in values from outside as escapes`, () => {
     const out = logged(format);
     // eslint-disable-next-line no-control-regex -- the control characters are what it looks for
-    assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f]/, "no control character but the line ends");
+    assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, "no control character but the line ends");
     assert.doesNotMatch(out, /^\[12:00:00\.000\]/m, "no forged line");
     assert.match(out, /eve\\n\[12:00:00\.000\]/, "the newline shows as \\n");
+    assert.match(out, /\\r\\u009b/, "a C1 control (CSI) shows as its escape");
   });
 }
+
+test("json logs keep the values from outside as they were: the escapes are JSON's", () => {
+  const line = JSON.parse(logged("json")) as Record<string, unknown>;
+  assert.equal(line["username"], HOSTILE);
+  assert.equal(line["msg"], `opened for user ${HOSTILE}`);
+});
 
 test("escapeControl writes C0, DEL and C1 controls as JSON-style escapes and leaves the rest", () => {
   assert.equal(escapeControl("a\nb\tc\rd\u001b[0m\u007f\u0085é✓"), "a\\nb\\tc\\rd\\u001b[0m\\u007f\\u0085é✓");

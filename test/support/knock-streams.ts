@@ -4,7 +4,7 @@
  * is replayed from its seed.
  */
 import { KnockMachine, REPEAT_WINDOW_MS } from "../../src/core/knock/machine.js";
-import { TcpFlag, type Door, type Proto } from "../../src/core/types.js";
+import { TcpFlag, type Door, type PortSpec, type Proto } from "../../src/core/types.js";
 import { ipBytes } from "./frames.js";
 
 export interface StreamKnock {
@@ -49,6 +49,45 @@ export function knockStream(seed: number, doors: readonly Door[], sources: reado
     knocks.push({ at, src: pick(sources), port: p.port, proto: p.proto });
   }
   return knocks;
+}
+
+/**
+ * Knock streams dense in what timing decides, for the real kernel where a stream costs real time:
+ * each source mostly goes on with an attempt at one of the doors' sequences (its next knock in
+ * order), now and then repeats its last knock or knocks a port out of place, and waits between
+ * knocks either a few milliseconds or a time well to one side of the door's timeout or the repeat
+ * window (20% or more from either, so that sent times decide it, not the kernel's clock). The
+ * sources' timelines are merged, so their knocks interleave.
+ */
+export function attemptStream(seed: number, doors: readonly Door[], sources: readonly string[], count: number): StreamKnock[] {
+  const next = random(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
+  const sequences = doors.flatMap((d) => [d.sequence, ...(d.closeSequence ? [d.closeSequence] : [])].map((sequence) => ({ sequence, timeout: d.seqTimeoutMs })));
+  const knocks: StreamKnock[] = [];
+  for (const src of sources) {
+    let at = next() * 50;
+    let current = pick(sequences);
+    let step = 0;
+    let last: PortSpec | null = null;
+    for (let i = 0; i < Math.ceil(count / sources.length); i++) {
+      const r = next();
+      // A repeat goes on with the attempt (as a retransmission would); a stray knock gives it up.
+      const repeat = r < 0.15 && last !== null;
+      const port: PortSpec = repeat ? (last as PortSpec) : r < 0.25 ? pick(sequences.flatMap((s) => s.sequence)) : (current.sequence[step] as PortSpec);
+      knocks.push({ at, src, port: port.port, proto: port.proto });
+      last = port;
+      if (!repeat) step = port === current.sequence[step] ? step + 1 : 0;
+      if (step >= current.sequence.length) {
+        current = pick(sequences);
+        step = 0;
+      }
+      const g = next();
+      const T = current.timeout;
+      // Long gaps vary by up to 10% either way, so that no sum of them lands exactly on a timeout.
+      at += g < 0.6 ? 5 + next() * 40 : pick([0.3 * T, 0.6 * T, 1.4 * T, 0.6 * REPEAT_WINDOW_MS, 1.4 * REPEAT_WINDOW_MS]) * (0.9 + 0.2 * next());
+    }
+  }
+  return knocks.sort((a, b) => a.at - b.at);
 }
 
 /** What the capture engine's machine completes from `knocks`, in order, as "DOOR kind src" (TCP knocks are SYNs). */

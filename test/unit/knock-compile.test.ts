@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { compileDoors, compileSequence, kernelRefusal, MAX_KERNEL_SEQUENCE, type KnockProgram, type KnockSet } from "../../src/core/knock/compile.js";
 import type { Door } from "../../src/core/types.js";
 import { door, seq } from "../support/doors.js";
-import { knockStream, machineCompletions, type StreamKnock } from "../support/knock-streams.js";
+import { attemptStream, knockStream, machineCompletions, type StreamKnock } from "../support/knock-streams.js";
 
 /**
  * The programs run as the kernel runs them: per set, each source's expiry; `add` keeps an existing
@@ -95,5 +95,17 @@ describe("kernel engine compilation", () => {
     }
     // The streams do reach completions, of every kind.
     assert.ok(completions > 100, `only ${completions} completions`);
+  });
+
+  test("streams dense in timing (attempts that go on, late repeats, gaps either side of the timeouts) agree too", () => {
+    const doors = [door("SSH", "7000,8000,9000", { closeSequence: seq("9000,8000"), seqTimeoutMs: 4000 }), door("MIX", "7000,6000:udp", { seqTimeoutMs: 4000 })];
+    let completions = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const stream = attemptStream(seed, doors, ["198.18.0.2", "198.18.0.3", "fd00:198:18::2"], 300);
+      const expected = machineCompletions(doors, stream);
+      assert.deepEqual(run(doors, stream), expected, `seed ${seed}`);
+      completions += expected.length;
+    }
+    assert.ok(completions > 1000, `only ${completions} completions`);
   });
 });

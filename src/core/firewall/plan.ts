@@ -67,8 +67,12 @@ export type RuleSection = Readonly<Record<Family, readonly Rule[]>>;
 export type PlannedSet =
   /** KNOCK_ALLOW's networks of the family, as configured. */
   | { kind: "allow"; family: Family; members: string[] }
-  /** A door's door-wide grants: source addresses. */
-  | { kind: "door"; door: string; family: Family; size: number }
+  /**
+   * A door's door-wide grants: source addresses. `dynamic`: the kernel engine's rules write it from
+   * the packet path, and the kernel then flags it so; it is declared so, since declaring an existing
+   * set with other flags fails.
+   */
+  | { kind: "door"; door: string; family: Family; size: number; dynamic: boolean }
   /** A signed door's grants of some ports: (source, protocol, port). */
   | { kind: "ports"; door: string; family: Family; size: number }
   /** A signed door's datagrams accepted (core/firewall/spa-plan.ts): digests written as IPv6 addresses. */
@@ -173,7 +177,7 @@ function plannedSets(config: PlanConfig, targets: readonly OwnedTarget[]): Plann
   for (const family of FAMILIES) {
     sets.push({ kind: "allow", family, members: config.allow.filter((c) => c.family === family).map((c) => c.text) });
     for (const door of config.doors) {
-      sets.push({ kind: "door", door: door.name, family, size });
+      sets.push({ kind: "door", door: door.name, family, size, dynamic: config.engine === "kernel" });
       if (door.spa) sets.push({ kind: "ports", door: door.name, family, size: spaSetSize(size, doorPorts(targets, door.name).length) });
     }
   }

@@ -27,10 +27,16 @@ import {
   nftSpaGrantLine,
   nftSpaRevokeLine,
   nftSpaSetName,
+  setFlags,
   setName,
   takeOutLine,
 } from "./sets.js";
 import { countNftRules, nftElements, nftSpaElements, ruleComments } from "./listing.js";
+
+/** A door set whose flags say the other engine made it (dynamic: the kernel engine's rules wrote it). */
+const otherEngine = (name: string): string =>
+  `set inet ${NFT_TABLE} ${name} was made for the other KNOCK_ENGINE (its flags differ, and the kernel will not change them in place); ` +
+  "to switch engines, remove our objects first: stop knockgate with KNOCK_ON_EXIT=remove, or run knockgate cleanup (the door stays closed to everyone until the next start)";
 
 /** Most addresses in one transaction (a 256-address line is about 15 kB; nft -i takes 25 kB lines). */
 const MAX_BATCH = 256;
@@ -126,6 +132,8 @@ export class NftablesFirewall implements Firewall {
       const block = at < 0 ? "" : table.stdout.slice(at, table.stdout.indexOf("\t}", at));
       // The plan's transaction sets the size of an existing set in place, grants kept.
       if (at >= 0 && !block.includes(`\tsize ${wanted}\n`)) problems.push(`set ${name} is not sized for KNOCK_MAX_GRANTS (${wanted})`);
+      // The kernel refuses to declare a set again with other flags: no repair could apply the plan.
+      if (at >= 0 && set.kind === "door" && !block.includes(`\tflags ${setFlags(set)}\n`)) throw new FirewallError(otherEngine(name), [], "");
     }
     const chain = /\tchain (\S+) \{\n([\s\S]*?)\n\t\}/.exec(table.stdout.slice(table.stdout.indexOf(`\tchain ${NFT_CHAIN} {`)));
     const marker = this.planned.marker;

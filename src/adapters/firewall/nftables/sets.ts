@@ -40,6 +40,9 @@ export function setName(set: PlannedSet): string {
 
 const addrType = (family: Family) => (family === 4 ? "ipv4_addr" : "ipv6_addr");
 
+/** A door set's flags, as the kernel lists them. */
+export const setFlags = (set: Extract<PlannedSet, { kind: "door" }>): string => (set.dynamic ? "dynamic,timeout" : "timeout");
+
 /** `add set` for a planned set: made if missing, its size set in place if not (grants kept). */
 export function addSetLine(set: PlannedSet): string {
   const body = (() => {
@@ -47,7 +50,7 @@ export function addSetLine(set: PlannedSet): string {
       case "allow":
         return `type ${addrType(set.family)}; flags interval; auto-merge;`;
       case "door":
-        return `type ${addrType(set.family)}; flags timeout; size ${set.size};`;
+        return `type ${addrType(set.family)}; flags ${setFlags(set)}; size ${set.size};`;
       case "ports":
         return `type ${addrType(set.family)} . inet_proto . inet_service; flags timeout; size ${set.size};`;
       case "replay":

@@ -10,13 +10,15 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { CLIENT_V4, SERVER_V4, SERVER_V6, removeStaleNamespaces, withLab, type Lab } from "../support/lab.js";
+import { CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, removeStaleNamespaces, withLab, type Lab } from "../support/lab.js";
 import { killNamespace } from "../support/netns.js";
 
 const SEQ = "7000,8000,9000";
 const FAR_V4 = "198.18.2.2";
 const FAR_V6 = "fd00:198:18::2:2";
 const POD_V4 = "198.18.3.2";
+/** The server's address on the pod's link, which the pod reaches without routing. */
+const POD_GATEWAY_V6 = "fd00:198:18::3:1";
 
 before(() => {
   assert.equal(process.getuid?.(), 0, "the namespace tests need root: run them as root (CI does)");
@@ -35,7 +37,7 @@ function routedNeighbours(lab: Lab): { far: string; pod: string; remove: () => v
     for (const ns of [far, pod]) ip(["netns", "add", ns]);
     const links: [string, string, string, string[], string[]][] = [
       [far, "kgsf", "kgf0", ["198.18.2.1/24", "fd00:198:18::2:1/112"], [`${FAR_V4}/24`, `${FAR_V6}/112`]],
-      [pod, "kgsp", "kgp0", ["198.18.3.1/24", "fd00:198:18::3:1/112"], [`${POD_V4}/24`, "fd00:198:18::3:2/112"]],
+      [pod, "kgsp", "kgp0", ["198.18.3.1/24", `${POD_GATEWAY_V6}/112`], [`${POD_V4}/24`, "fd00:198:18::3:2/112"]],
     ];
     for (const [ns, serverEnd, end, serverAddrs, addrs] of links) {
       ip(["link", "add", serverEnd, "netns", lab.server, "type", "veth", "peer", "name", end, "netns", ns]);
@@ -77,8 +79,10 @@ for (const backend of ["iptables", "nftables"] as const) {
           await lab.startService(22, far);
           const daemon = await lab.startDaemon({ KNOCK_DOOR_SSH_SEQUENCE: SEQ, KNOCK_FIREWALL: backend });
 
-          assert.equal(await lab.canConnect(SERVER_V4), false, "this host's port 22 is closed to the client");
-          assert.equal(await connectsFrom(lab, pod, "198.18.3.1"), false, "and to the pod");
+          assert.equal(await lab.canConnect(SERVER_V4), false, "this host's port 22 is closed to the client (IPv4)");
+          assert.equal(await lab.canConnect(SERVER_V6), false, "this host's port 22 is closed to the client (IPv6)");
+          assert.equal(await connectsFrom(lab, pod, "198.18.3.1"), false, "and to the pod (IPv4)");
+          assert.equal(await connectsFrom(lab, pod, POD_GATEWAY_V6), false, "and to the pod (IPv6)");
           assert.equal(await lab.canConnect(FAR_V4, { timeoutMs: PASSES_MS }), true, "routed traffic to another host's port 22 passes (IPv4)");
           assert.equal(await lab.canConnect(FAR_V6, { timeoutMs: PASSES_MS }), true, "routed traffic to another host's port 22 passes (IPv6)");
           assert.equal(await connectsFrom(lab, pod, FAR_V4, PASSES_MS), true, "pod egress to port 22 elsewhere passes (IPv4)");
@@ -89,6 +93,12 @@ for (const backend of ["iptables", "nftables"] as const) {
           assert.equal(await lab.canConnect(SERVER_V4), true, "the knocker gets in");
           assert.equal(await connectsFrom(lab, pod, "198.18.3.1"), false, "the pod did not knock");
           assert.equal(await lab.canConnect(SERVER_V4, { localAddress: CLIENT_V4 }), true);
+          assert.equal(await lab.canConnect(SERVER_V6), false, "an IPv4 knock does not open IPv6");
+          // The IPv6 path to this host works: what kept it closed above was the firewall.
+          await lab.knock(SERVER_V6, SEQ);
+          await daemon.waitFor("open", 5000, (l) => l["src"] === CLIENT_V6);
+          assert.equal(await lab.canConnect(SERVER_V6), true, "the IPv6 knocker gets in over IPv6");
+          assert.equal(await connectsFrom(lab, pod, POD_GATEWAY_V6), false, "the pod still did not knock (IPv6)");
         } finally {
           remove();
         }

@@ -1,20 +1,23 @@
 /**
  * Docker labels with the real engine: knockgate runs as a process in this machine's root network
  * namespace (where Docker's NAT is), containers publish ports on a test network (198.18.210.0/24),
- * and a client namespace reaches the host over a veth on 198.18.200.0/24 and routes the test
- * network through the host, so it can also try the containers' own addresses. The door is the
- * test's own (KGDOCKERTEST), with no ports of its own: everything it protects comes from labels.
+ * and a client namespace reaches the host over a veth on 198.18.200.0/24 (and fd00:198:18::c8:0/112,
+ * for the host's own ports over IPv6) and routes the test network through the host, so it can also
+ * try the containers' own addresses. The door is the test's own (KGDOCKERTEST), with no ports of its
+ * own: everything it protects comes from labels. A second door, WEB, signed too (keys from files),
+ * is the claimant in the tests of who owns a port.
  *
  * Cleanup (on failure too): containers and the network of this run, the client namespace, our
  * chains and sets (see test/support/docker-host.ts). Docker's own rules are never touched.
  *
- * Needs root and a Docker daemon with node:20-bookworm-slim (../shared/containers/setup-docker.sh
- * and base-images.sh); fails rather than skips without.
+ * Needs root, a Docker daemon with node:20-bookworm-slim (../shared/containers/setup-docker.sh
+ * and base-images.sh) and the fwknop client (`apt-get install fwknop-client`); fails rather than
+ * skips without.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer, connect, type Server, type Socket } from "node:net";
-import { rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -25,6 +28,7 @@ import {
   HOST_IFACE,
   HOST_V4,
   OTHER_V4,
+  PEER_IFACE,
   ROOT,
   RUN_NAME,
   TEST_DOOR,
@@ -40,6 +44,7 @@ import {
 } from "../support/docker-host.js";
 import { DaemonProcess, type LogLine } from "../support/lab.js";
 import { explainFailures } from "../support/failure-report.js";
+import { SPA_FIXTURE } from "../support/spa-vectors.js";
 
 const IMAGE = "node:20-bookworm-slim";
 const NETWORK = `${RUN_NAME}-net`;
@@ -50,6 +55,20 @@ const CONTAINER_PORT = 8080;
 /** A TCP server that greets each client: the containers' service. */
 const SERVICE = `require("net").createServer((s) => { s.on("error", () => {}); s.end("hello from " + require("os").hostname() + "\\n"); }).listen(${CONTAINER_PORT})`;
 const SETUP_DOCKER = join(ROOT, "..", "shared", "containers", "setup-docker.sh");
+/** IPv6 on the client's link (root namespace side and client side), added by this file's before(). */
+const HOST_V6 = "fd00:198:18::c8:1";
+const CLIENT_V6 = "fd00:198:18::c8:2";
+
+interface DoorUnderTest {
+  name: string;
+  knocks: string[];
+}
+/** The test's own door, with no ports of its own unless a test gives it some. */
+const OWN: DoorUnderTest = { name: TEST_DOOR, knocks: KNOCKS };
+/** A second door for the tests of who owns a port: a sequence, and SPA keys for signed datagrams (webDoor()). */
+const WEB: DoorUnderTest = { name: "WEB", knocks: ["7121", "7122", "7123"] };
+/** WEB's own port: what its grants reach when nothing else is in the way. */
+const WEB_PORT = 22310;
 
 const net = new ClientNet();
 let variant: Variant = "nft";
@@ -59,27 +78,31 @@ const daemons: DaemonProcess[] = [];
 let proxy: Server | null = null;
 /** The dockerd restart test stopped the engine and has not started it again yet. */
 let engineStopped = false;
+/** WEB's SPA key files and the knock client's env file (before()). */
+let secrets = "";
 
 explainFailures(
   () => undefined,
   () => daemons.flatMap((d, i) => d.lastWords(`knockgate ${i + 1}`)),
 );
 
+/** The environment knockgate runs with here: the test's door, the client's link, then `env`. */
+function knockgateEnv(env: Record<string, string>): Record<string, string> {
+  return {
+    PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin",
+    [`KNOCK_DOOR_${TEST_DOOR}_SEQUENCE`]: KNOCKS.join(","),
+    [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: "none",
+    [`KNOCK_DOOR_${TEST_DOOR}_OPEN_FOR`]: "300",
+    KNOCK_INTERFACE: HOST_IFACE,
+    KNOCK_HTTP_ADDR: HTTP.main,
+    KNOCK_RECONCILE_INTERVAL: "0.5",
+    KNOCK_ON_EXIT: "remove",
+    ...env,
+  };
+}
+
 function startKnockgate(env: Record<string, string>): DaemonProcess {
-  const child = spawn(process.execPath, [CLI, "run"], {
-    env: {
-      PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin",
-      [`KNOCK_DOOR_${TEST_DOOR}_SEQUENCE`]: KNOCKS.join(","),
-      [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: "none",
-      [`KNOCK_DOOR_${TEST_DOOR}_OPEN_FOR`]: "300",
-      KNOCK_INTERFACE: HOST_IFACE,
-      KNOCK_HTTP_ADDR: HTTP.main,
-      KNOCK_RECONCILE_INTERVAL: "0.5",
-      KNOCK_ON_EXIT: "remove",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(process.execPath, [CLI, "run"], { env: knockgateEnv(env), stdio: ["ignore", "pipe", "pipe"] });
   const daemon = new DaemonProcess(child);
   daemons.push(daemon);
   return daemon;
@@ -127,11 +150,36 @@ async function container(name: string, args: string[], labelled = true, service 
 const address = async (id: string) => (await must(["docker", "inspect", "-f", `{{(index .NetworkSettings.Networks "${NETWORK}").IPAddress}}`, id])).trim();
 const hostPort = async (id: string) => Number((await must(["docker", "inspect", "-f", `{{(index (index .NetworkSettings.Ports "${CONTAINER_PORT}/tcp") 0).HostPort}}`, id])).trim());
 
-/** Knocks from CLIENT_V4 and waits for the grant (each test's knockgate starts without grants: KNOCK_ON_EXIT=remove). */
-async function knockIn(daemon: DaemonProcess): Promise<void> {
-  const knock = await net.knock([HOST_V4, ...KNOCKS]);
+/**
+ * Knocks `door`'s sequence from the client (CLIENT_V4, or CLIENT_V6 to HOST_V6) and waits for that
+ * grant (each test's knockgate starts without grants: KNOCK_ON_EXIT=remove).
+ */
+async function knockIn(daemon: DaemonProcess, host = HOST_V4, door = OWN): Promise<void> {
+  const knock = await net.knock([host, ...door.knocks]);
   assert.equal(knock.code, 0, knock.stderr);
-  await daemon.waitFor("open", 5000);
+  const src = host === HOST_V6 ? CLIENT_V6 : CLIENT_V4;
+  await daemon.waitFor("open", 5000, (l) => l["door"] === door.name && l["src"] === src && l["via"] === "sequence");
+}
+
+/** Door WEB's variables: its sequence, `ports`, and its SPA keys from files, as a secret mount gives them. */
+const webDoor = (ports: string): Record<string, string> => ({
+  KNOCK_DOOR_WEB_SEQUENCE: WEB.knocks.join(","),
+  KNOCK_DOOR_WEB_PORTS: ports,
+  KNOCK_DOOR_WEB_SPA_KEY_FILE: join(secrets, "web.key"),
+  KNOCK_DOOR_WEB_SPA_HMAC_KEY_FILE: join(secrets, "web.hmac"),
+});
+
+/** A signed datagram for door WEB from the client namespace, by Debian's fwknop: it asks for `access` (tcp/PORT) for `allow`. */
+async function fwknop(access: string, allow = CLIENT_V4): Promise<void> {
+  const keys = ["--key-base64-rijndael", SPA_FIXTURE.keyBase64, "--key-base64-hmac", SPA_FIXTURE.hmacKeyBase64];
+  const r = await net.exec(["fwknop", "--no-rc-file", "--no-save-args", "-D", HOST_V4, "--use-hmac", ...keys, "-A", access, "-a", allow]);
+  assert.equal(r.code, 0, `fwknop failed: ${r.stderr}`);
+}
+
+/** A signed datagram for door WEB by knockgate's own client (keys from the files its --config names), asking for `access` for `allow`. */
+async function signedKnock(access: string, allow: string): Promise<void> {
+  const r = await net.exec([process.execPath, CLI, "knock", "--door", "WEB", "--config", join(secrets, "client.env"), "-A", access, "-a", allow, HOST_V4]);
+  assert.equal(r.code, 0, `knockgate knock failed: ${r.stderr}`);
 }
 
 /** Waits until the daemon logged a protection that includes `port` (as "N/tcp"), and returns it. */
@@ -180,13 +228,29 @@ async function stopProxy(server: Server): Promise<void> {
   await closed;
 }
 
-/** A greeting service on the host (the root namespace), as a host's own sshd would be. */
+/** A greeting service on the host (the root namespace), IPv4 and IPv6, as a host's own sshd would be. */
 function listen(port: number): Promise<Server> {
   const server = createServer((s) => {
     s.on("error", () => undefined);
     s.end("hello from the host\n");
   });
-  return new Promise((resolve) => server.listen(port, "0.0.0.0", () => resolve(server)));
+  return new Promise((resolve) => server.listen(port, "::", () => resolve(server)));
+}
+
+/** Runs `body` with greeting services on the host's `ports`; they and this run's containers are gone after, however it ends. */
+async function withHostServices(ports: number[], body: () => Promise<void>): Promise<void> {
+  const services = await Promise.all(ports.map(listen));
+  try {
+    await body();
+  } finally {
+    for (const service of services) service.close();
+    await removeRunContainers();
+  }
+}
+
+/** A container of this run labelled for `door` and publishing host port `port`, only created: never started, it binds nothing, and that is enough to claim the port. Returns its id. */
+async function createdOnly(name: string, door: string, port: number): Promise<string> {
+  return (await must(["docker", "create", "--name", `${RUN_NAME}-${name}`, "--network", NETWORK, "--label", `knockgate.door=${door}`, "-p", `${port}:${CONTAINER_PORT}`, IMAGE, "true"])).trim();
 }
 
 async function removeRunContainers(): Promise<void> {
@@ -212,6 +276,14 @@ before(async () => {
   net.create();
   // The client reaches the test network through the host, as a neighbour or routed client would.
   await must(["ip", "-n", net.ns, "route", "add", SUBNET, "via", HOST_V4]);
+  // IPv6 to the host's own ports (Docker 20.10 here has no IPv6 networks: the containers stay IPv4).
+  await must(["ip", "addr", "add", `${HOST_V6}/112`, "dev", HOST_IFACE, "nodad"]);
+  await must(["ip", "-n", net.ns, "addr", "add", `${CLIENT_V6}/112`, "dev", PEER_IFACE, "nodad"]);
+  secrets = mkdtempSync(join(tmpdir(), "knockgate-docker-labels-"));
+  writeFileSync(join(secrets, "web.key"), SPA_FIXTURE.keyBase64, { mode: 0o600 });
+  writeFileSync(join(secrets, "web.hmac"), SPA_FIXTURE.hmacKeyBase64, { mode: 0o600 });
+  // The client knows WEB's keys and the port it is meant to ask for; the server decides what WEB protects.
+  writeFileSync(join(secrets, "client.env"), `KNOCK_DOOR_WEB_SPA_KEY_FILE=${join(secrets, "web.key")}\nKNOCK_DOOR_WEB_SPA_HMAC_KEY_FILE=${join(secrets, "web.hmac")}\nKNOCK_DOOR_WEB_PORTS=${WEB_PORT}/tcp\n`, { mode: 0o600 });
 });
 
 after(async () => {
@@ -221,6 +293,7 @@ after(async () => {
   await removeRunContainers();
   await run(["docker", "network", "rm", NETWORK], { timeoutMs: 30_000 });
   net.destroy();
+  if (secrets !== "") rmSync(secrets, { recursive: true, force: true });
   if (ownFirewall) {
     await removeTestFirewall(variant, tablesBefore);
     // The nftables run's table (KNOCK_ON_EXIT=remove takes it away unless the daemon was killed).
@@ -418,56 +491,97 @@ describe("Docker labels", { concurrency: false }, () => {
   });
 
   // The tests below remove this run's containers: the ones above build on each other's.
-  test("containers on a user-defined network and on the default bridge reach another host's port that a door protects here; this host's stays closed", { timeout: 120_000 }, async () => {
-    await removeRunContainers();
-    const port = 22306;
-    const far = await net.listen(port);
-    const here = await listen(port);
-    try {
-      await withKnockgate({ KNOCK_DOCKER: "on", [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${port}/tcp` }, async () => {
-        assert.equal(await reaches(HOST_V4, port), false, "this host's port stays closed to the client");
-        const probe = `const s = require("net").connect(${port}, "${CLIENT_V4}"); s.setTimeout(3000, () => process.exit(1)); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1));`;
-        for (const network of [NETWORK, "bridge"]) {
-          const r = await run(["docker", "run", "--rm", "--name", `${RUN_NAME}-egress`, "--network", network, IMAGE, "node", "-e", probe], { timeoutMs: 60_000 });
-          assert.equal(r.code, 0, `a container on ${network} must reach ${CLIENT_V4}:${port}: ${r.stderr}`);
-        }
-        assert.equal(far.seen.filter((l) => l.startsWith("tcp ")).length, 2, "both connections arrived at the other host");
-      });
-    } finally {
-      await far.stop();
-      here.close();
-    }
-  });
-
-  test("a label claiming a port another door owns is refused: the claimant's knock opens nothing there, the owner's still does; logged, counted, shown", { timeout: 120_000 }, async () => {
-    await removeRunContainers();
-    const owned = 22307;
-    // The test's door owns 22303 by its _PORTS; a second door, WEB, is what the label names.
-    const env = { [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${owned}/tcp`, KNOCK_DOOR_WEB_SEQUENCE: "7121,7122,7123" };
-    const service = await listen(owned);
-    try {
-      await withKnockgate({ KNOCK_DOCKER: "on", ...env }, async (daemon) => {
-        // Created only: never started, so it needs no free port; that is enough to claim one.
-        await must(["docker", "create", "--name", `${RUN_NAME}-claimant`, "--network", NETWORK, "--label", "knockgate.door=WEB", "-p", `${owned}:8080`, IMAGE, "true"]);
-        const conflict = await daemon.waitFor("label_conflict", 10_000);
-        assert.deepEqual([conflict["door"], conflict["port"], conflict["owner"]], ["WEB", `${owned}/tcp`, TEST_DOOR]);
-        assert.equal(await reaches(HOST_V4, owned), false);
-        const web = await net.knock([HOST_V4, "7121", "7122", "7123"]);
-        assert.equal(web.code, 0, web.stderr);
-        await daemon.waitFor("open", 5000, (l) => l["door"] === "WEB");
-        assert.equal(await reaches(HOST_V4, owned), false, "WEB's knock must not open a port its label only claimed");
-        const r = await readyz(HTTP.main);
-        assert.equal(r.status, 200, r.body.reasons.join("\n"));
-        assert.match(r.body.checks.find((c) => c.name === "label_conflicts")?.detail ?? "", new RegExp(`claims ${owned}/tcp for door WEB, which door ${TEST_DOOR} owns \\(env\\): refused`));
-        assert.equal(await metric(HTTP.main, `knockgate_label_conflicts{door="WEB"}`), 1);
-        await knockIn(daemon);
-        assert.equal(await reaches(HOST_V4, owned), true, "the owner's knock still opens it");
-      });
-    } finally {
-      service.close();
+  for (const backend of ["nftables", "iptables"]) {
+    test(`${backend}: containers on a user-defined network and on the default bridge reach another host's port that a door protects here; this host's stays closed (IPv4 and IPv6) until knocked`, { timeout: 120_000 }, async () => {
       await removeRunContainers();
-    }
-  });
+      const port = 22306;
+      const far = await net.listen(port);
+      const here = await listen(port);
+      try {
+        await withKnockgate({ KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend, [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${port}/tcp` }, async (daemon) => {
+          assert.equal(await reaches(HOST_V4, port), false, "this host's port stays closed to the client (IPv4)");
+          assert.equal(await reaches(HOST_V6, port, CLIENT_V6), false, "this host's port stays closed to the client (IPv6)");
+          const probe = `const s = require("net").connect(${port}, "${CLIENT_V4}"); s.setTimeout(3000, () => process.exit(1)); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1));`;
+          for (const network of [NETWORK, "bridge"]) {
+            const r = await run(["docker", "run", "--rm", "--name", `${RUN_NAME}-egress`, "--network", network, IMAGE, "node", "-e", probe], { timeoutMs: 60_000 });
+            assert.equal(r.code, 0, `a container on ${network} must reach ${CLIENT_V4}:${port}: ${r.stderr}`);
+          }
+          assert.equal(far.seen.filter((l) => l.startsWith("tcp ")).length, 2, "both connections arrived at the other host");
+          // Both paths to this host work: what kept the port closed was the firewall.
+          await knockIn(daemon);
+          await knockIn(daemon, HOST_V6);
+          assert.equal(await reaches(HOST_V4, port), true, "the knocker gets in (IPv4)");
+          assert.equal(await reaches(HOST_V6, port, CLIENT_V6), true, "the knocker gets in (IPv6)");
+        });
+      } finally {
+        await far.stop();
+        here.close();
+      }
+    });
+
+    test(`${backend}: a label claiming a port another door owns is refused: the claimant's knock and signed datagram open nothing there (IPv4 and IPv6), the owner's knock still does; logged, counted, shown in /readyz and check`, { timeout: 120_000 }, async () => {
+      await removeRunContainers();
+      const owned = 22307;
+      // The test's door owns `owned` by its _PORTS; a second door, WEB, is what the label names.
+      const env = { KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend, [`KNOCK_DOOR_${TEST_DOOR}_PORTS`]: `${owned}/tcp`, ...webDoor(`${WEB_PORT}/tcp`), KNOCK_LOG_LEVEL: "debug" };
+      await withHostServices([owned, WEB_PORT], () =>
+        withKnockgate(env, async (daemon) => {
+          const claimant = await createdOnly("claimant", "WEB", owned);
+          const conflict = await daemon.waitFor("label_conflict", 10_000);
+          assert.deepEqual([conflict["door"], conflict["port"], conflict["owner"]], ["WEB", `${owned}/tcp`, TEST_DOOR]);
+          assert.equal(await reaches(HOST_V4, owned), false, "the owned port is closed before any knock (IPv4)");
+          assert.equal(await reaches(HOST_V6, owned, CLIENT_V6), false, "the owned port is closed before any knock (IPv6)");
+
+          // A holder of WEB's keys asks for the claimed port: refused for that port (the datagram was read), nothing opened.
+          await fwknop(`tcp/${owned}`);
+          await daemon.waitFor("spa_refused", 5000, (l) => l["door"] === "WEB" && l["result"] === "port_not_allowed");
+          assert.deepEqual(daemon.events("open"), [], "WEB's signed datagram must open nothing");
+          assert.equal(await reaches(HOST_V4, owned), false, "WEB's signed datagram must not open a port its label only claimed");
+
+          await knockIn(daemon, HOST_V4, WEB);
+          await knockIn(daemon, HOST_V6, WEB);
+          // WEB's grants are in place on both families (its own port answers): the claimed port still does not.
+          assert.equal(await reaches(HOST_V4, WEB_PORT), true, "WEB's own port opens to its knock (IPv4)");
+          assert.equal(await reaches(HOST_V6, WEB_PORT, CLIENT_V6), true, "WEB's own port opens to its knock (IPv6)");
+          assert.equal(await reaches(HOST_V4, owned), false, "WEB's knock must not open a port its label only claimed (IPv4)");
+          assert.equal(await reaches(HOST_V6, owned, CLIENT_V6), false, "WEB's knock must not open a port its label only claimed (IPv6)");
+
+          const r = await readyz(HTTP.main);
+          assert.equal(r.status, 200, r.body.reasons.join("\n"));
+          assert.match(r.body.checks.find((c) => c.name === "label_conflicts")?.detail ?? "", new RegExp(`claims ${owned}/tcp for door WEB, which door ${TEST_DOOR} owns \\(env\\): refused`));
+          assert.equal(await metric(HTTP.main, `knockgate_label_conflicts{door="WEB"}`), 1);
+          const check = JSON.parse(await must([process.execPath, CLI, "check", "--json"], { env: knockgateEnv(env) })) as { warnings: string[] };
+          const warning = `label conflict: container ${RUN_NAME}-claimant (${claimant.slice(0, 12)}) claims ${owned}/tcp for door WEB, which door ${TEST_DOOR} owns (env): refused`;
+          assert.deepEqual(check.warnings, [warning], "knockgate check warns of the refused claim");
+
+          await knockIn(daemon);
+          await knockIn(daemon, HOST_V6);
+          assert.equal(await reaches(HOST_V4, owned), true, "the owner's knock still opens it (IPv4)");
+          assert.equal(await reaches(HOST_V6, owned, CLIENT_V6), true, "the owner's knock still opens it (IPv6)");
+        }),
+      );
+    });
+
+    test(`${backend}: a sequence grant reaches whatever its door protects now, a port a label gives the door later included; a signed grant only the ports it asked for`, { timeout: 120_000 }, async () => {
+      await removeRunContainers();
+      const later = 22311;
+      await withHostServices([WEB_PORT, later], () =>
+        withKnockgate({ KNOCK_DOCKER: "on", KNOCK_FIREWALL: backend, ...webDoor(`${WEB_PORT}/tcp`) }, async (daemon) => {
+          await knockIn(daemon, HOST_V4, WEB);
+          await signedKnock(`${WEB_PORT}/tcp`, OTHER_V4);
+          await daemon.waitFor("open", 5000, (l) => l["src"] === OTHER_V4 && l["via"] === "signed" && l["ports"] === `${WEB_PORT}/tcp`);
+          assert.equal(await reaches(HOST_V4, WEB_PORT), true, "the sequence grant");
+          assert.equal(await reaches(HOST_V4, WEB_PORT, OTHER_V4), true, "the signed grant");
+          await answering(HOST_V4, later, OTHER_V4);
+
+          await createdOnly("later", "WEB", later);
+          await protecting(daemon, later);
+          assert.equal(await reaches(HOST_V4, later), true, "the sequence grant is door-wide: it reaches the port the label gave WEB after the knock");
+          assert.equal(await reaches(HOST_V4, later, OTHER_V4), false, "the signed grant holds the port it asked for, not the one the label added");
+        }),
+      );
+    });
+  }
 
   for (const backend of ["nftables", "iptables"]) {
     test(`${backend}: restarted while the engine is away (no socket; a socket that never answers), a labelled port stays closed and /readyz says so`, { timeout: 180_000 }, async () => {

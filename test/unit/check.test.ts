@@ -4,6 +4,8 @@ import { ShimmedCli } from "../support/cli-run.js";
 import { checkReport, reportText, summarize, type HostProbe } from "../../src/cli/check.js";
 import { parseConfig } from "../../src/config/config.js";
 import { FirewallError } from "../../src/core/errors.js";
+import { conflictText, decideDoors, effectiveDoors } from "../../src/core/docker/desired.js";
+import { labelledContainer } from "../support/containers.js";
 
 const cli = new ShimmedCli();
 after(() => cli.remove());
@@ -197,6 +199,21 @@ describe("check report", () => {
       "knockgate run would fail here: KNOCK_FIREWALL=nftables needs nft on PATH",
     ]);
     assert.match(reportText(report), /\n {2}KNOCK_FIREWALL=nftables \(none usable on this host\)\n/);
+  });
+
+  test("a label claiming a port another door owns is a warning naming the container, the door, the port and the owner", async () => {
+    const env = { KNOCK_DOOR_SSH_SEQUENCE: "7123,8234", KNOCK_DOOR_SSH_PORTS: "2222/tcp", KNOCK_DOOR_WEB_SEQUENCE: "7124,8235", KNOCK_DOOR_WEB_PORTS: "none", KNOCK_INTERFACE: "lo" };
+    const config = parseConfig(env);
+    const claimant = [labelledContainer("claimant", "WEB", ["2222"])];
+    const decided = decideDoors(config.doors, claimant);
+    const docker: HostProbe["dockerDoors"] = () =>
+      Promise.resolve({ effective: effectiveDoors(config.doors, decided, claimant), conflicts: decided.conflicts.map(conflictText), state: "following unix:///var/run/docker.sock: 1 labelled container(s)" });
+    const report = await checkReport(config, env, "the environment", { ...host(["lo"], nftables), dockerDoors: docker });
+    const warning = "label conflict: container claimant (636c61696d61) claims 2222/tcp for door WEB, which door SSH owns (env): refused";
+    assert.deepEqual(report.warnings, [warning]);
+    const text = reportText(report);
+    assert.ok(text.includes(`\nwarning: ${warning}\n`), text);
+    assert.deepEqual(report.doors.map((d) => [d.name, d.ports]), [["SSH", [{ port: "2222/tcp", from: ["env"] }]], ["WEB", []]], "the owner keeps the port, the claimant gets nothing");
   });
 
   test("a fingerprint depends on the sequence, not on how it is written", () => {

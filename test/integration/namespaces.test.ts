@@ -166,6 +166,19 @@ for (const { backend, engine } of SETUPS) {
         }));
     }
 
+    if (engine === "kernel") {
+      test("a table the capture engine made is not silently taken over: the kernel engine refuses to start, saying how to switch, and the door stays closed", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const capture = await lab.startDaemon(env({ KNOCK_ENGINE: "capture" }));
+          assert.equal(await capture.stop(), 0);
+          const kernel = await lab.startDaemon(env(), false);
+          assert.notEqual(await kernel.exitCode, 0);
+          assert.match(kernel.logs.map((l) => String(l["msg"])).join("\n") + kernel.stderr.join("\n"), /made for the other KNOCK_ENGINE.*KNOCK_ON_EXIT=remove, or run knockgate cleanup/);
+          assert.equal(await lab.canConnect(SERVER_V4), false, "the capture engine's protection stays");
+        }));
+    }
+
     test("a restart adopts the firewall without duplicates and keeps valid grants", () =>
       withLab(async (lab) => {
         await lab.startService();

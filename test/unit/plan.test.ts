@@ -69,13 +69,13 @@ describe("the plan as data", () => {
   test("the sets: per family the allow set with its networks, each door's address set and a signed door's per-port set, sized; then the replay sets", () => {
     assert.deepEqual(planOf(signed).sets, [
       { kind: "allow", family: 4, members: ["192.0.2.7/32"] },
-      { kind: "door", door: "SSH", family: 4, size: 1034 },
+      { kind: "door", door: "SSH", family: 4, size: 1034, dynamic: false },
       { kind: "ports", door: "SSH", family: 4, size: 2068 },
-      { kind: "door", door: "WEB", family: 4, size: 1034 },
+      { kind: "door", door: "WEB", family: 4, size: 1034, dynamic: false },
       { kind: "allow", family: 6, members: ["fd00::/64"] },
-      { kind: "door", door: "SSH", family: 6, size: 1034 },
+      { kind: "door", door: "SSH", family: 6, size: 1034, dynamic: false },
       { kind: "ports", door: "SSH", family: 6, size: 2068 },
-      { kind: "door", door: "WEB", family: 6, size: 1034 },
+      { kind: "door", door: "WEB", family: 6, size: 1034, dynamic: false },
       { kind: "replay", door: "SSH", size: REPLAY_SET_SIZE },
     ]);
   });

@@ -302,7 +302,7 @@ export function svg(r: Report): string {
   const xmax = Math.log10(2000);
   const X = (v: number) => L.x + ((Math.log10(Math.max(0.05, Math.min(2000, v))) - xmin) / (xmax - xmin)) * L.w;
   const Y = (p: number) => L.y + L.h - p * L.h;
-  out.push(`<text x="${L.x}" y="${L.y - 12}" font-weight="bold">1. Knock-to-open latency (share of rounds open by time t; 1 ms probes)</text>`);
+  out.push(`<text x="${L.x}" y="${L.y - 12}" font-weight="bold">1. Knock-to-open latency (share of rounds open by t; 0.15-1 ms probes)</text>`);
   out.push(`<rect x="${L.x}" y="${L.y}" width="${L.w}" height="${L.h}" fill="none" stroke="#999"/>`);
   for (const v of [0.1, 1, 10, 100, 1000]) {
     out.push(`<line x1="${X(v)}" y1="${L.y}" x2="${X(v)}" y2="${L.y + L.h}" stroke="#eee"/>`);

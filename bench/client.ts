@@ -63,6 +63,9 @@ function knock(src: string, dst: string): number {
 interface ProbeArgs {
   dst: string;
   port: number;
+  /** For the first denseMs after the knock a probe every denseStepMs, then one every probeEveryMs. */
+  denseMs: number;
+  denseStepMs: number;
   probeEveryMs: number;
   timeoutMs: number;
 }
@@ -74,6 +77,8 @@ interface ProbeArgs {
  * Each probe has its own source port; the SYN-ACK's destination port names the probe.
  */
 const probes = new Map<number, { src: Buffer; resolve: () => void }>();
+/** Atomics.wait's cell: the dense probes' pause. */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 let nextProbePort = 0;
 
 function onReply(buf: Buffer, n: number): void {
@@ -92,8 +97,12 @@ function onReply(buf: Buffer, n: number): void {
 }
 
 /**
- * Knock, then a raw SYN probe from the same source at once and every probeEveryMs until one is
- * answered with a SYN-ACK: ms from the last knock frame to that answer, or null after timeoutMs.
+ * Knock, then a raw SYN probe from the same source at once and every probeEveryMs, and for the
+ * first denseMs one after each pause of denseStepMs, until one is answered with a SYN-ACK: ms from
+ * the last knock frame to that answer, or null after timeoutMs. Timers wait 1 ms at least, so the
+ * pause is an Atomics.wait, which gives the CPU up (a busy loop here held back a daemon woken on the
+ * same core: the capture engine read 0.5 ms later behind a 0.5 ms busy window), followed by a turn
+ * of the event loop, which reads the capture handle.
  */
 function knockToOpen(src: string, a: ProbeArgs): Promise<number | null> {
   if (!cap) throw new Error("init first");
@@ -120,9 +129,20 @@ function knockToOpen(src: string, a: ProbeArgs): Promise<number | null> {
       const buf = f.setText(src, sport, a.port);
       sender.send(buf, buf.length);
     };
+    // Pause (the CPU given up: on two cores, the daemon may be waiting for this one), a turn of the
+    // event loop (answers read), a probe; again until denseMs.
+    const dense = (): void => {
+      if (finished || performance.now() - t0 >= a.denseMs) return;
+      Atomics.wait(PAUSE, 0, 0, a.denseStepMs);
+      setImmediate(() => {
+        probe();
+        dense();
+      });
+    };
     const timer = setInterval(probe, a.probeEveryMs);
     const deadline = setTimeout(() => finish(null), a.timeoutMs);
     probe();
+    setImmediate(dense);
   });
 }
 

@@ -2,6 +2,7 @@
  * The contenders, each started inside a lab's server namespace:
  *   knockgate      this project, default backend (KNOCK_FIREWALL=auto: iptables + ipset here)
  *   knockgate-nft  this project, nftables backend
+ *   knockgate-kernel  this project, kernel engine (the door's sequence as nftables rules, the daemon reads their reports)
  *   knockd         Debian's knockd, configured like its tutorial (iptables -I grants)
  *   kernel         no daemon: the door compiled to an nftables ruleset with dynamic stage sets
  *   knockgate-spa  this project, a signed door (one SPA datagram opens it), default backend
@@ -18,8 +19,10 @@ import type { BenchLab } from "./lab.js";
 import { ROOT } from "./lab.js";
 import { HTTP_PORT, KNOCK_PORTS, SERVER_V4, SERVICE_PORT } from "./wire.js";
 import { ipsetSpaName } from "../src/adapters/firewall/iptables/sets.js";
+import { freezeTree } from "./proc.js";
+import { nftDurationMs, nftElements, nftSetFill, type SetFill } from "./nft-sets.js";
 
-export type ContenderId = "knockgate" | "knockgate-nft" | "knockd" | "kernel" | "knockgate-spa" | "fwknopd";
+export type ContenderId = "knockgate" | "knockgate-nft" | "knockgate-kernel" | "knockd" | "kernel" | "knockgate-spa" | "fwknopd";
 export type ScenarioName = "idle" | "latency" | "flood" | "sweep" | "grants";
 
 export interface StartOptions {
@@ -43,6 +46,15 @@ export interface Running {
   showGrants(): Promise<void>;
   /** knockgate's /metrics as name{labels} -> value; null for the others. */
   metrics(): Promise<Map<string, number> | null>;
+  /**
+   * Stops the daemon (SIGSTOP of its process tree) until the function returned is called: its
+   * reconcile must not undo a measurement's hiding of grants. Absent: nothing to stop.
+   */
+  freeze?(): () => void;
+  /** How many times the daemon logged putting back grants it found missing (grants_restored). */
+  grantsRestored?(): number;
+  /** How full the sets are in which the kernel recognises knocks (kernel-side doors only). */
+  knockSets?(): Promise<SetFill[]>;
   /** Anything the reader of the report must know (throttling, errors seen). */
   notes(): string[];
   stop(): Promise<void>;
@@ -56,6 +68,8 @@ export interface Contender {
   scenarios: readonly ScenarioName[];
   /** How a client opens it: a knock sequence, or one SPA datagram under SPA_KEYS. */
   door: "sequence" | "spa";
+  /** Who recognises the knocks: a process capturing packets, or the kernel's rules (no capture loss to measure). */
+  engine: "capture" | "kernel";
   /** Why it cannot run here, or null. */
   unavailable(): Promise<string | null>;
   start(lab: BenchLab, opts: StartOptions): Promise<Running>;
@@ -86,6 +100,9 @@ export const DIAGNOSTIC_OVERRIDES = [
 ].filter(Boolean);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Every contender's state budget: knockgate's KNOCK_MAX_TRACKED (its default) and the kernel door's set size. */
+export const MAX_TRACKED = 65536;
+
 /** The signed doors' keys for this run, as `fwknop --key-gen` makes them (32 and 64 random bytes). */
 export const SPA_KEYS = { key: randomBytes(32).toString("base64"), hmac: randomBytes(64).toString("base64") };
 
@@ -98,14 +115,15 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Keeps the last lines of a child's output (and keeps its pipes drained so it never blocks). */
-function tail(child: ChildProcess, keep = 50): string[] {
+/** Keeps the last lines of a child's output (and keeps its pipes drained so it never blocks); each line also goes to onLine. */
+function tail(child: ChildProcess, keep = 50, onLine: (line: string) => void = () => undefined): string[] {
   const lines: string[] = [];
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
     createInterface({ input: stream }).on("line", (l) => {
       lines.push(l);
       if (lines.length > keep) lines.shift();
+      onLine(l);
     });
   }
   return lines;
@@ -130,55 +148,61 @@ export function parseMetrics(text: string): Map<string, number> {
   return out;
 }
 
-/** Elements of an nft set as `nft -j list set` prints them (plain values or {elem:{val,...}}). */
+/** Elements of an nft set. */
 async function nftSetMembers(lab: BenchLab, family: string, table: string, set: string): Promise<string[]> {
   const r = await lab.exec(lab.server, ["nft", "-j", "list", "set", family, table, set]);
   if (r.code !== 0) throw new Error(`nft list set ${set}: ${r.stderr.trim()}`);
-  const parsed = JSON.parse(r.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
-  const out: string[] = [];
-  for (const o of parsed.nftables ?? []) {
-    for (const e of o.set?.elem ?? []) {
-      if (typeof e === "string") out.push(e);
-      else if (e && typeof e === "object" && "elem" in e) out.push(String((e as { elem: { val: unknown } }).elem.val));
-    }
-  }
-  return out;
+  return nftElements(r.stdout);
+}
+
+/** How full the sets of an inet table whose names start with `prefix` are (one listing of the whole table). */
+async function nftTableFill(lab: BenchLab, table: string, prefix: string): Promise<SetFill[]> {
+  const r = await lab.exec(lab.server, ["nft", "-j", "list", "table", "inet", table]);
+  if (r.code !== 0) throw new Error(`nft list table ${table}: ${r.stderr.trim()}`);
+  return nftSetFill(r.stdout, table, prefix);
 }
 
 /**
- * Hide/show for grants in nft timeout sets: list with remaining times (the text listing has
- * millisecond precision, JSON only whole seconds), flush; later add them back with those times.
+ * Hide/show for grants in nft timeout sets. The first hide lists the elements with their remaining
+ * times (the text listing has millisecond precision, JSON only whole seconds) and dates each one's
+ * end; every hide flushes the sets and every show adds the elements back for the time left to that
+ * end. Ends come from that one listing, so hiding again and again neither shortens nor lengthens a
+ * grant (nobody writes the sets meanwhile: the daemon is stopped and nobody knocks).
  */
 function nftGrantToggle(lab: BenchLab, table: string, sets: readonly string[]): { hide(): Promise<void>; show(): Promise<void> } {
-  let saved: { set: string; listedAt: number; elems: { addr: string; expiresMs: number }[] }[] = [];
-  // How long the last re-add took to reach the kernel: charged to the next one too, so repeated
-  // hide/show cycles do not push expiry back.
+  let ends: { set: string; elems: { addr: string; endAt: number }[] }[] | null = null;
+  // How long the last re-add took to reach the kernel, charged to the next one.
   let applyMs = 50;
   return {
     async hide() {
-      saved = [];
+      if (ends === null) {
+        ends = [];
+        for (const set of sets) {
+          // The kernel computes "expires" at the dump, a few ms into this exec (nft then spends
+          // ~170 ms formatting 10k elements), so dating from the exec's start makes ends early by
+          // those few ms. Early is what must not happen: a grant gone from the kernel before the
+          // daemon's book ends is one it finds lost and puts back. Hence the margin, late.
+          const listedAt = performance.now() + NFT_END_MARGIN_MS;
+          const r = await lab.exec(lab.server, ["nft", "list", "set", "inet", table, set]);
+          if (r.code !== 0) throw new Error(`nft list set ${set}: ${r.stderr.trim()}`);
+          const elems = [...r.stdout.matchAll(/([0-9a-f.:]+) timeout \S+ expires (\S+?)[,\s}]/g)].map((m) => ({ addr: m[1]!, endAt: listedAt + nftDurationMs(m[2]!) }));
+          ends.push({ set, elems });
+        }
+      }
       for (const set of sets) {
-        // The kernel computes "expires" at the dump, which comes a few ms into this exec; nft then
-        // spends ~170 ms formatting 10k elements. Timing from the end would add that to every
-        // grant on every cycle (seconds over a run); from the start it is a few ms early.
-        const listedAt = performance.now();
-        const r = await lab.exec(lab.server, ["nft", "list", "set", "inet", table, set]);
-        const elems = [...r.stdout.matchAll(/([0-9a-f.:]+) timeout \S+ expires (\S+?)[,\s}]/g)].map((m) => ({ addr: m[1]!, expiresMs: nftDurationMs(m[2]!) }));
-        saved.push({ set, listedAt, elems });
-        await lab.exec(lab.server, ["nft", "flush", "set", "inet", table, set]);
+        const r = await lab.exec(lab.server, ["nft", "flush", "set", "inet", table, set]);
+        if (r.code !== 0) throw new Error(`nft flush set ${set}: ${r.stderr.trim()}`);
       }
     },
     async show() {
-      // Time spent hidden counts against the grants, as if they had never left.
       const start = performance.now();
-      const lines = saved
-        .map(({ set, listedAt, elems }) => {
-          const gone = start - listedAt + applyMs;
-          const live = elems.filter((e) => e.expiresMs - gone > 1);
-          return live.length ? `add element inet ${table} ${set} { ${live.map((e) => `${e.addr} timeout ${Math.round(e.expiresMs - gone)}ms`).join(", ")} }` : "";
+      const lines = (ends ?? [])
+        .map(({ set, elems }) => {
+          const left = (e: { endAt: number }) => Math.round(e.endAt - start - applyMs);
+          const live = elems.filter((e) => left(e) > 1);
+          return live.length ? `add element inet ${table} ${set} { ${live.map((e) => `${e.addr} timeout ${left(e)}ms`).join(", ")} }` : "";
         })
         .filter(Boolean);
-      saved = [];
       if (lines.length === 0) return;
       const r = await lab.exec(lab.server, ["nft", "-f", "-"], lines.join("\n") + "\n");
       if (r.code !== 0) throw new Error(`nft restore grants: ${r.stderr.slice(0, 300)}`);
@@ -187,25 +211,31 @@ function nftGrantToggle(lab: BenchLab, table: string, sets: readonly string[]): 
   };
 }
 
-/** nft's duration text ("1h2m3s400ms", "18s700ms") in milliseconds. */
-export function nftDurationMs(text: string): number {
-  const unit: Record<string, number> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
-  let ms = 0;
-  for (const m of text.matchAll(/(\d+)(ms|d|h|m|s)/g)) ms += Number(m[1]) * (unit[m[2]!] ?? 0);
-  return ms;
-}
+/** How much later than listed the grants hidden from nft sets end (see nftGrantToggle). */
+const NFT_END_MARGIN_MS = 100;
 
 // ---------------------------------------------------------------------------------------------
 // knockgate
 
-function knockgate(id: "knockgate" | "knockgate-nft" | "knockgate-spa", backend: "auto" | "nftables", door: "sequence" | "spa" = "sequence"): Contender {
+/** One way of running knockgate: its backend, engine and door. */
+interface KnockgateVariant {
+  id: "knockgate" | "knockgate-nft" | "knockgate-kernel" | "knockgate-spa";
+  label: string;
+  backend: "auto" | "nftables";
+  engine: "capture" | "kernel";
+  door: "sequence" | "spa";
+  scenarios: readonly ScenarioName[];
+}
+
+function knockgate({ id, label, backend, engine, door, scenarios }: KnockgateVariant): Contender {
   const signed = door === "spa";
   return {
     id,
-    label: signed ? "knockgate signed door (iptables+ipset)" : backend === "auto" ? "knockgate (iptables+ipset)" : "knockgate (nftables)",
+    label,
     expires: true,
     door,
-    scenarios: signed ? ["idle", "latency", "flood"] : backend === "auto" ? ["idle", "latency", "flood", "sweep", "grants"] : ["idle", "latency", "grants"],
+    engine,
+    scenarios,
     async unavailable() {
       if (!(await exists(CLI))) return `${CLI} missing: run npm run build`;
       if (backend === "auto" && !((await exists("/usr/sbin/ipset")) || (await exists("/sbin/ipset")))) return "ipset not installed";
@@ -217,10 +247,12 @@ function knockgate(id: "knockgate" | "knockgate-nft" | "knockgate-spa", backend:
         KNOCK_INTERFACE: lab.serverIface,
         ...(signed ? { KNOCK_DOOR_SSH_SPA_KEY: SPA_KEYS.key, KNOCK_DOOR_SSH_SPA_HMAC_KEY: SPA_KEYS.hmac } : { KNOCK_DOOR_SSH_SEQUENCE: KNOCK_PORTS.join(",") }),
         KNOCK_DOOR_SSH_OPEN_FOR: String(opts.openForS),
+        KNOCK_MAX_TRACKED: String(MAX_TRACKED),
         // Logging costs: warn keeps per-knock lines out of the measured path.
         KNOCK_LOG_LEVEL: "warn",
         KNOCK_HTTP_ADDR: `${SERVER_V4}:${HTTP_PORT}`,
         KNOCK_FIREWALL: backend,
+        KNOCK_ENGINE: engine,
         // The machine's Docker is no contender's business (its socket is visible in every namespace).
         KNOCK_DOCKER: "off",
         // The bench reads counters that only an authenticated scrape gets (capture drops, packets).
@@ -228,7 +260,10 @@ function knockgate(id: "knockgate" | "knockgate-nft" | "knockgate-spa", backend:
         ...(DAEMON_NODE_OPTIONS ? { NODE_OPTIONS: DAEMON_NODE_OPTIONS } : {}),
       };
       const child = lab.spawnIn(lab.server, [process.execPath, CLI, "run"], env);
-      const output = tail(child);
+      let restored = 0;
+      const output = tail(child, 50, (line) => {
+        if (line.includes('"event":"grants_restored"')) restored++;
+      });
       const url = `http://${SERVER_V4}:${HTTP_PORT}`;
       const deadline = Date.now() + 20_000;
       for (;;) {
@@ -265,6 +300,8 @@ function knockgate(id: "knockgate" | "knockgate-nft" | "knockgate-spa", backend:
             const header = await lab.exec(lab.server, ["ipset", "list", "-t", `knockgate-SSH-${fam}`]);
             const maxelem = /maxelem (\d+)/.exec(header.stdout)?.[1] ?? "65536";
             await lab.exec(lab.server, ["ipset", "create", twin, "hash:ip", "family", fam === 4 ? "inet" : "inet6", "timeout", "0", "maxelem", maxelem, "-exist"]);
+            // Empty at every hide: whatever reached the twin while it stood in for the door's set stays out.
+            await lab.exec(lab.server, ["ipset", "flush", twin]);
             await lab.exec(lab.server, ["ipset", "swap", `knockgate-SSH-${fam}`, twin]);
           }
         },
@@ -291,6 +328,9 @@ function knockgate(id: "knockgate" | "knockgate-nft" | "knockgate-spa", backend:
           const r = await lab.helper.call<{ status: number; body: string }>("http", { url: `${url}/metrics`, headers: { authorization: `Bearer ${METRICS_TOKEN}` }, timeoutMs: 5000 });
           return r.status === 200 ? parseMetrics(r.body) : null;
         },
+        ...(pid === null ? {} : { freeze: () => freezeTree(pid) }),
+        grantsRestored: () => restored,
+        ...(engine === "kernel" ? { knockSets: () => nftTableFill(lab, "knockgate", "knock_") } : {}),
         notes() {
           const warnings = output.filter((l) => /"level":(40|50|60)/.test(l));
           return warnings.length ? [`${warnings.length} warning/error log lines, last: ${warnings.at(-1)?.slice(0, 300)}`] : [];
@@ -312,6 +352,7 @@ const knockdContender: Contender = {
   label: "knockd 0.8 (Debian, tutorial config)",
   expires: false,
   door: "sequence",
+  engine: "capture",
   scenarios: ["idle", "latency", "flood", "sweep", "grants"],
   async unavailable() {
     if (!(await exists("/usr/sbin/knockd"))) return "/usr/sbin/knockd missing (apt-get install knockd)";
@@ -433,8 +474,6 @@ const knockdContender: Contender = {
 // kernel-only
 
 const NFT_TABLE = "kgbench";
-/** Same state budget as knockgate's default KNOCK_MAX_TRACKED. */
-const SET_SIZE = 65536;
 
 export function kernelRuleset(openForS: number): string {
   const [p1, p2, p3] = KNOCK_PORTS;
@@ -442,7 +481,7 @@ export function kernelRuleset(openForS: number): string {
   const lines = [`table inet ${NFT_TABLE} {`];
   for (const [fam, type] of [["v4", "ipv4_addr"], ["v6", "ipv6_addr"]] as const) {
     for (const set of ["stage2", "stage3", "grant"]) {
-      lines.push(`  set ${set}_${fam} { type ${type}; flags dynamic, timeout; size ${SET_SIZE}; }`);
+      lines.push(`  set ${set}_${fam} { type ${type}; flags dynamic, timeout; size ${MAX_TRACKED}; }`);
     }
   }
   lines.push("  chain prerouting {", "    type filter hook prerouting priority -150; policy accept;", '    iifname "lo" accept', "    ct state established,related accept");
@@ -461,6 +500,7 @@ const kernelContender: Contender = {
   label: "kernel-only nftables door",
   expires: true,
   door: "sequence",
+  engine: "kernel",
   scenarios: ["latency", "flood", "sweep", "grants"],
   async unavailable() {
     return (await exists("/usr/sbin/nft")) ? null : "nft not installed";
@@ -480,16 +520,12 @@ const kernelContender: Contender = {
       grantAddresses: members,
       grantCount: async () => (await members()).length,
       metrics: () => Promise.resolve(null),
+      knockSets: () => nftTableFill(lab, NFT_TABLE, "stage"),
       notes: () => [],
       stop: () => Promise.resolve(),
     };
   },
 };
-
-/** Elements in one of the kernel door's sets (for the sweep: is the stage set full?). */
-export async function kernelSetSize(lab: BenchLab, set: string): Promise<number> {
-  return (await nftSetMembers(lab, "inet", NFT_TABLE, set)).length;
-}
 
 // ---------------------------------------------------------------------------------------------
 // fwknopd
@@ -505,6 +541,7 @@ const fwknopdContender: Contender = {
   label: "fwknopd 2.6 (Debian, documented config)",
   expires: true,
   door: "spa",
+  engine: "capture",
   scenarios: ["idle", "latency", "flood"],
   async unavailable() {
     if (!(await exists("/usr/sbin/fwknopd"))) return "/usr/sbin/fwknopd missing (apt-get install fwknop-server)";
@@ -562,11 +599,15 @@ const fwknopdContender: Contender = {
   },
 };
 
+const EVERY_SCENARIO: readonly ScenarioName[] = ["idle", "latency", "flood", "sweep", "grants"];
+
 export const CONTENDERS: readonly Contender[] = [
-  knockgate("knockgate", "auto"),
-  knockgate("knockgate-nft", "nftables"),
+  knockgate({ id: "knockgate", label: "knockgate (iptables+ipset)", backend: "auto", engine: "capture", door: "sequence", scenarios: EVERY_SCENARIO }),
+  // Idle, latency and grant scale only, to keep the run short.
+  knockgate({ id: "knockgate-nft", label: "knockgate (nftables)", backend: "nftables", engine: "capture", door: "sequence", scenarios: ["idle", "latency", "grants"] }),
+  knockgate({ id: "knockgate-kernel", label: "knockgate kernel engine (nftables)", backend: "nftables", engine: "kernel", door: "sequence", scenarios: EVERY_SCENARIO }),
   knockdContender,
   kernelContender,
-  knockgate("knockgate-spa", "auto", "spa"),
+  knockgate({ id: "knockgate-spa", label: "knockgate signed door (iptables+ipset)", backend: "auto", engine: "capture", door: "spa", scenarios: ["idle", "latency", "flood"] }),
   fwknopdContender,
 ];

@@ -6,6 +6,7 @@ const TICKS_PER_S = 100; // USER_HZ on Linux
 interface Stat {
   pid: number;
   ppid: number;
+  comm: string;
   /** utime + stime + cutime + cstime, in ticks: own time plus that of reaped children. */
   ticks: number;
 }
@@ -14,16 +15,17 @@ function readStat(pid: number): Stat | null {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, "utf8");
     // comm may contain spaces and parentheses: fields start after the last ")".
-    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    const end = text.lastIndexOf(")");
+    const f = text.slice(end + 2).split(" ");
     const n = (i: number) => Number(f[i] ?? 0);
-    return { pid, ppid: n(1), ticks: n(11) + n(12) + n(13) + n(14) };
+    return { pid, ppid: n(1), comm: text.slice(text.indexOf("(") + 1, end), ticks: n(11) + n(12) + n(13) + n(14) };
   } catch {
     return null;
   }
 }
 
-/** Total CPU seconds of pid and its live descendants (reaped ones are in their parents' c-times). */
-export function treeCpuSeconds(root: number): number {
+/** pid and its live descendants, pid first; empty if pid is gone. */
+function tree(root: number): Stat[] {
   const byParent = new Map<number, Stat[]>();
   let rootStat: Stat | null = null;
   for (const name of readdirSync("/proc")) {
@@ -36,15 +38,50 @@ export function treeCpuSeconds(root: number): number {
     list.push(s);
     byParent.set(s.ppid, list);
   }
-  if (!rootStat) return NaN;
-  let ticks = 0;
+  if (!rootStat) return [];
+  const out: Stat[] = [];
   const stack = [rootStat];
   for (let guard = 0; stack.length > 0 && guard < 100_000; guard++) {
     const s = stack.pop()!;
-    ticks += s.ticks;
+    out.push(s);
     stack.push(...(byParent.get(s.pid) ?? []));
   }
-  return ticks / TICKS_PER_S;
+  return out;
+}
+
+/** Total CPU seconds of pid and its live descendants (reaped ones are in their parents' c-times). */
+export function treeCpuSeconds(root: number): number {
+  const all = tree(root);
+  return all.length ? all.reduce((t, s) => t + s.ticks, 0) / TICKS_PER_S : NaN;
+}
+
+/**
+ * Stops pid, then its descendants (SIGSTOP), and returns what resumes them all, children first.
+ * A measurement's pause: the process's timers run late afterwards, and a command it had started
+ * (a listing, say) is held too, so nothing it reads or writes meanwhile sees the pause's state.
+ * iptables tools are left to finish: a stopped legacy iptables would hold the host-wide xtables lock.
+ */
+export function freezeTree(root: number): () => void {
+  process.kill(root, "SIGSTOP");
+  // Listed after the root stopped: it forks nothing more meanwhile.
+  const children = tree(root)
+    .slice(1)
+    .filter((s) => !/^(ip6?tables|xtables)/.test(s.comm))
+    .map((s) => s.pid);
+  for (const pid of children) signal(pid, "SIGSTOP");
+  return () => {
+    for (const pid of children) signal(pid, "SIGCONT");
+    signal(root, "SIGCONT");
+  };
+}
+
+/** A process may have exited meanwhile. */
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone
+  }
 }
 
 /** Resident set of one process in MB (VmRSS), NaN if it is gone. */

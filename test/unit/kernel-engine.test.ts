@@ -9,8 +9,19 @@ import type { ClusterLink } from "../../src/app/daemon.js";
 import type { Capture } from "../../src/adapters/capture.js";
 import type { Door } from "../../src/core/types.js";
 import { daemonHarness } from "../support/daemon-harness.js";
+import { buildFrame, macBytes } from "../support/frames.js";
+import type { FrameHandler } from "../../src/adapters/capture.js";
 
 const DOOR = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000:udp,9000" };
+
+/** An NFLOG message as libpcap delivers it: header, NFULA_PACKET_HDR, NFULA_PREFIX, NFULA_PAYLOAD. */
+function nflogFrame(prefix: string, payload: readonly number[]): Buffer {
+  const tlv = (type: number, body: readonly number[]) => {
+    const size = 4 + body.length;
+    return [size & 0xff, size >> 8, type, 0, ...body, ...new Array<number>((4 - (size % 4)) % 4).fill(0)];
+  };
+  return Buffer.from([2, 0, 0x4b, 0x47, ...tlv(1, [8, 0, 1, 0]), ...tlv(10, [...new TextEncoder().encode(prefix), 0]), ...tlv(9, payload)]);
+}
 const problems = (env: Record<string, string>): string[] => {
   try {
     parseConfig(env);
@@ -47,14 +58,8 @@ test("the kernel engine's rules enter each sequence's chain with the door's TCP 
 });
 
 test("an NFLOG message gives its prefix and the logged packet; one that does not parse gives null", () => {
-  // As libpcap delivered it in a namespace: header, NFULA_PACKET_HDR, NFULA_PREFIX, ..., NFULA_PAYLOAD.
-  const tlv = (type: number, body: number[]) => {
-    const size = 4 + body.length;
-    return [size & 0xff, size >> 8, type, 0, ...body, ...new Array((4 - (size % 4)) % 4).fill(0)];
-  };
-  const prefix = [...new TextEncoder().encode(knockPrefix("open", "SSH")), 0];
   const payload = [0x45, 0, 0, 40];
-  const frame = Buffer.from([2, 0, 0x4b, 0x47, ...tlv(1, [8, 0, 1, 0]), ...tlv(10, prefix), ...tlv(9, payload)]);
+  const frame = nflogFrame(knockPrefix("open", "SSH"), payload);
   const parts = nflogParts(frame, frame.length);
   assert.ok(parts);
   assert.equal(parts.prefix, "knockgate open SSH");
@@ -106,5 +111,29 @@ test("a grant the kernel engine made while no daemon read its reports is opened 
   assert.equal((published[0] as { expiresAt: number }).expiresAt, clock.wallNow() + 20_000);
   await clock.advance(20_000);
   assert.deepEqual(events("close").map((l) => [l["src"], l["reason"]]), [["198.18.0.7", "expired"]]);
+  await daemon.stop();
+});
+
+test("a completion the kernel reports is a grant like any other, without a knock-to-open time (the rule granted as the knock passed)", async () => {
+  let report: FrameHandler = () => undefined;
+  const nflog = (_group: number, onFrame: FrameHandler): Capture<string> => {
+    report = onFrame;
+    return { iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
+  };
+  const { daemon, events, metrics, clock } = daemonHarness({ env: { ...DOOR, KNOCK_ENGINE: "kernel" }, overrides: { openNflog: nflog } });
+  await daemon.start();
+  // The logged packet is IP: the last knock, a SYN from 198.18.0.9 to 9000.
+  const ip = buildFrame({ srcMac: macBytes("02:00:00:00:00:02"), dstMac: macBytes("02:00:00:00:00:01"), src: "198.18.0.9", dst: "198.18.0.1", proto: "tcp", srcPort: 40000, dstPort: 9000 }).subarray(14);
+  const frame = nflogFrame(knockPrefix("open", "SSH"), [...ip]);
+  report(frame, frame.length);
+  await clock.settle();
+  const [open] = events("open");
+  assert.deepEqual([open?.["src"], open?.["via"], open?.["latency_ms"]], ["198.18.0.9", "sequence", undefined]);
+  assert.match(await metrics.publicRegistry.metrics(), /knockgate_knock_to_open_seconds_count 0\n/);
+  // Not ours, or not a door: nothing.
+  const other = nflogFrame("somebody else", [...ip]);
+  report(other, other.length);
+  await clock.settle();
+  assert.equal(events("open").length, 1);
   await daemon.stop();
 });

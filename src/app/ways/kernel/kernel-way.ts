@@ -11,7 +11,6 @@
  * sweep's close line comes when the kernel lets the element go. A grant the rules made while the
  * daemon was down is in the door's set at start, where adoption finds it like any other.
  */
-import type { Clock } from "../../../core/clock.js";
 import { errorFields } from "../../../core/errors.js";
 import { Decoder } from "../../../core/packet/decode.js";
 import { nflogParts } from "../../../core/packet/nflog.js";
@@ -28,7 +27,6 @@ export interface KernelDeps {
   config: Config;
   log: Logger;
   metrics: Metrics;
-  clock: Clock;
   /** The NFLOG reader: libpcap's, unless a test gives its own. */
   openNflog?(group: number, onFrame: FrameHandler): Capture<string>;
 }
@@ -96,7 +94,9 @@ export class KernelWay implements PacketWay {
       if (this.decoder.decode(frame.subarray(parts.payloadAt, parts.payloadEnd), parts.payloadEnd - parts.payloadAt) !== "knock") return;
       const { src, family } = this.decoder.knock;
       this.deps.metrics.knock(door.name, "completed");
-      if (report.kind === "open") void this.grants.open({ door, family, src, via: "sequence", openForMs: door.openForMs, capturedAt: this.deps.clock.now() });
+      // No capture time: the rule granted as the last knock passed. What is left to time here is this
+      // daemon's own write after the report, which is no knock-to-open (docs/kernel-engine.md).
+      if (report.kind === "open") void this.grants.open({ door, family, src, via: "sequence", openForMs: door.openForMs });
       else void this.grants.closeSequence(door, family, src);
     } catch (err) {
       this.deps.log.error({ event: "kernel_report_failed", ...errorFields(err) }, `a kernel report could not be read: ${String(err)}`);

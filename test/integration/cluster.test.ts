@@ -289,7 +289,9 @@ describe("cluster-wide grants through the Kubernetes API", { concurrency: false 
     const afterwards = nextClient();
     // The watch and the publisher retry with backoff (at most 10 s apart); a server may
     // answer 403 while still starting (its RBAC caches not filled yet), which costs one more retry.
-    await waitFor(async () => clusterCheck(await lab.nodeHttp(nodeA, "/readyz")).ok, 30_000, "A's cluster check to pass again");
+    // Every node's check: B's and C's watches must be back before a grant that lives OPEN_FOR (3 s)
+    // is written, or it can expire while they still wait to retry.
+    for (const node of lab.nodes) await waitFor(async () => clusterCheck(await lab.nodeHttp(node, "/readyz")).ok, 30_000, `${node.name}'s cluster check to pass again`);
     await lab.knock(nodeA.addr, OPEN, { localAddress: afterwards });
     for (const d of [b, c]) await d.waitFor("open", 20_000, (l) => l["src"] === afterwards);
     assert.deepEqual(await reachable(afterwards), [true, true, true]);

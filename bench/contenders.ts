@@ -20,7 +20,8 @@ import { ROOT } from "./lab.js";
 import { HTTP_PORT, KNOCK_PORTS, SERVER_V4, SERVICE_PORT } from "./wire.js";
 import { ipsetSpaName } from "../src/adapters/firewall/iptables/sets.js";
 import { freezeTree } from "./proc.js";
-import { nftDurationMs, nftElements, nftSetFill, type SetFill } from "./nft-sets.js";
+import { nftDurationMs, nftSetFill, type SetFill } from "./nft-sets.js";
+import { nftElements } from "../src/adapters/firewall/nftables/listing.js";
 
 export type ContenderId = "knockgate" | "knockgate-nft" | "knockgate-kernel" | "knockd" | "kernel" | "knockgate-spa" | "fwknopd";
 export type ScenarioName = "idle" | "latency" | "flood" | "sweep" | "grants";
@@ -152,7 +153,7 @@ export function parseMetrics(text: string): Map<string, number> {
 async function nftSetMembers(lab: BenchLab, family: string, table: string, set: string): Promise<string[]> {
   const r = await lab.exec(lab.server, ["nft", "-j", "list", "set", family, table, set]);
   if (r.code !== 0) throw new Error(`nft list set ${set}: ${r.stderr.trim()}`);
-  return nftElements(r.stdout);
+  return nftElements(r.stdout).map((e) => e.src);
 }
 
 /** How full the sets of an inet table whose names start with `prefix` are (one listing of the whole table). */

@@ -1,4 +1,4 @@
-/** Readings of nft's set listings, for the contenders whose sets live in nftables. Pure. */
+/** Readings of nft's set listings, for the contenders whose sets live in nftables (their elements: the daemon's own reader, adapters/firewall/nftables/listing.ts). Pure. */
 
 interface NftJsonSet {
   table?: string;
@@ -10,18 +10,6 @@ interface NftJsonSet {
 function jsonSets(json: string): NftJsonSet[] {
   const parsed = JSON.parse(json) as { nftables?: { set?: NftJsonSet }[] };
   return (parsed.nftables ?? []).flatMap((o) => (o.set ? [o.set] : []));
-}
-
-/** Elements of the sets in `nft -j list set(s)` output: plain values or {elem:{val,...}} (with a timeout). */
-export function nftElements(json: string): string[] {
-  const out: string[] = [];
-  for (const set of jsonSets(json)) {
-    for (const e of set.elem ?? []) {
-      if (typeof e === "string") out.push(e);
-      else if (e && typeof e === "object" && "elem" in e) out.push(String((e as { elem: { val: unknown } }).elem.val));
-    }
-  }
-  return out;
 }
 
 export interface SetFill {

@@ -280,7 +280,7 @@ export class Grants {
     const { firewall, log, clock, protection } = this.deps;
     let listed: ListedGrant[];
     try {
-      listed = await firewall.grants();
+      listed = await firewall.grants({ unreported: true });
     } catch (err) {
       log.warn({ event: "grants_not_adopted", ...errorFields(err, "KNOCK_E_FIREWALL") }, "could not list the grants already in the kernel; they still expire on time, without a close line or ON_CLOSE");
       return;

@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { parseConfig } from "../../src/config/config.js";
 import { TcpFlag } from "../../src/core/types.js";
 import { attemptStream, machineCompletions, type StreamKnock } from "../support/knock-streams.js";
-import { removeStaleNamespaces, SERVER_V4, SERVER_V6, sleep, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
+import { removeStaleNamespaces, SERVER_V4, SERVER_V6, sleep, withLab, type DaemonProcess } from "../support/lab.js";
 
 const ENV = {
   KNOCK_ENGINE: "kernel",
@@ -39,10 +39,6 @@ before(() => {
 });
 after(() => removeStaleNamespaces());
 
-async function macOf(lab: Lab, where: string, iface: string): Promise<string> {
-  return (await lab.exec(where, ["cat", `/sys/class/net/${iface}/address`])).stdout.trim();
-}
-
 /** The completions the kernel reported since line `from`, as "DOOR kind src", sorted. */
 function reported(daemon: DaemonProcess, from: number): string[] {
   return daemon.logs
@@ -67,7 +63,7 @@ test("random knock streams through the kernel's rules complete what the capture 
   withLab(async (lab) => {
     const doors = parseConfig({ ...ENV, KNOCK_INTERFACE: lab.serverIface }).doors;
     const daemon = await lab.startDaemon(ENV);
-    const macs = { srcMac: await macOf(lab, lab.client, lab.clientIface), dstMac: await macOf(lab, lab.server, lab.serverIface) };
+    const macs = await lab.linkMacs();
     let compared = 0;
     let completions = 0;
     for (let seed = 1; seed <= 6 && compared < 2; seed++) {

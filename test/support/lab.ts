@@ -141,6 +141,12 @@ export class Lab {
     return execRunner(["ip", "netns", "exec", where, ...argv], input);
   }
 
+  /** The client's and the server's link addresses: what a raw frame from the client's link carries. */
+  async linkMacs(): Promise<{ srcMac: string; dstMac: string }> {
+    const mac = async (where: string, iface: string) => (await this.exec(where, ["cat", `/sys/class/net/${iface}/address`])).stdout.trim();
+    return { srcMac: await mac(this.client, this.clientIface), dstMac: await mac(this.server, this.serverIface) };
+  }
+
   /** Starts a process inside a namespace (argv, no shell); it is killed when the lab is torn down. */
   spawnIn(where: string, argv: string[], env: Record<string, string> = {}): ChildProcess {
     const child = spawn("ip", ["netns", "exec", where, ...argv], {

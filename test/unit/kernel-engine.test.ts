@@ -14,6 +14,16 @@ import type { FrameHandler } from "../../src/adapters/capture.js";
 
 const DOOR = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000:udp,9000" };
 
+/** The daemon's NFLOG reader, faked: `report` hands it a message as the kernel would. */
+function fakeNflog() {
+  let onReport: FrameHandler = () => undefined;
+  const nflog = (_group: number, onFrame: FrameHandler): Capture<string> => {
+    onReport = onFrame;
+    return { iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
+  };
+  return { nflog, report: (frame: Buffer, length: number) => onReport(frame, length) };
+}
+
 /** An NFLOG message as libpcap delivers it: header, NFULA_PACKET_HDR, NFULA_PREFIX, NFULA_PAYLOAD. */
 function nflogFrame(prefix: string, payload: readonly number[]): Buffer {
   const tlv = (type: number, body: readonly number[]) => {
@@ -86,7 +96,7 @@ test("the kernel engine's rules refuse sources no knock can come from, and mark 
 test("a grant the kernel engine made while no daemon read its reports is opened at start, late: audit line, ON_OPEN and its cluster object; one already reported is adopted quietly", async () => {
   const published: unknown[] = [];
   const cluster: ClusterLink = { opened: (g) => void published.push(g), closed: () => undefined, check: () => ({ name: "cluster", ok: true }) };
-  const nflog = (): Capture<string> => ({ iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined });
+  const { nflog } = fakeNflog();
   const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" };
   const { daemon, firewall, events, hooks, clock, config } = daemonHarness({
     env,
@@ -115,11 +125,7 @@ test("a grant the kernel engine made while no daemon read its reports is opened 
 });
 
 test("a completion the kernel reports is a grant like any other, without a knock-to-open time (the rule granted as the knock passed)", async () => {
-  let report: FrameHandler = () => undefined;
-  const nflog = (_group: number, onFrame: FrameHandler): Capture<string> => {
-    report = onFrame;
-    return { iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
-  };
+  const { nflog, report } = fakeNflog();
   const { daemon, events, metrics, clock } = daemonHarness({ env: { ...DOOR, KNOCK_ENGINE: "kernel" }, overrides: { openNflog: nflog } });
   await daemon.start();
   // The logged packet is IP: the last knock, a SYN from 198.18.0.9 to 9000.

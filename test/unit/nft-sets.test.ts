@@ -1,7 +1,10 @@
-/** The bench's readings of nft set listings (bench/nft-sets.ts). */
+/** The bench's readings of nft set listings (bench/nft-sets.ts), and the daemon's reader of set elements that the bench uses too. */
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { nftDurationMs, nftElements, nftSetFill } from "../../bench/nft-sets.js";
+import { nftDurationMs, nftSetFill } from "../../bench/nft-sets.js";
+import { nftElements } from "../../src/adapters/firewall/nftables/listing.js";
+
+const addresses = (json: string) => nftElements(json).map((e) => e.src);
 
 const META = { metainfo: { version: "1.0.6", release_name: "Lester Gooch #5", json_schema_version: 1 } };
 const set = (table: string, name: string, elem?: unknown[], size?: number) => ({ set: { family: "inet", name, table, type: "ipv4_addr", handle: 1, ...(size ? { size } : {}), flags: ["timeout"], ...(elem ? { elem } : {}) } });
@@ -10,11 +13,12 @@ const listing = (...objects: object[]) => JSON.stringify({ nftables: [META, ...o
 describe("nft set listings", () => {
   test("elements are read as plain values and as {elem: {val}} with a timeout", () => {
     const json = listing(set("knockgate", "door_SSH_v4", ["198.18.1.1", { elem: { val: "198.18.1.2", timeout: 60, expires: 59 } }]));
-    assert.deepEqual(nftElements(json), ["198.18.1.1", "198.18.1.2"]);
+    assert.deepEqual(addresses(json), ["198.18.1.1", "198.18.1.2"]);
+    assert.deepEqual(nftElements(json).map((e) => e.remainingMs), [null, 59_000]);
   });
 
   test("a set with no elements has none, and other objects of the listing are skipped", () => {
-    assert.deepEqual(nftElements(listing(set("knockgate", "door_SSH_v4"), { chain: { name: "prerouting" } })), []);
+    assert.deepEqual(addresses(listing(set("knockgate", "door_SSH_v4"), { chain: { name: "prerouting" } })), []);
   });
 
   test("fill counts the elements of the table's sets with the prefix, with their declared size", () => {

@@ -69,8 +69,11 @@ export interface Firewall {
   grant(grant: GrantKey, forMs: number): Promise<void>;
   /** Takes the grant away: the door-wide one, or these ports of the per-port one. */
   revoke(grant: GrantKey): Promise<void>;
-  /** Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. */
-  grants(): Promise<ListedGrant[]>;
+  /**
+   * Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. With
+   * `unreported`, also which of them the kernel engine made unseen (more listings: at start only).
+   */
+  grants(opts?: { unreported?: boolean }): Promise<ListedGrant[]>;
   readonly replay: ReplaySets;
   /** Stops long-lived helper processes; with `remove`, first takes away every object of ours. */
   shutdown(remove: boolean): Promise<void>;

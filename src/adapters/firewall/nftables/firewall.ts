@@ -178,12 +178,13 @@ export class NftablesFirewall implements Firewall {
     return this.apply(revokeLine({ ...grant, src }));
   }
 
-  async grants(): Promise<ListedGrant[]> {
+  async grants(opts: { unreported?: boolean } = {}): Promise<ListedGrant[]> {
     const listed = await listGrants(
       this.planned.config.doors,
       async (door, family) => nftElements(await this.elements(nftSetName(door, family))),
       async (door, family) => nftSpaElements(await this.elements(nftSpaSetName(door, family))),
     );
+    if (!opts.unreported) return listed;
     const unread = new Set<string>();
     for (const door of kernelGrantDoors(this.planned.plan)) {
       for (const family of FAMILIES) for (const e of nftElements(await this.elements(unreadSetName(door, family)))) unread.add(`${door} ${family} ${e.src}`);

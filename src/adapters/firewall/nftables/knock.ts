@@ -26,7 +26,9 @@ export function knockReport(prefix: string): { kind: SequenceKind; door: string 
 }
 
 export const knockChainName = (p: Pick<KnockProgram, "door" | "kind">, family: Family): string => `knock_${p.door}_${p.kind}_v${family}`;
-const setOf = (p: Pick<KnockProgram, "door" | "kind">, family: Family, set: KnockSet): string => `${knockChainName(p, family)}_${set.role === "stage" ? `s${set.stage}` : set.role}`;
+/** What a set's name adds to its chain's: `first`, `s1` .. `sN`, `recent`, `unread`. */
+const setSuffix = (set: KnockSet): string => (set.role === "stage" ? `s${set.stage}` : set.role);
+const setOf = (p: Pick<KnockProgram, "door" | "kind">, family: Family, set: KnockSet): string => `${knockChainName(p, family)}_${setSuffix(set)}`;
 
 /** A door's grants that the kernel made and no daemon has taken the report of (its `unread` set). */
 export const unreadSetName = (door: string, family: Family): string => setOf({ door, kind: "open" }, family, { role: "unread" });
@@ -92,7 +94,7 @@ export function describeProgram(p: KnockProgram, openForMs: number): ProgramDesc
     chains: FAMILIES.map((f) => knockChainName(p, f)),
     // The refused-source rule comes first.
     rules: p.rules.length + 1,
-    sets: p.sets.map((set) => setOf(p, 4, set).slice(knockChainName(p, 4).length + 1)),
+    sets: p.sets.map(setSuffix),
     setSize: p.setSize,
     completion: `reported on NFLOG group ${KNOCK_NFLOG_GROUP}; ${p.kind === "open" ? `the source goes into ${grantSets} ${time}` : `the source leaves ${grantSets}`}`,
   };

@@ -6,6 +6,7 @@
  *   knockd         Debian's knockd, configured like its tutorial (iptables -I grants)
  *   kernel         no daemon: the door compiled to an nftables ruleset with dynamic stage sets
  *   knockgate-spa  this project, a signed door (one SPA datagram opens it), default backend
+ *   knockgate-spa-nft  the same door on nftables, where its replay record and grant are one transaction
  *   fwknopd        Debian's fwknopd, set up as its documentation says (pcap, iptables grants)
  */
 import type { ChildProcess } from "node:child_process";
@@ -23,7 +24,7 @@ import { freezeTree } from "./proc.js";
 import { nftDurationMs, nftSetFill, type SetFill } from "./nft-sets.js";
 import { nftElements } from "../src/adapters/firewall/nftables/listing.js";
 
-export type ContenderId = "knockgate" | "knockgate-nft" | "knockgate-kernel" | "knockd" | "kernel" | "knockgate-spa" | "fwknopd";
+export type ContenderId = "knockgate" | "knockgate-nft" | "knockgate-kernel" | "knockd" | "kernel" | "knockgate-spa" | "knockgate-spa-nft" | "fwknopd";
 export type ScenarioName = "idle" | "latency" | "flood" | "sweep" | "grants";
 
 export interface StartOptions {
@@ -220,7 +221,7 @@ const NFT_END_MARGIN_MS = 100;
 
 /** One way of running knockgate: its backend, engine and door. */
 interface KnockgateVariant {
-  id: "knockgate" | "knockgate-nft" | "knockgate-kernel" | "knockgate-spa";
+  id: "knockgate" | "knockgate-nft" | "knockgate-kernel" | "knockgate-spa" | "knockgate-spa-nft";
   label: string;
   backend: "auto" | "nftables";
   engine: "capture" | "kernel";
@@ -610,5 +611,7 @@ export const CONTENDERS: readonly Contender[] = [
   knockdContender,
   kernelContender,
   knockgate({ id: "knockgate-spa", label: "knockgate signed door (iptables+ipset)", backend: "auto", engine: "capture", door: "spa", scenarios: ["idle", "latency", "flood"] }),
+  // Latency only: what the one-transaction write buys, beside the sequence door on the same backend.
+  knockgate({ id: "knockgate-spa-nft", label: "knockgate signed door (nftables)", backend: "nftables", engine: "capture", door: "spa", scenarios: ["latency"] }),
   fwknopdContender,
 ];

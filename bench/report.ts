@@ -218,6 +218,22 @@ function kernelEngineTargets(r: Report): Target[] {
       : "not measured",
   });
   t.push({ id: "8e", text: `kernel engine: ${r.params.grants} grants at constant per-packet cost (as 4b)`, ...perSynVerdict(ke?.grants) });
+  // Each signed door against the sequence door on its own backend: nftables writes the replay
+  // record and the grant in one transaction, ipset (no transactions) in two round trips.
+  const signedNft = byId(r, "knockgate-spa-nft")?.latency;
+  const sequenceNft = byId(r, "knockgate-nft")?.latency;
+  const versus = (signed: LatencyResult | undefined, sequence: LatencyResult | undefined) => (signed && sequence ? signed.p50 / sequence.p50 : NaN);
+  const nftRatio = versus(signedNft, sequenceNft);
+  const ipsetRatio = versus(byId(r, "knockgate-spa")?.latency, byId(r, "knockgate")?.latency);
+  t.push({
+    id: "8f",
+    text: "signed door, replay record and grant in one transaction (nftables): p50 within 1.2x of a sequence door's in capture mode",
+    met: Number.isFinite(nftRatio) ? nftRatio <= 1.2 && signedNft?.opened === signedNft?.n : null,
+    detail: Number.isFinite(nftRatio)
+      ? `p50 ${ms(signedNft?.p50)} ms, ${nftRatio.toFixed(2)}x the nftables sequence door's ${ms(sequenceNft?.p50)} ms` +
+        (Number.isFinite(ipsetRatio) ? `; iptables+ipset (two round trips): ${ipsetRatio.toFixed(2)}x` : "")
+      : "not measured",
+  });
   return t;
 }
 
@@ -342,7 +358,7 @@ export function markdown(r: Report): string {
 // ---------------------------------------------------------------------------------------------
 // SVG (by hand: no chart library)
 
-const COLORS: Record<ContenderId, string> = { knockgate: "#1b7f3b", "knockgate-nft": "#6cc08b", "knockgate-kernel": "#17a2b8", knockd: "#c0392b", kernel: "#2c5aa0", "knockgate-spa": "#8e44ad", fwknopd: "#d68910" };
+const COLORS: Record<ContenderId, string> = { knockgate: "#1b7f3b", "knockgate-nft": "#6cc08b", "knockgate-kernel": "#17a2b8", knockd: "#c0392b", kernel: "#2c5aa0", "knockgate-spa": "#8e44ad", "knockgate-spa-nft": "#b07cc6", fwknopd: "#d68910" };
 const escXml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 export function svg(r: Report): string {

@@ -26,7 +26,7 @@ const USAGE = `usage: node dist/bench/run.js [--smoke] [--only=ID,...] [--scenar
 
   --smoke        tiny sizes (about 40 s): checks the benchmark works, not the numbers (CI)
   --only         contenders: knockgate, knockgate-nft, knockgate-kernel, knockd, kernel,
-                 knockgate-spa, fwknopd (default: all)
+                 knockgate-spa, knockgate-spa-nft, fwknopd (default: all)
   --scenarios    idle, latency, flood, sweep, grants, decoder, cluster (default: all; cluster
                  starts a real kube-apiserver, built on first use: about 3.5 min once)
   --out          report directory (default: bench/results)

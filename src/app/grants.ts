@@ -10,7 +10,7 @@ import { errorFields } from "../core/errors.js";
 import { GrantBook, type GrantLimits, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
 import type { ClusterGrant } from "../core/cluster/knock-grant.js";
 import { portName, portsText, type Door, type Family, type PortSpec, type WayIn } from "../core/types.js";
-import type { Firewall, ListedGrant } from "../adapters/firewall/firewall.js";
+import type { Firewall, ListedGrant, ReplayEntry, ReplayRecord, TimedGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
@@ -36,7 +36,16 @@ export interface GrantRequest {
   username?: string;
   /** The kernel engine made it while no daemon read its reports: found at start, opened late. */
   whileDown?: true;
+  /** A signed datagram's replay record: the grant goes in only with it, in one kernel write. */
+  replay?: ReplayEntry;
 }
+
+/**
+ * What became of a request: in the kernel; nothing to do (another node's grant we hold longer);
+ * refused with nothing written because its replay record was there ("seen") or found no room
+ * ("full"); or failed, which is logged and counted here.
+ */
+export type OpenResult = "opened" | "unchanged" | "seen" | "full" | "failed";
 
 /** Which grant to take away: a signed one's `ports` only, when given. */
 export interface CloseRequest {
@@ -125,15 +134,13 @@ export class Grants {
   /**
    * Books the grant at once (so the bounds count grants in flight too), making room first when the
    * door or the source's prefix is full, then writes each kernel entry with the later of its two
-   * ends. Resolves true when the kernel has it; false when another node's grant changed nothing
-   * here (a relist repeats every object) or when it failed, which is logged and counted here. Never
-   * rejects: ways in call it from the capture callback and timers.
+   * ends. Never rejects: ways in call it from the capture callback and timers.
    */
-  open(req: GrantRequest): Promise<boolean> {
-    return this.settled("open", req, () => this.tryOpen(req));
+  open(req: GrantRequest): Promise<OpenResult> {
+    return this.settled("open", req, () => this.tryOpen(req), "failed");
   }
 
-  private async tryOpen(req: GrantRequest): Promise<boolean> {
+  private async tryOpen(req: GrantRequest): Promise<OpenResult> {
     const { door, family, src, via } = req;
     const now = this.deps.clock.now();
     // One whose time ran out before the sweep saw it is closed first, so ON_CLOSE pairs with ON_OPEN.
@@ -146,21 +153,37 @@ export class Grants {
     const heldLonger = live ? asked.filter((p) => (via === "signed" ? (live.until?.get(portName(p)) ?? -Infinity) : live.expiresAt) >= ends) : [];
     // Another node's sequence grant we hold at least as long changes nothing. A signed one is always
     // written: after a restart the book knows only the longest of an address's port times.
-    if (req.origin !== undefined && via === "sequence" && heldLonger.length > 0) return false;
-    const { record, replaced } = this.book.open(door, via, src, family, now, { ports: asked, openForMs: req.openForMs });
-    for (const r of replaced) this.replaced(r.record, r.reason, src);
-    const entries = entriesOf(record, via === "signed" ? asked : null);
+    if (req.origin !== undefined && via === "sequence" && heldLonger.length > 0) return "unchanged";
+    const opened = this.book.open(door, via, src, family, now, { ports: asked, openForMs: req.openForMs });
+    // A grant the kernel may refuse (its replay record is its precondition) displaces others only once it is in.
+    const displace = () => {
+      for (const r of opened.replaced) this.replaced(r.record, r.reason, src);
+    };
+    if (!req.replay) displace();
+    const entries = entriesOf(opened.record, via === "signed" ? asked : null);
+    const timed = [...entries].map(([end, ports]): TimedGrant => ({ grant: { door, family, src, ports }, forMs: kernelMs(end, now) }));
+    let written: ReplayRecord;
     try {
-      await this.write(door, via, src, async () => {
-        for (const [end, ports] of entries) await this.deps.firewall.grant({ door, family, src, ports }, kernelMs(end, now));
-      });
+      written = await this.write(door, via, src, () => this.writeEntries(timed, req.replay));
     } catch (err) {
-      if (!live) this.book.close(door, via, src);
+      this.book.undo(opened, req.replay !== undefined);
       this.failed("grant", err, door, src);
-      return false;
+      return "failed";
     }
-    guard(this.deps.log, "open_followup", fields, () => this.opened(req, record, asked, live !== undefined, heldLonger, entries));
-    return true;
+    if (written !== "recorded") {
+      this.book.undo(opened, true);
+      return written;
+    }
+    if (req.replay) displace();
+    guard(this.deps.log, "open_followup", fields, () => this.opened(req, opened.record, asked, live !== undefined, heldLonger, entries));
+    return "opened";
+  }
+
+  /** A grant's entries, with its replay record as their precondition when it has one. */
+  private async writeEntries(timed: readonly TimedGrant[], replay: ReplayEntry | undefined): Promise<ReplayRecord> {
+    if (replay) return this.deps.firewall.replay.grant(replay, timed);
+    for (const t of timed) await this.deps.firewall.grant(t.grant, t.forMs);
+    return "recorded";
   }
 
   /** The kernel has it: measure, publish, audit, run ON_OPEN. */
@@ -218,19 +241,19 @@ export class Grants {
       const closed = await this.tryClose({ door, family, src, via: "sequence" });
       if (closed) publish();
       return closed;
-    });
+    }, false);
   }
 
   /**
-   * Runs `work`, which resolves false itself when the kernel refuses (`failed` logs and counts
-   * that); anything else it throws (a bug in a step) is logged here and resolves false too.
+   * Runs `work`, which resolves its own failure when the kernel refuses (`failed` logs and counts
+   * that); anything else it throws (a bug in a step) is logged here and resolves `failed` too.
    */
-  private async settled(what: string, req: { door: Door; src: string }, work: () => Promise<boolean>): Promise<boolean> {
+  private async settled<T>(what: string, req: { door: Door; src: string }, work: () => Promise<T>, failed: T): Promise<T> {
     try {
       return await work();
     } catch (err) {
       logFailure(this.deps.log, what, { door: req.door.name, src: req.src }, err);
-      return false;
+      return failed;
     }
   }
 
@@ -239,7 +262,7 @@ export class Grants {
    * false when there was no such grant or the kernel refused (logged and counted here); never rejects.
    */
   close(req: CloseRequest): Promise<boolean> {
-    return this.settled("close", req, () => this.tryClose(req));
+    return this.settled("close", req, () => this.tryClose(req), false);
   }
 
   private async tryClose(req: CloseRequest): Promise<boolean> {

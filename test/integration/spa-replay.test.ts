@@ -29,10 +29,10 @@ before(() => {
 });
 after(() => removeStaleNamespaces());
 
-/** A datagram for CLIENT_V4's port 22, stamped now, with a fresh salt: never the same twice. */
-const datagram = (): string =>
+/** A datagram for CLIENT_V4's (or `address`'s) port 22, stamped now, with a fresh salt: never the same twice. */
+const datagram = (address = CLIENT_V4): string =>
   encodeSpa(
-    spaPlaintext({ rand: `${randomInt(1e7, 1e8)}${randomInt(1e7, 1e8)}`, username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.access, message: `${CLIENT_V4},tcp/${SERVICE_PORT}` }),
+    spaPlaintext({ rand: `${randomInt(1e7, 1e8)}${randomInt(1e7, 1e8)}`, username: "alice", timestamp: Math.floor(Date.now() / 1000), type: SpaType.access, message: `${address},tcp/${SERVICE_PORT}` }),
     KEYS,
     randomBytes(8),
   );
@@ -111,6 +111,25 @@ for (const backend of ["iptables", "nftables"] as const) {
         const fresh = Array.from({ length: NEW }, datagram);
         await burst(lab, fresh.flatMap((d, i) => (i % 3 === 0 && known[i / 3] !== undefined ? [d, known[i / 3]!] : [d])));
         assert.deepEqual(await settled(lab, NEW + REPLAYS), { accepted: NEW, replay: REPLAYS });
+      }));
+
+    test("a replay only the kernel knows, on a full door: nothing is written for it and no grant gives way", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env({ KNOCK_MAX_GRANTS: "1" }));
+        await burst(lab, [datagram()]);
+        await daemon.waitFor("open");
+        const other = "198.18.0.77";
+        const replayed = datagram(other);
+        await addToReplaySet(lab, [{ element: elementOf(replayed), ttlS: 240 }]);
+        await burst(lab, [replayed]);
+        assert.deepEqual(await settled(lab, 2), { accepted: 1, replay: 1 });
+        const perPort = await lab.exec(lab.server, backend === "iptables" ? ["ipset", "list", "knockgate-SSH:4"] : ["nft", "list", "set", "inet", "knockgate", "spa_SSH_v4"]);
+        assert.equal(perPort.code, 0, perPort.stderr);
+        assert.match(perPort.stdout, new RegExp(CLIENT_V4.replaceAll(".", "\\.")), "the grant of the full door stays");
+        assert.doesNotMatch(perPort.stdout, /198\.18\.0\.77/, "the replay opened nothing");
+        assert.deepEqual(daemon.events("close"), []);
+        assert.equal(await lab.canConnect(SERVER_V4), true);
       }));
 
     test("a full replay set, adopted at a restart, makes room for a new datagram (the entry that expires first gives way) and still refuses replays", () =>

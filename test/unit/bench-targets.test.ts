@@ -57,6 +57,20 @@ describe("kernel engine targets", () => {
     assert.equal(target(report([{ id: "knockgate-kernel", grants: grants({ estimate: 2000, lo: 1500, hi: 2500 }) }]), "8e").met, false);
     assert.equal(target(report([{ id: "knockgate-kernel", grants: grants({ estimate: 900, lo: 100, hi: 1700 }) }]), "8e").met, null);
   });
+
+  test("8f: the nftables signed door against the nftables sequence door; ipset's ratio beside it", () => {
+    const sequence = { id: "knockgate-nft" as const, latency: latency(1.5, 4) };
+    const ipset = [
+      { id: "knockgate" as const, latency: latency(1, 4) },
+      { id: "knockgate-spa" as const, latency: latency(1.7, 4) },
+    ];
+    const met = target(report([sequence, ...ipset, { id: "knockgate-spa-nft", latency: latency(1.8, 4) }]), "8f");
+    assert.equal(met.met, true);
+    assert.match(met.detail, /p50 1\.8 ms, 1\.20x the nftables sequence door's 1\.5 ms; iptables\+ipset \(two round trips\): 1\.70x/);
+    assert.equal(target(report([sequence, { id: "knockgate-spa-nft", latency: latency(1.9, 4) }]), "8f").met, false);
+    assert.equal(target(report([sequence, { id: "knockgate-spa-nft", latency: latency(1.5, 4, 199) }]), "8f").met, false);
+    assert.equal(target(report([{ id: "knockgate-spa-nft", latency: latency(1.5, 4) }]), "8f").met, null);
+  });
 });
 
 describe("target 4b", () => {

@@ -277,7 +277,7 @@ function syncSetup(dryRun = false) {
     open: (r: GrantRequest) => {
       const only = r.ports === undefined ? "" : ` ${r.ports.map(portName).join(",")}`;
       applied.push(`${r.door.name} ${r.family} ${r.src} ${r.openForMs === 0 ? "forever" : r.openForMs} ${r.origin}${only}`);
-      return Promise.resolve(true);
+      return Promise.resolve("opened" as const);
     },
     close: (r: CloseRequest) => {
       revoked.push(`${r.door.name} ${r.family} ${r.src}${r.via === "signed" ? " signed" : ""}`);

@@ -767,10 +767,10 @@ test("cluster: another node's grant goes into the kernel for the time it has lef
   const { daemon, firewall, hooks, events } = setup({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" }, { cluster: link });
   await daemon.start();
   const door = (daemon as unknown as { deps: Deps }).deps.config.doors[0]!;
-  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 12_300, origin: "node-a" }), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 12_300, origin: "node-a" }), "opened");
   assert.deepEqual((await doorWide(firewall)).map((g) => [g.src, g.remainingMs]), [[CLIENT, 13_000]], "whole seconds, rounded up");
-  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 5_000, origin: "node-c" }), false, "a shorter grant changes nothing");
-  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 20_000, origin: "node-c" }), true, "a longer one extends it");
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 5_000, origin: "node-c" }), "unchanged", "a shorter grant changes nothing");
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "sequence", openForMs: 20_000, origin: "node-c" }), "opened", "a longer one extends it");
   assert.deepEqual(
     hooks.map((h) => h.kind),
     ["on_open"],

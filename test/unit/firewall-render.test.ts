@@ -119,7 +119,7 @@ function render({ config, containers }: Case): string {
     }
     if (door.spa === null) continue;
     const element = replayElement("0123456789abcdef0123456789abcdef");
-    add(`replay ${door.name}`, [ipset.ipsetReplayAddLine(door.name, element, 240), ipset.ipsetReplayDelLine(door.name, element), nft.nftReplayAddLine(door.name, element, 240), nft.nftReplayDelLine(door.name, element)].join("\n"));
+    add(`replay ${door.name}`, [ipset.ipsetReplayAddLine(door.name, element, 240), ipset.ipsetReplayDelLine(door.name, element), nft.nftReplayAddLine(door.name, element, 240), nft.nftReplayDelLine(door.name, [element])].join("\n"));
   }
   return out.map(([name, text]) => `--- ${name}\n${text}${text.endsWith("\n") ? "" : "\n"}`).join("");
 }

@@ -313,7 +313,7 @@ test("the public /readyz of a daemon whose grants, replay records and cluster wr
     firewallOf: (f) => {
       // As the ipset backend words a refused add: its command line, with the client's address.
       f.grant = ({ src }) => Promise.reject(new FirewallError("exit code 1", ["ipset", "add", "knockgate-ssh-4", src, "timeout", "30"], "ipset v7.11: Hash is full, cannot add more elements"));
-      f.replay.record = (door, element, ttlS) => Promise.reject(new FirewallError("exit code 1", ["ipset", "add", `knockgate-spa-${door}`, element, "timeout", String(ttlS)], "ipset v7.11: Kernel error received: Cannot allocate memory"));
+      f.replay.grant = ({ door, element, ttlS }) => Promise.reject(new FirewallError("exit code 1", ["ipset", "add", `knockgate-spa-${door}`, element, "timeout", String(ttlS)], "ipset v7.11: Kernel error received: Cannot allocate memory"));
       return f;
     },
     overrides: { cluster },

@@ -11,6 +11,9 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { type ClusterLink } from "../../src/app/daemon.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
+import type { ReplaySets } from "../../src/adapters/firewall/firewall.js";
+import { replayElement } from "../../src/core/firewall/spa-plan.js";
+import { replayKey } from "../../src/core/spa/verify.js";
 import { doorWide, perPort } from "../support/dry-run.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import { portName, portsText, type Config, type Door } from "../../src/core/types.js";
@@ -409,9 +412,11 @@ test("SPA packet counts are served to the token holder only", async () => {
 });
 
 test("a full replay set refuses the datagram and fails /readyz; a failing one too, counted as a grant error", async () => {
-  let answer: () => Promise<"recorded" | "seen" | "full"> = () => Promise.resolve("full");
-  const { daemon, firewall, send, datagram, spaCount, metrics } = setup({}, (f) => {
-    f.replay.record = () => answer();
+  let answer: ReplaySets["grant"] = () => Promise.resolve("full");
+  let write: ReplaySets["grant"] = answer;
+  const { daemon, firewall, send, datagram, spaCount, metrics, events } = setup({}, (f) => {
+    write = f.replay.grant;
+    f.replay.grant = (entry, grants) => answer(entry, grants);
     return f;
   });
   await daemon.start();
@@ -422,11 +427,30 @@ test("a full replay set refuses the datagram and fails /readyz; a failing one to
   await send(datagram());
   assert.equal(await spaCount("replay_check_failed"), 1);
   assert.match(await metrics.registry.metrics(), /knockgate_firewall_errors_total\{operation="grant"\} 1/);
+  assert.deepEqual(await failing(daemon), ["grants", "spa_replay"]);
+  assert.equal(events("grant_failed").length, 1, "the failed write is logged once, by the grant lifecycle");
   assert.deepEqual(await perPort(firewall), []);
-  answer = () => Promise.resolve("recorded");
+  answer = write;
   await send(datagram());
   assert.deepEqual(await failing(daemon), []);
   assert.equal((await perPort(firewall)).length, 1);
+  await daemon.stop();
+});
+
+test("a datagram only the kernel's replay set knows (another daemon took it) opens nothing and takes no one's room", async () => {
+  const { daemon, firewall, send, datagram, spaCount, events } = setup({ KNOCK_MAX_GRANTS: "1" });
+  await daemon.start();
+  await send(datagram());
+  const replayed = datagram({ message: "198.18.0.3,tcp/22" });
+  // What a second daemon on the host records when it takes the datagram first.
+  assert.equal(await firewall.replay.grant({ door: "SSH", element: replayElement(replayKey(replayed)), ttlS: 240, evict: [] }, []), "recorded");
+  await send(replayed, { src: "198.18.0.3" });
+  assert.equal(await spaCount("replay"), 1);
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), [CLIENT], "the grant of the full door stays");
+  assert.deepEqual(events("close"), []);
+  await send(datagram({ message: "198.18.0.3,tcp/22" }), { src: "198.18.0.3" });
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), ["198.18.0.3"], "a new datagram still takes the room (the book was put back as it was)");
+  assert.deepEqual(events("close").map((l) => [l["src"], l["reason"]]), [[CLIENT, "replaced"]]);
   await daemon.stop();
 });
 
@@ -551,7 +575,7 @@ test("cluster: another node's signed grant opens only its ports for the time lef
   await daemon.start();
   const door = (daemon as unknown as { deps: { config: { doors: Door[] } } }).deps.config.doors[0]!;
   await send(Buffer.alloc(1), { port: 7000 });
-  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 2222, proto: "tcp" }], openForMs: 45_500, origin: "node-a" }), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 2222, proto: "tcp" }], openForMs: 45_500, origin: "node-a" }), "opened");
   assert.deepEqual(await perPort(firewall), [{ door: "SSH", family: 4, src: CLIENT, ports: [{ port: 2222, proto: "tcp" }], remainingMs: 46_000 }]);
   assert.deepEqual(
     events("open").map((l) => [l["via"], l["ports"], l["origin"]]),
@@ -568,10 +592,10 @@ test("cluster: another node's signed grant opens only its ports for the time lef
   // One that ran out before the sweep saw it closes (expired) before the next opens, ON_OPEN again.
   // The sweep runs each whole second from the start: a grant from 0.3 s to 1.3 s is over at 1.3 s, unswept.
   await clock.advance(300);
-  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 1_000, origin: "node-a" }), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 1_000, origin: "node-a" }), "opened");
   await clock.advance(1_000);
   assert.equal(events("close").length, 1, "not swept yet");
-  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 5_000, origin: "node-c" }), true);
+  assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 5_000, origin: "node-c" }), "opened");
   assert.deepEqual(events("close").map((l) => [l["via"], l["reason"]]).slice(1), [["signed", "expired"]]);
   assert.deepEqual(events("open").slice(2).map((l) => l["refresh"]), [false, false]);
   await daemon.stop();

@@ -89,7 +89,7 @@ describe("signed door firewall plan", () => {
     assert.equal(replayElement("00000000000000000000000000000001"), "::1");
     assert.throws(() => replayElement("not hex"));
     assert.equal(nftReplayAddLine("SSH", element, 240), `create element inet knockgate spa_SSH_replay { ${element} timeout 240s }`);
-    assert.equal(nftReplayDelLine("SSH", "::1"), "add element inet knockgate spa_SSH_replay { ::1 }; delete element inet knockgate spa_SSH_replay { ::1 }");
+    assert.equal(nftReplayDelLine("SSH", ["::1"]), "add element inet knockgate spa_SSH_replay { ::1 }; delete element inet knockgate spa_SSH_replay { ::1 }");
     assert.equal(ipsetReplayAddLine("SSH", element, 240), `add knockgate-SSH:r ${element} timeout 240`);
     assert.equal(ipsetReplayDelLine("SSH", "::1"), "del knockgate-SSH:r ::1 -exist");
   });
@@ -97,10 +97,22 @@ describe("signed door firewall plan", () => {
   test("a failed record reads as present, full, or neither, from each tool's message", () => {
     assert.equal(ipsetReplayFailure("ipset v7.17: Element cannot be added to the set: it's already added"), "seen");
     assert.equal(ipsetReplayFailure("ipset v7.17: Hash is full, cannot add more elements"), "full");
-    assert.equal(nftReplayFailure("Error: Could not process rule: File exists"), "seen");
-    assert.equal(nftReplayFailure("Error: Could not process rule: Too many open files in system"), "full");
     assert.equal(ipsetReplayFailure("ipset v7.17: The set with the given name does not exist"), null);
-    assert.equal(nftReplayFailure("Error: Could not process rule: No such file or directory"), null);
+  });
+
+  test("nft's errors for a record written with its grant are told by the command the carets mark", () => {
+    // As nft 1.0.6 words them: the line echoed under each error, the failing command marked.
+    const line = "create element inet knockgate spa_SSH_replay { ::1 timeout 10s }; add element inet knockgate spa_SSH_4 { 198.18.0.2 . tcp . 22 timeout 5s }";
+    const error = (message: string, command: "replay" | "grant") => {
+      const at = command === "replay" ? line.indexOf("::1") : line.indexOf("198.18.0.2");
+      return `Error: Could not process rule: ${message}\n${line}\n${" ".repeat(at)}^^^\n`;
+    };
+    assert.equal(nftReplayFailure(error("File exists", "replay")), "seen");
+    assert.equal(nftReplayFailure(error("Too many open files in system", "replay")), "full");
+    assert.equal(nftReplayFailure(error("Too many open files in system", "grant")), null, "a full grant set is the grant's failure, not a full replay set");
+    assert.equal(nftReplayFailure(error("File exists", "replay") + error("Too many open files in system", "grant")), "seen");
+    assert.equal(nftReplayFailure(error("No such file or directory", "replay")), null);
+    assert.equal(nftReplayFailure("Error: Could not process rule: File exists"), null, "no command marked: not known to be the record's");
   });
 
   test("the kernel's listings of per-port sets read back as address, port and time left", () => {

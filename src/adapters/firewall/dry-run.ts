@@ -51,15 +51,16 @@ export class DryRunFirewall implements Firewall {
     this.clock = clock;
     this.text = text;
     this.replay = {
-      record: (door, element, ttlS, evict) => {
+      grant: async ({ door, element, ttlS, evict }, grants) => {
         const set = this.replaySet(door);
         for (const e of evict) set.delete(e);
-        if ((set.get(element) ?? -Infinity) > this.clock.now()) return Promise.resolve("seen");
+        if ((set.get(element) ?? -Infinity) > this.clock.now()) return "seen";
         // As the kernel does: expired entries make room only when the set is full.
         if (set.size >= replaySetSize) for (const [key, expiresAt] of set) if (expiresAt <= this.clock.now()) set.delete(key);
-        if (set.size >= replaySetSize) return Promise.resolve("full");
+        if (set.size >= replaySetSize) return "full";
         set.set(element, this.clock.now() + ttlS * 1000);
-        return Promise.resolve("recorded");
+        for (const g of grants) await this.grant(g.grant, g.forMs);
+        return "recorded";
       },
       list: (door) => {
         const now = this.clock.now();

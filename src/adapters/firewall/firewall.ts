@@ -34,14 +34,31 @@ export interface ListedGrant {
   unreported?: true;
 }
 
+/** A signed datagram's entry in its door's replay set: the precondition of the grant it asks for. */
+export interface ReplayEntry {
+  door: string;
+  /** core/firewall/spa-plan.ts replayElement. */
+  element: string;
+  ttlS: number;
+  /** What leaves the set first, to make room (ReplayIndex). */
+  evict: readonly string[];
+}
+
+/** A grant's kernel entry and its time (whole seconds; 0: until revoked), as `Firewall.grant` takes them. */
+export interface TimedGrant {
+  grant: GrantKey;
+  forMs: number;
+}
+
 /** The signed doors' replay sets: the kernel's record of datagrams accepted, which outlives the daemon. */
 export interface ReplaySets {
   /**
-   * Adds a datagram's replay element (core/firewall/spa-plan.ts replayElement) to the door's set for ttlS seconds,
-   * atomically refusing one that is there already. `evict` leaves the set first (to make room:
-   * ReplayIndex). Throws on any other failure.
+   * Records `entry` and writes `grants` only if the element is new in the door's set: "recorded"
+   * once both are in; "seen" (a replay) and "full" leave the grants out. Throws on any other
+   * failure. nftables makes it one transaction; ipset has none, so the record goes first and the
+   * grants follow once it is in (two round trips).
    */
-  record(door: string, element: string, ttlS: number, evict: readonly string[]): Promise<ReplayRecord>;
+  grant(entry: ReplayEntry, grants: readonly TimedGrant[]): Promise<ReplayRecord>;
   /** The door's set as the kernel holds it, each element with its time left: what a restarted daemon adopts. */
   list(door: string): Promise<KernelGrant[]>;
 }

@@ -16,6 +16,6 @@ export interface Ways {
 
 export function waysIn(deps: SequenceDeps & SpaDeps & KernelDeps, grants: Grants): Ways {
   const sequence = deps.config.engine === "kernel" ? new KernelWay(deps, grants) : new SequenceWay(deps, grants);
-  const signed = SignedWay.forDoors(deps.config.doors, deps, (g) => void grants.open(g));
+  const signed = SignedWay.forDoors(deps.config.doors, deps, (g) => grants.open(g));
   return { all: [...(signed ? [signed] : []), sequence], sequence };
 }

@@ -85,9 +85,12 @@ export class IptablesFirewall implements Firewall {
     this.changes = new ChangeQueue(run, log);
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["ipset", ...line.split(" ")], ipsetReplayFailure);
     this.replay = {
-      record: (door, element, ttlS, evict) => {
+      // ipset has no transactions: the record first, the grants once it is in.
+      grant: async ({ door, element, ttlS, evict }, grants) => {
         const deletes = evict.map((e) => ipsetReplayDelLine(door, checkedAddress(e, 6)));
-        return writer.record(deletes, ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS));
+        const recorded = await writer.record(deletes, ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS));
+        if (recorded === "recorded") for (const g of grants) await this.grant(g.grant, g.forMs);
+        return recorded;
       },
       list: async (door) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetReplayName(door)])),
     };

@@ -10,7 +10,7 @@ import { ChangeQueue, ReplayWriter } from "../changes.js";
 import { checkedAddress, checkedPorts } from "../checked.js";
 import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
-import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets } from "../firewall.js";
+import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets, TimedGrant } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
 import { kernelGrantDoors, unreadSetName } from "./knock.js";
 import {
@@ -97,9 +97,11 @@ export class NftablesFirewall implements Firewall {
     this.changes = new ChangeQueue(run, log);
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["nft", line], nftReplayFailure);
     this.replay = {
-      record: (door, element, ttlS, evict) => {
-        const deletes = evict.map((e) => nftReplayDelLine(door, checkedAddress(e, 6)));
-        return writer.record(deletes, nftReplayAddLine(door, checkedAddress(element, 6), ttlS));
+      // One transaction: the grants go in only if the record does (the kernel's `create` is the check).
+      grant: ({ door, element, ttlS, evict }, grants) => {
+        const evicted = evict.length > 0 ? [nftReplayDelLine(door, evict.map((e) => checkedAddress(e, 6)))] : [];
+        const line = [...evicted, nftReplayAddLine(door, checkedAddress(element, 6), ttlS), ...grants.map((g) => this.lineOf(g))].join("; ");
+        return writer.record([], line);
       },
       list: (door) => this.elements(nftReplaySetName(door)).then(nftElements),
     };
@@ -167,9 +169,15 @@ export class NftablesFirewall implements Firewall {
 
   /** Door-wide grants go in batches; a grant of some ports straight to the session (each has its own ports and timeout). */
   grant(grant: GrantKey, forMs: number): Promise<void> {
+    if (grant.ports === null) return this.enqueue(false, grant.door, grant.family, checkedAddress(grant.src, grant.family), forMs);
+    return this.apply(this.lineOf({ grant, forMs }));
+  }
+
+  /** One grant's line, its address and ports checked. */
+  private lineOf({ grant, forMs }: TimedGrant): string {
     const src = checkedAddress(grant.src, grant.family);
-    if (grant.ports === null) return this.enqueue(false, grant.door, grant.family, src, forMs);
-    return this.apply(grantLine({ ...grant, src, ports: checkedPorts(grant.door, this.planned.targets, grant.ports) }, forMs));
+    if (grant.ports === null) return this.grantLine(grant.door, grant.family, [src], forMs);
+    return grantLine({ ...grant, src, ports: checkedPorts(grant.door, this.planned.targets, grant.ports) }, forMs);
   }
 
   revoke(grant: GrantKey): Promise<void> {

@@ -101,11 +101,27 @@ export function nftSpaRevokeLine(door: string, family: Family, src: string, port
  * a delete that is fine when it is gone (the kernel may have expired it already).
  */
 export const nftReplayAddLine = (door: string, element: string, ttlS: number): string => `create element ${inTable(nftReplaySetName(door))} { ${element} timeout ${ttlS}s }`;
-export const nftReplayDelLine = (door: string, element: string): string => takeOutLine(inTable(nftReplaySetName(door)), [element]);
+export const nftReplayDelLine = (door: string, elements: readonly string[]): string => takeOutLine(inTable(nftReplaySetName(door)), elements);
 
-/** What nft says when a replay add fails: the element was there (a replay), or the set is full. */
+/**
+ * What nft says when a line holding a replay `create` fails: the element was there (a replay), or
+ * the replay set is full; null for anything else, a full grant set included (the grant's failure,
+ * not the record's). nft echoes the line under each error and marks the failing command with
+ * carets, so each error is told by the set its command names.
+ */
 export function nftReplayFailure(stderr: string): "seen" | "full" | null {
-  if (/File exists/i.test(stderr)) return "seen";
-  if (/Too many open files/i.test(stderr)) return "full";
-  return null;
+  const lines = stderr.split("\n");
+  let full = false;
+  for (const [i, line] of lines.entries()) {
+    const error = /^Error: .*?(File exists|Too many open files)/.exec(line);
+    const command = lines[i + 1] ?? "";
+    const at = (lines[i + 2] ?? "").indexOf("^");
+    if (!error || at < 0) continue;
+    const end = command.indexOf(";", at);
+    const failing = command.slice(command.lastIndexOf(";", at) + 1, end < 0 ? undefined : end);
+    if (!/ spa_\S+_replay \{/.test(failing)) continue;
+    if (error[1] === "File exists") return "seen";
+    full = true;
+  }
+  return full ? "full" : null;
 }

@@ -367,8 +367,8 @@ export class ClusterSync {
     const request = { door, family: g.family, src: g.address, via: g.how, ...ports, openForMs: Number.isFinite(remainingMs) ? remainingMs : 0, origin: g.origin };
     // Failures are logged and counted by the grant lifecycle, with the address.
     // Objects arrive only after start, which gave the target.
-    void this.target?.open(request).then((changed) => {
-      if (!changed) return;
+    void this.target?.open(request).then((result) => {
+      if (result !== "opened") return;
       metrics.applied.inc();
       // Objects found by a list may be old: only live events measure the lag.
       if (live) metrics.lag.observe(Math.max(0, clock.wallNow() - g.grantedAt) / 1000);

@@ -12,7 +12,7 @@
 import { errorFields } from "../../../core/errors.js";
 import { ReplayCache } from "../../../core/spa/replay.js";
 import { ReplayIndex } from "../../../core/spa/replay-index.js";
-import type { Firewall, ReplayRecord } from "../../../adapters/firewall/firewall.js";
+import type { Firewall, ReplayEntry } from "../../../adapters/firewall/firewall.js";
 import type { Logger } from "../../../adapters/log.js";
 
 /**
@@ -76,14 +76,14 @@ export class DoorReplay {
   }
 
   /**
-   * Records `element` until `ttlS` from now, in the index at once (a copy arriving meanwhile is a
-   * replay) and then in the kernel, which first loses what the index pushed out to make room.
-   * `monoS`: monotonic seconds, as the kernel's timeouts run, whatever the wall clock does.
+   * Claims `element` until `ttlS` from now in the index at once (a copy arriving meanwhile is a
+   * replay): "seen" when the index holds it already, else the kernel entry the grant is written
+   * with, which first takes out what the index pushed out to make room. `monoS`: monotonic
+   * seconds, as the kernel's timeouts run, whatever the wall clock does.
    */
-  async record(firewall: Firewall, element: string, ttlS: number, monoS: number): Promise<ReplayRecord> {
+  claim(element: string, ttlS: number, monoS: number): ReplayEntry | "seen" {
     if (this.index.has(element, monoS)) return "seen";
     const evict = this.index.add(element, monoS + ttlS, monoS);
-    // In an async function: a backend that throws at once (a bad element) fails the promise, counted as any failure.
-    return firewall.replay.record(this.door, element, ttlS, evict);
+    return { door: this.door, element, ttlS, evict };
   }
 }

@@ -1,12 +1,14 @@
 /**
  * Signed doors in the daemon: a UDP datagram on an SPA port -> the doors listening there ->
  * verifySpa (length, HMAC in constant time, the in-memory replay cache, decryption, the checks) ->
- * the kernel's replay set -> a grant of the ports asked for, to the address the message names.
+ * a grant of the ports asked for, to the address the message names, written with the datagram's
+ * record in the door's kernel replay set (one nftables transaction; ipset: the record first).
  *
  * Replays, per door (replay.ts): the in-memory ReplayCache turns away a repeat of a
  * datagram this process has seen before it is decrypted; the door's kernel set (spa-plan.ts) is
- * the authority: recording a datagram there is an atomic add that fails when it is present, and the
- * set outlives the daemon, so a datagram accepted before a restart is refused after it. The set is
+ * the authority: recording a datagram there is an atomic add that fails when it is present, and
+ * the grant goes in only with it; the set outlives the daemon, so a datagram accepted before a
+ * restart is refused after it (and by another daemon running at the same time). The set is
  * adopted at start (its listing, before capture starts), so the daemon knows what it holds and
  * makes room in a full set by deleting what expires first: a new datagram is never refused for
  * want of room, and one door's key holder cannot fill another door's set.
@@ -17,12 +19,12 @@ import { REPLAY_SET_SIZE, replayElement } from "../../../core/firewall/spa-plan.
 import type { Decoder } from "../../../core/packet/decode.js";
 import { verifySpa, type SpaLimits } from "../../../core/spa/verify.js";
 import type { Door, Knock, PortSpec, SpaSettings } from "../../../core/types.js";
-import type { Firewall, ReplayRecord } from "../../../adapters/firewall/firewall.js";
+import type { Firewall } from "../../../adapters/firewall/firewall.js";
 import type { Logger } from "../../../adapters/log.js";
 import type { Metrics } from "../../../adapters/metrics/metrics.js";
 import type { SpaResult } from "../../../adapters/metrics/table.js";
 import type { DoorPorts } from "../../protection.js";
-import type { GrantRequest } from "../../grants.js";
+import type { GrantRequest, OpenResult } from "../../grants.js";
 import { DoorReplay } from "./replay.js";
 import type { PacketWay } from "../way.js";
 import type { Check } from "../../../adapters/http.js";
@@ -67,14 +69,14 @@ export class SignedWay implements PacketWay {
   private replayError: string | null = null;
 
   /** null when no door is signed. */
-  static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: GrantRequest) => void): SignedWay | null {
+  static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: GrantRequest) => Promise<OpenResult>): SignedWay | null {
     return doors.some((d) => d.spa !== null) ? new SignedWay(doors, deps, grant) : null;
   }
 
   private constructor(
     doors: readonly Door[],
     private readonly deps: SpaDeps,
-    private readonly grant: (g: GrantRequest) => void,
+    private readonly grant: (g: GrantRequest) => Promise<OpenResult>,
   ) {
     for (const door of doors) {
       if (!door.spa) continue;
@@ -156,8 +158,16 @@ export class SignedWay implements PacketWay {
           username: request.username,
           capturedAt,
         };
+        const replay = d.replay.claim(replayElement(verdict.replayKey), ttlS, this.deps.clock.now() / 1000);
+        if (replay === "seen") {
+          this.refused(d.door, "replay", knock, "this datagram was accepted before (kernel replay set, adopted at start)");
+          return;
+        }
         // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
-        this.record(grant, d.replay.record(this.deps.firewall, replayElement(verdict.replayKey), ttlS, this.deps.clock.now() / 1000), knock.src).catch((err: unknown) => this.failed(err));
+        this.grant({ ...grant, replay }).then(
+          (result) => this.granted(grant.door, result, knock.src),
+          (err: unknown) => this.failed(err),
+        );
         return;
       }
     } catch (err) {
@@ -173,35 +183,28 @@ export class SignedWay implements PacketWay {
     }
   }
 
-  /** Waits for the datagram's record in the door's replay set; only a new one is granted. */
-  private async record(grant: GrantRequest, recorded: Promise<ReplayRecord>, from: string): Promise<void> {
+  /** What the grant lifecycle did with the datagram's grant and its replay record, written together. */
+  private granted(door: Door, result: OpenResult, from: string): void {
     const { log, metrics } = this.deps;
-    const door = grant.door.name;
-    let outcome;
-    try {
-      outcome = await recorded;
-    } catch (err) {
-      const fields = errorFields(err, "KNOCK_E_FIREWALL");
-      this.replayError = `recording a datagram failed: ${fields.err}`;
-      metrics.firewallFailed("grant");
-      metrics.spa(door, "replay_check_failed");
-      log.error({ event: "spa_replay_failed", door, src: from, ...fields }, `${this.replayError}; the datagram is refused`);
+    if (result === "seen") {
+      this.refused(door, "replay", { src: from }, "this datagram was accepted before (kernel replay set)");
       return;
     }
-    if (outcome === "seen") {
-      this.refused(grant.door, "replay", { src: from }, "this datagram was accepted before (kernel replay set)");
-      return;
-    }
-    if (outcome === "full") {
+    if (result === "full") {
       // The index makes room before the kernel set fills; full means something else filled it.
-      this.replayError = `door ${door}'s replay set is full though the daemon made room in it; signed datagrams of the door are refused until entries expire`;
-      metrics.spa(door, "replay_set_full");
-      log.warn({ event: "spa_refused", door, src: from, result: "replay_set_full" }, this.replayError);
+      this.replayError = `door ${door.name}'s replay set is full though the daemon made room in it; signed datagrams of the door are refused until entries expire`;
+      metrics.spa(door.name, "replay_set_full");
+      log.warn({ event: "spa_refused", door: door.name, src: from, result: "replay_set_full" }, this.replayError);
+      return;
+    }
+    if (result === "failed") {
+      // The grant lifecycle logged and counted the failed write (grant_failed); here, what it meant for the datagram.
+      this.replayError = `recording a datagram of door ${door.name} with its grant failed (see the grant_failed line); the datagram was refused`;
+      metrics.spa(door.name, "replay_check_failed");
       return;
     }
     this.replayError = null;
-    metrics.spa(door, "accepted");
-    this.grant(grant);
+    metrics.spa(door.name, "accepted");
   }
 
   /**

@@ -62,6 +62,7 @@ export class Daemon {
     const { maxGrants, maxGrantsPerPrefix, sourcePrefixes } = deps.config;
     this.grants = new Grants({
       ...deps,
+      doors: deps.config.doors,
       limits: { maxGrants, maxPerPrefix: maxGrantsPerPrefix, prefixes: sourcePrefixes },
       ...(deps.cluster ? { publisher: deps.cluster } : {}),
     });
@@ -96,7 +97,7 @@ export class Daemon {
   async start(): Promise<void> {
     await this.reconciler.run(true);
     if (this.reconciler.error !== null) throw new Error(this.reconciler.error);
-    await this.grants.adopt(this.deps.config.doors);
+    await this.grants.adopt();
     for (const way of this.ways.all) await way.start?.();
     this.captures.start();
     this.scheduleReconcile();

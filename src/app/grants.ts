@@ -10,7 +10,7 @@ import { errorFields } from "../core/errors.js";
 import { GrantBook, type GrantLimits, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
 import type { ClusterGrant } from "../core/cluster/knock-grant.js";
 import { portName, portsText, type Door, type Family, type PortSpec, type WayIn } from "../core/types.js";
-import type { Firewall, ListedGrant, ReplayEntry, ReplayRecord, TimedGrant } from "../adapters/firewall/firewall.js";
+import { listedKey, type Firewall, type ListedGrant, type ReplayEntry, type ReplayRecord, type TimedGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
@@ -34,11 +34,20 @@ export interface GrantRequest {
   origin?: string;
   /** A signed datagram's username, for the audit line. */
   username?: string;
-  /** The kernel engine made it while no daemon read its reports: found at start, opened late. */
-  whileDown?: true;
+  /** The kernel engine made it and no daemon took its report: found at start, or lost while running; opened late. */
+  late?: LateReason;
   /** A signed datagram's replay record: the grant goes in only with it, in one kernel write. */
   replay?: ReplayEntry;
 }
+
+/** Why a grant the kernel engine made is opened late: made while no daemon ran, or its report lost. */
+export type LateReason = "while_down" | "report_lost";
+
+/** What the late open line says after the address. */
+const LATE_TEXT: Record<LateReason, string> = {
+  while_down: " (by the kernel while the daemon was down)",
+  report_lost: " (by the kernel; its report was lost)",
+};
 
 /**
  * What became of a request: in the kernel; nothing to do (another node's grant we hold longer);
@@ -65,6 +74,7 @@ export interface GrantPublisher {
 }
 
 export interface GrantsDeps {
+  doors: readonly Door[];
   firewall: Firewall;
   /** Each door's ports now: what a sequence grant opens. */
   protection: DoorPorts;
@@ -94,6 +104,9 @@ function entriesOf(record: GrantRecord, ports: readonly PortSpec[] | null): Map<
   return byEnd;
 }
 
+/** A grant the kernel engine made, to be opened late for the time its listing has left. */
+const lateRequest = (door: Door, g: ListedGrant, late: LateReason): GrantRequest => ({ door, family: g.family, src: g.src, via: "sequence", openForMs: g.remainingMs ?? 0, late });
+
 /** A grant's key among the kernel writes in flight: door, way in, address. */
 const writeKey = (door: Door, via: WayIn, src: string): string => `${door.name}\0${via}\0${src}`;
 
@@ -104,8 +117,12 @@ export class Grants {
   /** Grants (door, way in, address) with a kernel write in flight, and how many. */
   private readonly writing = new Map<string, number>();
 
+  /** The doors by name, as kernel listings name them. */
+  private readonly doors: Map<string, Door>;
+
   constructor(private readonly deps: GrantsDeps) {
     this.book = new GrantBook(deps.limits);
+    this.doors = new Map(deps.doors.map((d) => [d.name, d]));
   }
 
   get size(): number {
@@ -219,9 +236,9 @@ export class Grants {
         ...(req.origin === undefined ? {} : { origin: req.origin }),
         ...(req.username === undefined ? {} : { username: req.username }),
         ...(heldLonger.length > 0 ? { held_longer: portsText({ ports: heldLonger }) } : {}),
-        ...(req.whileDown ? { while_down: true } : {}),
+        ...(req.late ? { [req.late]: true } : {}),
       },
-      `opened ${text} for ${src}${req.origin !== undefined ? ` (granted on ${req.origin})` : req.whileDown ? " (by the kernel while the daemon was down)" : ""}`,
+      `opened ${text} for ${src}${req.origin !== undefined ? ` (granted on ${req.origin})` : req.late ? LATE_TEXT[req.late] : ""}`,
     );
   }
 
@@ -299,24 +316,25 @@ export class Grants {
    * read its reports is opened as if reported now, for the time it has left: its audit line,
    * ON_OPEN and its cluster object come late rather than never.
    */
-  async adopt(doors: readonly Door[]): Promise<void> {
+  async adopt(): Promise<void> {
     const { firewall, log, clock, protection } = this.deps;
     let listed: ListedGrant[];
+    let marks: ListedGrant[];
     try {
-      listed = await firewall.grants({ unreported: true });
+      [listed, marks] = await Promise.all([firewall.grants(), firewall.unreported()]);
     } catch (err) {
       log.warn({ event: "grants_not_adopted", ...errorFields(err, "KNOCK_E_FIREWALL") }, "could not list the grants already in the kernel; they still expire on time, without a close line or ON_CLOSE");
       return;
     }
-    const byName = new Map(doors.map((d) => [d.name, d]));
+    const unread = new Set(marks.map(listedKey));
     const now = clock.now();
     let adopted = 0;
     const late: GrantRequest[] = [];
     for (const g of listed) {
-      const door = byName.get(g.door);
+      const door = this.doors.get(g.door);
       if (!door) continue;
-      if (g.unreported) {
-        late.push({ door, family: g.family, src: g.src, via: "sequence", openForMs: g.remainingMs ?? 0, whileDown: true });
+      if (g.ports === null && unread.has(listedKey(g))) {
+        late.push(lateRequest(door, g, "while_down"));
         continue;
       }
       const via: WayIn = g.ports === null ? "sequence" : "signed";
@@ -325,6 +343,20 @@ export class Grants {
     }
     if (adopted > 0) log.info({ event: "grants_adopted", grants: adopted }, `adopted ${adopted} grant${adopted === 1 ? "" : "s"} already in the kernel`);
     await Promise.all(late.map((req) => this.open(req)));
+  }
+
+  /**
+   * Grants the kernel engine made whose reports were lost while this daemon ran (their marks, which
+   * the reconcile pass found twice in a row), opened as if reported now. One whose write is in
+   * flight was reported: its write takes the mark. Resolves to how many were opened.
+   */
+  async openUnreported(marks: readonly ListedGrant[]): Promise<number> {
+    const late = marks.flatMap((m) => {
+      const door = this.doors.get(m.door);
+      return door && !this.writing.has(writeKey(door, "sequence", m.src)) ? [lateRequest(door, m, "report_lost")] : [];
+    });
+    const results = await Promise.all(late.map((req) => this.open(req)));
+    return results.filter((r) => r === "opened").length;
   }
 
   /**

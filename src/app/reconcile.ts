@@ -6,7 +6,7 @@
  */
 import { errorFields } from "../core/errors.js";
 import type { GrantRecord } from "../core/grants/grant-book.js";
-import type { Firewall } from "../adapters/firewall/firewall.js";
+import { listedKey, type Firewall, type ListedGrant } from "../adapters/firewall/firewall.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
 
@@ -16,11 +16,15 @@ export interface GrantKeeper {
   held(): GrantRecord[];
   /** The kernel lost these: put each back for the time it has left; resolves to those put back. */
   restore(lost: readonly GrantRecord[]): Promise<GrantRecord[]>;
+  /** The kernel engine's grants whose reports were lost: open each late; resolves to how many opened. */
+  openUnreported(marks: readonly ListedGrant[]): Promise<number>;
 }
 
 export class Reconciler {
   /** Why the last reconcile failed; null when it succeeded. */
   error: string | null = "not reconciled yet";
+  /** The kernel engine's unread marks at the last pass (listedKey). */
+  private unread = new Set<string>();
 
   constructor(
     private readonly firewall: Firewall,
@@ -46,6 +50,7 @@ export class Reconciler {
         log.info({ event: "firewall_adopted", backend: firewall.backend }, `firewall already in place (${firewall.backend})`);
       }
       await this.restoreLostGrants();
+      await this.openUnreported();
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_FIREWALL");
       metrics.firewallFailed("reconcile");
@@ -53,6 +58,24 @@ export class Reconciler {
       if (this.error !== fields.err) log.error({ event: "firewall_reconcile_failed", ...fields }, fields.err);
       this.error = fields.err;
     }
+  }
+
+  /**
+   * A grant the kernel engine made is marked until a daemon takes its report, which takes
+   * milliseconds; a mark found at two passes in a row (an interval apart) had its report lost
+   * (the NFLOG reader was being opened again, or the kernel dropped the message), so the grant
+   * is opened late, with its audit line, ON_OPEN and cluster object.
+   */
+  private async openUnreported(): Promise<void> {
+    const marks = await this.firewall.unreported();
+    const lost = marks.filter((m) => this.unread.has(listedKey(m)));
+    this.unread = new Set(marks.map(listedKey));
+    if (lost.length === 0) return;
+    const opened = await this.keeper.openUnreported(lost);
+    this.log.warn(
+      { event: "kernel_reports_lost", grants: lost.length, opened },
+      `${lost.length} grant${lost.length === 1 ? "" : "s"} the kernel engine made had no report for a whole reconcile interval; opened ${opened} late`,
+    );
   }
 
   /**

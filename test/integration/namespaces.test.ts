@@ -159,6 +159,24 @@ for (const { backend, engine } of SETUPS) {
           assert.equal(await lab.canConnect(SERVER_V4), false, "the grant ends on time");
         }));
 
+      test("a grant whose report was lost while the daemon ran (its mark outlives a reconcile interval) is opened late, and its mark taken", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const daemon = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "60" }));
+          // What the rule writes as the last knock passes, without the report reaching the daemon:
+          // no NFLOG loss can be caused here on demand (libpcap's socket held 3,000 reports of a stopped daemon).
+          const rule = await lab.exec(lab.server, ["nft", `add element inet knockgate door_SSH_v4 { ${CLIENT_V4} timeout 60s }; add element inet knockgate knock_SSH_open_v4_unread { ${CLIENT_V4} timeout 60s }`]);
+          assert.equal(rule.code, 0, rule.stderr);
+          const open = await daemon.waitFor("open", 5000);
+          assert.deepEqual([open["src"], open["report_lost"]], [CLIENT_V4, true]);
+          assert.deepEqual((await daemon.waitFor("kernel_reports_lost"))["opened"], 1);
+          const unread = await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "knock_SSH_open_v4_unread"]);
+          assert.doesNotMatch(unread.stdout, /198\.18\./, "its write took the mark");
+          assert.equal(await lab.canConnect(SERVER_V4), true);
+          await sleep(1200);
+          assert.equal(daemon.events("open").length, 1, "opened once");
+        }));
+
       test("a table the capture engine made is not silently taken over: the kernel engine refuses to start, saying how to switch, and the door stays closed", () =>
         withLab(async (lab) => {
           await lab.startService();

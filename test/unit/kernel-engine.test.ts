@@ -8,6 +8,7 @@ import { nftScript } from "../support/render.js";
 import type { ClusterLink } from "../../src/app/daemon.js";
 import type { Capture } from "../../src/adapters/capture.js";
 import type { Door } from "../../src/core/types.js";
+import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import { daemonHarness } from "../support/daemon-harness.js";
 import { buildFrame, macBytes } from "../support/frames.js";
 import type { FrameHandler } from "../../src/adapters/capture.js";
@@ -22,6 +23,21 @@ function fakeNflog() {
     return { iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
   };
   return { nflog, report: (frame: Buffer, length: number) => onReport(frame, length) };
+}
+
+/**
+ * The dry-run firewall with the kernel engine's unread marks of door SSH (IPv4): `marked` are the
+ * addresses the rules granted unseen; a grant the daemon writes takes its mark, as the nftables
+ * backend does in the same transaction.
+ */
+function markingFirewall(f: DryRunFirewall, marks: Set<string>): DryRunFirewall {
+  const grant = f.grant.bind(f);
+  f.grant = async (g, forMs) => {
+    await grant(g, forMs);
+    if (g.ports === null) marks.delete(g.src);
+  };
+  f.unreported = async () => (await f.grants()).filter((g) => g.ports === null && marks.has(g.src));
+  return f;
 }
 
 /** An NFLOG message as libpcap delivers it: header, NFULA_PACKET_HDR, NFULA_PREFIX, NFULA_PAYLOAD. */
@@ -97,20 +113,18 @@ test("a grant the kernel engine made while no daemon read its reports is opened 
   const published: unknown[] = [];
   const cluster: ClusterLink = { opened: (g) => void published.push(g), closed: () => undefined, check: () => ({ name: "cluster", ok: true }) };
   const { nflog } = fakeNflog();
+  const marked = new Set<string>();
   const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" };
   const { daemon, firewall, events, hooks, clock, config } = daemonHarness({
     env,
     overrides: { openNflog: nflog, cluster },
-    firewallOf: (f) => {
-      const grants = f.grants.bind(f);
-      f.grants = async () => (await grants()).map((g) => (g.src === "198.18.0.7" ? { ...g, unreported: true as const } : g));
-      return f;
-    },
+    firewallOf: (f) => markingFirewall(f, marked),
   });
   const door = config.doors[0] as Door;
   // What the kernel left: one grant reported to the last daemon, one made after it died (20 s to go).
   await firewall.grant({ door, family: 4, src: "198.18.0.8", ports: null }, 30_000);
   await firewall.grant({ door, family: 4, src: "198.18.0.7", ports: null }, 20_000);
+  marked.add("198.18.0.7");
   await daemon.start();
   await clock.settle();
   assert.deepEqual(events("grants_adopted").map((l) => l["grants"]), [1]);
@@ -121,6 +135,35 @@ test("a grant the kernel engine made while no daemon read its reports is opened 
   assert.equal((published[0] as { expiresAt: number }).expiresAt, clock.wallNow() + 20_000);
   await clock.advance(20_000);
   assert.deepEqual(events("close").map((l) => [l["src"], l["reason"]]), [["198.18.0.7", "expired"]]);
+  await daemon.stop();
+});
+
+test("a grant whose report was lost while the daemon ran is opened late once its mark outlives a reconcile interval; one being written is left to its write", async () => {
+  const { nflog } = fakeNflog();
+  const marked = new Set<string>();
+  const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_RECONCILE_INTERVAL: "10", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" };
+  const { daemon, firewall, events, hooks, clock, config } = daemonHarness({ env, overrides: { openNflog: nflog }, firewallOf: (f) => markingFirewall(f, marked) });
+  const door = config.doors[0] as Door;
+  await daemon.start();
+  // The rule granted 198.18.0.7 and marked it; its report never reached the daemon.
+  await firewall.grant({ door, family: 4, src: "198.18.0.7", ports: null }, 30_000);
+  marked.add("198.18.0.7");
+  await clock.advance(10_000);
+  assert.deepEqual(events("open"), [], "one pass: its report may still be on its way");
+  await clock.advance(10_000);
+  await clock.settle();
+  assert.deepEqual(events("open").map((l) => [l["src"], l["report_lost"], l["open_for_s"]]), [["198.18.0.7", true, 10]]);
+  assert.deepEqual(events("kernel_reports_lost").map((l) => [l["grants"], l["opened"]]), [[1, 1]]);
+  assert.deepEqual(hooks.map((h) => [h.kind, h.ip]), [["on_open", "198.18.0.7"]]);
+  assert.deepEqual([...marked], [], "its write took the mark");
+  // A mark seen at one pass and gone at the next (its report came, its write took it) opens nothing.
+  await firewall.grant({ door, family: 4, src: "198.18.0.8", ports: null }, 30_000);
+  marked.add("198.18.0.8");
+  await clock.advance(10_000);
+  marked.delete("198.18.0.8");
+  await clock.advance(10_000);
+  await clock.settle();
+  assert.equal(events("open").length, 1);
   await daemon.stop();
 });
 

@@ -106,6 +106,11 @@ export class DryRunFirewall implements Firewall {
     return Promise.resolve();
   }
 
+  /** No rules run in a dry run: nothing grants unseen. */
+  unreported(): Promise<ListedGrant[]> {
+    return Promise.resolve([]);
+  }
+
   /** What is left, as the kernel would list it: expired grants are gone. */
   grants(): Promise<ListedGrant[]> {
     const now = this.clock.now();

@@ -30,8 +30,6 @@ export interface ListedGrant {
   src: string;
   ports: PortSpec[] | null;
   remainingMs: number | null;
-  /** The kernel engine made it and no daemon has taken its report: made while the daemon was down. */
-  unreported?: true;
 }
 
 /** A signed datagram's entry in its door's replay set: the precondition of the grant it asks for. */
@@ -49,6 +47,9 @@ export interface TimedGrant {
   grant: GrantKey;
   forMs: number;
 }
+
+/** A listed door-wide grant's key: door, family, address (a mark and its grant share it). */
+export const listedKey = (g: Pick<ListedGrant, "door" | "family" | "src">): string => `${g.door} ${g.family} ${g.src}`;
 
 /** The signed doors' replay sets: the kernel's record of datagrams accepted, which outlives the daemon. */
 export interface ReplaySets {
@@ -86,11 +87,14 @@ export interface Firewall {
   grant(grant: GrantKey, forMs: number): Promise<void>;
   /** Takes the grant away: the door-wide one, or these ports of the per-port one. */
   revoke(grant: GrantKey): Promise<void>;
+  /** Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. */
+  grants(): Promise<ListedGrant[]>;
   /**
-   * Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. With
-   * `unreported`, also which of them the kernel engine made unseen (more listings: at start only).
+   * The door-wide grants the kernel engine made whose report no daemon has taken (their marks,
+   * each with its time left): made while no daemon ran, or reported while none read. None without
+   * the kernel engine.
    */
-  grants(opts?: { unreported?: boolean }): Promise<ListedGrant[]>;
+  unreported(): Promise<ListedGrant[]>;
   readonly replay: ReplaySets;
   /** Stops long-lived helper processes; with `remove`, first takes away every object of ours. */
   shutdown(remove: boolean): Promise<void>;

@@ -220,6 +220,11 @@ export class IptablesFirewall implements Firewall {
     for (const line of revokeLines({ ...grant, src: checkedAddress(grant.src, grant.family) })) await this.apply(line);
   }
 
+  /** The kernel engine runs on nftables only. */
+  unreported(): Promise<ListedGrant[]> {
+    return Promise.resolve([]);
+  }
+
   grants(): Promise<ListedGrant[]> {
     const members = async (set: string) => ipsetMembers(await mustRun(this.run, ["ipset", "list", set]));
     return listGrants(

@@ -186,18 +186,22 @@ export class NftablesFirewall implements Firewall {
     return this.apply(revokeLine({ ...grant, src }));
   }
 
-  async grants(opts: { unreported?: boolean } = {}): Promise<ListedGrant[]> {
-    const listed = await listGrants(
+  grants(): Promise<ListedGrant[]> {
+    return listGrants(
       this.planned.config.doors,
       async (door, family) => nftElements(await this.elements(nftSetName(door, family))),
       async (door, family) => nftSpaElements(await this.elements(nftSpaSetName(door, family))),
     );
-    if (!opts.unreported) return listed;
-    const unread = new Set<string>();
+  }
+
+  async unreported(): Promise<ListedGrant[]> {
+    const marks: ListedGrant[] = [];
     for (const door of kernelGrantDoors(this.planned.plan)) {
-      for (const family of FAMILIES) for (const e of nftElements(await this.elements(unreadSetName(door, family)))) unread.add(`${door} ${family} ${e.src}`);
+      for (const family of FAMILIES) {
+        for (const e of nftElements(await this.elements(unreadSetName(door, family)))) marks.push({ door, family, src: e.src, ports: null, remainingMs: e.remainingMs });
+      }
     }
-    return unread.size === 0 ? listed : listed.map((g) => (g.ports === null && unread.has(`${g.door} ${g.family} ${g.src}`) ? { ...g, unreported: true } : g));
+    return marks;
   }
 
   private elements(set: string): Promise<string> {

@@ -116,6 +116,8 @@ export class Grants {
   error: string | null = null;
   /** Grants (door, way in, address) with a kernel write in flight, and how many. */
   private readonly writing = new Map<string, number>();
+  /** Per grant (door, way in, address), when its last open has settled. */
+  private readonly opening = new Map<string, Promise<void>>();
 
   /** The doors by name, as kernel listings name them. */
   private readonly doors: Map<string, Door>;
@@ -151,10 +153,19 @@ export class Grants {
   /**
    * Books the grant at once (so the bounds count grants in flight too), making room first when the
    * door or the source's prefix is full, then writes each kernel entry with the later of its two
-   * ends. Never rejects: ways in call it from the capture callback and timers.
+   * ends; a grant with a replay record books once the kernel took it (openRecorded). Opens of one
+   * grant (door, way in, address) run one after another, each from what the last one left. Never
+   * rejects: ways in call it from the capture callback and timers.
    */
   open(req: GrantRequest): Promise<OpenResult> {
-    return this.settled("open", req, () => this.tryOpen(req), "failed");
+    const key = writeKey(req.door, req.via, req.src);
+    const result = (this.opening.get(key) ?? Promise.resolve()).then(() => this.settled("open", req, () => this.tryOpen(req), "failed"));
+    const done = result.then(() => undefined);
+    this.opening.set(key, done);
+    void done.then(() => {
+      if (this.opening.get(key) === done) this.opening.delete(key);
+    });
+    return result;
   }
 
   private async tryOpen(req: GrantRequest): Promise<OpenResult> {
@@ -171,36 +182,53 @@ export class Grants {
     // Another node's sequence grant we hold at least as long changes nothing. A signed one is always
     // written: after a restart the book knows only the longest of an address's port times.
     if (req.origin !== undefined && via === "sequence" && heldLonger.length > 0) return "unchanged";
-    const opened = this.book.open(door, via, src, family, now, { ports: asked, openForMs: req.openForMs });
-    // A grant the kernel may refuse (its replay record is its precondition) displaces others only once it is in.
-    const displace = () => {
-      for (const r of opened.replaced) this.replaced(r.record, r.reason, src);
-    };
-    if (!req.replay) displace();
-    const entries = entriesOf(opened.record, via === "signed" ? asked : null);
-    const timed = [...entries].map(([end, ports]): TimedGrant => ({ grant: { door, family, src, ports }, forMs: kernelMs(end, now) }));
-    let written: ReplayRecord;
+    if (req.replay) return this.openRecorded(req, req.replay, asked, live !== undefined, heldLonger);
+    const { record, replaced } = this.book.open(door, via, src, family, now, { ports: asked, openForMs: req.openForMs });
+    for (const r of replaced) this.replaced(r.record, r.reason, src);
+    const entries = entriesOf(record, via === "signed" ? asked : null);
     try {
-      written = await this.write(door, via, src, () => this.writeEntries(timed, req.replay));
+      await this.write(door, via, src, async () => {
+        for (const [end, ports] of entries) await this.deps.firewall.grant({ door, family, src, ports }, kernelMs(end, now));
+      });
     } catch (err) {
-      this.book.undo(opened, req.replay !== undefined);
+      if (!live) this.book.close(door, via, src);
       this.failed("grant", err, door, src);
       return "failed";
     }
-    if (written !== "recorded") {
-      this.book.undo(opened, true);
-      return written;
-    }
-    if (req.replay) displace();
-    guard(this.deps.log, "open_followup", fields, () => this.opened(req, opened.record, asked, live !== undefined, heldLonger, entries));
+    guard(this.deps.log, "open_followup", fields, () => this.opened(req, record, asked, live !== undefined, heldLonger, entries));
     return "opened";
   }
 
-  /** A grant's entries, with its replay record as their precondition when it has one. */
-  private async writeEntries(timed: readonly TimedGrant[], replay: ReplayEntry | undefined): Promise<ReplayRecord> {
-    if (replay) return this.deps.firewall.replay.grant(replay, timed);
-    for (const t of timed) await this.deps.firewall.grant(t.grant, t.forMs);
-    return "recorded";
+  /**
+   * A grant whose replay record is its precondition (a signed datagram's): written with the record
+   * in one kernel write, its times counted from when the write runs (records queue); booked, and
+   * what it displaces revoked, only once the kernel took the record, so a replay the kernel
+   * refuses changes nothing. Meanwhile the bounds do not count it: records go one at a time, and
+   * the kernel set's headroom (core/firewall/plan.ts) holds the one briefly over.
+   */
+  private async openRecorded(req: GrantRequest, replay: ReplayEntry, asked: readonly PortSpec[], refresh: boolean, heldLonger: readonly PortSpec[]): Promise<OpenResult> {
+    const { door, family, src, via } = req;
+    const grant = { ports: asked, openForMs: req.openForMs };
+    let at = 0;
+    let entries = new Map<number, PortSpec[] | null>();
+    let result: ReplayRecord;
+    try {
+      result = await this.write(door, via, src, () =>
+        this.deps.firewall.replay.grant(replay, () => {
+          at = this.deps.clock.now();
+          entries = entriesOf(this.book.preview(door, via, src, family, at, grant), asked);
+          return [...entries].map(([end, ports]): TimedGrant => ({ grant: { door, family, src, ports }, forMs: kernelMs(end, at) }));
+        }),
+      );
+    } catch (err) {
+      this.failed("grant", err, door, src);
+      return "failed";
+    }
+    if (result !== "recorded") return result;
+    const { record, replaced } = this.book.open(door, via, src, family, at, grant);
+    for (const r of replaced) this.replaced(r.record, r.reason, src);
+    guard(this.deps.log, "open_followup", { door: door.name, src }, () => this.opened(req, record, asked, refresh, heldLonger, entries));
+    return "opened";
   }
 
   /** The kernel has it: measure, publish, audit, run ON_OPEN. */

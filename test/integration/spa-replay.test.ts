@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes, randomInt } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CLIENT_V4, SERVER_V4, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type Lab } from "../support/lab.js";
 import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
@@ -131,6 +133,57 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.deepEqual(daemon.events("close"), []);
         assert.equal(await lab.canConnect(SERVER_V4), true);
       }));
+
+    if (backend === "nftables") {
+      test("the nft helper dies right after a record and its grant went in: the datagram opens, once, and is not taken for a replay", () =>
+        withLab(async (lab) => {
+          // An `nft` first on the daemon's PATH: the real one, except that the interactive session it
+          // runs is killed 0.3 s after it was handed the first record (which by then has committed).
+          const dir = mkdtempSync(join(tmpdir(), "knockgate-nft-dies-"));
+          const trigger = join(dir, "die");
+          try {
+            writeFileSync(
+              join(dir, "nft"),
+              `#!${process.execPath}
+const { spawn, spawnSync } = require("node:child_process");
+const { existsSync, rmSync } = require("node:fs");
+const args = process.argv.slice(2);
+if (args.join(" ") !== "-i") process.exit(spawnSync("/usr/sbin/nft", args, { stdio: "inherit" }).status ?? 1);
+const nft = spawn("/usr/sbin/nft", ["-i"], { stdio: ["pipe", "inherit", "inherit"] });
+nft.on("exit", (code) => process.exit(code ?? 1));
+let text = "";
+process.stdin.on("end", () => nft.stdin.end());
+process.stdin.on("data", (chunk) => {
+  text += chunk;
+  for (let at = text.indexOf("\\n"); at >= 0; at = text.indexOf("\\n")) {
+    const line = text.slice(0, at + 1);
+    text = text.slice(at + 1);
+    nft.stdin.write(line);
+    if (line.includes("create element") && existsSync(${JSON.stringify(trigger)})) {
+      rmSync(${JSON.stringify(trigger)});
+      process.stdin.pause();
+      setTimeout(() => nft.kill("SIGKILL"), 300);
+      return;
+    }
+  }
+});
+`,
+            );
+            chmodSync(join(dir, "nft"), 0o755);
+            writeFileSync(trigger, "");
+            await lab.startService();
+            const daemon = await lab.startDaemon(env({ PATH: `${dir}:${process.env["PATH"] ?? "/usr/sbin:/usr/bin"}` }));
+            await burst(lab, [datagram()]);
+            await daemon.waitFor("open", 5000);
+            assert.equal(existsSync(trigger), false, "the helper was killed under the record");
+            assert.deepEqual(await settled(lab, 1), { accepted: 1, replay: 0 });
+            assert.equal(await lab.canConnect(SERVER_V4), true);
+            assert.equal(daemon.events("open").length, 1);
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
+        }));
+    }
 
     test("a full replay set, adopted at a restart, makes room for a new datagram (the entry that expires first gives way) and still refuses replays", () =>
       withLab(async (lab) => {

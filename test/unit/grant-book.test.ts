@@ -35,6 +35,21 @@ describe("GrantBook", () => {
     assert.equal(book.size, 1);
   });
 
+  test("preview says what open would record, changing nothing: a new grant, and a signed refresh with each port's later end", () => {
+    const book = new GrantBook({ maxGrants: 1, maxPerPrefix: 1, prefixes: PREFIXES });
+    const p22 = { port: 22, proto: "tcp" as const };
+    const p443 = { port: 443, proto: "tcp" as const };
+    const fresh = book.preview(SSH, "signed", A, 4, 1000, { ports: [p22], openForMs: 60_000 });
+    assert.equal(book.size, 0, "nothing booked");
+    assert.deepEqual(book.open(SSH, "signed", A, 4, 1000, { ports: [p22], openForMs: 60_000 }).record, fresh);
+    const refresh = book.preview(SSH, "signed", A, 4, 2000, { ports: [p22, p443], openForMs: 10_000 });
+    assert.deepEqual([...(refresh.until ?? [])], [["22/tcp", 61_000], ["443/tcp", 12_000]]);
+    assert.equal(book.get(SSH, "signed", A)?.ports.length, 1, "the booked grant is unchanged");
+    book.preview(SSH, "signed", "198.18.0.3", 4, 2000, { ports: [p22], openForMs: 1000 });
+    assert.equal(book.get(SSH, "signed", A)?.src, A, "a preview makes no room: the full door keeps its grant");
+    assert.deepEqual(book.open(SSH, "signed", A, 4, 2000, { ports: [p22, p443], openForMs: 10_000 }).record, refresh);
+  });
+
   test("a signed grant books the ports asked for with its own time, and a second one adds ports and keeps the later expiry", () => {
     const book = new GrantBook(UNBOUNDED);
     const web = { ...SSH, ports: [{ port: 22, proto: "tcp" as const }, { port: 443, proto: "tcp" as const }] };

@@ -443,7 +443,7 @@ test("a datagram only the kernel's replay set knows (another daemon took it) ope
   await send(datagram());
   const replayed = datagram({ message: "198.18.0.3,tcp/22" });
   // What a second daemon on the host records when it takes the datagram first.
-  assert.equal(await firewall.replay.grant({ door: "SSH", element: replayElement(replayKey(replayed)), ttlS: 240, evict: [] }, []), "recorded");
+  assert.equal(await firewall.replay.grant({ door: "SSH", element: replayElement(replayKey(replayed)), ttlS: 240, evict: [] }, () => []), "recorded");
   await send(replayed, { src: "198.18.0.3" });
   assert.equal(await spaCount("replay"), 1);
   assert.deepEqual((await perPort(firewall)).map((g) => g.src), [CLIENT], "the grant of the full door stays");
@@ -598,5 +598,94 @@ test("cluster: another node's signed grant opens only its ports for the time lef
   assert.equal(await daemon.grants.open({ door, family: 4, src: CLIENT, via: "signed", ports: [{ port: 22, proto: "tcp" }], openForMs: 5_000, origin: "node-c" }), "opened");
   assert.deepEqual(events("close").map((l) => [l["via"], l["reason"]]).slice(1), [["signed", "expired"]]);
   assert.deepEqual(events("open").slice(2).map((l) => l["refresh"]), [false, false]);
+  await daemon.stop();
+});
+
+/** A daemon whose replay writes are held until `release`, in order, as the one nftables session runs them. */
+function heldWrites(env: Record<string, string> = {}) {
+  const held: (() => void)[] = [];
+  const h = setup(env, (f) => {
+    const write = f.replay.grant;
+    f.replay.grant = (entry, grants) => {
+      const result = write(entry, grants);
+      return new Promise((resolve) => held.push(() => resolve(result)));
+    };
+    return f;
+  });
+  /** Lets every held write through, and those that were waiting behind them. */
+  const release = async () => {
+    do {
+      for (const r of held.splice(0)) r();
+      await h.clock.advance(0);
+    } while (held.length > 0);
+  };
+  /** What a second daemon on the host records when it takes `payload` first: only the kernel knows it. */
+  const takenElsewhere = async (payload: Buffer) => {
+    const taken = h.firewall.replay.grant({ door: "SSH", element: replayElement(replayKey(payload)), ttlS: 240, evict: [] }, () => []);
+    await release();
+    assert.equal(await taken, "recorded");
+  };
+  return { ...h, release, takenElsewhere };
+}
+
+test("a replay only the kernel knows, in flight beside the client's new datagram, lends the new grant none of its time", async () => {
+  const { daemon, firewall, send, datagram, spaCount, release, takenElsewhere } = heldWrites();
+  await daemon.start();
+  const replayed = datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 300 });
+  await takenElsewhere(replayed);
+  await send(replayed);
+  await send(datagram()); // the client's own new datagram: 22/tcp for the door's 30 s
+  await release();
+  assert.equal(await spaCount("replay"), 1);
+  assert.deepEqual((await perPort(firewall)).map((g) => [g.ports.map(portName), g.remainingMs]), [[["22/tcp"], 30_000]], "the refused datagram's 300 s are not granted");
+  await daemon.stop();
+});
+
+test("a replay only the kernel knows, in flight beside the client's new datagram: its port is never granted, by restore neither, and the new grant runs ON_OPEN", async () => {
+  const { daemon, firewall, send, datagram, spaCount, clock, hooks, events, release, takenElsewhere } = heldWrites({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" });
+  await daemon.start();
+  const replayed = datagram({ type: SpaType.clientTimeoutAccess, message: `${CLIENT},tcp/2222`, clientTimeoutS: 300 });
+  await takenElsewhere(replayed);
+  await send(replayed);
+  await send(datagram()); // the client's own new datagram: 22/tcp for the door's 30 s
+  await release();
+  assert.equal(await spaCount("replay"), 1);
+  assert.deepEqual((await perPort(firewall)).map((g) => g.ports.map(portName)), [["22/tcp"]]);
+  assert.deepEqual(events("open").map((l) => l["refresh"]), [false], "the new datagram's grant is an open, not a refresh of the refused one");
+  assert.equal(hooks.filter((h) => h.kind === "on_open").length, 1);
+  // Once 22/tcp's entry has expired in the kernel, reconcile must not put back what was never granted.
+  await clock.advance(40_000);
+  await release();
+  assert.deepEqual(await perPort(firewall), [], "2222/tcp of the replayed datagram is not granted");
+  assert.deepEqual(events("grants_restored"), []);
+  await daemon.stop();
+});
+
+test("on a full door, a replay only the kernel knows in flight beside another new datagram: the bound holds and no grant that never opened is closed", async () => {
+  const { daemon, firewall, send, datagram, spaCount, events, release, takenElsewhere } = heldWrites({ KNOCK_MAX_GRANTS: "1" });
+  await daemon.start();
+  await send(datagram());
+  await release();
+  const replayed = datagram({ message: "198.18.0.3,tcp/22" });
+  await takenElsewhere(replayed);
+  await send(replayed, { src: "198.18.0.3" });
+  await send(datagram({ message: "198.18.0.4,tcp/22" }), { src: "198.18.0.4" });
+  await release();
+  assert.equal(await spaCount("replay"), 1);
+  assert.deepEqual(events("close").map((l) => [l["src"], l["reason"]]), [[CLIENT, "replaced"]], "198.18.0.3 never opened: it is not closed");
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), ["198.18.0.4"], "KNOCK_MAX_GRANTS=1: the newest grant alone");
+  assert.equal(daemon.grants.size, 1);
+  await daemon.stop();
+});
+
+test("a datagram the kernel refuses is logged with its own source, though others arrived while its write was held", async () => {
+  const { daemon, send, datagram, events, release, takenElsewhere } = heldWrites();
+  await daemon.start();
+  const replayed = datagram({ message: "198.18.0.3,tcp/22" });
+  await takenElsewhere(replayed);
+  await send(replayed, { src: "198.18.0.3" });
+  await send(datagram({ message: "198.18.0.4,tcp/22" }), { src: "198.18.0.4" });
+  await release();
+  assert.deepEqual(events("spa_refused").map((l) => [l["src"], l["result"]]), [["198.18.0.3", "replay"]]);
   await daemon.stop();
 });

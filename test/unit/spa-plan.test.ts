@@ -153,25 +153,52 @@ describe("recording a datagram in the kernel's replay set", () => {
 
   test("an add the session takes is a new datagram, with no command of its own", async () => {
     const { run, calls } = runner(0, "");
-    assert.equal(await new ReplayWriter(session(() => null), run, argvOf, ipsetReplayFailure).record([], add), "recorded");
+    assert.equal(await new ReplayWriter(session(() => null), run, argvOf, ipsetReplayFailure).record([], () => add), "recorded");
     assert.deepEqual(calls, []);
   });
 
   test("the session's message for the line is the line's own: present or full, with no command of its own", async () => {
     const { run, calls } = runner(0, "");
     const seen = new ReplayWriter(session(() => failed("ipset v7.17: Element cannot be added to the set: it's already added")), run, argvOf, ipsetReplayFailure);
-    assert.equal(await seen.record([], add), "seen");
+    assert.equal(await seen.record([], () => add), "seen");
     const full = new ReplayWriter(session(() => failed("ipset v7.17: Hash is full, cannot add more elements")), run, argvOf, ipsetReplayFailure);
-    assert.equal(await full.record([], add), "full");
+    assert.equal(await full.record([], () => add), "full");
     assert.deepEqual(calls, []);
   });
 
   test("a session that died is replaced by a command of its own, whose message tells present from full", async () => {
     const died = () => new Error("ipset exited");
     const seen = runner(1, "ipset v7.17: Element cannot be added to the set: it's already added");
-    assert.equal(await new ReplayWriter(session(died), seen.run, argvOf, ipsetReplayFailure).record([], add), "seen");
+    assert.equal(await new ReplayWriter(session(died), seen.run, argvOf, ipsetReplayFailure).record([], () => add), "seen");
     assert.deepEqual(seen.calls, [argvOf(add)]);
-    assert.equal(await new ReplayWriter(session(died), runner(0, "").run, argvOf, ipsetReplayFailure).record([], add), "recorded", "the session died, the add itself was fine");
+    assert.equal(await new ReplayWriter(session(died), runner(0, "").run, argvOf, ipsetReplayFailure).record([], () => add), "recorded", "the session died, the add itself was fine");
+  });
+
+  test("a session that died under a line: the backend's reading of the kernel decides, or the line runs again when it finds nothing written", async () => {
+    const died = () => new Error("nft exited");
+    const committed = runner(1, "Error: Could not process rule: File exists");
+    assert.equal(await new ReplayWriter(session(died), committed.run, argvOf, ipsetReplayFailure).record([], () => add, () => Promise.resolve("recorded")), "recorded");
+    assert.deepEqual(committed.calls, [], "the transaction was found in the kernel: not run again, where its own record would read as a replay");
+    const nothing = runner(0, "");
+    assert.equal(await new ReplayWriter(session(died), nothing.run, argvOf, ipsetReplayFailure).record([], () => add, () => Promise.resolve(null)), "recorded");
+    assert.deepEqual(nothing.calls, [argvOf(add)]);
+  });
+
+  test("each add is made when its turn comes, after the record before it has finished", async () => {
+    const order: string[] = [];
+    const slow = {
+      send: async (line: string) => {
+        order.push(`sent ${line}`);
+        await new Promise((r) => setImmediate(r));
+      },
+    };
+    const writer = new ReplayWriter(slow, runner(0, "").run, argvOf, ipsetReplayFailure);
+    const made = (line: string) => () => {
+      order.push(`made ${line}`);
+      return line;
+    };
+    await Promise.all([writer.record([], made("add A")), writer.record([], made("add B"))]);
+    assert.deepEqual(order, ["made add A", "sent add A", "made add B", "sent add B"]);
   });
 
   test("records go one at a time, each line after the last one's answer, deletes before the add", async () => {
@@ -189,9 +216,9 @@ describe("recording a datagram in the kernel's replay set", () => {
     };
     const writer = new ReplayWriter(slow, runner(0, "").run, argvOf, ipsetReplayFailure);
     const results = await Promise.all([
-      writer.record([], "add knockgate-SSH:r 1::1 timeout 9"),
-      writer.record([], "add knockgate-SSH:r 2::2 timeout 9"),
-      writer.record(["del knockgate-SSH:r 1::1 -exist"], "add knockgate-SSH:r 3::3 timeout 9"),
+      writer.record([], () => "add knockgate-SSH:r 1::1 timeout 9"),
+      writer.record([], () => "add knockgate-SSH:r 2::2 timeout 9"),
+      writer.record(["del knockgate-SSH:r 1::1 -exist"], () => "add knockgate-SSH:r 3::3 timeout 9"),
     ]);
     assert.deepEqual(results, ["recorded", "seen", "recorded"], "a failing line is its own element's, never another's");
     assert.equal(most, 1);
@@ -200,7 +227,7 @@ describe("recording a datagram in the kernel's replay set", () => {
 
   test("any other failure is an error, never a pass", async () => {
     const gone = session(() => failed("ipset v7.17: The set with the given name does not exist"));
-    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf, ipsetReplayFailure).record([], add), /does not exist/);
-    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf, ipsetReplayFailure).record(["del knockgate-SSH:r 1::1 -exist"], add), /does not exist/);
+    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf, ipsetReplayFailure).record([], () => add), /does not exist/);
+    await assert.rejects(new ReplayWriter(gone, runner(0, "").run, argvOf, ipsetReplayFailure).record(["del knockgate-SSH:r 1::1 -exist"], () => add), /does not exist/);
   });
 });

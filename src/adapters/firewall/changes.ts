@@ -9,9 +9,10 @@ import type { ReplayRecord } from "./firewall.js";
  * ~20 ms), one line at a time. A line that fails is then the only one pending, so the session's
  * stderr is that line's own: "already added" means this element was there, never that another
  * line failed (sharing the session, 600 concurrent records refused 303 of 400 new datagrams as
- * seen). Only when the session itself fails (it exits, or cannot start) is the line run again as a
- * command of its own; its "already added" can then be the line's own earlier success, and such a
- * datagram is refused, never a replay accepted.
+ * seen). Only when the session itself fails (it exits, or cannot start) is the outcome unknown:
+ * the backend's `unknown` may tell from what the kernel holds; otherwise the line runs again as a
+ * command of its own, whose "already added" can then be the line's own earlier success, and such
+ * a datagram is refused, never a replay accepted.
  */
 export class ReplayWriter {
   private last: Promise<unknown> = Promise.resolve();
@@ -25,34 +26,41 @@ export class ReplayWriter {
     private readonly failure: (stderr: string) => "seen" | "full" | null,
   ) {}
 
-  /** Runs `deletes` (each must succeed), then `add`; after every earlier record has finished. */
-  record(deletes: readonly string[], add: string): Promise<ReplayRecord> {
-    const result = this.last.then(() => this.write(deletes, add));
+  /**
+   * Runs `deletes` (each must succeed), then the add that `add` makes when its turn comes; after
+   * every earlier record has finished. `unknown`: what the add's outcome was when the session
+   * ended under it (the kernel may or may not have taken it); null: nothing was written, run it again.
+   */
+  record(deletes: readonly string[], add: () => string, unknown?: () => Promise<ReplayRecord | null>): Promise<ReplayRecord> {
+    const result = this.last.then(() => this.write(deletes, add(), unknown));
     this.last = result.catch(() => undefined);
     return result;
   }
 
-  private async write(deletes: readonly string[], add: string): Promise<ReplayRecord> {
+  private async write(deletes: readonly string[], add: string, unknown?: () => Promise<ReplayRecord | null>): Promise<ReplayRecord> {
     for (const line of deletes) {
-      const r = await this.line(line);
+      const r = (await this.send(line)) ?? (await this.run(this.argvOf(line)));
       if (r.code !== 0) throw new FirewallError(`exit code ${r.code}`, this.argvOf(line), r.stderr);
     }
-    const r = await this.line(add);
+    const sent = await this.send(add);
+    const known = sent === null && unknown ? await unknown() : null;
+    if (known !== null) return known;
+    const r = sent ?? (await this.run(this.argvOf(add)));
     if (r.code === 0) return "recorded";
     const failure = this.failure(r.stderr);
     if (failure === null) throw new FirewallError(`exit code ${r.code}`, this.argvOf(add), r.stderr);
     return failure;
   }
 
-  private async line(line: string): Promise<{ code: number; stderr: string }> {
+  /** The line through the session: its result, or null when the session ended under it (no message of the line's own). */
+  private async send(line: string): Promise<{ code: number; stderr: string } | null> {
     try {
       await this.session.send(line);
       return { code: 0, stderr: "" };
     } catch (err) {
       // What the tool wrote on stderr for this line, the only one in flight.
-      if (err instanceof FirewallError && err.stderr !== "") return { code: 1, stderr: err.stderr };
+      return err instanceof FirewallError && err.stderr !== "" ? { code: 1, stderr: err.stderr } : null;
     }
-    return this.run(this.argvOf(line));
   }
 }
 

@@ -59,7 +59,7 @@ export class DryRunFirewall implements Firewall {
         if (set.size >= replaySetSize) for (const [key, expiresAt] of set) if (expiresAt <= this.clock.now()) set.delete(key);
         if (set.size >= replaySetSize) return "full";
         set.set(element, this.clock.now() + ttlS * 1000);
-        for (const g of grants) await this.grant(g.grant, g.forMs);
+        for (const g of grants()) await this.grant(g.grant, g.forMs);
         return "recorded";
       },
       list: (door) => {

@@ -54,12 +54,13 @@ export const listedKey = (g: Pick<ListedGrant, "door" | "family" | "src">): stri
 /** The signed doors' replay sets: the kernel's record of datagrams accepted, which outlives the daemon. */
 export interface ReplaySets {
   /**
-   * Records `entry` and writes `grants` only if the element is new in the door's set: "recorded"
+   * Records `entry` and writes the grants only if the element is new in the door's set: "recorded"
    * once both are in; "seen" (a replay) and "full" leave the grants out. Throws on any other
    * failure. nftables makes it one transaction; ipset has none, so the record goes first and the
-   * grants follow once it is in (two round trips).
+   * grants follow once it is in (two round trips). Records go one at a time; `grants` is called
+   * when this one's turn comes, so its times count from the write, not from the queue.
    */
-  grant(entry: ReplayEntry, grants: readonly TimedGrant[]): Promise<ReplayRecord>;
+  grant(entry: ReplayEntry, grants: () => readonly TimedGrant[]): Promise<ReplayRecord>;
   /** The door's set as the kernel holds it, each element with its time left: what a restarted daemon adopts. */
   list(door: string): Promise<KernelGrant[]>;
 }

@@ -51,8 +51,6 @@ export type ReplaceReason = "prefix_full" | "set_full";
 
 export interface Opened {
   record: GrantRecord;
-  /** The grant this one refreshed, as it was. */
-  previous?: GrantRecord;
   /** Grants taken out to make room for this one (none for a refresh). */
   replaced: Replaced[];
 }
@@ -139,35 +137,21 @@ export class GrantBook {
    * what had to go is returned with the reason, for the caller to revoke. A refresh takes no room.
    */
   open(door: Door, via: WayIn, src: string, family: Family, now: number, grant: PortGrant): Opened {
-    const ends = grant.openForMs > 0 ? now + grant.openForMs : Infinity;
-    const { ports } = grant;
-    const previous = this.of(door, via).bySrc.get(src);
-    // A signed grant adds ports to what the address holds; each port's kernel entry keeps its own time.
-    if (previous && via === "signed") {
-      const until = portsUntil(ports, ends, previous.until);
-      return { record: this.insert({ ...previous, ports: unionPorts(previous.ports, ports), until }, Math.max(previous.expiresAt, ends)), previous, replaced: [] };
-    }
-    if (previous) return { record: this.insert({ ...previous, ports }, Math.max(previous.expiresAt, ends)), previous, replaced: [] };
-    const prefix = prefixKey(src, family, this.limits.prefixes);
-    const replaced = this.makeRoom(door, via, prefix);
-    const until = via === "signed" ? { until: portsUntil(ports, ends) } : {};
-    return { record: this.insert({ door, src, family, expiresAt: ends, prefix, via, ports, ...until }, ends), replaced };
+    const record = this.preview(door, via, src, family, now, grant);
+    const replaced = this.get(door, via, src) ? [] : this.makeRoom(door, via, record.prefix);
+    return { record: this.insert(record, record.expiresAt), replaced };
   }
 
-  /**
-   * Takes back an open the kernel refused: the grant as it was before (none, or the one it
-   * refreshed), unless something changed it since; with `replaced`, also what it took out to make
-   * room, each whose address has no grant again meanwhile.
-   */
-  undo(opened: Opened, replaced: boolean): void {
-    const { record, previous } = opened;
-    const grants = this.of(record.door, record.via);
-    if (grants.bySrc.get(record.src) === record) {
-      grants.delete(record);
-      if (previous) grants.add(previous);
-    }
-    if (!replaced) return;
-    for (const { record: r } of opened.replaced) if (!grants.bySrc.has(r.src)) grants.add(r);
+  /** The record `open` would make now, changing nothing: what a kernel write ahead of the booking holds. */
+  preview(door: Door, via: WayIn, src: string, family: Family, now: number, grant: PortGrant): GrantRecord {
+    const ends = grant.openForMs > 0 ? now + grant.openForMs : Infinity;
+    const { ports } = grant;
+    const previous = this.get(door, via, src);
+    // A signed grant adds ports to what the address holds; each port's kernel entry keeps its own time.
+    if (previous && via === "signed") return { ...previous, ports: unionPorts(previous.ports, ports), until: portsUntil(ports, ends, previous.until), expiresAt: Math.max(previous.expiresAt, ends) };
+    if (previous) return { ...previous, ports, expiresAt: Math.max(previous.expiresAt, ends) };
+    const until = via === "signed" ? { until: portsUntil(ports, ends) } : {};
+    return { door, src, family, expiresAt: ends, prefix: prefixKey(src, family, this.limits.prefixes), via, ports, ...until };
   }
 
   /** Takes out what must go so that one more grant from `prefix` fits the bounds, and says why. */

@@ -88,8 +88,9 @@ export class IptablesFirewall implements Firewall {
       // ipset has no transactions: the record first, the grants once it is in.
       grant: async ({ door, element, ttlS, evict }, grants) => {
         const deletes = evict.map((e) => ipsetReplayDelLine(door, checkedAddress(e, 6)));
-        const recorded = await writer.record(deletes, ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS));
-        if (recorded === "recorded") for (const g of grants) await this.grant(g.grant, g.forMs);
+        const add = ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS);
+        const recorded = await writer.record(deletes, () => add);
+        if (recorded === "recorded") for (const g of grants()) await this.grant(g.grant, g.forMs);
         return recorded;
       },
       list: async (door) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetReplayName(door)])),

@@ -10,7 +10,7 @@ import { ChangeQueue, ReplayWriter } from "../changes.js";
 import { checkedAddress, checkedPorts } from "../checked.js";
 import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
-import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets, TimedGrant } from "../firewall.js";
+import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplayRecord, ReplaySets, TimedGrant } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
 import { kernelGrantDoors, unreadSetName } from "./knock.js";
 import {
@@ -18,6 +18,7 @@ import {
   NFT_ACK_SET,
   NFT_TABLE,
   nftGrantLine,
+  nftPortElement,
   nftReplayAddLine,
   nftReplayDelLine,
   nftReplayFailure,
@@ -98,10 +99,16 @@ export class NftablesFirewall implements Firewall {
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["nft", line], nftReplayFailure);
     this.replay = {
       // One transaction: the grants go in only if the record does (the kernel's `create` is the check).
+      // Evictions go first, on their own: a refused record must not put back what the index let go.
       grant: ({ door, element, ttlS, evict }, grants) => {
-        const evicted = evict.length > 0 ? [nftReplayDelLine(door, evict.map((e) => checkedAddress(e, 6)))] : [];
-        const line = [...evicted, nftReplayAddLine(door, checkedAddress(element, 6), ttlS), ...grants.map((g) => this.lineOf(g))].join("; ");
-        return writer.record([], line);
+        const deletes = evict.length > 0 ? [nftReplayDelLine(door, evict.map((e) => checkedAddress(e, 6)))] : [];
+        const record = nftReplayAddLine(door, checkedAddress(element, 6), ttlS);
+        let written: readonly TimedGrant[] = [];
+        const line = () => {
+          written = grants();
+          return [record, ...written.map((g) => this.lineOf(g))].join("; ");
+        };
+        return writer.record(deletes, line, () => this.settleUnknown(door, element, written));
       },
       list: (door) => this.elements(nftReplaySetName(door)).then(nftElements),
     };
@@ -171,6 +178,23 @@ export class NftablesFirewall implements Firewall {
   grant(grant: GrantKey, forMs: number): Promise<void> {
     if (grant.ports === null) return this.enqueue(false, grant.door, grant.family, checkedAddress(grant.src, grant.family), forMs);
     return this.apply(this.lineOf({ grant, forMs }));
+  }
+
+  /**
+   * The helper ended while a record and its grants were in flight: the transaction may have
+   * committed. It did if the record and every entry are in the kernel (another daemon taking the
+   * same datagram grants the same entries; a replay of a `-s` datagram from elsewhere names another
+   * address, whose entries are not there): "recorded". The record without the entries is a
+   * replay: "seen". No record: nothing was written (null), and the line runs again.
+   */
+  private async settleUnknown(door: string, element: string, grants: readonly TimedGrant[]): Promise<ReplayRecord | null> {
+    const present = async (set: string, elements: readonly string[]) => (await this.run(["nft", `get element ${inTable(set)} { ${elements.join(", ")} }`])).code === 0;
+    if (!(await present(nftReplaySetName(door), [element]))) return null;
+    for (const { grant } of grants) {
+      const set = grant.ports === null ? nftSetName(grant.door.name, grant.family) : nftSpaSetName(grant.door.name, grant.family);
+      if (!(await present(set, grant.ports === null ? [grant.src] : grant.ports.map((p) => nftPortElement(grant.src, p))))) return "seen";
+    }
+    return "recorded";
   }
 
   /** One grant's line, its address and ports checked. */

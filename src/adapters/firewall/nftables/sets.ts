@@ -86,14 +86,15 @@ export function nftRevokeLine(door: string, family: Family, srcs: readonly strin
 }
 
 const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000));
-const portElement = (src: string, p: PortSpec) => `${src} . ${p.proto} . ${p.port}`;
+/** A per-port set's element: address, protocol, port. */
+export const nftPortElement = (src: string, p: PortSpec): string => `${src} . ${p.proto} . ${p.port}`;
 
 /** A grant of some ports: each (address, port) with the grant's timeout. */
 export function nftSpaGrantLine(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): string {
-  return putLine(inTable(nftSpaSetName(door, family)), ports.map((p) => portElement(src, p)), seconds(openForMs));
+  return putLine(inTable(nftSpaSetName(door, family)), ports.map((p) => nftPortElement(src, p)), seconds(openForMs));
 }
 export function nftSpaRevokeLine(door: string, family: Family, src: string, ports: readonly PortSpec[]): string {
-  return takeOutLine(inTable(nftSpaSetName(door, family)), ports.map((p) => portElement(src, p)));
+  return takeOutLine(inTable(nftSpaSetName(door, family)), ports.map((p) => nftPortElement(src, p)));
 }
 
 /**

@@ -160,14 +160,15 @@ export class SignedWay implements PacketWay {
         };
         const replay = d.replay.claim(replayElement(verdict.replayKey), ttlS, this.deps.clock.now() / 1000);
         if (replay === "seen") {
-          this.refused(d.door, "replay", knock, "this datagram was accepted before (kernel replay set, adopted at start)");
+          this.refused(d.door, "replay", knock, "this datagram was taken before (the replay index: this run's records and the kernel set adopted at start)");
           return;
         }
         // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
-        this.grant({ ...grant, replay }).then(
-          (result) => this.granted(grant.door, result, knock.src),
-          (err: unknown) => this.failed(err),
-        );
+        // Read now: the decoder's knock describes the next packet by the time the write is done.
+        const from = knock.src;
+        this.grant({ ...grant, replay })
+          .then((result) => this.granted(grant.door, result, from))
+          .catch((err: unknown) => this.failed(err));
         return;
       }
     } catch (err) {
@@ -199,7 +200,7 @@ export class SignedWay implements PacketWay {
     }
     if (result === "failed") {
       // The grant lifecycle logged and counted the failed write (grant_failed); here, what it meant for the datagram.
-      this.replayError = `recording a datagram of door ${door.name} with its grant failed (see the grant_failed line); the datagram was refused`;
+      this.replayError = `recording a datagram of door ${door.name} with its grant failed (see the error line before); the datagram was refused`;
       metrics.spa(door.name, "replay_check_failed");
       return;
     }

@@ -67,7 +67,7 @@ export class Daemon {
       ...(deps.cluster ? { publisher: deps.cluster } : {}),
     });
     this.ways = waysIn(deps, this.grants);
-    this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics, this.grants);
+    this.reconciler = new Reconciler(deps.firewall, deps.log, deps.metrics, this.grants, deps.config.reconcileIntervalMs);
     this.liveCheck = sharedRead(() => deps.firewall.reconcile("check"), READ_CACHE_MS, deps.clock);
     // No way listens on the interfaces (the kernel engine, no signed door): nothing to capture there.
     const listening = this.ways.all.some((w) => w.ports().length > 0);

@@ -104,6 +104,11 @@ function entriesOf(record: GrantRecord, ports: readonly PortSpec[] | null): Map<
   return byEnd;
 }
 
+/** The ports of `asked` that `live` already holds until `ends` or later. */
+function heldLongerOf(live: GrantRecord | undefined, via: WayIn, asked: readonly PortSpec[], ends: number): PortSpec[] {
+  return live ? asked.filter((p) => (via === "signed" ? (live.until?.get(portName(p)) ?? -Infinity) : live.expiresAt) >= ends) : [];
+}
+
 /** A grant the kernel engine made, to be opened late for the time its listing has left. */
 const lateRequest = (door: Door, g: ListedGrant, late: LateReason): GrantRequest => ({ door, family: g.family, src: g.src, via: "sequence", openForMs: g.remainingMs ?? 0, late });
 
@@ -118,6 +123,8 @@ export class Grants {
   private readonly writing = new Map<string, number>();
   /** Per grant (door, way in, address), when its last open has settled. */
   private readonly opening = new Map<string, Promise<void>>();
+  /** Door-wide grants asked for since the last openUnreported (listedKey): their reports came. */
+  private reported = new Set<string>();
 
   /** The doors by name, as kernel listings name them. */
   private readonly doors: Map<string, Door>;
@@ -171,18 +178,14 @@ export class Grants {
   private async tryOpen(req: GrantRequest): Promise<OpenResult> {
     const { door, family, src, via } = req;
     const now = this.deps.clock.now();
-    // One whose time ran out before the sweep saw it is closed first, so ON_CLOSE pairs with ON_OPEN.
-    const previous = this.book.get(door, via, src);
-    const fields = { door: door.name, src };
-    if (previous && previous.expiresAt <= now) guard(this.deps.log, "open_followup", fields, () => this.expired(previous));
-    const live = previous !== undefined && previous.expiresAt > now ? previous : undefined;
+    if (via === "sequence" && req.late === undefined) this.reported.add(listedKey({ door: door.name, family, src }));
+    const live = this.live(door, via, src, now);
     const asked = req.ports ?? this.deps.protection.portsOf(door.name);
-    const ends = req.openForMs > 0 ? now + req.openForMs : Infinity;
-    const heldLonger = live ? asked.filter((p) => (via === "signed" ? (live.until?.get(portName(p)) ?? -Infinity) : live.expiresAt) >= ends) : [];
+    const heldLonger = heldLongerOf(live, via, asked, req.openForMs > 0 ? now + req.openForMs : Infinity);
     // Another node's sequence grant we hold at least as long changes nothing. A signed one is always
     // written: after a restart the book knows only the longest of an address's port times.
     if (req.origin !== undefined && via === "sequence" && heldLonger.length > 0) return "unchanged";
-    if (req.replay) return this.openRecorded(req, req.replay, asked, live !== undefined, heldLonger);
+    if (req.replay) return this.openRecorded(req, req.replay, asked);
     const { record, replaced } = this.book.open(door, via, src, family, now, { ports: asked, openForMs: req.openForMs });
     for (const r of replaced) this.replaced(r.record, r.reason, src);
     const entries = entriesOf(record, via === "signed" ? asked : null);
@@ -195,39 +198,59 @@ export class Grants {
       this.failed("grant", err, door, src);
       return "failed";
     }
-    guard(this.deps.log, "open_followup", fields, () => this.opened(req, record, asked, live !== undefined, heldLonger, entries));
+    guard(this.deps.log, "open_followup", { door: door.name, src }, () => this.opened(req, record, asked, live !== undefined, heldLonger, entries));
     return "opened";
+  }
+
+  /** The grant the book holds and whose time has not run out; one whose time ran out is closed first, so ON_CLOSE pairs with ON_OPEN. */
+  private live(door: Door, via: WayIn, src: string, now: number): GrantRecord | undefined {
+    const previous = this.book.get(door, via, src);
+    if (previous && previous.expiresAt <= now) guard(this.deps.log, "open_followup", { door: door.name, src }, () => this.expired(previous));
+    return previous !== undefined && previous.expiresAt > now ? previous : undefined;
   }
 
   /**
    * A grant whose replay record is its precondition (a signed datagram's): written with the record
-   * in one kernel write, its times counted from when the write runs (records queue); booked, and
+   * in one kernel write, from the book as it is when the write runs (records queue); booked, and
    * what it displaces revoked, only once the kernel took the record, so a replay the kernel
    * refuses changes nothing. Meanwhile the bounds do not count it: records go one at a time, and
    * the kernel set's headroom (core/firewall/plan.ts) holds the one briefly over.
    */
-  private async openRecorded(req: GrantRequest, replay: ReplayEntry, asked: readonly PortSpec[], refresh: boolean, heldLonger: readonly PortSpec[]): Promise<OpenResult> {
+  private async openRecorded(req: GrantRequest, replay: ReplayEntry, asked: readonly PortSpec[]): Promise<OpenResult> {
     const { door, family, src, via } = req;
     const grant = { ports: asked, openForMs: req.openForMs };
     let at = 0;
+    let seen: GrantRecord | undefined;
     let entries = new Map<number, PortSpec[] | null>();
+    const timed = () => [...entries].map(([end, ports]): TimedGrant => ({ grant: { door, family, src, ports }, forMs: kernelMs(end, at) }));
     let result: ReplayRecord;
     try {
       result = await this.write(door, via, src, () =>
         this.deps.firewall.replay.grant(replay, () => {
           at = this.deps.clock.now();
+          seen = this.live(door, via, src, at);
           entries = entriesOf(this.book.preview(door, via, src, family, at, grant), asked);
-          return [...entries].map(([end, ports]): TimedGrant => ({ grant: { door, family, src, ports }, forMs: kernelMs(end, at) }));
+          return timed();
         }),
       );
+      if (result === "recorded" && seen !== undefined && this.book.get(door, via, src) !== seen) {
+        // Its grant left the book while the record was in flight (displaced, expired, closed), and a
+        // revoke of it may have reached the kernel after this write: written again behind it, as new.
+        seen = undefined;
+        entries = entriesOf(this.book.preview(door, via, src, family, at, grant), asked);
+        await this.write(door, via, src, async () => {
+          for (const t of timed()) await this.deps.firewall.grant(t.grant, t.forMs);
+        });
+      }
     } catch (err) {
       this.failed("grant", err, door, src);
       return "failed";
     }
     if (result !== "recorded") return result;
+    const heldLonger = heldLongerOf(seen, via, asked, req.openForMs > 0 ? at + req.openForMs : Infinity);
     const { record, replaced } = this.book.open(door, via, src, family, at, grant);
     for (const r of replaced) this.replaced(r.record, r.reason, src);
-    guard(this.deps.log, "open_followup", { door: door.name, src }, () => this.opened(req, record, asked, refresh, heldLonger, entries));
+    guard(this.deps.log, "open_followup", { door: door.name, src }, () => this.opened(req, record, asked, seen !== undefined, heldLonger, entries));
     return "opened";
   }
 
@@ -375,16 +398,19 @@ export class Grants {
 
   /**
    * Grants the kernel engine made whose reports were lost while this daemon ran (their marks, which
-   * the reconcile pass found twice in a row), opened as if reported now. One whose write is in
-   * flight was reported: its write takes the mark. Resolves to how many were opened.
+   * each reconcile pass hands over: none, or those found unread twice in a row), opened as if
+   * reported now. One asked for since the last pass was reported after the listing: its write takes
+   * the mark. Resolves to how many were taken for lost and how many of them opened.
    */
-  async openUnreported(marks: readonly ListedGrant[]): Promise<number> {
+  async openUnreported(marks: readonly ListedGrant[]): Promise<{ lost: number; opened: number }> {
+    const reported = this.reported;
+    this.reported = new Set();
     const late = marks.flatMap((m) => {
       const door = this.doors.get(m.door);
-      return door && !this.writing.has(writeKey(door, "sequence", m.src)) ? [lateRequest(door, m, "report_lost")] : [];
+      return door && !reported.has(listedKey(m)) && !this.writing.has(writeKey(door, "sequence", m.src)) ? [lateRequest(door, m, "report_lost")] : [];
     });
     const results = await Promise.all(late.map((req) => this.open(req)));
-    return results.filter((r) => r === "opened").length;
+    return { lost: late.length, opened: results.filter((r) => r === "opened").length };
   }
 
   /**

@@ -16,21 +16,23 @@ export interface GrantKeeper {
   held(): GrantRecord[];
   /** The kernel lost these: put each back for the time it has left; resolves to those put back. */
   restore(lost: readonly GrantRecord[]): Promise<GrantRecord[]>;
-  /** The kernel engine's grants whose reports were lost: open each late; resolves to how many opened. */
-  openUnreported(marks: readonly ListedGrant[]): Promise<number>;
+  /** The kernel engine's grants whose reports were lost (every pass, none too): open each late; resolves to how many were, and opened. */
+  openUnreported(marks: readonly ListedGrant[]): Promise<{ lost: number; opened: number }>;
 }
 
 export class Reconciler {
   /** Why the last reconcile failed; null when it succeeded. */
   error: string | null = "not reconciled yet";
-  /** The kernel engine's unread marks at the last pass (listedKey). */
-  private unread = new Set<string>();
+  /** The kernel engine's unread grants at the last pass (listedKey), with the time each had left. */
+  private unread = new Map<string, number | null>();
 
   constructor(
     private readonly firewall: Firewall,
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly keeper: GrantKeeper,
+    /** KNOCK_RECONCILE_INTERVAL: how far apart passes are. */
+    private readonly intervalMs: number,
   ) {}
 
   /** One pass. `initial`: the install at start, whose changes are the install, not repairs. */
@@ -38,8 +40,6 @@ export class Reconciler {
     const { firewall, log, metrics } = this;
     try {
       const changes = await firewall.reconcile("repair");
-      if (this.error !== null && !initial) log.info({ event: "firewall_recovered" }, "firewall is in place again");
-      this.error = null;
       if (changes.length > 0) {
         if (initial) log.info({ event: "firewall_installed", backend: firewall.backend, changes }, `firewall ready (${firewall.backend})`);
         else {
@@ -51,6 +51,9 @@ export class Reconciler {
       }
       await this.restoreLostGrants();
       await this.openUnreported();
+      // Only a whole pass recovers: one whose later listings keep failing is the same failure.
+      if (this.error !== null && !initial) log.info({ event: "firewall_recovered" }, "firewall is in place again");
+      this.error = null;
     } catch (err) {
       const fields = errorFields(err, "KNOCK_E_FIREWALL");
       metrics.firewallFailed("reconcile");
@@ -62,19 +65,26 @@ export class Reconciler {
 
   /**
    * A grant the kernel engine made is marked until a daemon takes its report, which takes
-   * milliseconds; a mark found at two passes in a row (an interval apart) had its report lost
-   * (the NFLOG reader was being opened again, or the kernel dropped the message), so the grant
-   * is opened late, with its audit line, ON_OPEN and cluster object.
+   * milliseconds; one found unread at two passes in a row, an interval apart, had its report lost
+   * (the NFLOG reader was being opened again, or the kernel dropped the message), so it is opened
+   * late, with its audit line, ON_OPEN and cluster object. Found again with its time gone back up,
+   * it was granted anew meanwhile (the client knocked again), and that report may be on its way.
    */
   private async openUnreported(): Promise<void> {
-    const marks = await this.firewall.unreported();
-    const lost = marks.filter((m) => this.unread.has(listedKey(m)));
-    this.unread = new Set(marks.map(listedKey));
-    if (lost.length === 0) return;
-    const opened = await this.keeper.openUnreported(lost);
+    const grants = await this.firewall.unreported();
+    const lost = grants.filter((g) => {
+      const before = this.unread.get(listedKey(g));
+      if (before === undefined) return false;
+      if (g.remainingMs === null || before === null) return g.remainingMs === before;
+      return before - g.remainingMs >= this.intervalMs / 2;
+    });
+    this.unread = new Map(grants.map((g) => [listedKey(g), g.remainingMs]));
+    // Handed over every pass, none lost too: what was reported since the last pass counts from here.
+    const { lost: late, opened } = await this.keeper.openUnreported(lost);
+    if (late === 0) return;
     this.log.warn(
-      { event: "kernel_reports_lost", grants: lost.length, opened },
-      `${lost.length} grant${lost.length === 1 ? "" : "s"} the kernel engine made had no report for a whole reconcile interval; opened ${opened} late`,
+      { event: "kernel_reports_lost", grants: late, opened },
+      `${late} grant${late === 1 ? "" : "s"} the kernel engine made had no report for a whole reconcile interval; opened ${opened} late`,
     );
   }
 

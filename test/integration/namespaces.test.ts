@@ -177,6 +177,18 @@ for (const { backend, engine } of SETUPS) {
           assert.equal(daemon.events("open").length, 1, "opened once");
         }));
 
+      test("a mark left by a lost open report after the close sequence took the grant opens nothing", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const daemon = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "60" }));
+          // The close rule takes the grant out and leaves the open rule's mark behind.
+          const mark = await lab.exec(lab.server, ["nft", `add element inet knockgate knock_SSH_open_v4_unread { ${CLIENT_V4} timeout 60s }`]);
+          assert.equal(mark.code, 0, mark.stderr);
+          await sleep(1600);
+          assert.deepEqual(daemon.events("open"), [], "three passes saw the mark: no grant behind it, nothing to open");
+          assert.equal(await lab.canConnect(SERVER_V4), false);
+        }));
+
       test("a table the capture engine made is not silently taken over: the kernel engine refuses to start, saying how to switch, and the door stays closed", () =>
         withLab(async (lab) => {
           await lab.startService();

@@ -77,7 +77,7 @@ test("the kernel engine's rules enter each sequence's chain with the door's TCP 
   assert.match(script, /add rule inet knockgate prerouting meta nfproto ipv4 tcp dport \{ 7000, 9000 \} tcp flags & \(syn \| ack\) == syn jump knock_SSH_open_v4\n/);
   assert.match(script, /add rule inet knockgate prerouting meta nfproto ipv6 udp dport \{ 8000 \} jump knock_SSH_open_v6\n/);
   assert.match(script, /add set inet knockgate knock_SSH_open_v4_s2 \{ type ipv4_addr; flags dynamic,timeout; size 500; \}/);
-  assert.match(script, /th dport 9000 .*log prefix "knockgate open SSH" group 19271 update @door_SSH_v4 \{ ip saddr timeout 30s \} update @knock_SSH_open_v4_unread /);
+  assert.match(script, /th dport 9000 .*log prefix "knockgate open SSH" group 19271 queue-threshold 1 update @door_SSH_v4 \{ ip saddr timeout 30s \} update @knock_SSH_open_v4_unread /);
   // The rules write the door's set from the packet path, which makes the kernel flag it dynamic: declared so.
   assert.match(script, /add set inet knockgate door_SSH_v4 \{ type ipv4_addr; flags dynamic,timeout; size \d+; \}/);
   assert.doesNotMatch(nftScript(parseConfig(DOOR)).script, /knock_|dynamic/);
@@ -184,5 +184,48 @@ test("a completion the kernel reports is a grant like any other, without a knock
   report(other, other.length);
   await clock.settle();
   assert.equal(events("open").length, 1);
+  await daemon.stop();
+});
+
+test("an unread grant whose time went back up between two passes was granted anew (the client knocked again): it waits one more pass for that report", async () => {
+  const { nflog } = fakeNflog();
+  const marked = new Set<string>();
+  const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_RECONCILE_INTERVAL: "10" };
+  const { daemon, firewall, events, clock, config } = daemonHarness({ env, overrides: { openNflog: nflog }, firewallOf: (f) => markingFirewall(f, marked) });
+  const door = config.doors[0] as Door;
+  await daemon.start();
+  await firewall.grant({ door, family: 4, src: "198.18.0.9", ports: null }, 30_000);
+  marked.add("198.18.0.9");
+  await clock.advance(10_000);
+  assert.deepEqual(events("open"), [], "seen unread once");
+  await clock.advance(9_990);
+  // The client knocks again just before the next pass: the rule grants anew, its report not read yet.
+  await firewall.grant({ door, family: 4, src: "198.18.0.9", ports: null }, 30_000);
+  marked.add("198.18.0.9");
+  await clock.advance(10);
+  await clock.settle();
+  assert.deepEqual(events("open"), []);
+  await clock.advance(10_000);
+  await clock.settle();
+  assert.deepEqual(events("open").map((l) => [l["src"], l["report_lost"]]), [["198.18.0.9", true]], "still unread a whole interval later: lost");
+  await daemon.stop();
+});
+
+test("a listing of the unread marks that keeps failing is logged once, not as a recovery and a new failure at every pass", async () => {
+  const { nflog } = fakeNflog();
+  const { daemon, events, clock } = daemonHarness({
+    env: { ...DOOR, KNOCK_ENGINE: "kernel" },
+    overrides: { openNflog: nflog },
+    firewallOf: (f) => {
+      let passes = 0;
+      // The first pass (the install) lists fine; every later one fails the same way.
+      f.unreported = () => (passes++ === 0 ? Promise.resolve([]) : Promise.reject(new Error("nft: No such file or directory")));
+      return f;
+    },
+  });
+  await daemon.start();
+  for (let i = 0; i < 5; i++) await clock.advance(100);
+  assert.equal(events("firewall_reconcile_failed").length, 1, "one distinct error: one line");
+  assert.deepEqual(events("firewall_recovered"), [], "it never recovered");
   await daemon.stop();
 });

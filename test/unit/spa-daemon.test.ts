@@ -449,7 +449,7 @@ test("a datagram only the kernel's replay set knows (another daemon took it) ope
   assert.deepEqual((await perPort(firewall)).map((g) => g.src), [CLIENT], "the grant of the full door stays");
   assert.deepEqual(events("close"), []);
   await send(datagram({ message: "198.18.0.3,tcp/22" }), { src: "198.18.0.3" });
-  assert.deepEqual((await perPort(firewall)).map((g) => g.src), ["198.18.0.3"], "a new datagram still takes the room (the book was put back as it was)");
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), ["198.18.0.3"], "a new datagram still takes the room (the refused one was never booked)");
   assert.deepEqual(events("close").map((l) => [l["src"], l["reason"]]), [[CLIENT, "replaced"]]);
   await daemon.stop();
 });
@@ -687,5 +687,50 @@ test("a datagram the kernel refuses is logged with its own source, though others
   await send(datagram({ message: "198.18.0.4,tcp/22" }), { src: "198.18.0.4" });
   await release();
   assert.deepEqual(events("spa_refused").map((l) => [l["src"], l["result"]]), [["198.18.0.3", "replay"]]);
+  await daemon.stop();
+});
+
+test("a refresh whose grant another datagram displaced while its record was in flight opens again (ON_OPEN after that ON_CLOSE) and stays in the kernel", async () => {
+  const hooked = { KNOCK_MAX_GRANTS: "1", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" };
+  const { daemon, firewall, send, datagram, hooks, events, release } = heldWrites(hooked);
+  await daemon.start();
+  await send(datagram());
+  await release();
+  // Another address's new datagram, then the client's refresh: the first is booked first and displaces the client.
+  await send(datagram({ message: "198.18.0.4,tcp/22" }), { src: "198.18.0.4" });
+  await send(datagram());
+  await release();
+  const book = daemon.grants.held().map((g) => g.src);
+  assert.deepEqual(book, [CLIENT], "KNOCK_MAX_GRANTS=1: the last booked holds the door");
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), book, "the kernel holds what the book holds");
+  const forClient = hooks.filter((h) => h.ip === CLIENT).map((h) => h.kind);
+  assert.equal(forClient.at(-1), "on_open", `the client holds the door, so its last hook is ON_OPEN (got ${forClient.join(", ")})`);
+  assert.equal(events("open").filter((l) => l["src"] === CLIENT).at(-1)?.["refresh"], false, "its grant was closed (replaced) before: this open is no refresh");
+  await daemon.stop();
+});
+
+test("a refresh whose grant expired while its record was in flight runs ON_OPEN again after the expiry's ON_CLOSE", async () => {
+  const hooked = { KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" };
+  const { daemon, firewall, send, datagram, hooks, clock, release } = heldWrites(hooked);
+  await daemon.start();
+  await send(datagram());
+  await release();
+  await clock.advance(29_000);
+  await send(datagram()); // the refresh, its record write held
+  await clock.advance(2_000); // meanwhile the first grant's 30 s are up and the sweep closes it
+  await release();
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), [CLIENT], "the refresh is in the kernel");
+  assert.deepEqual(hooks.map((h) => h.kind), ["on_open", "on_close", "on_open"], "the grant open in the kernel ends with ON_OPEN");
+  await daemon.stop();
+});
+
+test("two datagrams of one address in flight together: the second's write starts from the first's longer time, never shortening it in the kernel", async () => {
+  const { daemon, firewall, send, datagram, clock, release } = heldWrites();
+  await daemon.start();
+  await send(datagram({ type: SpaType.clientTimeoutAccess, clientTimeoutS: 300 }));
+  await send(datagram()); // 22/tcp for the door's 30 s, sent before the first is written
+  await release();
+  assert.deepEqual((await perPort(firewall)).map((g) => [g.ports.map(portName), g.remainingMs]), [[["22/tcp"], 300_000]]);
+  assert.deepEqual(daemon.grants.held().map((g) => (g.until?.get("22/tcp") ?? 0) - clock.now()), [300_000], "the book says the same");
   await daemon.stop();
 });

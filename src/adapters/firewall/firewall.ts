@@ -91,9 +91,9 @@ export interface Firewall {
   /** Every grant in the kernel sets, with its remaining time: what a restarted daemon adopts. */
   grants(): Promise<ListedGrant[]>;
   /**
-   * The door-wide grants the kernel engine made whose report no daemon has taken (their marks,
-   * each with its time left): made while no daemon ran, or reported while none read. None without
-   * the kernel engine.
+   * The door-wide grants the kernel engine made whose report no daemon has taken (marked, and
+   * still in the kernel), each with its time left: made while no daemon ran, or reported while
+   * none read. None without the kernel engine.
    */
   unreported(): Promise<ListedGrant[]>;
   readonly replay: ReplaySets;

@@ -188,7 +188,13 @@ export class NftablesFirewall implements Firewall {
    * replay: "seen". No record: nothing was written (null), and the line runs again.
    */
   private async settleUnknown(door: string, element: string, grants: readonly TimedGrant[]): Promise<ReplayRecord | null> {
-    const present = async (set: string, elements: readonly string[]) => (await this.run(["nft", `get element ${inTable(set)} { ${elements.join(", ")} }`])).code === 0;
+    const present = async (set: string, elements: readonly string[]) => {
+      const argv = ["nft", `get element ${inTable(set)} { ${elements.join(", ")} }`];
+      const r = await this.run(argv);
+      // Absent says ENOENT; anything else is a failed read, which must not pass for either answer.
+      if (r.code !== 0 && !/No such file or directory/.test(r.stderr)) throw new FirewallError(`exit code ${r.code}`, argv, r.stderr);
+      return r.code === 0;
+    };
     if (!(await present(nftReplaySetName(door), [element]))) return null;
     for (const { grant } of grants) {
       const set = grant.ports === null ? nftSetName(grant.door.name, grant.family) : nftSpaSetName(grant.door.name, grant.family);
@@ -218,14 +224,21 @@ export class NftablesFirewall implements Firewall {
     );
   }
 
+  /** Marks whose grant is still in the door's set (a close sequence takes the grant and leaves the mark), with the grant's time left. */
   async unreported(): Promise<ListedGrant[]> {
-    const marks: ListedGrant[] = [];
+    const found: ListedGrant[] = [];
     for (const door of kernelGrantDoors(this.planned.plan)) {
       for (const family of FAMILIES) {
-        for (const e of nftElements(await this.elements(unreadSetName(door, family)))) marks.push({ door, family, src: e.src, ports: null, remainingMs: e.remainingMs });
+        const marks = nftElements(await this.elements(unreadSetName(door, family)));
+        if (marks.length === 0) continue;
+        const granted = new Map(nftElements(await this.elements(nftSetName(door, family))).map((g) => [g.src, g.remainingMs]));
+        for (const { src } of marks) {
+          const remainingMs = granted.get(src);
+          if (remainingMs !== undefined) found.push({ door, family, src, ports: null, remainingMs });
+        }
       }
     }
-    return marks;
+    return found;
   }
 
   private elements(set: string): Promise<string> {

@@ -67,7 +67,8 @@ function actionText(p: KnockProgram, family: Family, a: KnockAction): string {
     case "revoke":
       return `delete @${nftSetName(p.door, family)} { ${src} }`;
     case "report":
-      return `log prefix "${knockPrefix(p.kind, p.door)}" group ${KNOCK_NFLOG_GROUP}`;
+      // Sent at once: otherwise the kernel holds reports back until it has a batch or a second passed.
+      return `log prefix "${knockPrefix(p.kind, p.door)}" group ${KNOCK_NFLOG_GROUP} queue-threshold 1`;
   }
 }
 

@@ -12,6 +12,7 @@ const pause = () => new Promise((r) => setTimeout(r, 5));
 let chain = w("tool> ");
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
   chain = chain.then(async () => {
+    if (line === "hang") return new Promise(() => undefined);
     if (line === "fail") process.stderr.write("no such thing\\n");
     else if (line === "die") process.kill(process.pid, "SIGKILL");
     else if (line === "split") { await new Promise((r) => process.stderr.write("tool v1: ", r)); await pause(); process.stderr.write("it's already added\\n"); }
@@ -30,6 +31,20 @@ test("queued commands resolve in order, one per prompt, even when the prompt str
     const done: string[] = [];
     await Promise.all(["a", "b", "c"].map((line) => s.send(line).then(() => done.push(line))));
     assert.deepEqual(done, ["a", "b", "c"]);
+  } finally {
+    s.close();
+  }
+});
+
+test("a child that answers nothing within the deadline is killed: its commands fail, takeLoss says so, the next command starts a fresh child", { timeout: 5000 }, async () => {
+  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, deadlineMs: 300 });
+  try {
+    await s.send("a");
+    const stuck = [s.send("hang"), s.send("b")];
+    for (const p of stuck) await assert.rejects(p, /gave no answer within 300 ms/);
+    assert.match(s.takeLoss() ?? "", /ended \(no answer within 300 ms\); started again/);
+    await s.send("again");
+    assert.equal(s.takeLoss(), null);
   } finally {
     s.close();
   }

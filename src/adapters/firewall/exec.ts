@@ -81,7 +81,16 @@ export interface LineProtocol {
    * whose output carries the marker.
    */
   suffix?: string;
+  /** How long pending commands may go without a completion before the child counts as hung (ms). */
+  deadlineMs?: number;
 }
+
+/**
+ * A helper that answers nothing this long is hung (a stuck netlink call, a stopped process): it is
+ * killed, its commands fail and go again as commands of their own, and the next reconcile reports
+ * it. Far above the slowest answer seen (a 256-address batch next to 10,000 grants: tens of ms).
+ */
+const ANSWER_DEADLINE_MS = 10_000;
 
 interface Pending {
   line: string;
@@ -105,6 +114,8 @@ export class LineSession {
   private lost: string | null = null;
   /** What the current child wrote on stderr since its last completion. */
   private stderr = "";
+  /** Armed while commands are pending: time since the last completion. */
+  private deadline: NodeJS.Timeout | undefined;
 
   constructor(private readonly protocol: LineProtocol) {}
 
@@ -123,8 +134,19 @@ export class LineSession {
     const child = this.child ?? this.start();
     return new Promise((resolve, reject) => {
       this.pending.push({ line, resolve, reject });
+      this.deadline ??= this.arm();
       child.stdin.write(this.protocol.suffix ? `${line}\n${this.protocol.suffix}\n` : `${line}\n`);
     });
+  }
+
+  private arm(): NodeJS.Timeout {
+    const ms = this.protocol.deadlineMs ?? ANSWER_DEADLINE_MS;
+    const timer = setTimeout(() => {
+      this.deadline = undefined;
+      this.died(`no answer within ${ms} ms`, new Error(`${this.protocol.argv.join(" ")} gave no answer within ${ms} ms`), "SIGKILL");
+    }, ms);
+    timer.unref();
+    return timer;
   }
 
   /** Starts the child ahead of the first command, so the first grant does not pay for the spawn. */
@@ -158,6 +180,8 @@ export class LineSession {
           return;
         }
         for (; n > 0; n--) this.pending.shift()?.resolve();
+        clearTimeout(this.deadline);
+        this.deadline = this.pending.length > 0 ? this.arm() : undefined;
       });
     });
     child.stderr.on("data", (chunk: string) => {
@@ -186,18 +210,20 @@ export class LineSession {
     return count;
   }
 
-  private died(how: string, err: Error): void {
+  private died(how: string, err: Error, signal?: NodeJS.Signals): void {
     this.lost = `helper \`${this.protocol.argv.join(" ")}\` ended (${how}); started again`;
-    this.fail(err);
+    this.fail(err, signal);
   }
 
-  private fail(err: Error): void {
+  private fail(err: Error, signal: NodeJS.Signals = "SIGTERM"): void {
     const child = this.child;
     this.child = null;
     const pending = this.pending;
     this.pending = [];
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
     child?.stdin.end();
-    child?.kill();
+    child?.kill(signal);
     for (const p of pending) p.reject(err);
   }
 }

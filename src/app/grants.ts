@@ -10,7 +10,7 @@ import { errorFields } from "../core/errors.js";
 import { GrantBook, type GrantLimits, type GrantRecord, type ReplaceReason } from "../core/grants/grant-book.js";
 import type { ClusterGrant } from "../core/cluster/knock-grant.js";
 import { portName, portsText, type Door, type Family, type PortSpec, type WayIn } from "../core/types.js";
-import { listedKey, type Firewall, type ListedGrant, type ReplayEntry, type ReplayRecord, type TimedGrant } from "../adapters/firewall/firewall.js";
+import { listedKey, type Firewall, type GrantKey, type ListedGrant, type ReplayEntry, type ReplayRecord, type TimedGrant } from "../adapters/firewall/firewall.js";
 import type { HookKind, HookRunner } from "../adapters/hooks.js";
 import type { Logger } from "../adapters/log.js";
 import type { Metrics } from "../adapters/metrics/metrics.js";
@@ -104,6 +104,11 @@ function entriesOf(record: GrantRecord, ports: readonly PortSpec[] | null): Map<
   return byEnd;
 }
 
+/** A grant's kernel entries (entriesOf), each with the time it has left at `now`; one already over is left out. */
+function timedEntries(key: Omit<GrantKey, "ports">, entries: Map<number, PortSpec[] | null>, now: number): TimedGrant[] {
+  return [...entries].filter(([end]) => end > now).map(([end, ports]) => ({ grant: { ...key, ports }, forMs: kernelMs(end, now) }));
+}
+
 /** The ports of `asked` that `live` already holds until `ends` or later. */
 function heldLongerOf(live: GrantRecord | undefined, via: WayIn, asked: readonly PortSpec[], ends: number): PortSpec[] {
   return live ? asked.filter((p) => (via === "signed" ? (live.until?.get(portName(p)) ?? -Infinity) : live.expiresAt) >= ends) : [];
@@ -190,9 +195,7 @@ export class Grants {
     for (const r of replaced) this.replaced(r.record, r.reason, src);
     const entries = entriesOf(record, via === "signed" ? asked : null);
     try {
-      await this.write(door, via, src, async () => {
-        for (const [end, ports] of entries) await this.deps.firewall.grant({ door, family, src, ports }, kernelMs(end, now));
-      });
+      await this.writeEntries(via, { door, family, src }, entries, now);
     } catch (err) {
       if (!live) this.book.close(door, via, src);
       this.failed("grant", err, door, src);
@@ -200,6 +203,13 @@ export class Grants {
     }
     guard(this.deps.log, "open_followup", { door: door.name, src }, () => this.opened(req, record, asked, live !== undefined, heldLonger, entries));
     return "opened";
+  }
+
+  /** Writes a grant's kernel entries one after another, as a kernel write of the grant (see `write`). */
+  private writeEntries(via: WayIn, key: Omit<GrantKey, "ports">, entries: Map<number, PortSpec[] | null>, now: number): Promise<void> {
+    return this.write(key.door, via, key.src, async () => {
+      for (const t of timedEntries(key, entries, now)) await this.deps.firewall.grant(t.grant, t.forMs);
+    });
   }
 
   /** The grant the book holds and whose time has not run out; one whose time ran out is closed first, so ON_CLOSE pairs with ON_OPEN. */
@@ -218,11 +228,11 @@ export class Grants {
    */
   private async openRecorded(req: GrantRequest, replay: ReplayEntry, asked: readonly PortSpec[]): Promise<OpenResult> {
     const { door, family, src, via } = req;
+    const key = { door, family, src };
     const grant = { ports: asked, openForMs: req.openForMs };
     let at = 0;
     let seen: GrantRecord | undefined;
     let entries = new Map<number, PortSpec[] | null>();
-    const timed = () => [...entries].map(([end, ports]): TimedGrant => ({ grant: { door, family, src, ports }, forMs: kernelMs(end, at) }));
     let result: ReplayRecord;
     try {
       result = await this.write(door, via, src, () =>
@@ -230,7 +240,7 @@ export class Grants {
           at = this.deps.clock.now();
           seen = this.live(door, via, src, at);
           entries = entriesOf(this.book.preview(door, via, src, family, at, grant), asked);
-          return timed();
+          return timedEntries(key, entries, at);
         }),
       );
       if (result === "recorded" && seen !== undefined && this.book.get(door, via, src) !== seen) {
@@ -238,9 +248,7 @@ export class Grants {
         // revoke of it may have reached the kernel after this write: written again behind it, as new.
         seen = undefined;
         entries = entriesOf(this.book.preview(door, via, src, family, at, grant), asked);
-        await this.write(door, via, src, async () => {
-          for (const t of timed()) await this.deps.firewall.grant(t.grant, t.forMs);
-        });
+        await this.writeEntries(via, key, entries, at);
       }
     } catch (err) {
       this.failed("grant", err, door, src);
@@ -427,9 +435,7 @@ export class Grants {
         .map(async (g) => {
           const key = { door: g.door, family: g.family, src: g.src };
           try {
-            await this.write(g.door, g.via, g.src, async () => {
-              for (const [end, ports] of entriesOf(g, null)) if (end > now) await this.deps.firewall.grant({ ...key, ports }, kernelMs(end, now));
-            });
+            await this.writeEntries(g.via, key, entriesOf(g, null), now);
             // Closed while it went back (a close sequence, a replacement): taken away again.
             if (this.book.get(g.door, g.via, g.src) === undefined) await this.deps.firewall.revoke({ ...key, ports: g.via === "signed" ? g.ports : null });
             else restored.push(g);

@@ -138,16 +138,28 @@ test("a grant the kernel engine made while no daemon read its reports is opened 
   await daemon.stop();
 });
 
-test("a grant whose report was lost while the daemon ran is opened late once its mark outlives a reconcile interval; one being written is left to its write", async () => {
+/**
+ * A kernel-engine daemon (OPEN_FOR 30 s, a reconcile pass every 10 s) on the marking firewall;
+ * `ruleGrants` does what the open rule does as a last knock passes, its report left unread.
+ */
+function reportsUnread(extra: Record<string, string> = {}) {
   const { nflog } = fakeNflog();
   const marked = new Set<string>();
-  const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_RECONCILE_INTERVAL: "10", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" };
-  const { daemon, firewall, events, hooks, clock, config } = daemonHarness({ env, overrides: { openNflog: nflog }, firewallOf: (f) => markingFirewall(f, marked) });
-  const door = config.doors[0] as Door;
+  const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_RECONCILE_INTERVAL: "10", ...extra };
+  const h = daemonHarness({ env, overrides: { openNflog: nflog }, firewallOf: (f) => markingFirewall(f, marked) });
+  const door = h.config.doors[0] as Door;
+  const ruleGrants = async (src: string) => {
+    await h.firewall.grant({ door, family: 4, src, ports: null }, 30_000);
+    marked.add(src);
+  };
+  return { ...h, marked, ruleGrants };
+}
+
+test("a grant whose report was lost while the daemon ran is opened late once its mark outlives a reconcile interval; one whose report came meanwhile opens nothing", async () => {
+  const { daemon, events, hooks, clock, marked, ruleGrants } = reportsUnread({ KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%" });
   await daemon.start();
   // The rule granted 198.18.0.7 and marked it; its report never reached the daemon.
-  await firewall.grant({ door, family: 4, src: "198.18.0.7", ports: null }, 30_000);
-  marked.add("198.18.0.7");
+  await ruleGrants("198.18.0.7");
   await clock.advance(10_000);
   assert.deepEqual(events("open"), [], "one pass: its report may still be on its way");
   await clock.advance(10_000);
@@ -157,8 +169,7 @@ test("a grant whose report was lost while the daemon ran is opened late once its
   assert.deepEqual(hooks.map((h) => [h.kind, h.ip]), [["on_open", "198.18.0.7"]]);
   assert.deepEqual([...marked], [], "its write took the mark");
   // A mark seen at one pass and gone at the next (its report came, its write took it) opens nothing.
-  await firewall.grant({ door, family: 4, src: "198.18.0.8", ports: null }, 30_000);
-  marked.add("198.18.0.8");
+  await ruleGrants("198.18.0.8");
   await clock.advance(10_000);
   marked.delete("198.18.0.8");
   await clock.advance(10_000);
@@ -188,20 +199,14 @@ test("a completion the kernel reports is a grant like any other, without a knock
 });
 
 test("an unread grant whose time went back up between two passes was granted anew (the client knocked again): it waits one more pass for that report", async () => {
-  const { nflog } = fakeNflog();
-  const marked = new Set<string>();
-  const env = { ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_OPEN_FOR: "30", KNOCK_RECONCILE_INTERVAL: "10" };
-  const { daemon, firewall, events, clock, config } = daemonHarness({ env, overrides: { openNflog: nflog }, firewallOf: (f) => markingFirewall(f, marked) });
-  const door = config.doors[0] as Door;
+  const { daemon, events, clock, ruleGrants } = reportsUnread();
   await daemon.start();
-  await firewall.grant({ door, family: 4, src: "198.18.0.9", ports: null }, 30_000);
-  marked.add("198.18.0.9");
+  await ruleGrants("198.18.0.9");
   await clock.advance(10_000);
   assert.deepEqual(events("open"), [], "seen unread once");
   await clock.advance(9_990);
   // The client knocks again just before the next pass: the rule grants anew, its report not read yet.
-  await firewall.grant({ door, family: 4, src: "198.18.0.9", ports: null }, 30_000);
-  marked.add("198.18.0.9");
+  await ruleGrants("198.18.0.9");
   await clock.advance(10);
   await clock.settle();
   assert.deepEqual(events("open"), []);

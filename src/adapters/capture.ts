@@ -146,8 +146,15 @@ function openDevice<L extends string>(iface: string, filter: string, onFrame: Fr
   return {
     iface,
     linkType,
-    // A namesake of a deleted interface has a new index: this handle would not see its packets.
-    alive: () => !closed && !ended && interfaceState(iface)?.index === index,
+    alive: () => {
+      if (closed || ended) return false;
+      const state = interfaceState(iface);
+      // A namesake of a deleted interface has a new index: this handle would not see its packets.
+      // Down is not alive even without an "error" event: libpcap's own poll inside a read can take
+      // the socket's ENETDOWN first and keep it, and then no event ever comes (seen in CI: a
+      // capture that outlived its interface's going down). nflog:N has no interface, nor an index.
+      return state?.index === index && (state === undefined || state.up);
+    },
     // After close: the final counts.
     stats: () => (closed ? last : read()),
     close: () => {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, removeStaleNamespaces, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
+import { TcpFlag } from "../../src/core/types.js";
 
 const SEQ = "7000,8000,9000";
 /** Loopback: the veth's own address goes with it when it is deleted. */
@@ -166,6 +167,14 @@ describe("captures reopened again and again", () => {
       const churn = (async () => {
         while (churning) await lab.call({ op: "connect", host: SERVER_V4, port: 9180, timeoutMs: 100 });
       })();
+      // Frames the filter passes keep the capture reading when the link goes down: libpcap's own
+      // poll inside a read can then take the socket's ENETDOWN, and no "error" event follows.
+      const macs = await lab.linkMacs();
+      const ack = { ...macs, src: CLIENT_V4, dst: SERVER_V4, proto: "tcp" as const, srcPort: 40000, dstPort: 7000, flags: TcpFlag.ack };
+      const flood = (async () => {
+        // While the link is down the client's sends fail (ENOBUFS): the flood just goes on.
+        while (churning) await lab.call({ op: "raw", iface: lab.clientIface, frames: Array.from({ length: 200 }, () => ack) }).catch(() => undefined);
+      })();
       try {
         for (let i = 1; i <= 40; i++) {
           lab.setServerLink(lab.serverIface, "down");
@@ -176,7 +185,7 @@ describe("captures reopened again and again", () => {
         }
       } finally {
         churning = false;
-        await churn;
+        await Promise.all([churn, flood]);
       }
       running(daemon);
       await lab.knock(SERVER_V4, SEQ);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LineSession } from "../../src/adapters/firewall/exec.js";
+import { LineSession, deadlineRunner } from "../../src/adapters/firewall/exec.js";
 
 /**
  * A stand-in for `ipset -`: a prompt at start and after each command; output comes in two writes,
@@ -101,4 +101,15 @@ require("node:readline").createInterface({ input: process.stdin }).once("line", 
   } finally {
     s.close();
   }
+});
+
+test("a one-shot command that runs past its deadline is killed and fails with a FirewallError; one within it answers as usual", { timeout: 5000 }, async () => {
+  const run = deadlineRunner(300);
+  const hung = [process.execPath, "-e", "setInterval(() => undefined, 1000)"];
+  await assert.rejects(run(hung), (err: Error & { code?: string }) => {
+    assert.equal(err.code, "KNOCK_E_FIREWALL");
+    assert.match(err.message, /no answer within 300 ms, so it was killed/);
+    return true;
+  });
+  assert.deepEqual(await run([process.execPath, "-e", "process.stdin.pipe(process.stdout)"], "in"), { stdout: "in", stderr: "", code: 0 });
 });

@@ -16,21 +16,38 @@ export interface RunResult {
 
 export type Runner = (argv: readonly string[], input?: string) => Promise<RunResult>;
 
-export const execRunner: Runner = (argv, input) =>
-  new Promise((resolve, reject) => {
-    const [file, ...args] = argv;
-    if (file === undefined) throw new Error("empty command");
-    const child = execFile(file, args, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== "number") {
-        reject(new FirewallError(`cannot run ${file}`, argv, err.message));
-        return;
-      }
-      resolve({ stdout, stderr, code: typeof err?.code === "number" ? err.code : 0 });
+/**
+ * A one-shot command still running after this long is hung (a netlink call that never returns, the
+ * xtables lock never released by its holder): it is killed and fails like any other command, so a
+ * reconcile reports it instead of waiting forever. Far above the slowest seen: the ruleset with
+ * full 65,536-entry replay sets, under a second.
+ */
+const COMMAND_DEADLINE_MS = 60_000;
+
+/** Runs each command to its end, or kills it after `deadlineMs`. */
+export function deadlineRunner(deadlineMs: number): Runner {
+  return (argv, input) =>
+    new Promise((resolve, reject) => {
+      const [file, ...args] = argv;
+      if (file === undefined) throw new Error("empty command");
+      const child = execFile(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: deadlineMs, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
+        if (err?.killed) {
+          reject(new FirewallError(`no answer within ${deadlineMs} ms, so it was killed`, argv, stderr));
+          return;
+        }
+        if (err && typeof err.code !== "number") {
+          reject(new FirewallError(`cannot run ${file}`, argv, err.message));
+          return;
+        }
+        resolve({ stdout, stderr, code: typeof err?.code === "number" ? err.code : 0 });
+      });
+      // A tool that exits before reading its input would raise EPIPE; its exit code tells the story.
+      child.stdin?.on("error", () => undefined);
+      child.stdin?.end(input);
     });
-    // A tool that exits before reading its input would raise EPIPE; its exit code tells the story.
-    child.stdin?.on("error", () => undefined);
-    child.stdin?.end(input);
-  });
+}
+
+export const execRunner: Runner = deadlineRunner(COMMAND_DEADLINE_MS);
 
 /** Runs a command that must succeed; its failure is a FirewallError naming the command. */
 export async function mustRun(run: Runner, argv: readonly string[], input?: string): Promise<string> {

@@ -81,7 +81,11 @@ export function startHttp(addr: ListenAddr, sources: HttpSources, clock: Clock, 
           const reasons = checks.filter((c) => !c.ok && !c.advisory).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
           res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks, ...sources.details?.() }) + "\n");
         },
-        (err: Error) => res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: [withoutAddresses(err.message)] }) + "\n"),
+        (err: unknown) => {
+          // As for /metrics: the error can quote a command or a listing; the log has it, the answer names the event.
+          log.error({ event: "readiness_failed", ...errorFields(err) }, "reading readiness failed");
+          res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: ["reading readiness failed: the daemon's log has the error (event readiness_failed)"] }) + "\n");
+        },
       );
     } else if (path === "/metrics") {
       const { metrics } = sources;

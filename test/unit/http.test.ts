@@ -130,7 +130,7 @@ test("/readyz: an advisory check that fails is shown but does not make the answe
   }
 });
 
-test("/readyz names what is wrong, never who: addresses and KnockGrant names in a check's message are not shown", async () => {
+test("/readyz names what is wrong, never who: addresses and KnockGrant names in a check's message are not shown; a failure to read the checks is logged and not shown", async () => {
   const secrets = ["198.18.0.2", "fd00:198:18::2", "2001:db8:0:0:1:2:3:4", "ssh.4.c6120002", "web.6.fd000198001800000000000000000002.443-udp"];
   let checks = [
     { name: "grants", ok: false, detail: "grant failed: exit code 1: ipset add knockgate-ssh-4 198.18.0.2 timeout 30: ipset v7.11: Hash is full, cannot add more elements" },
@@ -147,10 +147,20 @@ test("/readyz names what is wrong, never who: addresses and KnockGrant names in 
     assert.match(text, /<knockgrant>\\" and \\"<knockgrant>\\" already exist/);
     assert.match(text, /since 2026-12-06T10:00:00\.000Z/, "times are not addresses");
     checks = [];
-    const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error("listing failed for 198.18.0.9")), metrics: { ...registries(), token: null } }, systemClock, quiet);
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({}, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const error = "exit code 1: nft -j list set inet knockgate spa_SSH_replay: netlink: Error: Could not process rule";
+    const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error(error)), metrics: { ...registries(), token: null } }, systemClock, log);
     try {
-      const body = await (await fetch(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/readyz`)).text();
-      assert.doesNotMatch(body, /198\.18\.0\.9/);
+      const res = await fetch(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/readyz`);
+      const body = await res.text();
+      assert.equal(res.status, 503);
+      assert.match(body, /reading readiness failed: the daemon's log has the error \(event readiness_failed\)/);
+      assert.doesNotMatch(body, /nft|spa_SSH/, "the error stays in the log");
+      assert.deepEqual(
+        lines.map((l) => [l["event"], l["err"]]),
+        [["readiness_failed", error]],
+      );
     } finally {
       failing.close();
     }

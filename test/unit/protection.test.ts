@@ -60,6 +60,20 @@ describe("who owns a target", () => {
     assert.deepEqual(ports("WEB", [younger]), ["2222/tcp"]);
   });
 
+  test("age within one second: Docker cuts the fraction's trailing zeros (12Z, 12.1Z, 12.12Z), which as text sort out of time order", () => {
+    for (const [first, second] of [
+      ["2026-01-01T00:00:12Z", "2026-01-01T00:00:12.5Z"],
+      ["2026-01-01T00:00:12.1Z", "2026-01-01T00:00:12.12Z"],
+      ["2026-01-01T00:00:12.999999999Z", "2026-01-01T00:00:13Z"],
+    ]) {
+      // Named so that the names, the tie-break, would pick the younger.
+      const older = container("b-older", "SSH", ["2222"], first);
+      const younger = container("a-younger", "WEB", ["2222"], second);
+      assert.deepEqual(ports("WEB", [younger, older]), [], `${first} before ${second}`);
+      assert.deepEqual(ports("SSH", [younger, older]), ["22/tcp", "2222/tcp"], `${first} before ${second}`);
+    }
+  });
+
   test("two containers of one door publishing one port share it; the origins name both", () => {
     const [a, b] = [container("a", "WEB", ["8080"]), container("b", "WEB", ["8080"])];
     const { targets, conflicts } = decideDoors(config.doors, [a, b]);

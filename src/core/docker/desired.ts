@@ -22,9 +22,16 @@ export interface EffectiveDoor {
 
 export const containerOrigin = (c: ContainerRef): string => `container ${c.name} (${c.id})`;
 
+/**
+ * Docker's creation time as text that sorts as time: Created is RFC 3339 in UTC with the fraction's
+ * trailing zeros cut ("...:12Z", "...:12.1Z", "...:12.12Z"), which as text sorts 12Z after 12.5Z and
+ * 12.1Z after 12.12Z. The fraction padded to nanoseconds does not.
+ */
+const createdKey = (created: string): string => created.replace(/(:\d\d)(?:\.(\d{1,9}))?Z$/, (_, seconds: string, fraction = "") => `${seconds}.${fraction.padEnd(9, "0")}Z`);
+
 /** Oldest first (Docker's creation time), so a container cannot take a port from an older one. */
 const byAge = (a: LabelledContainer, b: LabelledContainer): number =>
-  a.created.localeCompare(b.created) || a.container.name.localeCompare(b.container.name) || a.container.id.localeCompare(b.container.id);
+  createdKey(a.created).localeCompare(createdKey(b.created)) || a.container.name.localeCompare(b.container.name) || a.container.id.localeCompare(b.container.id);
 
 /** What one container's labels claim, door by door in the labels' order. */
 export function containerClaims(c: LabelledContainer): Claim[] {

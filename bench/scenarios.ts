@@ -34,6 +34,9 @@ export interface Params {
   costPairs: number;
   /** Raw SYNs per block for the kernel per-packet cost. */
   synCostN: number;
+  /** Further pairs of blocks measuring the per-SYN cost alone, and their raw SYNs per block. */
+  synPairs: number;
+  synOnlyN: number;
   decoderFrames: number;
 }
 
@@ -49,12 +52,14 @@ export const FULL: Params = {
   sweepPps: 50_000,
   grants: 10_000,
   grantKnockPps: 30_000,
-  // Longer than install (1-3 s), booking and the blocks (14-17 s here) together: grants must not expire during the blocks.
-  grantOpenForS: 30,
+  // Longer than install (1-3 s), booking and the blocks (30-40 s here) together: grants must not expire during the blocks.
+  grantOpenForS: 60,
   grantInstallBudgetS: 30,
   connectN: 3000,
   costPairs: 16,
   synCostN: 20_000,
+  synPairs: 48,
+  synOnlyN: 5000,
   decoderFrames: 2_000_000,
 };
 
@@ -75,6 +80,8 @@ export const SMOKE: Params = {
   connectN: 100,
   costPairs: 4,
   synCostN: 2000,
+  synPairs: 2,
+  synOnlyN: 1000,
   decoderFrames: 100_000,
 };
 
@@ -528,18 +535,27 @@ export async function grantScale(contender: Contender, p: Params): Promise<Grant
       // Strictly alternating A B A B ...: every block follows exactly one toggle (a few commands run
       // in the namespace), then a pause and discarded warm-up connects, so both conditions see the
       // same disturbance and drift cancels.
-      for (let k = 0; k < 2 * p.costPairs; k++) {
+      const toggledBlock = async (k: number, measure: (hidden: boolean) => Promise<void>) => {
         const hidden = k % 2 === 0;
         if (hidden) await running.hideGrants();
         else await running.showGrants();
         await sleep(50);
-        const us = await cost(perBlock, 30);
-        (hidden ? aBlocks : bBlocks).push(us);
-        const ns = await lab.agent.call<number>("syn-cost", { dst: SERVER_V4, port: UNRELATED_PORT + 1, src: costClient, n: p.synCostN });
-        (hidden ? aSyn : bSyn).push(ns);
+        await measure(hidden);
         // Counted at the block's end: empty then means empty all along (nothing refills a set meanwhile).
         if (hidden) hiddenLeft.push(await running.grantCount());
+      };
+      const synCost = async (hidden: boolean, n: number) => {
+        (hidden ? aSyn : bSyn).push(await lab.agent.call<number>("syn-cost", { dst: SERVER_V4, port: UNRELATED_PORT + 1, src: costClient, n }));
+      };
+      for (let k = 0; k < 2 * p.costPairs; k++) {
+        await toggledBlock(k, async (hidden) => {
+          (hidden ? aBlocks : bBlocks).push(await cost(perBlock, 30));
+          await synCost(hidden, p.synCostN);
+        });
       }
+      // The per-SYN cost alone, in more and shorter pairs: blocks drift by a microsecond or more
+      // against a difference near zero, and only more pairs narrow its interval.
+      for (let k = 0; k < 2 * p.synPairs; k++) await toggledBlock(k, (hidden) => synCost(hidden, p.synOnlyN));
       presentAfter = (await running.grantAddresses()).length;
     } finally {
       thaw?.();

@@ -75,7 +75,7 @@ export const SMOKE: Params = {
   sweepPps: 10_000,
   grants: 200,
   grantKnockPps: 20_000,
-  grantOpenForS: 4,
+  grantOpenForS: 6,
   grantInstallBudgetS: 3,
   connectN: 100,
   costPairs: 4,

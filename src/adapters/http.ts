@@ -65,6 +65,7 @@ function access(req: IncomingMessage, token: string | null): Access {
 
 export function startHttp(addr: ListenAddr, sources: HttpSources, clock: Clock, log: Logger): Promise<Server> {
   const { connectionsCheckingInterval, ...timeouts } = HTTP_TIMEOUTS;
+  let lastReadinessError: string | null = null;
   const server = createServer({ connectionsCheckingInterval }, (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -76,14 +77,18 @@ export function startHttp(addr: ListenAddr, sources: HttpSources, clock: Clock, 
     } else if (path === "/readyz") {
       sources.readiness().then(
         (all) => {
+          lastReadinessError = null;
           const checks = all.map((c) => (c.detail === undefined ? c : { ...c, detail: withoutAddresses(c.detail) }));
           const ready = checks.every((c) => c.ok || c.advisory);
           const reasons = checks.filter((c) => !c.ok && !c.advisory).map((c) => `${c.name}: ${c.detail ?? "failing"}`);
           res.writeHead(ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify({ ready, reasons, checks, ...sources.details?.() }) + "\n");
         },
         (err: unknown) => {
-          // As for /metrics: the error can quote a command or a listing; the log has it, the answer names the event.
-          log.error({ event: "readiness_failed", ...errorFields(err) }, "reading readiness failed");
+          // As for /metrics: the error can quote a command or a listing; the log has it, the answer
+          // names the event. Logged when it changes: a probe every few seconds would repeat it.
+          const fields = errorFields(err);
+          if (fields.err !== lastReadinessError) log.error({ event: "readiness_failed", ...fields }, "reading readiness failed");
+          lastReadinessError = fields.err;
           res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ ready: false, reasons: ["reading readiness failed: the daemon's log has the error (event readiness_failed)"] }) + "\n");
         },
       );

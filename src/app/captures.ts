@@ -92,7 +92,8 @@ export class Captures {
       const capture = this.open.get(iface);
       if (capture?.alive()) return { name, ok: true };
       // Not open yet (start is still installing the firewall): a knock now would be missed.
-      return { name, ok: false, detail: capture ? "interface went away" : (this.problems.get(iface) ?? "not capturing yet") };
+      if (capture) return { name, ok: false, detail: this.deps.interfaceState(iface)?.up === false ? DOWN : "interface went away" };
+      return { name, ok: false, detail: this.problems.get(iface) ?? "not capturing yet" };
     });
   }
 

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, removeStaleNamespaces, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
+import { CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, removeStaleNamespaces, sleep, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
 import { TcpFlag } from "../../src/core/types.js";
 
 const SEQ = "7000,8000,9000";
@@ -172,8 +172,8 @@ describe("captures reopened again and again", () => {
       const macs = await lab.linkMacs();
       const ack = { ...macs, src: CLIENT_V4, dst: SERVER_V4, proto: "tcp" as const, srcPort: 40000, dstPort: 7000, flags: TcpFlag.ack };
       const flood = (async () => {
-        // While the link is down the client's sends fail (ENOBUFS): the flood just goes on.
-        while (churning) await lab.call({ op: "raw", iface: lab.clientIface, frames: Array.from({ length: 200 }, () => ack) }).catch(() => undefined);
+        // While the link is down the client's sends fail (ENOBUFS): the flood pauses a little and goes on.
+        while (churning) await lab.call({ op: "raw", iface: lab.clientIface, frames: Array.from({ length: 200 }, () => ack) }).catch(() => sleep(5));
       })();
       try {
         for (let i = 1; i <= 40; i++) {

@@ -335,6 +335,7 @@ test("an interface that goes down keeps every grant, says so once, and is captur
   await knockAll(OPEN);
   kill();
   link.state = { ...UP, up: false };
+  assert.deepEqual(await problems(daemon), [["capture:eth0", "interface is down"]], "before the next check too");
   await clock.advance(3 * CAPTURE_CHECK_MS);
   assert.deepEqual(
     events("capture_lost").map((l) => l["reason"]),

@@ -152,11 +152,14 @@ test("/readyz names what is wrong, never who: addresses and KnockGrant names in 
     const error = "exit code 1: nft -j list set inet knockgate spa_SSH_replay: netlink: Error: Could not process rule";
     const failing = await startHttp({ host: "127.0.0.1", port: 0 }, { readiness: () => Promise.reject(new Error(error)), metrics: { ...registries(), token: null } }, systemClock, log);
     try {
-      const res = await fetch(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/readyz`);
-      const body = await res.text();
-      assert.equal(res.status, 503);
-      assert.match(body, /reading readiness failed: the daemon's log has the error \(event readiness_failed\)/);
-      assert.doesNotMatch(body, /nft|spa_SSH/, "the error stays in the log");
+      for (let probe = 0; probe < 3; probe++) {
+        const res = await fetch(`http://127.0.0.1:${(failing.address() as AddressInfo).port}/readyz`);
+        const body = await res.text();
+        assert.equal(res.status, 503);
+        assert.match(body, /reading readiness failed: the daemon's log has the error \(event readiness_failed\)/);
+        assert.doesNotMatch(body, /nft|spa_SSH/, "the error stays in the log");
+      }
+      // Once while it stays the same: probes come every few seconds.
       assert.deepEqual(
         lines.map((l) => [l["event"], l["err"]]),
         [["readiness_failed", error]],

@@ -103,7 +103,7 @@ require("node:readline").createInterface({ input: process.stdin }).once("line", 
   }
 });
 
-test("a one-shot command that runs past its deadline is killed and fails with a FirewallError; one within it answers as usual", { timeout: 5000 }, async () => {
+test("a one-shot command that runs past its deadline is killed and fails with a FirewallError; one within it answers as usual", { timeout: 15_000 }, async () => {
   const run = deadlineRunner(300);
   const hung = [process.execPath, "-e", "setInterval(() => undefined, 1000)"];
   await assert.rejects(run(hung), (err: Error & { code?: string }) => {
@@ -111,5 +111,6 @@ test("a one-shot command that runs past its deadline is killed and fails with a 
     assert.match(err.message, /no answer within 300 ms, so it was killed/);
     return true;
   });
-  assert.deepEqual(await run([process.execPath, "-e", "process.stdin.pipe(process.stdout)"], "in"), { stdout: "in", stderr: "", code: 0 });
+  // A deadline a Node start-up cannot miss on a loaded machine.
+  assert.deepEqual(await deadlineRunner(10_000)([process.execPath, "-e", "process.stdin.pipe(process.stdout)"], "in"), { stdout: "in", stderr: "", code: 0 });
 });

@@ -184,13 +184,14 @@ export class Grants {
     const { door, family, src, via } = req;
     const now = this.deps.clock.now();
     if (via === "sequence" && req.late === undefined) this.reported.add(listedKey({ door: door.name, family, src }));
-    const live = this.live(door, via, src, now);
     const asked = req.ports ?? this.deps.protection.portsOf(door.name);
+    // Its write reads the book when it runs (records queue): what it holds now is not what counts.
+    if (req.replay) return this.openRecorded(req, req.replay, asked);
+    const live = this.live(door, via, src, now);
     const heldLonger = heldLongerOf(live, via, asked, req.openForMs > 0 ? now + req.openForMs : Infinity);
     // Another node's sequence grant we hold at least as long changes nothing. A signed one is always
     // written: after a restart the book knows only the longest of an address's port times.
     if (req.origin !== undefined && via === "sequence" && heldLonger.length > 0) return "unchanged";
-    if (req.replay) return this.openRecorded(req, req.replay, asked);
     const { record, replaced } = this.book.open(door, via, src, family, now, { ports: asked, openForMs: req.openForMs });
     for (const r of replaced) this.replaced(r.record, r.reason, src);
     const entries = entriesOf(record, via === "signed" ? asked : null);

@@ -268,5 +268,17 @@ for (const backend of ["iptables", "nftables"] as const) {
         await s.daemon.waitFor("open", 3000, (l) => l["src"] === CLIENT_V6);
         assert.equal(await lab.canConnect(SERVER_V6), true, "a knock after the kill opens");
       }));
+
+    if (backend === "nftables") {
+      test("the nft -i helper keeps no line-editor history and reads no line-editor settings: HOME=/dev/null, no EDITRC", () =>
+        withLab(async (lab) => {
+          // What the daemon has, the helper must not inherit.
+          const s = await knocked(lab, backend, { HOME: "/root", EDITRC: "/root/.editrc" });
+          const pid = await helperPid(lab, s.daemon, backend);
+          const environ = (await must(lab, ["cat", `/proc/${pid}/environ`])).split("\0");
+          assert.ok(environ.includes("HOME=/dev/null"), `the helper's HOME: ${environ.find((e) => e.startsWith("HOME=")) ?? "unset"}`);
+          assert.equal(environ.filter((e) => e.startsWith("EDITRC=")).length, 0);
+        }));
+    }
   });
 }

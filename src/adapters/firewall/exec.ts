@@ -100,6 +100,8 @@ export interface LineProtocol {
   suffix?: string;
   /** How long pending commands may go without a completion before the child counts as hung (ms). */
   deadlineMs?: number;
+  /** Changes to the environment the child inherits (undefined: removed). */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -177,7 +179,7 @@ export class LineSession {
 
   private start(): ChildProcessWithoutNullStreams {
     const [file = "", ...args] = this.protocol.argv;
-    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...this.protocol.env } });
     this.child = child;
     this.skip = this.protocol.initial;
     this.unread = "";

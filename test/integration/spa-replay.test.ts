@@ -6,7 +6,7 @@
  * Needs root.
  */
 import assert from "node:assert/strict";
-import { createHash, randomBytes, randomInt } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,7 +15,9 @@ import { fileURLToPath } from "node:url";
 import { CLIENT_V4, SERVER_V4, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type Lab } from "../support/lab.js";
 import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
 import { SpaType } from "../../src/core/spa/message.js";
-import { REPLAY_SET_SIZE, replayElement } from "../../src/core/firewall/spa-plan.js";
+import { REPLAY_SET_SIZE } from "../../src/core/firewall/spa-plan.js";
+import { formatIPv6 } from "../../src/core/packet/address.js";
+import { replayKey } from "../../src/core/spa/verify.js";
 
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const FIXTURE = JSON.parse(readFileSync(`${ROOT}test/fixtures/spa/vectors.json`, "utf8")) as { keyBase64: string; hmacKeyBase64: string };
@@ -40,7 +42,7 @@ const datagram = (address = CLIENT_V4): string =>
   );
 
 /** A datagram's element in the replay sets. */
-const elementOf = (payload: string): string => replayElement(createHash("sha256").update(Buffer.from(payload, "latin1")).digest("hex"));
+const elementOf = (payload: string): string => replayKey(Buffer.from(payload, "latin1"));
 
 const chunks = <T>(items: readonly T[], size: number): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 
@@ -191,8 +193,8 @@ process.stdin.on("data", (chunk) => {
         // A key holder's flood, as the kernel keeps it: a recent datagram, four whose window closes
         // sooner, and random elements up to REPLAY_SET_SIZE, the set's size in both kernels.
         const recent = datagram();
-        const soonest = Array.from({ length: 4 }, () => replayElement(randomBytes(16).toString("hex")));
-        const flood = Array.from({ length: REPLAY_SET_SIZE - 1 - soonest.length }, () => ({ element: replayElement(randomBytes(16).toString("hex")), ttlS: 240 }));
+        const soonest = Array.from({ length: 4 }, () => formatIPv6(randomBytes(16), 0));
+        const flood = Array.from({ length: REPLAY_SET_SIZE - 1 - soonest.length }, () => ({ element: formatIPv6(randomBytes(16), 0), ttlS: 240 }));
         await addToReplaySet(lab, [{ element: elementOf(recent), ttlS: 240 }, ...soonest.map((element) => ({ element, ttlS: 120 })), ...flood]);
         assert.equal(await first.stop(), 0);
         const second = await lab.startDaemon(env());

@@ -18,7 +18,6 @@ import { labelledContainer } from "../support/containers.js";
 import type { Config, Family, PortSpec } from "../../src/core/types.js";
 import { FAMILIES } from "../../src/core/firewall/common.js";
 import { firewallPlan, planMarker } from "../../src/core/firewall/plan.js";
-import { replayElement } from "../../src/core/firewall/spa-plan.js";
 import { planId } from "../../src/adapters/firewall/plan-id.js";
 import { iptablesChainPlan } from "../../src/adapters/firewall/iptables/rules.js";
 import * as ipset from "../../src/adapters/firewall/iptables/sets.js";
@@ -118,7 +117,7 @@ function render({ config, containers }: Case): string {
       ].join("\n"));
     }
     if (door.spa === null) continue;
-    const element = replayElement("0123456789abcdef0123456789abcdef");
+    const element = "123:4567:89ab:cdef:123:4567:89ab:cdef";
     add(`replay ${door.name}`, [ipset.ipsetReplayAddLine(door.name, element, 240), ipset.ipsetReplayDelLine(door.name, element), nft.nftReplayAddLine(door.name, element, 240), nft.nftReplayDelLine(door.name, [element])].join("\n"));
   }
   return out.map(([name, text]) => `--- ${name}\n${text}${text.endsWith("\n") ? "" : "\n"}`).join("");

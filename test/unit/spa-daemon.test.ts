@@ -12,7 +12,6 @@ import { pino } from "pino";
 import { type ClusterLink } from "../../src/app/daemon.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { ReplaySets } from "../../src/adapters/firewall/firewall.js";
-import { replayElement } from "../../src/core/firewall/spa-plan.js";
 import { replayKey } from "../../src/core/spa/verify.js";
 import { doorWide, perPort } from "../support/dry-run.js";
 import { SpaType } from "../../src/core/spa/message.js";
@@ -443,7 +442,7 @@ test("a datagram only the kernel's replay set knows (another daemon took it) ope
   await send(datagram());
   const replayed = datagram({ message: "198.18.0.3,tcp/22" });
   // What a second daemon on the host records when it takes the datagram first.
-  assert.equal(await firewall.replay.grant({ door: "SSH", element: replayElement(replayKey(replayed)), ttlS: 240, evict: [] }, () => []), "recorded");
+  assert.equal(await firewall.replay.grant({ door: "SSH", element: replayKey(replayed), ttlS: 240, evict: [] }, () => []), "recorded");
   await send(replayed, { src: "198.18.0.3" });
   assert.equal(await spaCount("replay"), 1);
   assert.deepEqual((await perPort(firewall)).map((g) => g.src), [CLIENT], "the grant of the full door stays");
@@ -621,7 +620,7 @@ function heldWrites(env: Record<string, string> = {}) {
   };
   /** What a second daemon on the host records when it takes `payload` first: only the kernel knows it. */
   const takenElsewhere = async (payload: Buffer) => {
-    const taken = h.firewall.replay.grant({ door: "SSH", element: replayElement(replayKey(payload)), ttlS: 240, evict: [] }, () => []);
+    const taken = h.firewall.replay.grant({ door: "SSH", element: replayKey(payload), ttlS: 240, evict: [] }, () => []);
     await release();
     assert.equal(await taken, "recorded");
   };

@@ -6,8 +6,11 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ReplayCache } from "../../src/core/spa/replay.js";
-import { MAX_SPA_LENGTH, verifySpa, type SpaDatagram, type SpaKeys, type SpaLimits, type SpaVerdict } from "../../src/core/spa/verify.js";
+import { MAX_SPA_LENGTH, replayKey, verifySpa, type SpaDatagram, type SpaKeys, type SpaLimits, type SpaVerdict } from "../../src/core/spa/verify.js";
 import { parseAddress } from "../../src/core/packet/address.js";
+import { createHash } from "node:crypto";
+import { isIP } from "node:net";
+import { canonicalAddress } from "../../src/core/protection/targets.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
 import { SPA_FIXTURE as FIXTURE, fixtureKeys as keysFor, spaLimits, type Vector } from "../support/spa-vectors.js";
 
@@ -97,6 +100,17 @@ describe("SPA refusals", () => {
       const r = resultOf(verify(access.payload, { keys: { ...other, encryptionKey: Buffer.alloc(32, k) } }));
       assert.equal(r, "bad_key", `key byte ${k}`);
     }
+  });
+
+  test("the replay key is the payload's SHA-256, its first 128 bits as canonical IPv6 text (what the kernels list)", () => {
+    const payload = Buffer.from(access.payload, "latin1");
+    const key = replayKey(payload);
+    assert.equal(isIP(key), 6);
+    assert.equal(canonicalAddress(key)?.address, key);
+    assert.deepEqual([...parseAddress(key)!.addr], [...createHash("sha256").update(payload).digest().subarray(0, 16)]);
+    const verdict = verify(access.payload);
+    assert.ok(verdict.ok);
+    assert.equal(verdict.replayKey, key);
   });
 
   test("the same datagram twice: replay, even after a refusal for policy", () => {

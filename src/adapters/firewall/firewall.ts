@@ -35,7 +35,7 @@ export interface ListedGrant {
 /** A signed datagram's entry in its door's replay set: the precondition of the grant it asks for. */
 export interface ReplayEntry {
   door: string;
-  /** core/firewall/spa-plan.ts replayElement. */
+  /** core/spa/verify.ts replayKey. */
   element: string;
   ttlS: number;
   /** What leaves the set first, to make room (ReplayIndex). */

@@ -15,7 +15,6 @@
  * (core/spa/replay-index.ts) and makes room in a full one itself.
  */
 import type { Config, Door } from "../types.js";
-import { canonicalAddress } from "../protection/targets.js";
 
 /**
  * Datagrams remembered per signed door. Each stays until its timestamp is past the door's max age
@@ -31,11 +30,3 @@ export const signedDoors = (config: Pick<Config, "doors">): Door[] => config.doo
 /** Each (address, port) is an entry: room for KNOCK_MAX_GRANTS grants of every port of the door (`ports` of them). */
 export const spaSetSize = (grantSetSize: number, ports: number): number => grantSetSize * Math.max(1, ports);
 
-/**
- * The replay set's key for a datagram: the first 128 bits of its SHA-256 (hex), as canonical IPv6
- * text, the way both kernels list it, so that a listing adopted at start matches what is recorded.
- */
-export function replayElement(sha256Hex: string): string {
-  if (!/^[0-9a-f]{32}/.test(sha256Hex)) throw new RangeError("replayElement takes a hex SHA-256");
-  return canonicalAddress(sha256Hex.slice(0, 32).match(/.{4}/g)!.join(":"), 6)!.address;
-}

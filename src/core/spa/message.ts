@@ -4,7 +4,7 @@
  * all base64 unpadded, DIGEST the base64 hash of everything before its colon (the hash told by
  * its length).
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { hasPort, type PortSpec } from "../types.js";
 import { b64, unb64 } from "./wire.js";
 
@@ -82,9 +82,9 @@ export function parsePlaintext(plaintext: Uint8Array): ParsedPlaintext {
   const cut = text.lastIndexOf(":");
   const body = text.slice(0, cut);
   const digest = text.slice(cut + 1);
-  const hash = DIGEST_BY_B64_LENGTH.get(digest.length);
-  if (!hash) return fail("bad_digest", `the message digest is ${digest.length} characters, which is no digest fwknop makes`);
-  if (b64(createHash(hash).update(body, "latin1").digest()) !== digest) return fail("bad_digest", `the ${hash} digest does not match the message`);
+  const algorithm = DIGEST_BY_B64_LENGTH.get(digest.length);
+  if (!algorithm) return fail("bad_digest", `the message digest is ${digest.length} characters, which is no digest fwknop makes`);
+  if (b64(hash(algorithm, plaintext.subarray(0, cut), "buffer")) !== digest) return fail("bad_digest", `the ${algorithm} digest does not match the message`);
 
   const fields = body.split(":");
   const typeField = fields[4];

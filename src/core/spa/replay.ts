@@ -1,6 +1,6 @@
 /**
  * SPA datagrams already used, so that a captured datagram cannot be sent again. Keyed by the
- * SHA-256 of the whole datagram, as fwknopd's digest cache is.
+ * SHA-256 of the whole datagram, as fwknopd's digest cache is (its first 128 bits: verify.ts replayKey).
  *
  * Bounded without losing protection in normal use: a datagram is refused as stale once
  * |now - its timestamp| exceeds the door's max age, so an entry only needs to live until

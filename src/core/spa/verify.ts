@@ -5,7 +5,7 @@
  * replay cache before the HMAC; the answer is the same, since only authenticated datagrams are
  * ever recorded, but it would cost a flood a second hash.)
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { isBogusSource, parseAddress, formatIPv4, formatIPv6 } from "../packet/address.js";
 import { hasPort, type Family, type PortSpec } from "../types.js";
 import { isNatType, parseAccessMessage, parsePlaintext, SpaType } from "./message.js";
@@ -86,7 +86,7 @@ export type SpaRefusal =
   /** A requested port is not among the door's ports. */
   | "port_not_allowed";
 
-/** replayKey: the payload's digest, for the caller's own replay record. */
+/** replayKey: the datagram's replay key (see replayKey), for the caller's own replay record. */
 export type SpaVerdict = { ok: true; request: SpaRequest; replayKey: string } | { ok: false; result: SpaRefusal; detail: string };
 
 const refuse = (result: SpaRefusal, detail: string): SpaVerdict => ({ ok: false, result, detail });
@@ -101,8 +101,12 @@ function badHmac(digest: HmacDigest): SpaVerdict {
   return refuse("bad_hmac", `the ${digest} HMAC does not match: another HMAC_KEY_BASE64 or --hmac-digest-type, or a changed datagram`);
 }
 
-/** The replay cache key of a datagram: SHA-256 of the whole payload, hex. */
-export const replayKey = (payload: Uint8Array): string => createHash("sha256").update(payload).digest("hex");
+/**
+ * A datagram's replay key: the first 128 bits of the payload's SHA-256 as canonical IPv6 text, the
+ * element of the door's kernel replay set (as both kernels list it, so an adopted listing matches)
+ * and the memory front's key alike.
+ */
+export const replayKey = (payload: Uint8Array): string => formatIPv6(hash("sha256", payload, "buffer"), 0);
 
 /**
  * Checks one datagram against one door. Records the datagram in `replay` once it is authenticated

@@ -5,7 +5,7 @@
  * the whole E. Key and IV come from OpenSSL's EVP_BytesToKey (MD5, one round) over the key bytes
  * and the salt, as `openssl enc -md md5` and libfko do.
  */
-import { createDecipheriv, createHash, createHmac } from "node:crypto";
+import { createDecipheriv, createHmac, hash } from "node:crypto";
 
 export type HmacDigest = "sha256" | "sha384" | "sha512";
 
@@ -75,13 +75,11 @@ export function fullE(payload: Uint8Array, digest: HmacDigest): string {
 
 /** Key (32 bytes) and IV (16) from EVP_BytesToKey with MD5 and one round: D_i = MD5(D_{i-1} || key || salt). */
 export function bytesToKey(key: Uint8Array, salt: Uint8Array): { aesKey: Buffer; iv: Buffer } {
-  const blocks: Buffer[] = [];
-  let prev = Buffer.alloc(0);
-  while (blocks.length < 3) {
-    prev = createHash("md5").update(prev).update(key).update(salt).digest();
-    blocks.push(prev);
-  }
-  return { aesKey: Buffer.concat(blocks.slice(0, 2)), iv: blocks[2]! };
+  const keySalt = Buffer.concat([key, salt]);
+  const d1 = hash("md5", keySalt, "buffer");
+  const d2 = hash("md5", Buffer.concat([d1, keySalt]), "buffer");
+  const d3 = hash("md5", Buffer.concat([d2, keySalt]), "buffer");
+  return { aesKey: Buffer.concat([d1, d2]), iv: d3 };
 }
 
 export type Decrypted = { ok: true; plaintext: Buffer } | { ok: false; reason: "not_salted" | "bad_length" | "bad_padding" };

@@ -15,7 +15,7 @@
  */
 import type { Clock } from "../../../core/clock.js";
 import { errorFields } from "../../../core/errors.js";
-import { REPLAY_SET_SIZE, replayElement } from "../../../core/firewall/spa-plan.js";
+import { REPLAY_SET_SIZE } from "../../../core/firewall/spa-plan.js";
 import type { Decoder } from "../../../core/packet/decode.js";
 import { verifySpa, type SpaLimits } from "../../../core/spa/verify.js";
 import type { Door, Knock, PortSpec, SpaSettings } from "../../../core/types.js";
@@ -158,7 +158,7 @@ export class SignedWay implements PacketWay {
           username: request.username,
           capturedAt,
         };
-        const replay = d.replay.claim(replayElement(verdict.replayKey), ttlS, this.deps.clock.now() / 1000);
+        const replay = d.replay.claim(verdict.replayKey, ttlS, this.deps.clock.now() / 1000);
         if (replay === "seen") {
           this.refused(d.door, "replay", knock, "this datagram was taken before (the replay index: this run's records and the kernel set adopted at start)");
           return;

@@ -18,7 +18,8 @@ export class DaemonProcess {
   readonly logs: LogLine[] = [];
   readonly stderr: string[] = [];
   private readonly exited: Promise<number>;
-  private waiters: (() => void)[] = [];
+  /** Each waitFor's wake-up, there while it waits (several tests wait at once). */
+  private readonly waiters = new Set<() => void>();
 
   constructor(readonly child: ChildProcess) {
     createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -46,13 +47,14 @@ export class DaemonProcess {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no "${event}" log within ${timeoutMs} ms (the daemon's last log lines follow the failure)`);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
+        const wake = () => {
           clearTimeout(timer);
+          this.waiters.delete(wake);
           resolve();
-        });
+        };
+        const timer = setTimeout(wake, left);
+        this.waiters.add(wake);
       });
-      this.waiters = [];
     }
   }
 

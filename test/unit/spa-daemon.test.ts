@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { type ClusterLink } from "../../src/app/daemon.js";
+import { MAX_PENDING_RECORDS } from "../../src/app/ways/signed/signed-way.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { ReplaySets } from "../../src/adapters/firewall/firewall.js";
 import { replayKey } from "../../src/core/spa/verify.js";
@@ -686,6 +687,21 @@ test("a datagram the kernel refuses is logged with its own source, though others
   await send(datagram({ message: "198.18.0.4,tcp/22" }), { src: "198.18.0.4" });
   await release();
   assert.deepEqual(events("spa_refused").map((l) => [l["src"], l["result"]]), [["198.18.0.3", "replay"]]);
+  await daemon.stop();
+});
+
+test("a key holder's flood queues at most MAX_PENDING_RECORDS writes per door: the rest are refused as busy (warned once), and the door takes datagrams again once the queue is written", async () => {
+  const { daemon, send, datagram, spaCount, events, release } = heldWrites();
+  await daemon.start();
+  for (let i = 0; i < MAX_PENDING_RECORDS + 2; i++) await send(datagram());
+  assert.equal(await spaCount("busy"), 2);
+  assert.deepEqual(events("spa_busy").map((l) => [l["door"], l["pending"]]), [["SSH", MAX_PENDING_RECORDS]]);
+  await release();
+  assert.equal(await spaCount("accepted"), MAX_PENDING_RECORDS);
+  await send(datagram());
+  await release();
+  assert.equal(await spaCount("accepted"), MAX_PENDING_RECORDS + 1);
+  assert.equal(await spaCount("busy"), 2);
   await daemon.stop();
 });
 

@@ -29,7 +29,7 @@ export type FirewallOperation = (typeof FIREWALL_OPERATIONS)[number];
  * capture or the IP packet cut it short), `replay_set_full` (the kernel replay set had no room:
  * refused, fail closed), `replay_check_failed` (the kernel could not be asked: refused).
  */
-export type SpaResult = "accepted" | SpaRefusal | "truncated" | "replay_set_full" | "replay_check_failed";
+export type SpaResult = "accepted" | SpaRefusal | "truncated" | "busy" | "replay_set_full" | "replay_check_failed";
 
 /** public: anyone who reaches the port; token: only a scrape with KNOCK_METRICS_TOKEN_FILE's token. */
 export type MetricSet = "public" | "token";

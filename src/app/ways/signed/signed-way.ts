@@ -34,7 +34,18 @@ interface SignedDoor {
   spa: SpaSettings;
   limits: SpaLimits;
   replay: DoorReplay;
+  /** Datagrams handed to the grant lifecycle whose write has not finished. */
+  pending: number;
+  /** Whether datagrams are being refused as busy: warned once, until the queue empties. */
+  busy: boolean;
 }
+
+/**
+ * Datagrams of one door waiting for their kernel write, beyond which a new one is refused (busy).
+ * Only a holder of the door's keys gets a datagram this far, but one flooding would queue writes
+ * without end: the helper writes about a thousand a second. A burst of real clients stays far below.
+ */
+export const MAX_PENDING_RECORDS = 1024;
 
 export interface SpaDeps {
   firewall: Firewall;
@@ -82,7 +93,7 @@ export class SignedWay implements PacketWay {
       if (!door.spa) continue;
       const list = this.byPort.get(door.spa.port) ?? [];
       const replay = new DoorReplay(door.name, door.spa.maxAgeS, deps.replaySetSize ?? REPLAY_SET_SIZE);
-      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection), replay });
+      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection), replay, pending: 0, busy: false });
       this.byPort.set(door.spa.port, list);
     }
   }
@@ -146,6 +157,11 @@ export class SignedWay implements PacketWay {
           this.refused(d.door, "replay", knock, "stamped before this daemon started, and the door's replay set held nothing to adopt (removed or flushed): it may have been accepted before");
           return;
         }
+        // Before the claim: a datagram refused here leaves the index (and so the kernel set's room) alone.
+        if (d.pending >= MAX_PENDING_RECORDS) {
+          this.busy(d, knock);
+          return;
+        }
         // Kept until the timestamp check would refuse the datagram anyway: at most 2 x max age.
         const ttlS = Math.max(1, Math.ceil(request.timestamp + d.spa.maxAgeS - nowS) + 1);
         const grant: GrantRequest = {
@@ -166,9 +182,13 @@ export class SignedWay implements PacketWay {
         // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
         // Read now: the decoder's knock describes the next packet by the time the write is done.
         const from = knock.src;
+        d.pending++;
         this.grant({ ...grant, replay })
           .then((result) => this.granted(grant.door, result, from))
-          .catch((err: unknown) => this.failed(err));
+          .catch((err: unknown) => this.failed(err))
+          .finally(() => {
+            if (--d.pending === 0) d.busy = false;
+          });
         return;
       }
     } catch (err) {
@@ -206,6 +226,18 @@ export class SignedWay implements PacketWay {
     }
     this.replayError = null;
     metrics.spa(door.name, "accepted");
+  }
+
+  /** Refused while MAX_PENDING_RECORDS of the door's datagrams wait for the kernel: warned once per episode. */
+  private busy(d: SignedDoor, from: { readonly src: string }): void {
+    if (!d.busy) {
+      d.busy = true;
+      this.deps.log.warn(
+        { event: "spa_busy", door: d.door.name, pending: d.pending },
+        `door ${d.door.name} has ${d.pending} signed datagrams waiting for their kernel write: new ones are refused (busy) until those are written; only a holder of the door's keys can send that many`,
+      );
+    }
+    this.refused(d.door, "busy", from, `${d.pending} datagrams of the door wait for their kernel write`);
   }
 
   /**

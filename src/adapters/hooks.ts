@@ -9,14 +9,13 @@ import type { Clock } from "../core/clock.js";
 import { portsText, type Door } from "../core/types.js";
 import type { Logger } from "./log.js";
 import { substituteArgv } from "../config/shellwords.js";
+import { DEFAULT_PATH } from "./child-env.js";
 
 export type HookKind = "on_open" | "on_close";
 
 /** Enough of a command's output to debug it, without letting a chatty one flood the log or the memory. */
 const OUTPUT_LIMIT = 4096;
 
-/** For a daemon started without PATH: where the usual programs are. */
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export interface HookReport {
   ok: boolean;

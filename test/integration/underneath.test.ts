@@ -269,16 +269,16 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(await lab.canConnect(SERVER_V6), true, "a knock after the kill opens");
       }));
 
-    if (backend === "nftables") {
-      test("the nft -i helper keeps no line-editor history and reads no line-editor settings: HOME=/dev/null, no EDITRC", () =>
-        withLab(async (lab) => {
-          // What the daemon has, the helper must not inherit.
-          const s = await knocked(lab, backend, { HOME: "/root", EDITRC: "/root/.editrc" });
-          const pid = await helperPid(lab, s.daemon, backend);
-          const environ = (await must(lab, ["cat", `/proc/${pid}/environ`])).split("\0");
-          assert.ok(environ.includes("HOME=/dev/null"), `the helper's HOME: ${environ.find((e) => e.startsWith("HOME=")) ?? "unset"}`);
-          assert.equal(environ.filter((e) => e.startsWith("EDITRC=")).length, 0);
-        }));
-    }
+    test(`the ${backend === "iptables" ? "ipset -" : "nft -i"} helper gets PATH and the C locale, none of the daemon's variables${backend === "nftables" ? ", and HOME=/dev/null: no line-editor history or settings" : ""}`, () =>
+      withLab(async (lab) => {
+        // What the daemon has, the helper must not inherit: its sequences, a locale whose messages the backends could not read.
+        const s = await knocked(lab, backend, { HOME: "/root", EDITRC: "/root/.editrc", LANG: "de_DE.UTF-8", LC_ALL: "de_DE.UTF-8" });
+        const pid = await helperPid(lab, s.daemon, backend);
+        const environ = (await must(lab, ["cat", `/proc/${pid}/environ`])).split("\0").filter(Boolean);
+        const names = environ.map((e) => e.slice(0, e.indexOf("="))).filter((n) => !n.startsWith("_STDBUF") && n !== "LD_PRELOAD");
+        assert.deepEqual(names.sort(), backend === "nftables" ? ["HOME", "LC_ALL", "PATH"] : ["LC_ALL", "PATH"], environ.join(" "));
+        assert.ok(environ.includes("LC_ALL=C"));
+        if (backend === "nftables") assert.ok(environ.includes("HOME=/dev/null"));
+      }));
   });
 }

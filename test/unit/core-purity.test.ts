@@ -43,9 +43,9 @@ for (const [what, code, expected] of VIOLATIONS) {
 
 test("the core-purity rule allows what is pure: relative core imports, hashes, ciphers, new Date(ms)", async () => {
   const code = [
-    `import { createCipheriv, createDecipheriv, createHash, createHmac, timingSafeEqual } from "node:crypto";`,
+    `import { createCipheriv, createDecipheriv, createHash, createHmac, hash, timingSafeEqual } from "node:crypto";`,
     `import type { Door } from "../types.js";`,
-    `export const ciphers = [createCipheriv, createDecipheriv, createHmac, timingSafeEqual];`,
+    `export const ciphers = [createCipheriv, createDecipheriv, createHmac, hash, timingSafeEqual];`,
     `export const f = (d: Door, ms: number) => [createHash("sha256").update(d.name).digest("hex"), new Date(ms).toISOString()];`,
   ].join("\n");
   assert.deepEqual(await problems(code), []);

@@ -114,3 +114,23 @@ test("a one-shot command that runs past its deadline is killed and fails with a 
   // A deadline a Node start-up cannot miss on a loaded machine.
   assert.deepEqual(await deadlineRunner(10_000)([process.execPath, "-e", "process.stdin.pipe(process.stdout)"], "in"), { stdout: "in", stderr: "", code: 0 });
 });
+
+test("firewall tools get PATH, LC_ALL=C and their protocol's variables, none of the daemon's (sequences, inline keys)", { timeout: 10_000 }, async () => {
+  const envOf = `JSON.stringify(Object.keys(process.env).sort().map((k) => k + "=" + (k === "PATH" ? "" : process.env[k])))`;
+  process.env["KNOCK_DOOR_SSH_SEQUENCE"] = "7000,8000,9000";
+  try {
+    const once = await deadlineRunner(5000)([process.execPath, "-e", `process.stdout.write(${envOf})`]);
+    assert.deepEqual(JSON.parse(once.stdout), ["LC_ALL=C", "PATH="]);
+    // The session's tool answers with a prompt, after writing its environment on stderr when it is not the one expected (failing the command).
+    const expected = JSON.stringify(["HOME=/dev/null", "LC_ALL=C", "PATH="]);
+    const tool = `process.stdout.write("tool> "); require("node:readline").createInterface({ input: process.stdin }).on("line", () => { const e = ${envOf}; if (e !== ${JSON.stringify(expected)}) process.stderr.write(e + "\\n"); setTimeout(() => process.stdout.write("tool> "), 20); });`;
+    const s = new LineSession({ argv: [process.execPath, "-e", tool], marker: /tool> /, initial: 1, env: { HOME: "/dev/null" } });
+    try {
+      await s.send("env");
+    } finally {
+      s.close();
+    }
+  } finally {
+    delete process.env["KNOCK_DOOR_SSH_SEQUENCE"];
+  }
+});

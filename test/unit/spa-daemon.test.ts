@@ -12,7 +12,7 @@ import { pino } from "pino";
 import { type ClusterLink } from "../../src/app/daemon.js";
 import { MAX_PENDING_RECORDS } from "../../src/app/ways/signed/signed-way.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
-import type { ReplaySets } from "../../src/adapters/firewall/firewall.js";
+import type { ReplayEntry, ReplaySets } from "../../src/adapters/firewall/firewall.js";
 import { replayKey } from "../../src/core/spa/verify.js";
 import { doorWide, perPort } from "../support/dry-run.js";
 import { SpaType } from "../../src/core/spa/message.js";
@@ -602,16 +602,19 @@ test("cluster: another node's signed grant opens only its ports for the time lef
 });
 
 /** A daemon whose replay writes are held until `release`, in order, as the one nftables session runs them. */
-function heldWrites(env: Record<string, string> = {}) {
+function heldWrites(env: Record<string, string> = {}, replaySetSize?: number) {
   const held: (() => void)[] = [];
+  /** Every record written, in order. */
+  const entries: ReplayEntry[] = [];
   const h = setup(env, (f) => {
     const write = f.replay.grant;
     f.replay.grant = (entry, grants) => {
+      entries.push(entry);
       const result = write(entry, grants);
       return new Promise((resolve) => held.push(() => resolve(result)));
     };
     return f;
-  });
+  }, undefined, undefined, undefined, replaySetSize);
   /** Lets every held write through, and those that were waiting behind them. */
   const release = async () => {
     do {
@@ -625,7 +628,7 @@ function heldWrites(env: Record<string, string> = {}) {
     await release();
     assert.equal(await taken, "recorded");
   };
-  return { ...h, release, takenElsewhere };
+  return { ...h, release, takenElsewhere, entries };
 }
 
 test("a replay only the kernel knows, in flight beside the client's new datagram, lends the new grant none of its time", async () => {
@@ -690,18 +693,26 @@ test("a datagram the kernel refuses is logged with its own source, though others
   await daemon.stop();
 });
 
-test("a key holder's flood queues at most MAX_PENDING_RECORDS writes per door: the rest are refused as busy (warned once), and the door takes datagrams again once the queue is written", async () => {
-  const { daemon, send, datagram, spaCount, events, release } = heldWrites();
+test("a key holder's flood queues at most MAX_PENDING_RECORDS writes per door: the rest are refused as busy, taking no room in the replay index, and the door takes datagrams again once the queue is written", async () => {
+  // A replay index with room for one more than the queue holds: a busy datagram must take none of it.
+  const { daemon, send, datagram, spaCount, events, release, entries } = heldWrites({}, MAX_PENDING_RECORDS + 1);
   await daemon.start();
   for (let i = 0; i < MAX_PENDING_RECORDS + 2; i++) await send(datagram());
   assert.equal(await spaCount("busy"), 2);
   assert.deepEqual(events("spa_busy").map((l) => [l["door"], l["pending"]]), [["SSH", MAX_PENDING_RECORDS]]);
   await release();
   assert.equal(await spaCount("accepted"), MAX_PENDING_RECORDS);
+  assert.deepEqual(events("spa_busy_over").map((l) => l["refused"]), [2], "told once the queue is written");
   await send(datagram());
   await release();
   assert.equal(await spaCount("accepted"), MAX_PENDING_RECORDS + 1);
-  assert.equal(await spaCount("busy"), 2);
+  assert.deepEqual(entries.at(-1)?.evict, [], "the index had room for it: the busy datagrams took none");
+  // A second flood is warned and told again.
+  for (let i = 0; i < MAX_PENDING_RECORDS + 1; i++) await send(datagram());
+  await release();
+  assert.equal(await spaCount("busy"), 3);
+  assert.equal(events("spa_busy").length, 2);
+  assert.deepEqual(events("spa_busy_over").map((l) => l["refused"]), [2, 1]);
   await daemon.stop();
 });
 

@@ -7,6 +7,7 @@ import type { Clock } from "../../core/clock.js";
 import { FirewallError } from "../../core/errors.js";
 import { holdingClock } from "../clock.js";
 import type { Logger } from "../log.js";
+import { toolEnv } from "../child-env.js";
 
 export interface RunResult {
   stdout: string;
@@ -30,7 +31,7 @@ export function deadlineRunner(deadlineMs: number): Runner {
     new Promise((resolve, reject) => {
       const [file, ...args] = argv;
       if (file === undefined) throw new Error("empty command");
-      const child = execFile(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: deadlineMs, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
+      const child = execFile(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: deadlineMs, killSignal: "SIGKILL", env: toolEnv() }, (err, stdout, stderr) => {
         if (err?.killed) {
           reject(new FirewallError(`no answer within ${deadlineMs} ms, so it was killed`, argv, stderr));
           return;
@@ -100,8 +101,8 @@ export interface LineProtocol {
   suffix?: string;
   /** How long pending commands may go without a completion before the child counts as hung (ms). */
   deadlineMs?: number;
-  /** Changes to the environment the child inherits (undefined: removed). */
-  env?: Readonly<Record<string, string | undefined>>;
+  /** Variables the child gets besides toolEnv's. */
+  env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -179,7 +180,7 @@ export class LineSession {
 
   private start(): ChildProcessWithoutNullStreams {
     const [file = "", ...args] = this.protocol.argv;
-    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...this.protocol.env } });
+    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], env: toolEnv(this.protocol.env) });
     this.child = child;
     this.skip = this.protocol.initial;
     this.unread = "";

@@ -26,7 +26,8 @@ export const FIREWALL_OPERATIONS = ["grant", "revoke", "reconcile", "remove"] as
 export type FirewallOperation = (typeof FIREWALL_OPERATIONS)[number];
 /**
  * What became of a datagram: verifySpa's refusals, and those of this path: `truncated` (the
- * capture or the IP packet cut it short), `replay_set_full` (the kernel replay set had no room:
+ * capture or the IP packet cut it short), `busy` (MAX_PENDING_RECORDS of the door's datagrams were
+ * waiting for their kernel write), `replay_set_full` (the kernel replay set had no room:
  * refused, fail closed), `replay_check_failed` (the kernel could not be asked: refused).
  */
 export type SpaResult = "accepted" | SpaRefusal | "truncated" | "busy" | "replay_set_full" | "replay_check_failed";

@@ -66,9 +66,8 @@ const nftSession = () =>
     suffix: `list set inet ${NFT_TABLE} ${NFT_ACK_SET}`,
     // nft -i keeps its line editor's history in $HOME/.nft.history: read whole at start, written
     // back at exit, never trimmed. Every grant's address and replay digest would pile up in root's
-    // home and slow each start; no file can exist under /dev/null. $EDITRC: another user file the
-    // line editor would read into our commands' input.
-    env: { HOME: "/dev/null", EDITRC: undefined },
+    // home and slow each start. No file can exist under /dev/null, ~/.editrc or ~/.inputrc neither.
+    env: { HOME: "/dev/null" },
   });
 
 /** The `nft -i` line of a grant: its door's address set, or its ports in the per-port set. */

@@ -23,6 +23,7 @@ import type { Firewall } from "../../../adapters/firewall/firewall.js";
 import type { Logger } from "../../../adapters/log.js";
 import type { Metrics } from "../../../adapters/metrics/metrics.js";
 import type { SpaResult } from "../../../adapters/metrics/table.js";
+import { guard } from "../../guard.js";
 import type { DoorPorts } from "../../protection.js";
 import type { GrantRequest, OpenResult } from "../../grants.js";
 import { DoorReplay } from "./replay.js";
@@ -36,8 +37,8 @@ interface SignedDoor {
   replay: DoorReplay;
   /** Datagrams handed to the grant lifecycle whose write has not finished. */
   pending: number;
-  /** Whether datagrams are being refused as busy: warned once, until the queue empties. */
-  busy: boolean;
+  /** Datagrams refused as busy since the queue last emptied: warned at the first, told at the end. */
+  busy: number;
 }
 
 /**
@@ -93,7 +94,7 @@ export class SignedWay implements PacketWay {
       if (!door.spa) continue;
       const list = this.byPort.get(door.spa.port) ?? [];
       const replay = new DoorReplay(door.name, door.spa.maxAgeS, deps.replaySetSize ?? REPLAY_SET_SIZE);
-      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection), replay, pending: 0, busy: false });
+      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection), replay, pending: 0, busy: 0 });
       this.byPort.set(door.spa.port, list);
     }
   }
@@ -159,7 +160,7 @@ export class SignedWay implements PacketWay {
         }
         // Before the claim: a datagram refused here leaves the index (and so the kernel set's room) alone.
         if (d.pending >= MAX_PENDING_RECORDS) {
-          this.busy(d, knock);
+          this.refuseBusy(d, knock);
           return;
         }
         // Kept until the timestamp check would refuse the datagram anyway: at most 2 x max age.
@@ -182,12 +183,13 @@ export class SignedWay implements PacketWay {
         // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
         // Read now: the decoder's knock describes the next packet by the time the write is done.
         const from = knock.src;
+        const written = this.grant({ ...grant, replay });
         d.pending++;
-        this.grant({ ...grant, replay })
+        written
           .then((result) => this.granted(grant.door, result, from))
           .catch((err: unknown) => this.failed(err))
           .finally(() => {
-            if (--d.pending === 0) d.busy = false;
+            if (--d.pending === 0 && d.busy > 0) this.drained(d);
           });
         return;
       }
@@ -229,15 +231,22 @@ export class SignedWay implements PacketWay {
   }
 
   /** Refused while MAX_PENDING_RECORDS of the door's datagrams wait for the kernel: warned once per episode. */
-  private busy(d: SignedDoor, from: { readonly src: string }): void {
-    if (!d.busy) {
-      d.busy = true;
+  private refuseBusy(d: SignedDoor, from: { readonly src: string }): void {
+    if (d.busy++ === 0) {
       this.deps.log.warn(
         { event: "spa_busy", door: d.door.name, pending: d.pending },
         `door ${d.door.name} has ${d.pending} signed datagrams waiting for their kernel write: new ones are refused (busy) until those are written; only a holder of the door's keys can send that many`,
       );
     }
     this.refused(d.door, "busy", from, `${d.pending} datagrams of the door wait for their kernel write`);
+  }
+
+  private drained(d: SignedDoor): void {
+    const refused = d.busy;
+    d.busy = 0;
+    guard(this.deps.log, "spa_busy_over", { door: d.door.name }, () =>
+      this.deps.log.info({ event: "spa_busy_over", door: d.door.name, refused }, `door ${d.door.name}'s datagrams are all written; ${refused} were refused as busy meanwhile`),
+    );
   }
 
   /**

@@ -25,13 +25,13 @@ export type Runner = (argv: readonly string[], input?: string) => Promise<RunRes
  */
 const COMMAND_DEADLINE_MS = 60_000;
 
-/** Runs each command to its end, or kills it after `deadlineMs`. */
-export function deadlineRunner(deadlineMs: number): Runner {
+/** Runs each command to its end, or kills it after `deadlineMs`, in `env` (a firewall tool's by default). */
+export function deadlineRunner(deadlineMs: number, env: () => NodeJS.ProcessEnv = toolEnv): Runner {
   return (argv, input) =>
     new Promise((resolve, reject) => {
       const [file, ...args] = argv;
       if (file === undefined) throw new Error("empty command");
-      const child = execFile(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: deadlineMs, killSignal: "SIGKILL", env: toolEnv() }, (err, stdout, stderr) => {
+      const child = execFile(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: deadlineMs, killSignal: "SIGKILL", env: env() }, (err, stdout, stderr) => {
         if (err?.killed) {
           reject(new FirewallError(`no answer within ${deadlineMs} ms, so it was killed`, argv, stderr));
           return;

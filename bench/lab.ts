@@ -16,13 +16,10 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { deadlineRunner, type RunResult } from "../src/adapters/firewall/exec.js";
-import { killNamespace, pidsIn } from "../test/support/netns.js";
+import type { RunResult } from "../src/adapters/firewall/exec.js";
+import { execIn, killNamespace, pidsIn } from "../test/support/netns.js";
 import { RpcClient } from "./rpc.js";
 import { SERVICE_PORT, CLIENT_V4, CLIENT_V6, SERVER_PREFIX_V4, SERVER_V4, SERVER_V6, SPOOF_V6_PREFIX, legitV4, legitV6 } from "./wire.js";
-
-/** Commands in the namespaces run as a user runs them, with this process's environment (fwknop needs HOME), not a firewall tool's. */
-const labRun = deadlineRunner(60_000, () => process.env);
 
 const PREFIX = "kgb-";
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -170,7 +167,7 @@ export class BenchLab {
 
   /** Runs a command inside a namespace (argv, no shell). */
   exec(where: string, argv: string[], input?: string): Promise<RunResult> {
-    return labRun(["ip", "netns", "exec", where, ...argv], input);
+    return execIn(where, argv, input);
   }
 
   /** Spawns a long-lived process inside a namespace; `ip netns exec` execs, so child.pid is the process itself. */

@@ -9,13 +9,12 @@ import type { Clock } from "../core/clock.js";
 import { portsText, type Door } from "../core/types.js";
 import type { Logger } from "./log.js";
 import { substituteArgv } from "../config/shellwords.js";
-import { DEFAULT_PATH } from "./child-env.js";
+import { childPath } from "./child-env.js";
 
 export type HookKind = "on_open" | "on_close";
 
 /** Enough of a command's output to debug it, without letting a chatty one flood the log or the memory. */
 const OUTPUT_LIMIT = 4096;
-
 
 export interface HookReport {
   ok: boolean;
@@ -143,9 +142,9 @@ function argvOf({ template, ip, door }: HookRequest): string[] {
  * What a hook is told, and all it is told: never the daemon's own variables, which hold the knock
  * sequences and keys. The same values as its %...% arguments.
  */
-function hookEnv({ kind, ip, door }: HookRequest, path = process.env["PATH"]): Record<string, string> {
+function hookEnv({ kind, ip, door }: HookRequest): Record<string, string> {
   return {
-    PATH: path ?? DEFAULT_PATH,
+    PATH: childPath(),
     KNOCK_HOOK_EVENT: kind === "on_open" ? "open" : "close",
     KNOCK_HOOK_DOOR: door.name,
     KNOCK_HOOK_IP: ip,

@@ -10,14 +10,11 @@ import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { deadlineRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
+import type { RunResult } from "../../src/adapters/firewall/exec.js";
 import type { Request } from "./agent.js";
 import { explainFailures } from "./failure-report.js";
 import { DaemonProcess } from "./daemon-process.js";
-import { killNamespace } from "./netns.js";
-
-/** Commands in the namespaces run as a user runs them, with this process's environment (fwknop needs HOME), not a firewall tool's. */
-const labRun = deadlineRunner(60_000, () => process.env);
+import { execIn, killNamespace } from "./netns.js";
 
 export { DaemonProcess, type LogLine } from "./daemon-process.js";
 
@@ -141,7 +138,7 @@ export class Lab {
 
   /** Runs a command inside a namespace (argv, no shell). */
   exec(where: string, argv: string[], input?: string): Promise<RunResult> {
-    return labRun(["ip", "netns", "exec", where, ...argv], input);
+    return execIn(where, argv, input);
   }
 
   /** The client's and the server's link addresses: what a raw frame from the client's link carries. */

@@ -1,5 +1,12 @@
-/** Network namespace teardown shared by the test lab and the bench lab. */
+/** Network namespace commands and teardown shared by the test lab and the bench lab. */
 import { execFileSync } from "node:child_process";
+import { deadlineRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
+
+/** As a user runs commands: with this process's environment (fwknop needs HOME), not a firewall tool's. */
+const userRun = deadlineRunner(60_000, () => process.env);
+
+/** Runs a command inside a namespace (argv, no shell). */
+export const execIn = (ns: string, argv: readonly string[], input?: string): Promise<RunResult> => userRun(["ip", "netns", "exec", ns, ...argv], input);
 
 /** Processes in a namespace (`ip netns pids`); none if it is gone. */
 export function pidsIn(ns: string): number[] {

@@ -1,5 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { LineSession, deadlineRunner } from "../../src/adapters/firewall/exec.js";
 
 /**
@@ -15,6 +18,7 @@ require("node:readline").createInterface({ input: process.stdin }).on("line", (l
     if (line === "hang") return new Promise(() => undefined);
     if (line === "fail") process.stderr.write("no such thing\\n");
     else if (line === "die") process.kill(process.pid, "SIGKILL");
+    else if (line.startsWith("pid:")) require("node:fs").appendFileSync(line.slice(4), process.pid + "\\n");
     else if (line === "split") { await new Promise((r) => process.stderr.write("tool v1: ", r)); await pause(); process.stderr.write("it's already added\\n"); }
     else { await w("out:"); await pause(); await w(line + "\\n"); }
     await w("to"); await pause(); await w("ol> ");
@@ -100,6 +104,46 @@ require("node:readline").createInterface({ input: process.stdin }).once("line", 
     await assert.rejects(s.send("split"), (err: Error & { stderr?: string }) => err.stderr === "tool v1: it's already added\n");
   } finally {
     s.close();
+  }
+});
+
+test("a child is replaced once it took renewAfter's lines and nothing is pending; never while commands are in flight, and not as a loss", { timeout: 10_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "kg-session-"));
+  const file = join(dir, "pids");
+  const pids = () => readFileSync(file, "utf8").trim().split("\n");
+  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, renewAfter: { lines: 2, bytes: 1 << 20 } });
+  try {
+    for (let i = 0; i < 5; i++) await s.send(`pid:${file}`);
+    const [a, b, c, d, e] = pids();
+    assert.ok(a === b && b !== c && c === d && d !== e, `children by line: ${pids().join(" ")}`);
+    // The replaced children end (stdin closed, then SIGTERM).
+    await new Promise((r) => setTimeout(r, 300));
+    for (const pid of [a, c]) assert.throws(() => process.kill(Number(pid), 0), /ESRCH/);
+    assert.equal(s.takeLoss(), null);
+    // Four lines in flight at once stay with one child, then the next line goes to a fresh one.
+    rmSync(file);
+    await Promise.all(Array.from({ length: 4 }, () => s.send(`pid:${file}`)));
+    await s.send(`pid:${file}`);
+    const batch = pids();
+    assert.equal(new Set(batch.slice(0, 4)).size, 1, batch.join(" "));
+    assert.notEqual(batch[4], batch[0]);
+    // The byte budget renews too: here it is two lines' worth.
+    const line = `pid:${file}`;
+    const bytes = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, renewAfter: { lines: 100, bytes: 2 * (line.length + 1) } });
+    try {
+      rmSync(file);
+      await bytes.send(line);
+      await bytes.send(line);
+      const [first, second] = pids();
+      assert.equal(first, second, "under the byte budget");
+      await bytes.send(line);
+      assert.notEqual(pids()[2], first, "over the byte budget");
+    } finally {
+      bytes.close();
+    }
+  } finally {
+    s.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

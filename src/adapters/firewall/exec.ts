@@ -103,6 +103,8 @@ export interface LineProtocol {
   deadlineMs?: number;
   /** Variables the child gets besides toolEnv's. */
   env?: Readonly<Record<string, string>>;
+  /** A child is replaced, once idle, after this many lines or bytes: for a tool whose cost or memory grows with every line. */
+  renewAfter?: { lines: number; bytes: number };
 }
 
 /**
@@ -136,6 +138,9 @@ export class LineSession {
   private stderr = "";
   /** Armed while commands are pending: time since the last completion. */
   private deadline: NodeJS.Timeout | undefined;
+  /** Lines and bytes written to the current child. */
+  private lines = 0;
+  private bytes = 0;
 
   constructor(private readonly protocol: LineProtocol) {}
 
@@ -155,7 +160,10 @@ export class LineSession {
     return new Promise((resolve, reject) => {
       this.pending.push({ line, resolve, reject });
       this.deadline ??= this.arm();
-      child.stdin.write(this.protocol.suffix ? `${line}\n${this.protocol.suffix}\n` : `${line}\n`);
+      const text = this.protocol.suffix ? `${line}\n${this.protocol.suffix}\n` : `${line}\n`;
+      this.lines++;
+      this.bytes += text.length;
+      child.stdin.write(text);
     });
   }
 
@@ -178,6 +186,17 @@ export class LineSession {
     this.fail(new Error(`${this.protocol.argv[0]} session closed`));
   }
 
+  /**
+   * A child that took its share of lines (LineProtocol.renewAfter) is replaced while nothing is
+   * pending, the next one started at once: a few ms, off any grant's path.
+   */
+  private renewIfWorn(): void {
+    const limit = this.protocol.renewAfter;
+    if (!limit || (this.lines < limit.lines && this.bytes < limit.bytes)) return;
+    this.close();
+    this.open();
+  }
+
   private start(): ChildProcessWithoutNullStreams {
     const [file = "", ...args] = this.protocol.argv;
     const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], env: toolEnv(this.protocol.env) });
@@ -185,6 +204,8 @@ export class LineSession {
     this.skip = this.protocol.initial;
     this.unread = "";
     this.stderr = "";
+    this.lines = 0;
+    this.bytes = 0;
     child.stdout.setEncoding("utf8");
     child.stderr.setEncoding("utf8");
     child.stdout.on("data", (chunk: string) => {
@@ -202,6 +223,7 @@ export class LineSession {
         for (; n > 0; n--) this.pending.shift()?.resolve();
         clearTimeout(this.deadline);
         this.deadline = this.pending.length > 0 ? this.arm() : undefined;
+        if (this.pending.length === 0) this.renewIfWorn();
       });
     });
     child.stderr.on("data", (chunk: string) => {

@@ -716,6 +716,20 @@ test("a key holder's flood queues at most MAX_PENDING_RECORDS writes per door: t
   await daemon.stop();
 });
 
+test("a replay of a datagram the kernel set held at start, arriving while the door is busy, is refused as a replay, not as busy", async () => {
+  const { daemon, send, datagram, spaCount, release, takenElsewhere } = heldWrites();
+  const replayed = datagram();
+  await takenElsewhere(replayed);
+  await daemon.start();
+  for (let i = 0; i < MAX_PENDING_RECORDS; i++) await send(datagram());
+  await send(replayed);
+  assert.equal(await spaCount("replay"), 1);
+  assert.equal(await spaCount("busy"), 0);
+  await release();
+  assert.equal(await spaCount("accepted"), MAX_PENDING_RECORDS);
+  await daemon.stop();
+});
+
 test("a refresh whose grant another datagram displaced while its record was in flight opens again (ON_OPEN after that ON_CLOSE) and stays in the kernel", async () => {
   const hooked = { KNOCK_MAX_GRANTS: "1", KNOCK_DOOR_SSH_ON_OPEN: "/bin/true %IP%", KNOCK_DOOR_SSH_ON_CLOSE: "/bin/true %IP%" };
   const { daemon, firewall, send, datagram, hooks, events, release } = heldWrites(hooked);

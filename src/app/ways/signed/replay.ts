@@ -75,14 +75,18 @@ export class DoorReplay {
     return timestamp <= Math.floor(this.guard.startS);
   }
 
+  /** Whether the index holds `element`: this run's records and the kernel set adopted at start. */
+  knows(element: string, monoS: number): boolean {
+    return this.index.has(element, monoS);
+  }
+
   /**
-   * Claims `element` until `ttlS` from now in the index at once (a copy arriving meanwhile is a
-   * replay): "seen" when the index holds it already, else the kernel entry the grant is written
-   * with, which first takes out what the index pushed out to make room. `monoS`: monotonic
-   * seconds, as the kernel's timeouts run, whatever the wall clock does.
+   * Claims `element` (which the index does not know: see knows) until `ttlS` from now in the index
+   * at once (a copy arriving meanwhile is a replay). Returns the kernel entry the grant is written
+   * with, which first takes out what the index pushed out to make room. `monoS`: monotonic seconds,
+   * as the kernel's timeouts run, whatever the wall clock does.
    */
-  claim(element: string, ttlS: number, monoS: number): ReplayEntry | "seen" {
-    if (this.index.has(element, monoS)) return "seen";
+  claim(element: string, ttlS: number, monoS: number): ReplayEntry {
     const evict = this.index.add(element, monoS + ttlS, monoS);
     return { door: this.door, element, ttlS, evict };
   }

@@ -158,6 +158,11 @@ export class SignedWay implements PacketWay {
           this.refused(d.door, "replay", knock, "stamped before this daemon started, and the door's replay set held nothing to adopt (removed or flushed): it may have been accepted before");
           return;
         }
+        const monoS = this.deps.clock.now() / 1000;
+        if (d.replay.knows(verdict.replayKey, monoS)) {
+          this.refused(d.door, "replay", knock, "this datagram was taken before (the replay index: this run's records and the kernel set adopted at start)");
+          return;
+        }
         // Before the claim: a datagram refused here leaves the index (and so the kernel set's room) alone.
         if (d.pending >= MAX_PENDING_RECORDS) {
           this.refuseBusy(d, knock);
@@ -175,11 +180,7 @@ export class SignedWay implements PacketWay {
           username: request.username,
           capturedAt,
         };
-        const replay = d.replay.claim(verdict.replayKey, ttlS, this.deps.clock.now() / 1000);
-        if (replay === "seen") {
-          this.refused(d.door, "replay", knock, "this datagram was taken before (the replay index: this run's records and the kernel set adopted at start)");
-          return;
-        }
+        const replay = d.replay.claim(verdict.replayKey, ttlS, monoS);
         // Nothing may escape as an unhandled rejection: that would end the daemon and its protection.
         // Read now: the decoder's knock describes the next packet by the time the write is done.
         const from = knock.src;

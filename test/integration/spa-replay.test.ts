@@ -150,8 +150,8 @@ for (const backend of ["iptables", "nftables"] as const) {
 const { spawn, spawnSync } = require("node:child_process");
 const { existsSync, rmSync } = require("node:fs");
 const args = process.argv.slice(2);
-if (args.join(" ") !== "-t -i") process.exit(spawnSync("/usr/sbin/nft", args, { stdio: "inherit" }).status ?? 1);
-const nft = spawn("/usr/sbin/nft", ["-t", "-i"], { stdio: ["pipe", "inherit", "inherit"] });
+if (args.join(" ") !== "-i") process.exit(spawnSync("/usr/sbin/nft", args, { stdio: "inherit" }).status ?? 1);
+const nft = spawn("/usr/sbin/nft", ["-i"], { stdio: ["pipe", "inherit", "inherit"] });
 nft.on("exit", (code) => process.exit(code ?? 1));
 let text = "";
 process.stdin.on("end", () => nft.stdin.end());

@@ -66,7 +66,7 @@ const NFT = `case "$*" in
     rm "$D/nft.table";;
   "-t list table inet knockgate") [ -e "$D/nft.table" ] || { echo "Error: No such file or directory" >&2; exit 1; };;
   "-f -") cat >/dev/null; fail_next nft; touch "$D/nft.table";;
-  "-t -i") ;;
+  "-i") ;;
   *) echo "unexpected: $*" >&2; exit 2;;
 esac
 `;

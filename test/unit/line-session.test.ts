@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -107,29 +108,40 @@ require("node:readline").createInterface({ input: process.stdin }).once("line", 
   }
 });
 
-test("a child is replaced once it took renewAfter's lines and nothing is pending; never while commands are in flight, and not as a loss", { timeout: 10_000 }, async () => {
+/** Resolves once no process has `pid` (polled: a signal takes effect when the kernel next runs it). */
+async function gone(pid: number): Promise<void> {
+  for (const end = Date.now() + 5000; ; await new Promise((r) => setTimeout(r, 20))) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > end) assert.fail(`process ${pid} is still there`);
+  }
+}
+
+test("a child is replaced once it took renewAfter's commands and nothing is pending; never while commands are in flight, and not as a loss", { timeout: 10_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "kg-session-"));
   const file = join(dir, "pids");
   const pids = () => readFileSync(file, "utf8").trim().split("\n");
-  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, renewAfter: { lines: 2, bytes: 1 << 20 } });
+  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, renewAfter: { commands: 2, bytes: 1 << 20 } });
   try {
     for (let i = 0; i < 5; i++) await s.send(`pid:${file}`);
     const [a, b, c, d, e] = pids();
     assert.ok(a === b && b !== c && c === d && d !== e, `children by line: ${pids().join(" ")}`);
     // The replaced children end (stdin closed, then SIGTERM).
-    await new Promise((r) => setTimeout(r, 300));
-    for (const pid of [a, c]) assert.throws(() => process.kill(Number(pid), 0), /ESRCH/);
+    for (const pid of [a, c]) await gone(Number(pid));
     assert.equal(s.takeLoss(), null);
-    // Four lines in flight at once stay with one child, then the next line goes to a fresh one.
+    // Four commands in flight at once stay with one child, then the next goes to a fresh one.
     rmSync(file);
     await Promise.all(Array.from({ length: 4 }, () => s.send(`pid:${file}`)));
     await s.send(`pid:${file}`);
     const batch = pids();
     assert.equal(new Set(batch.slice(0, 4)).size, 1, batch.join(" "));
     assert.notEqual(batch[4], batch[0]);
-    // The byte budget renews too: here it is two lines' worth.
+    // The byte budget renews too: here it is two commands' worth.
     const line = `pid:${file}`;
-    const bytes = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, renewAfter: { lines: 100, bytes: 2 * (line.length + 1) } });
+    const bytes = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, renewAfter: { commands: 100, bytes: 2 * (line.length + 1) } });
     try {
       rmSync(file);
       await bytes.send(line);
@@ -145,6 +157,30 @@ test("a child is replaced once it took renewAfter's lines and nothing is pending
     s.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a renewal that cannot start the next child (no file descriptors left) ends nothing: it is kept for takeLoss, and the next command starts one once it can", { timeout: 20_000 }, () => {
+  // In a process of its own, with few descriptors: the test runner's own must stay untouched.
+  const script = `
+const { openSync, closeSync } = require("node:fs");
+import(${JSON.stringify(new URL("../../src/adapters/firewall/exec.js", import.meta.url).href)}).then(async ({ LineSession }) => {
+  const s = new LineSession({ argv: [process.execPath, "-e", ${JSON.stringify(TOOL)}], marker: /tool> /, initial: 1, renewAfter: { commands: 2, bytes: 1 << 20 } });
+  await s.send("a");
+  const held = [];
+  for (;;) { try { held.push(openSync("/dev/null", "r")); } catch { break; } }
+  await s.send("b");
+  await new Promise((r) => setTimeout(r, 200));
+  const lost = s.takeLoss();
+  for (const fd of held) closeSync(fd);
+  await s.send("c");
+  s.close();
+  console.log(JSON.stringify({ lost, held: held.length }));
+});`;
+  const r = spawnSync("sh", ["-c", 'ulimit -n 64 && exec "$0" -e "$1"', process.execPath, script], { encoding: "utf8", timeout: 15_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { lost: string | null; held: number };
+  assert.ok(out.held > 0, "the descriptors were used up");
+  assert.match(out.lost ?? "", /could not be started again \(.*out of file descriptors/);
 });
 
 test("a one-shot command that runs past its deadline is killed and fails with a FirewallError; one within it answers as usual", { timeout: 15_000 }, async () => {

@@ -2,7 +2,7 @@
  * Running firewall tools: always an argv (never a shell), input on stdin. Packet data never reaches
  * a command line unvalidated: addresses come from the decoder as canonical IP text.
  */
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { execFile, spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from "node:child_process";
 import type { Clock } from "../../core/clock.js";
 import { FirewallError } from "../../core/errors.js";
 import { holdingClock } from "../clock.js";
@@ -103,8 +103,8 @@ export interface LineProtocol {
   deadlineMs?: number;
   /** Variables the child gets besides toolEnv's. */
   env?: Readonly<Record<string, string>>;
-  /** A child is replaced, once idle, after this many lines or bytes: for a tool whose cost or memory grows with every line. */
-  renewAfter?: { lines: number; bytes: number };
+  /** A child is replaced, once idle, after this many commands or bytes written: for a tool whose cost or memory grows with every line. */
+  renewAfter?: { commands: number; bytes: number };
 }
 
 /**
@@ -138,8 +138,8 @@ export class LineSession {
   private stderr = "";
   /** Armed while commands are pending: time since the last completion. */
   private deadline: NodeJS.Timeout | undefined;
-  /** Lines and bytes written to the current child. */
-  private lines = 0;
+  /** Commands and bytes written to the current child. */
+  private commands = 0;
   private bytes = 0;
 
   constructor(private readonly protocol: LineProtocol) {}
@@ -161,7 +161,7 @@ export class LineSession {
       this.pending.push({ line, resolve, reject });
       this.deadline ??= this.arm();
       const text = this.protocol.suffix ? `${line}\n${this.protocol.suffix}\n` : `${line}\n`;
-      this.lines++;
+      this.commands++;
       this.bytes += text.length;
       child.stdin.write(text);
     });
@@ -187,28 +187,43 @@ export class LineSession {
   }
 
   /**
-   * A child that took its share of lines (LineProtocol.renewAfter) is replaced while nothing is
-   * pending, the next one started at once: a few ms, off any grant's path.
+   * A child that took its share (LineProtocol.renewAfter) is replaced while nothing is pending, the
+   * next one started at once: the command after pays its start (about 10 ms for nft), once per share.
+   * Runs in the child's output callback, so a start that fails is kept for takeLoss (the next
+   * reconcile reports it) and the next command tries again and fails with it.
    */
   private renewIfWorn(): void {
     const limit = this.protocol.renewAfter;
-    if (!limit || (this.lines < limit.lines && this.bytes < limit.bytes)) return;
+    if (!limit || (this.commands < limit.commands && this.bytes < limit.bytes)) return;
     this.close();
-    this.open();
+    try {
+      this.open();
+    } catch (err) {
+      this.lost = `helper \`${this.protocol.argv.join(" ")}\` could not be started again (${(err as Error).message})`;
+    }
   }
 
   private start(): ChildProcessWithoutNullStreams {
     const [file = "", ...args] = this.protocol.argv;
-    const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], env: toolEnv(this.protocol.env) });
+    const spawned: ChildProcess = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], env: toolEnv(this.protocol.env) });
+    spawned.on("error", (err) => this.child === spawned && this.died(err.message, err));
+    // Out of file descriptors, spawn gives a child without pipes (its "error" follows): a failed start.
+    if (!spawned.stdin || !spawned.stdout || !spawned.stderr) {
+      spawned.kill();
+      throw new FirewallError("could not start the helper: no pipes to it (out of file descriptors?)", this.protocol.argv, "");
+    }
+    const child = spawned as ChildProcessWithoutNullStreams;
     this.child = child;
     this.skip = this.protocol.initial;
     this.unread = "";
     this.stderr = "";
-    this.lines = 0;
+    this.commands = 0;
     this.bytes = 0;
     child.stdout.setEncoding("utf8");
     child.stderr.setEncoding("utf8");
     child.stdout.on("data", (chunk: string) => {
+      // A replaced child's last output is not the current child's.
+      if (this.child !== child) return;
       let n = this.takeMarkers(chunk);
       // stderr is written before the completion marker; let its read callback run first.
       setImmediate(() => {
@@ -229,7 +244,6 @@ export class LineSession {
     child.stderr.on("data", (chunk: string) => {
       if (this.child === child) this.stderr += chunk;
     });
-    child.on("error", (err) => this.child === child && this.died(err.message, err));
     child.on("exit", (code, signal) =>
       this.child === child &&
       this.died(signal ? `signal ${signal}` : `exit code ${code}`, this.stderr ? new FirewallError("command failed", this.protocol.argv, this.stderr) : new Error(`${file} exited`)),

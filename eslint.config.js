@@ -16,7 +16,7 @@ export const corePurity = {
             name: "node:crypto",
             // Hashing and ciphers are computations; randomness and keys made here are not (the SPA
             // encoder enciphers with a salt its caller draws).
-            allowImportNames: ["hash", "createHash", "createHmac", "createCipheriv", "createDecipheriv", "timingSafeEqual"],
+            allowImportNames: ["hash", "createHash", "createHmac", "createCipheriv", "createDecipheriv", "timingSafeEqual", "KeyObject"],
             message: `${CORE_MESSAGE} (node:crypto: only hashes, HMACs, ciphers, deciphers and timingSafeEqual)`,
           },
         ],

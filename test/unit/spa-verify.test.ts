@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { ReplayCache } from "../../src/core/spa/replay.js";
 import { MAX_SPA_LENGTH, replayKey, verifySpa, type SpaDatagram, type SpaKeys, type SpaLimits, type SpaVerdict } from "../../src/core/spa/verify.js";
 import { parseAddress } from "../../src/core/packet/address.js";
-import { createHash } from "node:crypto";
+import { createHash, createSecretKey } from "node:crypto";
 import { isIP } from "node:net";
 import { canonicalAddress } from "../../src/core/protection/targets.js";
 import { encodeSpa, spaPlaintext, type SpaFields } from "../../src/core/spa/encode.js";
@@ -84,6 +84,13 @@ describe("SPA refusals", () => {
     for (const at of [0, 40, access.payload.length - 44, access.payload.length - 43, access.payload.length - 1]) {
       assert.equal(resultOf(verify(flip(access.payload, at))), "bad_hmac", `at ${at}`);
     }
+  });
+
+  test("an HMAC key given as a KeyObject (as the daemon gives it) reads the same: accepted, and a changed character is bad_hmac", () => {
+    const keys = { ...keysFor("sha256"), hmacKey: createSecretKey(keysFor("sha256").hmacKey as Uint8Array) };
+    assert.equal(resultOf(verify(access.payload, { keys })), "accepted");
+    assert.equal(resultOf(verify(flip(access.payload, 40), { keys })), "bad_hmac");
+    assert.equal(resultOf(verify(access.payload, { keys: { ...keys, hmacKey: createSecretKey(Buffer.alloc(64, 7)) } })), "bad_hmac");
   });
 
   test("another HMAC key, or another HMAC digest type: bad_hmac", () => {

@@ -5,7 +5,7 @@
  * the whole E. Key and IV come from OpenSSL's EVP_BytesToKey (MD5, one round) over the key bytes
  * and the salt, as `openssl enc -md md5` and libfko do.
  */
-import { createDecipheriv, createHmac, hash } from "node:crypto";
+import { createDecipheriv, createHmac, hash, type KeyObject } from "node:crypto";
 
 export type HmacDigest = "sha256" | "sha384" | "sha512";
 
@@ -49,7 +49,7 @@ export function hasSaltedPrefix(payload: Uint8Array): boolean {
 }
 
 /** H for the full E text: the unpadded base64 HMAC over its ASCII (what a client appends). */
-export const hmacText = (e: string, hmacKey: Uint8Array, digest: HmacDigest): string => b64(createHmac(digest, hmacKey).update(e, "latin1").digest());
+export const hmacText = (e: string, hmacKey: Uint8Array | KeyObject, digest: HmacDigest): string => b64(createHmac(digest, hmacKey).update(e, "latin1").digest());
 
 /**
  * Whether the payload ends in the unpadded base64 HMAC, under the door's key, of the full E (the
@@ -57,7 +57,7 @@ export const hmacText = (e: string, hmacKey: Uint8Array, digest: HmacDigest): st
  * strings: this is all a forged datagram costs. The comparison takes the same time wherever the
  * texts differ.
  */
-export function payloadHmacMatches(payload: Uint8Array, hmacKey: Uint8Array, digest: HmacDigest): boolean {
+export function payloadHmacMatches(payload: Uint8Array, hmacKey: Uint8Array | KeyObject, digest: HmacDigest): boolean {
   const length = HMAC_B64_LENGTH[digest];
   const cut = payload.length - length;
   if (cut < 0) return false;

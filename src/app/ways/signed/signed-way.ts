@@ -13,11 +13,12 @@
  * makes room in a full set by deleting what expires first: a new datagram is never refused for
  * want of room, and one door's key holder cannot fill another door's set.
  */
+import { createSecretKey } from "node:crypto";
 import type { Clock } from "../../../core/clock.js";
 import { errorFields } from "../../../core/errors.js";
 import { REPLAY_SET_SIZE } from "../../../core/firewall/spa-plan.js";
 import type { Decoder } from "../../../core/packet/decode.js";
-import { verifySpa, type SpaLimits } from "../../../core/spa/verify.js";
+import { verifySpa, type SpaKeys, type SpaLimits } from "../../../core/spa/verify.js";
 import type { Door, Knock, PortSpec, SpaSettings } from "../../../core/types.js";
 import type { Firewall } from "../../../adapters/firewall/firewall.js";
 import type { Logger } from "../../../adapters/log.js";
@@ -33,6 +34,8 @@ import type { Check } from "../../../adapters/http.js";
 interface SignedDoor {
   door: Door;
   spa: SpaSettings;
+  /** The door's keys as verifySpa takes them, the HMAC key made a KeyObject once. */
+  keys: SpaKeys;
   limits: SpaLimits;
   replay: DoorReplay;
   /** Datagrams handed to the grant lifecycle whose write has not finished. */
@@ -94,7 +97,9 @@ export class SignedWay implements PacketWay {
       if (!door.spa) continue;
       const list = this.byPort.get(door.spa.port) ?? [];
       const replay = new DoorReplay(door.name, door.spa.maxAgeS, deps.replaySetSize ?? REPLAY_SET_SIZE);
-      list.push({ door, spa: door.spa, limits: limitsOf(door, door.spa, deps.protection), replay, pending: 0, busy: 0 });
+      const { encryptionKey, hmacKey, hmacDigest } = door.spa.keys;
+      const keys = { encryptionKey, hmacKey: createSecretKey(hmacKey), hmacDigest };
+      list.push({ door, spa: door.spa, keys, limits: limitsOf(door, door.spa, deps.protection), replay, pending: 0, busy: 0 });
       this.byPort.set(door.spa.port, list);
     }
   }
@@ -144,7 +149,7 @@ export class SignedWay implements PacketWay {
       const nowS = this.deps.clock.wallNow() / 1000;
       // Doors sharing a port are told apart by their HMAC keys: the first whose HMAC matches decides.
       for (const d of doors) {
-        const verdict = verifySpa(datagram, d.spa.keys, d.limits, d.replay.front, nowS);
+        const verdict = verifySpa(datagram, d.keys, d.limits, d.replay.front, nowS);
         if (!verdict.ok && verdict.result === "bad_hmac") {
           this.refused(d.door, "bad_hmac", knock, verdict.detail);
           continue;

@@ -1,9 +1,9 @@
 /** Network namespace commands and teardown shared by the test lab and the bench lab. */
 import { execFileSync } from "node:child_process";
-import { deadlineRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
+import { COMMAND_DEADLINE_MS, deadlineRunner, type RunResult } from "../../src/adapters/firewall/exec.js";
 
 /** As a user runs commands: with this process's environment (fwknop needs HOME), not a firewall tool's. */
-const userRun = deadlineRunner(60_000, () => process.env);
+const userRun = deadlineRunner(COMMAND_DEADLINE_MS, () => process.env);
 
 /** Runs a command inside a namespace (argv, no shell). */
 export const execIn = (ns: string, argv: readonly string[], input?: string): Promise<RunResult> => userRun(["ip", "netns", "exec", ns, ...argv], input);

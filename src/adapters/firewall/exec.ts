@@ -23,7 +23,7 @@ export type Runner = (argv: readonly string[], input?: string) => Promise<RunRes
  * reconcile reports it instead of waiting forever. Far above the slowest seen: the ruleset with
  * full 65,536-entry replay sets, under a second.
  */
-const COMMAND_DEADLINE_MS = 60_000;
+export const COMMAND_DEADLINE_MS = 60_000;
 
 /** Runs each command to its end, or kills it after `deadlineMs`, in `env` (a firewall tool's by default). */
 export function deadlineRunner(deadlineMs: number, env: () => NodeJS.ProcessEnv = toolEnv): Runner {

@@ -17,7 +17,7 @@ export const corePurity = {
             // Hashing and ciphers are computations; randomness and keys made here are not (the SPA
             // encoder enciphers with a salt its caller draws).
             allowImportNames: ["hash", "createHash", "createHmac", "createCipheriv", "createDecipheriv", "timingSafeEqual", "KeyObject"],
-            message: `${CORE_MESSAGE} (node:crypto: only hashes, HMACs, ciphers, deciphers and timingSafeEqual)`,
+            message: `${CORE_MESSAGE} (node:crypto: only hashes, HMACs, ciphers, deciphers, timingSafeEqual and the KeyObject type)`,
           },
         ],
         patterns: [

@@ -10,10 +10,10 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { type ClusterLink } from "../../src/app/daemon.js";
-import { MAX_PENDING_RECORDS } from "../../src/app/ways/signed/signed-way.js";
+import { MAX_PENDING_RECORDS, WARM_UP_DATAGRAMS, warmUp } from "../../src/app/ways/signed/signed-way.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { ReplayEntry, ReplaySets } from "../../src/adapters/firewall/firewall.js";
-import { replayKey } from "../../src/core/spa/verify.js";
+import { replayKey, type SpaLimits } from "../../src/core/spa/verify.js";
 import { doorWide, perPort } from "../support/dry-run.js";
 import { SpaType } from "../../src/core/spa/message.js";
 import { portName, portsText, type Config, type Door } from "../../src/core/types.js";
@@ -84,6 +84,25 @@ test("a signed datagram opens the port it asks for, for the address it names, wi
   );
   assert.equal(await spaCount("accepted"), 1);
   assert.deepEqual(await failing(daemon), []);
+  await daemon.stop();
+});
+
+test("the checks warmed up at start go all the way on throwaway datagrams, and the door keeps nothing of them", async () => {
+  const limits: SpaLimits = { maxAgeS: 120, defaultOpenForS: 30, maxOpenForS: 300, requireSourceAddress: true, username: "alice", ports: [{ proto: "udp", port: 500 }] };
+  const nowS = 1_800_000_000;
+  // Accepted, with a required username and source address: every check ran.
+  assert.equal(warmUp({ keys: KEYS, limits }, nowS), WARM_UP_DATAGRAMS);
+  // A door with no port yet (Docker labels add them later): refused only at the last check.
+  assert.equal(warmUp({ keys: KEYS, limits: { ...limits, ports: [] } }, nowS), 0);
+
+  const { daemon, firewall, lines, datagram, spaCount, send, metrics } = setup();
+  await daemon.start();
+  const counted = [...(await metrics.registry.metrics()).matchAll(/^knockgate_spa_packets_total\{.*\} (\d+)$/gm)].map((m) => Number(m[1]));
+  assert.ok(counted.length > 0 && counted.every((n) => n === 0), "no datagram counted");
+  assert.deepEqual([await perPort(firewall), (await firewall.replay.list("SSH")).length], [[], 0]);
+  assert.deepEqual(lines.filter((l) => String(l["event"]).startsWith("spa_")).map((l) => l["event"]), ["spa_replay_guard"]);
+  await send(datagram());
+  assert.equal(await spaCount("accepted"), 1);
   await daemon.stop();
 });
 

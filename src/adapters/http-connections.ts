@@ -4,10 +4,11 @@
  * a limit, the connections that have sat idle longest (no request in progress: never sent one,
  * trickling headers, or kept alive after one) are closed, first among the peer's own that is over
  * its share, then among those of the peer holding the most. That happens at once for connections
- * older than EVICT_AFTER_MS, so a storm of reconnects never piles up towards Node's own cap (past
- * which it refuses newcomers unseen); a newer one gets that long to send its request, as a prober
- * does at once, and is looked at again then. Short header, request and keep-alive timeouts close
- * what sits idle anyway.
+ * older than EVICT_AFTER_MS; a newer one gets that long to send its request, as a prober does at
+ * once, and is looked at again then. A burst faster than that (a thousand connects in a few ms)
+ * would fill the house with newcomers, and Node's own cap refuses the next ones unseen, a prober
+ * among them: past HARD_CONNECTION_LIMIT the idle longest go at once, however new. Short header,
+ * request and keep-alive timeouts close what sits idle anyway.
  */
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
@@ -17,11 +18,13 @@ import type { Cancel, Clock } from "../core/clock.js";
 export const MAX_CONNECTIONS = 64;
 /** One address's share: a prober elsewhere never loses its place to one busy peer. */
 export const MAX_CONNECTIONS_PER_PEER = 16;
-/**
- * Node's own cap, past which it closes new connections unseen: only a bound on file descriptors
- * between two passes that close idle connections, far above what the limits above allow.
- */
+/** Connections held at most between two passes; past it, idle ones go at once, within their grace too. */
 export const HARD_CONNECTION_LIMIT = MAX_CONNECTIONS * 4;
+/**
+ * Node's own cap, past which it closes new connections unseen: reached only when more than
+ * HARD_CONNECTION_LIMIT connections are in a request at once. A bound on file descriptors.
+ */
+export const NODE_CONNECTION_CAP = HARD_CONNECTION_LIMIT * 2;
 /** How long a new connection may sit without a request before it may be closed: time for a prober's request to arrive. */
 export const EVICT_AFTER_MS = 20;
 
@@ -50,11 +53,11 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
     mine?.delete(socket);
     if (mine?.size === 0) byPeer.delete(peer);
   };
-  /** Closes the longest-idle connection among `sockets`; false if all of them are busy or too new. */
+  /** Closes the longest-idle connection among `sockets`; false if all of them are busy or (with `grace`) too new. */
   let now = 0;
-  const evictFrom = (sockets: Iterable<Socket>): boolean => {
+  const evictFrom = (sockets: Iterable<Socket>, grace = true): boolean => {
     for (const s of sockets) {
-      if (busy.has(s) || now - (since.get(s) ?? 0) < EVICT_AFTER_MS) continue;
+      if (busy.has(s) || (grace && now - (since.get(s) ?? 0) < EVICT_AFTER_MS)) continue;
       forget(s);
       s.destroy();
       return true;
@@ -72,6 +75,7 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
     now = clock.now();
     for (const sockets of [...byPeer.values()]) while (sockets.size > perPeer && evictFrom(sockets));
     while (all.size > max && (evictFrom(mostCrowded()) || evictFrom(all)));
+    while (all.size > HARD_CONNECTION_LIMIT && (evictFrom(mostCrowded(), false) || evictFrom(all, false)));
     if (pass === null && overLimit()) {
       pass = clock.after(EVICT_AFTER_MS, () => {
         pass = null;
@@ -79,7 +83,7 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
       });
     }
   };
-  server.maxConnections = HARD_CONNECTION_LIMIT;
+  server.maxConnections = NODE_CONNECTION_CAP;
   server.on("connection", (socket: Socket) => {
     const peer = socket.remoteAddress ?? "";
     peerOf.set(socket, peer);

@@ -9,7 +9,7 @@ import { pino } from "pino";
 import { Counter, Gauge, Registry } from "prom-client";
 import { startHttp, type Check } from "../../src/adapters/http.js";
 import { systemClock } from "../../src/adapters/clock.js";
-import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER } from "../../src/adapters/http-connections.js";
+import { EVICT_AFTER_MS, HARD_CONNECTION_LIMIT, HTTP_TIMEOUTS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, NODE_CONNECTION_CAP } from "../../src/adapters/http-connections.js";
 import { METRICS } from "../../src/adapters/metrics/table.js";
 import type { ClusterLink } from "../../src/app/daemon.js";
 import { ProtectionService } from "../../src/app/protection.js";
@@ -70,7 +70,7 @@ describe("/metrics with a token configured", () => {
 
   test("the server bounds slow requests and idle connections", () => {
     assert.deepEqual([s.server.headersTimeout, s.server.requestTimeout, s.server.keepAliveTimeout], [HTTP_TIMEOUTS.headersTimeout, HTTP_TIMEOUTS.requestTimeout, HTTP_TIMEOUTS.keepAliveTimeout]);
-    assert.equal(s.server.maxConnections, HARD_CONNECTION_LIMIT);
+    assert.equal(s.server.maxConnections, NODE_CONNECTION_CAP);
   });
 });
 
@@ -273,6 +273,30 @@ test("over the overall limit from many peers, each within its share, the most cr
       }).on("error", reject);
     });
     assert.deepEqual(probe, { status: 200, body: "ok\n" });
+  } finally {
+    end();
+  }
+});
+
+test("a burst past the hard limit within the grace closes the idle longest at once, so a probe right after it, from the same address, is answered", async () => {
+  const { clock, port, byPeer, open, holds, closed, end } = await connectionLab();
+  try {
+    // All on a clock that never moves: every connection is within its grace.
+    const burst = HARD_CONNECTION_LIMIT + 40;
+    const sockets = await Promise.all(Array.from({ length: burst }, () => open("127.0.0.2")));
+    // The server accepts at its own pace: wait (2 s at most) until it has seen the whole burst.
+    const closing = sockets.slice(0, 40).map((s) => (s.closed ? Promise.resolve() : new Promise((resolve) => s.once("close", resolve))));
+    await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 2000))]);
+    await holds(HARD_CONNECTION_LIMIT);
+    assert.deepEqual(closed(byPeer.get("127.0.0.2") ?? []), [...Array<boolean>(40).fill(true), ...Array<boolean>(HARD_CONNECTION_LIMIT).fill(false)], "the oldest forty closed");
+    const probe = await new Promise<number | undefined>((resolve, reject) => {
+      get({ host: "127.0.0.1", port, path: "/healthz", localAddress: "127.0.0.2", agent: false }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode));
+      }).on("error", reject);
+    });
+    assert.equal(probe, 200);
+    assert.equal(clock.pending, 1, "the pass that brings the rest down to the limits is still due");
   } finally {
     end();
   }

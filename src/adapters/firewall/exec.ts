@@ -144,6 +144,11 @@ export class LineSession {
 
   constructor(private readonly protocol: LineProtocol) {}
 
+  /** How losses name this helper: `helper \`nft -i\``. */
+  private get name(): string {
+    return `helper \`${this.protocol.argv.join(" ")}\``;
+  }
+
   /**
    * Whether the child died by itself (killed, crashed) since the last call, and how: the next
    * command starts another, but a reconcile reports it as a repair, so it is logged and counted.
@@ -199,7 +204,7 @@ export class LineSession {
     try {
       this.open();
     } catch (err) {
-      this.lost = `helper \`${this.protocol.argv.join(" ")}\` could not be started again (${(err as Error).message})`;
+      this.lost = `${this.name} could not be started again (${(err as Error).message})`;
     }
   }
 
@@ -267,7 +272,7 @@ export class LineSession {
   }
 
   private died(how: string, err: Error, signal?: NodeJS.Signals): void {
-    this.lost = `helper \`${this.protocol.argv.join(" ")}\` ended (${how}); started again`;
+    this.lost = `${this.name} ended (${how}); started again`;
     this.fail(err, signal);
   }
 

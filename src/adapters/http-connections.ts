@@ -7,8 +7,9 @@
  * older than EVICT_AFTER_MS; a newer one gets that long to send its request, as a prober does at
  * once, and is looked at again then. A burst faster than that (a thousand connects in a few ms)
  * would fill the house with newcomers, and Node's own cap refuses the next ones unseen, a prober
- * among them: past HARD_CONNECTION_LIMIT the idle longest go at once, however new. Short header,
- * request and keep-alive timeouts close what sits idle anyway.
+ * among them: past HARD_CONNECTION_LIMIT the idle longest go at once, however new, once the
+ * event loop has had a turn to read what they sent (a prober's request is there by then). Short
+ * header, request and keep-alive timeouts close what sits idle anyway.
  */
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
@@ -18,11 +19,11 @@ import type { Cancel, Clock } from "../core/clock.js";
 export const MAX_CONNECTIONS = 64;
 /** One address's share: a prober elsewhere never loses its place to one busy peer. */
 export const MAX_CONNECTIONS_PER_PEER = 16;
-/** Connections held at most between two passes; past it, idle ones go at once, within their grace too. */
+/** Past this many, idle connections go at once, within their grace too, after their first turn. */
 export const HARD_CONNECTION_LIMIT = MAX_CONNECTIONS * 4;
 /**
- * Node's own cap, past which it closes new connections unseen: reached only when more than
- * HARD_CONNECTION_LIMIT connections are in a request at once. A bound on file descriptors.
+ * Node's own cap, past which it closes new connections unseen: a bound on file descriptors, reached
+ * only when more than HARD_CONNECTION_LIMIT connections arrive in one turn or are in a request.
  */
 export const NODE_CONNECTION_CAP = HARD_CONNECTION_LIMIT * 2;
 /** How long a new connection may sit without a request before it may be closed: time for a prober's request to arrive. */
@@ -44,6 +45,20 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
   const peerOf = new WeakMap<Socket, string>();
   const busy = new Set<Socket>();
   const since = new WeakMap<Socket, number>();
+  // Turns of the event loop, counted while connections are new: a connection accepted in one turn has
+  // what it sent read in the next one's poll, so it is not closed as idle before that turn ends.
+  let turn = 0;
+  let lastAccepted = -2;
+  let ticking = false;
+  const acceptedIn = new WeakMap<Socket, number>();
+  const unread = (s: Socket): boolean => turn - (acceptedIn.get(s) ?? -2) < 2;
+  const tick = (): void => {
+    turn++;
+    ticking = turn - lastAccepted < 2;
+    if (ticking) setImmediate(tick);
+    // A burst that went past the hard limit is brought back under it as soon as it has been read.
+    if (all.size > HARD_CONNECTION_LIMIT) evict();
+  };
   let pass: Cancel | null = null;
   const forget = (socket: Socket): void => {
     const peer = peerOf.get(socket) ?? "";
@@ -53,11 +68,11 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
     mine?.delete(socket);
     if (mine?.size === 0) byPeer.delete(peer);
   };
-  /** Closes the longest-idle connection among `sockets`; false if all of them are busy or (with `grace`) too new. */
+  /** Closes the longest-idle connection among `sockets`; false if all of them are busy, unread or (with `grace`) younger than EVICT_AFTER_MS. */
   let now = 0;
   const evictFrom = (sockets: Iterable<Socket>, grace = true): boolean => {
     for (const s of sockets) {
-      if (busy.has(s) || (grace && now - (since.get(s) ?? 0) < EVICT_AFTER_MS)) continue;
+      if (busy.has(s) || unread(s) || (grace && now - (since.get(s) ?? 0) < EVICT_AFTER_MS)) continue;
       forget(s);
       s.destroy();
       return true;
@@ -93,6 +108,12 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
     mine.add(socket);
     since.set(socket, clock.now());
     socket.once("close", () => forget(socket));
+    acceptedIn.set(socket, turn);
+    lastAccepted = turn;
+    if (!ticking) {
+      ticking = true;
+      setImmediate(tick);
+    }
     if (overLimit()) evict();
   });
   server.on("request", (req, res) => {

@@ -289,14 +289,46 @@ test("a burst past the hard limit within the grace closes the idle longest at on
     await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 2000))]);
     await holds(HARD_CONNECTION_LIMIT);
     assert.deepEqual(closed(byPeer.get("127.0.0.2") ?? []), [...Array<boolean>(40).fill(true), ...Array<boolean>(HARD_CONNECTION_LIMIT).fill(false)], "the oldest forty closed");
-    const probe = await new Promise<number | undefined>((resolve, reject) => {
-      get({ host: "127.0.0.1", port, path: "/healthz", localAddress: "127.0.0.2", agent: false }, (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode));
-      }).on("error", reject);
-    });
-    assert.equal(probe, 200);
+    assert.equal(await healthz(port, "127.0.0.2"), 200);
     assert.equal(clock.pending, 1, "the pass that brings the rest down to the limits is still due");
+  } finally {
+    end();
+  }
+});
+
+/** A /healthz probe from `localAddress`, which sends its request as soon as it is connected: its status. */
+function healthz(port: number, localAddress: string): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    get({ host: "127.0.0.1", port, path: "/healthz", localAddress, agent: false }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode));
+    }).on("error", reject);
+  });
+}
+
+test("a probe that connected just before a burst past the hard limit, from many addresses, is answered: what it sent is read before anyone is closed", async () => {
+  const { open, end, port } = await connectionLab();
+  try {
+    const probe = healthz(port, "127.0.0.200");
+    const burst = Array.from({ length: HARD_CONNECTION_LIMIT + 44 }, (_, i) => open(`127.0.${1 + (i >> 8)}.${i & 255}`).catch(() => undefined));
+    assert.equal(await probe, 200);
+    await Promise.all(burst);
+  } finally {
+    end();
+  }
+});
+
+test("with every connection up to the hard limit in a request, a probe is still let in and answered", async () => {
+  let release = () => undefined as void;
+  const held = new Promise<Check[]>((resolve) => (release = () => resolve([])));
+  let asked = 0;
+  const { clock, port, open, holds, end } = await connectionLab(() => (asked++, held));
+  try {
+    for (let i = 0; i < HARD_CONNECTION_LIMIT; i++) (await open(`127.0.${1 + (i >> 8)}.${i & 255}`)).write("GET /readyz HTTP/1.1\r\nhost: knockgate\r\n\r\n");
+    while (asked < HARD_CONNECTION_LIMIT) await clock.settle();
+    await holds(HARD_CONNECTION_LIMIT);
+    assert.equal(await healthz(port, "127.0.9.1"), 200);
+    release();
   } finally {
     end();
   }

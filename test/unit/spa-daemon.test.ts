@@ -87,20 +87,22 @@ test("a signed datagram opens the port it asks for, for the address it names, wi
   await daemon.stop();
 });
 
-test("the checks warmed up at start go all the way on throwaway datagrams, and the door keeps nothing of them", async () => {
+test("the checks warmed up at start, and kept warm by the sweep, go all the way on throwaway datagrams; the door keeps nothing of them", async () => {
   const limits: SpaLimits = { maxAgeS: 120, defaultOpenForS: 30, maxOpenForS: 300, requireSourceAddress: true, username: "alice", ports: [{ proto: "udp", port: 500 }] };
   const nowS = 1_800_000_000;
   // Accepted, with a required username and source address: every check ran.
-  assert.equal(warmUp({ keys: KEYS, limits }, nowS), WARM_UP_DATAGRAMS);
+  assert.deepEqual(warmUp({ keys: KEYS, limits }, nowS, 20), { accepted: 20 });
   // A door with no port yet (Docker labels add them later): refused only at the last check.
-  assert.equal(warmUp({ keys: KEYS, limits: { ...limits, ports: [] } }, nowS), 0);
+  assert.deepEqual(warmUp({ keys: KEYS, limits: { ...limits, ports: [] } }, nowS, 20), { port_not_allowed: 20 });
 
-  const { daemon, firewall, lines, datagram, spaCount, send, metrics } = setup();
+  const { daemon, firewall, lines, datagram, spaCount, send, metrics, clock } = setup();
   await daemon.start();
+  assert.deepEqual(lines.filter((l) => l["event"] === "spa_warm_up").map((l) => [l["digest"], l["results"]]), [["sha256", { accepted: WARM_UP_DATAGRAMS }]]);
+  await clock.advance(5_000);
   const counted = [...(await metrics.registry.metrics()).matchAll(/^knockgate_spa_packets_total\{.*\} (\d+)$/gm)].map((m) => Number(m[1]));
   assert.ok(counted.length > 0 && counted.every((n) => n === 0), "no datagram counted");
   assert.deepEqual([await perPort(firewall), (await firewall.replay.list("SSH")).length], [[], 0]);
-  assert.deepEqual(lines.filter((l) => String(l["event"]).startsWith("spa_")).map((l) => l["event"]), ["spa_replay_guard"]);
+  assert.deepEqual(lines.filter((l) => String(l["event"]).startsWith("spa_")).map((l) => l["event"]), ["spa_warm_up", "spa_replay_guard"]);
   await send(datagram());
   assert.equal(await spaCount("accepted"), 1);
   await daemon.stop();

@@ -54,10 +54,14 @@ interface SignedDoor {
 export const MAX_PENDING_RECORDS = 1024;
 
 /**
- * Datagrams each door verifies at start, made with a throwaway key. A door may see a datagram an
- * hour, and V8 runs a function it has seen a few times in its interpreter: after this many the
- * checks run compiled, and a real datagram's take about 60 µs less on a CPU the packet has just
- * woken (docs/bench.md, 8f). It costs about 0.1 s of CPU per door, once, before capture starts.
+ * Throwaway datagrams (a key of their own) whose checks run at start, once per HMAC digest the doors
+ * use. Datagrams are rare, and V8 runs a function it has seen a few times in its interpreter:
+ * after this many the checks run compiled, and a real datagram's take about 0.05 ms less on a CPU
+ * the packet has just woken (docs/bench.md, 8f). About 0.1 s of CPU per digest, before capture.
+ * One more each sweep (a second) keeps them from being thrown away: V8 drops the compiled code and
+ * then the bytecode of a function that has not run through a few full garbage collections, and
+ * compiles it again at its next call (seen with %GetOptimizationStatus: after 12 full collections
+ * the checks are gone without it, and still compiled, at V8's baseline tier, with it).
  */
 export const WARM_UP_DATAGRAMS = 2000;
 
@@ -90,6 +94,8 @@ function limitsOf(door: Door, spa: SpaSettings, ports: DoorPorts): SpaLimits {
 
 export class SignedWay implements PacketWay {
   private readonly byPort = new Map<number, SignedDoor[]>();
+  /** A door per HMAC digest in use, whose limits the warm-up runs the checks with: one with ports if any. */
+  private readonly warm = new Map<SpaKeys["hmacDigest"], SignedDoor>();
   /** Why the last datagram could not be recorded in the kernel's replay set; null once one was. */
   private replayError: string | null = null;
 
@@ -109,8 +115,10 @@ export class SignedWay implements PacketWay {
       const replay = new DoorReplay(door.name, door.spa.maxAgeS, deps.replaySetSize ?? REPLAY_SET_SIZE);
       const { encryptionKey, hmacKey, hmacDigest } = door.spa.keys;
       const keys = { encryptionKey, hmacKey: createSecretKey(hmacKey), hmacDigest };
-      list.push({ door, spa: door.spa, keys, limits: limitsOf(door, door.spa, deps.protection), replay, pending: 0, busy: 0 });
+      const signed: SignedDoor = { door, spa: door.spa, keys, limits: limitsOf(door, door.spa, deps.protection), replay, pending: 0, busy: 0 };
+      list.push(signed);
       this.byPort.set(door.spa.port, list);
+      if (!this.warm.get(hmacDigest)?.door.ports.length) this.warm.set(hmacDigest, signed);
     }
   }
 
@@ -121,12 +129,20 @@ export class SignedWay implements PacketWay {
    */
   async start(): Promise<void> {
     const { clock, firewall, log } = this.deps;
-    for (const doors of this.byPort.values()) for (const d of doors) warmUp(d, clock.wallNow() / 1000);
+    for (const [digest, d] of this.warm) {
+      const started = clock.now();
+      const results = warmUp(d, clock.wallNow() / 1000, WARM_UP_DATAGRAMS);
+      log.debug({ event: "spa_warm_up", digest, results, ms: Math.round(clock.now() - started) }, `signed doors' checks (${digest}) warmed up`);
+    }
     let guarded = false;
     for (const doors of this.byPort.values()) {
       for (const d of doors) guarded = (await d.replay.adopt(firewall, clock.wallNow() / 1000, clock.now() / 1000, log)) || guarded;
     }
     if (guarded) await new Promise<void>((resolve) => clock.after(1000 - (clock.wallNow() % 1000), resolve));
+  }
+
+  sweep(): void {
+    for (const d of this.warm.values()) warmUp(d, this.deps.clock.wallNow() / 1000, 1);
   }
 
   ports(): PortSpec[] {
@@ -280,12 +296,12 @@ export class SignedWay implements PacketWay {
 }
 
 /**
- * Runs the door's checks WARM_UP_DATAGRAMS times on datagrams under keys of their own, with the
- * door's limits, all the way (to a refusal at the last check when the door has no port yet).
- * Nothing of the door's is touched: its replay state, metrics and logs see none of it. Returns how
- * many were accepted.
+ * Runs the door's checks `count` times on datagrams under keys of their own, with the door's
+ * limits, all the way (to a refusal at the last check when the door has no port yet). Nothing of
+ * the door's is touched: its replay state, metrics and logs see none of it. Returns how many ended
+ * how ("accepted" or the refusal).
  */
-export function warmUp(door: Pick<SignedDoor, "keys" | "limits">, nowS: number): number {
+export function warmUp(door: Pick<SignedDoor, "keys" | "limits">, nowS: number, count: number): Record<string, number> {
   const keys = { encryptionKey: randomBytes(32), hmacKey: createSecretKey(randomBytes(32)), hmacDigest: door.keys.hmacDigest };
   const request = {
     username: door.limits.username ?? "warm-up",
@@ -295,10 +311,14 @@ export function warmUp(door: Pick<SignedDoor, "keys" | "limits">, nowS: number):
     clientTimeoutS: null,
   };
   // Distinct datagrams, since a repeat stops at the replay check, and a replay cache of one entry.
-  const payloads = Array.from({ length: 8 }, (_, i) => Buffer.from(encodeSpa(accessPlaintext({ ...request, rand: String(1e15 + i) }), keys, randomBytes(8)), "latin1"));
+  const payloads = Array.from({ length: Math.min(8, count) }, (_, i) => Buffer.from(encodeSpa(accessPlaintext({ ...request, rand: String(1e15 + i) }), keys, randomBytes(8)), "latin1"));
   const replay = new ReplayCache(1);
   const source = { family: 4 as const, src: request.address };
-  let accepted = 0;
-  for (let i = 0; i < WARM_UP_DATAGRAMS; i++) if (verifySpa({ payload: payloads[i % payloads.length]!, source }, keys, door.limits, replay, nowS).ok) accepted++;
-  return accepted;
+  const results: Record<string, number> = {};
+  for (let i = 0; i < count; i++) {
+    const verdict = verifySpa({ payload: payloads[i % payloads.length]!, source }, keys, door.limits, replay, nowS);
+    const result = verdict.ok ? "accepted" : verdict.result;
+    results[result] = (results[result] ?? 0) + 1;
+  }
+  return results;
 }

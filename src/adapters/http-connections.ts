@@ -8,8 +8,9 @@
  * once, and is looked at again then. A burst faster than that (a thousand connects in a few ms)
  * would fill the house with newcomers, and Node's own cap refuses the next ones unseen, a prober
  * among them: past HARD_CONNECTION_LIMIT the idle longest go at once, however new, once the
- * event loop has had a turn to read what they sent (a prober's request is there by then). Short
- * header, request and keep-alive timeouts close what sits idle anyway.
+ * event loop has read what had arrived on them by its next pass (a prober writes its request as it
+ * connects, so it is in a request by then). Short header, request and keep-alive timeouts close
+ * what sits idle anyway.
  */
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
@@ -23,7 +24,8 @@ export const MAX_CONNECTIONS_PER_PEER = 16;
 export const HARD_CONNECTION_LIMIT = MAX_CONNECTIONS * 4;
 /**
  * Node's own cap, past which it closes new connections unseen: a bound on file descriptors, reached
- * only when more than HARD_CONNECTION_LIMIT connections arrive in one turn or are in a request.
+ * only when more than HARD_CONNECTION_LIMIT newcomers arrive within two passes of the event loop,
+ * or are in a request.
  */
 export const NODE_CONNECTION_CAP = HARD_CONNECTION_LIMIT * 2;
 /** How long a new connection may sit without a request before it may be closed: time for a prober's request to arrive. */

@@ -307,12 +307,16 @@ function healthz(port: number, localAddress: string): Promise<number | undefined
 }
 
 test("a probe that connected just before a burst past the hard limit, from many addresses, is answered: what it sent is read before anyone is closed", async () => {
-  const { open, end, port } = await connectionLab();
+  const { open, holds, closed, end, port } = await connectionLab();
   try {
     const probe = healthz(port, "127.0.0.200");
-    const burst = Array.from({ length: HARD_CONNECTION_LIMIT + 44 }, (_, i) => open(`127.0.${1 + (i >> 8)}.${i & 255}`).catch(() => undefined));
+    const burst = await Promise.all(Array.from({ length: HARD_CONNECTION_LIMIT + 44 }, (_, i) => open(`127.0.${1 + (i >> 8)}.${i & 255}`)));
     assert.equal(await probe, 200);
-    await Promise.all(burst);
+    // The server went past the limit: the burst's oldest 44 were closed (2 s at most to accept it all).
+    const closing = burst.slice(0, 44).map((s) => (s.closed ? Promise.resolve() : new Promise((resolve) => s.once("close", resolve))));
+    await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 2000))]);
+    await holds(HARD_CONNECTION_LIMIT);
+    assert.deepEqual(closed(burst), [...Array<boolean>(44).fill(true), ...Array<boolean>(HARD_CONNECTION_LIMIT).fill(false)]);
   } finally {
     end();
   }

@@ -10,7 +10,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { type ClusterLink } from "../../src/app/daemon.js";
-import { MAX_PENDING_RECORDS, WARM_UP_DATAGRAMS, warmUp } from "../../src/app/ways/signed/signed-way.js";
+import { MAX_PENDING_RECORDS, SignedWay, WARM_UP_DATAGRAMS, warmUp, type SpaDeps } from "../../src/app/ways/signed/signed-way.js";
+import { parseConfig } from "../../src/config/config.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { ReplayEntry, ReplaySets } from "../../src/adapters/firewall/firewall.js";
 import { replayKey, type SpaLimits } from "../../src/core/spa/verify.js";
@@ -106,6 +107,21 @@ test("the checks warmed up at start, and kept warm by the sweep, go all the way 
   await send(datagram());
   assert.equal(await spaCount("accepted"), 1);
   await daemon.stop();
+});
+
+test("the sweep keeps each HMAC digest's checks warm: one throwaway datagram per digest, accepted", () => {
+  const config = parseConfig({
+    ...SIGNED,
+    KNOCK_DOOR_WEB_SPA_KEY: FIXTURE.keyBase64,
+    KNOCK_DOOR_WEB_SPA_HMAC_KEY: Buffer.alloc(48, 7).toString("base64"),
+    KNOCK_DOOR_WEB_SPA_HMAC_DIGEST: "sha512",
+    KNOCK_DOOR_WEB_SPA_PORT: "62202",
+    KNOCK_DOOR_WEB_PORTS: "443/tcp",
+  });
+  const clock = new FakeClock();
+  const deps = { clock, protection: { portsOf: (door: string) => config.doors.find((d) => d.name === door)?.ports ?? [] } } as unknown as SpaDeps;
+  const way = SignedWay.forDoors(config.doors, deps, () => Promise.resolve("opened"));
+  assert.deepEqual(way?.sweep(), new Map([["sha256", { accepted: 1 }], ["sha512", { accepted: 1 }]]));
 });
 
 test("capture keeps whole datagrams and sees the SPA port only when a door is signed", async () => {

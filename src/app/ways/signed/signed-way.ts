@@ -141,8 +141,9 @@ export class SignedWay implements PacketWay {
     if (guarded) await new Promise<void>((resolve) => clock.after(1000 - (clock.wallNow() % 1000), resolve));
   }
 
-  sweep(): void {
-    for (const d of this.warm.values()) warmUp(d, this.deps.clock.wallNow() / 1000, 1);
+  /** One throwaway datagram per HMAC digest (see WARM_UP_DATAGRAMS); returns how each ended. */
+  sweep(): Map<SpaKeys["hmacDigest"], Record<string, number>> {
+    return new Map([...this.warm].map(([digest, d]) => [digest, warmUp(d, this.deps.clock.wallNow() / 1000, 1)]));
   }
 
   ports(): PortSpec[] {

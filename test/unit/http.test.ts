@@ -223,11 +223,13 @@ async function connectionLab(readiness: () => Promise<Check[]> = () => Promise.r
   };
   const closed = (sockets: readonly Socket[]) => sockets.map((s) => s.readyState === "closed" || s.readableEnded);
   const closedSoon = (s: Socket) => (s.closed ? Promise.resolve() : new Promise((resolve) => s.once("close", resolve)));
+  /** Until all of `sockets` are closed, 2 s at most: the server accepts a burst at its own pace. */
+  const closedWithin2s = (sockets: readonly Socket[]) => Promise.race([Promise.all(sockets.map(closedSoon)), new Promise((resolve) => setTimeout(resolve, 2000))]);
   const end = () => {
     for (const s of [...byPeer.values()].flat()) s.destroy();
     server.close();
   };
-  return { clock, port, byPeer, open, holds, closed, closedSoon, end };
+  return { clock, port, byPeer, open, holds, closed, closedSoon, closedWithin2s, end };
 }
 
 test("connections over a peer's share are closed idle-longest first, on the server's clock; another peer keeps its own", async () => {
@@ -279,14 +281,12 @@ test("over the overall limit from many peers, each within its share, the most cr
 });
 
 test("a burst past the hard limit within the grace closes the idle longest at once, so a probe right after it, from the same address, is answered", async () => {
-  const { clock, port, byPeer, open, holds, closed, end } = await connectionLab();
+  const { clock, port, byPeer, open, holds, closed, closedWithin2s, end } = await connectionLab();
   try {
     // All on a clock that never moves: every connection is within its grace.
     const burst = HARD_CONNECTION_LIMIT + 40;
     const sockets = await Promise.all(Array.from({ length: burst }, () => open("127.0.0.2")));
-    // The server accepts at its own pace: wait (2 s at most) until it has seen the whole burst.
-    const closing = sockets.slice(0, 40).map((s) => (s.closed ? Promise.resolve() : new Promise((resolve) => s.once("close", resolve))));
-    await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 2000))]);
+    await closedWithin2s(sockets.slice(0, 40));
     await holds(HARD_CONNECTION_LIMIT);
     assert.deepEqual(closed(byPeer.get("127.0.0.2") ?? []), [...Array<boolean>(40).fill(true), ...Array<boolean>(HARD_CONNECTION_LIMIT).fill(false)], "the oldest forty closed");
     assert.equal(await healthz(port, "127.0.0.2"), 200);
@@ -295,6 +295,17 @@ test("a burst past the hard limit within the grace closes the idle longest at on
     end();
   }
 });
+
+/** Loopback address number `i` (up to 65,280 of them, Linux answers on all of 127.0.0.0/8). */
+const loopbackPeer = (i: number) => `127.0.${1 + (i >> 8)}.${i & 255}`;
+
+/** A /readyz whose answer waits for `release`; `asked()`: how many requests are waiting on it. */
+function heldReadiness() {
+  let release = () => undefined as void;
+  const held = new Promise<Check[]>((resolve) => (release = () => resolve([])));
+  let asked = 0;
+  return { readiness: () => (asked++, held), asked: () => asked, release: () => release() };
+}
 
 /** A /healthz probe from `localAddress`, which sends its request as soon as it is connected: its status. */
 function healthz(port: number, localAddress: string): Promise<number | undefined> {
@@ -307,14 +318,13 @@ function healthz(port: number, localAddress: string): Promise<number | undefined
 }
 
 test("a probe that connected just before a burst past the hard limit, from many addresses, is answered: what it sent is read before anyone is closed", async () => {
-  const { open, holds, closed, end, port } = await connectionLab();
+  const { open, holds, closed, closedWithin2s, end, port } = await connectionLab();
   try {
     const probe = healthz(port, "127.0.0.200");
-    const burst = await Promise.all(Array.from({ length: HARD_CONNECTION_LIMIT + 44 }, (_, i) => open(`127.0.${1 + (i >> 8)}.${i & 255}`)));
+    const burst = await Promise.all(Array.from({ length: HARD_CONNECTION_LIMIT + 44 }, (_, i) => open(loopbackPeer(i))));
     assert.equal(await probe, 200);
-    // The server went past the limit: the burst's oldest 44 were closed (2 s at most to accept it all).
-    const closing = burst.slice(0, 44).map((s) => (s.closed ? Promise.resolve() : new Promise((resolve) => s.once("close", resolve))));
-    await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 2000))]);
+    // The server went past the limit: the burst's oldest 44 were closed.
+    await closedWithin2s(burst.slice(0, 44));
     await holds(HARD_CONNECTION_LIMIT);
     assert.deepEqual(closed(burst), [...Array<boolean>(44).fill(true), ...Array<boolean>(HARD_CONNECTION_LIMIT).fill(false)]);
   } finally {
@@ -323,13 +333,11 @@ test("a probe that connected just before a burst past the hard limit, from many 
 });
 
 test("with every connection up to the hard limit in a request, a probe is still let in and answered", async () => {
-  let release = () => undefined as void;
-  const held = new Promise<Check[]>((resolve) => (release = () => resolve([])));
-  let asked = 0;
-  const { clock, port, open, holds, end } = await connectionLab(() => (asked++, held));
+  const { readiness, asked, release } = heldReadiness();
+  const { clock, port, open, holds, end } = await connectionLab(readiness);
   try {
-    for (let i = 0; i < HARD_CONNECTION_LIMIT; i++) (await open(`127.0.${1 + (i >> 8)}.${i & 255}`)).write("GET /readyz HTTP/1.1\r\nhost: knockgate\r\n\r\n");
-    while (asked < HARD_CONNECTION_LIMIT) await clock.settle();
+    for (let i = 0; i < HARD_CONNECTION_LIMIT; i++) (await open(loopbackPeer(i))).write("GET /readyz HTTP/1.1\r\nhost: knockgate\r\n\r\n");
+    while (asked() < HARD_CONNECTION_LIMIT) await clock.settle();
     await holds(HARD_CONNECTION_LIMIT);
     assert.equal(await healthz(port, "127.0.9.1"), 200);
     release();
@@ -339,15 +347,13 @@ test("with every connection up to the hard limit in a request, a probe is still 
 });
 
 test("over the overall limit, when the most crowded peer's connections are all in a request, the longest-idle connections elsewhere give way and its requests are answered", async () => {
-  let release = () => undefined as void;
-  const held = new Promise<Check[]>((resolve) => (release = () => resolve([])));
-  let asked = 0;
-  const { clock, byPeer, open, holds, closed, end } = await connectionLab(() => (asked++, held));
+  const { readiness, asked, release } = heldReadiness();
+  const { clock, byPeer, open, holds, closed, end } = await connectionLab(readiness);
   const busy = "127.0.0.9";
   const idle = Array.from({ length: 5 }, (_, i) => `127.0.0.${10 + i}`);
   try {
     for (let i = 0; i < MAX_CONNECTIONS_PER_PEER; i++) (await open(busy)).write("GET /readyz HTTP/1.1\r\nhost: knockgate\r\n\r\n");
-    while (asked < MAX_CONNECTIONS_PER_PEER) await clock.settle();
+    while (asked() < MAX_CONNECTIONS_PER_PEER) await clock.settle();
     // 60 idle connections, 12 from each of five peers: 76 in all.
     for (let i = 0; i < 12; i++) for (const peer of idle) await open(peer);
     await holds(MAX_CONNECTIONS_PER_PEER + 60);

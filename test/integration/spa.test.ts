@@ -118,6 +118,20 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(await lab.canConnect(SERVER_V4), false, "the replay opened nothing");
       }));
 
+    test("a new datagram from an address with a grant refreshes it: the kernel keeps the later end", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "3"]);
+        assert.equal((await daemon.waitFor("open"))["refresh"], false);
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "30"]);
+        await daemon.waitFor("open", 4000, (e) => e["refresh"] === true);
+        assert.equal(daemon.events("open").at(-1)?.["open_for_s"], 30);
+        await sleep(4000);
+        assert.equal(await lab.canConnect(SERVER_V4), true, "still open after the first grant's 3 s");
+        assert.deepEqual(daemon.events("grant_failed"), []);
+      }));
+
     test("a datagram accepted before a daemon restart is refused after it", () =>
       withLab(async (lab) => {
         await lab.startService();

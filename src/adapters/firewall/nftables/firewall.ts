@@ -28,6 +28,7 @@ import {
   nftSpaGrantLine,
   nftSpaRevokeLine,
   nftSpaSetName,
+  type PutForm,
   setFlags,
   setName,
   takeOutLine,
@@ -74,8 +75,8 @@ const nftSession = () =>
   });
 
 /** The `nft -i` line of a grant: its door's address set, or its ports in the per-port set. */
-function grantLine({ door, family, src, ports }: GrantKey, forMs: number): string {
-  return ports === null ? nftGrantLine(door.name, family, [src], forMs) : nftSpaGrantLine(door.name, family, src, ports, forMs);
+function grantLine({ door, family, src, ports }: GrantKey, forMs: number, form: PutForm = "put"): string {
+  return ports === null ? nftGrantLine(door.name, family, [src], forMs, form) : nftSpaGrantLine(door.name, family, src, ports, forMs, form);
 }
 function revokeLine({ door, family, src, ports }: GrantKey): string {
   return ports === null ? nftRevokeLine(door.name, family, [src]) : nftSpaRevokeLine(door.name, family, src, ports);
@@ -107,15 +108,18 @@ export class NftablesFirewall implements Firewall {
     this.replay = {
       // One transaction: the grants go in only if the record does (the kernel's `create` is the check).
       // Evictions go first, on their own: a refused record must not put back what the index let go.
+      // The grants are created first, a third of the line a refresh needs (docs/bench.md, 8f); a
+      // refresh fails that transaction as a whole ("exists") and goes again as a put.
       grant: ({ door, element, ttlS, evict }, grants) => {
         const deletes = evict.length > 0 ? [nftReplayDelLine(door, evict.map((e) => checkedAddress(e, 6)))] : [];
         const record = nftReplayAddLine(door, checkedAddress(element, 6), ttlS);
         let written: readonly TimedGrant[] = [];
-        const line = () => {
+        const lines = (): [string, string] => {
           written = grants();
-          return [record, ...written.map((g) => this.lineOf(g))].join("; ");
+          const line = (form: PutForm) => [record, ...written.map((g) => this.lineOf(g, form))].join("; ");
+          return [line("create"), line("put")];
         };
-        return writer.record(deletes, line, () => this.settleUnknown(door, element, written));
+        return writer.record(deletes, lines, () => this.settleUnknown(door, element, written));
       },
       list: (door) => this.elements(nftReplaySetName(door)).then(nftElements),
     };
@@ -211,10 +215,10 @@ export class NftablesFirewall implements Firewall {
   }
 
   /** One grant's line, its address and ports checked. */
-  private lineOf({ grant, forMs }: TimedGrant): string {
+  private lineOf({ grant, forMs }: TimedGrant, form: PutForm = "put"): string {
     const src = checkedAddress(grant.src, grant.family);
-    if (grant.ports === null) return this.grantLine(grant.door, grant.family, [src], forMs);
-    return grantLine({ ...grant, src, ports: checkedPorts(grant.door, this.planned.targets, grant.ports) }, forMs);
+    if (grant.ports === null) return this.grantLine(grant.door, grant.family, [src], forMs, form);
+    return grantLine({ ...grant, src, ports: checkedPorts(grant.door, this.planned.targets, grant.ports) }, forMs, form);
   }
 
   revoke(grant: GrantKey): Promise<void> {
@@ -282,8 +286,8 @@ export class NftablesFirewall implements Firewall {
   }
 
   /** Door-wide grants; where the kernel makes the door's grants, their marks go in the same transaction: the report is taken. */
-  private grantLine(door: Door, family: Family, srcs: readonly string[], forMs: number): string {
-    const line = nftGrantLine(door.name, family, srcs, forMs);
+  private grantLine(door: Door, family: Family, srcs: readonly string[], forMs: number, form: PutForm = "put"): string {
+    const line = nftGrantLine(door.name, family, srcs, forMs, form);
     return kernelGrantDoors(this.planned.plan).has(door.name) ? `${line}; ${takeOutLine(inTable(unreadSetName(door.name, family)), srcs)}` : line;
   }
 

@@ -67,19 +67,24 @@ export function takeOutLine(set: string, elements: readonly string[]): string {
 }
 
 /**
- * Puts elements in with a fresh timeout (null: none). `add` alone would not refresh the timeout of
- * an element that is already in the set, so: make sure it is there, remove it, add it back.
+ * How a grant's elements go in. "put": with a fresh timeout (null: none) whether or not they are
+ * there; `add` alone would not refresh the timeout of an element that is already in the set, so:
+ * make sure it is there, remove it, add it back. "create": one command instead of three, which
+ * fails the whole transaction ("File exists") if any element is already there.
  */
-function putLine(set: string, elements: readonly string[], timeoutS: number | null): string {
+export type PutForm = "put" | "create";
+
+function putLine(set: string, elements: readonly string[], timeoutS: number | null, form: PutForm): string {
   const timeout = timeoutS === null ? "" : ` timeout ${timeoutS}s`;
-  return `${takeOutLine(set, elements)}; add element ${set} { ${elements.map((e) => e + timeout).join(", ")} }`;
+  const timed = `{ ${elements.map((e) => e + timeout).join(", ")} }`;
+  return form === "create" ? `create element ${set} ${timed}` : `${takeOutLine(set, elements)}; add element ${set} ${timed}`;
 }
 
 export const inTable = (set: string): string => `inet ${NFT_TABLE} ${set}`;
 
 /** Door-wide grants of one door and family as one transaction. */
-export function nftGrantLine(door: string, family: Family, srcs: readonly string[], openForMs: number): string {
-  return putLine(inTable(nftSetName(door, family)), srcs, openForMs > 0 ? Math.round(openForMs / 1000) : null);
+export function nftGrantLine(door: string, family: Family, srcs: readonly string[], openForMs: number, form: PutForm = "put"): string {
+  return putLine(inTable(nftSetName(door, family)), srcs, openForMs > 0 ? Math.round(openForMs / 1000) : null, form);
 }
 export function nftRevokeLine(door: string, family: Family, srcs: readonly string[]): string {
   return takeOutLine(inTable(nftSetName(door, family)), srcs);
@@ -90,8 +95,8 @@ const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000));
 export const nftPortElement = (src: string, p: PortSpec): string => `${src} . ${p.proto} . ${p.port}`;
 
 /** A grant of some ports: each (address, port) with the grant's timeout. */
-export function nftSpaGrantLine(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number): string {
-  return putLine(inTable(nftSpaSetName(door, family)), ports.map((p) => nftPortElement(src, p)), seconds(openForMs));
+export function nftSpaGrantLine(door: string, family: Family, src: string, ports: readonly PortSpec[], openForMs: number, form: PutForm = "put"): string {
+  return putLine(inTable(nftSpaSetName(door, family)), ports.map((p) => nftPortElement(src, p)), seconds(openForMs), form);
 }
 export function nftSpaRevokeLine(door: string, family: Family, src: string, ports: readonly PortSpec[]): string {
   return takeOutLine(inTable(nftSpaSetName(door, family)), ports.map((p) => nftPortElement(src, p)));
@@ -105,14 +110,16 @@ export const nftReplayAddLine = (door: string, element: string, ttlS: number): s
 export const nftReplayDelLine = (door: string, elements: readonly string[]): string => takeOutLine(inTable(nftReplaySetName(door)), elements);
 
 /**
- * What nft says when a line holding a replay `create` fails: the element was there (a replay), or
- * the replay set is full; null for anything else, a full grant set included (the grant's failure,
+ * What nft says when a line holding a replay `create` fails: the element was there (a replay), the
+ * replay set is full, or an element of a grant created with it was there ("exists": the line's
+ * "put" form goes next); null for anything else, a full grant set included (the grant's failure,
  * not the record's). nft echoes the line under each error and marks the failing command with
- * carets, so each error is told by the set its command names.
+ * carets, so each error is told by the set its command names. A replay outweighs the rest.
  */
-export function nftReplayFailure(stderr: string): "seen" | "full" | null {
+export function nftReplayFailure(stderr: string): "seen" | "full" | "exists" | null {
   const lines = stderr.split("\n");
   let full = false;
+  let exists = false;
   for (const [i, line] of lines.entries()) {
     const error = /^Error: .*?(File exists|Too many open files)/.exec(line);
     const command = lines[i + 1] ?? "";
@@ -120,9 +127,12 @@ export function nftReplayFailure(stderr: string): "seen" | "full" | null {
     if (!error || at < 0) continue;
     const end = command.indexOf(";", at);
     const failing = command.slice(command.lastIndexOf(";", at) + 1, end < 0 ? undefined : end);
-    if (!/ spa_\S+_replay \{/.test(failing)) continue;
+    if (!/ spa_\S+_replay \{/.test(failing)) {
+      exists ||= error[1] === "File exists" && failing.trimStart().startsWith("create element ");
+      continue;
+    }
     if (error[1] === "File exists") return "seen";
     full = true;
   }
-  return full ? "full" : null;
+  return full ? "full" : exists ? "exists" : null;
 }

@@ -105,8 +105,8 @@ function entriesOf(record: GrantRecord, ports: readonly PortSpec[] | null): Map<
 }
 
 /** A grant's kernel entries (entriesOf), each with the time it has left at `now`; one already over is left out. */
-function timedEntries(key: Omit<GrantKey, "ports">, entries: Map<number, PortSpec[] | null>, now: number): TimedGrant[] {
-  return [...entries].filter(([end]) => end > now).map(([end, ports]) => ({ grant: { ...key, ports }, forMs: kernelMs(end, now) }));
+function timedEntries(key: Omit<GrantKey, "ports">, entries: Map<number, PortSpec[] | null>, now: number, refresh = false): TimedGrant[] {
+  return [...entries].filter(([end]) => end > now).map(([end, ports]) => ({ grant: { ...key, ports }, forMs: kernelMs(end, now), ...(refresh ? { refresh } : {}) }));
 }
 
 /** The ports of `asked` that `live` already holds until `ends` or later. */
@@ -241,7 +241,7 @@ export class Grants {
           at = this.deps.clock.now();
           seen = this.live(door, via, src, at);
           entries = entriesOf(this.book.preview(door, via, src, family, at, grant), asked);
-          return timedEntries(key, entries, at);
+          return timedEntries(key, entries, at, seen !== undefined);
         }),
       );
       if (result === "recorded" && seen !== undefined && this.book.get(door, via, src) !== seen) {

@@ -118,7 +118,7 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(await lab.canConnect(SERVER_V4), false, "the replay opened nothing");
       }));
 
-    test("a new datagram from an address with a grant refreshes it: the kernel keeps the later end", () =>
+    test("a new datagram from an address with a grant refreshes it: the second grant's time holds", () =>
       withLab(async (lab) => {
         await lab.startService();
         const daemon = await lab.startDaemon(env());
@@ -129,6 +129,23 @@ for (const backend of ["iptables", "nftables"] as const) {
         assert.equal(daemon.events("open").at(-1)?.["open_for_s"], 30);
         await sleep(4000);
         assert.equal(await lab.canConnect(SERVER_V4), true, "still open after the first grant's 3 s");
+        assert.deepEqual(daemon.events("grant_failed"), []);
+      }));
+
+    test("an entry in the kernel that the daemon did not write (put there by hand) gets the grant's time", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        const byHand =
+          backend === "iptables"
+            ? ["ipset", "add", "knockgate-SSH:4", `${CLIENT_V4},tcp:${SERVICE_PORT}`, "timeout", "3"]
+            : ["nft", `add element inet knockgate spa_SSH_v4 { ${CLIENT_V4} . tcp . ${SERVICE_PORT} timeout 3s }`];
+        assert.equal((await lab.exec(lab.server, byHand)).code, 0);
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "30"]);
+        const open = await daemon.waitFor("open");
+        assert.deepEqual([open["refresh"], open["open_for_s"]], [false, 30]);
+        await sleep(4000);
+        assert.equal(await lab.canConnect(SERVER_V4), true, "still open after the hand-made entry's 3 s");
         assert.deepEqual(daemon.events("grant_failed"), []);
       }));
 

@@ -474,6 +474,30 @@ test("a full replay set refuses the datagram and fails /readyz; a failing one to
   await daemon.stop();
 });
 
+test("the grants written with a record say whether the book held a live grant of the address (a refresh)", async () => {
+  const written: (boolean | undefined)[][] = [];
+  const { daemon, send, datagram, events } = setup({}, (f) => {
+    const write = f.replay.grant;
+    f.replay.grant = (entry, grants) =>
+      write(entry, () => {
+        const g = grants();
+        written.push(g.map((t) => t.refresh));
+        return g;
+      });
+    return f;
+  });
+  await daemon.start();
+  await send(datagram());
+  await send(datagram());
+  await send(datagram({ message: "198.18.0.3,tcp/22" }), { src: "198.18.0.3" });
+  assert.deepEqual(written, [[undefined], [true], [undefined]]);
+  assert.deepEqual(
+    events("open").map((l) => l["refresh"]),
+    [false, true, false],
+  );
+  await daemon.stop();
+});
+
 test("a datagram only the kernel's replay set knows (another daemon took it) opens nothing and takes no one's room", async () => {
   const { daemon, firewall, send, datagram, spaCount, events } = setup({ KNOCK_MAX_GRANTS: "1" });
   await daemon.start();

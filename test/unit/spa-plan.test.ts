@@ -114,8 +114,8 @@ describe("signed door firewall plan", () => {
     assert.equal(nftReplayFailure("Error: Could not process rule: File exists"), null, "no command marked: not known to be the record's");
   });
 
-  test("nft's File exists under a grant created with the record is \"exists\" (the put goes next); a replay outweighs it", () => {
-    // As nft 1.0.6 printed them for this line, the grant's element already in its set.
+  test("nft's File exists under a grant created with the record is \"exists\" (the put goes next); a replay or a full replay set outweighs it", () => {
+    // Carets where nft 1.0.6 put them for this line (under the failing element).
     const line = "create element inet knockgate spa_SSH_replay { ::1 timeout 121s }; create element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 timeout 30s }";
     const error = (command: "replay" | "grant") => {
       const at = command === "replay" ? line.indexOf("::1") : line.indexOf("198.18.0.2");
@@ -124,6 +124,8 @@ describe("signed door firewall plan", () => {
     assert.equal(nftReplayFailure(error("grant")), "exists");
     assert.equal(nftReplayFailure(error("replay") + error("grant")), "seen");
     assert.equal(nftReplayFailure(error("grant") + error("replay")), "seen");
+    const full = `Error: Could not process rule: Too many open files in system\n${line}\n${" ".repeat(line.indexOf("::1"))}^^^\n`;
+    assert.equal(nftReplayFailure(error("grant") + full), "full");
     const put = "create element inet knockgate spa_SSH_replay { ::1 timeout 121s }; add element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 }";
     const underAdd = `Error: Could not process rule: File exists\n${put}\n${" ".repeat(put.indexOf("198.18.0.2"))}^^^\n`;
     assert.equal(nftReplayFailure(underAdd), null, "an add never fails for an element that is there: not a refresh, an error");
@@ -239,17 +241,24 @@ describe("recording a datagram in the kernel's replay set", () => {
     assert.deepEqual(sent, ["add knockgate-SSH:r 1::1 timeout 9", "add knockgate-SSH:r 2::2 timeout 9", "del knockgate-SSH:r 1::1 -exist", "add knockgate-SSH:r 3::3 timeout 9"]);
   });
 
-  test("forms of the add go in turn, the next only when the one before found a grant's element there", async () => {
-    const exists = failed("Error: Could not process rule: File exists");
-    const failure = (stderr: string) => (stderr.includes("File exists") ? "exists" : ipsetReplayFailure(stderr));
-    const refresh = session((line) => (line === "create" ? exists : null));
-    assert.equal(await new ReplayWriter(refresh, runner(0, "").run, argvOf, failure).record([], () => ["create", "put"]), "recorded");
-    assert.deepEqual(refresh.sent, ["create", "put"]);
-    const replayed = session(() => failed("ipset v7.17: Element cannot be added to the set: it's already added"));
-    assert.equal(await new ReplayWriter(replayed, runner(0, "").run, argvOf, failure).record([], () => ["create", "put"]), "seen");
-    assert.deepEqual(replayed.sent, ["create"], "a replay is final: no second form");
-    const always = session(() => exists);
-    await assert.rejects(new ReplayWriter(always, runner(0, "").run, argvOf, failure).record([], () => ["create", "put"]), /File exists/, "the last form's exists is an error");
+  test("forms of the add go in turn, the next only when nft found a grant's element there", async () => {
+    const create = "create element inet knockgate spa_SSH_replay { ::1 timeout 121s }; create element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 timeout 30s }";
+    const put = "create element inet knockgate spa_SSH_replay { ::1 timeout 121s }; add element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 }; delete element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 }; add element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 timeout 30s }";
+    const under = (at: string) => failed(`Error: Could not process rule: File exists\n${create}\n${" ".repeat(create.indexOf(at))}^^^\n`);
+    const nftArgv = (line: string) => ["nft", line];
+    const refresh = session((line) => (line === create ? under("198.18.0.2") : null));
+    assert.equal(await new ReplayWriter(refresh, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => [create, put]), "recorded");
+    assert.deepEqual(refresh.sent, [create, put]);
+    const replayed = session(() => under("::1"));
+    assert.equal(await new ReplayWriter(replayed, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => [create, put]), "seen");
+    assert.deepEqual(replayed.sent, [create], "a replay is final: no second form");
+    const always = session(() => under("198.18.0.2"));
+    await assert.rejects(new ReplayWriter(always, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => [create]), /File exists/, "the last form's exists is an error");
+    // The session died under the create and the kernel holds no record: the create runs as a command of its own, then the put.
+    const died = session((line) => (line === create ? new Error("nft exited") : null));
+    const alone = { calls: [] as string[][], run: (argv: readonly string[]) => (alone.calls.push([...argv]), Promise.resolve({ code: 1, stdout: "", stderr: under("198.18.0.2").stderr })) };
+    assert.equal(await new ReplayWriter(died, alone.run, nftArgv, nftReplayFailure).record([], () => [create, put], () => Promise.resolve(null)), "recorded");
+    assert.deepEqual([alone.calls, died.sent], [[nftArgv(create)], [create, put]]);
   });
 
   test("any other failure is an error, never a pass", async () => {

@@ -46,6 +46,8 @@ export interface ReplayEntry {
 export interface TimedGrant {
   grant: GrantKey;
   forMs: number;
+  /** The book holds a live grant of this address: its entries may be in the kernel already, to be given a fresh time. */
+  refresh?: boolean;
 }
 
 /** A listed door-wide grant's key: door, family, address (a mark and its grant share it). */

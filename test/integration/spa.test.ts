@@ -49,6 +49,9 @@ async function fwknop(lab: Lab, args: string[], saveAs?: string): Promise<void> 
 /** The datagram fwknop saved with -B: its payload text, as sent. */
 const saved = (path: string) => readFileSync(path, "latin1").trim();
 
+/** The daemon's `nft -i` helpers, by pid: a line nft fails ends its helper, and the next starts anew. */
+const nftHelpers = (lab: Lab, daemon: DaemonProcess) => lab.exec(lab.server, ["pgrep", "-P", String(daemon.child.pid), "-x", "nft"]).then((r) => r.stdout.split("\n").filter(Boolean).sort());
+
 /** Sends `data` as one UDP datagram from the client namespace. */
 const sendUdp = (lab: Lab, host: string, data: string, localAddress?: string) =>
   lab.call({ op: "udp", host, port: SPA_PORT, data, ...(localAddress ? { localAddress } : {}) });
@@ -124,8 +127,10 @@ for (const backend of ["iptables", "nftables"] as const) {
         const daemon = await lab.startDaemon(env());
         await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "3"]);
         assert.equal((await daemon.waitFor("open"))["refresh"], false);
+        const helpers = await nftHelpers(lab, daemon);
         await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "30"]);
         await daemon.waitFor("open", 4000, (e) => e["refresh"] === true);
+        assert.deepEqual(await nftHelpers(lab, daemon), helpers, "a refresh the daemon knows of is put in at once: no failed line, no helper started again");
         assert.equal(daemon.events("open").at(-1)?.["open_for_s"], 30);
         await sleep(4000);
         assert.equal(await lab.canConnect(SERVER_V4), true, "still open after the first grant's 3 s");
@@ -141,8 +146,13 @@ for (const backend of ["iptables", "nftables"] as const) {
             ? [["ipset", "add", "knockgate-SSH:4", `${CLIENT_V4},tcp:${SERVICE_PORT}`, "timeout", "10"], ["ipset", "list", "knockgate-SSH:4"]]
             : [["nft", `add element inet knockgate spa_SSH_v4 { ${CLIENT_V4} . tcp . ${SERVICE_PORT} timeout 10s }`], ["nft", "list", "set", "inet", "knockgate", "spa_SSH_v4"]];
         assert.equal((await lab.exec(lab.server, add)).code, 0);
+        const helpers = await nftHelpers(lab, daemon);
         await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "30"]);
         const open = await daemon.waitFor("open");
+        if (backend === "nftables") {
+          const now = await nftHelpers(lab, daemon);
+          assert.equal(now.filter((pid) => !helpers.includes(pid)).length, 1, "the create failed (its helper started again), the put went in");
+        }
         assert.deepEqual([open["refresh"], open["open_for_s"]], [false, 30]);
         // Time left, in whole seconds: ipset's "timeout N", nft's "expires NsMMMms".
         const entry = (await lab.exec(lab.server, list)).stdout.split("\n").find((l) => l.includes(CLIENT_V4)) ?? "";

@@ -44,16 +44,15 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
   // Sets keep insertion order: the first idle one found is the one idle longest.
   const all = new Set<Socket>();
   const byPeer = new Map<string, Set<Socket>>();
-  const peerOf = new WeakMap<Socket, string>();
   const busy = new Set<Socket>();
-  const since = new WeakMap<Socket, number>();
+  /** What each connection came with: its peer, when, and in which turn of the event loop (below). */
+  const accepted = new WeakMap<Socket, { peer: string; at: number; turn: number }>();
   // Turns of the event loop, counted while connections are new: a connection accepted in one turn has
   // what it sent read in the next one's poll, so it is not closed as idle before that turn ends.
   let turn = 0;
   let lastAccepted = -2;
   let ticking = false;
-  const acceptedIn = new WeakMap<Socket, number>();
-  const unread = (s: Socket): boolean => turn - (acceptedIn.get(s) ?? -2) < 2;
+  const unread = (s: Socket): boolean => turn - (accepted.get(s)?.turn ?? -2) < 2;
   const tick = (): void => {
     turn++;
     ticking = turn - lastAccepted < 2;
@@ -63,7 +62,7 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
   };
   let pass: Cancel | null = null;
   const forget = (socket: Socket): void => {
-    const peer = peerOf.get(socket) ?? "";
+    const peer = accepted.get(socket)?.peer ?? "";
     all.delete(socket);
     busy.delete(socket);
     const mine = byPeer.get(peer);
@@ -74,7 +73,7 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
   let now = 0;
   const evictFrom = (sockets: Iterable<Socket>, grace = true): boolean => {
     for (const s of sockets) {
-      if (busy.has(s) || unread(s) || (grace && now - (since.get(s) ?? 0) < EVICT_AFTER_MS)) continue;
+      if (busy.has(s) || unread(s) || (grace && now - (accepted.get(s)?.at ?? 0) < EVICT_AFTER_MS)) continue;
       forget(s);
       s.destroy();
       return true;
@@ -103,14 +102,12 @@ export function limitConnections(server: Server, clock: Clock, max = MAX_CONNECT
   server.maxConnections = NODE_CONNECTION_CAP;
   server.on("connection", (socket: Socket) => {
     const peer = socket.remoteAddress ?? "";
-    peerOf.set(socket, peer);
+    accepted.set(socket, { peer, at: clock.now(), turn });
     let mine = byPeer.get(peer);
     if (!mine) byPeer.set(peer, (mine = new Set()));
     all.add(socket);
     mine.add(socket);
-    since.set(socket, clock.now());
     socket.once("close", () => forget(socket));
-    acceptedIn.set(socket, turn);
     lastAccepted = turn;
     if (!ticking) {
       ticking = true;

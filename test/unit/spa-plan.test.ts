@@ -241,23 +241,23 @@ describe("recording a datagram in the kernel's replay set", () => {
     assert.deepEqual(sent, ["add knockgate-SSH:r 1::1 timeout 9", "add knockgate-SSH:r 2::2 timeout 9", "del knockgate-SSH:r 1::1 -exist", "add knockgate-SSH:r 3::3 timeout 9"]);
   });
 
-  test("forms of the add go in turn, the next only when nft found a grant's element there", async () => {
+  test("the line instead goes only when nft found a grant's element there", async () => {
     const create = "create element inet knockgate spa_SSH_replay { ::1 timeout 121s }; create element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 timeout 30s }";
     const put = "create element inet knockgate spa_SSH_replay { ::1 timeout 121s }; add element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 }; delete element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 }; add element inet knockgate spa_SSH_v4 { 198.18.0.2 . tcp . 22 timeout 30s }";
     const under = (at: string) => failed(`Error: Could not process rule: File exists\n${create}\n${" ".repeat(create.indexOf(at))}^^^\n`);
     const nftArgv = (line: string) => ["nft", line];
     const refresh = session((line) => (line === create ? under("198.18.0.2") : null));
-    assert.equal(await new ReplayWriter(refresh, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => [create, put]), "recorded");
+    assert.equal(await new ReplayWriter(refresh, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => create, undefined, () => put), "recorded");
     assert.deepEqual(refresh.sent, [create, put]);
     const replayed = session(() => under("::1"));
-    assert.equal(await new ReplayWriter(replayed, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => [create, put]), "seen");
+    assert.equal(await new ReplayWriter(replayed, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => create, undefined, () => put), "seen");
     assert.deepEqual(replayed.sent, [create], "a replay is final: no second form");
     const always = session(() => under("198.18.0.2"));
-    await assert.rejects(new ReplayWriter(always, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => [create]), /File exists/, "the last form's exists is an error");
+    await assert.rejects(new ReplayWriter(always, runner(0, "").run, nftArgv, nftReplayFailure).record([], () => create), /File exists/, "the last form's exists is an error");
     // The session died under the create and the kernel holds no record: the create runs as a command of its own, then the put.
     const died = session((line) => (line === create ? new Error("nft exited") : null));
     const alone = { calls: [] as string[][], run: (argv: readonly string[]) => (alone.calls.push([...argv]), Promise.resolve({ code: 1, stdout: "", stderr: under("198.18.0.2").stderr })) };
-    assert.equal(await new ReplayWriter(died, alone.run, nftArgv, nftReplayFailure).record([], () => [create, put], () => Promise.resolve(null)), "recorded");
+    assert.equal(await new ReplayWriter(died, alone.run, nftArgv, nftReplayFailure).record([], () => create, () => Promise.resolve(null), () => put), "recorded");
     assert.deepEqual([alone.calls, died.sent], [[nftArgv(create)], [create, put]]);
   });
 

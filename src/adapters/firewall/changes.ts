@@ -24,40 +24,37 @@ export class ReplayWriter {
     private readonly argvOf: (line: string) => string[],
     /**
      * What the tool's message for a failed add says: the element was there, the set is full, an
-     * element of a grant in the same line was there (the next form of the add goes), or none of these.
+     * element of a grant in the same line was there (`instead` goes), or none of these.
      */
     private readonly failure: (stderr: string) => "seen" | "full" | "exists" | null,
   ) {}
 
   /**
    * Runs `deletes` (each must succeed), then the add that `add` makes when its turn comes; after
-   * every earlier record has finished. `add` may give forms of the add to try in turn: each next
-   * one only when the one before failed as "exists". `unknown`: what the add's outcome was when
-   * the session ended under it (the kernel may or may not have taken it); null: nothing was
-   * written, run it again.
+   * every earlier record has finished. `unknown`: what the add's outcome was when the session
+   * ended under it (the kernel may or may not have taken it); null: nothing was written, run it
+   * again. `instead`: the line to run when the add failed as "exists", made only then.
    */
-  record(deletes: readonly string[], add: () => string | readonly [string, ...string[]], unknown?: () => Promise<ReplayRecord | null>): Promise<ReplayRecord> {
+  record(deletes: readonly string[], add: () => string, unknown?: () => Promise<ReplayRecord | null>, instead?: () => string): Promise<ReplayRecord> {
     const result = this.last.then(async () => {
       for (const line of deletes) {
         const r = (await this.send(line)) ?? (await this.run(this.argvOf(line)));
         if (r.code !== 0) throw new FirewallError(`exit code ${r.code}`, this.argvOf(line), r.stderr);
       }
-      const forms = add();
-      return typeof forms === "string" ? this.write(forms, [], unknown) : this.write(forms[0], forms.slice(1), unknown);
+      return this.write(add(), unknown, instead);
     });
     this.last = result.catch(() => undefined);
     return result;
   }
 
-  /** One form of the add; the next forms if it failed as "exists". */
-  private async write(add: string, next: readonly string[], unknown?: () => Promise<ReplayRecord | null>): Promise<ReplayRecord> {
+  private async write(add: string, unknown?: () => Promise<ReplayRecord | null>, instead?: () => string): Promise<ReplayRecord> {
     const sent = await this.send(add);
     const known = sent === null && unknown ? await unknown() : null;
     if (known !== null) return known;
     const r = sent ?? (await this.run(this.argvOf(add)));
     if (r.code === 0) return "recorded";
     const failure = this.failure(r.stderr);
-    if (failure === "exists" && next[0] !== undefined) return this.write(next[0], next.slice(1), unknown);
+    if (failure === "exists" && instead) return this.write(instead(), unknown);
     if (failure === null || failure === "exists") throw new FirewallError(`exit code ${r.code}`, this.argvOf(add), r.stderr);
     return failure;
   }

@@ -116,12 +116,12 @@ export class NftablesFirewall implements Firewall {
         const deletes = evict.length > 0 ? [nftReplayDelLine(door, evict.map((e) => checkedAddress(e, 6)))] : [];
         const record = nftReplayAddLine(door, checkedAddress(element, 6), ttlS);
         let written: readonly TimedGrant[] = [];
-        const lines = (): [string, ...string[]] => {
+        const line = (form: PutForm) => [record, ...written.map((g) => this.lineOf(g, form))].join("; ");
+        const add = () => {
           written = grants();
-          const line = (form: PutForm) => [record, ...written.map((g) => this.lineOf(g, form))].join("; ");
-          return written.some((g) => g.refresh) ? [line("put")] : [line("create"), line("put")];
+          return line(written.some((g) => g.refresh) ? "put" : "create");
         };
-        return writer.record(deletes, lines, () => this.settleUnknown(door, element, written));
+        return writer.record(deletes, add, () => this.settleUnknown(door, element, written), () => line("put"));
       },
       list: (door) => this.elements(nftReplaySetName(door)).then(nftElements),
     };

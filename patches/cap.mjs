@@ -11,7 +11,8 @@
  *  - no pcap_setdirection: on Ethernet the host's own outgoing SYNs would be seen as knocks.
  *  - no pcap_stats: the kernel's count of packets dropped because the ring was full stays hidden.
  * The edits add optional arguments open(device, filter, bufSize, buffer, snaplen, promisc, inboundOnly)
- * (defaults keep cap's behaviour) and a stats() method.
+ * (defaults keep cap's behaviour), a stats() method, and fd(): the capture's socket, through which
+ * the kernel engine sets its NFLOG group's flush timeout (src/adapters/capture.ts openNflog).
  *
  * And two crashes, for a daemon whose interfaces come and go:
  *  - Interface down or deleted: the packet socket reports an error, libuv hands the poll callback a
@@ -42,7 +43,7 @@ import { dirname, join } from "node:path";
 /** In the first edit: marks a patched source (the text is unchanged since level 1, so that a level-1 source is recognised). */
 const MARK = "/* knockgate patch v1 */";
 /** Bumped with every change to EDITS: a build of an older level is rebuilt. */
-const PATCH_LEVEL = 3;
+const PATCH_LEVEL = 4;
 
 const EDITS = [
   {
@@ -96,10 +97,30 @@ const EDITS = [
     static NAN_METHOD(Close) {`,
   },
   {
+    what: "fd() method",
+    find: `    static NAN_METHOD(Stats) {`,
+    replace: `    // knockgate: the capture's socket, for a setting libpcap has no call for: the kernel engine's
+    // NFLOG flush timeout, which the kernel takes only from the socket bound to the group.
+    static NAN_METHOD(Fd) {
+      Pcap *obj = Nan::ObjectWrap::Unwrap<Pcap>(info.This());
+      if (obj->pcap_handle == nullptr || obj->closing)
+        return Nan::ThrowError("Not currently capturing/open");
+      info.GetReturnValue().Set(Nan::New<Number>(pcap_get_selectable_fd(obj->pcap_handle)));
+    }
+
+    static NAN_METHOD(Stats) {`,
+  },
+  {
     what: "stats() registration",
     find: `      Nan::SetPrototypeMethod(tpl, "close", Close);`,
     replace: `      Nan::SetPrototypeMethod(tpl, "close", Close);
       Nan::SetPrototypeMethod(tpl, "stats", Stats);`,
+  },
+  {
+    what: "fd() registration",
+    find: `      Nan::SetPrototypeMethod(tpl, "stats", Stats);`,
+    replace: `      Nan::SetPrototypeMethod(tpl, "stats", Stats);
+      Nan::SetPrototypeMethod(tpl, "fd", Fd);`,
   },
   {
     what: "sys/socket.h for SO_ERROR",
@@ -233,6 +254,15 @@ const EDITS = [
 `,
   },
   {
+    what: "no stray warning on stderr",
+    find: `        fprintf(stderr, "Warning: %s - This may not actually work\\n", errbuf);
+`,
+    replace: `        // knockgate: no line on stderr, where the daemon's log is JSON. Only a filter on broadcast
+        // addresses needs the netmask, and knockgate's do not; nflog:N and an interface without an
+        // IPv4 address have none.
+`,
+  },
+  {
     what: "patch level export",
     find: `    Pcap::Initialize(target);
 `,
@@ -315,4 +345,4 @@ if (!built()) {
     process.exit(1);
   }
 }
-console.log(`patches/cap.mjs: cap ${version} patched, level ${PATCH_LEVEL} (snaplen, promisc, inbound-only, stats, interfaces that go away, NFLOG)`);
+console.log(`patches/cap.mjs: cap ${version} patched, level ${PATCH_LEVEL} (snaplen, promisc, inbound-only, stats, fd, interfaces that go away, NFLOG)`);

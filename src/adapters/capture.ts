@@ -1,18 +1,21 @@
 /** libpcap adapter (npm `cap`): one handle per interface, immediate mode, frames handed on as they come. */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
+import { endianness } from "node:os";
 import { CaptureError } from "../core/errors.js";
 import { isLinkType, type LinkType } from "../core/packet/decode.js";
 import { KNOCK_SNAPLEN } from "../core/packet/bpf.js";
+import { nflogFlushTimeout, nflogFlushTimeoutRequest } from "../core/packet/nflog.js";
 
 /**
  * npm cap as patched by patches/cap.mjs (postinstall): snaplen, promisc and direction arguments,
- * stats(), and an "error" event instead of an abort when the interface goes down or away.
+ * stats(), fd(), and an "error" event instead of an abort when the interface goes down or away.
  */
 interface CapHandle {
   open(device: string, filter: string, bufSize: number, buffer: Buffer, snaplen: number, promisc: boolean, inboundOnly: boolean): string;
   close(): void;
   stats(): CaptureStats;
+  fd(): number;
   on(event: "packet", listener: (nbytes: number, truncated: boolean) => void): void;
   on(event: "error", listener: (err: Error) => void): void;
 }
@@ -25,7 +28,7 @@ export interface CaptureStats {
   dropped: number;
 }
 /** What patches/cap.mjs's PATCH_LEVEL is: an older build would abort the process when an interface goes down. */
-const CAP_PATCH_LEVEL = 3;
+const CAP_PATCH_LEVEL = 4;
 type CapModule = { Cap: new () => CapHandle; knockgatePatch?: number };
 
 const require = createRequire(import.meta.url);
@@ -82,21 +85,45 @@ export function interfaceState(iface: string): InterfaceState | undefined {
 /** cap's name for LINKTYPE_NFLOG, which it has no name for. */
 const NFLOG_LINK_TYPE = "Unknown linktype 239";
 
+/** The kernel engine's reader of its reports, and the flush timeout the kernel holds for the group. */
+export interface NflogCapture extends Capture<string> {
+  /** What the kernel's table says now, in ms; null if it could not be read. */
+  readonly flushMs: number | null;
+}
+
 /**
  * The kernel engine's reports: NFLOG group `group` (libpcap's `nflog:N`), each message whole
  * (core/packet/nflog.ts reads it). No direction: NFLOG has none.
+ *
+ * The group's messages are held for a batch until `flushHundredths` have passed (the kernel's
+ * default is a second, and libpcap leaves it). The kernel takes that setting only from the socket
+ * bound to the group, so it goes through libpcap's socket; the answer is read back from /proc.
  */
-export function openNflog(group: number, onFrame: FrameHandler): Capture<string> {
-  return openDevice(`nflog:${group}`, "", onFrame, 65535, false, (linkType): linkType is string => linkType === NFLOG_LINK_TYPE);
+export function openNflog(group: number, onFrame: FrameHandler, flushHundredths: number): NflogCapture {
+  const { capture, handle } = openDevice(`nflog:${group}`, "", onFrame, 65535, false, (linkType): linkType is string => linkType === NFLOG_LINK_TYPE);
+  try {
+    writeSync(handle.fd(), nflogFlushTimeoutRequest(group, flushHundredths, endianness() === "LE"));
+  } catch (err) {
+    capture.close();
+    throw new CaptureError(`nflog:${group}`, `cannot set the NFLOG group's flush timeout: ${(err as Error).message}`, { cause: err });
+  }
+  let flushMs: number | null = null;
+  try {
+    const hundredths = nflogFlushTimeout(readFileSync("/proc/self/net/netfilter/nfnetlink_log", "utf8"), group);
+    if (hundredths !== undefined) flushMs = hundredths * 10;
+  } catch {
+    // No table to read (no procfs here): flushMs stays unknown, and the caller says so.
+  }
+  return { ...capture, flushMs };
 }
 
 /** `snaplen`: bytes kept per packet (core/packet/bpf.ts captureSnaplen). */
 export function openCapture(iface: string, filter: string, onFrame: FrameHandler, snaplen = KNOCK_SNAPLEN): Capture {
   // Inbound only: our own SYNs are no knocks.
-  return openDevice(iface, filter, onFrame, snaplen, true, isLinkType);
+  return openDevice(iface, filter, onFrame, snaplen, true, isLinkType).capture;
 }
 
-function openDevice<L extends string>(iface: string, filter: string, onFrame: FrameHandler, snaplen: number, inboundOnly: boolean, supported: (linkType: string) => linkType is L): Capture<L> {
+function openDevice<L extends string>(iface: string, filter: string, onFrame: FrameHandler, snaplen: number, inboundOnly: boolean, supported: (linkType: string) => linkType is L): { capture: Capture<L>; handle: CapHandle } {
   // Loaded here, not at import: cap is an optional dependency, and only the daemon's capture needs it.
   let cap: CapModule;
   try {
@@ -143,7 +170,7 @@ function openDevice<L extends string>(iface: string, filter: string, onFrame: Fr
     }
     return last;
   };
-  return {
+  const capture: Capture<L> = {
     iface,
     linkType,
     alive: () => {
@@ -164,4 +191,5 @@ function openDevice<L extends string>(iface: string, filter: string, onFrame: Fr
       closed = true;
     },
   };
+  return { capture, handle };
 }

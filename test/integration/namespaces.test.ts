@@ -141,6 +141,21 @@ for (const { backend, engine } of SETUPS) {
       }));
 
     if (engine === "kernel") {
+      test("the kernel holds its reports for 10 ms at most (the NFLOG group's flush timeout, set on the daemon's socket), not the kernel's default second", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const daemon = await lab.startDaemon(env());
+          const table = await lab.exec(lab.server, ["cat", "/proc/net/netfilter/nfnetlink_log"]);
+          // group, peer portid, queue length, copy mode, copy range, flush timeout (1/100 s), use count
+          const group = table.stdout.split("\n").map((l) => l.trim().split(/\s+/)).find((f) => f[0] === "19271");
+          assert.equal(group?.[5], "1", table.stdout);
+          assert.equal(daemon.events("kernel_reports_slow").length, 0);
+          await lab.knock(SERVER_V4, SEQ);
+          assert.equal((await daemon.waitFor("open"))["src"], CLIENT_V4, "the report came");
+          // libpcap finds no address on nflog:N; cap no longer says so on stderr, beside the JSON log.
+          assert.deepEqual(daemon.stderr, []);
+        }));
+
       test("with the daemon killed, the kernel still opens for a new knocker and nobody else; the restarted daemon logs, publishes and adopts that grant, which ends on time", () =>
         withLab(async (lab) => {
           await lab.startService();

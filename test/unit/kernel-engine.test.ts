@@ -2,11 +2,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/config.js";
 import { ConfigError } from "../../src/core/errors.js";
-import { nflogParts } from "../../src/core/packet/nflog.js";
+import { nflogFlushTimeout, nflogFlushTimeoutRequest, nflogParts } from "../../src/core/packet/nflog.js";
 import { knockPrefix, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
 import { nftScript } from "../support/render.js";
 import type { ClusterLink } from "../../src/app/daemon.js";
-import type { Capture } from "../../src/adapters/capture.js";
+import type { NflogCapture } from "../../src/adapters/capture.js";
 import type { Door } from "../../src/core/types.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import { daemonHarness } from "../support/daemon-harness.js";
@@ -15,14 +15,19 @@ import type { FrameHandler } from "../../src/adapters/capture.js";
 
 const DOOR = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000:udp,9000" };
 
-/** The daemon's NFLOG reader, faked: `report` hands it a message as the kernel would. */
-function fakeNflog() {
+/**
+ * The daemon's NFLOG reader, faked: `report` hands it a message as the kernel would; `asked` the
+ * flush timeouts it was opened with, `kernelFlushMs` what the kernel's table then says.
+ */
+function fakeNflog(kernelFlushMs: (asked: number) => number | null = (asked) => asked * 10) {
   let onReport: FrameHandler = () => undefined;
-  const nflog = (_group: number, onFrame: FrameHandler): Capture<string> => {
+  const asked: number[] = [];
+  const nflog = (_group: number, onFrame: FrameHandler, flushHundredths: number): NflogCapture => {
     onReport = onFrame;
-    return { iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined };
+    asked.push(flushHundredths);
+    return { iface: "nflog:19271", linkType: "RAW", alive: () => true, stats: () => ({ received: 0, dropped: 0 }), close: () => undefined, flushMs: kernelFlushMs(flushHundredths) };
   };
-  return { nflog, report: (frame: Buffer, length: number) => onReport(frame, length) };
+  return { nflog, asked, report: (frame: Buffer, length: number) => onReport(frame, length) };
 }
 
 /**
@@ -77,7 +82,8 @@ test("the kernel engine's rules enter each sequence's chain with the door's TCP 
   assert.match(script, /add rule inet knockgate prerouting meta nfproto ipv4 tcp dport \{ 7000, 9000 \} tcp flags & \(syn \| ack\) == syn jump knock_SSH_open_v4\n/);
   assert.match(script, /add rule inet knockgate prerouting meta nfproto ipv6 udp dport \{ 8000 \} jump knock_SSH_open_v6\n/);
   assert.match(script, /add set inet knockgate knock_SSH_open_v4_s2 \{ type ipv4_addr; flags dynamic,timeout; size 500; \}/);
-  assert.match(script, /th dport 9000 .*log prefix "knockgate open SSH" group 19271 queue-threshold 1 update @door_SSH_v4 \{ ip saddr timeout 30s \} update @knock_SSH_open_v4_unread /);
+  // No queue-threshold: the report waits for the group's flush timeout, off the knocker's path.
+  assert.match(script, /th dport 9000 .*log prefix "knockgate open SSH" group 19271 update @door_SSH_v4 \{ ip saddr timeout 30s \} update @knock_SSH_open_v4_unread /);
   // The rules write the door's set from the packet path, which makes the kernel flag it dynamic: declared so.
   assert.match(script, /add set inet knockgate door_SSH_v4 \{ type ipv4_addr; flags dynamic,timeout; size \d+; \}/);
   assert.doesNotMatch(nftScript(parseConfig(DOOR)).script, /knock_|dynamic/);
@@ -93,6 +99,45 @@ test("an NFLOG message gives its prefix and the logged packet; one that does not
   assert.deepEqual(knockReport(parts.prefix), { kind: "open", door: "SSH" });
   assert.equal(knockReport("somebody else"), null);
   assert.equal(nflogParts(frame, frame.length - 3), null);
+});
+
+test("the NFLOG flush-timeout request is one NFULNL_MSG_CONFIG to the kernel: netlink header in host order, group and timeout in network order", () => {
+  const le = nflogFlushTimeoutRequest(0x4b47, 1, true);
+  assert.deepEqual(
+    [...le],
+    [
+      ...[28, 0, 0, 0], // nlmsg_len
+      ...[0x01, 0x04], // NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_CONFIG
+      ...[1, 0], // NLM_F_REQUEST, no ACK
+      ...[0, 0, 0, 0, 0, 0, 0, 0], // seq, pid 0: the kernel
+      ...[0, 0, 0x4b, 0x47], // AF_UNSPEC, NFNETLINK_V0, res_id = group
+      ...[8, 0, 4, 0], // nla_len 8, NFULA_CFG_TIMEOUT
+      ...[0, 0, 0, 1], // 1/100 s
+    ],
+  );
+  const be = nflogFlushTimeoutRequest(7, 300, false);
+  assert.deepEqual([...be.subarray(0, 8)], [0, 0, 0, 28, 0x04, 0x01, 0, 1]);
+  assert.deepEqual([...be.subarray(18, 28)], [0, 7, 0, 8, 0, 4, 0, 0, 1, 44]);
+});
+
+test("the flush timeout is read back from the kernel's table of NFLOG groups, for the group asked about only", () => {
+  const table = "    0   1234     0 2 65535    100  1\n19271   5678     3 2 65535      1  2\n";
+  assert.equal(nflogFlushTimeout(table, 19271), 1);
+  assert.equal(nflogFlushTimeout(table, 0), 100);
+  assert.equal(nflogFlushTimeout(table, 5), undefined);
+  assert.equal(nflogFlushTimeout("", 19271), undefined);
+});
+
+test("the kernel engine asks for reports within 10 ms, and says so when the kernel holds them longer", async () => {
+  for (const [kernelMs, warned] of [[10, false], [1000, true], [null, true]] as const) {
+    const { nflog, asked } = fakeNflog(() => kernelMs);
+    const { daemon, events } = daemonHarness({ env: { ...DOOR, KNOCK_ENGINE: "kernel" }, overrides: { openNflog: nflog } });
+    await daemon.start();
+    assert.deepEqual(asked, [1]);
+    assert.deepEqual(events("kernel_engine").map((l) => l["flush_ms"]), [kernelMs]);
+    assert.deepEqual(events("kernel_reports_slow").map((l) => l["flush_ms"]), warned ? [kernelMs] : [], String(kernelMs));
+    await daemon.stop();
+  }
 });
 
 test("the kernel engine's rules refuse sources no knock can come from, and mark each grant they make until a daemon takes its report", () => {

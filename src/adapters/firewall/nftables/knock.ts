@@ -15,6 +15,13 @@ import { NFT_TABLE, nftSetName } from "./sets.js";
 
 /** The NFLOG group completed sequences are reported on: "KG". */
 export const KNOCK_NFLOG_GROUP = 0x4b47;
+/**
+ * How long the kernel holds the group's reports for a batch, in hundredths of a second (the
+ * daemon's reader sets it: adapters/capture.ts openNflog). Not at once: a report sent as the last
+ * knock passes wakes the daemon on the knocker's path, which a client on the same host paid for in
+ * its opening time (docs/kernel-engine.md). 10 ms later the grant is long in place.
+ */
+export const KNOCK_NFLOG_FLUSH_HUNDREDTHS = 1;
 
 /** The log prefix of a completion, which the daemon parses back (knockReport). */
 export const knockPrefix = (kind: SequenceKind, door: string): string => `knockgate ${kind} ${door}`;
@@ -67,8 +74,8 @@ function actionText(p: KnockProgram, family: Family, a: KnockAction): string {
     case "revoke":
       return `delete @${nftSetName(p.door, family)} { ${src} }`;
     case "report":
-      // Sent at once: otherwise the kernel holds reports back until it has a batch or a second passed.
-      return `log prefix "${knockPrefix(p.kind, p.door)}" group ${KNOCK_NFLOG_GROUP} queue-threshold 1`;
+      // No queue-threshold: the group's flush timeout (KNOCK_NFLOG_FLUSH_HUNDREDTHS) says when it goes.
+      return `log prefix "${knockPrefix(p.kind, p.door)}" group ${KNOCK_NFLOG_GROUP}`;
   }
 }
 

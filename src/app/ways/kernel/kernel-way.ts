@@ -15,8 +15,8 @@ import { errorFields } from "../../../core/errors.js";
 import { Decoder } from "../../../core/packet/decode.js";
 import { nflogParts } from "../../../core/packet/nflog.js";
 import type { Config, Door } from "../../../core/types.js";
-import { openNflog, type Capture, type FrameHandler } from "../../../adapters/capture.js";
-import { KNOCK_NFLOG_GROUP, knockReport } from "../../../adapters/firewall/nftables/knock.js";
+import { openNflog, type FrameHandler, type NflogCapture } from "../../../adapters/capture.js";
+import { KNOCK_NFLOG_FLUSH_HUNDREDTHS, KNOCK_NFLOG_GROUP, knockReport } from "../../../adapters/firewall/nftables/knock.js";
 import type { Check } from "../../../adapters/http.js";
 import type { Logger } from "../../../adapters/log.js";
 import type { Metrics } from "../../../adapters/metrics/metrics.js";
@@ -28,7 +28,7 @@ export interface KernelDeps {
   log: Logger;
   metrics: Metrics;
   /** The NFLOG reader: libpcap's, unless a test gives its own. */
-  openNflog?(group: number, onFrame: FrameHandler): Capture<string>;
+  openNflog?(group: number, onFrame: FrameHandler, flushHundredths: number): NflogCapture;
 }
 
 export class KernelWay implements PacketWay {
@@ -36,7 +36,7 @@ export class KernelWay implements PacketWay {
   readonly tracked = 0;
   private readonly doors: Map<string, Door>;
   private readonly decoder = new Decoder("RAW");
-  private capture: Capture<string> | null = null;
+  private capture: NflogCapture | null = null;
   private problem: string | null = "not reading the kernel's reports yet";
 
   constructor(
@@ -73,9 +73,14 @@ export class KernelWay implements PacketWay {
     const { log } = this.deps;
     this.capture?.close();
     try {
-      this.capture = (this.deps.openNflog ?? openNflog)(KNOCK_NFLOG_GROUP, (frame, length) => this.report(frame, length));
+      this.capture = (this.deps.openNflog ?? openNflog)(KNOCK_NFLOG_GROUP, (frame, length) => this.report(frame, length), KNOCK_NFLOG_FLUSH_HUNDREDTHS);
       this.problem = null;
-      log.info({ event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP }, `the kernel recognises knocks; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`);
+      const { flushMs } = this.capture;
+      log.info({ event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs }, `the kernel recognises knocks; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`);
+      if (flushMs !== KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10) {
+        const held = flushMs === null ? "cannot be read back" : `is ${flushMs} ms`;
+        log.warn({ event: "kernel_reports_slow", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs }, `the NFLOG group's flush timeout ${held}, not ${KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10} ms: audit lines, hooks and cluster objects may follow a kernel grant by up to that (1 s by the kernel's default)`);
+      }
     } catch (err) {
       this.capture = null;
       const fields = errorFields(err, "KNOCK_E_CAPTURE");

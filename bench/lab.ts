@@ -150,7 +150,8 @@ export class BenchLab {
 
   private async startHelpers(): Promise<void> {
     this.serverHelper = new RpcClient(this.spawnIn(this.server, [process.execPath, `${DIST}bench/server.js`]), "server-helper");
-    this.clientAgent = new RpcClient(this.spawnIn(this.client, [process.execPath, `${DIST}bench/client.js`]), "client-agent");
+    // --expose-gc: the agent empties its young generation before each timed round (client.ts).
+    this.clientAgent = new RpcClient(this.spawnIn(this.client, [process.execPath, "--expose-gc", `${DIST}bench/client.js`]), "client-agent");
     await this.serverHelper.call("ping");
     await this.clientAgent.call("init", { iface: this.clientIface, srcMac: this.clientMac, dstMac: this.serverMac, probePort: SERVICE_PORT });
   }

@@ -27,7 +27,7 @@ export interface CaptureStats {
   /** Packets the kernel dropped because the capture ring was full. */
   dropped: number;
 }
-/** What patches/cap.mjs's PATCH_LEVEL is: an older build would abort the process when an interface goes down. */
+/** What patches/cap.mjs's PATCH_LEVEL is: an older build lacks fd(), and would abort the process when an interface goes down. */
 const CAP_PATCH_LEVEL = 4;
 type CapModule = { Cap: new () => CapHandle; knockgatePatch?: number };
 

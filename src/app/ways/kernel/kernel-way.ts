@@ -6,9 +6,10 @@
  * line, metrics, hooks and the cluster object follow as in capture mode.
  *
  * The book and the kernel agree because the lifecycle writes the grant again: the same door-wide
- * element with the door's OPEN_FOR from the daemon's now, a refresh a few milliseconds later than
- * the rule's, never shorter; so the book's end is the kernel's (to the write's latency) and the
- * sweep's close line comes when the kernel lets the element go. A grant the rules made while the
+ * element with the door's OPEN_FOR from the daemon's now, a refresh some milliseconds later than
+ * the rule's (the report's flush timeout, 10 ms, and the write), never shorter; so the book's end
+ * is the kernel's (to the write's latency) and the sweep's close line comes when the kernel lets
+ * the element go. A grant the rules made while the
  * daemon was down is in the door's set at start, where adoption finds it like any other.
  */
 import { errorFields } from "../../../core/errors.js";

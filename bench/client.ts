@@ -202,14 +202,6 @@ function timedConnect(host: string, port: number, localAddress: string): Promise
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Before each timed round, a minor collection: a scavenge that fell inside a round (about 1 round in
- * 100, 1-8 ms) was this process's time, not the door's, and set the p99 of the doors that open in
- * 0.1 ms. With the young generation emptied first, a round's few kilobytes never fill it. `gc` is
- * there with --expose-gc (bench/lab.ts starts this agent so).
- */
-const { gc } = globalThis as { gc?: (options: { type: "minor" }) => void };
-const settleHeap = (): void => gc?.({ type: "minor" });
 
 serveRpc(async (r) => {
   switch (r.op) {
@@ -247,7 +239,6 @@ serveRpc(async (r) => {
       // capture wakes every 50 ms) and sample every phase of it.
       const out: (number | null)[] = [];
       for (const src of r["sources"] as string[]) {
-        settleHeap();
         out.push(await knockToOpen(src, r as unknown as ProbeArgs));
         await sleep((r["gapMs"] as number) + rng.below(50));
       }
@@ -256,7 +247,6 @@ serveRpc(async (r) => {
     case "latency-fine": {
       const out: { ms: number | null; stepMs: number }[] = [];
       for (const src of r["sources"] as string[]) {
-        settleHeap();
         out.push(await knockToOpenFine(src, r as unknown as ProbeArgs & { windowMs: number; stepMs: number }));
         await sleep((r["gapMs"] as number) + rng.below(50));
       }

@@ -150,8 +150,13 @@ export class BenchLab {
 
   private async startHelpers(): Promise<void> {
     this.serverHelper = new RpcClient(this.spawnIn(this.server, [process.execPath, `${DIST}bench/server.js`]), "server-helper");
-    // --expose-gc: the agent empties its young generation before each timed round (client.ts).
-    this.clientAgent = new RpcClient(this.spawnIn(this.client, [process.execPath, "--expose-gc", `${DIST}bench/client.js`]), "client-agent");
+    // A young generation of 64 MB from the start (V8 starts it small): with that, about 2 rounds in
+    // 200 had a scavenge of the agent's heap inside them (1-8 ms, the client's time, not the
+    // door's), which set the p99 of the doors that open in 0.1 ms; now a run has none. docs/bench.md.
+    this.clientAgent = new RpcClient(
+      this.spawnIn(this.client, [process.execPath, "--min-semi-space-size=64", "--max-semi-space-size=64", `${DIST}bench/client.js`]),
+      "client-agent",
+    );
     await this.serverHelper.call("ping");
     await this.clientAgent.call("init", { iface: this.clientIface, srcMac: this.clientMac, dstMac: this.serverMac, probePort: SERVICE_PORT });
   }

@@ -87,7 +87,7 @@ const NFLOG_LINK_TYPE = "Unknown linktype 239";
 
 /** The kernel engine's reader of its reports, and the flush timeout the kernel holds for the group. */
 export interface NflogCapture extends Capture<string> {
-  /** What the kernel's table says now, in ms; null if it could not be read. */
+  /** What the kernel's table said when the capture opened, in ms; null if it could not be read. */
   readonly flushMs: number | null;
 }
 
@@ -100,6 +100,8 @@ export interface NflogCapture extends Capture<string> {
  * bound to the group, so it goes through libpcap's socket; the answer is read back from /proc.
  */
 export function openNflog(group: number, onFrame: FrameHandler, flushHundredths: number): NflogCapture {
+  // 65535: libpcap reads a datagram into 128 + snaplen bytes, and one datagram holds a whole batch
+  // of reports (a few KB); a longer one would end the capture ("Message truncated").
   const { capture, handle } = openDevice(`nflog:${group}`, "", onFrame, 65535, false, (linkType): linkType is string => linkType === NFLOG_LINK_TYPE);
   try {
     writeSync(handle.fd(), nflogFlushTimeoutRequest(group, flushHundredths, endianness() === "LE"));

@@ -156,6 +156,25 @@ for (const { backend, engine } of SETUPS) {
           assert.deepEqual(daemon.stderr, []);
         }));
 
+      test("a restart that changes only the knock rules (OPEN_FOR, SEQ_TIMEOUT) rewrites them in the kernel: a grant the rules make alone has the new time", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const first = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "30" }));
+          await first.stop();
+          // KNOCK_ON_EXIT=keep (the default) left the table; the jump rules name the same ports.
+          const second = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "7", KNOCK_DOOR_SSH_SEQ_TIMEOUT: "3" }));
+          const chain = (await lab.exec(lab.server, ["nft", "list", "chain", "inet", "knockgate", "knock_SSH_open_v4"])).stdout;
+          assert.match(chain, /timeout 7s/, chain);
+          assert.match(chain, /timeout 3s/, chain);
+          assert.doesNotMatch(chain, /timeout (30|5)s/, chain);
+          // No daemon to write the grant again: what the kernel holds is what the rules wrote.
+          assert.equal(await second.stop("SIGKILL"), 137);
+          await lab.knock(SERVER_V4, SEQ);
+          const set = (await lab.exec(lab.server, ["nft", "list", "set", "inet", "knockgate", "door_SSH_v4"])).stdout;
+          assert.match(set, /198\.18\.[\d.]+ timeout 7s/, set);
+          assert.equal(await lab.canConnect(SERVER_V4), true);
+        }));
+
       test("with the daemon killed, the kernel still opens for a new knocker and nobody else; the restarted daemon logs, publishes and adopts that grant, which ends on time", () =>
         withLab(async (lab) => {
           await lab.startService();

@@ -4,7 +4,7 @@ import { parseConfig } from "../../src/config/config.js";
 import { ConfigError } from "../../src/core/errors.js";
 import { nflogFlushTimeout, nflogFlushTimeoutRequest, nflogParts } from "../../src/core/packet/nflog.js";
 import { knockPrefix, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
-import { nftScript } from "../support/render.js";
+import { nftScript, planIdOf } from "../support/render.js";
 import type { ClusterLink } from "../../src/app/daemon.js";
 import type { NflogCapture } from "../../src/adapters/capture.js";
 import type { Door } from "../../src/core/types.js";
@@ -87,6 +87,16 @@ test("the kernel engine's rules enter each sequence's chain with the door's TCP 
   // The rules write the door's set from the packet path, which makes the kernel flag it dynamic: declared so.
   assert.match(script, /add set inet knockgate door_SSH_v4 \{ type ipv4_addr; flags dynamic,timeout; size \d+; \}/);
   assert.doesNotMatch(nftScript(parseConfig(DOOR)).script, /knock_|dynamic/);
+});
+
+test("the plan id covers the kernel engine's knock chains, so a restart with another OPEN_FOR or SEQ_TIMEOUT rewrites them; capture mode's id ignores them", () => {
+  const id = (env: Record<string, string>) => planIdOf(parseConfig(env));
+  const kernel = { KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000" };
+  // The same jump rules in prerouting: only the knock chains differ.
+  assert.notEqual(id(kernel), id({ ...kernel, KNOCK_DOOR_SSH_SEQ_TIMEOUT: "9" }));
+  assert.notEqual(id(kernel), id({ ...kernel, KNOCK_DOOR_SSH_OPEN_FOR: "7" }));
+  const capture = { KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000" };
+  assert.equal(id(capture), id({ ...capture, KNOCK_DOOR_SSH_SEQ_TIMEOUT: "9" }), "capture mode renders no knock chain: its id is unchanged");
 });
 
 test("an NFLOG message gives its prefix and the logged packet; one that does not parse gives null", () => {

@@ -12,9 +12,14 @@ import { createHash } from "node:crypto";
 import { FAMILIES } from "../../core/firewall/common.js";
 import type { PlanId } from "./firewall.js";
 import { iptablesRules } from "./iptables/rules.js";
+import { knockLines } from "./nftables/knock.js";
 import { nftRules } from "./nftables/rules.js";
 
 export const planId: PlanId = (plan) => {
-  const text = JSON.stringify([FAMILIES.map((f) => iptablesRules(plan, f)), nftRules(plan), plan.kept]);
+  // The kernel engine's knock chains too: the chain's jumps name only the ports and flags, so a new
+  // SEQ_TIMEOUT, OPEN_FOR or report statement would otherwise find the chain as planned and leave
+  // the old rules in the kernel. Without knock chains (capture mode) the id is what it was.
+  const knock = knockLines(plan);
+  const text = JSON.stringify([FAMILIES.map((f) => iptablesRules(plan, f)), nftRules(plan), plan.kept, ...(knock.length > 0 ? [knock] : [])]);
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
 };

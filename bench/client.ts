@@ -202,7 +202,6 @@ function timedConnect(host: string, port: number, localAddress: string): Promise
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 serveRpc(async (r) => {
   switch (r.op) {
     case "init": {

@@ -6,14 +6,15 @@ import type { BackendOptions, PlanId } from "./firewall.js";
 
 export class Planned {
   readonly config: Config;
-  private current: { targets: readonly OwnedTarget[]; plan: FirewallPlan };
+  /** The marker is made with the plan: each reconcile pass reads it, and the plan changes only with the targets. */
+  private current: { targets: readonly OwnedTarget[]; plan: FirewallPlan; marker: string };
 
   constructor(
     { config, targets }: Pick<BackendOptions, "config" | "targets">,
     private readonly planId: PlanId,
   ) {
     this.config = config;
-    this.current = { targets, plan: firewallPlan(config, targets) };
+    this.current = this.planFor(targets);
   }
 
   get targets(): readonly OwnedTarget[] {
@@ -26,11 +27,16 @@ export class Planned {
 
   /** The comment the plan's chain ends with: "knockgate plan ID". */
   get marker(): string {
-    return planMarker(this.planId(this.current.plan));
+    return this.current.marker;
   }
 
   /** Protects `targets` from now on. */
   retarget(targets: readonly OwnedTarget[]): void {
-    this.current = { targets, plan: firewallPlan(this.config, targets) };
+    this.current = this.planFor(targets);
+  }
+
+  private planFor(targets: readonly OwnedTarget[]): { targets: readonly OwnedTarget[]; plan: FirewallPlan; marker: string } {
+    const plan = firewallPlan(this.config, targets);
+    return { targets, plan, marker: planMarker(this.planId(plan)) };
   }
 }

@@ -9,8 +9,8 @@
  * element with the door's OPEN_FOR from the daemon's now, a refresh some milliseconds later than
  * the rule's (the report's flush timeout, 10 ms, and the write), never shorter; so the book's end
  * is the kernel's (to the write's latency) and the sweep's close line comes when the kernel lets
- * the element go. A grant the rules made while the
- * daemon was down is in the door's set at start, where adoption finds it like any other.
+ * the element go. A grant the rules made while the daemon was down is in the door's set at start,
+ * where adoption finds it like any other.
  */
 import { errorFields } from "../../../core/errors.js";
 import { Decoder } from "../../../core/packet/decode.js";
@@ -77,10 +77,11 @@ export class KernelWay implements PacketWay {
       this.capture = (this.deps.openNflog ?? openNflog)(KNOCK_NFLOG_GROUP, (frame, length) => this.report(frame, length), KNOCK_NFLOG_FLUSH_HUNDREDTHS);
       this.problem = null;
       const { flushMs } = this.capture;
+      const askedMs = KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10;
       log.info({ event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs }, `the kernel recognises knocks; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`);
-      if (flushMs !== KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10) {
+      if (flushMs !== askedMs) {
         const held = flushMs === null ? "cannot be read back" : `is ${flushMs} ms`;
-        log.warn({ event: "kernel_reports_slow", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs }, `the NFLOG group's flush timeout ${held}, not ${KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10} ms: audit lines, hooks and cluster objects may follow a kernel grant by up to that (1 s by the kernel's default)`);
+        log.warn({ event: "kernel_reports_slow", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs }, `the NFLOG group's flush timeout ${held}, not ${askedMs} ms: audit lines, hooks and cluster objects may follow a kernel grant by up to that (1 s by the kernel's default)`);
       }
     } catch (err) {
       this.capture = null;

@@ -10,7 +10,7 @@ import { connect } from "node:net";
 import { performance } from "node:perf_hooks";
 import { ipBytes } from "../test/support/frames.js";
 import { serveRpc } from "./rpc.js";
-import { KNOCK_PORTS, Rng, SPA_PORT, SynFrame, UdpFrame, type CapSender } from "./wire.js";
+import { KNOCK_PORTS, LEGIT_NET_V4, LEGIT_NET_V6, Rng, SPA_PORT, SynFrame, UdpFrame, type CapSender } from "./wire.js";
 import { accessPlaintext, encodeSpa } from "../src/core/spa/encode.js";
 import type { SpaKeys } from "../src/core/spa/verify.js";
 import { tryConnect } from "../test/support/connect.js";
@@ -76,57 +76,108 @@ interface ProbeArgs {
  * none of Node's socket overhead in the measurement (a cold net.connect costs ~0.3 ms more here).
  * Each probe has its own source port; the SYN-ACK's destination port names the probe.
  */
-const probes = new Map<number, { src: Buffer; resolve: () => void }>();
+const probes = new Map<number, { src: Buffer; resolve: (wireMs: number) => void }>();
 /** Atomics.wait's cell: the dense probes' pause. */
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 let nextProbePort = 0;
 
-function onReply(buf: Buffer, n: number): void {
+/**
+ * Knock-to-open is dated on the wire: from the kernel's timestamp of the last knock frame leaving
+ * this namespace to that of the SYN-ACK coming in, both taken at the listener's packet socket. Read
+ * by the agent's clock it also held the agent's own time between the knock and the first probe
+ * (~0.05 ms) and a turn of the event loop before the answer was read (~0.03 ms): for a door that
+ * opens in the last knock's own packet path, most of the reading.
+ */
+const LAST_KNOCK_PORT = KNOCK_PORTS[KNOCK_PORTS.length - 1]!;
+/** The listener's filter: the server's answers from the service port, and the legitimate sources' last knock frames (never the spoofed floods'). */
+function listenerFilter(probePort: number): string {
+  return `(tcp and src port ${probePort}) or ((src net ${LEGIT_NET_V4} or src net ${LEGIT_NET_V6}) and (tcp dst port ${LAST_KNOCK_PORT} or udp dst port ${SPA_PORT}))`;
+}
+/** Wire time (ms) of the last knock frame seen leaving each source, by sourceKey. */
+const knockSeenAt = new Map<number | string, number>();
+function sourceKey(addr: Buffer): number | string {
+  return addr.length === 4 ? addr.readUInt32BE(0) : addr.toString("latin1");
+}
+/** Rounds read by the agent's clock because their knock frame was not seen on the wire (the listener's ring overran). */
+let agentClockReadings = 0;
+
+function onFrame(buf: Buffer, n: number, wireMs: number): void {
   if (n < 14) return;
   const type = buf.readUInt16BE(12);
-  let tcp: number;
-  if (type === 0x0800) tcp = 14 + (buf[14]! & 0x0f) * 4;
-  else if (type === 0x86dd && buf[20] === 6) tcp = 54;
-  else return;
-  if (n < tcp + 14) return;
-  const flags = buf[tcp + 13]!;
+  let l4: number, proto: number, srcAt: number, addrLen: number;
+  if (type === 0x0800) {
+    l4 = 14 + (buf[14]! & 0x0f) * 4;
+    proto = buf[23]!;
+    srcAt = 26;
+    addrLen = 4;
+  } else if (type === 0x86dd) {
+    l4 = 54;
+    proto = buf[20]!;
+    srcAt = 22;
+    addrLen = 16;
+  } else return;
+  if (n < l4 + 4) return;
+  const dport = buf.readUInt16BE(l4 + 2);
+  if (proto === 17) {
+    if (dport === SPA_PORT) knockSeenAt.set(sourceKey(buf.subarray(srcAt, srcAt + addrLen)), wireMs);
+    return;
+  }
+  if (proto !== 6 || n < l4 + 14) return;
+  const flags = buf[l4 + 13]!;
+  if (dport === LAST_KNOCK_PORT && (flags & 0x12) === 0x02) {
+    knockSeenAt.set(sourceKey(buf.subarray(srcAt, srcAt + addrLen)), wireMs);
+    return;
+  }
   if ((flags & 0x12) !== 0x12) return; // SYN-ACK only; a RST is a refusal, not an accept
-  const p = probes.get(buf.readUInt16BE(tcp + 2));
+  const p = probes.get(dport);
   // The answer must go to the probe's source (a socket of ours may use the same port number).
-  if (p && buf.compare(p.src, 0, p.src.length, type === 0x0800 ? 30 : 38, type === 0x0800 ? 34 : 54) === 0) p.resolve();
+  const dstAt = srcAt + addrLen;
+  if (p && buf.compare(p.src, 0, p.src.length, dstAt, dstAt + addrLen) === 0) p.resolve(wireMs);
 }
 
 /**
- * Knock, then a raw SYN probe from the same source at once and every probeEveryMs, and for the
- * first denseMs one after each pause of denseStepMs, until one is answered with a SYN-ACK: ms from
- * the last knock frame to that answer, or null after timeoutMs. Timers wait 1 ms at least, so the
- * pause is an Atomics.wait, which gives the CPU up (a busy loop here held back a daemon woken on the
- * same core: the capture engine read 0.5 ms later behind a 0.5 ms busy window), followed by a turn
- * of the event loop, which reads the capture handle.
+ * Knock, then a raw SYN probe from the same source at once (its frame made before the knock) and
+ * every probeEveryMs, and for the first denseMs one after each pause of denseStepMs, until one is
+ * answered with a SYN-ACK: ms from the last knock frame to that answer, on the wire, or null after
+ * timeoutMs. Timers wait 1 ms at least, so the pause is an Atomics.wait, which gives the CPU up (a
+ * busy loop here held back a daemon woken on the same core: the capture engine read 0.5 ms later
+ * behind a 0.5 ms busy window), followed by a turn of the event loop, which reads the capture handle.
  */
 function knockToOpen(src: string, a: ProbeArgs): Promise<number | null> {
   if (!cap) throw new Error("init first");
   const sender = cap;
-  const t0 = knock(src, a.dst);
   const f = frameFor(a.dst);
   const srcBytes = ipBytes(src);
+  const key = sourceKey(srcBytes);
+  knockSeenAt.delete(key);
   return new Promise((resolve) => {
     const mine: number[] = [];
     let finished = false;
+    let t0 = 0;
     const finish = (ms: number | null): void => {
       if (finished) return;
       finished = true;
       clearInterval(timer);
       clearTimeout(deadline);
       for (const port of mine) probes.delete(port);
+      knockSeenAt.delete(key);
       resolve(ms);
+    };
+    const answered = (wireMs: number): void => {
+      const knockMs = knockSeenAt.get(key);
+      if (knockMs !== undefined) return finish(wireMs - knockMs);
+      agentClockReadings++;
+      finish(performance.now() - t0);
+    };
+    const next = (): Buffer => {
+      const sport = 20000 + (nextProbePort++ % 40000);
+      probes.set(sport, { src: srcBytes, resolve: answered });
+      mine.push(sport);
+      return f.setText(src, sport, a.port);
     };
     const probe = (): void => {
       if (finished) return;
-      const sport = 20000 + (nextProbePort++ % 40000);
-      probes.set(sport, { src: srcBytes, resolve: () => finish(performance.now() - t0) });
-      mine.push(sport);
-      const buf = f.setText(src, sport, a.port);
+      const buf = next();
       sender.send(buf, buf.length);
     };
     // Pause (the CPU given up: on two cores, the daemon may be waiting for this one), a turn of the
@@ -139,9 +190,11 @@ function knockToOpen(src: string, a: ProbeArgs): Promise<number | null> {
         dense();
       });
     };
+    const first = Buffer.from(next());
+    t0 = knock(src, a.dst);
+    sender.send(first, first.length);
     const timer = setInterval(probe, a.probeEveryMs);
     const deadline = setTimeout(() => finish(null), a.timeoutMs);
-    probe();
     setImmediate(dense);
   });
 }
@@ -205,14 +258,17 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 serveRpc(async (r) => {
   switch (r.op) {
     case "init": {
-      const { Cap } = createRequire(import.meta.url)("cap") as { Cap: new () => CapSender };
+      const { Cap, knockgatePatch } = createRequire(import.meta.url)("cap") as { Cap: new () => CapSender; knockgatePatch?: number };
+      // Level 5 adds the packet timestamps the readings are dated with.
+      if ((knockgatePatch ?? 0) < 5) throw new Error("npm cap lacks knockgate's patch level 5 (packet timestamps): run npm ci, or node patches/cap.mjs");
       cap = new Cap();
       cap.open(r["iface"] as string, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
       // Second handle: the server's answers to probes (immediate mode, as npm cap opens it).
-      const listener = new Cap() as CapSender & { on(e: "packet", f: (n: number) => void): void };
+      const listener = new Cap() as CapSender & { on(e: "packet", f: (n: number, truncated: boolean, sec: number, usec: number) => void): void };
       const rx = Buffer.alloc(65535);
-      listener.open(r["iface"] as string, `tcp and src port ${r["probePort"] as number}`, 4 << 20, rx);
-      listener.on("packet", (n) => onReply(rx, n));
+      listener.open(r["iface"] as string, listenerFilter(r["probePort"] as number), 4 << 20, rx);
+      // cap patched (patches/cap.mjs) adds the kernel's timestamp: seconds, microseconds.
+      listener.on("packet", (n, _truncated, sec, usec) => onFrame(rx, n, sec * 1000 + usec / 1000));
       srcMac = r["srcMac"] as string;
       dstMac = r["dstMac"] as string;
       return { ok: true };
@@ -243,6 +299,8 @@ serveRpc(async (r) => {
       }
       return out;
     }
+    case "agent-clock-readings":
+      return agentClockReadings;
     case "latency-fine": {
       const out: { ms: number | null; stepMs: number }[] = [];
       for (const src of r["sources"] as string[]) {

@@ -149,11 +149,19 @@ async function withContender<T>(
     // The agent's knocks become SPA datagrams under the run's keys.
     if (contender.door === "spa") await lab.agent.call("spa-keys", SPA_KEYS);
     running = await contender.start(lab, { openForS });
-    return await body(lab, running);
+    const result = await body(lab, running);
+    // Readings are dated on the wire (bench/client.ts); one whose knock frame the agent's capture missed is read by its own clock, and said so.
+    const agentClock = await lab.agent.call<number>("agent-clock-readings", {});
+    if (agentClock > 0 && hasNotes(result)) result.notes.push(`${agentClock} knock-to-open readings by the agent's clock (their knock frame was not seen on the wire)`);
+    return result;
   } finally {
     await running?.stop().catch(() => undefined);
     await lab.destroy();
   }
+}
+
+function hasNotes(x: unknown): x is { notes: string[] } {
+  return typeof x === "object" && x !== null && Array.isArray((x as { notes?: unknown }).notes);
 }
 
 /** Spawns the flood sender in the client namespace; resolves with its report. */

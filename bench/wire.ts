@@ -25,6 +25,9 @@ export function legitV4(i: number): string {
   const n = 256 + 1 + (i % LEGIT_V4_MAX);
   return `198.18.${n >> 8}.${n & 255}`;
 }
+/** The networks of the legitimate clients (and of the server and client addresses), none of the spoofed sources. */
+export const LEGIT_NET_V4 = "198.18.0.0/20";
+export const LEGIT_NET_V6 = "fd00:198:18::/64";
 /** Legitimate IPv6 client addresses: fd00:198:18::1:1 .. */
 export function legitV6(i: number): string {
   return `fd00:198:18::1:${(1 + (i % 0xfffe)).toString(16)}`;

@@ -11,8 +11,10 @@
  *  - no pcap_setdirection: on Ethernet the host's own outgoing SYNs would be seen as knocks.
  *  - no pcap_stats: the kernel's count of packets dropped because the ring was full stays hidden.
  * The edits add optional arguments open(device, filter, bufSize, buffer, snaplen, promisc, inboundOnly)
- * (defaults keep cap's behaviour), a stats() method, and fd(): the capture's socket, through which
- * the kernel engine sets its NFLOG group's flush timeout (src/adapters/capture.ts openNflog).
+ * (defaults keep cap's behaviour), a stats() method, fd(): the capture's socket, through which
+ * the kernel engine sets its NFLOG group's flush timeout (src/adapters/capture.ts openNflog), and
+ * the kernel's timestamp of each frame as two more arguments of the "packet" event (the bench dates
+ * knocks and answers on the wire with them, bench/client.ts).
  *
  * And two crashes, for a daemon whose interfaces come and go:
  *  - Interface down or deleted: the packet socket reports an error, libuv hands the poll callback a
@@ -43,7 +45,7 @@ import { dirname, join } from "node:path";
 /** In the first edit: marks a patched source (the text is unchanged since level 1, so that a level-1 source is recognised). */
 const MARK = "/* knockgate patch v1 */";
 /** Bumped with every change to EDITS: a build of an older level is rebuilt. */
-const PATCH_LEVEL = 4;
+const PATCH_LEVEL = 5;
 
 const EDITS = [
   {
@@ -263,6 +265,35 @@ const EDITS = [
 `,
   },
   {
+    what: "packet timestamps",
+    find: `      Local<Value> emit_argv[3] = {
+        Nan::New<String>(packet_symbol),
+        Nan::New<Number>(copy_len),
+        Nan::New<Boolean>(truncated)
+      };
+      obj->async_res.runInAsyncScope(
+        Nan::New<Object>(obj->persistent()),
+        Nan::New<Function>(obj->Emit),
+        3,
+        emit_argv
+      );`,
+    replace: `      // knockgate: the kernel's timestamp too (seconds, microseconds), taken as the frame passed
+      // the packet socket's tap: when a frame was on the wire, not when the event loop got to it.
+      Local<Value> emit_argv[5] = {
+        Nan::New<String>(packet_symbol),
+        Nan::New<Number>(copy_len),
+        Nan::New<Boolean>(truncated),
+        Nan::New<Number>(static_cast<double>(pkt_hdr->ts.tv_sec)),
+        Nan::New<Number>(static_cast<double>(pkt_hdr->ts.tv_usec))
+      };
+      obj->async_res.runInAsyncScope(
+        Nan::New<Object>(obj->persistent()),
+        Nan::New<Function>(obj->Emit),
+        5,
+        emit_argv
+      );`,
+  },
+  {
     what: "patch level export",
     find: `    Pcap::Initialize(target);
 `,
@@ -345,4 +376,4 @@ if (!built()) {
     process.exit(1);
   }
 }
-console.log(`patches/cap.mjs: cap ${version} patched, level ${PATCH_LEVEL} (snaplen, promisc, inbound-only, stats, fd, interfaces that go away, NFLOG)`);
+console.log(`patches/cap.mjs: cap ${version} patched, level ${PATCH_LEVEL} (snaplen, promisc, inbound-only, stats, fd, timestamps, interfaces that go away, NFLOG)`);

@@ -27,7 +27,7 @@ export interface CaptureStats {
   /** Packets the kernel dropped because the capture ring was full. */
   dropped: number;
 }
-/** What patches/cap.mjs's PATCH_LEVEL is: an older build lacks fd(), and would abort the process when an interface goes down. */
+/** The oldest patches/cap.mjs PATCH_LEVEL the daemon works with: an older build lacks fd(), and would abort the process when an interface goes down. Later levels only add (5: timestamps, for the bench). */
 const CAP_PATCH_LEVEL = 4;
 type CapModule = { Cap: new () => CapHandle; knockgatePatch?: number };
 
@@ -137,10 +137,10 @@ function openDevice<L extends string>(iface: string, filter: string, onFrame: Fr
       { cause: err },
     );
   }
-  if (cap.knockgatePatch !== CAP_PATCH_LEVEL) {
+  if ((cap.knockgatePatch ?? 0) < CAP_PATCH_LEVEL) {
     throw new CaptureError(
       iface,
-      `npm cap lacks knockgate's patch (level ${CAP_PATCH_LEVEL} of patches/cap.mjs); reinstall with npm ci, whose postinstall applies it, or run node patches/cap.mjs`,
+      `npm cap lacks knockgate's patch (level ${CAP_PATCH_LEVEL} or later of patches/cap.mjs); reinstall with npm ci, whose postinstall applies it, or run node patches/cap.mjs`,
     );
   }
   const handle = new cap.Cap();

@@ -10,7 +10,7 @@ import { connect } from "node:net";
 import { performance } from "node:perf_hooks";
 import { ipBytes } from "../test/support/frames.js";
 import { serveRpc } from "./rpc.js";
-import { KNOCK_PORTS, LEGIT_NET_V4, LEGIT_NET_V6, Rng, SPA_PORT, SynFrame, UdpFrame, type CapSender } from "./wire.js";
+import { KNOCK_PORTS, LEGIT_NET_V4, LEGIT_NET_V6, Rng, SPA_PORT, readListenedFrame, SynFrame, UdpFrame, type CapSender } from "./wire.js";
 import { accessPlaintext, encodeSpa } from "../src/core/spa/encode.js";
 import type { SpaKeys } from "../src/core/spa/verify.js";
 import { tryConnect } from "../test/support/connect.js";
@@ -102,37 +102,13 @@ function sourceKey(addr: Buffer): number | string {
 let agentClockReadings = 0;
 
 function onFrame(buf: Buffer, n: number, wireMs: number): void {
-  if (n < 14) return;
-  const type = buf.readUInt16BE(12);
-  let l4: number, proto: number, srcAt: number, addrLen: number;
-  if (type === 0x0800) {
-    l4 = 14 + (buf[14]! & 0x0f) * 4;
-    proto = buf[23]!;
-    srcAt = 26;
-    addrLen = 4;
-  } else if (type === 0x86dd) {
-    l4 = 54;
-    proto = buf[20]!;
-    srcAt = 22;
-    addrLen = 16;
-  } else return;
-  if (n < l4 + 4) return;
-  const dport = buf.readUInt16BE(l4 + 2);
-  if (proto === 17) {
-    if (dport === SPA_PORT) knockSeenAt.set(sourceKey(buf.subarray(srcAt, srcAt + addrLen)), wireMs);
-    return;
+  const seen = readListenedFrame(buf, n, LAST_KNOCK_PORT);
+  if (seen?.kind === "knock") knockSeenAt.set(sourceKey(seen.source), wireMs);
+  else if (seen?.kind === "syn-ack") {
+    const p = probes.get(seen.port);
+    // The answer must go to the probe's source (a socket of ours may use the same port number).
+    if (p && p.src.equals(seen.destination)) p.resolve(wireMs);
   }
-  if (proto !== 6 || n < l4 + 14) return;
-  const flags = buf[l4 + 13]!;
-  if (dport === LAST_KNOCK_PORT && (flags & 0x12) === 0x02) {
-    knockSeenAt.set(sourceKey(buf.subarray(srcAt, srcAt + addrLen)), wireMs);
-    return;
-  }
-  if ((flags & 0x12) !== 0x12) return; // SYN-ACK only; a RST is a refusal, not an accept
-  const p = probes.get(dport);
-  // The answer must go to the probe's source (a socket of ours may use the same port number).
-  const dstAt = srcAt + addrLen;
-  if (p && buf.compare(p.src, 0, p.src.length, dstAt, dstAt + addrLen) === 0) p.resolve(wireMs);
 }
 
 /**

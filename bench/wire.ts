@@ -232,6 +232,41 @@ export class Rng {
 }
 
 /** The minimal surface of npm cap used for sending. */
+/**
+ * What the client agent's listener makes of a frame: a knock that ends an attempt (a SYN to
+ * `lastKnockPort`, or a datagram to SPA_PORT), by its source; a SYN-ACK, by the port it goes to (a
+ * probe's source port) and its destination; anything else null. Addresses are views into `buf`.
+ */
+export function readListenedFrame(
+  buf: Buffer,
+  n: number,
+  lastKnockPort: number,
+): { kind: "knock"; source: Buffer } | { kind: "syn-ack"; port: number; destination: Buffer } | null {
+  if (n < 14) return null;
+  const type = buf.readUInt16BE(12);
+  let l4: number, proto: number, srcAt: number, addrLen: number;
+  if (type === 0x0800 && n >= 34) {
+    l4 = 14 + (buf[14]! & 0x0f) * 4;
+    proto = buf[23]!;
+    srcAt = 26;
+    addrLen = 4;
+  } else if (type === 0x86dd && n >= 54) {
+    l4 = 54;
+    proto = buf[20]!;
+    srcAt = 22;
+    addrLen = 16;
+  } else return null;
+  if (n < l4 + 4) return null;
+  const source = buf.subarray(srcAt, srcAt + addrLen);
+  const dport = buf.readUInt16BE(l4 + 2);
+  if (proto === 17) return dport === SPA_PORT ? { kind: "knock", source } : null;
+  if (proto !== 6 || n < l4 + 14) return null;
+  const synAck = buf[l4 + 13]! & 0x12;
+  if (synAck === 0x02) return dport === lastKnockPort ? { kind: "knock", source } : null;
+  // A RST (or anything else but a SYN-ACK) is a refusal, not an accept.
+  return synAck === 0x12 ? { kind: "syn-ack", port: dport, destination: buf.subarray(srcAt + addrLen, srcAt + 2 * addrLen) } : null;
+}
+
 export interface CapSender {
   open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
   send(buffer: Buffer, nBytes?: number): void;

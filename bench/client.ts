@@ -98,7 +98,9 @@ const knockSeenAt = new Map<number | string, number>();
 function sourceKey(addr: Buffer): number | string {
   return addr.length === 4 ? addr.readUInt32BE(0) : addr.toString("latin1");
 }
-/** Rounds read by the agent's clock because their knock frame was not seen on the wire (the listener's ring overran). */
+/** patches/cap.mjs's level that passes the packet timestamps the readings are dated with. */
+const CAP_PATCH_LEVEL = 5;
+/** Rounds read by the agent's clock: their knock frame was not seen on the wire (the listener's ring overran), or the wall clock stepped. */
 let agentClockReadings = 0;
 
 function onFrame(buf: Buffer, n: number, wireMs: number): void {
@@ -141,7 +143,9 @@ function knockToOpen(src: string, a: ProbeArgs): Promise<number | null> {
     };
     const answered = (wireMs: number): void => {
       const knockMs = knockSeenAt.get(key);
-      if (knockMs !== undefined) return finish(wireMs - knockMs);
+      // A wall clock stepped during the round (the timestamps are CLOCK_REALTIME) reads as the agent's clock too.
+      const onWire = knockMs === undefined ? -1 : wireMs - knockMs;
+      if (onWire >= 0 && onWire <= a.timeoutMs) return finish(onWire);
       agentClockReadings++;
       finish(performance.now() - t0);
     };
@@ -235,8 +239,7 @@ serveRpc(async (r) => {
   switch (r.op) {
     case "init": {
       const { Cap, knockgatePatch } = createRequire(import.meta.url)("cap") as { Cap: new () => CapSender; knockgatePatch?: number };
-      // Level 5 adds the packet timestamps the readings are dated with.
-      if ((knockgatePatch ?? 0) < 5) throw new Error("npm cap lacks knockgate's patch level 5 (packet timestamps): run npm ci, or node patches/cap.mjs");
+      if ((knockgatePatch ?? 0) < CAP_PATCH_LEVEL) throw new Error(`npm cap lacks knockgate's patch level ${CAP_PATCH_LEVEL} (packet timestamps): run npm ci, or node patches/cap.mjs`);
       cap = new Cap();
       cap.open(r["iface"] as string, "ether proto 0x88b5", 1 << 20, Buffer.alloc(65535));
       // Second handle: the server's answers to probes (immediate mode, as npm cap opens it).

@@ -231,7 +231,6 @@ export class Rng {
   }
 }
 
-/** The minimal surface of npm cap used for sending. */
 /**
  * What the client agent's listener makes of a frame: a knock that ends an attempt (a SYN to
  * `lastKnockPort`, or a datagram to SPA_PORT), by its source; a SYN-ACK, by the port it goes to (a
@@ -267,6 +266,7 @@ export function readListenedFrame(
   return synAck === 0x12 ? { kind: "syn-ack", port: dport, destination: buf.subarray(srcAt + addrLen, srcAt + 2 * addrLen) } : null;
 }
 
+/** The minimal surface of npm cap used for sending. */
 export interface CapSender {
   open(device: string, filter: string, bufSize: number, buffer: Buffer): string;
   send(buffer: Buffer, nBytes?: number): void;

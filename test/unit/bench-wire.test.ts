@@ -37,6 +37,24 @@ describe("readListenedFrame", () => {
       assert.equal(read(frame({ src: client, dst: server, proto: "udp", dstPort: 53 })), null);
       const whole = frame({ src: server, dst: client, srcPort: 22, dstPort: 20017, flags: TcpFlag.syn | TcpFlag.ack });
       assert.equal(readListenedFrame(whole, whole.length - 8, LAST), null);
+      const knock = frame({ src: client, dst: server });
+      assert.equal(readListenedFrame(knock, knock.length - 20, LAST), null);
     });
   }
+
+  test("an IPv4 header with options: the ports are read after them", () => {
+    const plain = frame({ src: "198.18.1.7", dst: "198.18.0.1", srcPort: 22, dstPort: 20017, flags: TcpFlag.syn | TcpFlag.ack });
+    // Four bytes of options (NOPs) after the 20-byte header: IHL 6.
+    const withOptions = Buffer.concat([plain.subarray(0, 34), Buffer.alloc(4, 1), plain.subarray(34)]);
+    withOptions[14] = 0x46;
+    const answer = read(withOptions);
+    // A fixed 20-byte header would read the options as the ports.
+    assert.equal(answer?.kind === "syn-ack" && answer.port, 20017);
+  });
+
+  test("IPv6 with another next header (ICMPv6) is nothing", () => {
+    const knock = frame({ src: "fd00:198:18::1:7", dst: "fd00:198:18::1" });
+    knock[20] = 58;
+    assert.equal(read(knock), null);
+  });
 });

@@ -150,9 +150,9 @@ async function withContender<T>(
     if (contender.door === "spa") await lab.agent.call("spa-keys", SPA_KEYS);
     running = await contender.start(lab, { openForS });
     const result = await body(lab, running);
-    // Readings are dated on the wire (bench/client.ts); one whose knock frame the agent's capture missed is read by its own clock, and said so.
+    // Readings are dated on the wire (bench/client.ts); one the wire cannot date (its knock frame missed, or the wall clock stepped) is read by the agent's clock, and said so.
     const agentClock = await lab.agent.call<number>("agent-clock-readings", {});
-    if (agentClock > 0 && hasNotes(result)) result.notes.push(`${agentClock} knock-to-open readings by the agent's clock (their knock frame was not seen on the wire)`);
+    if (agentClock > 0 && hasNotes(result)) result.notes.push(`${agentClock} knock-to-open readings by the agent's clock (their knock frame was not seen on the wire, or the wall clock stepped)`);
     return result;
   } finally {
     await running?.stop().catch(() => undefined);

@@ -2,7 +2,8 @@
  * What both backends render, byte for byte, for a few configurations: doors with several ports and
  * protocols (more than multiport's 15), a signed door beside a sequence door sharing a port,
  * labelled containers (host ports, ports bound to one address of either family, containers'
- * own addresses with their peer networks, kept records), IPv6 allow lists. An upgrade adopts what
+ * own addresses with their peer networks, kept records), IPv6 allow lists, the kernel engine's
+ * knock programs; a signed datagram's record with its grants as each backend writes it. An upgrade adopts what
  * an earlier version installed only while the rules, the names and the plan id stay the same, so
  * the text is held against test/fixtures/firewall/rendered.txt. A change that means to render
  * otherwise writes the file anew: KNOCK_WRITE_RENDERED=1 node --test dist/test/unit/firewall-render.test.js
@@ -22,6 +23,9 @@ import { planId } from "../../src/adapters/firewall/plan-id.js";
 import { iptablesChainPlan } from "../../src/adapters/firewall/iptables/rules.js";
 import * as ipset from "../../src/adapters/firewall/iptables/sets.js";
 import { nftPlan } from "../../src/adapters/firewall/nftables/rules.js";
+import { nftablesText } from "../../src/adapters/firewall/nftables/firewall.js";
+import { iptablesText } from "../../src/adapters/firewall/iptables/firewall.js";
+import type { TimedGrant } from "../../src/adapters/firewall/firewall.js";
 import * as nft from "../../src/adapters/firewall/nftables/sets.js";
 
 const FIXTURE = fileURLToPath(new URL("../../../test/fixtures/firewall/rendered.txt", import.meta.url));
@@ -74,6 +78,21 @@ const CASES: Case[] = [
       container("signed", "SSH", ["2022", "192.0.2.3:2023"], [{ network: "bridge", family: 4, address: "172.17.0.10", prefixLen: 16 }]),
     ],
   },
+  {
+    // nftables only: the kernel engine with iptables is a configuration error.
+    name: "the kernel engine: a TCP sequence with a close sequence, a mixed one with flags, a signed door",
+    config: parseConfig({
+      ...KEY,
+      KNOCK_ENGINE: "kernel",
+      KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000",
+      KNOCK_DOOR_WEB_SEQUENCE: "7001,8001:udp,9001",
+      KNOCK_DOOR_WEB_CLOSE_SEQUENCE: "9001,8001:udp,7001",
+      KNOCK_DOOR_WEB_TCPFLAGS: "syn,ack",
+      KNOCK_DOOR_WEB_SEQ_TIMEOUT: "10",
+      KNOCK_DOOR_WEB_PORTS: "443",
+    }),
+    containers: [],
+  },
 ];
 
 const PORTS: PortSpec[] = [{ port: 22, proto: "tcp" }, { port: 53, proto: "udp" }];
@@ -85,18 +104,21 @@ function render({ config, containers }: Case): string {
   const marker = planMarker(planId(plan));
   const out: [string, string][] = [];
   const add = (name: string, text: string) => out.push([name, text]);
+  const iptables = config.engine !== "kernel";
   add("plan id", planId(plan));
-  add("ipset create", ipset.ipsetCreateScript(plan));
-  add("ipset grant sets", ipset.ipsetGrantSets(plan).map((s) => `${s.name} ${s.spec} ${s.maxelem}`).join("\n"));
-  for (const f of FAMILIES) {
-    const chain = iptablesChainPlan(plan, f, marker);
-    add(`iptables-restore IPv${f} (${chain.ruleCount} rules)`, chain.restore);
-    add(`ipset allow IPv${f}`, ipset.ipsetAllowScript(plan, f));
-    add(`ipset allow members IPv${f}`, ipset.expectedAllowMembers(plan, f).join("\n"));
+  if (iptables) {
+    add("ipset create", ipset.ipsetCreateScript(plan));
+    add("ipset grant sets", ipset.ipsetGrantSets(plan).map((s) => `${s.name} ${s.spec} ${s.maxelem}`).join("\n"));
+    for (const f of FAMILIES) {
+      const chain = iptablesChainPlan(plan, f, marker);
+      add(`iptables-restore IPv${f} (${chain.ruleCount} rules)`, chain.restore);
+      add(`ipset allow IPv${f}`, ipset.ipsetAllowScript(plan, f));
+      add(`ipset allow members IPv${f}`, ipset.expectedAllowMembers(plan, f).join("\n"));
+    }
   }
   const script = nftPlan(plan, marker);
   add(`nft -f (${script.ruleCount} rules)`, script.script);
-  add("ipset rebuild", ipset.ipsetRebuildScript(ipset.ipsetGrantSets(plan)[0]!, [{ src: SRC[4], remainingMs: 12_300 }, { src: "198.18.0.3", remainingMs: null }]));
+  if (iptables) add("ipset rebuild", ipset.ipsetRebuildScript(ipset.ipsetGrantSets(plan)[0]!, [{ src: SRC[4], remainingMs: 12_300 }, { src: "198.18.0.3", remainingMs: null }]));
   for (const door of config.doors) {
     for (const f of FAMILIES) {
       const src = SRC[f];
@@ -119,6 +141,14 @@ function render({ config, containers }: Case): string {
     if (door.spa === null) continue;
     const element = "123:4567:89ab:cdef:123:4567:89ab:cdef";
     add(`replay ${door.name}`, [ipset.ipsetReplayAddLine(door.name, element, 240), ipset.ipsetReplayDelLine(door.name, element), nft.nftReplayAddLine(door.name, element, 240), nft.nftReplayDelLine(door.name, [element])].join("\n"));
+    // A datagram's record, after one eviction, with a new grant of two ports until different ends, then with a refresh.
+    const entry = { door: door.name, element, ttlS: 240, evict: ["fedc:ba98:7654:3210:fedc:ba98:7654:3210"] };
+    const signed = (ports: PortSpec[], forMs: number, refresh?: boolean): TimedGrant => ({ grant: { door, family: 4, src: SRC[4], ports }, forMs, ...(refresh ? { refresh } : {}) });
+    const grants = [signed(PORTS.slice(0, 1), 300_000), signed(PORTS.slice(1), 30_000)];
+    const refreshed = grants.map((g) => ({ ...g, refresh: true }));
+    for (const text of [...(iptables ? [iptablesText(planId)] : []), nftablesText(planId)]) {
+      add(`record ${door.name} (${text.backend})`, [...text.record(entry, grants), ...text.record({ ...entry, evict: [] }, refreshed)].join("\n"));
+    }
   }
   return out.map(([name, text]) => `--- ${name}\n${text}${text.endsWith("\n") ? "" : "\n"}`).join("");
 }

@@ -88,6 +88,22 @@ test("a signed datagram opens the port it asks for, for the address it names, wi
   await daemon.stop();
 });
 
+test("the dry run logs a datagram's record and its grant as the backend writes them, in one line, and a replay as nothing", async () => {
+  const { daemon, events, send, datagram } = setup();
+  await daemon.start();
+  const d = datagram();
+  await send(d);
+  await send(d);
+  const element = replayKey(d);
+  // The harness's dry run speaks ipset: the record (kept until the datagram is stale: max age 120 s, and
+  // one more), then the grant it conditions.
+  assert.deepEqual(
+    events("dry_run_grant").map((l) => [l["door"], l["src"], l["command"]]),
+    [["SSH", CLIENT, [`add knockgate-SSH:r ${element} timeout 121`, `add knockgate-SSH:4 ${CLIENT},tcp:22 timeout 30 -exist`].join("\n")]],
+  );
+  await daemon.stop();
+});
+
 test("the checks warmed up at start, and kept warm by the sweep, go all the way on throwaway datagrams; the door keeps nothing of them", async () => {
   const limits: SpaLimits = { maxAgeS: 120, defaultOpenForS: 30, maxOpenForS: 300, requireSourceAddress: true, username: "alice", ports: [{ proto: "udp", port: 500 }] };
   const nowS = 1_800_000_000;
@@ -567,9 +583,8 @@ test("ON_OPEN and ON_CLOSE of a signed grant see the ports it opened in %PORTS%"
 
 test("a backend that throws at once on a verified datagram's grant is a failed grant: logged, counted, never an unhandled rejection", async () => {
   const { daemon, send, datagram, events } = setup({}, (f) => {
-    const grant = f.grant.bind(f);
-    f.grant = (key, forMs) => {
-      if (key.ports === null) return grant(key, forMs);
+    // A verified datagram's grant goes in with its record.
+    (f.replay as { grant: ReplaySets["grant"] }).grant = () => {
       throw new Error("boom");
     };
     return f;

@@ -51,15 +51,23 @@ export class DryRunFirewall implements Firewall {
     this.clock = clock;
     this.text = text;
     this.replay = {
-      grant: async ({ door, element, ttlS, evict }, grants) => {
+      // Async: a check that throws rejects, as the backends' writes do.
+      grant: async (entry, grants) => {
+        const { door, element, ttlS, evict } = entry;
         const set = this.replaySet(door);
         for (const e of evict) set.delete(e);
         if ((set.get(element) ?? -Infinity) > this.clock.now()) return "seen";
         // As the kernel does: expired entries make room only when the set is full.
         if (set.size >= replaySetSize) for (const [key, expiresAt] of set) if (expiresAt <= this.clock.now()) set.delete(key);
         if (set.size >= replaySetSize) return "full";
+        const written = grants();
+        // The record and its grants as the backend writes them (on nftables, one transaction), which
+        // fails as a whole on an entry the checks refuse.
+        const command = this.text.record(entry, written).join("\n");
+        for (const { grant } of written) if (grant.ports !== null) checkedPorts(grant.door, this.targets, grant.ports);
         set.set(element, this.clock.now() + ttlS * 1000);
-        for (const g of grants()) await this.grant(g.grant, g.forMs);
+        for (const g of written) this.hold(g.grant, g.forMs);
+        this.log.info({ event: "dry_run_grant", door, src: written[0]?.grant.src, command });
         return "recorded";
       },
       list: (door) => {
@@ -88,14 +96,19 @@ export class DryRunFirewall implements Firewall {
   }
 
   grant(grant: GrantKey, forMs: number): Promise<void> {
+    this.hold(grant, forMs);
+    this.log.info({ event: "dry_run_grant", door: grant.door.name, src: grant.src, command: this.text.grant(grant, forMs) });
+    return Promise.resolve();
+  }
+
+  /** Keeps a grant as the kernel would, after the checks the backends make. */
+  private hold(grant: GrantKey, forMs: number): void {
     const { door, family, src, ports } = grant;
     if (ports !== null) checkedPorts(door, this.targets, ports);
-    this.log.info({ event: "dry_run_grant", door: door.name, src, command: this.text.grant(grant, forMs) });
     const now = this.clock.now();
     if (ports === null) this.doorWide.set(`${door.name}|${family}|${src}`, { door: door.name, family, src, expiresAt: forMs > 0 ? now + forMs : Infinity });
     // As the kernel's per-port sets: every entry has a timeout.
     else for (const port of ports) this.perPort.set(`${door.name}|${family}|${src}|${portName(port)}`, { door: door.name, family, src, port, expiresAt: now + forMs });
-    return Promise.resolve();
   }
 
   revoke(grant: GrantKey): Promise<void> {

@@ -136,4 +136,6 @@ export interface PlanText {
   protect(plan: FirewallPlan): string;
   grant(grant: GrantKey, forMs: number): string;
   revoke(grant: GrantKey): string;
+  /** A signed datagram's record with its grants: each write to the tool, in order. */
+  record(entry: ReplayEntry, grants: readonly TimedGrant[]): string[];
 }

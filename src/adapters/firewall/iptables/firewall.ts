@@ -10,7 +10,7 @@ import { ChangeQueue, ReplayWriter } from "../changes.js";
 import { checkedAddress, checkedPorts } from "../checked.js";
 import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
-import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplaySets } from "../firewall.js";
+import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplayEntry, ReplaySets } from "../firewall.js";
 import { CHAIN, iptablesChainPlan, JUMP_RULE, KEPT_CHAIN } from "./rules.js";
 import {
   expectedAllowMembers,
@@ -53,6 +53,11 @@ function revokeLines({ door, family, src, ports }: GrantKey): string[] {
   return ports === null ? [ipsetRevokeLine(door.name, family, src)] : ipsetSpaRevokeLines(door.name, family, src, ports);
 }
 
+/** A datagram's record, after the evictions that make room for it; ipset has no transactions, so its grants follow once it is in. */
+function replayLines({ door, element, ttlS, evict }: ReplayEntry): { deletes: string[]; add: string } {
+  return { deletes: evict.map((e) => ipsetReplayDelLine(door, checkedAddress(e, 6))), add: ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS) };
+}
+
 /** What the dry run logs for this backend. */
 export function iptablesText(planId: PlanId): PlanText {
   const chains = (plan: FirewallPlan) => FAMILIES.map((f) => iptablesChainPlan(plan, f, planMarker(planId(plan))).restore).join("");
@@ -62,6 +67,10 @@ export function iptablesText(planId: PlanId): PlanText {
     protect: chains,
     grant: (grant, forMs) => grantLines(grant, forMs).join("; "),
     revoke: (grant) => revokeLines(grant).join("; "),
+    record: (entry, grants) => {
+      const { deletes, add } = replayLines(entry);
+      return [...deletes, add, ...grants.flatMap((g) => grantLines(g.grant, g.forMs))];
+    },
   };
 }
 
@@ -85,10 +94,8 @@ export class IptablesFirewall implements Firewall {
     this.changes = new ChangeQueue(run, log);
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["ipset", ...line.split(" ")], ipsetReplayFailure);
     this.replay = {
-      // ipset has no transactions: the record first, the grants once it is in.
-      grant: async ({ door, element, ttlS, evict }, grants) => {
-        const deletes = evict.map((e) => ipsetReplayDelLine(door, checkedAddress(e, 6)));
-        const add = ipsetReplayAddLine(door, checkedAddress(element, 6), ttlS);
+      grant: async (entry, grants) => {
+        const { deletes, add } = replayLines(entry);
         const recorded = await writer.record(deletes, () => add);
         if (recorded === "recorded") for (const g of grants()) await this.grant(g.grant, g.forMs);
         return recorded;

@@ -10,7 +10,7 @@ import { ChangeQueue, ReplayWriter } from "../changes.js";
 import { checkedAddress, checkedPorts } from "../checked.js";
 import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
-import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplayRecord, ReplaySets, TimedGrant } from "../firewall.js";
+import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplayEntry, ReplayRecord, ReplaySets, TimedGrant } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
 import { kernelGrantDoors, unreadSetName } from "./knock.js";
 import {
@@ -82,10 +82,23 @@ function revokeLine({ door, family, src, ports }: GrantKey): string {
   return ports === null ? nftRevokeLine(door.name, family, [src]) : nftSpaRevokeLine(door.name, family, src, ports);
 }
 
+/** Evictions from a door's replay set: a line of their own, ahead of the record (a refused record must not put back what the index let go). */
+const replayEvictions = ({ door, evict }: ReplayEntry): string[] => (evict.length > 0 ? [nftReplayDelLine(door, evict.map((e) => checkedAddress(e, 6)))] : []);
+
+/**
+ * A datagram's record and its grants as one transaction: the grants go in only if the record does
+ * (the kernel's `create` is the check). New grants are created, in a line of about half the bytes a
+ * put needs (docs/bench.md, 8f); a refresh the book knows of makes it a put.
+ */
+function replayTransaction({ door, element, ttlS }: ReplayEntry, grants: readonly TimedGrant[], lineOf: (g: TimedGrant, form: PutForm) => string, form: PutForm = grants.some((g) => g.refresh) ? "put" : "create"): string {
+  return [nftReplayAddLine(door, checkedAddress(element, 6), ttlS), ...grants.map((g) => lineOf(g, form))].join("; ");
+}
+
 /** What the dry run logs for this backend. */
 export function nftablesText(planId: PlanId): PlanText {
   const script = (plan: FirewallPlan) => nftPlan(plan, planMarker(planId(plan))).script;
-  return { backend: "nftables", install: script, protect: script, grant: grantLine, revoke: revokeLine };
+  const record = (entry: ReplayEntry, grants: readonly TimedGrant[]) => [...replayEvictions(entry), replayTransaction(entry, grants, (g, form) => grantLine(g.grant, g.forMs, form))];
+  return { backend: "nftables", install: script, protect: script, grant: grantLine, revoke: revokeLine, record };
 }
 
 export class NftablesFirewall implements Firewall {
@@ -106,22 +119,17 @@ export class NftablesFirewall implements Firewall {
     this.changes = new ChangeQueue(run, log);
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["nft", line], nftReplayFailure);
     this.replay = {
-      // One transaction: the grants go in only if the record does (the kernel's `create` is the check).
-      // Evictions go first, on their own: a refused record must not put back what the index let go.
-      // New grants are created, in a line of about half the bytes a put needs (docs/bench.md, 8f).
-      // Should an entry be there after all, the transaction fails as a whole ("exists") and goes
-      // again as a put. A refresh the book knows of goes as a put at once: a failed line costs the
-      // helper a restart (about 10 ms).
-      grant: ({ door, element, ttlS, evict }, grants) => {
-        const deletes = evict.length > 0 ? [nftReplayDelLine(door, evict.map((e) => checkedAddress(e, 6)))] : [];
-        const record = nftReplayAddLine(door, checkedAddress(element, 6), ttlS);
+      // Should a created entry be there after all, the transaction fails as a whole ("exists") and
+      // goes again as a put. A refresh goes as a put at once: a failed line costs the helper a
+      // restart (about 10 ms).
+      grant: (entry, grants) => {
         let written: readonly TimedGrant[] = [];
-        const line = (form: PutForm) => [record, ...written.map((g) => this.lineOf(g, form))].join("; ");
+        const line = (form?: PutForm) => replayTransaction(entry, written, (g, f) => this.lineOf(g, f), form);
         const add = () => {
           written = grants();
-          return line(written.some((g) => g.refresh) ? "put" : "create");
+          return line();
         };
-        return writer.record(deletes, add, () => this.settleUnknown(door, element, written), () => line("put"));
+        return writer.record(replayEvictions(entry), add, () => this.settleUnknown(entry.door, entry.element, written), () => line("put"));
       },
       list: (door) => this.elements(nftReplaySetName(door)).then(nftElements),
     };

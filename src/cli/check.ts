@@ -185,6 +185,7 @@ export async function checkReport(config: Config, env: Readonly<Record<string, s
   if (interfaces === null) {
     interfaces = await host.defaultInterfaces();
     interfaceNote = "the interfaces of this host's default routes";
+    if (config.engine === "kernel") interfaceNote += ", for signed datagrams; the kernel engine's rules take knocks on every interface but loopback";
     if (interfaces.length === 0) warnings.push(`knockgate run would refuse to start here: ${NO_DEFAULT_ROUTE}`);
   }
 

@@ -26,5 +26,9 @@ export function parseEngine(env: Readonly<Record<string, string | undefined>>, f
     const refused = kernelRefusal(door);
     if (refused) problems.push({ variable: `KNOCK_DOOR_${door.name}_SEQUENCE`, message: `${refused}; shorten it, or use KNOCK_ENGINE=capture` });
   }
+  // Set on purpose, it would be silently not applied: the kernel's sets count sources, not networks.
+  if (env["KNOCK_MAX_TRACKED_PER_PREFIX"] !== undefined) {
+    problems.push({ variable: "KNOCK_MAX_TRACKED_PER_PREFIX", message: "the kernel engine cannot apply it: its sets hold at most KNOCK_MAX_TRACKED sources, whatever their network; unset it, or use KNOCK_ENGINE=capture" });
+  }
   return { engine, firewall: "nftables" };
 }

@@ -155,6 +155,39 @@ for (const { backend, engine } of SETUPS) {
           assert.deepEqual(daemon.stderr, []);
         }));
 
+      test("a knock chain flushed and one of its sets deleted by hand are found by the reconcile and made again, named without a port: the door opens again", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const daemon = await lab.startDaemon(env());
+          for (const argv of [
+            ["nft", "flush", "chain", "inet", "knockgate", "knock_SSH_open_v4"],
+            ["nft", "delete", "set", "inet", "knockgate", "knock_SSH_open_v4_s1"],
+          ]) {
+            assert.equal((await lab.exec(lab.server, argv)).code, 0, argv.join(" "));
+          }
+          const repaired = await daemon.waitFor("firewall_repaired", 3000);
+          assert.deepEqual(repaired["changes"], ["chain inet knockgate knock_SSH_open_v4 differs from the plan", "sets missing: knock_SSH_open_v4_s1"]);
+          await lab.knock(SERVER_V4, SEQ);
+          assert.equal((await daemon.waitFor("open"))["src"], CLIENT_V4);
+          assert.equal(await lab.canConnect(SERVER_V4), true, "the rules open again");
+        }));
+
+      test("KNOCK_INTERFACE confines the kernel's knocks to its interfaces: knocks coming in on another open nothing", () =>
+        withLab(async (lab) => {
+          await lab.startService();
+          const elsewhere = await lab.startDaemon(env({ KNOCK_INTERFACE: "kgnone0" }));
+          assert.equal(elsewhere.events("kernel_engine")[0]?.["interfaces"], "kgnone0");
+          await lab.knock(SERVER_V4, SEQ);
+          await sleep(300);
+          assert.equal(await lab.canConnect(SERVER_V4, { timeoutMs: 300 }), false, "a knock on another interface opens nothing");
+          assert.equal(elsewhere.events("open").length, 0);
+          await elsewhere.stop();
+          const here = await lab.startDaemon(env({ KNOCK_INTERFACE: lab.serverIface }));
+          await lab.knock(SERVER_V4, SEQ);
+          assert.equal((await here.waitFor("open"))["src"], CLIENT_V4);
+          assert.equal(await lab.canConnect(SERVER_V4), true, "the same knock on the named interface opens");
+        }));
+
       test("a restart that changes only the knock rules (OPEN_FOR, SEQ_TIMEOUT) rewrites them in the kernel: a grant the rules make alone has the new time", () =>
         withLab(async (lab) => {
           await lab.startService();
@@ -588,25 +621,46 @@ describe("configuration and lifecycle", { concurrency: false }, () => {
       assert.equal((await lab.http("/readyz")).status, 200);
     }));
 
-  test("a door whose sequence comes from KNOCK_DOOR_<NAME>_SEQUENCE_FILE opens, and the daemon's whole output never shows it", () =>
+  for (const engine of ["capture", "kernel"] as const) {
+    test(`a door whose sequence comes from KNOCK_DOOR_<NAME>_SEQUENCE_FILE opens, and the daemon's whole output never shows it (${engine} engine)`, () =>
+      withLab(async (lab) => {
+        const dir = mkdtempSync(join(tmpdir(), "knockgate-seq-"));
+        try {
+          const secret = "7123,8234:udp,9345";
+          writeFileSync(join(dir, "sequence"), `${secret}\n`, { mode: 0o600 });
+          await lab.startService();
+          const daemon = await lab.startDaemon({ KNOCK_DOOR_SSH_SEQUENCE_FILE: join(dir, "sequence"), KNOCK_LOG_LEVEL: "info", KNOCK_ENGINE: engine });
+          assert.equal(await lab.canConnect(SERVER_V4), false);
+          await lab.knock(SERVER_V4, secret);
+          await daemon.waitFor("open");
+          assert.equal(await lab.canConnect(SERVER_V4), true);
+          assert.equal(await daemon.stop(), 0);
+          const output = [...daemon.logs.map((l) => JSON.stringify(l)), ...daemon.stderr].join("\n");
+          assert.ok(output.includes("firewall_kept"), "the output was collected to the end");
+          for (const port of ["7123", "8234", "9345"]) assert.doesNotMatch(output, new RegExp(`\\b${port}\\b`), `knock port ${port} in the output`);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }));
+  }
+
+  test("with the kernel engine: a dry run's plan hides the knock ports and changes nothing; /readyz turns 503 naming a flushed knock chain, 200 after the repair", () =>
     withLab(async (lab) => {
-      const dir = mkdtempSync(join(tmpdir(), "knockgate-seq-"));
-      try {
-        const secret = "7123,8234:udp,9345";
-        writeFileSync(join(dir, "sequence"), `${secret}\n`, { mode: 0o600 });
-        await lab.startService();
-        const daemon = await lab.startDaemon({ KNOCK_DOOR_SSH_SEQUENCE_FILE: join(dir, "sequence"), KNOCK_LOG_LEVEL: "info" });
-        assert.equal(await lab.canConnect(SERVER_V4), false);
-        await lab.knock(SERVER_V4, secret);
-        await daemon.waitFor("open");
-        assert.equal(await lab.canConnect(SERVER_V4), true);
-        assert.equal(await daemon.stop(), 0);
-        const output = [...daemon.logs.map((l) => JSON.stringify(l)), ...daemon.stderr].join("\n");
-        assert.ok(output.includes("firewall_kept"), "the output was collected to the end");
-        for (const port of ["7123", "8234", "9345"]) assert.doesNotMatch(output, new RegExp(`\\b${port}\\b`), `knock port ${port} in the output`);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      const before = await lab.firewallSnapshot();
+      const dry = await lab.startDaemon(door({ KNOCK_ENGINE: "kernel", KNOCK_DRY_RUN: "true", KNOCK_DOOR_SSH_SEQUENCE: "7123,8234:udp,9345" }));
+      const plan = String(dry.events("dry_run_plan")[0]?.["plan"]);
+      assert.match(plan, /add rule inet knockgate knock_SSH_open_v4 .*th dport … /);
+      assert.doesNotMatch(plan, /7123|8234|9345/);
+      assert.equal(await dry.stop(), 0);
+      assert.equal(await lab.firewallSnapshot(), before);
+      const daemon = await lab.startDaemon(door({ KNOCK_ENGINE: "kernel", KNOCK_RECONCILE_INTERVAL: "3" }));
+      const ready = await lab.http("/readyz");
+      assert.equal(ready.status, 200, ready.body);
+      assert.equal((await lab.exec(lab.server, ["nft", "flush", "chain", "inet", "knockgate", "knock_SSH_open_v6"])).code, 0);
+      const broken = await lab.readyzTurns(503);
+      assert.match(broken.body, /chain inet knockgate knock_SSH_open_v6 differs from the plan/);
+      await daemon.waitFor("firewall_repaired", 5000);
+      assert.equal((await lab.http("/readyz")).status, 200);
     }));
 
   test("unauthenticated /metrics does not move on correct knocks before the grant; the token unlocks the full set", () =>
@@ -715,28 +769,31 @@ describe("migration from knockd, client and hooks", { concurrency: false }, () =
       assert.equal(relay.stdout, "SSH-2.0-hello\n", "the echo service must answer through the relay");
     }));
 
-  test("ON_OPEN and ON_CLOSE run as argv with the knocker's address", () =>
-    withLab(async (lab) => {
-      const dir = mkdtempSync(join(tmpdir(), "knockgate-"));
-      try {
-        const daemon = await lab.startDaemon(
-          door({
-            KNOCK_DOOR_SSH_OPEN_FOR: "0",
-            KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,7000",
-            KNOCK_DOOR_SSH_ON_OPEN: `touch "${dir}/open %IP% %DOOR%"`,
-            KNOCK_DOOR_SSH_ON_CLOSE: `touch "${dir}/close %IP%"`,
-          }),
-        );
-        await lab.knock(SERVER_V4, SEQ);
-        await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_open");
-        assert.ok(existsSync(join(dir, `open ${CLIENT_V4} SSH`)));
-        await lab.knock(SERVER_V4, "9000,8000,7000");
-        await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_close");
-        assert.ok(existsSync(join(dir, `close ${CLIENT_V4}`)));
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
-    }));
+  for (const engine of ["capture", "kernel"] as const) {
+    test(`ON_OPEN and ON_CLOSE run as argv with the knocker's address (${engine} engine)`, () =>
+      withLab(async (lab) => {
+        const dir = mkdtempSync(join(tmpdir(), "knockgate-"));
+        try {
+          const daemon = await lab.startDaemon(
+            door({
+              KNOCK_ENGINE: engine,
+              KNOCK_DOOR_SSH_OPEN_FOR: "0",
+              KNOCK_DOOR_SSH_CLOSE_SEQUENCE: "9000,8000,7000",
+              KNOCK_DOOR_SSH_ON_OPEN: `touch "${dir}/open %IP% %DOOR%"`,
+              KNOCK_DOOR_SSH_ON_CLOSE: `touch "${dir}/close %IP%"`,
+            }),
+          );
+          await lab.knock(SERVER_V4, SEQ);
+          await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_open");
+          assert.ok(existsSync(join(dir, `open ${CLIENT_V4} SSH`)));
+          await lab.knock(SERVER_V4, "9000,8000,7000");
+          await daemon.waitFor("hook", 3000, (l) => l["hook"] === "on_close");
+          assert.ok(existsSync(join(dir, `close ${CLIENT_V4}`)));
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }));
+  }
 
   test("a hook sees none of the daemon's variables, and one still running at shutdown does not outlive the daemon", () =>
     withLab(async (lab) => {

@@ -20,3 +20,18 @@ export function iptablesChain(config: Planned, family: Family, targets?: readonl
 export function nftScript(config: Planned, targets?: readonly OwnedTarget[]): NftPlan {
   return nftPlan(planOf(config, targets), markerOf(config, targets));
 }
+
+/**
+ * Doors of the kernel engine for the render fixture (test/fixtures/firewall/rendered.txt) and the
+ * listing nft gave of them (kernel-listing.txt): a TCP sequence, and a mixed one with flags and a
+ * close sequence.
+ */
+export const KERNEL_DOORS: Readonly<Record<string, string>> = {
+  KNOCK_ENGINE: "kernel",
+  KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000",
+  KNOCK_DOOR_WEB_SEQUENCE: "7001,8001:udp,9001",
+  KNOCK_DOOR_WEB_CLOSE_SEQUENCE: "9001,8001:udp,7001",
+  KNOCK_DOOR_WEB_TCPFLAGS: "syn,ack",
+  KNOCK_DOOR_WEB_SEQ_TIMEOUT: "10",
+  KNOCK_DOOR_WEB_PORTS: "443",
+};

@@ -16,6 +16,7 @@ import { parseConfig } from "../../src/config/config.js";
 import { decideDoors } from "../../src/core/docker/desired.js";
 import type { ContainerAddress, LabelledContainer } from "../../src/core/docker/labels.js";
 import { labelledContainer } from "../support/containers.js";
+import { KERNEL_DOORS } from "../support/render.js";
 import type { Config, Family, PortSpec } from "../../src/core/types.js";
 import { FAMILIES } from "../../src/core/firewall/common.js";
 import { firewallPlan, planMarker } from "../../src/core/firewall/plan.js";
@@ -81,16 +82,7 @@ const CASES: Case[] = [
   {
     // nftables only: the kernel engine with iptables is a configuration error.
     name: "the kernel engine: a TCP sequence with a close sequence, a mixed one with flags, a signed door",
-    config: parseConfig({
-      ...KEY,
-      KNOCK_ENGINE: "kernel",
-      KNOCK_DOOR_SSH_SEQUENCE: "7000,8000,9000",
-      KNOCK_DOOR_WEB_SEQUENCE: "7001,8001:udp,9001",
-      KNOCK_DOOR_WEB_CLOSE_SEQUENCE: "9001,8001:udp,7001",
-      KNOCK_DOOR_WEB_TCPFLAGS: "syn,ack",
-      KNOCK_DOOR_WEB_SEQ_TIMEOUT: "10",
-      KNOCK_DOOR_WEB_PORTS: "443",
-    }),
+    config: parseConfig({ ...KEY, ...KERNEL_DOORS }),
     containers: [],
   },
 ];

@@ -3,8 +3,14 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/config.js";
 import { ConfigError } from "../../src/core/errors.js";
 import { nflogFlushTimeout, nflogFlushTimeoutRequest, nflogParts } from "../../src/core/packet/nflog.js";
-import { knockPrefix, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
-import { nftScript, planIdOf } from "../support/render.js";
+import { hideKnockPorts, knockPrefix, knockProblems, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
+import { nftablesText } from "../../src/adapters/firewall/nftables/firewall.js";
+import { planId } from "../../src/adapters/firewall/plan-id.js";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { firewallPlan } from "../../src/core/firewall/plan.js";
+import { envTargets } from "../support/protection.js";
+import { KERNEL_DOORS, nftScript, planIdOf } from "../support/render.js";
 import type { ClusterLink } from "../../src/app/daemon.js";
 import type { NflogCapture } from "../../src/adapters/capture.js";
 import type { Door } from "../../src/core/types.js";
@@ -69,6 +75,27 @@ test("KNOCK_ENGINE=kernel picks nftables for auto, and with KNOCK_FIREWALL=iptab
   assert.ok(found.some((p) => /^KNOCK_ENGINE: kernel needs nftables/.test(p)), found.join("\n"));
   assert.ok(found.some((p) => p.startsWith("KNOCK_MAX_TRACKED:")));
   assert.deepEqual(problems({ ...DOOR, KNOCK_ENGINE: "fast" }), ['KNOCK_ENGINE: "fast" is not one of capture, kernel']);
+});
+
+test("KNOCK_MAX_TRACKED_PER_PREFIX set with the kernel engine is refused, which could not apply it; left unset it is capture's alone", () => {
+  assert.deepEqual(problems({ ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_MAX_TRACKED_PER_PREFIX: "64" }), [
+    "KNOCK_MAX_TRACKED_PER_PREFIX: the kernel engine cannot apply it: its sets hold at most KNOCK_MAX_TRACKED sources, whatever their network; unset it, or use KNOCK_ENGINE=capture",
+  ]);
+  assert.deepEqual(problems({ ...DOOR, KNOCK_MAX_TRACKED_PER_PREFIX: "64" }), []);
+  assert.deepEqual(problems({ ...DOOR, KNOCK_ENGINE: "kernel" }), []);
+});
+
+test("KNOCK_INTERFACE confines the kernel engine's knocks to its interfaces, as it does the capture engine's; unset or any, every interface", () => {
+  const entries = (env: Record<string, string>) => nftScript(parseConfig({ ...DOOR, KNOCK_ENGINE: "kernel", ...env })).script.split("\n").filter((l) => l.includes(" jump knock_"));
+  assert.deepEqual(entries({ KNOCK_INTERFACE: "eth0,wg0" }), [
+    'add rule inet knockgate prerouting meta nfproto ipv4 iifname { "eth0", "wg0" } tcp dport { 7000, 9000 } tcp flags & (syn | ack) == syn jump knock_SSH_open_v4',
+    'add rule inet knockgate prerouting meta nfproto ipv4 iifname { "eth0", "wg0" } udp dport { 8000 } jump knock_SSH_open_v4',
+    'add rule inet knockgate prerouting meta nfproto ipv6 iifname { "eth0", "wg0" } tcp dport { 7000, 9000 } tcp flags & (syn | ack) == syn jump knock_SSH_open_v6',
+    'add rule inet knockgate prerouting meta nfproto ipv6 iifname { "eth0", "wg0" } udp dport { 8000 } jump knock_SSH_open_v6',
+  ]);
+  for (const env of [{}, { KNOCK_INTERFACE: "any" }, { KNOCK_INTERFACE: "eth0,any" }] as Record<string, string>[]) assert.ok(entries(env).every((l) => !l.includes("iifname")), JSON.stringify(env));
+  assert.notEqual(planIdOf(parseConfig({ ...DOOR, KNOCK_ENGINE: "kernel", KNOCK_INTERFACE: "eth0" })), planIdOf(parseConfig({ ...DOOR, KNOCK_ENGINE: "kernel" })), "a restart with other interfaces rewrites the rules");
+  assert.equal(planIdOf(parseConfig({ ...DOOR, KNOCK_INTERFACE: "eth0" })), planIdOf(parseConfig(DOOR)), "capture's rules have no knock entries");
 });
 
 test("a door the kernel engine cannot run exactly is refused at start, naming the door", () => {
@@ -288,4 +315,40 @@ test("a listing of the unread marks that keeps failing is logged once, not as a 
   assert.equal(events("firewall_reconcile_failed").length, 1, "one distinct error: one line");
   assert.deepEqual(events("firewall_recovered"), [], "it never recovered");
   await daemon.stop();
+});
+
+test("the reconcile finds a knock chain flushed, emptied of a rule or gone, and a knock set gone, and names no port", () => {
+  // What nft 1.0.6 lists (-t) for the render fixture's kernel-engine case, installed in a namespace.
+  const listing = readFileSync(fileURLToPath(new URL("../../../test/fixtures/firewall/kernel-listing.txt", import.meta.url)), "utf8");
+  const config = parseConfig(KERNEL_DOORS);
+  const problems = (text: string) => knockProblems(firewallPlan(config, envTargets(config)), text);
+  const chain = (name: string) => new RegExp(`\\tchain ${name} \\{\\n[\\s\\S]*?\\n\\t\\}\\n`);
+  assert.deepEqual(problems(listing), [], "as installed");
+  assert.deepEqual(problems(listing.replace(chain("knock_SSH_open_v4"), "\tchain knock_SSH_open_v4 {\n\t}\n")), ["chain inet knockgate knock_SSH_open_v4 differs from the plan"], "flushed");
+  assert.deepEqual(problems(listing.replace(/\n\t\ttcp dport 9001 [^\n]*/, "")), ["chain inet knockgate knock_WEB_close_v4 differs from the plan"], "a rule deleted");
+  assert.deepEqual(problems(listing.replace(chain("knock_WEB_open_v6"), "")), ["chain inet knockgate knock_WEB_open_v6 missing"], "deleted");
+  assert.deepEqual(problems(listing.replace(/\tset knock_SSH_open_v6_s2 \{[\s\S]*?\n\t\}\n/, "")), ["sets missing: knock_SSH_open_v6_s2"], "a set deleted");
+  const all = problems(listing.replace(/\n\t\t[^\n]*dport[^\n]*/g, "")).join("\n");
+  assert.doesNotMatch(all, /7\d\d\d|8\d\d\d|9\d\d\d/, "no sequence port");
+  assert.match(all, /knock_WEB_close_v6 differs/);
+});
+
+test("no text the daemon may log shows a knock port: the dry run's plan, and nft's echo of a knock rule it refused", () => {
+  const config = parseConfig({ KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_SEQUENCE: "7123,8234:udp,9345", KNOCK_DOOR_SSH_PORTS: "22" });
+  const plan = nftablesText(planId).install(firewallPlan(config, envTargets(config)));
+  assert.doesNotMatch(plan, /7123|8234|9345/);
+  assert.match(plan, /knock_SSH_open_v4 .*th dport … /, "the rules are there, their ports hidden");
+  assert.match(plan, /prerouting meta nfproto ipv4 udp dport … jump knock_SSH_open_v4/, "so are the entries'");
+  assert.match(plan, /tcp dport \{ 22 \} fib daddr type local drop/, "the protected port is no secret");
+  // nft under an error: the command, then carets under the part it refused.
+  const refused = [
+    "Error: Could not process rule: Operation not supported",
+    "add rule inet knockgate knock_SSH_open_v4 ip saddr @knock_SSH_open_v4_first meta l4proto udp th dport 8234 delete @knock_SSH_open_v4_s1 { ip saddr } return",
+    "                                                                                                         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+    "add rule inet knockgate prerouting meta nfproto ipv4 tcp dport { 7123, 9345 } jump knock_SSH_open_v4",
+    "add rule inet knockgate prerouting tcp dport { 22 } fib daddr type local drop",
+  ].join("\n");
+  const hidden = hideKnockPorts(refused);
+  assert.doesNotMatch(hidden, /7123|8234|9345/);
+  assert.equal(hidden.split("\n")[4], "add rule inet knockgate prerouting tcp dport { 22 } fib daddr type local drop");
 });

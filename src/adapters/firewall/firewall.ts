@@ -130,7 +130,7 @@ export interface BackendOptions {
 export interface PlanText {
   /** "iptables" or "nftables". */
   readonly backend: string;
-  /** Everything the first install writes. */
+  /** Everything the first install writes; the kernel engine's knock ports hidden (they are the secret). */
   install(plan: FirewallPlan): string;
   /** What a change of the targets rewrites. */
   protect(plan: FirewallPlan): string;

@@ -10,7 +10,7 @@
  * leave alone; a container's own network from where it is routed -> leave alone; anything else new
  * to a protected target -> drop.
  */
-import type { Config, Family, Proto, TcpFlagMatch } from "../types.js";
+import type { Config, Door, Family, Proto, TcpFlagMatch } from "../types.js";
 import { compileDoors, type KnockProgram } from "../knock/compile.js";
 import { doorPorts, type Destination, type OwnedTarget, type Target } from "../protection/targets.js";
 import { keptRecords } from "./kept.js";
@@ -50,6 +50,8 @@ export interface KnockEntry {
   ports: number[];
   /** null: UDP, or no flag condition. */
   tcpFlags: TcpFlagMatch | null;
+  /** KNOCK_INTERFACE's names, which the knock must come in on; null: any interface. */
+  interfaces: readonly string[] | null;
 }
 
 /**
@@ -89,11 +91,12 @@ export interface FirewallPlan {
 }
 
 /** What the plan reads of the configuration; without an engine, capture's. */
-export type PlanConfig = Pick<Config, "doors" | "allow" | "maxGrants"> & ({ engine?: "capture" } | Pick<Config, "engine" | "maxTracked">);
+export type PlanConfig = Pick<Config, "doors" | "allow" | "maxGrants"> & ({ engine?: "capture" } | Pick<Config, "engine" | "maxTracked" | "interfaces">);
 
 export function firewallPlan(config: PlanConfig, targets: readonly OwnedTarget[]): FirewallPlan {
-  const knock = config.engine === "kernel" ? compileDoors(config.doors, config.maxTracked) : [];
-  return { sections: ruleSections(config, targets, knock), sets: plannedSets(config, targets), kept: keptRecords(targets), knock };
+  const kernel = config.engine === "kernel";
+  const knock = kernel ? compileDoors(config.doors, config.maxTracked) : [];
+  return { sections: ruleSections(config.doors, targets, knock, kernel ? config.interfaces : null), sets: plannedSets(config, targets), kept: keptRecords(targets), knock };
 }
 
 /** Every rule of `family`'s table, in order. */
@@ -134,22 +137,27 @@ const onHost = (t: Target): boolean => t.dest.kind !== "container";
 /** One section: `rules(family)` for each family. */
 const section = (rules: (family: Family) => Rule[]): RuleSection => ({ 4: rules(4), 6: rules(6) });
 
-/** Each program's entries, per protocol: right after loopback, so that every knock reaches them, whatever follows. */
-function knockEntries(knock: readonly KnockProgram[]): KnockEntry[] {
+/**
+ * Each program's entries, per protocol: right after loopback, so that every knock reaches them,
+ * whatever follows. With KNOCK_INTERFACE set, only knocks coming in on its interfaces, as the
+ * capture engine sees only those.
+ */
+function knockEntries(knock: readonly KnockProgram[], interfaces: readonly string[] | null): KnockEntry[] {
+  const on = interfaces === null || interfaces.includes("any") ? null : interfaces;
   return knock.flatMap((p, program) =>
     (["tcp", "udp"] as const).flatMap((proto): KnockEntry[] => {
       const ports = p.ports.filter((q) => q.proto === proto).map((q) => q.port);
       const flags = proto === "tcp" && (p.tcpFlags.set | p.tcpFlags.clear) !== 0 ? p.tcpFlags : null;
-      return ports.length > 0 ? [{ kind: "knock", program, proto, ports, tcpFlags: flags }] : [];
+      return ports.length > 0 ? [{ kind: "knock", program, proto, ports, tcpFlags: flags, interfaces: on }] : [];
     }),
   );
 }
 
-function ruleSections(config: Pick<Config, "doors">, targets: readonly Target[], knock: readonly KnockProgram[]): RuleSection[] {
+function ruleSections(doors: readonly Door[], targets: readonly Target[], knock: readonly KnockProgram[], interfaces: readonly string[] | null): RuleSection[] {
   const sections: RuleSection[] = [section(() => [{ kind: "loopback" }])];
-  if (knock.length > 0) sections.push(section(() => knockEntries(knock)));
+  if (knock.length > 0) sections.push(section(() => knockEntries(knock, interfaces)));
   sections.push(section(() => [{ kind: "established" }]), section(() => [{ kind: "allow" }]));
-  for (const door of config.doors) {
+  for (const door of doors) {
     const own = targets.filter((t) => t.door === door.name);
     sections.push(section((f) => groups(own, f).map((match) => ({ kind: "door", door: door.name, match }))));
     if (door.spa) sections.push(section((f) => groups(own.filter(onHost), f).map((match) => ({ kind: "ports", door: door.name, match }))));

@@ -12,7 +12,7 @@ import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
 import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplayEntry, ReplayRecord, ReplaySets, TimedGrant } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
-import { kernelGrantDoors, unreadSetName } from "./knock.js";
+import { hideKnockPorts, hidingKnockPorts, kernelGrantDoors, knockProblems, unreadSetName } from "./knock.js";
 import {
   inTable,
   NFT_ACK_SET,
@@ -98,7 +98,9 @@ function replayTransaction({ door, element, ttlS }: ReplayEntry, grants: readonl
 export function nftablesText(planId: PlanId): PlanText {
   const script = (plan: FirewallPlan) => nftPlan(plan, planMarker(planId(plan))).script;
   const record = (entry: ReplayEntry, grants: readonly TimedGrant[]) => [...replayEvictions(entry), replayTransaction(entry, grants, (g, form) => grantLine(g.grant, g.forMs, form))];
-  return { backend: "nftables", install: script, protect: script, grant: grantLine, revoke: revokeLine, record };
+  // The kernel engine's rules hold the sequences' ports, which no info line may show.
+  const shown = (plan: FirewallPlan) => hideKnockPorts(script(plan));
+  return { backend: "nftables", install: shown, protect: shown, grant: grantLine, revoke: revokeLine, record };
 }
 
 export class NftablesFirewall implements Firewall {
@@ -113,8 +115,9 @@ export class NftablesFirewall implements Firewall {
   private readonly planned: Planned;
   private readonly run: Runner;
 
-  constructor({ config, targets, planId, run, log }: BackendOptions) {
+  constructor({ config, targets, planId, run: tool, log }: BackendOptions) {
     this.planned = new Planned({ config, targets }, planId);
+    const run = hidingKnockPorts(tool);
     this.run = run;
     this.changes = new ChangeQueue(run, log);
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["nft", line], nftReplayFailure);
@@ -171,6 +174,7 @@ export class NftablesFirewall implements Firewall {
     else if (countNftRules(chain[2] ?? "") !== this.script().ruleCount || !chain[2]?.includes(marker)) {
       problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} differs from the plan`);
     }
+    problems.push(...knockProblems(plan, table.stdout));
     return problems;
   }
 

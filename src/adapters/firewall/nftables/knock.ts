@@ -11,6 +11,8 @@ import type { FirewallPlan, KnockEntry } from "../../../core/firewall/plan.js";
 import type { KnockAction, KnockProgram, KnockSet } from "../../../core/knock/compile.js";
 import type { SequenceKind } from "../../../core/knock/machine.js";
 import { TcpFlag, type Family, type TcpFlagMatch } from "../../../core/types.js";
+import type { Runner } from "../exec.js";
+import { countNftRules } from "./listing.js";
 import { NFT_TABLE, nftSetName } from "./sets.js";
 
 /** The NFLOG group completed sequences are reported on: "KG". */
@@ -57,7 +59,9 @@ function flagsText(match: TcpFlagMatch): string {
 export function knockEntryText(entry: KnockEntry, plan: FirewallPlan, family: Family): string {
   const p = plan.knock[entry.program] as KnockProgram;
   const flags = entry.tcpFlags ? ` ${flagsText(entry.tcpFlags)}` : "";
-  return `meta nfproto ipv${family} ${entry.proto} dport { ${entry.ports.join(", ")} }${flags} jump ${knockChainName(p, family)}`;
+  // Names as KNOCK_INTERFACE takes them ([A-Za-z0-9_.:@-]): nothing to escape in the quotes.
+  const on = entry.interfaces ? ` iifname { ${entry.interfaces.map((n) => `"${n}"`).join(", ")} }` : "";
+  return `meta nfproto ipv${family}${on} ${entry.proto} dport { ${entry.ports.join(", ")} }${flags} jump ${knockChainName(p, family)}`;
 }
 
 function actionText(p: KnockProgram, family: Family, a: KnockAction): string {
@@ -106,6 +110,48 @@ export function describeProgram(p: KnockProgram, openForMs: number): ProgramDesc
     setSize: p.setSize,
     completion: `reported on NFLOG group ${KNOCK_NFLOG_GROUP}; ${p.kind === "open" ? `the source goes into ${grantSets} ${time}` : `the source leaves ${grantSets}`}`,
   };
+}
+
+/**
+ * `text` with the ports hidden on every line that names a knock chain or set: the knock rules hold
+ * the sequences' ports, and nft repeats a rule it could not take under its error message, which
+ * would carry them into the error log and /readyz. The dry run's plan goes through here too.
+ */
+export function hideKnockPorts(text: string): string {
+  return text.replace(/^.*knock_.*$/gm, (line) => line.replace(/dport (\{[^}]*\}|\d+)/g, "dport …"));
+}
+
+/** A Runner whose stderr, the text of every error it leads to, hides the knock rules' ports (hideKnockPorts). */
+export const hidingKnockPorts =
+  (run: Runner): Runner =>
+  async (argv, input) => {
+    const r = await run(argv, input);
+    return { ...r, stderr: hideKnockPorts(r.stderr) };
+  };
+
+/**
+ * What a terse listing of our table (`nft -t list table`) lacks of the programs: a chain missing,
+ * or flushed or changed by hand (other than its count of rules), a set missing. Without them the
+ * door opens for nobody, quietly: the reconcile puts them back. Named by chain and set only: the
+ * rules' text holds the sequence's ports.
+ */
+export function knockProblems(plan: FirewallPlan, listing: string): string[] {
+  const problems: string[] = [];
+  for (const p of plan.knock) {
+    for (const family of FAMILIES) {
+      const chain = knockChainName(p, family);
+      const header = `\tchain ${chain} {\n`;
+      const at = listing.indexOf(header);
+      // A chain's body ends at its closing brace, one tab in (rules are two tabs in); an emptied chain has none.
+      if (at < 0) problems.push(`chain inet ${NFT_TABLE} ${chain} missing`);
+      else if (countNftRules(listing.slice(at + header.length, listing.indexOf("\t}", at + header.length))) !== p.rules.length + 1) {
+        problems.push(`chain inet ${NFT_TABLE} ${chain} differs from the plan`);
+      }
+      const missing = p.sets.map((s) => setOf(p, family, s)).filter((name) => !listing.includes(`\tset ${name} {`));
+      if (missing.length > 0) problems.push(`sets missing: ${missing.join(", ")}`);
+    }
+  }
+  return problems;
 }
 
 /** Every program's sets and chains, made if missing and the chains rewritten: lines of the plan's transaction. */

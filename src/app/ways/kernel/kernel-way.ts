@@ -78,7 +78,12 @@ export class KernelWay implements PacketWay {
       this.problem = null;
       const { flushMs } = this.capture;
       const askedMs = KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10;
-      log.info({ event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs }, `the kernel recognises knocks; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`);
+      // Unlike capture, which follows the default routes' interfaces, the rules take knocks from every one unless told.
+      const on = this.deps.config.interfaces?.join(",") ?? "any";
+      log.info(
+        { event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs, interfaces: on },
+        `the kernel recognises knocks on ${on === "any" ? "every interface but loopback (KNOCK_INTERFACE restricts them)" : on}; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`,
+      );
       if (flushMs !== askedMs) {
         const held = flushMs === null ? "cannot be read back" : `is ${flushMs} ms`;
         log.warn({ event: "kernel_reports_slow", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs }, `the NFLOG group's flush timeout ${held}, not ${askedMs} ms: audit lines, hooks and cluster objects may follow a kernel grant by up to that (1 s by the kernel's default)`);

@@ -22,10 +22,10 @@ const ENV = {
   KNOCK_DOOR_MIX_SEQ_TIMEOUT: "4",
   KNOCK_DOOR_MIX_PORTS: "2223/tcp",
 };
-/** Spoofed from the client's link: the kernel's rules look at nothing but the packet. */
-const SOURCES = ["198.18.0.2", "198.18.0.3", "fd00:198:18::2"];
-/** Knocks per stream: 40-60 s and 30-40 completions each. */
-const KNOCKS = 120;
+/** Spoofed from the client's link: the kernel's rules look at nothing but the packet. Interleaved, they test per-source state. */
+const SOURCES = ["198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.1.9", "fd00:198:18::2", "fd00:198:18::3"];
+/** Knocks per stream, 40 per source: 40-60 s and 60-80 completions each. */
+const KNOCKS = 240;
 /**
  * A knock whose attempt's age is this close to a timeout (as a fraction of it: 20 ms of 4 s) could
  * go either way: the kernel's clock ticks in jiffies (4 ms at HZ=250) and the frame takes tens of

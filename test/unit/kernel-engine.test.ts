@@ -4,7 +4,9 @@ import { parseConfig } from "../../src/config/config.js";
 import { ConfigError } from "../../src/core/errors.js";
 import { nflogFlushTimeout, nflogFlushTimeoutRequest, nflogParts } from "../../src/core/packet/nflog.js";
 import { hideKnockPorts, knockPrefix, knockProblems, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
-import { nftablesText } from "../../src/adapters/firewall/nftables/firewall.js";
+import { NftablesFirewall, nftablesText } from "../../src/adapters/firewall/nftables/firewall.js";
+import type { Runner } from "../../src/adapters/firewall/exec.js";
+import { pino } from "pino";
 import { planId } from "../../src/adapters/firewall/plan-id.js";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -351,4 +353,27 @@ test("no text the daemon may log shows a knock port: the dry run's plan, and nft
   const hidden = hideKnockPorts(refused);
   assert.doesNotMatch(hidden, /7123|8234|9345/);
   assert.equal(hidden.split("\n")[4], "add rule inet knockgate prerouting tcp dport { 22 } fib daddr type local drop");
+});
+
+test("an install nft refuses, repeating a knock rule under its error, fails with the rule's ports hidden", async () => {
+  const config = parseConfig({ KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_SEQUENCE: "7123,8234:udp,9345", KNOCK_DOOR_SSH_PORTS: "22" });
+  const echoed = "add rule inet knockgate knock_SSH_open_v4 ip saddr @knock_SSH_open_v4_first ip saddr @knock_SSH_open_v4_s1 meta l4proto udp th dport 8234 delete @knock_SSH_open_v4_s1 { ip saddr } return";
+  const run: Runner = (argv) => {
+    const command = argv.join(" ");
+    if (command.startsWith("nft -t list")) return Promise.resolve({ code: 1, stdout: "", stderr: "Error: No such file or directory" });
+    if (command === "nft -f -") return Promise.resolve({ code: 1, stdout: "", stderr: `Error: Could not process rule: Operation not supported\n${echoed}\n${" ".repeat(80)}^^^^^^^^^\n` });
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  };
+  const firewall = new NftablesFirewall({ config, targets: envTargets(config), planId, run, log: pino({ level: "silent" }) });
+  try {
+    const err = await firewall.reconcile("repair").then(
+      () => assert.fail("the install went through"),
+      (e: unknown) => e as Error,
+    );
+    assert.match(err.message, /Operation not supported/);
+    assert.match(err.message, /knock_SSH_open_v4 .*th dport … delete/, "the rule is named, its port hidden");
+    assert.doesNotMatch(err.message, /7123|8234|9345/);
+  } finally {
+    await firewall.shutdown(false);
+  }
 });

@@ -67,10 +67,19 @@ async function counted(lab: Lab, result: string, n = 1): Promise<void> {
   }
 }
 
-for (const backend of ["iptables", "nftables"] as const) {
-  describe(`signed doors, ${backend} backend`, { concurrency: false }, () => {
+/** Each firewall with the capture engine, and the kernel engine, its rules beside the signed door (a sequence door of its own). */
+const SETUPS = [
+  { backend: "iptables", engine: "capture" },
+  { backend: "nftables", engine: "capture" },
+  { backend: "nftables", engine: "kernel" },
+] as const;
+
+for (const { backend, engine } of SETUPS) {
+  describe(`signed doors, ${backend} backend, ${engine} engine`, { concurrency: false }, () => {
     const env = (extra: Record<string, string> = {}) => ({
       KNOCK_FIREWALL: backend,
+      KNOCK_ENGINE: engine,
+      ...(engine === "kernel" ? { KNOCK_DOOR_WEB_SEQUENCE: "7000,8000,9000", KNOCK_DOOR_WEB_PORTS: "8443" } : {}),
       KNOCK_DOOR_SSH_SPA_KEY: KEY,
       KNOCK_DOOR_SSH_SPA_HMAC_KEY: HMAC,
       KNOCK_DOOR_SSH_PORTS: `${SERVICE_PORT}/tcp,${OTHER_PORT}/tcp`,
@@ -108,7 +117,7 @@ for (const backend of ["iptables", "nftables"] as const) {
       withLab(async (lab) => {
         await lab.startService();
         const daemon = await lab.startDaemon(env());
-        const file = join(tmp, `f5-${backend}.txt`);
+        const file = join(tmp, `f5-${backend}-${engine}.txt`);
         await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4, "-f", "5"], file);
         const open = await daemon.waitFor("open");
         assert.equal(open["open_for_s"], 5);
@@ -165,7 +174,7 @@ for (const backend of ["iptables", "nftables"] as const) {
       withLab(async (lab) => {
         await lab.startService();
         const first = await lab.startDaemon(env({ KNOCK_DOOR_SSH_OPEN_FOR: "2" }));
-        const file = join(tmp, `restart-${backend}.txt`);
+        const file = join(tmp, `restart-${backend}-${engine}.txt`);
         await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4], file);
         await first.waitFor("open");
         assert.equal(await first.stop(), 0);

@@ -177,6 +177,7 @@ for (const { backend, engine } of SETUPS) {
           await lab.startService();
           const elsewhere = await lab.startDaemon(env({ KNOCK_INTERFACE: "kgnone0" }));
           assert.equal(elsewhere.events("kernel_engine")[0]?.["interfaces"], "kgnone0");
+          assert.equal(elsewhere.events("kernel_interface_missing")[0]?.["iface"], "kgnone0", "a name the host lacks is said");
           await lab.knock(SERVER_V4, SEQ);
           await sleep(300);
           assert.equal(await lab.canConnect(SERVER_V4, { timeoutMs: 300 }), false, "a knock on another interface opens nothing");

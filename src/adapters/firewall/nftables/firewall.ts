@@ -12,7 +12,7 @@ import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
 import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplayEntry, ReplayRecord, ReplaySets, TimedGrant } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
-import { hideKnockPorts, hidingKnockPorts, kernelGrantDoors, knockProblems, unreadSetName } from "./knock.js";
+import { hideKnockPorts, hidingKnockPorts, kernelGrantDoors, knockProblems, knockSetNames, unreadSetName } from "./knock.js";
 import {
   inTable,
   NFT_ACK_SET,
@@ -33,7 +33,7 @@ import {
   setName,
   takeOutLine,
 } from "./sets.js";
-import { countNftRules, nftElements, nftSpaElements, ruleComments } from "./listing.js";
+import { chainBody, countNftRules, nftElements, nftSpaElements, ruleComments } from "./listing.js";
 
 /** A door set whose flags say the other engine made it (dynamic: the kernel engine's rules wrote it). */
 const otherEngine = (name: string): string =>
@@ -98,8 +98,8 @@ function replayTransaction({ door, element, ttlS }: ReplayEntry, grants: readonl
 export function nftablesText(planId: PlanId): PlanText {
   const script = (plan: FirewallPlan) => nftPlan(plan, planMarker(planId(plan))).script;
   const record = (entry: ReplayEntry, grants: readonly TimedGrant[]) => [...replayEvictions(entry), replayTransaction(entry, grants, (g, form) => grantLine(g.grant, g.forMs, form))];
-  // The kernel engine's rules hold the sequences' ports, which no info line may show.
-  const shown = (plan: FirewallPlan) => hideKnockPorts(script(plan));
+  // The kernel engine's rules hold the sequences' ports, which no info line may show (nor the plan id, which digests them).
+  const shown = (plan: FirewallPlan) => (plan.knock.length > 0 ? hideKnockPorts(script(plan)) : script(plan));
   return { backend: "nftables", install: shown, protect: shown, grant: grantLine, revoke: revokeLine, record };
 }
 
@@ -155,7 +155,7 @@ export class NftablesFirewall implements Firewall {
     });
     const allow = plan.sets.filter((s) => s.kind === "allow");
     const replay = plan.sets.filter((s) => s.kind === "replay");
-    const sets = [NFT_ACK_SET, ...[...allow, ...sized, ...replay].map(setName)];
+    const sets = [NFT_ACK_SET, ...[...allow, ...sized, ...replay].map(setName), ...knockSetNames(plan)];
     const missing = sets.filter((name) => !table.stdout.includes(`\tset ${name} {`));
     if (missing.length > 0) problems.push(`sets missing: ${missing.join(", ")}`);
     for (const set of sized) {
@@ -168,10 +168,9 @@ export class NftablesFirewall implements Firewall {
       // The kernel refuses to declare a set again with other flags: no repair could apply the plan.
       if (at >= 0 && set.kind === "door" && !block.includes(`\tflags ${setFlags(set)}\n`)) throw new FirewallError(otherEngine(name), [], "");
     }
-    const chain = /\tchain (\S+) \{\n([\s\S]*?)\n\t\}/.exec(table.stdout.slice(table.stdout.indexOf(`\tchain ${NFT_CHAIN} {`)));
-    const marker = this.planned.marker;
-    if (!chain || chain[1] !== NFT_CHAIN) problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} missing`);
-    else if (countNftRules(chain[2] ?? "") !== this.script().ruleCount || !chain[2]?.includes(marker)) {
+    const chain = chainBody(table.stdout, NFT_CHAIN);
+    if (chain === null) problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} missing`);
+    else if (countNftRules(chain) !== this.script().ruleCount || !chain.includes(this.planned.marker)) {
       problems.push(`chain inet ${NFT_TABLE} ${NFT_CHAIN} differs from the plan`);
     }
     problems.push(...knockProblems(plan, table.stdout));

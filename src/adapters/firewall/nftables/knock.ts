@@ -11,8 +11,9 @@ import type { FirewallPlan, KnockEntry } from "../../../core/firewall/plan.js";
 import type { KnockAction, KnockProgram, KnockSet } from "../../../core/knock/compile.js";
 import type { SequenceKind } from "../../../core/knock/machine.js";
 import { TcpFlag, type Family, type TcpFlagMatch } from "../../../core/types.js";
-import type { Runner } from "../exec.js";
-import { countNftRules } from "./listing.js";
+import { FirewallError } from "../../../core/errors.js";
+import type { RunResult, Runner } from "../exec.js";
+import { chainBody, countNftRules } from "./listing.js";
 import { NFT_TABLE, nftSetName } from "./sets.js";
 
 /** The NFLOG group completed sequences are reported on: "KG". */
@@ -113,45 +114,52 @@ export function describeProgram(p: KnockProgram, openForMs: number): ProgramDesc
 }
 
 /**
- * `text` with the ports hidden on every line that names a knock chain or set: the knock rules hold
- * the sequences' ports, and nft repeats a rule it could not take under its error message, which
- * would carry them into the error log and /readyz. The dry run's plan goes through here too.
+ * `text` with the ports hidden on every line that names a knock chain or set, and every plan id:
+ * the knock rules hold the sequences' ports, and nft repeats a rule it could not take under its
+ * error message, which would carry them into the error log and /readyz. The plan id digests the
+ * rules, ports included, and all else it digests can be read around it: it would let the ports be
+ * guessed offline. The dry run's plan goes through here too.
  */
 export function hideKnockPorts(text: string): string {
-  return text.replace(/^.*knock_.*$/gm, (line) => line.replace(/dport (\{[^}]*\}|\d+)/g, "dport …"));
+  return text.replace(/^.*knock_.*$/gm, (line) => line.replace(/dport (\{[^}]*\}|\d+)/g, "dport …")).replace(/knockgate plan [0-9a-f]+/g, "knockgate plan …");
 }
 
-/** A Runner whose stderr, the text of every error it leads to, hides the knock rules' ports (hideKnockPorts). */
+/**
+ * A Runner whose errors hide the knock rules' ports (hideKnockPorts): the stderr it returns, and the
+ * message of a command it rejects (killed at its deadline or by a signal), which holds the stderr.
+ */
 export const hidingKnockPorts =
   (run: Runner): Runner =>
   async (argv, input) => {
-    const r = await run(argv, input);
+    let r: RunResult;
+    try {
+      r = await run(argv, input);
+    } catch (err) {
+      if (err instanceof FirewallError) throw new FirewallError(hideKnockPorts(err.message), [], "");
+      if (err instanceof Error) err.message = hideKnockPorts(err.message);
+      throw err;
+    }
     return { ...r, stderr: hideKnockPorts(r.stderr) };
   };
 
+/** Every program's sets, both families. */
+export const knockSetNames = (plan: FirewallPlan): string[] => plan.knock.flatMap((p) => FAMILIES.flatMap((family) => p.sets.map((s) => setOf(p, family, s))));
+
 /**
- * What a terse listing of our table (`nft -t list table`) lacks of the programs: a chain missing,
- * or flushed or changed by hand (other than its count of rules), a set missing. Without them the
- * door opens for nobody, quietly: the reconcile puts them back. Named by chain and set only: the
- * rules' text holds the sequence's ports.
+ * What a terse listing of our table (`nft -t list table`) lacks of the programs' chains: one
+ * missing, or flushed or changed by hand (other than its count of rules). Without them the door
+ * opens for nobody, quietly: the reconcile puts them back. Named by chain only: the rules' text
+ * holds the sequence's ports. (Their sets are among the table's: knockSetNames.)
  */
 export function knockProblems(plan: FirewallPlan, listing: string): string[] {
-  const problems: string[] = [];
-  for (const p of plan.knock) {
-    for (const family of FAMILIES) {
+  return plan.knock.flatMap((p) =>
+    FAMILIES.flatMap((family) => {
       const chain = knockChainName(p, family);
-      const header = `\tchain ${chain} {\n`;
-      const at = listing.indexOf(header);
-      // A chain's body ends at its closing brace, one tab in (rules are two tabs in); an emptied chain has none.
-      if (at < 0) problems.push(`chain inet ${NFT_TABLE} ${chain} missing`);
-      else if (countNftRules(listing.slice(at + header.length, listing.indexOf("\t}", at + header.length))) !== p.rules.length + 1) {
-        problems.push(`chain inet ${NFT_TABLE} ${chain} differs from the plan`);
-      }
-      const missing = p.sets.map((s) => setOf(p, family, s)).filter((name) => !listing.includes(`\tset ${name} {`));
-      if (missing.length > 0) problems.push(`sets missing: ${missing.join(", ")}`);
-    }
-  }
-  return problems;
+      const body = chainBody(listing, chain);
+      if (body === null) return [`chain inet ${NFT_TABLE} ${chain} missing`];
+      return countNftRules(body) === p.rules.length + 1 ? [] : [`chain inet ${NFT_TABLE} ${chain} differs from the plan`];
+    }),
+  );
 }
 
 /** Every program's sets and chains, made if missing and the chains rewritten: lines of the plan's transaction. */

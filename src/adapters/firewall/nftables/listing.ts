@@ -31,6 +31,17 @@ export function nftSpaElements(json: string): KernelPortGrant[] {
 }
 
 /** Lines of `nft list chain` that are rules, not the chain's own header or braces. */
+/**
+ * The body of chain `name` in a listing of our table (`nft list table`), rules two tabs in; ""
+ * for an emptied chain; null when the chain is not there. It ends at the chain's closing brace,
+ * one tab in, which no rule line holds.
+ */
+export function chainBody(listing: string, name: string): string | null {
+  const header = `\tchain ${name} {\n`;
+  const at = listing.indexOf(header);
+  return at < 0 ? null : listing.slice(at + header.length, listing.indexOf("\t}", at + header.length));
+}
+
 export function countNftRules(listing: string): number {
   return listing
     .split("\n")

@@ -16,7 +16,7 @@ import { errorFields } from "../../../core/errors.js";
 import { Decoder } from "../../../core/packet/decode.js";
 import { nflogParts } from "../../../core/packet/nflog.js";
 import type { Config, Door } from "../../../core/types.js";
-import { openNflog, type FrameHandler, type NflogCapture } from "../../../adapters/capture.js";
+import { openNflog, type FrameHandler, type InterfaceState, type NflogCapture } from "../../../adapters/capture.js";
 import { KNOCK_NFLOG_FLUSH_HUNDREDTHS, KNOCK_NFLOG_GROUP, knockReport } from "../../../adapters/firewall/nftables/knock.js";
 import type { Check } from "../../../adapters/http.js";
 import type { Logger } from "../../../adapters/log.js";
@@ -30,6 +30,8 @@ export interface KernelDeps {
   metrics: Metrics;
   /** The NFLOG reader: libpcap's, unless a test gives its own. */
   openNflog?(group: number, onFrame: FrameHandler, flushHundredths: number): NflogCapture;
+  /** An interface's state (undefined: no such interface), as capture reads it. */
+  interfaceState(iface: string): InterfaceState | undefined;
 }
 
 export class KernelWay implements PacketWay {
@@ -39,6 +41,8 @@ export class KernelWay implements PacketWay {
   private readonly decoder = new Decoder("RAW");
   private capture: NflogCapture | null = null;
   private problem: string | null = "not reading the kernel's reports yet";
+  /** KNOCK_INTERFACE's names this host lacks, where the rules take no knock; "" when none. */
+  private missing = "";
 
   constructor(
     private readonly deps: KernelDeps,
@@ -58,16 +62,33 @@ export class KernelWay implements PacketWay {
 
   start(): Promise<void> {
     this.open();
+    this.lookForInterfaces();
     return Promise.resolve();
   }
 
   /** A lost NFLOG capture is opened again (reports sent meanwhile are missed; the kernel's grants are not). */
   sweep(): void {
     if (!this.capture?.alive()) this.open();
+    this.lookForInterfaces();
   }
 
   checks(): Check[] {
-    return [this.problem === null ? { name: "kernel", ok: true } : { name: "kernel", ok: false, detail: this.problem }];
+    return [
+      this.problem === null ? { name: "kernel", ok: true } : { name: "kernel", ok: false, detail: this.problem },
+      this.missing === "" ? { name: "kernel_interfaces", ok: true } : { name: "kernel_interfaces", ok: false, detail: `KNOCK_INTERFACE names ${this.missing}, which this host does not have: knocks there open nothing` },
+    ];
+  }
+
+  /**
+   * The rules match KNOCK_INTERFACE's names (iifname), which nothing checks: a name this host lacks
+   * (mistyped, or not there yet) takes no knock. Said as capture says it of an interface it waits for.
+   */
+  private lookForInterfaces(): void {
+    const missing = (this.deps.config.interfaces ?? []).filter((name) => this.deps.interfaceState(name) === undefined).join(",");
+    if (missing !== "" && missing !== this.missing) {
+      this.deps.log.warn({ event: "kernel_interface_missing", iface: missing }, `KNOCK_INTERFACE names ${missing}, which this host does not have: the kernel's rules take no knock there until it comes`);
+    }
+    this.missing = missing;
   }
 
   private open(): void {
@@ -79,7 +100,8 @@ export class KernelWay implements PacketWay {
       const { flushMs } = this.capture;
       const askedMs = KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10;
       // Unlike capture, which follows the default routes' interfaces, the rules take knocks from every one unless told.
-      const on = this.deps.config.interfaces?.join(",") ?? "any";
+      const named = this.deps.config.interfaces;
+      const on = named === null || named.includes("any") ? "any" : named.join(",");
       log.info(
         { event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs, interfaces: on },
         `the kernel recognises knocks on ${on === "any" ? "every interface but loopback (KNOCK_INTERFACE restricts them)" : on}; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`,

@@ -188,6 +188,9 @@ describe("check report", () => {
     const text = reportText(await checkReport(parseConfig(env), env, "the environment", host(["eth0", "wg0"], nftables)));
     assert.match(text, /\n {2}KNOCK_INTERFACE=eth0,wg0 \(default: the interfaces of this host's default routes\)\n/);
     assert.doesNotMatch(text, /warning/);
+    const kernel = { ...env, KNOCK_ENGINE: "kernel" };
+    const kernelText = reportText(await checkReport(parseConfig(kernel), kernel, "the environment", host(["eth0"], nftables)));
+    assert.match(kernelText, /\n {2}KNOCK_INTERFACE=eth0 \(default: the interfaces of this host's default routes, for signed datagrams; the kernel engine's rules take knocks on every interface but loopback\)\n/);
   });
 
   test("a host without a default route or without the backend's tools gets a warning, not a refusal", async () => {

@@ -341,8 +341,9 @@ test("no text the daemon may log shows a knock port: the dry run's plan, and nft
   const config = parseConfig({ KNOCK_ENGINE: "kernel", KNOCK_DOOR_SSH_SEQUENCE: "7123,8234:udp,9345", KNOCK_DOOR_SSH_PORTS: "22" });
   const plan = nftablesText(planId).install(firewallPlan(config, envTargets(config)));
   assert.doesNotMatch(plan, /7123|8234|9345/);
-  assert.match(plan, /knock_SSH_open_v4 .*th dport … /, "the rules are there, their ports hidden");
-  assert.match(plan, /prerouting meta nfproto ipv4 udp dport … jump knock_SSH_open_v4/, "so are the entries'");
+  assert.match(plan, /knock_SSH_open_v4 .*l4proto … th dport … /, "the rules are there, their ports and protocols hidden");
+  assert.doesNotMatch(plan, /knock_.*(?:tcp|udp) (?:th )?dport|l4proto (?:tcp|udp)/, "no knock's protocol either");
+  assert.match(plan, /prerouting meta nfproto ipv4 … dport … jump knock_SSH_open_v4/, "so are the entries'");
   assert.match(plan, /tcp dport \{ 22 \} fib daddr type local drop/, "the protected port is no secret");
   // nft under an error: the command, then carets under the part it refused.
   const refused = [
@@ -373,7 +374,7 @@ test("an install nft refuses, repeating a knock rule under its error, fails with
       (e: unknown) => e as Error,
     );
     assert.match(err.message, /Operation not supported/);
-    assert.match(err.message, /knock_SSH_open_v4 .*th dport … delete/, "the rule is named, its port hidden");
+    assert.match(err.message, /knock_SSH_open_v4 .*l4proto … th dport … delete/, "the rule is named, its port hidden");
     assert.doesNotMatch(err.message, /7123|8234|9345/);
   } finally {
     await firewall.shutdown(false);

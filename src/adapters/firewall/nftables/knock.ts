@@ -114,14 +114,15 @@ export function describeProgram(p: KnockProgram, openForMs: number): ProgramDesc
 }
 
 /**
- * `text` with the ports hidden on every line that names a knock chain or set, and every plan id:
- * the knock rules hold the sequences' ports, and nft repeats a rule it could not take under its
- * error message, which would carry them into the error log and /readyz. The plan id digests the
- * rules, ports included, and all else it digests can be read around it: it would let the ports be
- * guessed offline. The dry run's plan goes through here too.
+ * `text` with the knocks hidden on every line that names a knock chain or set (each port, and which
+ * protocol it takes: both are the sequence), and every plan id. The knock rules hold the sequences,
+ * and nft repeats a rule it could not take under its error message, which would carry them into the
+ * error log and /readyz. The plan id digests the rules, ports included, and all else it digests can
+ * be read around it: it would let the ports be guessed offline. The dry run's plan goes through here too.
  */
 export function hideKnockPorts(text: string): string {
-  return text.replace(/^.*knock_.*$/gm, (line) => line.replace(/dport (\{[^}]*\}|\d+)/g, "dport …")).replace(/knockgate plan [0-9a-f]+/g, "knockgate plan …");
+  const knock = (line: string) => line.replace(/\b(?:tcp|udp) dport (?:\{[^}]*\}|\d+)/g, "… dport …").replace(/\bl4proto (?:tcp|udp) th dport \d+/g, "l4proto … th dport …");
+  return text.replace(/^.*knock_.*$/gm, knock).replace(/knockgate plan [0-9a-f]+/g, "knockgate plan …");
 }
 
 /**

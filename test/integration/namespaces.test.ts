@@ -9,6 +9,7 @@ import {
   CLIENT_V4,
   CLIENT_V6,
   CLI,
+  ENGINE_SETUPS,
   OTHER_V4,
   SERVER_V4,
   SERVICE_PORT,
@@ -37,14 +38,7 @@ before(() => {
 });
 after(() => removeStaleNamespaces());
 
-/** What the acceptance tests run against: each firewall with the capture engine, and the kernel engine (nftables only). */
-const SETUPS = [
-  { backend: "iptables", engine: "capture" },
-  { backend: "nftables", engine: "capture" },
-  { backend: "nftables", engine: "kernel" },
-] as const;
-
-for (const { backend, engine } of SETUPS) {
+for (const { backend, engine } of ENGINE_SETUPS) {
   describe(`${backend} backend, ${engine} engine`, { concurrency: false }, () => {
     const env = (extra: Record<string, string> = {}) => door({ KNOCK_FIREWALL: backend, KNOCK_ENGINE: engine, ...extra });
 

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CLIENT_V4, CLIENT_V6, OTHER_V4, SERVER_V4, SERVER_V6, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
+import { CLIENT_V4, CLIENT_V6, ENGINE_SETUPS, OTHER_V4, SERVER_V4, SERVER_V6, SERVICE_PORT, removeStaleNamespaces, sleep, withLab, type DaemonProcess, type Lab } from "../support/lab.js";
 import { encodeSpa, spaPlaintext } from "../../src/core/spa/encode.js";
 import { SpaType } from "../../src/core/spa/message.js";
 
@@ -67,14 +67,8 @@ async function counted(lab: Lab, result: string, n = 1): Promise<void> {
   }
 }
 
-/** Each firewall with the capture engine, and the kernel engine, its rules beside the signed door (a sequence door of its own). */
-const SETUPS = [
-  { backend: "iptables", engine: "capture" },
-  { backend: "nftables", engine: "capture" },
-  { backend: "nftables", engine: "kernel" },
-] as const;
-
-for (const { backend, engine } of SETUPS) {
+// With the kernel engine its rules run beside the signed door (a sequence door of its own).
+for (const { backend, engine } of ENGINE_SETUPS) {
   describe(`signed doors, ${backend} backend, ${engine} engine`, { concurrency: false }, () => {
     const env = (extra: Record<string, string> = {}) => ({
       KNOCK_FIREWALL: backend,

@@ -30,6 +30,12 @@ export const OTHER_V4 = "198.18.0.3";
 export const SERVER_V6 = "fd00:198:18::1";
 export const CLIENT_V6 = "fd00:198:18::2";
 export const SERVICE_PORT = 22;
+/** What the acceptance suites run against: each firewall with the capture engine, and the kernel engine (nftables only). */
+export const ENGINE_SETUPS = [
+  { backend: "iptables", engine: "capture" },
+  { backend: "nftables", engine: "capture" },
+  { backend: "nftables", engine: "kernel" },
+] as const;
 export const HTTP_ADDR = `${SERVER_V4}:9180`;
 /** Every daemon the lab starts serves its full /metrics to this token (see Lab#metrics). */
 const METRICS_TOKEN = `lab-token-${process.pid}`;

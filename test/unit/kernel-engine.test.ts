@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/config.js";
 import { ConfigError } from "../../src/core/errors.js";
 import { nflogFlushTimeout, nflogFlushTimeoutRequest, nflogParts } from "../../src/core/packet/nflog.js";
-import { hideKnockPorts, knockPrefix, knockProblems, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
+import { hideKnockSecrets, knockPrefix, knockProblems, knockReport } from "../../src/adapters/firewall/nftables/knock.js";
 import { NftablesFirewall, nftablesText } from "../../src/adapters/firewall/nftables/firewall.js";
 import type { Runner } from "../../src/adapters/firewall/exec.js";
 import { pino } from "pino";
@@ -353,7 +353,7 @@ test("no text the daemon may log shows a knock port: the dry run's plan, and nft
     "add rule inet knockgate prerouting meta nfproto ipv4 tcp dport { 7123, 9345 } jump knock_SSH_open_v4",
     "add rule inet knockgate prerouting tcp dport { 22 } fib daddr type local drop",
   ].join("\n");
-  const hidden = hideKnockPorts(refused);
+  const hidden = hideKnockSecrets(refused);
   assert.doesNotMatch(hidden, /7123|8234|9345/);
   assert.equal(hidden.split("\n")[4], "add rule inet knockgate prerouting tcp dport { 22 } fib daddr type local drop");
 });

@@ -137,13 +137,16 @@ const onHost = (t: Target): boolean => t.dest.kind !== "container";
 /** One section: `rules(family)` for each family. */
 const section = (rules: (family: Family) => Rule[]): RuleSection => ({ 4: rules(4), 6: rules(6) });
 
+/** The interfaces the kernel engine's rules take knocks on (KNOCK_INTERFACE); null: every one. */
+export const knockInterfaces = (interfaces: readonly string[] | null): readonly string[] | null => (interfaces === null || interfaces.includes("any") ? null : interfaces);
+
 /**
  * Each program's entries, per protocol: right after loopback, so that every knock reaches them,
  * whatever follows. With KNOCK_INTERFACE set, only knocks coming in on its interfaces, as the
  * capture engine sees only those.
  */
 function knockEntries(knock: readonly KnockProgram[], interfaces: readonly string[] | null): KnockEntry[] {
-  const on = interfaces === null || interfaces.includes("any") ? null : interfaces;
+  const on = knockInterfaces(interfaces);
   return knock.flatMap((p, program) =>
     (["tcp", "udp"] as const).flatMap((proto): KnockEntry[] => {
       const ports = p.ports.filter((q) => q.proto === proto).map((q) => q.port);

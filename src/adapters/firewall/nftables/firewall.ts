@@ -12,7 +12,7 @@ import { listGrants } from "../listed.js";
 import { Planned } from "../planned.js";
 import type { BackendOptions, Firewall, GrantKey, ListedGrant, PlanId, PlanText, ReplayEntry, ReplayRecord, ReplaySets, TimedGrant } from "../firewall.js";
 import { NFT_CHAIN, NFT_KEPT_CHAIN, nftPlan } from "./rules.js";
-import { hideKnockPorts, hidingKnockPorts, kernelGrantDoors, knockProblems, knockSetNames, unreadSetName } from "./knock.js";
+import { hideKnockSecrets, hidingKnockSecrets, kernelGrantDoors, knockProblems, knockSetNames, unreadSetName } from "./knock.js";
 import {
   inTable,
   NFT_ACK_SET,
@@ -99,7 +99,7 @@ export function nftablesText(planId: PlanId): PlanText {
   const script = (plan: FirewallPlan) => nftPlan(plan, planMarker(planId(plan))).script;
   const record = (entry: ReplayEntry, grants: readonly TimedGrant[]) => [...replayEvictions(entry), replayTransaction(entry, grants, (g, form) => grantLine(g.grant, g.forMs, form))];
   // The kernel engine's rules hold the sequences' ports, which no info line may show (nor the plan id, which digests them).
-  const shown = (plan: FirewallPlan) => (plan.knock.length > 0 ? hideKnockPorts(script(plan)) : script(plan));
+  const shown = (plan: FirewallPlan) => (plan.knock.length > 0 ? hideKnockSecrets(script(plan)) : script(plan));
   return { backend: "nftables", install: shown, protect: shown, grant: grantLine, revoke: revokeLine, record };
 }
 
@@ -117,7 +117,7 @@ export class NftablesFirewall implements Firewall {
 
   constructor({ config, targets, planId, run: tool, log }: BackendOptions) {
     this.planned = new Planned({ config, targets }, planId);
-    const run = hidingKnockPorts(tool);
+    const run = hidingKnockSecrets(tool);
     this.run = run;
     this.changes = new ChangeQueue(run, log);
     const writer = new ReplayWriter(this.replaySession, run, (line) => ["nft", line], nftReplayFailure);

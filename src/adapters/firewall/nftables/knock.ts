@@ -120,27 +120,27 @@ export function describeProgram(p: KnockProgram, openForMs: number): ProgramDesc
  * error log and /readyz. The plan id digests the rules, ports included, and all else it digests can
  * be read around it: it would let the ports be guessed offline. The dry run's plan goes through here too.
  */
-export function hideKnockPorts(text: string): string {
+export function hideKnockSecrets(text: string): string {
   const knock = (line: string) => line.replace(/\b(?:tcp|udp) dport (?:\{[^}]*\}|\d+)/g, "… dport …").replace(/\bl4proto (?:tcp|udp) th dport \d+/g, "l4proto … th dport …");
   return text.replace(/^.*knock_.*$/gm, knock).replace(/knockgate plan [0-9a-f]+/g, "knockgate plan …");
 }
 
 /**
- * A Runner whose errors hide the knock rules' ports (hideKnockPorts): the stderr it returns, and the
+ * A Runner whose errors hide the knocks and plan ids (hideKnockSecrets): the stderr it returns, and the
  * message of a command it rejects (killed at its deadline or by a signal), which holds the stderr.
  */
-export const hidingKnockPorts =
+export const hidingKnockSecrets =
   (run: Runner): Runner =>
   async (argv, input) => {
     let r: RunResult;
     try {
       r = await run(argv, input);
     } catch (err) {
-      if (err instanceof FirewallError) throw new FirewallError(hideKnockPorts(err.message), [], "");
-      if (err instanceof Error) err.message = hideKnockPorts(err.message);
+      if (err instanceof FirewallError) throw new FirewallError(hideKnockSecrets(err.message), [], "");
+      if (err instanceof Error) err.message = hideKnockSecrets(err.message);
       throw err;
     }
-    return { ...r, stderr: hideKnockPorts(r.stderr) };
+    return { ...r, stderr: hideKnockSecrets(r.stderr) };
   };
 
 /** Every program's sets, both families. */

@@ -30,7 +30,6 @@ export function nftSpaElements(json: string): KernelPortGrant[] {
   });
 }
 
-/** Lines of `nft list chain` that are rules, not the chain's own header or braces. */
 /**
  * The body of chain `name` in a listing of our table (`nft list table`), rules two tabs in; ""
  * for an emptied chain; null when the chain is not there. It ends at the chain's closing brace,
@@ -42,6 +41,7 @@ export function chainBody(listing: string, name: string): string | null {
   return at < 0 ? null : listing.slice(at + header.length, listing.indexOf("\t}", at + header.length));
 }
 
+/** Lines of `nft list chain` that are rules, not the chain's own header or braces. */
 export function countNftRules(listing: string): number {
   return listing
     .split("\n")

@@ -15,6 +15,7 @@
 import { errorFields } from "../../../core/errors.js";
 import { Decoder } from "../../../core/packet/decode.js";
 import { nflogParts } from "../../../core/packet/nflog.js";
+import { knockInterfaces } from "../../../core/firewall/plan.js";
 import type { Config, Door } from "../../../core/types.js";
 import { openNflog, type FrameHandler, type InterfaceState, type NflogCapture } from "../../../adapters/capture.js";
 import { KNOCK_NFLOG_FLUSH_HUNDREDTHS, KNOCK_NFLOG_GROUP, knockReport } from "../../../adapters/firewall/nftables/knock.js";
@@ -100,8 +101,7 @@ export class KernelWay implements PacketWay {
       const { flushMs } = this.capture;
       const askedMs = KNOCK_NFLOG_FLUSH_HUNDREDTHS * 10;
       // Unlike capture, which follows the default routes' interfaces, the rules take knocks from every one unless told.
-      const named = this.deps.config.interfaces;
-      const on = named === null || named.includes("any") ? "any" : named.join(",");
+      const on = knockInterfaces(this.deps.config.interfaces)?.join(",") ?? "any";
       log.info(
         { event: "kernel_engine", nflog_group: KNOCK_NFLOG_GROUP, flush_ms: flushMs, interfaces: on },
         `the kernel recognises knocks on ${on === "any" ? "every interface but loopback (KNOCK_INTERFACE restricts them)" : on}; reading its reports on NFLOG group ${KNOCK_NFLOG_GROUP}`,

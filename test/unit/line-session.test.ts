@@ -16,6 +16,7 @@ const pause = () => new Promise((r) => setTimeout(r, 5));
 let chain = w("tool> ");
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
   chain = chain.then(async () => {
+    if (line === "" && process.env.WARM_LOG) require("node:fs").appendFileSync(process.env.WARM_LOG, "warm\\n");
     if (line === "hang") return new Promise(() => undefined);
     if (line === "fail") process.stderr.write("no such thing\\n");
     else if (line === "die") process.kill(process.pid, "SIGKILL");
@@ -38,6 +39,29 @@ test("queued commands resolve in order, one per prompt, even when the prompt str
     assert.deepEqual(done, ["a", "b", "c"]);
   } finally {
     s.close();
+  }
+});
+
+test("warm runs a no-op (an empty line) in an idle child; nothing before a child runs or while a command is pending; answers stay in step", { timeout: 5000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "knockgate-warm-"));
+  const log = join(dir, "warm");
+  const warms = () => (readFileSync(log, { encoding: "utf8", flag: "a+" }).match(/warm/g) ?? []).length;
+  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, env: { WARM_LOG: log } });
+  try {
+    s.warm();
+    await s.send("a");
+    assert.equal(warms(), 0, "no child ran: nothing to wake, and none is started for it");
+    s.warm();
+    const done: string[] = [];
+    const b = s.send("b").then(() => done.push("b"));
+    s.warm();
+    await b;
+    await s.send("c").then(() => done.push("c"));
+    assert.equal(warms(), 1, "one no-op: the second warm came while b was pending");
+    assert.deepEqual(done, ["b", "c"]);
+  } finally {
+    s.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { type ClusterLink } from "../../src/app/daemon.js";
-import { MAX_PENDING_RECORDS, SignedWay, WARM_UP_DATAGRAMS, warmUp, type SpaDeps } from "../../src/app/ways/signed/signed-way.js";
+import { MAX_PENDING_RECORDS, SignedWay, WAKE_GAP_MS, WARM_UP_DATAGRAMS, warmUp, type SpaDeps } from "../../src/app/ways/signed/signed-way.js";
 import { parseConfig } from "../../src/config/config.js";
 import type { DryRunFirewall } from "../../src/adapters/firewall/dry-run.js";
 import type { ReplayEntry, ReplaySets } from "../../src/adapters/firewall/firewall.js";
@@ -452,6 +452,31 @@ test("command and NAT messages, stale and future stamps, other users and garbage
     "only what a key holder asked for and knockgate never does is logged above debug",
   );
   assert.doesNotMatch(JSON.stringify(above), /pwned/, "the command itself is not logged");
+  await daemon.stop();
+});
+
+test("a datagram that passed the free checks wakes the replay writer before its HMAC, a forged one too, at most once per WAKE_GAP_MS; one they refuse never", async () => {
+  const calls: string[] = [];
+  const { daemon, send, datagram, clock } = setup({}, (f) => {
+    const record = f.replay.grant;
+    f.replay.wake = () => void calls.push("wake");
+    f.replay.grant = (entry, grants) => {
+      calls.push("record");
+      return record(entry, grants);
+    };
+    return f;
+  });
+  await daemon.start();
+  await send(datagram());
+  assert.deepEqual(calls, ["wake", "record"]);
+  await send(Buffer.alloc(200, 0x41));
+  assert.deepEqual(calls, ["wake", "record"], "within the gap: not woken again");
+  await clock.advance(WAKE_GAP_MS);
+  await send(Buffer.alloc(20, 0x41));
+  await send(Buffer.alloc(200, 0));
+  assert.deepEqual(calls, ["wake", "record"], "too short, or not base64: no HMAC, no wake");
+  await send(Buffer.alloc(200, 0x41));
+  assert.deepEqual(calls, ["wake", "record", "wake"], "a forged datagram of the right shape wakes it: the checks have not run yet");
   await daemon.stop();
 });
 

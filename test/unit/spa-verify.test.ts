@@ -25,7 +25,10 @@ const vector = (name: string): Vector => {
   return v;
 };
 
-function verify(payload: string | Uint8Array, opts: { keys?: SpaKeys; limits?: Partial<SpaLimits>; now?: number; replay?: ReplayCache; source?: typeof SOURCE } = {}): SpaVerdict {
+function verify(
+  payload: string | Uint8Array,
+  opts: { keys?: SpaKeys; limits?: Partial<SpaLimits>; now?: number; replay?: ReplayCache; source?: typeof SOURCE; beforeHmac?: () => void } = {},
+): SpaVerdict {
   const access = vector("access");
   return verifySpa(
     { payload: typeof payload === "string" ? Buffer.from(payload, "latin1") : payload, source: opts.source ?? SOURCE },
@@ -33,6 +36,7 @@ function verify(payload: string | Uint8Array, opts: { keys?: SpaKeys; limits?: P
     { ...LIMITS, ...opts.limits },
     opts.replay ?? new ReplayCache(16),
     opts.now ?? access.now,
+    opts.beforeHmac,
   );
 }
 const resultOf = (v: SpaVerdict) => (v.ok ? "accepted" : v.result);
@@ -169,6 +173,21 @@ describe("SPA refusals", () => {
     assert.equal(resultOf(verify(`${access.payload}\n`)), "bad_format");
     assert.equal(resultOf(verify(`${access.payload.slice(0, 100)}=${access.payload.slice(101)}`)), "bad_format");
     assert.equal(resultOf(verify(Buffer.alloc(200, 0))), "bad_format");
+  });
+
+  test("beforeHmac runs once for a datagram that passed the free checks, forged or not, and never for one they refuse", () => {
+    const calls = (payload: string | Uint8Array) => {
+      let n = 0;
+      const verdict = verify(payload, { beforeHmac: () => n++ });
+      return [resultOf(verdict), n];
+    };
+    assert.deepEqual(calls(access.payload), ["accepted", 1]);
+    assert.deepEqual(calls(flip(access.payload, 40)), ["bad_hmac", 1]);
+    assert.deepEqual(calls("A".repeat(200)), ["bad_hmac", 1]);
+    assert.deepEqual(calls(access.payload.slice(0, 139)), ["too_short", 0]);
+    assert.deepEqual(calls("A".repeat(MAX_SPA_LENGTH + 1)), ["too_long", 0]);
+    assert.deepEqual(calls(`U2FsdGVkX1${access.payload}`), ["bad_format", 0]);
+    assert.deepEqual(calls(Buffer.alloc(200, 0)), ["bad_format", 0]);
   });
 
   test("0.0.0.0 (fwknop -s) is refused when the door requires an address", () => {

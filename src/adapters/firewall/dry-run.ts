@@ -72,6 +72,8 @@ export class DryRunFirewall implements Firewall {
         const now = this.clock.now();
         return Promise.resolve([...this.replaySet(door)].flatMap(([src, expiresAt]) => (expiresAt > now ? [{ src, remainingMs: expiresAt - now }] : [])));
       },
+      // No helper to wake.
+      wake: () => undefined,
     };
   }
 

@@ -65,6 +65,11 @@ export interface ReplaySets {
   grant(entry: ReplayEntry, grants: () => readonly TimedGrant[]): Promise<ReplayRecord>;
   /** The door's set as the kernel holds it, each element with its time left: what a restarted daemon adopts. */
   list(door: string): Promise<KernelGrant[]>;
+  /**
+   * A datagram is being checked and its record may follow: wakes the writer meanwhile, so the
+   * record does not wait for it to wake. Cheap and never throws; the caller bounds how often.
+   */
+  wake(): void;
 }
 
 /** The firewall port: what the daemon needs from a backend, whichever it is. One grant/revoke pair for every way in. */

@@ -115,9 +115,10 @@ export const replayKey = (payload: Uint8Array): string => formatIPv6(hash("sha25
 /**
  * Checks one datagram against one door. Records the datagram in `replay` once it is authenticated
  * and readable, whatever the later checks decide: each authentic datagram is usable once. `now` is
- * Unix seconds.
+ * Unix seconds. `beforeHmac` runs once the free checks passed, before the HMAC: what it starts
+ * overlaps the checks, and it runs for a forged datagram too.
  */
-export function verifySpa(datagram: SpaDatagram, keys: SpaKeys, limits: SpaLimits, replay: ReplayCache, now: number): SpaVerdict {
+export function verifySpa(datagram: SpaDatagram, keys: SpaKeys, limits: SpaLimits, replay: ReplayCache, now: number, beforeHmac?: () => void): SpaVerdict {
   const { payload, source } = datagram;
   if (payload.length < MIN_SPA_LENGTH) return refuse("too_short", `${payload.length} bytes, fwknop datagrams have at least ${MIN_SPA_LENGTH}`);
   if (payload.length > MAX_SPA_LENGTH) return refuse("too_long", `${payload.length} bytes, fwknop datagrams have at most ${MAX_SPA_LENGTH}`);
@@ -126,6 +127,7 @@ export function verifySpa(datagram: SpaDatagram, keys: SpaKeys, limits: SpaLimit
   // The client always cuts this off; a datagram that still has it is another one with it pasted
   // on, which fwknopd refuses so that the same ciphertext cannot pass the replay cache twice.
   if (hasSaltedPrefix(payload)) return SALTED;
+  beforeHmac?.();
   if (!payloadHmacMatches(payload, keys.hmacKey, keys.hmacDigest)) return BAD_HMAC[keys.hmacDigest];
   const e = fullE(payload, keys.hmacDigest);
 

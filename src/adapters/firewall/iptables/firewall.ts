@@ -101,6 +101,7 @@ export class IptablesFirewall implements Firewall {
         return recorded;
       },
       list: async (door) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetReplayName(door)])),
+      wake: () => this.replaySession.warm(),
     };
   }
 

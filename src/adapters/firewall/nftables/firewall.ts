@@ -135,6 +135,7 @@ export class NftablesFirewall implements Firewall {
         return writer.record(replayEvictions(entry), add, () => this.settleUnknown(entry.door, entry.element, written), () => line("put"));
       },
       list: (door) => this.elements(nftReplaySetName(door)).then(nftElements),
+      wake: () => this.replaySession.warm(),
     };
   }
 

@@ -1,6 +1,7 @@
 /**
  * Signed doors in the daemon: a UDP datagram on an SPA port -> the doors listening there ->
- * verifySpa (length, HMAC in constant time, the in-memory replay cache, decryption, the checks) ->
+ * verifySpa (length, HMAC in constant time, the in-memory replay cache, decryption, the checks;
+ * the replay writer woken meanwhile) ->
  * a grant of the ports asked for, to the address the message names, written with the datagram's
  * record in the door's kernel replay set (one nftables transaction; ipset: the record first).
  *
@@ -65,6 +66,14 @@ export const MAX_PENDING_RECORDS = 1024;
  */
 export const WARM_UP_DATAGRAMS = 2000;
 
+/**
+ * At most one writer wake (ReplaySets.wake) per this many ms. A datagram asks for it before its
+ * HMAC (the checks take about 0.3 ms on a CPU the datagram has just woken, the helper as long to
+ * wake), so a forged one can too: a flood of them has the helper run its no-op at most 100 times a
+ * second.
+ */
+export const WAKE_GAP_MS = 10;
+
 export interface SpaDeps {
   firewall: Firewall;
   protection: DoorPorts;
@@ -98,6 +107,8 @@ export class SignedWay implements PacketWay {
   private readonly warm = new Map<SpaKeys["hmacDigest"], SignedDoor>();
   /** Why the last datagram could not be recorded in the kernel's replay set; null once one was. */
   private replayError: string | null = null;
+  /** When the replay writer was last woken (monotonic ms). */
+  private wokeAt = -Infinity;
 
   /** null when no door is signed. */
   static forDoors(doors: readonly Door[], deps: SpaDeps, grant: (g: GrantRequest) => Promise<OpenResult>): SignedWay | null {
@@ -177,7 +188,7 @@ export class SignedWay implements PacketWay {
       const nowS = this.deps.clock.wallNow() / 1000;
       // Doors sharing a port are told apart by their HMAC keys: the first whose HMAC matches decides.
       for (const d of doors) {
-        const verdict = verifySpa(datagram, d.keys, d.limits, d.replay.front, nowS);
+        const verdict = verifySpa(datagram, d.keys, d.limits, d.replay.front, nowS, this.wakeWriter);
         if (!verdict.ok && verdict.result === "bad_hmac") {
           this.refused(d.door, "bad_hmac", knock, verdict.detail);
           continue;
@@ -231,6 +242,14 @@ export class SignedWay implements PacketWay {
       this.failed(err);
     }
   }
+
+  /** Handed to the checks: wakes the replay writer while they run, at most once per WAKE_GAP_MS. */
+  private readonly wakeWriter = (): void => {
+    const now = this.deps.clock.now();
+    if (now - this.wokeAt < WAKE_GAP_MS) return;
+    this.wokeAt = now;
+    this.deps.firewall.replay.wake();
+  };
 
   private failed(err: unknown): void {
     try {

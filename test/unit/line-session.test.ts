@@ -65,6 +65,25 @@ test("warm runs a no-op (an empty line) in an idle child; nothing before a child
   }
 });
 
+test("a warm is skipped when it would wear the child out (renewAfter): the command it warms for would meet a child still starting", { timeout: 5000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "knockgate-warm-"));
+  const log = join(dir, "warm");
+  const warms = () => (readFileSync(log, { encoding: "utf8", flag: "a+" }).match(/warm/g) ?? []).length;
+  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, env: { WARM_LOG: log }, renewAfter: { commands: 4, bytes: 1 << 20 } });
+  try {
+    await s.send("a");
+    s.warm();
+    await s.send("b");
+    assert.equal(warms(), 1, "the second of four commands: warmed");
+    s.warm();
+    await s.send("c");
+    assert.equal(warms(), 1, "it would have been the fourth: skipped");
+  } finally {
+    s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a child that answers nothing within the deadline is killed: its commands fail, takeLoss says so, the next command starts a fresh child", { timeout: 5000 }, async () => {
   const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, deadlineMs: 300 });
   try {

@@ -165,11 +165,22 @@ export class LineSession {
     return new Promise((resolve, reject) => {
       this.pending.push({ line, resolve, reject });
       this.deadline ??= this.arm();
-      const text = this.protocol.suffix ? `${line}\n${this.protocol.suffix}\n` : `${line}\n`;
+      const text = this.textOf(line);
       this.commands++;
       this.bytes += text.length;
       child.stdin.write(text);
     });
+  }
+
+  private textOf(line: string): string {
+    return this.protocol.suffix ? `${line}\n${this.protocol.suffix}\n` : `${line}\n`;
+  }
+
+  /** Whether the child took its share (LineProtocol.renewAfter), or would with the command `next` written too. */
+  private worn(next?: string): boolean {
+    const limit = this.protocol.renewAfter;
+    if (!limit) return false;
+    return this.commands + (next === undefined ? 0 : 1) >= limit.commands || this.bytes + (next?.length ?? 0) >= limit.bytes;
   }
 
   private arm(): NodeJS.Timeout {
@@ -186,10 +197,12 @@ export class LineSession {
    * Runs a no-op (an empty line, then the protocol's suffix if it has one) when the child is idle: a
    * command expected within the millisecond then finds the helper awake and its path in cache
    * instead of waking it (docs/bench.md, 8f). Nothing while commands are pending (the helper is
-   * awake) or before a child runs. Never fails: a child lost meanwhile shows at the next command.
+   * awake), before a child runs, or when the no-op would wear the child out: its replacement would
+   * then start just as the command comes. Never fails: a child lost meanwhile shows at the next
+   * command.
    */
   warm(): void {
-    if (!this.child || this.pending.length > 0) return;
+    if (!this.child || this.pending.length > 0 || this.worn(this.textOf(""))) return;
     this.send("").catch(() => undefined);
   }
 
@@ -209,8 +222,7 @@ export class LineSession {
    * reconcile reports it) and the next command tries again and fails with it.
    */
   private renewIfWorn(): void {
-    const limit = this.protocol.renewAfter;
-    if (!limit || (this.commands < limit.commands && this.bytes < limit.bytes)) return;
+    if (!this.worn()) return;
     this.close();
     try {
       this.open();

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LineSession, deadlineRunner } from "../../src/adapters/firewall/exec.js";
+import { LineSession, deadlineRunner, type LineProtocol } from "../../src/adapters/firewall/exec.js";
 
 /**
  * A stand-in for `ipset -`: a prompt at start and after each command; output comes in two writes,
@@ -12,16 +12,19 @@ import { LineSession, deadlineRunner } from "../../src/adapters/firewall/exec.js
  */
 const TOOL = `
 const w = (s) => new Promise((r) => process.stdout.write(s, r));
-const pause = () => new Promise((r) => setTimeout(r, 5));
+const pause = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 let chain = w("tool> ");
 require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
+  if (line === "" && process.env.NOOP_LOG) require("node:fs").appendFileSync(process.env.NOOP_LOG, "noop\\n");
+  // A no-op answered late, while the next line is already being worked on.
+  if (line === "" && process.env.NOOP_PROMPT_AFTER_MS) return void setTimeout(() => process.stdout.write("tool> "), Number(process.env.NOOP_PROMPT_AFTER_MS));
   chain = chain.then(async () => {
-    if (line === "" && process.env.WARM_LOG) require("node:fs").appendFileSync(process.env.WARM_LOG, "warm\\n");
     if (line === "hang") return new Promise(() => undefined);
     if (line === "fail") process.stderr.write("no such thing\\n");
     else if (line === "die") process.kill(process.pid, "SIGKILL");
     else if (line.startsWith("pid:")) require("node:fs").appendFileSync(line.slice(4), process.pid + "\\n");
     else if (line === "split") { await new Promise((r) => process.stderr.write("tool v1: ", r)); await pause(); process.stderr.write("it's already added\\n"); }
+    else if (line === "slowsplit") { await new Promise((r) => process.stderr.write("tool v1: ", r)); await pause(60); process.stderr.write("it's already added\\n"); }
     else { await w("out:"); await pause(); await w(line + "\\n"); }
     await w("to"); await pause(); await w("ol> ");
   });
@@ -42,45 +45,93 @@ test("queued commands resolve in order, one per prompt, even when the prompt str
   }
 });
 
-test("warm runs a no-op (an empty line) in an idle child; nothing before a child runs or while a command is pending; answers stay in step", { timeout: 5000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), "knockgate-warm-"));
-  const log = join(dir, "warm");
-  const warms = () => (readFileSync(log, { encoding: "utf8", flag: "a+" }).match(/warm/g) ?? []).length;
-  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, env: { WARM_LOG: log } });
-  try {
-    s.warm();
-    await s.send("a");
-    assert.equal(warms(), 0, "no child ran: nothing to wake, and none is started for it");
-    s.warm();
-    const done: string[] = [];
-    const b = s.send("b").then(() => done.push("b"));
-    s.warm();
-    await b;
-    await s.send("c").then(() => done.push("c"));
-    assert.equal(warms(), 1, "one no-op: the second warm came while b was pending");
-    assert.deepEqual(done, ["b", "c"]);
-  } finally {
+/**
+ * A session whose no-op is an empty line, as nft's (the stand-in answers it like any command), and
+ * how many no-ops its children have read.
+ */
+function wakeable(protocol: Partial<LineProtocol> = {}, env: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "knockgate-wake-"));
+  const log = join(dir, "noops");
+  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, noop: "", env: { NOOP_LOG: log, ...env }, ...protocol });
+  const noops = () => (readFileSync(log, { encoding: "utf8", flag: "a+" }).match(/noop/g) ?? []).length;
+  const close = () => {
     s.close();
     rmSync(dir, { recursive: true, force: true });
+  };
+  return { s, noops, close, dir };
+}
+
+test("wake sends the no-op to an idle child; nothing before a child runs or while a command is pending; answers stay in step", { timeout: 5000 }, async () => {
+  const { s, noops, close } = wakeable();
+  try {
+    s.wake();
+    await s.send("a");
+    assert.equal(noops(), 0, "no child ran: nothing to wake, and none is started for it");
+    s.wake();
+    const done: string[] = [];
+    const b = s.send("b").then(() => done.push("b"));
+    s.wake();
+    await b;
+    await s.send("c").then(() => done.push("c"));
+    assert.equal(noops(), 1, "one no-op: the second wake came while b was pending");
+    assert.deepEqual(done, ["b", "c"]);
+  } finally {
+    close();
   }
 });
 
-test("a warm is skipped when it would wear the child out (renewAfter): the command it warms for would meet a child still starting", { timeout: 5000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), "knockgate-warm-"));
-  const log = join(dir, "warm");
-  const warms = () => (readFileSync(log, { encoding: "utf8", flag: "a+" }).match(/warm/g) ?? []).length;
-  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, env: { WARM_LOG: log }, renewAfter: { commands: 4, bytes: 1 << 20 } });
+test("wake does nothing for a protocol without a no-op (ipset's)", { timeout: 5000 }, async () => {
+  const { s, noops, close } = wakeable({ noop: undefined });
   try {
     await s.send("a");
-    s.warm();
+    s.wake();
     await s.send("b");
-    assert.equal(warms(), 1, "the second of four commands: warmed");
-    s.warm();
-    await s.send("c");
-    assert.equal(warms(), 1, "it would have been the fourth: skipped");
+    assert.equal(noops(), 0);
   } finally {
-    s.close();
-    rmSync(dir, { recursive: true, force: true });
+    close();
+  }
+});
+
+test("a wake is skipped when its no-op would wear the child out (renewAfter): the command it wakes for would meet a child still starting", { timeout: 5000 }, async () => {
+  const { s, noops, close } = wakeable({ renewAfter: { commands: 4, bytes: 1 << 20 } });
+  try {
+    await s.send("a");
+    s.wake();
+    await s.send("b");
+    assert.equal(noops(), 1, "the second of four commands: sent");
+    s.wake();
+    await s.send("c");
+    assert.equal(noops(), 1, "it would have been the fourth: skipped");
+  } finally {
+    close();
+  }
+});
+
+test("a no-op's marker that comes while the next command writes its error settles nothing: the command fails with its whole message", { timeout: 5000 }, async () => {
+  // The no-op's prompt comes 20 ms late, between the two pieces of the next command's message.
+  const { s, close } = wakeable({}, { NOOP_PROMPT_AFTER_MS: "20" });
+  try {
+    await s.send("a");
+    s.wake();
+    await assert.rejects(s.send("slowsplit"), (err: Error & { stderr?: string }) => err.stderr === "tool v1: it's already added\n");
+  } finally {
+    close();
+  }
+});
+
+test("a no-op that fails with no command after it ends the child as a failed command does; the next command runs in a new one", { timeout: 5000 }, async () => {
+  const { s, close, dir } = wakeable({ noop: "fail" });
+  const pids = join(dir, "pids");
+  try {
+    await s.send(`pid:${pids}`);
+    s.wake();
+    await new Promise((r) => setTimeout(r, 200));
+    await s.send(`pid:${pids}`);
+    const [first, second] = readFileSync(pids, "utf8").trim().split("\n");
+    assert.notEqual(first, second);
+    assert.equal(s.takeLoss(), null, "a failed command is no loss");
+  } finally {
+    close();
   }
 });
 

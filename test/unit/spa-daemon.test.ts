@@ -480,6 +480,19 @@ test("a datagram that passed the free checks wakes the replay writer before its 
   await daemon.stop();
 });
 
+test("a replay writer's wake that throws costs the datagram nothing: it opens", async () => {
+  const { daemon, firewall, send, datagram } = setup({}, (f) => {
+    f.replay.wake = () => {
+      throw new Error("boom");
+    };
+    return f;
+  });
+  await daemon.start();
+  await send(datagram());
+  assert.deepEqual((await perPort(firewall)).map((g) => g.src), [CLIENT]);
+  await daemon.stop();
+});
+
 test("SPA packet counts are served to the token holder only", async () => {
   const { daemon, metrics, send } = setup();
   await daemon.start();

@@ -99,6 +99,11 @@ export interface LineProtocol {
    * whose output carries the marker.
    */
   suffix?: string;
+  /**
+   * A line that changes nothing and is answered like any command (with the suffix: one marker),
+   * which wake() sends. None: wake() does nothing.
+   */
+  noop?: string;
   /** How long pending commands may go without a completion before the child counts as hung (ms). */
   deadlineMs?: number;
   /** Variables the child gets besides toolEnv's. */
@@ -118,6 +123,8 @@ interface Pending {
   line: string;
   resolve: () => void;
   reject: (err: Error) => void;
+  /** Sent by wake(). */
+  noop: boolean;
 }
 
 /**
@@ -160,10 +167,14 @@ export class LineSession {
   }
 
   send(line: string): Promise<void> {
+    return this.enqueue(line, false);
+  }
+
+  private enqueue(line: string, noop: boolean): Promise<void> {
     if (line.includes("\n")) return Promise.reject(new Error("a command must be one line"));
     const child = this.child ?? this.start();
     return new Promise((resolve, reject) => {
-      this.pending.push({ line, resolve, reject });
+      this.pending.push({ line, resolve, reject, noop });
       this.deadline ??= this.arm();
       const text = this.textOf(line);
       this.commands++;
@@ -194,16 +205,16 @@ export class LineSession {
   }
 
   /**
-   * Runs a no-op (an empty line, then the protocol's suffix if it has one) when the child is idle: a
-   * command expected within the millisecond then finds the helper awake and its path in cache
-   * instead of waking it (docs/bench.md, 8f). Nothing while commands are pending (the helper is
-   * awake), before a child runs, or when the no-op would wear the child out: its replacement would
-   * then start just as the command comes. Never fails: a child lost meanwhile shows at the next
-   * command.
+   * Sends the protocol's no-op when the child is idle: a command expected within the millisecond
+   * then finds the helper awake and its path in cache instead of waking it (docs/bench.md, 8f).
+   * Nothing without a no-op, before a child runs, while commands are pending (the helper is awake),
+   * or when the no-op would wear the child out (its replacement would be starting as the command
+   * comes). Never fails: a no-op that fails or hangs ends the child as any command would.
    */
-  warm(): void {
-    if (!this.child || this.pending.length > 0 || this.worn(this.textOf(""))) return;
-    this.send("").catch(() => undefined);
+  wake(): void {
+    const { noop } = this.protocol;
+    if (noop === undefined || !this.child || this.pending.length > 0 || this.worn(this.textOf(noop))) return;
+    this.enqueue(noop, true).catch(() => undefined);
   }
 
   /** Starts the child ahead of the first command, so the first grant does not pay for the spawn. */
@@ -259,6 +270,9 @@ export class LineSession {
         // The start's prompts end no command: stderr read with them belongs to the command after,
         // and failing on it would cut that command's message short.
         for (; n > 0 && this.skip > 0; n--) this.skip--;
+        // A no-op's marker can come while the command after it is still writing its error: it
+        // settles no stderr, unless no command follows it (then the error is the no-op's own).
+        for (; n > 0 && this.pending[0]?.noop && (this.stderr === "" || this.pending.length > 1); n--) this.pending.shift()?.resolve();
         if (n > 0 && this.stderr !== "") {
           this.fail(new FirewallError("command failed", this.protocol.argv, this.stderr));
           return;

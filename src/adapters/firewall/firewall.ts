@@ -67,7 +67,8 @@ export interface ReplaySets {
   list(door: string): Promise<KernelGrant[]>;
   /**
    * A datagram is being checked and its record may follow: wakes the writer meanwhile, so the
-   * record does not wait for it to wake. Cheap and never throws; the caller bounds how often.
+   * record does not wait for it to wake (nothing where the helper has no no-op: ipset). Cheap and
+   * never throws; the caller bounds how often.
    */
   wake(): void;
 }

@@ -41,6 +41,11 @@ interface Finding {
 }
 
 /** stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe. */
+/**
+ * No no-op (LineProtocol.noop): `ipset -` answers an empty line with two prompts, and `version`,
+ * answered with one, reads no kernel: it would wake the line reader only, which took little off
+ * with nft (docs/bench.md, 8f).
+ */
 const ipsetSession = () => new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
 
 const tool = (variant: IptablesVariant, family: Family, suffix = ""): string => `${family === 4 ? "iptables" : "ip6tables"}-${variant}${suffix}`;
@@ -101,7 +106,7 @@ export class IptablesFirewall implements Firewall {
         return recorded;
       },
       list: async (door) => ipsetMembers(await mustRun(this.run, ["ipset", "list", ipsetReplayName(door)])),
-      wake: () => this.replaySession.warm(),
+      wake: () => this.replaySession.wake(),
     };
   }
 

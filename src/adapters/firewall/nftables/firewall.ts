@@ -65,6 +65,8 @@ const nftSession = () =>
     marker: /\n}\n/,
     initial: 0,
     suffix: `list set inet ${NFT_TABLE} ${NFT_ACK_SET}`,
+    // An empty line does nothing; its suffix wakes the helper's parser and netlink path too.
+    noop: "",
     // nft -i keeps its line editor's history in $HOME/.nft.history: read whole at start, written
     // back at exit, never trimmed. Every grant's address and replay digest would pile up in root's
     // home and slow each start. No file can exist under /dev/null, ~/.editrc or ~/.inputrc neither.
@@ -135,7 +137,7 @@ export class NftablesFirewall implements Firewall {
         return writer.record(replayEvictions(entry), add, () => this.settleUnknown(entry.door, entry.element, written), () => line("put"));
       },
       list: (door) => this.elements(nftReplaySetName(door)).then(nftElements),
-      wake: () => this.replaySession.warm(),
+      wake: () => this.replaySession.wake(),
     };
   }
 

@@ -248,7 +248,11 @@ export class SignedWay implements PacketWay {
     const now = this.deps.clock.now();
     if (now - this.wokeAt < WAKE_GAP_MS) return;
     this.wokeAt = now;
-    this.deps.firewall.replay.wake();
+    try {
+      this.deps.firewall.replay.wake();
+    } catch {
+      // Only a head start for the record: a wake that throws must not cost the datagram.
+    }
   };
 
   private failed(err: unknown): void {

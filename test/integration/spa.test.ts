@@ -97,6 +97,26 @@ for (const { backend, engine } of ENGINE_SETUPS) {
         assert.equal(await lab.canConnect(SERVER_V6), false, "an IPv4 grant does not open IPv6");
       }));
 
+    test("both helpers killed, the replay records' one too: each loss is a repair of its own, and a datagram then opens", () =>
+      withLab(async (lab) => {
+        await lab.startService();
+        const daemon = await lab.startDaemon(env());
+        const name = backend === "iptables" ? "ipset" : "nft";
+        const helpers = (await lab.exec(lab.server, ["pgrep", "-P", String(daemon.child.pid), "-x", name])).stdout.split("\n").filter(Boolean);
+        assert.equal(helpers.length, 2, `the grants' helper and the replay records' (${helpers.join(" ")})`);
+        for (const pid of helpers) process.kill(Number(pid), "SIGKILL");
+        await daemon.waitFor("firewall_repaired", 4000);
+        await sleep(1200); // two more passes: each loss is reported once
+        const changes = daemon.events("firewall_repaired").flatMap((l) => l["changes"] as string[]);
+        assert.deepEqual(
+          changes.sort(),
+          [`helper \`stdbuf -o0 ${backend === "iptables" ? "ipset -" : "nft -i"}\` ended (signal SIGKILL); started again`, `replay records' helper \`${backend === "iptables" ? "ipset -" : "nft -i"}\` ended (signal SIGKILL); started again`],
+        );
+        await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4]);
+        await daemon.waitFor("open");
+        assert.equal(await lab.canConnect(SERVER_V4), true, "a datagram after the kill opens");
+      }));
+
     test("a request for a port outside PORTS opens nothing, not even the ports it may have", () =>
       withLab(async (lab) => {
         await lab.startService();

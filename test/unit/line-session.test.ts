@@ -174,6 +174,16 @@ test("a child that dies by itself is reported once by takeLoss; one that failed 
   assert.equal(s.takeLoss(), null);
 });
 
+test("a loss names the helper by the protocol's name when it has one", { timeout: 5000 }, async () => {
+  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, name: "replay records' helper `tool`" });
+  try {
+    await assert.rejects(s.send("die"), /exited/);
+    assert.equal(s.takeLoss(), "replay records' helper `tool` ended (signal SIGKILL); started again");
+  } finally {
+    s.close();
+  }
+});
+
 test("a message written to stderr in pieces fails the command with all of it", { timeout: 5000 }, async () => {
   const s = session();
   try {

@@ -106,6 +106,8 @@ export interface LineProtocol {
   noop?: string;
   /** How long pending commands may go without a completion before the child counts as hung (ms). */
   deadlineMs?: number;
+  /** How a loss names the helper; `helper \`ARGV\`` when unset. */
+  name?: string;
   /** Variables the child gets besides toolEnv's. */
   env?: Readonly<Record<string, string>>;
   /** A child is replaced, once idle, after this many commands or bytes written: for a tool whose cost or memory grows with every line. */
@@ -153,7 +155,7 @@ export class LineSession {
 
   /** How losses name this helper: `helper \`nft -i\``. */
   private get name(): string {
-    return `helper \`${this.protocol.argv.join(" ")}\``;
+    return this.protocol.name ?? `helper \`${this.protocol.argv.join(" ")}\``;
   }
 
   /**

@@ -46,7 +46,7 @@ interface Finding {
  * answered with one, reads no kernel: it would wake the line reader only, which took little off
  * with nft (docs/bench.md, 8f).
  */
-const ipsetSession = () => new LineSession({ argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
+const ipsetSession = (name?: string) => new LineSession({ ...(name ? { name } : {}), argv: ["stdbuf", "-o0", "ipset", "-"], marker: /ipset> /, initial: 1 });
 
 const tool = (variant: IptablesVariant, family: Family, suffix = ""): string => `${family === 4 ? "iptables" : "ip6tables"}-${variant}${suffix}`;
 
@@ -84,7 +84,7 @@ export class IptablesFirewall implements Firewall {
   readonly replay: ReplaySets;
   private readonly ipset = ipsetSession();
   /** Replay records have a session of their own: see ReplayWriter. */
-  private readonly replaySession = ipsetSession();
+  private readonly replaySession = ipsetSession("replay records' helper `ipset -`");
   private readonly changes: ChangeQueue;
   private readonly planned: Planned;
   private readonly run: Runner;
@@ -120,10 +120,10 @@ export class IptablesFirewall implements Firewall {
       const findings = await this.inspect(run);
       for (const f of findings) await f.repair();
       if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
-      const lost = this.ipset.takeLoss();
+      const lost = [this.ipset.takeLoss(), this.replaySession.takeLoss()].filter((l) => l !== null);
       this.ipset.open();
       if (signedDoors(this.planned.config).length > 0) this.replaySession.open();
-      return [...findings.map((f) => f.problem), ...(lost ? [lost] : [])];
+      return [...findings.map((f) => f.problem), ...lost];
     });
   }
 

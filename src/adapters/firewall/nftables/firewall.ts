@@ -59,8 +59,9 @@ interface Batch {
  * whose closing brace marks completion. Not --echo: it re-reads the whole grant set on every
  * transaction (19 ms per grant at 10k grants). stdbuf gets the listing out of nft's stdio buffer.
  */
-const nftSession = () =>
+const nftSession = (name?: string) =>
   new LineSession({
+    ...(name ? { name } : {}),
     argv: ["stdbuf", "-o0", "nft", "-i"],
     marker: /\n}\n/,
     initial: 0,
@@ -110,7 +111,7 @@ export class NftablesFirewall implements Firewall {
   readonly replay: ReplaySets;
   private readonly nft = nftSession();
   /** Replay records have a session of their own: see ReplayWriter. */
-  private readonly replaySession = nftSession();
+  private readonly replaySession = nftSession("replay records' helper `nft -i`");
   private queue: Batch[] = [];
   private draining = false;
   private readonly changes: ChangeQueue;
@@ -186,10 +187,10 @@ export class NftablesFirewall implements Firewall {
     return this.changes.reconcile(async (run) => {
       const problems = await this.problems(run);
       if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], this.script().script);
-      const lost = this.nft.takeLoss();
+      const lost = [this.nft.takeLoss(), this.replaySession.takeLoss()].filter((l) => l !== null);
       this.nft.open();
       if (signedDoors(this.planned.config).length > 0) this.replaySession.open();
-      return lost ? [...problems, lost] : problems;
+      return [...problems, ...lost];
     });
   }
 

@@ -101,8 +101,9 @@ for (const { backend, engine } of ENGINE_SETUPS) {
       withLab(async (lab) => {
         await lab.startService();
         const daemon = await lab.startDaemon(env());
-        const name = backend === "iptables" ? "ipset" : "nft";
-        const helpers = (await lab.exec(lab.server, ["pgrep", "-P", String(daemon.child.pid), "-x", name])).stdout.split("\n").filter(Boolean);
+        const tool = backend === "iptables" ? "ipset -" : "nft -i";
+        // By the whole command line: the reconcile's one-shot `nft list` or `ipset list` children are not helpers.
+        const helpers = (await lab.exec(lab.server, ["pgrep", "-P", String(daemon.child.pid), "-f", `^${tool}$`])).stdout.split("\n").filter(Boolean);
         assert.equal(helpers.length, 2, `the grants' helper and the replay records' (${helpers.join(" ")})`);
         for (const pid of helpers) process.kill(Number(pid), "SIGKILL");
         await daemon.waitFor("firewall_repaired", 4000);
@@ -110,7 +111,7 @@ for (const { backend, engine } of ENGINE_SETUPS) {
         const changes = daemon.events("firewall_repaired").flatMap((l) => l["changes"] as string[]);
         assert.deepEqual(
           changes.sort(),
-          [`helper \`stdbuf -o0 ${backend === "iptables" ? "ipset -" : "nft -i"}\` ended (signal SIGKILL); started again`, `replay records' helper \`${backend === "iptables" ? "ipset -" : "nft -i"}\` ended (signal SIGKILL); started again`],
+          [`helper \`stdbuf -o0 ${tool}\` ended (signal SIGKILL); started again`, `replay records' helper \`stdbuf -o0 ${tool}\` ended (signal SIGKILL); started again`],
         );
         await fwknop(lab, ["-A", `tcp/${SERVICE_PORT}`, "-a", CLIENT_V4]);
         await daemon.waitFor("open");

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LineSession, deadlineRunner, type LineProtocol } from "../../src/adapters/firewall/exec.js";
+import { FirewallError } from "../../src/core/errors.js";
 
 /**
  * A stand-in for `ipset -`: a prompt at start and after each command; output comes in two writes,
@@ -21,6 +22,7 @@ require("node:readline").createInterface({ input: process.stdin }).on("line", (l
   chain = chain.then(async () => {
     if (line === "hang") return new Promise(() => undefined);
     if (line === "fail") process.stderr.write("no such thing\\n");
+    else if (line === "quietfail") return void process.stderr.write("no ack set\\n");
     else if (line === "die") process.kill(process.pid, "SIGKILL");
     else if (line.startsWith("pid:")) require("node:fs").appendFileSync(line.slice(4), process.pid + "\\n");
     else if (line === "split") { await new Promise((r) => process.stderr.write("tool v1: ", r)); await pause(); process.stderr.write("it's already added\\n"); }
@@ -107,13 +109,39 @@ test("a wake is skipped when its no-op would wear the child out (renewAfter): th
   }
 });
 
-test("a no-op's marker that comes while the next command writes its error settles nothing: the command fails with its whole message", { timeout: 5000 }, async () => {
+test("an error read with a no-op's marker while a command waits behind it is nobody's: the command fails with no message of its own, never with part of one", { timeout: 5000 }, async () => {
   // The no-op's prompt comes 20 ms late, between the two pieces of the next command's message.
   const { s, close } = wakeable({}, { NOOP_PROMPT_AFTER_MS: "20" });
   try {
     await s.send("a");
     s.wake();
-    await assert.rejects(s.send("slowsplit"), (err: Error & { stderr?: string }) => err.stderr === "tool v1: it's already added\n");
+    await assert.rejects(s.send("slowsplit"), (err: Error) => !(err instanceof FirewallError) && /behind a no-op/.test(err.message));
+    await s.send("again");
+  } finally {
+    close();
+  }
+});
+
+test("a no-op that fails without a marker (nft's listing of a deleted ack set) does not hold the command behind it until the deadline", { timeout: 3000 }, async () => {
+  const { s, close } = wakeable({ noop: "quietfail", deadlineMs: 10_000 });
+  try {
+    await s.send("a");
+    s.wake();
+    await assert.rejects(s.send("b"), (err: Error) => !(err instanceof FirewallError) && /no ack set/.test(err.message));
+    await s.send("again");
+  } finally {
+    close();
+  }
+});
+
+test("a wake is skipped when its no-op would take the child past renewAfter's bytes", { timeout: 5000 }, async () => {
+  // "a\n" is 2 bytes and the no-op's "\n" 1: the third byte is the share.
+  const { s, noops, close } = wakeable({ renewAfter: { commands: 100, bytes: 3 } });
+  try {
+    await s.send("a");
+    s.wake();
+    await s.send("b");
+    assert.equal(noops(), 0);
   } finally {
     close();
   }

@@ -143,7 +143,7 @@ export class LineSession {
   private unread = "";
   /** How the last child ended when we did not end it; null when none did since takeLoss. */
   private lost: string | null = null;
-  /** What the current child wrote on stderr since its last completion. */
+  /** What the current child wrote on stderr: any of it ends the child at the next completion. */
   private stderr = "";
   /** Armed while commands are pending: time since the last completion. */
   private deadline: NodeJS.Timeout | undefined;
@@ -211,7 +211,8 @@ export class LineSession {
    * then finds the helper awake and its path in cache instead of waking it (docs/bench.md, 8f).
    * Nothing without a no-op, before a child runs, while commands are pending (the helper is awake),
    * or when the no-op would wear the child out (its replacement would be starting as the command
-   * comes). Never fails: a no-op that fails or hangs ends the child as any command would.
+   * comes). Never fails: a no-op that fails or hangs ends the child as any command would, and the
+   * command behind it fails with no message of its own (stderrError).
    */
   wake(): void {
     const { noop } = this.protocol;
@@ -272,11 +273,8 @@ export class LineSession {
         // The start's prompts end no command: stderr read with them belongs to the command after,
         // and failing on it would cut that command's message short.
         for (; n > 0 && this.skip > 0; n--) this.skip--;
-        // A no-op's marker can come while the command after it is still writing its error: it
-        // settles no stderr, unless no command follows it (then the error is the no-op's own).
-        for (; n > 0 && this.pending[0]?.noop && (this.stderr === "" || this.pending.length > 1); n--) this.pending.shift()?.resolve();
         if (n > 0 && this.stderr !== "") {
-          this.fail(new FirewallError("command failed", this.protocol.argv, this.stderr));
+          this.fail(this.stderrError());
           return;
         }
         for (; n > 0; n--) this.pending.shift()?.resolve();
@@ -290,10 +288,23 @@ export class LineSession {
     });
     child.on("exit", (code, signal) =>
       this.child === child &&
-      this.died(signal ? `signal ${signal}` : `exit code ${code}`, this.stderr ? new FirewallError("command failed", this.protocol.argv, this.stderr) : new Error(`${file} exited`)),
+      this.died(signal ? `signal ${signal}` : `exit code ${code}`, this.stderr ? this.stderrError() : new Error(`${file} exited`)),
     );
     child.stdin.on("error", () => undefined); // reported through "exit"
     return child;
+  }
+
+  /**
+   * What the pending commands fail with once the child wrote on stderr: the message, which callers
+   * read as the failed command's own. Not behind a no-op (wake), where it cannot be placed: a failed
+   * nft listing prints no marker, so the marker at hand may be the next command's, or the no-op
+   * answered and the next command's message is not whole yet. The commands then fail with no
+   * message of their own, as when a child is lost.
+   */
+  private stderrError(): Error {
+    const [argv0 = ""] = this.protocol.argv;
+    if (this.pending[0]?.noop && this.pending.length > 1) return new Error(`${argv0} wrote on stderr behind a no-op, for it or the command after: ${this.stderr.trim()}`);
+    return new FirewallError("command failed", this.protocol.argv, this.stderr);
   }
 
   /** Markers can straddle two reads: count whole ones and keep the tail for the next read. */

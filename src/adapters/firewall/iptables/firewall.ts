@@ -40,8 +40,8 @@ interface Finding {
   rewroteChain?: boolean;
 }
 
-/** stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe. */
 /**
+ * stdbuf: ipset's prompt, our completion marker, would otherwise sit in a stdio buffer on the pipe.
  * No no-op (LineProtocol.noop): `ipset -` answers an empty line with two prompts, and `version`,
  * answered with one, reads no kernel: it would wake the line reader only, which took little off
  * with nft (docs/bench.md, 8f).
@@ -84,7 +84,7 @@ export class IptablesFirewall implements Firewall {
   readonly replay: ReplaySets;
   private readonly ipset = ipsetSession();
   /** Replay records have a session of their own: see ReplayWriter. */
-  private readonly replaySession = ipsetSession("replay records' helper `ipset -`");
+  private readonly replaySession = ipsetSession("replay records' helper `stdbuf -o0 ipset -`");
   private readonly changes: ChangeQueue;
   private readonly planned: Planned;
   private readonly run: Runner;
@@ -120,9 +120,10 @@ export class IptablesFirewall implements Firewall {
       const findings = await this.inspect(run);
       for (const f of findings) await f.repair();
       if (findings.some((f) => f.rewroteChain)) await this.destroyStaleSets(run);
-      const lost = [this.ipset.takeLoss(), this.replaySession.takeLoss()].filter((l) => l !== null);
+      // Started first: a start that throws leaves the losses for the next pass to report.
       this.ipset.open();
       if (signedDoors(this.planned.config).length > 0) this.replaySession.open();
+      const lost = [this.ipset.takeLoss(), this.replaySession.takeLoss()].filter((l) => l !== null);
       return [...findings.map((f) => f.problem), ...lost];
     });
   }

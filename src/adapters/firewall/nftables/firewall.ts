@@ -111,7 +111,7 @@ export class NftablesFirewall implements Firewall {
   readonly replay: ReplaySets;
   private readonly nft = nftSession();
   /** Replay records have a session of their own: see ReplayWriter. */
-  private readonly replaySession = nftSession("replay records' helper `nft -i`");
+  private readonly replaySession = nftSession("replay records' helper `stdbuf -o0 nft -i`");
   private queue: Batch[] = [];
   private draining = false;
   private readonly changes: ChangeQueue;
@@ -187,9 +187,10 @@ export class NftablesFirewall implements Firewall {
     return this.changes.reconcile(async (run) => {
       const problems = await this.problems(run);
       if (problems.length > 0) await mustRun(run, ["nft", "-f", "-"], this.script().script);
-      const lost = [this.nft.takeLoss(), this.replaySession.takeLoss()].filter((l) => l !== null);
+      // Started first: a start that throws leaves the losses for the next pass to report.
       this.nft.open();
       if (signedDoors(this.planned.config).length > 0) this.replaySession.open();
+      const lost = [this.nft.takeLoss(), this.replaySession.takeLoss()].filter((l) => l !== null);
       return [...problems, ...lost];
     });
   }

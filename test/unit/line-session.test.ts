@@ -32,8 +32,8 @@ require("node:readline").createInterface({ input: process.stdin }).on("line", (l
   });
 });`;
 
-function session() {
-  return new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1 });
+function session(protocol: Partial<LineProtocol> = {}) {
+  return new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, ...protocol });
 }
 
 test("queued commands resolve in order, one per prompt, even when the prompt straddles reads", { timeout: 5000 }, async () => {
@@ -54,7 +54,7 @@ test("queued commands resolve in order, one per prompt, even when the prompt str
 function wakeable(protocol: Partial<LineProtocol> = {}, env: Record<string, string> = {}) {
   const dir = mkdtempSync(join(tmpdir(), "knockgate-wake-"));
   const log = join(dir, "noops");
-  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, noop: "", env: { NOOP_LOG: log, ...env }, ...protocol });
+  const s = session({ noop: "", env: { NOOP_LOG: log, ...env }, ...protocol });
   const noops = () => (readFileSync(log, { encoding: "utf8", flag: "a+" }).match(/noop/g) ?? []).length;
   const close = () => {
     s.close();
@@ -82,17 +82,23 @@ test("wake sends the no-op to an idle child; nothing before a child runs or whil
   }
 });
 
-test("wake does nothing for a protocol without a no-op (ipset's)", { timeout: 5000 }, async () => {
-  const { s, noops, close } = wakeable({ noop: undefined });
-  try {
-    await s.send("a");
-    s.wake();
-    await s.send("b");
-    assert.equal(noops(), 0);
-  } finally {
-    close();
-  }
-});
+// "a\n" is 2 bytes and the no-op's "\n" 1: with a share of 3 bytes, the no-op would take the third.
+for (const [name, protocol] of [
+  ["for a protocol without a no-op (ipset's)", { noop: undefined }],
+  ["when its no-op would take the child past renewAfter's bytes", { renewAfter: { commands: 100, bytes: 3 } }],
+] as const) {
+  test(`a wake sends nothing ${name}`, { timeout: 5000 }, async () => {
+    const { s, noops, close } = wakeable(protocol);
+    try {
+      await s.send("a");
+      s.wake();
+      await s.send("b");
+      assert.equal(noops(), 0);
+    } finally {
+      close();
+    }
+  });
+}
 
 test("a wake is skipped when its no-op would wear the child out (renewAfter): the command it wakes for would meet a child still starting", { timeout: 5000 }, async () => {
   const { s, noops, close } = wakeable({ renewAfter: { commands: 4, bytes: 1 << 20 } });
@@ -129,19 +135,6 @@ test("a no-op that fails without a marker (nft's listing of a deleted ack set) d
     s.wake();
     await assert.rejects(s.send("b"), (err: Error) => !(err instanceof FirewallError) && /no ack set/.test(err.message));
     await s.send("again");
-  } finally {
-    close();
-  }
-});
-
-test("a wake is skipped when its no-op would take the child past renewAfter's bytes", { timeout: 5000 }, async () => {
-  // "a\n" is 2 bytes and the no-op's "\n" 1: the third byte is the share.
-  const { s, noops, close } = wakeable({ renewAfter: { commands: 100, bytes: 3 } });
-  try {
-    await s.send("a");
-    s.wake();
-    await s.send("b");
-    assert.equal(noops(), 0);
   } finally {
     close();
   }
@@ -203,7 +196,7 @@ test("a child that dies by itself is reported once by takeLoss; one that failed 
 });
 
 test("a loss names the helper by the protocol's name when it has one", { timeout: 5000 }, async () => {
-  const s = new LineSession({ argv: [process.execPath, "-e", TOOL], marker: /tool> /, initial: 1, name: "replay records' helper `tool`" });
+  const s = session({ name: "replay records' helper `tool`" });
   try {
     await assert.rejects(s.send("die"), /exited/);
     assert.equal(s.takeLoss(), "replay records' helper `tool` ended (signal SIGKILL); started again");
